@@ -1,0 +1,42 @@
+"""Entry point: ``streamlit run app.py``.
+
+Page config, navigation over ``pages/``, device and weights status, home text.
+"""
+
+import streamlit as st
+
+from explorer import models, ui
+
+st.set_page_config(page_title="Deep Dream & style explorer", page_icon="🎨", layout="wide")
+
+
+def home() -> None:
+    st.title("Deep Dream and style-visualization explorer")
+    st.markdown(
+        "See how a convolutional network sees pictures. **Style transfer** repaints a photo in the "
+        "style of another image by matching the network's *Gram matrices* (Gatys et al., 2016). "
+        "Pick a page on the left; every page runs on this machine and shows its progress as it goes."
+    )
+    st.subheader("This machine")
+    st.write(f"Compute: {ui.device_summary()}.")
+    rows = models.weights_status()
+    st.dataframe(
+        [{"network": models.MODELS[r["model"]].title, "weights file": r["file"],
+          "size (MB)": round(r["size_mb"], 1), "found at": r["found"] or "not downloaded yet"} for r in rows],
+        hide_index=True,
+    )
+    if not any(r["found"] for r in rows):
+        st.info(
+            "No pretrained weights are on this machine yet. With internet they download on first use "
+            "(VGG19 is 548 MB), or run `python -m explorer weights download` beforehand. Without them, "
+            "tick **Use untrained weights** in the sidebar to try everything; results are then labelled."
+        )
+
+
+pages = {
+    "Explorer": [
+        st.Page(home, title="Home", icon="🏠", default=True),
+        st.Page("pages/style_transfer.py", title="Style transfer", icon="🖌️", url_path="style"),
+    ],
+}
+st.navigation(pages).run()

@@ -1,0 +1,225 @@
+"""Command line: ``python -m explorer ...``.
+
+Commands:
+    stylize CONTENT STYLE -o OUT.png [options]   Gatys style transfer (see ``--help``)
+    weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
+    weights status                               where each model's weights are
+
+Exit codes: 0 success; 2 bad input or missing weights (one line ``error: ...`` on stderr, no
+traceback); 130 interrupted (the partial result is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import images, models, style
+
+__all__ = ["main", "build_parser", "CliError"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one ``error: ...`` line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (no usage dump) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _stylize_options(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
+    p.add_argument("content", nargs="?", help="content image: a path or sample:NAME (e.g. sample:astronaut)")
+    p.add_argument("style", nargs="?", help="style image: a path or sample:NAME (e.g. sample:gravel)")
+    p.add_argument("-o", "--output", help="output PNG path (default: stylized.png)")
+    p.add_argument("--size", type=int, default=S, help="working size: long side in pixels (default 256)")
+    p.add_argument("--steps", type=int, default=S, help="optimizer steps (default 100)")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=S, help="default lbfgs")
+    p.add_argument("--lr", type=float, default=S, help="learning rate (default 1.0 for L-BFGS, 0.02 for Adam)")
+    p.add_argument("--content-weight", type=float, default=S, dest="content_weight", help="alpha of eq. (5) (default 1)")
+    p.add_argument("--style-weight", type=float, default=S, dest="style_weight", help="beta of eq. (5) (default 1e6)")
+    p.add_argument("--tv-weight", type=float, default=S, dest="tv_weight", help="total-variation weight (default 0)")
+    p.add_argument("--tv-beta", type=float, default=S, dest="tv_beta", help="total-variation exponent beta (default 2)")
+    p.add_argument("--content-layer", default=S, dest="content_layer", help="default relu4_2")
+    p.add_argument("--style-layers", default=S, dest="style_layers",
+                   help="comma-separated, default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
+    p.add_argument("--style-layer-weights", default=S, dest="style_layer_weights",
+                   help="comma-separated w_l, one per style layer (default equal)")
+    p.add_argument("--init", choices=["content", "noise", "style"], default=S, help="default content")
+    p.add_argument("--seed", type=int, default=S, help="default 0")
+    p.add_argument("--model", choices=[n for n in models.MODELS if models.MODELS[n].family == "vgg"], default=S,
+                   help="default vgg19")
+    p.add_argument("--pooling", choices=["max", "avg"], default=S, help="default max")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=S, help="default auto")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default=S, dest="channels_last")
+    p.add_argument("--preview-every", type=int, default=S, dest="preview_every",
+                   help="keep a snapshot every N steps (default 10)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--weights", metavar="FILE", help="a state_dict file to use instead of ImageNet weights")
+    w.add_argument("--untrained", action="store_true",
+                   help="use untrained weights (seed 0); results are labelled 'untrained weights'")
+    p.add_argument("--report", metavar="REPORT.json", help="write settings, weights, timing and loss history")
+    p.add_argument("--recipe", metavar="RECIPE.json",
+                   help="replay the settings of a report or of the page's settings download; flags override it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m explorer``."""
+    parser = _Parser(prog="python -m explorer",
+                                     description="Deep Dream and style-visualization explorer: command line.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    st = sub.add_parser("stylize", help="Gatys style transfer of CONTENT in the style of STYLE",
+                        description="Gatys et al. (2016) style transfer on VGG features.")
+    _stylize_options(st)
+    wt = sub.add_parser("weights", help="download or inspect pretrained weights")
+    wsub = wt.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
+    wsub.required = True
+    dl = wsub.add_parser("download", help="download ImageNet weights into torch's cache (needs internet)")
+    dl.add_argument("--models", default="vgg19,googlenet",
+                    help=f"comma-separated, from {', '.join(models.MODELS)} or 'all' (default vgg19,googlenet)")
+    dl.add_argument("--dir", help="also copy the files here (use it as EXPLORER_WEIGHTS_DIR on an offline machine)")
+    wsub.add_parser("status", help="where each model's weights are, and their sizes")
+    return parser
+
+
+def _read_recipe(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"recipe file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"recipe {path} is not valid JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"recipe {path} must hold a JSON object")
+    return data
+
+
+def _image_ref(arg: str | None, recipe: dict, key: str) -> str:
+    if arg:
+        return arg
+    ref = recipe.get("inputs", {}).get(key) if isinstance(recipe.get("inputs"), dict) else None
+    if isinstance(ref, str) and ref.startswith("sample:"):
+        return ref
+    if ref:
+        raise CliError(f"the recipe's {key} image was an upload ({ref}); pass its path as {key.upper()}")
+    raise CliError(f"missing {key.upper()} image (a path or sample:NAME)")
+
+
+def _settings_from(args: argparse.Namespace, recipe: dict) -> style.StyleSettings:
+    merged = dict(recipe.get("settings", {})) if recipe else {}
+    if recipe and "settings" not in recipe:
+        raise CliError("recipe has no 'settings' object")
+    for f in style.StyleSettings.__dataclass_fields__:
+        if hasattr(args, f):
+            merged[f] = getattr(args, f)
+    try:
+        return style.StyleSettings.from_dict(merged)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _weights_arg(args) -> str:
+    if args.untrained:
+        return "untrained"
+    if args.weights:
+        return args.weights
+    return "auto"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    recipe = _read_recipe(args.recipe) if args.recipe else {}
+    settings = _settings_from(args, recipe)
+    content_ref = _image_ref(args.content, recipe, "content")
+    style_ref = _image_ref(args.style, recipe, "style")
+    out = Path(args.output or "stylized.png")
+    if out.suffix.lower() != ".png":
+        raise CliError(f"output must be a .png file; got {out}")
+    content = images.parse_image_ref(content_ref, role="content image")
+    style_img = images.parse_image_ref(style_ref, role="style image")
+    for li in (content, style_img):
+        for note in li.notes:
+            _say(f"note: {li.name}: {note}")
+    model = models.load_model(settings.model, weights=_weights_arg(args), device=args.device)
+    if model.weights.untrained:
+        _say(f"warning: using {model.weights.label}: the result shows what an untrained network "
+             "computes, not what a trained VGG sees")
+    c, s = style.prepare_images(content.image, style_img.image, settings.size)
+    run = style.StyleTransfer(model, c, s, settings)
+    _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {style_img.name} on {model.device}, "
+         f"{models.precision_name(run.dtype)}, {model.weights.label}")
+    from .progress import tqdm_events
+
+    interrupted = False
+    try:
+        for _ in tqdm_events(run, desc="stylize", disable=True if args.quiet else None):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+        _say("interrupted: writing the last image")
+    result = run.result()
+    report = result.report()
+    report["inputs"] = {"content": content_ref, "style": style_ref}
+    report["output"] = str(out)
+    if interrupted:
+        report["stopped"] = f"interrupted after step {len(result.history)}"
+    images.save_png_atomic(images.to_pil(result.image), out,
+                           pnginfo={"weights": result.weights_label, "settings": json.dumps(report["settings"])})
+    if args.report:
+        images.write_text_atomic(json.dumps(report, indent=2), args.report)
+    if result.stopped:
+        _say(f"warning: {result.stopped}")
+    fl = result.final_losses
+    _say(f"wrote {out} after {len(result.history)} steps in {result.seconds:.1f} s"
+         + (f"; final total loss {fl['total']:.4g}" if fl else ""))
+    return 130 if interrupted else 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    if args.weights_command == "status":
+        for row in models.weights_status():
+            where = row["found"] or "missing"
+            print(f"{row['model']:13s} {row['file']:34s} {row['size_mb']:7.1f} MB  {where}")
+        rows = models.weights_status()
+        print(f"torch cache: {rows[0]['cache_dir']}")
+        print(f"EXPLORER_WEIGHTS_DIR: {rows[0]['weights_dir'] or '(not set)'}")
+        return 0
+    names = list(models.MODELS) if args.models.strip() == "all" else [n.strip() for n in args.models.split(",") if n.strip()]
+    for n in names:
+        if n not in models.MODELS:
+            raise CliError(f"unknown model {n!r}; choose from {', '.join(models.MODELS)} or 'all'")
+    for p in models.download_weights(names, dest=args.dir):
+        print(f"ok {p}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Returns the exit status (0 ok, 2 error, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stylize":
+            return cmd_stylize(args)
+        return cmd_weights(args)
+    except (CliError, images.ImageError, models.WeightsError, ValueError, OSError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,737 @@
+"""Decode, validate and convert images; tensor <-> PIL; atomic writes.
+
+Every image a user gives us (a Streamlit upload, a path on the command line, a
+bundled sample) goes through :func:`load_image` / :func:`load_sample`, which
+always return an 8-bit ``"RGB"`` :class:`PIL.Image.Image` plus plain-words notes
+about what was changed (first frame of an animation, transparency composited on
+white, 16-bit reduced to 8-bit, ...).  Anything wrong with the *file* raises
+:class:`ImageError`, a :class:`ValueError` whose message is one line a user can
+read, e.g. ``"style image 'x.png': the file is truncated or corrupt"``.
+
+Safety notes
+------------
+* Decompression bombs: the pixel count is read from the file header and checked
+  against :data:`PIL.Image.MAX_IMAGE_PIXELS` *before* anything is decoded.  The
+  header is identified through Pillow's own plugin registry rather than
+  :func:`PIL.Image.open`, because ``Image.open`` itself emits a
+  ``DecompressionBombWarning`` for images between 1x and 2x the limit; this way
+  no warning is ever emitted and no global warning state is touched (thread-safe).
+* ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is never set: truncated files are errors,
+  not silently grey-filled images.
+* Nothing here mutates Pillow's global settings, so the module is safe to use from
+  Streamlit's threads.
+
+No Streamlit import here; the pages and the CLI share this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin
+
+__all__ = [
+    "ImageError",
+    "MIN_SIDE",
+    "MIN_RESIZE_SIDE",
+    "LoadedImage",
+    "load_image",
+    "resize_long_side",
+    "to_tensor",
+    "to_pil",
+    "save_png_atomic",
+    "write_bytes_atomic",
+    "write_text_atomic",
+    "png_bytes",
+    "SAMPLE_CONTENT",
+    "SAMPLE_STYLE",
+    "load_sample",
+    "parse_image_ref",
+]
+
+#: Smallest accepted width and height of a loaded image, in pixels.
+MIN_SIDE = 32
+#: Smallest long side accepted by :func:`resize_long_side`, in pixels.
+MIN_RESIZE_SIDE = 16
+
+#: Bundled scikit-image samples (display name -> ``skimage.data`` function name).
+#: All of these ship inside the scikit-image wheel, so they load with no network.
+SAMPLE_CONTENT: dict[str, str] = {
+    "astronaut": "astronaut",
+    "chelsea (cat)": "chelsea",
+    "coffee": "coffee",
+}
+SAMPLE_STYLE: dict[str, str] = {
+    "hubble deep field": "hubble_deep_field",
+    "immunohistochemistry": "immunohistochemistry",
+    "gravel": "gravel",
+    "brick": "brick",
+}
+
+_SAMPLE_PREFIX = "sample:"
+
+
+class ImageError(ValueError):
+    """A problem with an image file, explained in one line of plain words.
+
+    The message starts with the role and, when known, the file name, e.g.
+    ``"content image 'x.png': not an image file (could not be decoded)"``.
+    Any whitespace (newlines included) in the message is collapsed to single
+    spaces, so the message is always exactly one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass
+class LoadedImage:
+    """A decoded, validated image ready for the models.
+
+    Attributes:
+        image: always mode ``"RGB"``, 8 bits per channel, each side >= :data:`MIN_SIDE`
+            pixels (for images from :func:`load_image` / :func:`load_sample`).
+        name: the file name (no directories), the sample's display name, or the
+            role when no name is known (e.g. bytes without a name).
+        notes: plain-words notes about the conversions that were applied, e.g.
+            ``"transparent areas composited on white"``; empty when none.
+    """
+
+    image: Image.Image
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- #
+# reading the source
+# --------------------------------------------------------------------------- #
+
+
+def _label(role: str, name: str | None) -> str:
+    return f"{role} '{name}'" if name else role
+
+
+def _short(exc: BaseException, limit: int = 120) -> str:
+    """One-line, length-limited text of an exception, for parenthesised details."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_source(source: Any, name: str | None, role: str) -> tuple[bytes, str | None, str]:
+    """Return ``(data, display_name, error_label)`` for any accepted source."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), name, _label(role, name)
+
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(os.fspath(source)).expanduser()
+        shown = name or path.name or str(source)
+        # "Not found"-type errors name the path as typed (that is what the user can
+        # fix); errors about the contents name just the file.
+        label = _label(role, name or str(source))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"{label}: file not found") from None
+        except IsADirectoryError:
+            raise ImageError(f"{label}: this is a folder, not an image file") from None
+        except PermissionError:
+            raise ImageError(f"{label}: could not read the file (permission denied)") from None
+        except OSError as exc:
+            if path.is_dir():
+                raise ImageError(f"{label}: this is a folder, not an image file") from None
+            raise ImageError(f"{label}: could not read the file ({_short(exc)})") from exc
+        return data, shown, _label(role, shown)
+
+    if hasattr(source, "getvalue") or hasattr(source, "read"):
+        if name is None:
+            raw_name = getattr(source, "name", None)
+            if isinstance(raw_name, (str, os.PathLike)) and os.fspath(raw_name):
+                name = Path(os.fspath(raw_name)).name or None
+        label = _label(role, name)
+        try:
+            if hasattr(source, "getvalue"):
+                data = source.getvalue()
+            else:
+                data = source.read()
+        except OSError as exc:
+            raise ImageError(f"{label}: could not read the file ({_short(exc)})") from exc
+        if isinstance(data, str):
+            raise TypeError(
+                f"{label}: the file object was opened in text mode; open it in binary mode ('rb')"
+            )
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{label}: reading the file object gave {type(data).__name__}, not bytes")
+        return bytes(data), name, label
+
+    raise TypeError(
+        f"{role}: expected bytes, a path or a binary file object, got {type(source).__name__}"
+    )
+
+
+# --------------------------------------------------------------------------- #
+# identifying the format (header only, no decoding, no bomb warning)
+# --------------------------------------------------------------------------- #
+
+_plugins_ready = False
+
+
+def _ensure_plugins() -> None:
+    global _plugins_ready
+    if not _plugins_ready:
+        Image.preinit()  # common formats first, in Pillow's own order
+        Image.init()
+        _plugins_ready = True
+
+
+def _identify(data: bytes) -> ImageFile.ImageFile | None:
+    """Open ``data`` with the first Pillow plugin that accepts it; header only.
+
+    Mirrors the format search in :func:`PIL.Image.open` but without its built-in
+    decompression-bomb check (which warns), so the caller can check the size itself.
+    Returns None when no plugin recognises the data.  Raises the first plugin
+    error when a plugin recognised the magic bytes but could not parse the header
+    (and no other plugin could open it).
+    """
+    _ensure_plugins()
+    prefix = data[:16]
+    matched_error: BaseException | None = None
+    for fmt in list(Image.ID):
+        factory, accept = Image.OPEN[fmt]
+        result = True if accept is None else accept(prefix)
+        if not result or isinstance(result, str):
+            continue
+        try:
+            return factory(io.BytesIO(data), "")
+        except Exception as exc:
+            # Like Image.open, go on to the next format; but remember the failure
+            # when the magic bytes matched: then the file is a broken image of
+            # that format rather than not an image at all.
+            if accept is not None and matched_error is None:
+                matched_error = exc
+    if matched_error is not None:
+        raise matched_error
+    return None
+
+
+def _bomb_message(label: str, width: int, height: int) -> str:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return (
+        f"{label}: {width} x {height} = {width * height / 1e6:.1f} megapixels is above the "
+        f"{limit / 1e6:.1f}-megapixel safety limit (decompression bomb protection)"
+    )
+
+
+def _check_bomb(label: str, size: tuple[int, int]) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = size
+    if limit is not None and width * height > limit:
+        raise ImageError(_bomb_message(label, width, height))
+
+
+def _check_min_side(label: str, size: tuple[int, int]) -> None:
+    width, height = size
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"{label}: {width} x {height} pixels is too small; "
+            f"each side must be at least {MIN_SIDE} pixels"
+        )
+
+
+# --------------------------------------------------------------------------- #
+# conversion to 8-bit RGB
+# --------------------------------------------------------------------------- #
+
+_ANIMATED_FORMATS = {"GIF", "PNG", "WEBP", "FLI", "AVIF"}
+
+
+def _composite_on_white(rgba: Image.Image, notes: list[str]) -> Image.Image:
+    """RGBA -> RGB over a white background; note it only if something is transparent."""
+    if rgba.getchannel("A").getextrema()[0] < 255:
+        notes.append("transparent areas composited on white")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _gray_array_to_rgb(values: np.ndarray) -> Image.Image:
+    gray = Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), mode="L")
+    return gray.convert("RGB")
+
+
+def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
+    """Convert any decoded Pillow image to a new 8-bit ``"RGB"`` image.
+
+    Raises:
+        ValueError / OSError from Pillow for modes it cannot convert (the caller
+        turns these into :class:`ImageError`).
+    """
+    mode = im.mode
+    if mode == "RGB":
+        return im.copy()
+    if mode in ("L", "1"):
+        notes.append(
+            "black-and-white (1-bit) image converted to RGB" if mode == "1" else "grayscale converted to RGB"
+        )
+        return im.convert("RGB")
+    if mode == "P":
+        if "transparency" in im.info:
+            return _composite_on_white(im.convert("RGBA"), notes)
+        return im.convert("RGB")
+    if mode == "RGBA":
+        return _composite_on_white(im, notes)
+    if mode in ("LA", "La", "PA", "RGBa"):
+        if mode in ("LA", "La"):
+            notes.append("grayscale converted to RGB")
+        return _composite_on_white(im.convert("RGBA"), notes)
+    if mode.startswith("I;16"):
+        # Pillow's convert() clips 16-bit values to 0..255; scale instead.
+        values = np.asarray(im).astype(np.float64)
+        notes.append("16-bit image converted to 8-bit")
+        notes.append("grayscale converted to RGB")
+        return _gray_array_to_rgb(np.clip(np.round(values / 257.0), 0, 255))
+    if mode == "I":
+        # 32-bit integer grayscale: in practice 16-bit data (PNG/TIFF); scale 0..65535.
+        values = np.asarray(im).astype(np.float64)
+        notes.append("16-bit image converted to 8-bit")
+        notes.append("grayscale converted to RGB")
+        return _gray_array_to_rgb(np.clip(np.round(values / 257.0), 0, 255))
+    if mode == "F":
+        values = np.asarray(im).astype(np.float64)
+        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
+        notes.append("floating-point image clipped to 0-255 and converted to 8-bit")
+        notes.append("grayscale converted to RGB")
+        return _gray_array_to_rgb(np.clip(np.round(values), 0, 255))
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+        return im.convert("RGB")
+    if mode in ("YCbCr", "LAB", "HSV", "RGBX"):
+        return im.convert("RGB")
+    # Anything else Pillow might produce: let Pillow try, via RGBA to keep alpha right.
+    try:
+        return _composite_on_white(im.convert("RGBA"), notes)
+    except (ValueError, OSError):
+        return im.convert("RGB")
+
+
+def _apply_exif_orientation(im: Image.Image, notes: list[str]) -> Image.Image:
+    """Return a transposed copy following the EXIF Orientation tag (2..8)."""
+    try:
+        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # broken EXIF block: the pixels are fine, keep them as stored
+        notes.append("EXIF data could not be read; orientation left as stored")
+        return im
+    if orientation in (3, 6, 8):
+        notes.append("rotated according to EXIF orientation")
+    elif orientation in (2, 4, 5, 7):
+        notes.append("rotated/flipped according to EXIF orientation")
+    else:
+        return im
+    return ImageOps.exif_transpose(im)
+
+
+def _finish(im: Image.Image) -> Image.Image:
+    """Detach metadata that no longer describes the pixels (EXIF orientation etc.)."""
+    im.info = {}
+    return im
+
+
+# --------------------------------------------------------------------------- #
+# public loading API
+# --------------------------------------------------------------------------- #
+
+
+def load_image(
+    source: Any, *, name: str | None = None, role: str = "image"
+) -> LoadedImage:
+    """Decode and validate a user's image and convert it to 8-bit RGB.
+
+    Args:
+        source: ``bytes``/``bytearray``/``memoryview``; a binary file-like object
+            with ``.getvalue()`` (Streamlit ``UploadedFile``, ``io.BytesIO``) or
+            ``.read()``; or a path (``str`` / ``os.PathLike``, ``~`` expanded).
+        name: display name; defaults to the file name of a path, or the ``.name``
+            of a file object, or ``role`` when unknown.
+        role: what the image is for (``"content image"``, ``"style image"``, ...);
+            it starts every error message.
+
+    Returns:
+        :class:`LoadedImage` whose ``image`` is a new, fully decoded ``"RGB"``
+        8-bit image (values 0..255), width and height >= :data:`MIN_SIDE` px,
+        with EXIF orientation applied, and ``notes`` saying what was converted:
+        first frame of an animation/multi-page file, transparency composited on
+        white, 16-bit / float scaled to 8-bit (16-bit: ``round(v / 257)``;
+        float: clipped to 0..255), CMYK / grayscale / palette / YCbCr / LAB /
+        HSV converted to RGB.  ``image.info`` is emptied.
+
+    Raises:
+        ImageError: file not found, a folder, unreadable, empty, not an image
+            Pillow can decode (random bytes, text, SVG), truncated or corrupt
+            (e.g. bad PNG checksum, cut-off JPEG), more than
+            ``PIL.Image.MAX_IMAGE_PIXELS`` pixels according to its header
+            (checked before decoding), a side below :data:`MIN_SIDE` px, or a
+            pixel format that cannot be converted.  Message: one line.
+        TypeError: ``source`` is not one of the accepted types (a programming error).
+    """
+    data, shown, label = _read_source(source, name, role)
+    if not data:
+        raise ImageError(f"{label}: the file is empty")
+
+    notes: list[str] = []
+    im: ImageFile.ImageFile | None = None
+    try:
+        try:
+            im = _identify(data)
+        except Image.DecompressionBombError:
+            raise ImageError(
+                f"{label}: the image is above the safety limit of "
+                f"{(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.1f} megapixels (decompression bomb protection)"
+            ) from None
+        except MemoryError:
+            raise ImageError(f"{label}: not enough memory to open this image") from None
+        except Exception as exc:
+            raise ImageError(f"{label}: the file is truncated or corrupt ({_short(exc)})") from exc
+        if im is None:
+            hint = ""
+            head = data[:1024].lstrip().lower()
+            if b"<svg" in head or (head.startswith(b"<?xml") and b"svg" in head):
+                hint = "; SVG vector drawings are not supported, export it as PNG or JPEG"
+            raise ImageError(f"{label}: not an image file (could not be decoded{hint})")
+
+        # Header size check before any pixel is decoded.
+        _check_bomb(label, im.size)
+
+        try:
+            # Integrity pass (PNG: verifies every chunk checksum); needs its own instance.
+            checker = _identify(data)
+            if checker is not None:
+                checker.verify()
+                checker.close()
+
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if frames > 1:
+                im.seek(0)
+                kind, unit = (
+                    ("animated image", "frames") if im.format in _ANIMATED_FORMATS else ("multi-page image", "pages")
+                )
+                notes.append(f"{kind}: using the first of {frames} {unit}")
+            im.load()
+        except Image.DecompressionBombError:
+            raise ImageError(_bomb_message(label, *im.size)) from None
+        except MemoryError:
+            raise ImageError(f"{label}: not enough memory to decode this image") from None
+        except Exception as exc:
+            # OSError ("image file is truncated", "broken data stream"), SyntaxError
+            # ("broken PNG file"), ValueError, EOFError, struct.error, ...
+            raise ImageError(f"{label}: the file is truncated or corrupt ({_short(exc)})") from exc
+
+        # Decoding may change the size (e.g. ICO picks its largest icon): re-check.
+        _check_bomb(label, im.size)
+
+        try:
+            oriented = _apply_exif_orientation(im, notes)
+            rgb = _to_rgb(oriented, notes)
+        except MemoryError:
+            raise ImageError(f"{label}: not enough memory to convert this image") from None
+        except Exception as exc:
+            raise ImageError(
+                f"{label}: unsupported pixel format '{im.mode}' ({_short(exc)})"
+            ) from exc
+    finally:
+        if im is not None:
+            im.close()
+
+    _check_min_side(label, rgb.size)
+    return LoadedImage(image=_finish(rgb), name=shown or role, notes=_dedupe(notes))
+
+
+def _dedupe(notes: list[str]) -> list[str]:
+    return list(dict.fromkeys(notes))
+
+
+# --------------------------------------------------------------------------- #
+# samples
+# --------------------------------------------------------------------------- #
+
+
+def _all_samples() -> dict[str, str]:
+    return {**SAMPLE_CONTENT, **SAMPLE_STYLE}
+
+
+def _resolve_sample(key: str) -> tuple[str, str] | None:
+    wanted = " ".join(str(key).split()).lower()
+    for display, func in _all_samples().items():
+        if wanted in (display.lower(), func.lower()):
+            return display, func
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _decode_sample(func_name: str) -> tuple[Image.Image, tuple[str, ...]]:
+    import skimage.data  # lazy: importing scikit-image takes a moment
+
+    array = np.asarray(getattr(skimage.data, func_name)())
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array.astype(np.float64) * (255.0 if array.max() <= 1 else 1.0)), 0, 255)
+        array = array.astype(np.uint8)
+    notes: list[str] = []
+    rgb = _finish(_to_rgb(Image.fromarray(np.ascontiguousarray(array)), notes))
+    return rgb, tuple(_dedupe(notes))
+
+
+def load_sample(key: str, *, role: str = "sample image") -> LoadedImage:
+    """Load one of the bundled scikit-image samples as 8-bit RGB (no network).
+
+    Args:
+        key: a display name from :data:`SAMPLE_CONTENT` / :data:`SAMPLE_STYLE`
+            (``"chelsea (cat)"``) or its ``skimage.data`` function name
+            (``"chelsea"``); case and surrounding spaces are ignored.
+        role: prefixes error messages.
+
+    Returns:
+        :class:`LoadedImage` with a fresh copy of the cached ``"RGB"`` image
+        (values 0..255; grayscale samples converted to RGB, with a note), the
+        display name as ``name``.
+
+    Raises:
+        ImageError: unknown key (the message lists the valid names), or the
+            sample could not be loaded.
+    """
+    resolved = _resolve_sample(key)
+    if resolved is None:
+        valid = ", ".join(f"'{k}'" for k in _all_samples())
+        raise ImageError(f"{role}: unknown sample '{key}'; valid names: {valid}")
+    display, func = resolved
+    try:
+        image, notes = _decode_sample(func)
+    except Exception as exc:
+        raise ImageError(f"{_label(role, display)}: could not load the sample ({_short(exc)})") from exc
+    return LoadedImage(image=image.copy(), name=display, notes=list(notes))
+
+
+def parse_image_ref(ref: str, *, role: str = "image") -> LoadedImage:
+    """Load an image named on the command line.
+
+    Args:
+        ref: ``"sample:NAME"`` (NAME as accepted by :func:`load_sample`) or a path.
+        role: prefixes error messages.
+
+    Returns:
+        :class:`LoadedImage`, as from :func:`load_sample` or :func:`load_image`.
+
+    Raises:
+        ImageError: as :func:`load_sample` / :func:`load_image`.
+    """
+    text = str(ref)
+    if text.lower().startswith(_SAMPLE_PREFIX):
+        return load_sample(text[len(_SAMPLE_PREFIX):], role=role)
+    return load_image(Path(text), role=role)
+
+
+# --------------------------------------------------------------------------- #
+# resizing, tensors
+# --------------------------------------------------------------------------- #
+
+
+def resize_long_side(img: Image.Image, size: int) -> Image.Image:
+    """Scale ``img`` so its long side is ``size`` pixels, keeping the aspect ratio.
+
+    Args:
+        img: any PIL image (normally 8-bit RGB from :func:`load_image`).
+        size: target length of the long side in pixels, >= :data:`MIN_RESIZE_SIDE`
+            (16).  Upscaling and downscaling are both allowed.
+
+    Returns:
+        A new image of the same mode; long side exactly ``size`` px, short side
+        ``round(short * size / long)`` px but at least 1 px.  Lanczos resampling.
+        If the image already has that size, a copy.
+
+    Raises:
+        ImageError: ``size`` below :data:`MIN_RESIZE_SIDE`, or not a whole number.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ImageError(f"image size must be a whole number of pixels, got {size!r}")
+    size = int(size)
+    if size < MIN_RESIZE_SIDE:
+        raise ImageError(
+            f"image size {size} pixels is too small; the long side must be at least {MIN_RESIZE_SIDE} pixels"
+        )
+    width, height = img.size
+    long_side = max(width, height)
+    if long_side == 0:
+        raise ImageError("cannot resize an empty (0-pixel) image")
+    scale = size / long_side
+    if width >= height:
+        new_size = (size, max(1, round(height * scale)))
+    else:
+        new_size = (max(1, round(width * scale)), size)
+    if new_size == img.size:
+        return img.copy()
+    return img.resize(new_size, Image.Resampling.LANCZOS)
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> float tensor for the models.
+
+    Args:
+        img: mode ``"RGB"`` (or ``"L"``, repeated to 3 channels), H x W pixels.
+
+    Returns:
+        ``torch.float32`` tensor of shape ``(1, 3, H, W)`` on the CPU, values in
+        [0, 1] (``pixel / 255``).
+
+    Raises:
+        ValueError: other modes (pass the image through :func:`load_image` first,
+            which composites alpha and scales 16-bit data correctly).
+    """
+    if img.mode == "L":
+        img = img.convert("RGB")
+    if img.mode != "RGB":
+        raise ValueError(
+            f"to_tensor expects an RGB image, got mode '{img.mode}'; convert it with load_image first"
+        )
+    return TF.to_tensor(img).unsqueeze(0).to(torch.float32)
+
+
+def to_pil(t: torch.Tensor) -> Image.Image:
+    """Float tensor -> 8-bit RGB PIL image.
+
+    Args:
+        t: shape ``(1, 3, H, W)`` or ``(3, H, W)``, any floating dtype, any device,
+            values nominally in [0, 1]; gradients are ignored.
+
+    Returns:
+        A mode ``"RGB"`` image, W x H pixels: values clamped to [0, 1] (NaN -> 0),
+        then ``round(v * 255)``.
+
+    Raises:
+        ValueError: wrong shape (batch size other than 1, or not 3 channels).
+        TypeError: not a floating-point tensor.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"to_pil expects a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"to_pil expects a floating-point tensor in [0, 1], got {t.dtype}")
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"to_pil expects a batch of one image, got shape {tuple(t.shape)}")
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"to_pil expects shape (1, 3, H, W) or (3, H, W), got {tuple(t.shape)}")
+    t = t.detach().to(device="cpu", dtype=torch.float32)
+    t = torch.nan_to_num(t, nan=0.0).clamp(0.0, 1.0)
+    as_bytes = t.mul(255.0).round().to(torch.uint8)
+    return TF.to_pil_image(as_bytes, mode="RGB")
+
+
+# --------------------------------------------------------------------------- #
+# writing
+# --------------------------------------------------------------------------- #
+
+
+def _png_info(pnginfo: Mapping[str, str] | None) -> PngImagePlugin.PngInfo | None:
+    if not pnginfo:
+        return None
+    info = PngImagePlugin.PngInfo()
+    for key, value in pnginfo.items():
+        info.add_text(str(key), str(value))
+    return info
+
+
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], suffix: str) -> Path:
+    """Write through ``write(file)`` into a temp file next to ``path``, then os.replace.
+
+    The temp file is removed if anything fails, so ``path`` is either the old
+    file, untouched, or the complete new one.
+    """
+    target = Path(os.fspath(path)).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o777  # keep an existing file's permissions
+    except OSError:
+        mode = 0o644
+    tmp = tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{target.name}.", suffix=suffix, delete=False
+    )
+    tmp_path = Path(tmp.name)
+    try:
+        with tmp:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_path, mode)
+        os.replace(tmp_path, target)
+    except BaseException:
+        try:
+            tmp_path.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def save_png_atomic(
+    img: Image.Image, path: str | os.PathLike[str], *, pnginfo: Mapping[str, str] | None = None
+) -> Path:
+    """Save ``img`` as PNG at ``path`` atomically.
+
+    Args:
+        img: any image mode PNG can store (normally 8-bit RGB).
+        path: destination; missing parent folders are created.
+        pnginfo: optional text chunks, e.g. ``{"weights": "untrained"}``.
+
+    Returns:
+        The destination path (``Path``).
+
+    Raises:
+        OSError / ValueError from Pillow or the file system (e.g. a mode PNG cannot
+        store). On any failure the temporary file is removed and an existing file
+        at ``path`` is left intact.
+    """
+    info = _png_info(pnginfo)
+    return _write_atomic(path, lambda f: img.save(f, format="PNG", pnginfo=info), ".png")
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``).
+
+    Returns the destination ``Path``; missing parent folders are created.
+    Raises ``OSError`` on file-system errors, leaving any existing file intact.
+    """
+    payload = bytes(data)
+    return _write_atomic(path, lambda f: f.write(payload), ".tmp")
+
+
+def write_text_atomic(text: str, path: str | os.PathLike[str], *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` (encoded as UTF-8 by default) to ``path`` atomically.
+
+    Returns the destination ``Path``; missing parent folders are created.
+    Raises ``OSError`` on file-system errors (``UnicodeEncodeError`` for text the
+    encoding cannot represent), leaving any existing file intact.
+    """
+    return write_bytes_atomic(text.encode(encoding), path)
+
+
+def png_bytes(img: Image.Image, pnginfo: Mapping[str, str] | None = None) -> bytes:
+    """Encode ``img`` as PNG in memory (for download buttons).
+
+    Args:
+        img: any image mode PNG can store.
+        pnginfo: optional text chunks.
+
+    Returns:
+        The PNG file contents.
+
+    Raises:
+        OSError / ValueError from Pillow for modes PNG cannot store.
+    """
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", pnginfo=_png_info(pnginfo))
+    return buffer.getvalue()

@@ -1,0 +1,634 @@
+"""The shared model layer: a registry of networks, canonical layer names, weights loading and
+hook-free feature extraction.
+
+Every page and CLI command gets its network from :func:`load_model`, which returns a
+:class:`FeatureNet`: the torchvision network cut into a flat list of named layers (VGG
+``conv1_1, relu1_1, ..., pool5``; GoogLeNet ``conv1 ... inception5b``; Inception v3
+``Conv2d_1a_3x3 ... Mixed_7c``). :meth:`FeatureNet.features` walks that list explicitly and
+returns the activations asked for by name. It registers no hooks and mutates nothing, so one
+cached instance can serve every browser session (every Streamlit session runs in its own
+thread) at once.
+
+Weights policy (see README "Weights and offline use"):
+
+* ``"imagenet"``: torchvision's ImageNet weights. Looked up first in ``EXPLORER_WEIGHTS_DIR``
+  (a folder holding torchvision's ``.pth`` files under their usual names), then in torch's
+  cache (``$TORCH_HOME/hub/checkpoints``), then downloaded through torchvision's weights API
+  (unless ``EXPLORER_OFFLINE=1``). When none of that works, :class:`WeightsError` says which
+  file is needed, how large it is, where to put it and how to pre-download it.
+* a path: any compatible ``state_dict`` file, loaded with ``torch.load(weights_only=True)``.
+* ``"untrained"``: torchvision's default initialization under ``torch.manual_seed(0)``.
+  Only when asked for; every report labels it.
+* ``"auto"``: ``"imagenet"``, or ``"untrained"`` if and only if ``EXPLORER_ALLOW_UNTRAINED=1``
+  and no ImageNet weights can be had. The result is still labelled "untrained weights".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+import torchvision.models as tvm
+from torch import nn
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "WeightsError",
+    "WeightsInfo",
+    "FeatureNet",
+    "UnknownLayerError",
+    "list_models",
+    "list_layers",
+    "load_model",
+    "resolve_device",
+    "resolve_precision",
+    "autocast",
+    "weights_file_name",
+    "weights_status",
+    "download_weights",
+    "untrained_allowed",
+    "UNTRAINED_SEED",
+]
+
+#: Seed used before constructing a network with untrained weights, so runs are reproducible.
+UNTRAINED_SEED = 0
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's GoogLeNet and Inception v3 weights were ported from TensorFlow and expect
+# inputs in [-1, 1]; `transform_input=True` maps ImageNet-normalized input to exactly
+# (x - 0.5) / 0.5, which is what we apply directly since we walk the layers ourselves.
+TF_MEAN = (0.5, 0.5, 0.5)
+TF_STD = (0.5, 0.5, 0.5)
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be found or loaded. The message is one line that says
+    which file is needed, its size, where to put it and how to pre-download it."""
+
+
+class UnknownLayerError(ValueError):
+    """A layer name that the network does not have; the message lists the valid names."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Static description of a registered network.
+
+    Attributes:
+        name: registry key, e.g. ``"vgg19"``.
+        title: human name for pages.
+        weights_enum: the torchvision weights entry (``IMAGENET1K_V1``).
+        mean, std: per-channel input normalization applied to images in [0, 1].
+        min_size: smallest input side in pixels the network accepts (from the weights' meta).
+        logits_layer: name of the layer that outputs the 1000 ImageNet logits.
+        family: ``"vgg"``, ``"googlenet"`` or ``"inception_v3"``.
+    """
+
+    name: str
+    title: str
+    weights_enum: object
+    builder: Callable[..., nn.Module]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    min_size: int
+    logits_layer: str
+    family: str
+    description: str = ""
+
+    @property
+    def file_name(self) -> str:
+        return weights_file_name(self.name)
+
+    @property
+    def file_size_mb(self) -> float:
+        return float(self.weights_enum.meta.get("_file_size", 0.0))
+
+
+MODELS: dict[str, ModelSpec] = {
+    "vgg19": ModelSpec(
+        "vgg19", "VGG19", tvm.VGG19_Weights.IMAGENET1K_V1, tvm.vgg19,
+        IMAGENET_MEAN, IMAGENET_STD, 32, "fc8", "vgg",
+        "Simonyan & Zisserman 2014; the network of Gatys et al.'s style transfer.",
+    ),
+    "vgg16": ModelSpec(
+        "vgg16", "VGG16", tvm.VGG16_Weights.IMAGENET1K_V1, tvm.vgg16,
+        IMAGENET_MEAN, IMAGENET_STD, 32, "fc8", "vgg",
+        "Simonyan & Zisserman 2014, 16 weight layers.",
+    ),
+    "googlenet": ModelSpec(
+        "googlenet", "GoogLeNet (Inception v1)", tvm.GoogLeNet_Weights.IMAGENET1K_V1, tvm.googlenet,
+        TF_MEAN, TF_STD, 15, "fc", "googlenet",
+        "Szegedy et al. 2014; the network of the original DeepDream.",
+    ),
+    "inception_v3": ModelSpec(
+        "inception_v3", "Inception v3", tvm.Inception_V3_Weights.IMAGENET1K_V1, tvm.inception_v3,
+        TF_MEAN, TF_STD, 75, "fc", "inception_v3",
+        "Szegedy et al. 2015.",
+    ),
+}
+
+
+def list_models() -> list[str]:
+    """Names of the registered networks, default style network first."""
+    return list(MODELS)
+
+
+def _spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+
+
+# ----------------------------------------------------------------------------- devices
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """Pick the compute device.
+
+    Args:
+        name: ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``
+            or ``"mps"``.
+
+    Raises:
+        ValueError: the device is unknown or not available on this machine.
+    """
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device auto or cpu")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or mps")
+    return dev
+
+
+def _cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Choose the autocast dtype for the network's forward pass.
+
+    Gram matrices and losses always stay float32; this only affects the convolutions.
+
+    Args:
+        precision: ``"auto"`` (bf16 on CUDA GPUs that support it and on CPUs with native bf16
+            instructions, fp16 on other CUDA GPUs, else fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        device: the device the network runs on.
+
+    Returns:
+        ``None`` for plain float32, else the autocast dtype.
+
+    Raises:
+        ValueError: unknown precision, or fp16 asked for on a CPU.
+    """
+    p = (precision or "auto").lower()
+    if p in ("fp32", "float32", "32"):
+        return None
+    if p in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if p in ("fp16", "float16", "half"):
+        if device.type == "cpu":
+            raise ValueError("fp16 is not supported on the CPU; use bf16 or fp32")
+        return torch.float16
+    if p != "auto":
+        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if _cpu_has_bf16() else None
+    return None  # MPS: autocast support varies between releases; stay in float32
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"`` for a value of :func:`resolve_precision`."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Context manager running the network in ``dtype`` (mixed precision), or a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- weights
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a network's parameters came from.
+
+    Attributes:
+        kind: ``"imagenet"``, ``"file"`` or ``"untrained"``.
+        source: the file the weights were read from, or a note for untrained weights.
+        label: short text shown on every page and report, e.g. ``"untrained weights (seed 0)"``.
+    """
+
+    kind: str
+    source: str
+    label: str
+
+    @property
+    def untrained(self) -> bool:
+        return self.kind == "untrained"
+
+
+def weights_file_name(name: str) -> str:
+    """File name torchvision uses for a model's ImageNet weights, e.g. ``vgg19-dcbb9e9d.pth``."""
+    return Path(urlparse(_spec(name).weights_enum.url).path).name
+
+
+def _cache_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _weights_dir() -> Path | None:
+    d = os.environ.get("EXPLORER_WEIGHTS_DIR", "").strip()
+    return Path(d).expanduser() if d else None
+
+
+def untrained_allowed() -> bool:
+    """True when ``EXPLORER_ALLOW_UNTRAINED`` is set to 1/true/yes."""
+    return os.environ.get("EXPLORER_ALLOW_UNTRAINED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _offline() -> bool:
+    return os.environ.get("EXPLORER_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _find_local(name: str) -> Path | None:
+    fname = weights_file_name(name)
+    for folder in (_weights_dir(), _cache_dir()):
+        if folder is not None and (folder / fname).is_file():
+            return folder / fname
+    return None
+
+
+def _missing_message(name: str, reason: str) -> str:
+    spec = _spec(name)
+    wd = _weights_dir()
+    where = f"EXPLORER_WEIGHTS_DIR ({wd})" if wd else "a folder named by EXPLORER_WEIGHTS_DIR"
+    return (
+        f"no pretrained weights for {name}: {spec.file_name} ({spec.file_size_mb:.0f} MB) is not in "
+        f"{where} nor in torch's cache ({_cache_dir()}), and {reason}. "
+        f"Pre-download it with `python -m explorer weights download --models {name}` on a machine with "
+        f"internet and copy the file into one of those folders, pass --weights FILE, or try the app "
+        f"with untrained weights (--untrained or EXPLORER_ALLOW_UNTRAINED=1)."
+    )
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors, unsafe globals
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"could not read weights file {path}: {first}") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"weights file {path} does not hold a state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _imagenet_state_dict(name: str, progress: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+    local = _find_local(name)
+    if local is not None:
+        return _read_state_dict(local), str(local)
+    if _offline():
+        raise WeightsError(_missing_message(name, "EXPLORER_OFFLINE=1 forbids downloading"))
+    try:
+        sd = _spec(name).weights_enum.get_state_dict(progress=progress, check_hash=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(_missing_message(name, f"the download failed ({reason})")) from None
+    return sd, str(_cache_dir() / weights_file_name(name))
+
+
+def weights_status(names: Iterable[str] | None = None) -> list[dict]:
+    """Where each model's ImageNet weights are on this machine.
+
+    Returns:
+        one dict per model: ``model``, ``file``, ``size_mb``, ``found`` (path or ``None``),
+        ``weights_dir``, ``cache_dir``.
+    """
+    out = []
+    for n in names or MODELS:
+        spec = _spec(n)
+        found = _find_local(n)
+        out.append({
+            "model": n, "file": spec.file_name, "size_mb": spec.file_size_mb,
+            "found": str(found) if found else None,
+            "weights_dir": str(_weights_dir()) if _weights_dir() else None,
+            "cache_dir": str(_cache_dir()),
+        })
+    return out
+
+
+def download_weights(names: Iterable[str], dest: str | Path | None = None, progress: bool = True) -> list[Path]:
+    """Download ImageNet weights through torchvision's weights API into torch's cache and, when
+    ``dest`` is given, copy them there too (to prepare an ``EXPLORER_WEIGHTS_DIR`` for an
+    offline classroom machine). Returns the paths written.
+
+    Raises:
+        WeightsError: a download failed (the message names the file).
+    """
+    import shutil
+
+    paths = []
+    for n in names:
+        spec = _spec(n)
+        try:
+            spec.weights_enum.get_state_dict(progress=progress, check_hash=True)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"download of {spec.file_name} ({spec.file_size_mb:.0f} MB) for {n} failed: {reason}") from None
+        cached = _cache_dir() / spec.file_name
+        if dest is not None:
+            d = Path(dest).expanduser()
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / (spec.file_name + ".part")
+            shutil.copyfile(cached, tmp)
+            os.replace(tmp, d / spec.file_name)
+            paths.append(d / spec.file_name)
+        else:
+            paths.append(cached)
+    return paths
+
+
+# ----------------------------------------------------------------------------- construction
+
+def _build_torchvision(spec: ModelSpec, untrained: bool) -> nn.Module:
+    """Construct the torchvision network without weights (aux classifiers removed)."""
+    kwargs: dict = {"weights": None}
+    if spec.family in ("googlenet", "inception_v3"):
+        kwargs.update(aux_logits=False, transform_input=False, init_weights=untrained)
+    if untrained:
+        torch.manual_seed(UNTRAINED_SEED)
+    return spec.builder(**kwargs)
+
+
+def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source: str) -> None:
+    sd = {k: v for k, v in sd.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise WeightsError(f"{source} is not a {name} state_dict ({detail})")
+    bad = [k for k in own if own[k].shape != sd[k].shape]
+    if bad:
+        raise WeightsError(f"{source} does not fit {name}: shape of {bad[0]} is {tuple(sd[bad[0]].shape)}, "
+                           f"expected {tuple(own[bad[0]].shape)}")
+    model.load_state_dict(sd, strict=True)
+
+
+def _vgg_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    layers: list[tuple[str, nn.Module]] = []
+    block, idx = 1, 0
+    for m in model.features:
+        if isinstance(m, nn.Conv2d):
+            idx += 1
+            layers.append((f"conv{block}_{idx}", m))
+        elif isinstance(m, nn.ReLU):
+            layers.append((f"relu{block}_{idx}", nn.ReLU(inplace=False)))
+        elif isinstance(m, nn.MaxPool2d):
+            layers.append((f"pool{block}", m))
+            block, idx = block + 1, 0
+        else:  # pragma: no cover - torchvision's VGG has nothing else
+            raise TypeError(f"unexpected module in VGG features: {m}")
+    layers.append(("avgpool", nn.Sequential(model.avgpool, nn.Flatten(1))))
+    c = model.classifier  # Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
+    layers += [("fc6", c[0]), ("relu6", nn.ReLU(inplace=False)), ("fc7", c[3]),
+               ("relu7", nn.ReLU(inplace=False)), ("fc8", c[6])]
+    return layers
+
+
+_GOOGLENET_ORDER = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b",
+                    "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e",
+                    "maxpool4", "inception5a", "inception5b"]
+_INCEPTION3_ORDER = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                     "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                     "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]
+
+
+def _named_children_layers(model: nn.Module, order: Sequence[str]) -> list[tuple[str, nn.Module]]:
+    layers = [(n, getattr(model, n)) for n in order]
+    layers.append(("avgpool", nn.Sequential(model.avgpool, nn.Flatten(1))))
+    layers.append(("fc", model.fc))  # dropout is the identity in eval mode
+    return layers
+
+
+class FeatureNet(nn.Module):
+    """A torchvision network as a flat, ordered list of canonically named layers.
+
+    Inputs are images in [0, 1], shape (N, 3, H, W); the network's own input normalization is
+    applied inside :meth:`features`. Parameters are frozen and the module is in eval mode.
+    Nothing here registers hooks or changes state during a forward pass, so one instance can be
+    shared by many threads.
+
+    Attributes:
+        spec: the :class:`ModelSpec`.
+        weights: the :class:`WeightsInfo` (say "untrained weights" wherever results are shown).
+        layer_names: canonical names in forward order.
+    """
+
+    def __init__(self, spec: ModelSpec, layers: list[tuple[str, nn.Module]], weights: WeightsInfo):
+        super().__init__()
+        self.spec = spec
+        self.weights = weights
+        self.layer_names: list[str] = [n for n, _ in layers]
+        self.body = nn.ModuleDict(layers)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def train(self, mode: bool = True) -> "FeatureNet":  # noqa: D401 - keep eval forever
+        """Always stays in eval mode (batch norm statistics and dropout are fixed)."""
+        return super().train(False)
+
+    def check_layers(self, layers: Iterable[str]) -> list[str]:
+        """Return ``layers`` as a list after checking each name.
+
+        Raises:
+            UnknownLayerError: a name is not a layer of this network (message lists valid names).
+        """
+        layers = list(layers)
+        for n in layers:
+            if n not in self.body:
+                raise UnknownLayerError(
+                    f"{self.name} has no layer {n!r}; valid layers: {', '.join(self.layer_names)}")
+        return layers
+
+    def depth(self, layer: str) -> int:
+        """Index of ``layer`` in forward order."""
+        self.check_layers([layer])
+        return self.layer_names.index(layer)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images in [0, 1] to the network's input scale (ImageNet mean/std for VGG,
+        [-1, 1] for GoogLeNet and Inception v3)."""
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def features(self, x: torch.Tensor, layers: Iterable[str], *, pooling: str = "max") -> dict[str, torch.Tensor]:
+        """Activations of the requested layers, by name.
+
+        The walk stops after the deepest requested layer (the network is truncated there).
+
+        Args:
+            x: images, shape (N, 3, H, W), values in [0, 1], at least ``spec.min_size`` px a side.
+            layers: canonical layer names, e.g. ``["relu1_1", "relu4_2"]``.
+            pooling: ``"max"`` (as trained) or ``"avg"``: VGG max pooling replaced by average
+                pooling of the same window, as Gatys et al. (2016, sec. 2) recommend for synthesis.
+
+        Returns:
+            dict name -> activation tensor (N, C, H_l, W_l) (or (N, K) after ``avgpool``), in the
+            dtype the layers ran in (bf16/fp16 under autocast).
+
+        Raises:
+            UnknownLayerError: unknown layer name.
+            ValueError: wrong input shape or an image smaller than the network accepts.
+        """
+        wanted = set(self.check_layers(layers))
+        if not wanted:
+            return {}
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+        if min(x.shape[-2:]) < self.spec.min_size:
+            raise ValueError(f"{self.name} needs images of at least {self.spec.min_size} px a side, "
+                             f"got {x.shape[-1]} x {x.shape[-2]}")
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+        out: dict[str, torch.Tensor] = {}
+        h = self.normalize(x)
+        for name in self.layer_names:
+            module = self.body[name]
+            if pooling == "avg" and isinstance(module, nn.MaxPool2d):
+                h = F.avg_pool2d(h, module.kernel_size, module.stride, module.padding,
+                                 ceil_mode=module.ceil_mode)
+            else:
+                h = module(h)
+            if name in wanted:
+                out[name] = h
+                if len(out) == len(wanted):
+                    break
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # the logits, for Captum and class objectives
+        """ImageNet logits, shape (N, 1000), for images (N, 3, H, W) in [0, 1]."""
+        return self.features(x, [self.spec.logits_layer])[self.spec.logits_layer]
+
+    def truncated(self, last_layer: str) -> "FeatureNet":
+        """A network that ends at ``last_layer``, sharing this one's parameters (no copy)."""
+        k = self.depth(last_layer)
+        return FeatureNet(self.spec, [(n, self.body[n]) for n in self.layer_names[: k + 1]],
+                          self.weights).to(self.device)
+
+
+def list_layers(name: str) -> list[str]:
+    """Canonical layer names of a registered network, in forward order.
+
+    Builds the architecture on the ``meta`` device (no memory, no weights), so it is cheap.
+    """
+    spec = _spec(name)
+    with torch.device("meta"):
+        model = _build_torchvision(spec, untrained=False)
+    return [n for n, _ in _layers_for(spec, model)]
+
+
+def _layers_for(spec: ModelSpec, model: nn.Module) -> list[tuple[str, nn.Module]]:
+    if spec.family == "vgg":
+        return _vgg_layers(model)
+    if spec.family == "googlenet":
+        return _named_children_layers(model, _GOOGLENET_ORDER)
+    return _named_children_layers(model, _INCEPTION3_ORDER)
+
+
+_load_lock = threading.Lock()
+
+
+def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", device: str | torch.device = "auto",
+               progress: bool = True) -> FeatureNet:
+    """Build a registered network with its weights, frozen, in eval mode, on ``device``.
+
+    Args:
+        name: a key of :data:`MODELS`.
+        weights: ``"auto"``, ``"imagenet"``, ``"untrained"`` or a path to a state_dict file
+            (see the module docstring for what each does).
+        device: see :func:`resolve_device`.
+        progress: show torchvision's download progress on stderr.
+
+    Returns:
+        a :class:`FeatureNet`; ``.weights`` tells where the parameters came from.
+
+    Raises:
+        ValueError: unknown model or device.
+        WeightsError: no usable weights (one-line message with instructions).
+    """
+    spec = _spec(name)
+    dev = resolve_device(device)
+    w = str(weights) if weights is not None else "auto"
+    with _load_lock:  # torch.manual_seed is process-global: build one model at a time
+        if w in ("auto", "imagenet"):
+            try:
+                sd, source = _imagenet_state_dict(name, progress=progress)
+                info = WeightsInfo("imagenet", source, "ImageNet weights (torchvision IMAGENET1K_V1)")
+            except WeightsError:
+                if w == "imagenet" or not untrained_allowed():
+                    raise
+                sd, info = None, None
+        elif w == "untrained":
+            sd, info = None, None
+        else:
+            path = Path(w).expanduser()
+            sd = _read_state_dict(path)
+            info = WeightsInfo("file", str(path), f"weights from file {path.name}")
+        if sd is None:
+            info = WeightsInfo("untrained", f"torchvision default initialization, torch.manual_seed({UNTRAINED_SEED})",
+                               f"untrained weights (seed {UNTRAINED_SEED})")
+            model = _build_torchvision(spec, untrained=True)
+        else:
+            model = _build_torchvision(spec, untrained=False)
+            _load_into(model, sd, name, info.source)
+    net = FeatureNet(spec, _layers_for(spec, model), info)
+    return net.to(dev)

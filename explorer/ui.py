@@ -1,0 +1,206 @@
+"""The few Streamlit helpers every page shares: the cached model, the weights/device sidebar,
+the image picker and the run/progress widget. Pages stay thin: widgets in, explorer calls,
+results out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Iterable, Mapping, Sequence
+
+import streamlit as st
+import torch
+
+from . import images, models, plots
+from .progress import ProgressEvent
+
+__all__ = [
+    "cached_model",
+    "cached_style_targets",
+    "sidebar_model",
+    "weights_notice",
+    "image_picker",
+    "run_events",
+    "one_line",
+    "device_summary",
+]
+
+UNTRAINED_KEY = "use_untrained_weights"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one readable line (no traceback)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_model(name: str, weights: str, device: str) -> models.FeatureNet:
+    """One :class:`~explorer.models.FeatureNet` per (name, weights, device), shared by every
+    browser session. Feature extraction registers no hooks, so sharing is safe. Failures
+    (missing weights) are not cached, so the next rerun tries again."""
+    return models.load_model(name, weights=weights, device=device)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _style_targets(_model: models.FeatureNet, _style: torch.Tensor, model_key: tuple, image_key: str,
+                   layers: tuple, pooling: str, precision: str) -> dict:
+    from .style import style_targets
+
+    return {k: v.cpu() for k, v in style_targets(_model, _style, layers, pooling=pooling, precision=precision).items()}
+
+
+def cached_style_targets(model: models.FeatureNet, style_image, settings) -> dict:
+    """Style Gram targets of a PIL style image at the run's working size, cached per image
+    content, model and settings (``st.cache_data``), so re-running with other weights alpha/beta
+    or step counts does not recompute them. Returns dict layer -> (N_l, N_l) float32 CPU tensor."""
+    from .images import resize_long_side, to_tensor
+
+    resized = resize_long_side(style_image, settings.size)
+    digest = hashlib.sha1(resized.tobytes()).hexdigest() + f"{resized.size}"
+    key = (model.name, model.weights.kind, model.weights.source, str(model.device))
+    return _style_targets(model, to_tensor(resized), key, digest, tuple(settings.style_layers),
+                          settings.pooling, settings.precision)
+
+
+def device_summary() -> str:
+    """One line on the compute device, e.g. ``CPU (2 threads), bf16 mixed precision``."""
+    dev = models.resolve_device("auto")
+    prec = models.precision_name(models.resolve_precision("auto", dev))
+    if dev.type == "cuda":
+        what = f"GPU {torch.cuda.get_device_name(0)}"
+    elif dev.type == "mps":
+        what = "Apple GPU (MPS)"
+    else:
+        what = f"CPU ({torch.get_num_threads()} threads)"
+    return f"{what}, {prec} {'mixed precision' if prec != 'fp32' else 'precision'}"
+
+
+def _default_untrained(name: str) -> bool:
+    return models.untrained_allowed() and not any(r["found"] for r in models.weights_status([name]))
+
+
+def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "vgg19",
+                  key: str = "model") -> models.FeatureNet | None:
+    """Sidebar controls for network, device and weights; returns the cached model, or ``None``
+    after showing a one-line error (e.g. no pretrained weights and untrained not chosen)."""
+    sb = st.sidebar
+    name = sb.selectbox("Network", list(choices), index=list(choices).index(default), key=f"{key}_name",
+                        format_func=lambda n: models.MODELS[n].title)
+    options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
+        (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+    device = sb.selectbox("Device", options, key="device", help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
+    if UNTRAINED_KEY not in st.session_state:
+        st.session_state[UNTRAINED_KEY] = _default_untrained(name)
+    untrained = sb.checkbox(
+        "Use untrained weights", key=UNTRAINED_KEY,
+        help="Random weights (torch.manual_seed(0)) to try the app without downloading anything. "
+             "Results are labelled: they show what an untrained network computes.")
+    weights = "untrained" if untrained else "imagenet"
+    spec = models.MODELS[name]
+    try:
+        label = f"Loading {spec.title}" if untrained or models.weights_status([name])[0]["found"] else \
+            f"Downloading {spec.title} ImageNet weights ({spec.file_name}, {spec.file_size_mb:.0f} MB; first run only)"
+        with st.spinner(label):
+            model = cached_model(name, weights, device)
+    except (models.WeightsError, ValueError) as exc:
+        st.error(one_line(exc))
+        return None
+    sb.caption(f"Device: {model.device} · {device_summary()}")
+    sb.caption(f"Weights: {model.weights.label}")
+    weights_notice(model)
+    return model
+
+
+def weights_notice(model: models.FeatureNet) -> None:
+    """A visible warning on the page when the model has untrained weights."""
+    if model.weights.untrained:
+        st.warning(f"**{model.weights.label}**: results show what an untrained network computes, "
+                   "not what a trained one sees. Untick “Use untrained weights” in the sidebar once the "
+                   "ImageNet weights are available.", icon="⚠️")
+
+
+def image_picker(label: str, samples: Mapping[str, str], key: str, default: int = 0) -> tuple[images.LoadedImage | None, str | None]:
+    """Pick a bundled sample or upload an image.
+
+    Returns:
+        (image, ref): the decoded image (RGB) and a reference a recipe can store
+        (``sample:NAME`` or ``upload:FILENAME``), or (None, None) when nothing usable is chosen.
+        A bad upload shows a one-line error and keeps the last good image of this picker.
+    """
+    source = st.radio(label, ["Sample", "Upload"], horizontal=True, key=f"{key}_source")
+    good_key = f"{key}_last_good"
+    if source == "Sample":
+        names = list(samples)
+        choice = st.selectbox(f"{label}: sample", names, index=min(default, len(names) - 1), key=f"{key}_sample",
+                              label_visibility="collapsed")
+        try:
+            img = images.load_sample(samples[choice])
+        except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
+            st.error(one_line(exc))
+            return None, None
+        return img, f"sample:{samples[choice]}"
+    up = st.file_uploader(f"{label}: upload", key=f"{key}_upload", label_visibility="collapsed",
+                          type=None, help="PNG, JPEG, WebP, GIF, BMP, TIFF; large images are scaled down")
+    if up is None:
+        st.session_state.pop(good_key, None)
+        st.info("Choose an image file.")
+        return None, None
+    data = up.getvalue()
+    digest = hashlib.sha1(data).hexdigest()
+    last = st.session_state.get(good_key)
+    if last is not None and last[0] == digest:
+        img = last[1]
+    else:
+        try:
+            img = images.load_image(data, name=up.name, role=label.lower())
+        except images.ImageError as exc:
+            st.error(one_line(exc))
+            if last is not None:
+                st.caption(f"Still using the previous image, {last[1].name}.")
+                return last[1], f"upload:{last[1].name}"
+            return None, None
+        st.session_state[good_key] = (digest, img)
+    for note in img.notes:
+        st.caption(f"Note: {note}")
+    return img, f"upload:{img.name}"
+
+
+def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mapping[str, float] | None = None,
+               preview_caption: str = "Current image") -> ProgressEvent | None:
+    """Render a computation's progress events: a progress bar with step count and elapsed
+    time, a live preview and Plotly loss curves. The latest preview and losses are kept in
+    ``st.session_state[state_key]`` so they survive a Stop (which reruns the script).
+
+    Returns:
+        the last event seen.
+    """
+    bar = st.progress(0.0, text="Starting…")
+    left, right = st.columns([1, 1])
+    preview_slot = left.empty()
+    chart_slot = right.empty()
+    rows: list[dict] = []
+    last = None
+    last_chart = 0.0
+    for ev in events:
+        last = ev
+        if ev.losses:
+            rows.append({"step": ev.step, **ev.losses})
+        bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total} · {ev.elapsed:.1f} s")
+        partial = st.session_state.setdefault(state_key, {})
+        partial["rows"] = rows
+        partial["step"] = ev.step
+        partial["total"] = ev.total
+        if ev.preview is not None:
+            pil = images.to_pil(ev.preview)
+            partial["preview"] = pil
+            preview_slot.image(pil, caption=f"{preview_caption}, step {ev.step}")
+            now = time.monotonic()
+            if rows and (now - last_chart > 0.5 or ev.done):
+                chart_slot.plotly_chart(plots.loss_figure(rows, scale=scale), key=f"{state_key}_chart_{ev.step}")
+                last_chart = now
+        if ev.message:
+            st.warning(ev.message)
+    bar.progress(1.0 if last is not None and last.done else (last.fraction if last else 0.0),
+                 text=f"Done: {last.step} steps in {last.elapsed:.1f} s" if last else "Nothing ran")
+    return last

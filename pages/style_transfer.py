@@ -1,0 +1,145 @@
+"""Style transfer page (Gatys et al. 2016): widgets in, explorer calls, results out."""
+
+import json
+
+import streamlit as st
+
+from explorer import images, plots, style, ui
+
+st.title("Style transfer")
+st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
+
+model = ui.sidebar_model(("vgg19", "vgg16"), key="style_model")
+
+left, right = st.columns(2)
+with left:
+    content, content_ref = ui.image_picker("Content image", images.SAMPLE_CONTENT, key="content")
+    if content is not None:
+        st.image(content.image, caption=f"Content: {content.name}", width=320)
+with right:
+    style_img, style_ref = ui.image_picker("Style image", images.SAMPLE_STYLE, key="style")
+    if style_img is not None:
+        st.image(style_img.image, caption=f"Style: {style_img.name}", width=320)
+
+with st.expander("What do alpha, beta, the layers and TV do?"):
+    st.markdown("The network describes the **content** of an image by its activations at one deep layer, "
+                "and its **style** by the correlations between channels (the Gram matrix) at several layers. "
+                "Starting from the content photo, the optimizer changes pixels to match both at once.")
+    st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \quad (1)")
+    st.latex(r"E_l = \frac{1}{4 N_l^2 M_l^2} \sum_{i,j} \left(G^l_{ij} - A^l_{ij}\right)^2 \quad (2) \qquad "
+             r"\mathcal{L}_{style} = \sum_l w_l E_l \quad (3)")
+    st.latex(r"\mathcal{L}_{content} = \tfrac12 \sum_{i,j} \left(F^l_{ij} - P^l_{ij}\right)^2 \quad (4)")
+    st.latex(r"\mathcal{L}_{total} = \alpha \mathcal{L}_{content} + \beta \mathcal{L}_{style} "
+             r"+ \lambda_{TV} \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{\beta_{TV}/2} \quad (5)")
+    st.markdown(
+        "- **alpha / beta** balance content against style: a larger beta repaints more.\n"
+        "- **Style layers**: shallow layers (relu1_1) carry colours and fine strokes, deep ones (relu5_1) larger "
+        "patterns. **Content layer** relu4_2 keeps the layout but not exact pixels.\n"
+        "- **Naming**: the papers' `conv1_1` is rectified in Caffe, so the defaults here are the post-ReLU "
+        "`relu*` outputs; the pre-ReLU `conv*` outputs can be picked too.\n"
+        "- **TV** (total variation) smooths the image; its exponent below 2 keeps edges sharper.")
+
+defaults = style.StyleSettings()
+with st.expander("Settings", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    size = c1.slider("Working size (long side, px)", 64, 1024, defaults.size, step=32, key="size")
+    steps = c1.number_input("Steps", 1, 5000, defaults.steps, key="steps")
+    optimizer = c1.selectbox("Optimizer", ["lbfgs", "adam"], key="optimizer")
+    lr = c1.number_input("Learning rate (0 = default: 1 for L-BFGS, 0.02 for Adam)", 0.0, 100.0, 0.0,
+                         format="%.4f", key="lr")
+    alpha = c2.number_input("Content weight alpha", 0.0, 1e12, defaults.content_weight, format="%.3g", key="alpha")
+    beta = c2.number_input("Style weight beta", 0.0, 1e15, defaults.style_weight, format="%.3g", key="beta")
+    tv_weight = c2.number_input("TV weight", 0.0, 1e9, defaults.tv_weight, format="%.3g", key="tv_weight")
+    tv_beta = c2.number_input("TV exponent beta", 0.5, 10.0, defaults.tv_beta, key="tv_beta")
+    layer_names = [n for n in (model.layer_names if model else []) if n.startswith(("conv", "relu"))] or \
+        list(defaults.style_layers) + [defaults.content_layer]
+    content_layer = c3.selectbox("Content layer", layer_names,
+                                 index=layer_names.index(defaults.content_layer), key="content_layer")
+    style_layers = c3.multiselect("Style layers", layer_names, default=list(defaults.style_layers), key="style_layers")
+    layer_w = c3.text_input("Style layer weights w_l (comma-separated; empty = equal)", "", key="layer_weights")
+    init = c3.selectbox("Start from", ["content", "noise", "style"], key="init")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    pooling = c1.selectbox("Pooling", ["max", "avg"], key="pooling",
+                           help="Gatys et al. replace max pooling by average pooling for smoother results")
+    precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
+                             help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
+    preview_every = c3.number_input("Preview every N steps", 1, 1000, 5, key="preview_every")
+
+settings = None
+try:
+    settings = style.StyleSettings(
+        size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None), content_weight=alpha,
+        style_weight=beta, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
+        style_layers=tuple(style_layers), style_layer_weights=(layer_w if layer_w.strip() else None),
+        init=init, seed=int(seed), model=model.name if model else "vgg19", pooling=pooling,
+        precision=precision, preview_every=int(preview_every))
+except ValueError as exc:
+    st.error(ui.one_line(exc))
+
+ready = model is not None and content is not None and style_img is not None and settings is not None
+b1, b2 = st.columns([1, 5])
+run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run")
+if b2.button("Stop", key="stop"):
+    st.toast("Stopped: the last preview is kept.")
+
+state = st.session_state
+if state.get("style_running"):  # the previous script run was interrupted by Stop (or another widget)
+    state["style_running"] = False
+    partial = state.get("style_partial") or {}
+    if partial.get("preview") is not None:
+        state["style_result"] = {**state.get("style_pending", {}), "image": partial["preview"],
+                                 "history": partial.get("rows", []),
+                                 "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
+
+if run_clicked and ready:
+    state["style_partial"] = {}
+    c, s = style.prepare_images(content.image, style_img.image, settings.size)
+    try:
+        targets = ui.cached_style_targets(model, style_img.image, settings)
+        run = style.StyleTransfer(model, c, s, settings, targets=targets)
+    except ValueError as exc:
+        st.error(ui.one_line(exc))
+    else:
+        state["style_pending"] = {"inputs": {"content": content_ref, "style": style_ref},
+                                  "settings": settings.to_dict(), "weights_label": model.weights.label,
+                                  "content_image": content.image, "style_image": style_img.image}
+        state["style_running"] = True
+        ui.run_events(run, state_key="style_partial",
+                      scale={"content": settings.content_weight, "style": settings.style_weight,
+                             "tv": settings.tv_weight})
+        state["style_running"] = False
+        result = run.result()
+        report = result.report()
+        report["inputs"] = state["style_pending"]["inputs"]
+        state["style_result"] = {**state["style_pending"], "image": images.to_pil(result.image),
+                                 "history": result.history, "report": report, "stopped": result.stopped}
+
+res = state.get("style_result")
+if res:
+    st.subheader("Result")
+    if res.get("stopped"):
+        st.warning(f"Partial result: {res['stopped']}.")
+    cols = st.columns(3)
+    cols[0].image(res["content_image"], caption="Content")
+    cols[1].image(res["style_image"], caption="Style")
+    cols[2].image(res["image"], caption=f"Result ({res['weights_label']})")
+    pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
+    d1, d2, _ = st.columns([1, 1, 3])
+    d1.download_button("Download PNG", images.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
+                       mime="image/png", key="download_png")
+    report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
+                                   "weights_label": res["weights_label"], "stopped": res.get("stopped"),
+                                   "history": res["history"]}
+    d2.download_button("Download settings (JSON)", json.dumps(report, indent=2), file_name="recipe.json",
+                       mime="application/json", key="download_json",
+                       help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")
+    hist = res["history"]
+    if hist:
+        s_ = res["settings"]
+        st.plotly_chart(plots.loss_figure(hist, scale={"content": s_["content_weight"], "style": s_["style_weight"],
+                                                       "tv": s_["tv_weight"]},
+                                          per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"]),
+                        key="final_chart")
+        last = hist[-1]
+        st.caption("Final losses (unweighted): " + ", ".join(
+            f"{k} {last[k]:.4g}" for k in ("content", "style", "tv", "total") if k in last))

@@ -1,0 +1,618 @@
+"""Tests for explorer.images: every odd file is built at test time in tmp_path."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile, features
+
+from explorer import images
+from explorer.images import (
+    MIN_SIDE,
+    SAMPLE_CONTENT,
+    SAMPLE_STYLE,
+    ImageError,
+    LoadedImage,
+    load_image,
+    load_sample,
+    parse_image_ref,
+    png_bytes,
+    resize_long_side,
+    save_png_atomic,
+    to_pil,
+    to_tensor,
+    write_bytes_atomic,
+    write_text_atomic,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def noise_rgb(width: int = 64, height: int = 64, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def png_chunks(data: bytes):
+    """Yield (offset_of_length_field, type, data_start, length) for each PNG chunk."""
+    pos = 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        ctype = data[pos + 4 : pos + 8]
+        yield pos, ctype, pos + 8, length
+        pos += 12 + length
+
+
+def patch_ihdr_size(data: bytes, width: int, height: int) -> bytes:
+    """Rewrite the IHDR width/height of a PNG and fix the IHDR CRC."""
+    out = bytearray(data)
+    pos, ctype, start, length = next(png_chunks(data))
+    assert ctype == b"IHDR"
+    out[start : start + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(out[pos + 4 : start + length])) & 0xFFFFFFFF
+    out[start + length : start + length + 4] = struct.pack(">I", crc)
+    return bytes(out)
+
+
+def assert_image_error(exc_info, role: str, *phrases: str) -> str:
+    message = str(exc_info.value)
+    assert isinstance(exc_info.value, ImageError)
+    assert isinstance(exc_info.value, ValueError)
+    assert "\n" not in message and "\r" not in message
+    assert message.startswith(role), message
+    for phrase in phrases:
+        assert phrase in message, message
+    return message
+
+
+def pixel(loaded: LoadedImage, x: int, y: int) -> tuple[int, int, int]:
+    return loaded.image.getpixel((x, y))
+
+
+class FakeUpload:
+    """Looks like Streamlit's UploadedFile: .name, .getvalue(), .read()."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self.name = name
+        self._buf = io.BytesIO(data)
+
+    def getvalue(self) -> bytes:
+        return self._buf.getvalue()
+
+    def read(self, *args) -> bytes:
+        return self._buf.read(*args)
+
+
+def check_rgb(loaded: LoadedImage) -> None:
+    assert isinstance(loaded, LoadedImage)
+    assert loaded.image.mode == "RGB"
+    assert min(loaded.image.size) >= MIN_SIDE
+    assert loaded.image.info == {}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_truncated_images_flag_not_set():
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError) as ei:
+        load_image(tmp_path / "nope.png", role="content image")
+    assert_image_error(ei, "content image", "nope.png", "file not found")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(ImageError) as ei:
+        load_image(str(tmp_path), role="style image")
+    assert_image_error(ei, "style image", "folder")
+
+
+def test_empty_file(tmp_path):
+    path = write(tmp_path, "empty.png", b"")
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="style image")
+    assert_image_error(ei, "style image 'empty.png'", "the file is empty")
+
+
+def test_empty_bytes_without_name():
+    with pytest.raises(ImageError) as ei:
+        load_image(b"", role="style image")
+    assert str(ei.value) == "style image: the file is empty"
+
+
+@pytest.mark.parametrize(
+    "filename, data",
+    [
+        ("random.png", np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes()),
+        ("notes.txt", b"This is just some text.\nNot an image at all.\n" * 20),
+        ("x.png", b"hello"),
+    ],
+)
+def test_not_an_image(tmp_path, filename, data):
+    path = write(tmp_path, filename, data)
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="content image")
+    assert_image_error(ei, f"content image '{filename}'", "not an image file")
+
+
+def test_svg_is_not_an_image(tmp_path):
+    svg = (
+        b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+        b'<circle cx="50" cy="50" r="40" fill="red"/></svg>\n'
+    )
+    path = write(tmp_path, "logo.svg", svg)
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="style image")
+    msg = assert_image_error(ei, "style image 'logo.svg'", "not an image file")
+    assert "SVG" in msg
+
+
+def test_truncated_jpeg(tmp_path):
+    data = encode(noise_rgb(64, 64), "JPEG", quality=90)
+    path = write(tmp_path, "cut.jpg", data[: len(data) // 2])
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="content image")
+    assert_image_error(ei, "content image 'cut.jpg'", "truncated or corrupt")
+
+
+def test_truncated_png(tmp_path):
+    data = encode(noise_rgb(64, 64), "PNG")
+    with pytest.raises(ImageError) as ei:
+        load_image(data[: len(data) // 2], name="half.png", role="content image")
+    assert_image_error(ei, "content image 'half.png'", "truncated or corrupt")
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_png_with_bad_crc(tmp_path, where):
+    data = bytearray(encode(noise_rgb(64, 64), "PNG"))
+    _, _, start, length = next(c for c in png_chunks(bytes(data)) if c[1] == b"IDAT")
+    data[start + int(length * where)] ^= 0x01
+    path = write(tmp_path, "bad_crc.png", bytes(data))
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="style image")
+    assert_image_error(ei, "style image 'bad_crc.png'", "truncated or corrupt")
+
+
+@pytest.mark.filterwarnings("error")
+def test_bomb_patched_header(tmp_path):
+    data = patch_ihdr_size(encode(noise_rgb(40, 40), "PNG"), 20000, 20000)
+    path = write(tmp_path, "bomb.png", data)
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="content image")
+    assert_image_error(
+        ei,
+        "content image 'bomb.png'",
+        "20000 x 20000 = 400.0 megapixels",
+        "89.5-megapixel safety limit",
+        "decompression bomb",
+    )
+
+
+@pytest.mark.filterwarnings("error")  # between 1x and 2x the limit Image.open would warn
+def test_bomb_just_above_limit_no_warning(tmp_path):
+    data = patch_ihdr_size(encode(noise_rgb(40, 40), "PNG"), 10000, 9000)
+    with pytest.raises(ImageError) as ei:
+        load_image(data, name="big.png", role="style image")
+    assert_image_error(ei, "style image 'big.png'", "10000 x 9000 = 90.0 megapixels", "safety limit")
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("side", [9500, 12000])
+def test_bomb_real_1bit_png(tmp_path, side):
+    path = tmp_path / "big1bit.png"
+    Image.new("1", (side, side)).save(path)
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="content image")
+    assert_image_error(ei, "content image 'big1bit.png'", f"{side} x {side}", "decompression bomb")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10, 10000), (20, 500), (10000, 31)])
+def test_too_small(tmp_path, size):
+    path = tmp_path / "small.png"
+    Image.new("RGB", size, (10, 20, 30)).save(path)
+    with pytest.raises(ImageError) as ei:
+        load_image(path, role="style image")
+    assert_image_error(
+        ei, "style image 'small.png'", f"{size[0]} x {size[1]} pixels is too small", f"at least {MIN_SIDE}"
+    )
+
+
+def test_unsupported_source_type():
+    with pytest.raises(TypeError):
+        load_image(12345)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_sources_bytes_path_str_filelike(tmp_path):
+    img = noise_rgb(48, 40)
+    data = encode(img, "PNG")
+    path = write(tmp_path, "ok.png", data)
+    expected = np.asarray(img)
+    for source in (data, bytearray(data), path, str(path), io.BytesIO(data), FakeUpload(data, "up.png")):
+        loaded = load_image(source, role="content image")
+        check_rgb(loaded)
+        assert np.array_equal(np.asarray(loaded.image), expected)
+        assert loaded.notes == []
+    assert load_image(path).name == "ok.png"
+    assert load_image(FakeUpload(data, "up.png")).name == "up.png"
+    assert load_image(data, name="given.png").name == "given.png"
+    with open(path, "rb") as fh:
+        assert load_image(fh).name == "ok.png"
+
+
+def test_upload_error_names_file():
+    with pytest.raises(ImageError) as ei:
+        load_image(FakeUpload(b"not an image", "x.png"), role="content image")
+    assert str(ei.value) == "content image 'x.png': not an image file (could not be decoded)"
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def test_grayscale(tmp_path):
+    arr = np.tile(np.arange(64, dtype=np.uint8) * 4, (40, 1))
+    loaded = load_image(encode(Image.fromarray(arr, "L"), "PNG"))
+    check_rgb(loaded)
+    out = np.asarray(loaded.image)
+    assert np.array_equal(out[..., 0], arr) and np.array_equal(out[..., 2], arr)
+    assert "grayscale converted to RGB" in loaded.notes
+
+
+def test_one_bit():
+    img = Image.new("1", (40, 40), 0)
+    img.paste(1, (0, 0, 20, 40))
+    loaded = load_image(encode(img, "PNG"))
+    check_rgb(loaded)
+    assert pixel(loaded, 5, 5) == (255, 255, 255) and pixel(loaded, 30, 5) == (0, 0, 0)
+
+
+def test_16bit_png_scaled_not_clipped(tmp_path):
+    values = np.linspace(0, 65535, 64 * 48).round().astype(np.uint16).reshape(48, 64)
+    img = Image.fromarray(values)
+    assert img.mode.startswith("I;16")
+    path = tmp_path / "deep.png"
+    img.save(path)
+    loaded = load_image(path)
+    check_rgb(loaded)
+    out = np.asarray(loaded.image)
+    expected = np.round(values / 257.0).astype(np.uint8)
+    assert np.array_equal(out[..., 0], expected)
+    assert np.array_equal(out[..., 1], expected)
+    assert out.max() == 255 and out.min() == 0
+    assert "16-bit image converted to 8-bit" in loaded.notes
+
+
+def test_32bit_int_tiff():
+    values = (np.arange(40 * 40).reshape(40, 40) * 40).astype(np.int32)
+    loaded = load_image(encode(Image.fromarray(values, "I"), "TIFF"))
+    check_rgb(loaded)
+    expected = np.round(np.clip(values, 0, 65535) / 257.0).astype(np.uint8)
+    assert np.array_equal(np.asarray(loaded.image)[..., 0], expected)
+    assert "16-bit image converted to 8-bit" in loaded.notes
+
+
+def test_float_tiff_clipped():
+    values = np.linspace(-100, 400, 40 * 40, dtype=np.float32).reshape(40, 40)
+    loaded = load_image(encode(Image.fromarray(values, "F"), "TIFF"))
+    check_rgb(loaded)
+    out = np.asarray(loaded.image)[..., 0]
+    assert np.array_equal(out, np.clip(np.round(values), 0, 255).astype(np.uint8))
+
+
+def test_cmyk_jpeg(tmp_path):
+    path = tmp_path / "print.jpg"
+    Image.new("CMYK", (64, 48), (0, 255, 255, 0)).save(path, quality=95)  # pure red ink mix
+    assert Image.open(path).mode == "CMYK"
+    loaded = load_image(path)
+    check_rgb(loaded)
+    r, g, b = pixel(loaded, 10, 10)
+    assert r > 240 and g < 15 and b < 15
+    assert "CMYK converted to RGB" in loaded.notes
+
+
+def test_palette_with_transparency_becomes_white():
+    img = Image.new("P", (40, 40), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
+    img.paste(1, (20, 0, 40, 40))
+    data = encode(img, "PNG", transparency=0)  # palette index 0 (red) is transparent
+    loaded = load_image(data)
+    check_rgb(loaded)
+    assert pixel(loaded, 5, 5) == (255, 255, 255)
+    assert pixel(loaded, 30, 5) == (0, 0, 255)
+    assert "transparent areas composited on white" in loaded.notes
+
+
+def test_palette_without_transparency_no_note():
+    img = noise_rgb(40, 40).convert("P")
+    loaded = load_image(encode(img, "PNG"))
+    check_rgb(loaded)
+    assert np.array_equal(np.asarray(loaded.image), np.asarray(img.convert("RGB")))
+    assert loaded.notes == []
+
+
+def test_rgba_composited_on_white():
+    arr = np.zeros((40, 40, 4), dtype=np.uint8)
+    arr[..., 0] = 200  # red channel
+    arr[:, :10, 3] = 0  # fully transparent
+    arr[:, 10:20, 3] = 128  # half
+    arr[:, 20:, 3] = 255  # opaque
+    loaded = load_image(encode(Image.fromarray(arr, "RGBA"), "PNG"))
+    check_rgb(loaded)
+    assert pixel(loaded, 5, 5) == (255, 255, 255)
+    r, g, b = pixel(loaded, 15, 5)
+    assert abs(r - 227) <= 1 and abs(g - 127) <= 1 and abs(b - 127) <= 1
+    assert pixel(loaded, 30, 5) == (200, 0, 0)
+    assert "transparent areas composited on white" in loaded.notes
+
+
+def test_opaque_rgba_has_no_transparency_note():
+    loaded = load_image(encode(noise_rgb(40, 40).convert("RGBA"), "PNG"))
+    check_rgb(loaded)
+    assert "transparent areas composited on white" not in loaded.notes
+
+
+def test_la_composited_on_white():
+    arr = np.zeros((40, 40, 2), dtype=np.uint8)
+    arr[..., 0] = 50
+    arr[:, :20, 1] = 0
+    arr[:, 20:, 1] = 255
+    loaded = load_image(encode(Image.fromarray(arr, "LA"), "PNG"))
+    check_rgb(loaded)
+    assert pixel(loaded, 5, 5) == (255, 255, 255)
+    assert pixel(loaded, 30, 5) == (50, 50, 50)
+    assert "transparent areas composited on white" in loaded.notes
+
+
+def test_exif_rotated_jpeg(tmp_path):
+    img = Image.new("RGB", (64, 40), (255, 0, 0))
+    img.paste((0, 0, 255), (32, 0, 64, 40))  # left red, right blue (as stored)
+    exif = img.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    path = tmp_path / "phone.jpg"
+    img.save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    check_rgb(loaded)
+    assert loaded.image.size == (40, 64)
+    top, bottom = pixel(loaded, 20, 5), pixel(loaded, 20, 58)
+    assert top[0] > 200 and top[2] < 50  # stored left (red) is displayed on top
+    assert bottom[2] > 200 and bottom[0] < 50
+    assert "rotated according to EXIF orientation" in loaded.notes
+
+
+def test_animated_gif_first_frame(tmp_path):
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    frames = [Image.new("RGB", (40, 40), c) for c in colours]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    loaded = load_image(path)
+    check_rgb(loaded)
+    assert pixel(loaded, 10, 10) == (255, 0, 0)
+    assert any("first of 3 frames" in note for note in loaded.notes), loaded.notes
+
+
+def test_animated_png_first_frame():
+    frames = [Image.new("RGBA", (40, 40), (0, 0, 255, 255)), Image.new("RGBA", (40, 40), (0, 255, 0, 255))]
+    data = encode(frames[0], "PNG", save_all=True, append_images=frames[1:])
+    loaded = load_image(data)
+    assert pixel(loaded, 10, 10) == (0, 0, 255)
+    assert any("first of 2 frames" in note for note in loaded.notes), loaded.notes
+
+
+@pytest.mark.skipif(not features.check("webp"), reason="Pillow built without WebP")
+def test_animated_webp_first_frame():
+    frames = [Image.new("RGB", (40, 40), (255, 0, 0)), Image.new("RGB", (40, 40), (0, 255, 0))]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    loaded = load_image(data)
+    check_rgb(loaded)
+    r, g, _ = pixel(loaded, 10, 10)
+    assert r > 240 and g < 15
+    assert any("first of 2 frames" in note for note in loaded.notes), loaded.notes
+
+
+def test_ycbcr_and_lab_tiff():
+    ycc = noise_rgb(40, 40).convert("YCbCr")
+    loaded = load_image(encode(ycc, "TIFF"))
+    check_rgb(loaded)
+    lab = Image.new("LAB", (40, 40), (128, 128, 128))
+    loaded = load_image(encode(lab, "TIFF"))
+    check_rgb(loaded)
+
+
+# --------------------------------------------------------------------------- resize & tensors
+
+
+@pytest.mark.parametrize(
+    "size_in, target, size_out",
+    [
+        ((100, 50), 64, (64, 32)),
+        ((50, 100), 200, (100, 200)),
+        ((64, 64), 16, (16, 16)),
+        ((1000, 10), 16, (16, 1)),
+        ((300, 451), 256, (170, 256)),
+        ((80, 60), 80, (80, 60)),
+    ],
+)
+def test_resize_long_side(size_in, target, size_out):
+    out = resize_long_side(Image.new("RGB", size_in, (1, 2, 3)), target)
+    assert out.size == size_out
+    assert out.mode == "RGB"
+
+
+def test_resize_long_side_rejects_tiny():
+    with pytest.raises(ImageError) as ei:
+        resize_long_side(Image.new("RGB", (64, 64)), 15)
+    assert "\n" not in str(ei.value) and "at least 16" in str(ei.value)
+
+
+def test_to_tensor_to_pil_round_trip():
+    img = noise_rgb(37, 29, seed=3)
+    t = to_tensor(img)
+    assert t.shape == (1, 3, 29, 37) and t.dtype == torch.float32
+    assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0
+    back = to_pil(t)
+    assert back.mode == "RGB" and back.size == (37, 29)
+    assert np.array_equal(np.asarray(back), np.asarray(img))
+    assert np.array_equal(np.asarray(to_pil(t[0].double())), np.asarray(img))
+
+
+def test_to_pil_clamps_and_validates():
+    t = torch.tensor([-1.0, 0.5, 2.0, float("nan")]).view(1, 1, 2, 2).expand(1, 3, 2, 2).clone()
+    out = np.asarray(to_pil(t.requires_grad_()))
+    assert out[0, 0, 0] == 0 and out[0, 1, 0] == 128 and out[1, 0, 0] == 255 and out[1, 1, 0] == 0
+    assert np.asarray(to_pil(t.detach().to(torch.bfloat16))).shape == (2, 2, 3)
+    with pytest.raises(ValueError):
+        to_pil(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ValueError):
+        to_pil(torch.zeros(1, 4, 4, 4))
+    with pytest.raises(TypeError):
+        to_pil(torch.zeros(3, 4, 4, dtype=torch.uint8))
+
+
+def test_to_tensor_rejects_rgba():
+    with pytest.raises(ValueError):
+        to_tensor(Image.new("RGBA", (8, 8)))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def test_save_png_atomic(tmp_path):
+    img = noise_rgb(40, 30)
+    target = tmp_path / "out" / "deeper" / "result.png"
+    returned = save_png_atomic(img, target, pnginfo={"weights": "untrained", "note": "é ok"})
+    assert returned == target
+    assert os.listdir(target.parent) == ["result.png"]
+    with Image.open(target) as reread:
+        assert reread.text["weights"] == "untrained"
+        assert reread.text["note"] == "é ok"
+        assert np.array_equal(np.asarray(reread.convert("RGB")), np.asarray(img))
+    # overwrite in place
+    save_png_atomic(Image.new("RGB", (40, 30), (9, 9, 9)), target)
+    assert os.listdir(target.parent) == ["result.png"]
+    with Image.open(target) as reread:
+        assert reread.getpixel((0, 0)) == (9, 9, 9)
+
+
+def test_save_png_atomic_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "keep.png"
+    save_png_atomic(noise_rgb(40, 30), target)
+    before = target.read_bytes()
+    with pytest.raises((OSError, ValueError)):
+        save_png_atomic(Image.new("CMYK", (40, 30)), target)  # PNG cannot store CMYK
+    with pytest.raises(Exception):
+        save_png_atomic(object(), target)  # type: ignore[arg-type]
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["keep.png"]
+
+
+def test_write_bytes_and_text_atomic(tmp_path):
+    path = write_text_atomic('{"a": "é"}\n', tmp_path / "r" / "report.json")
+    assert path.read_text(encoding="utf-8") == '{"a": "é"}\n'
+    write_bytes_atomic(b"\x00\x01", path)
+    assert path.read_bytes() == b"\x00\x01"
+    assert os.listdir(path.parent) == ["report.json"]
+
+
+def test_png_bytes():
+    img = noise_rgb(40, 30)
+    data = png_bytes(img, pnginfo={"weights": "untrained"})
+    assert data.startswith(b"\x89PNG")
+    with Image.open(io.BytesIO(data)) as reread:
+        assert reread.text == {"weights": "untrained"}
+        assert np.array_equal(np.asarray(reread), np.asarray(img))
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    images._decode_sample.cache_clear()
+    yield
+    images._decode_sample.cache_clear()
+
+
+def test_samples_load_offline(no_network):
+    for display, func in {**SAMPLE_CONTENT, **SAMPLE_STYLE}.items():
+        loaded = load_sample(display)
+        check_rgb(loaded)
+        assert loaded.name == display
+        by_func = load_sample(func)
+        assert by_func.name == display
+        assert np.array_equal(np.asarray(by_func.image), np.asarray(loaded.image))
+
+
+def test_sample_cache_returns_copies():
+    first = load_sample("coffee")
+    first.image.paste((1, 2, 3), (0, 0, 10, 10))
+    first.notes.append("mutated")
+    second = load_sample("coffee")
+    assert second.image.getpixel((0, 0)) != (1, 2, 3)
+    assert "mutated" not in second.notes
+
+
+def test_grayscale_sample_note():
+    loaded = load_sample("gravel")
+    check_rgb(loaded)
+    assert "grayscale converted to RGB" in loaded.notes
+
+
+def test_unknown_sample():
+    with pytest.raises(ImageError) as ei:
+        load_sample("mona lisa", role="style image")
+    msg = assert_image_error(ei, "style image", "unknown sample 'mona lisa'")
+    for display in {**SAMPLE_CONTENT, **SAMPLE_STYLE}:
+        assert display in msg
+
+
+def test_parse_image_ref(tmp_path):
+    assert parse_image_ref("sample:chelsea").name == "chelsea (cat)"
+    assert parse_image_ref("sample:Chelsea (cat)").name == "chelsea (cat)"
+    path = tmp_path / "a.png"
+    noise_rgb(40, 40).save(path)
+    loaded = parse_image_ref(str(path))
+    check_rgb(loaded)
+    assert loaded.name == "a.png"
+    with pytest.raises(ImageError) as ei:
+        parse_image_ref(str(tmp_path / "missing.png"), role="content image")
+    assert_image_error(ei, "content image", "file not found")
+
+
+@pytest.mark.parametrize("name, data", [("head.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 30), ("head.gif", b"GIF89a garbage")])
+def test_broken_header_is_corrupt(name, data):
+    with pytest.raises(ImageError) as ei:
+        load_image(data, name=name, role="style image")
+    assert_image_error(ei, f"style image '{name}'", "truncated or corrupt")
+
+
+def test_image_error_is_one_line():
+    assert str(ImageError("a\nb\r\n  c")) == "a b c"
