@@ -442,6 +442,10 @@ class StyleTransfer:
         self.content = content.to(self.device, torch.float32)
         style_list = [(style, 1.0)] if isinstance(style, torch.Tensor) else list(style or [])
         with torch.no_grad():
+            if targets is None and not style_list:
+                if settings.style_weight > 0 and settings.style_layers:
+                    raise ValueError("a style image is needed (or set the style weight to 0)")
+                targets = {}
             if targets is None:
                 targets = style_targets(model, style_list, settings.style_layers,
                                         pooling=settings.pooling, precision=settings.precision)
@@ -455,7 +459,7 @@ class StyleTransfer:
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.stopped: str | None = None
         self.seconds = 0.0
-        self._layers = [settings.content_layer, *settings.style_layers]
+        self._layers = [settings.content_layer, *(l for l in settings.style_layers if l in self.targets)]
 
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -483,7 +487,7 @@ class StyleTransfer:
             feats = self.model.features(self._fmt(x), self._layers, pooling=s.pooling)
         # losses stay in float32: outside autocast, features cast up first
         c = content_loss(feats[s.content_layer], self.content_target)
-        e = {l: style_layer_loss(feats[l], self.targets[l]) for l in s.style_layers}
+        e = {l: style_layer_loss(feats[l], self.targets[l]) for l in s.style_layers if l in self.targets}
         st = style_loss(e, s.layer_weights) if e else torch.zeros_like(c)
         tv = total_variation(x, s.tv_beta) if s.tv_weight > 0 else torch.zeros_like(c)
         total = s.content_weight * c + s.style_weight * st + s.tv_weight * tv

@@ -1,0 +1,39 @@
+"""Shared fixtures. Every test runs on the CPU with untrained, seeded weights (pretrained
+weights cannot be downloaded on the development and CI machines) and small images."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Never try to download weights during tests; untrained weights must still be asked for.
+os.environ.setdefault("EXPLORER_OFFLINE", "1")
+# Keep the torch cache of the developer's machine out of the tests.
+os.environ["TORCH_HOME"] = str(ROOT / ".pytest_cache" / "torch_home")
+os.environ.pop("EXPLORER_WEIGHTS_DIR", None)
+
+
+@pytest.fixture(scope="session")
+def vgg19():
+    """The shared untrained VGG19 (torchvision init under torch.manual_seed(0))."""
+    from explorer.models import load_model
+
+    return load_model("vgg19", weights="untrained", device="cpu")
+
+
+@pytest.fixture
+def images64():
+    """A content and a style image, (1, 3, 64, 64) in [0, 1], smooth and structured so that
+    their features differ (a gradient with a disc vs. stripes)."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    disc = (((x - 0.5) ** 2 + (y - 0.5) ** 2) < 0.08).float()
+    content = torch.stack([x, y, disc]).unsqueeze(0)
+    stripes = (torch.sin(x * 40) > 0).float()
+    style = torch.stack([stripes, 1 - stripes, 0.5 * torch.ones_like(x)]).unsqueeze(0)
+    return content, style

@@ -1,0 +1,200 @@
+"""The shared model layer: canonical names, weights policy, hook-free features, threads."""
+
+import threading
+
+import pytest
+import torch
+import torchvision
+
+from explorer import models
+from explorer.models import UnknownLayerError, WeightsError, list_layers, load_model
+
+
+def test_vgg19_layers_have_canonical_names_in_forward_order():
+    names = list_layers("vgg19")
+    assert names[:5] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
+    for n in ("relu4_2", "conv5_4", "relu5_4", "pool5", "fc8"):
+        assert n in names
+    assert names.index("relu3_1") < names.index("relu4_1") < names.index("pool5")
+    assert sum(n.startswith("conv") for n in names) == 16
+    assert sum(n.startswith("conv") for n in list_layers("vgg16")) == 13
+
+
+def test_inception_layers_have_canonical_names():
+    g = list_layers("googlenet")
+    assert g[:4] == ["conv1", "maxpool1", "conv2", "conv3"]
+    assert g.index("inception3a") < g.index("inception4c") < g.index("inception5b")
+    i3 = list_layers("inception_v3")
+    assert i3[0] == "Conv2d_1a_3x3"
+    assert i3.index("Mixed_5b") < i3.index("Mixed_6b") < i3.index("Mixed_7c")
+
+
+def _state_dict_file(tmp_path, builder, seed=1, **kw):
+    torch.manual_seed(seed)
+    tv = builder(weights=None, **kw).eval()
+    path = tmp_path / "weights.pth"
+    torch.save(tv.state_dict(), path)
+    return tv, path
+
+
+def test_named_vgg_activations_equal_torchvision_features(tmp_path):
+    tv, path = _state_dict_file(tmp_path, torchvision.models.vgg19)
+    net = load_model("vgg19", weights=path, device="cpu")
+    assert net.weights.kind == "file"
+    x = torch.rand(2, 3, 64, 48)
+    xn = (x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    wanted = ["conv1_1", "relu2_1", "pool3", "relu4_2", "conv5_1"]
+    got = net.features(x, wanted)
+    with torch.no_grad():
+        for name in wanted:
+            k = net.layer_names.index(name)
+            ref = tv.features[: k + 1](xn.clone())
+            torch.testing.assert_close(got[name], ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(net(x), tv(xn), rtol=1e-4, atol=1e-4)
+
+
+def test_googlenet_logits_match_torchvision_with_transform_input(tmp_path):
+    # torchvision's pretrained GoogLeNet uses transform_input=True on ImageNet-normalized input;
+    # our walk feeds [-1, 1] input directly, which must give the same logits.
+    tv, path = _state_dict_file(tmp_path, torchvision.models.googlenet, aux_logits=False,
+                                transform_input=True, init_weights=True)
+    net = load_model("googlenet", weights=path, device="cpu")
+    x = torch.rand(1, 3, 64, 64)
+    xn = (x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), tv(xn), rtol=1e-4, atol=1e-4)
+
+
+def test_inception_v3_features_and_minimum_size(tmp_path):
+    net = load_model("inception_v3", weights="untrained", device="cpu")
+    out = net.features(torch.rand(1, 3, 80, 80), ["Mixed_5b", "Mixed_6b"])
+    assert out["Mixed_5b"].shape[1] == 256 and out["Mixed_6b"].shape[1] == 768
+    with pytest.raises(ValueError, match="at least 75 px"):
+        net.features(torch.rand(1, 3, 60, 60), ["Mixed_5b"])
+
+
+def test_unknown_layer_lists_valid_names(vgg19):
+    with pytest.raises(UnknownLayerError) as exc:
+        vgg19.features(torch.rand(1, 3, 32, 32), ["relu9_9"])
+    msg = str(exc.value)
+    assert "relu9_9" in msg and "relu4_2" in msg and "\n" not in msg
+
+
+def test_untrained_weights_are_seeded_labelled_and_reproducible(vgg19):
+    again = load_model("vgg19", weights="untrained", device="cpu")
+    assert vgg19.weights.kind == "untrained" and "untrained weights" in vgg19.weights.label
+    for a, b in zip(vgg19.parameters(), again.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_model_is_frozen_eval_and_without_inplace_relus(vgg19):
+    assert not any(p.requires_grad for p in vgg19.parameters())
+    vgg19.train()
+    assert not vgg19.training and not any(m.training for m in vgg19.modules())
+    assert not any(isinstance(m, torch.nn.ReLU) and m.inplace for m in vgg19.modules())
+
+
+def test_imagenet_weights_missing_gives_instructions(monkeypatch):
+    monkeypatch.delenv("EXPLORER_ALLOW_UNTRAINED", raising=False)
+    for w in ("imagenet", "auto"):
+        with pytest.raises(WeightsError) as exc:
+            load_model("vgg19", weights=w)
+        msg = str(exc.value)
+        assert "vgg19-dcbb9e9d.pth" in msg and "548 MB" in msg
+        assert "python -m explorer weights download" in msg and "\n" not in msg
+
+
+def test_auto_uses_untrained_only_when_allowed(monkeypatch):
+    monkeypatch.setenv("EXPLORER_ALLOW_UNTRAINED", "1")
+    net = load_model("googlenet", weights="auto", device="cpu")
+    assert net.weights.untrained
+
+
+def test_weights_dir_is_searched_for_torchvision_file_names(tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    sd = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).state_dict()
+    torch.save(sd, tmp_path / models.weights_file_name("googlenet"))
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(tmp_path))
+    net = load_model("googlenet", weights="imagenet", device="cpu")
+    assert net.weights.kind == "imagenet" and str(tmp_path) in net.weights.source
+    torch.testing.assert_close(net.body["conv1"].conv.weight, sd["conv1.conv.weight"])
+    status = {r["model"]: r for r in models.weights_status()}
+    assert status["googlenet"]["found"] and status["vgg19"]["found"] is None
+
+
+def test_bad_weights_files_give_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    _, other = _state_dict_file(tmp_path, torchvision.models.googlenet, aux_logits=False, init_weights=True)
+    for path, phrase in ((junk, "could not read"), (other, "is not a vgg19 state_dict"),
+                         (tmp_path / "missing.pth", "not found")):
+        with pytest.raises(WeightsError) as exc:
+            load_model("vgg19", weights=path)
+        assert phrase in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_features_stop_after_the_deepest_requested_layer(vgg19):
+    net = vgg19.truncated("relu3_1")
+    assert net.layer_names[-1] == "relu3_1"
+    assert net.body["conv1_1"].weight.data_ptr() == vgg19.body["conv1_1"].weight.data_ptr()
+
+    class Boom(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("a layer deeper than requested was computed")
+
+    net.body["conv3_1"] = Boom()
+    net.features(torch.rand(1, 3, 32, 32), ["relu2_1"])  # must not reach conv3_1
+
+
+def test_average_pooling_changes_deep_features_only(vgg19):
+    x = torch.rand(1, 3, 64, 64)
+    mx = vgg19.features(x, ["relu1_1", "relu3_1"], pooling="max")
+    av = vgg19.features(x, ["relu1_1", "relu3_1"], pooling="avg")
+    assert torch.equal(mx["relu1_1"], av["relu1_1"])
+    assert not torch.allclose(mx["relu3_1"], av["relu3_1"])
+
+
+def test_feature_extraction_registers_no_hooks(vgg19):
+    vgg19.features(torch.rand(1, 3, 32, 32), ["relu5_1"])
+    for m in vgg19.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+
+
+def test_two_threads_sharing_one_model_get_the_serial_results(vgg19):
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.rand(1, 3, 64, 64, generator=gen) for _ in range(2)]
+    layers = ["relu1_1", "relu3_1", "relu5_1"]
+    serial = [vgg19.features(x, layers) for x in xs]
+    results: list = [None, None]
+    barrier = threading.Barrier(2)
+
+    def work(i):
+        barrier.wait()
+        for _ in range(3):
+            results[i] = vgg19.features(xs[i], layers)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        for name in layers:
+            assert torch.equal(results[i][name], serial[i][name])
+
+
+def test_device_and_precision_resolution():
+    assert models.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert models.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        models.resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            models.resolve_device("cuda")
+    cpu = torch.device("cpu")
+    assert models.resolve_precision("fp32", cpu) is None
+    assert models.resolve_precision("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 is not supported on the CPU"):
+        models.resolve_precision("fp16", cpu)
+    with pytest.raises(ValueError):
+        models.resolve_precision("int4", cpu)

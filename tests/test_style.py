@@ -1,0 +1,197 @@
+"""Gatys style transfer: the maths on tiny tensors, and the loop's behaviour on 64 px images
+with untrained weights."""
+
+import math
+
+import pytest
+import torch
+
+from explorer.models import UnknownLayerError
+from explorer.style import (StyleSettings, StyleTransfer, content_loss, gram_matrix, run_style_transfer,
+                            style_layer_loss, style_loss, style_targets, total_variation)
+
+# ----------------------------------------------------------------------------- maths
+
+
+def test_gram_matrix_eq1_by_hand():
+    # N = 2 channels, M = 2 positions: F = [[1, 2], [3, 4]]
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
+    expected = torch.tensor([[5.0, 11.0], [11.0, 25.0]])
+    torch.testing.assert_close(gram_matrix(f)[0], expected)
+    torch.testing.assert_close(gram_matrix(f, normalize=True)[0], expected / 2)
+    assert gram_matrix(f.to(torch.bfloat16)).dtype == torch.float32
+
+
+def test_content_loss_eq4_by_hand():
+    f = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    assert content_loss(f, torch.zeros_like(f)).item() == pytest.approx(7.0)  # 1/2 (1 + 4 + 9)
+
+
+def test_style_layer_loss_is_eq2_with_unnormalized_grams():
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
+    s = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).view(1, 2, 1, 2)
+    g, a = gram_matrix(f)[0], gram_matrix(s)[0]
+    n, m = 2, 2
+    expected = ((g - a) ** 2).sum() / (4 * n**2 * m**2)  # eq. (2) as printed
+    got = style_layer_loss(f, gram_matrix(s, normalize=True)[0])
+    assert got.item() == pytest.approx(expected.item())
+    # G = [[5, 11], [11, 25]], A = [[1, 0], [0, 1]]: sum of squares = 16 + 121 + 121 + 576 = 834
+    assert got.item() == pytest.approx(834 / 64)
+
+
+def test_style_loss_eq3_weights_layers():
+    e = {"a": torch.tensor([2.0]), "b": torch.tensor([10.0])}
+    assert style_loss(e, {"a": 0.5, "b": 0.1}).item() == pytest.approx(2.0)
+
+
+def test_total_variation_by_hand():
+    x = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).view(1, 1, 2, 2)
+    # one position: dx = 1, dy = 2 -> (1 + 4)^(beta/2)
+    assert total_variation(x, beta=2.0).item() == pytest.approx(5.0)
+    assert total_variation(x, beta=1.0).item() == pytest.approx(math.sqrt(5.0), rel=1e-6)
+    flat = torch.ones(1, 3, 8, 8, requires_grad=True)
+    total_variation(flat, beta=1.0).backward()
+    assert torch.isfinite(flat.grad).all()  # beta < 2 stays differentiable on flat images
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_settings_validate_with_one_line_messages():
+    for bad in ({"steps": 0}, {"optimizer": "sgd"}, {"size": 10}, {"style_weight": -1.0},
+                {"lr": 0.0}, {"style_layer_weights": (1.0,)}, {"tv_weight": float("nan")}):
+        with pytest.raises(ValueError) as exc:
+            StyleSettings(**bad)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match="unknown setting"):
+        StyleSettings.from_dict({"stpes": 3})
+    s = StyleSettings(steps=7, style_layers="relu1_1,relu2_1", style_layer_weights="0.25,0.75")
+    assert s.layer_weights == {"relu1_1": 0.25, "relu2_1": 0.75}
+    assert StyleSettings.from_dict(s.to_dict()) == s
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _settings(**kw):
+    base = dict(size=64, steps=20, precision="fp32", preview_every=5)
+    base.update(kw)
+    return StyleSettings(**base)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_style_and_total_loss_fall_over_20_steps(vgg19, images64, optimizer):
+    content, style = images64
+    r = run_style_transfer(vgg19, content, style, _settings(optimizer=optimizer))
+    first, last = r.history[0], r.history[-1]
+    assert len(r.history) == 20 and r.stopped is None
+    assert last["style"] < 0.7 * first["style"]
+    assert last["total"] < first["total"]
+    assert r.image.shape == content.shape and 0 <= r.image.min() and r.image.max() <= 1
+    assert [s for s, _ in r.snapshots] == [5, 10, 15, 20]
+
+
+def test_content_only_run_reconstructs_the_content_image(vgg19, images64):
+    # With the style weight at 0 and a shallow content layer, L-BFGS from white noise must
+    # recover the image itself (with untrained weights deep layers lose too much detail).
+    content, _ = images64
+    s = _settings(steps=30, style_weight=0.0, style_layers=(), init="noise", content_layer="relu2_1")
+    r = run_style_transfer(vgg19, content, None, s)
+    noise = torch.rand(content.shape, generator=torch.Generator().manual_seed(0))
+    assert ((noise - content) ** 2).mean() > 0.1
+    assert ((r.image - content) ** 2).mean() < 0.01
+
+
+def test_same_seed_gives_the_same_image(vgg19, images64):
+    content, style = images64
+    a = run_style_transfer(vgg19, content, style, _settings(steps=5, init="noise", seed=3))
+    b = run_style_transfer(vgg19, content, style, _settings(steps=5, init="noise", seed=3))
+    c = run_style_transfer(vgg19, content, style, _settings(steps=5, init="noise", seed=4))
+    assert torch.equal(a.image, b.image)
+    assert not torch.equal(a.image, c.image)
+
+
+def test_mixed_precision_keeps_losses_float32_and_close_to_fp32(vgg19, images64):
+    content, style = images64
+    run = StyleTransfer(vgg19, content, style, _settings(steps=1, precision="bf16"))
+    terms = run.losses(run.x)
+    assert all(terms[k].dtype == torch.float32 for k in ("content", "style", "tv", "total"))
+    assert all(v.dtype == torch.float32 for v in run.targets.values())
+    fp32 = StyleTransfer(vgg19, content, style, _settings(steps=1)).losses(run.x)
+    assert terms["style"].item() == pytest.approx(fp32["style"].item(), rel=0.1)
+
+
+def test_unknown_layer_is_rejected_before_running(vgg19, images64):
+    content, style = images64
+    with pytest.raises(UnknownLayerError, match="relu4_9"):
+        StyleTransfer(vgg19, content, style, _settings(content_layer="relu4_9"))
+
+
+def test_style_targets_blend_normalizes_weights_and_sizes(vgg19, images64):
+    content, style = images64
+    layers = ["relu1_1", "relu3_1"]
+    one = style_targets(vgg19, style, layers)
+    same = style_targets(vgg19, [(style, 0.7), (style, 0.3)], layers)
+    for k in layers:
+        torch.testing.assert_close(one[k], same[k])
+    mix = style_targets(vgg19, [(style, 3.0), (content, 1.0)], layers)
+    c = style_targets(vgg19, content, layers)
+    torch.testing.assert_close(mix["relu1_1"], 0.75 * one["relu1_1"] + 0.25 * c["relu1_1"])
+    # a tiled (larger) copy of a periodic pattern has nearly the same normalized Gram
+    big = style_targets(vgg19, style.repeat(1, 1, 2, 2), ["relu1_1"])["relu1_1"]
+    # (borders differ, so compare in relative Frobenius norm; unnormalized Grams differ 4x)
+    assert (big - one["relu1_1"]).norm() < 0.1 * one["relu1_1"].norm()
+
+
+class _NanAfter(torch.nn.Module):
+    """Wraps a FeatureNet; from the k-th call on, its features are NaN."""
+
+    def __init__(self, net, k):
+        super().__init__()
+        self.net, self.k, self.calls = net, k, 0
+        self.weights, self.spec = net.weights, net.spec
+
+    @property
+    def device(self):
+        return self.net.device
+
+    def check_layers(self, layers):
+        return self.net.check_layers(layers)
+
+    def features(self, x, layers, pooling="max"):
+        self.calls += 1
+        out = self.net.features(x, layers, pooling=pooling)
+        if self.calls >= self.k:
+            out = {n: v * float("nan") for n, v in out.items()}
+        return out
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_finite_image(vgg19, images64):
+    content, style = images64
+    # calls 1-2 compute the style and content targets; steps 1-3 are finite; step 4 is NaN
+    wrapped = _NanAfter(vgg19, k=6)
+    run = StyleTransfer(wrapped, content, style, _settings(steps=10, optimizer="adam"))
+    events = list(run)
+    result = run.result()
+    assert events[-1].done and "NaN" in events[-1].message and "step 4" in events[-1].message
+    assert len(result.history) == 3 and result.stopped
+    assert torch.isfinite(result.image).all()
+    assert torch.equal(result.image, run.last_good.cpu().clamp(0, 1))
+
+
+def test_report_has_what_the_cli_and_page_need(vgg19, images64):
+    content, style = images64
+    r = run_style_transfer(vgg19, content, style, _settings(steps=2))
+    rep = r.report()
+    for key in ("settings", "weights", "device", "precision", "seconds", "history"):
+        assert key in rep
+    assert rep["weights"] == "untrained"
+    assert set(rep["history"][0]) >= {"step", "content", "style", "tv", "total"}
+
+
+def test_init_from_style_and_noise(vgg19, images64):
+    content, style = images64
+    run = StyleTransfer(vgg19, content, style, _settings(steps=1, init="style"))
+    torch.testing.assert_close(run.x.detach(), style, atol=1e-5, rtol=0)
+    run = StyleTransfer(vgg19, content, style, _settings(steps=1, init="noise", seed=1))
+    assert not torch.allclose(run.x.detach(), content)
