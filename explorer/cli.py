@@ -2,6 +2,7 @@
 
 Commands:
     stylize CONTENT STYLE -o OUT.png [options]   Gatys style transfer (see ``--help``)
+    dream IMAGE -o OUT.png [options]             Deep Dream with octaves, jitter and tiles
     weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
     weights status                               where each model's weights are
 
@@ -15,6 +16,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import torch
 
 from . import images, models, style
 
@@ -59,15 +62,53 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=S, dest="channels_last")
     p.add_argument("--preview-every", type=int, default=S, dest="preview_every",
                    help="keep a snapshot every N steps (default 10)")
+    _common_options(p)
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    """Options every long-running command shares."""
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--weights", metavar="FILE", help="a state_dict file to use instead of ImageNet weights")
     w.add_argument("--untrained", action="store_true",
                    help="use untrained weights (seed 0); results are labelled 'untrained weights'")
-    p.add_argument("--report", metavar="REPORT.json", help="write settings, weights, timing and loss history")
+    p.add_argument("--report", metavar="REPORT.json", help="write settings, weights, timing and history as JSON")
     p.add_argument("--recipe", metavar="RECIPE.json",
                    help="replay the settings of a report or of the page's settings download; flags override it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _dream_options(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS
+    p.add_argument("image", nargs="?",
+                   help="a path, sample:NAME, or 'gray' / 'noise' to visualize features from scratch")
+    p.add_argument("-o", "--output", help="output PNG path (default: dream.png)")
+    p.add_argument("--model", choices=["googlenet", "inception_v3", "vgg19", "vgg16"], default=S,
+                   help="default googlenet")
+    p.add_argument("--layers", default=S, help="LAYER[:WEIGHT],... (default inception4c for GoogLeNet)")
+    p.add_argument("--channels", default=S, help="channel indices, e.g. 12,97: dream those channels only")
+    p.add_argument("--center", action="store_true", default=S, help="channel objective at the centre position only")
+    p.add_argument("--objective", choices=["l2", "mean", "guide", "class"], default=S, help="default l2")
+    p.add_argument("--guide", metavar="IMAGE", help="guide image for --objective guide")
+    p.add_argument("--class", dest="class_name", default=S, metavar="NAME", help="ImageNet class for --objective class")
+    p.add_argument("--octaves", type=int, default=S, help="default 4")
+    p.add_argument("--octave-scale", type=float, dest="octave_scale", default=S, help="default 1.4")
+    p.add_argument("--steps", type=int, default=S, help="steps per octave (default 10)")
+    p.add_argument("--step-size", type=float, dest="step_size", default=S,
+                   help="mean pixel change per step, pixels in [0, 1] (default 0.01)")
+    p.add_argument("--jitter", type=int, default=S, help="largest random roll in pixels (default 32)")
+    p.add_argument("--smooth", type=float, default=S, help="gradient smoothing sigma in pixels (default 0 = off)")
+    p.add_argument("--normalize", choices=["mean", "std"], default=S, help="gradient normalization (default mean)")
+    p.add_argument("--tile", type=int, default=S, help="tile size in pixels for large images (default 512)")
+    p.add_argument("--size", type=int, default=S, help="working size, long side in pixels (default: keep)")
+    p.add_argument("--seed", type=int, default=S, help="default 0")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=S, help="default auto")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default=S, dest="channels_last")
+    p.add_argument("--gif", metavar="OUT.gif", help="animated GIF of the octave-by-octave progression (or the zoom)")
+    p.add_argument("--zoom-frames", type=int, default=0, dest="zoom_frames",
+                   help="dream-zoom: dream, zoom in and crop, N frames (written to --gif)")
+    p.add_argument("--zoom", type=float, default=0.05, help="zoom per frame as a fraction (default 0.05)")
+    _common_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stylize", help="Gatys style transfer of CONTENT in the style of STYLE",
                         description="Gatys et al. (2016) style transfer on VGG features.")
     _stylize_options(st)
+    dr = sub.add_parser("dream", help="Deep Dream: gradient ascent on a layer's activations",
+                        description="Deep Dream with octaves, jitter and tiles (Mordvintsev et al. 2015).")
+    _dream_options(dr)
     wt = sub.add_parser("weights", help="download or inspect pretrained weights")
     wsub = wt.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
     wsub.required = True
@@ -113,15 +157,16 @@ def _image_ref(arg: str | None, recipe: dict, key: str) -> str:
     raise CliError(f"missing {key.upper()} image (a path or sample:NAME)")
 
 
-def _settings_from(args: argparse.Namespace, recipe: dict) -> style.StyleSettings:
-    merged = dict(recipe.get("settings", {})) if recipe else {}
+def _settings_from(cls, args: argparse.Namespace, recipe: dict):
+    """Defaults < the recipe's settings < flags given on the command line."""
     if recipe and "settings" not in recipe:
         raise CliError("recipe has no 'settings' object")
-    for f in style.StyleSettings.__dataclass_fields__:
+    merged = dict(recipe.get("settings", {})) if recipe else {}
+    for f in cls.__dataclass_fields__:
         if hasattr(args, f):
             merged[f] = getattr(args, f)
     try:
-        return style.StyleSettings.from_dict(merged)
+        return cls.from_dict(merged)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -138,51 +183,141 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def cmd_stylize(args: argparse.Namespace) -> int:
-    recipe = _read_recipe(args.recipe) if args.recipe else {}
-    settings = _settings_from(args, recipe)
-    content_ref = _image_ref(args.content, recipe, "content")
-    style_ref = _image_ref(args.style, recipe, "style")
-    out = Path(args.output or "stylized.png")
-    if out.suffix.lower() != ".png":
-        raise CliError(f"output must be a .png file; got {out}")
-    content = images.parse_image_ref(content_ref, role="content image")
-    style_img = images.parse_image_ref(style_ref, role="style image")
-    for li in (content, style_img):
-        for note in li.notes:
-            _say(f"note: {li.name}: {note}")
-    model = models.load_model(settings.model, weights=_weights_arg(args), device=args.device)
+def _load_net(args: argparse.Namespace, name: str) -> models.FeatureNet:
+    model = models.load_model(name, weights=_weights_arg(args), device=args.device)
     if model.weights.untrained:
         _say(f"warning: using {model.weights.label}: the result shows what an untrained network "
-             "computes, not what a trained VGG sees")
+             "computes, not what a trained one sees")
+    return model
+
+
+def _load_ref(ref: str, role: str) -> images.LoadedImage:
+    li = images.parse_image_ref(ref, role=role)
+    for note in li.notes:
+        _say(f"note: {li.name}: {note}")
+    return li
+
+
+def _drive(run, desc: str, quiet: bool) -> bool:
+    """Run an iterable of progress events under a tqdm bar; True when Ctrl-C stopped it."""
+    from .progress import tqdm_events
+
+    try:
+        for _ in tqdm_events(run, desc=desc, disable=True if quiet else None):
+            pass
+    except KeyboardInterrupt:
+        _say("interrupted: writing the last image")
+        return True
+    return False
+
+
+def _png_out(args: argparse.Namespace, default: str) -> Path:
+    out = Path(args.output or default)
+    if out.suffix.lower() != ".png":
+        raise CliError(f"output must be a .png file; got {out}")
+    return out
+
+
+def _write_outputs(args, out: Path, image, report: dict) -> None:
+    images.save_png_atomic(images.to_pil(image), out,
+                           pnginfo={"weights": report["weights_label"], "settings": json.dumps(report["settings"])})
+    if args.report:
+        images.write_text_atomic(json.dumps(report, indent=2), args.report)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    recipe = _read_recipe(args.recipe) if args.recipe else {}
+    settings = _settings_from(style.StyleSettings, args, recipe)
+    content_ref = _image_ref(args.content, recipe, "content")
+    style_ref = _image_ref(args.style, recipe, "style")
+    out = _png_out(args, "stylized.png")
+    content = _load_ref(content_ref, "content image")
+    style_img = _load_ref(style_ref, "style image")
+    model = _load_net(args, settings.model)
     c, s = style.prepare_images(content.image, style_img.image, settings.size)
     run = style.StyleTransfer(model, c, s, settings)
     _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {style_img.name} on {model.device}, "
          f"{models.precision_name(run.dtype)}, {model.weights.label}")
-    from .progress import tqdm_events
-
-    interrupted = False
-    try:
-        for _ in tqdm_events(run, desc="stylize", disable=True if args.quiet else None):
-            pass
-    except KeyboardInterrupt:
-        interrupted = True
-        _say("interrupted: writing the last image")
+    interrupted = _drive(run, "stylize", args.quiet)
     result = run.result()
     report = result.report()
     report["inputs"] = {"content": content_ref, "style": style_ref}
     report["output"] = str(out)
     if interrupted:
         report["stopped"] = f"interrupted after step {len(result.history)}"
-    images.save_png_atomic(images.to_pil(result.image), out,
-                           pnginfo={"weights": result.weights_label, "settings": json.dumps(report["settings"])})
-    if args.report:
-        images.write_text_atomic(json.dumps(report, indent=2), args.report)
+    _write_outputs(args, out, result.image, report)
     if result.stopped:
         _say(f"warning: {result.stopped}")
     fl = result.final_losses
     _say(f"wrote {out} after {len(result.history)} steps in {result.seconds:.1f} s"
          + (f"; final total loss {fl['total']:.4g}" if fl else ""))
+    return 130 if interrupted else 0
+
+
+def cmd_dream(args: argparse.Namespace) -> int:
+    from . import dream
+
+    recipe = _read_recipe(args.recipe) if args.recipe else {}
+    settings = _settings_from(dream.DreamSettings, args, recipe)
+    ref = _image_ref(args.image, recipe, "image") if args.image not in ("gray", "noise") else args.image
+    out = _png_out(args, "dream.png")
+    if args.gif and Path(args.gif).suffix.lower() != ".gif":
+        raise CliError(f"--gif must name a .gif file; got {args.gif}")
+    if args.zoom_frames and not args.gif:
+        raise CliError("--zoom-frames needs --gif OUT.gif to write the sequence to")
+    if not 0 <= args.zoom_frames <= 500:
+        raise CliError("--zoom-frames must be between 0 and 500")
+    if ref in ("gray", "noise"):
+        x = dream.start_image(ref, settings.size or 256, settings.seed)
+    else:
+        li = _load_ref(ref, "image")
+        pil = images.resize_long_side(li.image, settings.size) if settings.size else li.image
+        x = images.to_tensor(pil)
+    guide_img = None
+    if settings.objective == "guide":
+        if not args.guide:
+            raise CliError("--objective guide needs --guide IMAGE")
+        g = _load_ref(args.guide, "guide image")
+        guide_img = images.to_tensor(images.resize_long_side(g.image, max(x.shape[-2:])))
+    model = _load_net(args, settings.model)
+    _say(f"dreaming {ref} ({x.shape[-1]}x{x.shape[-2]} px) on {model.device}, {model.weights.label}")
+    report: dict
+    if args.zoom_frames:
+        frames, interrupted = [], False
+        try:
+            from tqdm.auto import tqdm
+
+            with tqdm(total=args.zoom_frames, desc="zoom", unit="frame", disable=True if args.quiet else None) as bar:
+                for i, item in dream.zoom_frames(model, x, settings, args.zoom_frames, args.zoom, guide_img):
+                    if isinstance(item, torch.Tensor):
+                        frames.append(item)
+                        bar.update(1)
+        except KeyboardInterrupt:
+            interrupted = True
+            _say("interrupted: writing the frames done so far")
+        if not frames:
+            raise CliError("interrupted before the first frame was done")
+        last = frames[-1]
+        report = {"settings": settings.to_dict(), "weights": model.weights.kind,
+                  "weights_label": model.weights.label, "zoom_frames": len(frames), "zoom": args.zoom}
+        pil_frames = [images.to_pil(f) for f in frames]
+    else:
+        run = dream.DreamRun(model, x, settings, guide_image=guide_img)
+        for note in run.notes:
+            _say(f"note: {note}")
+        interrupted = _drive(run, "dream", args.quiet)
+        result = run.result()
+        last = result.image
+        report = result.report()
+        pil_frames = [images.to_pil(x)] + [images.to_pil(f) for _, f in result.frames]
+    report["inputs"] = {"image": ref, **({"guide": args.guide} if args.guide else {})}
+    report["output"] = str(out)
+    if interrupted:
+        report["stopped"] = "interrupted"
+    _write_outputs(args, out, last, report)
+    if args.gif:
+        images.write_bytes_atomic(images.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif)
+    _say(f"wrote {out}" + (f" and {args.gif}" if args.gif else ""))
     return 130 if interrupted else 0
 
 
@@ -211,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "stylize":
             return cmd_stylize(args)
+        if args.command == "dream":
+            return cmd_dream(args)
         return cmd_weights(args)
     except (CliError, images.ImageError, models.WeightsError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__

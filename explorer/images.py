@@ -52,6 +52,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_text_atomic",
     "png_bytes",
+    "gif_bytes",
     "SAMPLE_CONTENT",
     "SAMPLE_STYLE",
     "load_sample",
@@ -734,4 +735,25 @@ def png_bytes(img: Image.Image, pnginfo: Mapping[str, str] | None = None) -> byt
     """
     buffer = io.BytesIO()
     img.save(buffer, format="PNG", pnginfo=_png_info(pnginfo))
+    return buffer.getvalue()
+
+
+def gif_bytes(frames: list[Image.Image], duration_ms: int = 400, loop: int = 0) -> bytes:
+    """Encode frames as an animated GIF in memory (Pillow's GIF writer, adaptive palette).
+
+    Args:
+        frames: RGB images; all are resized to the first frame's size.
+        duration_ms: display time of each frame in milliseconds.
+        loop: 0 = loop forever.
+
+    Raises:
+        ValueError: no frames.
+    """
+    if not frames:
+        raise ValueError("an animation needs at least one frame")
+    size = frames[0].size
+    frames = [f if f.size == size else f.resize(size, Image.Resampling.LANCZOS) for f in frames]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms,
+                   loop=loop, optimize=False)
     return buffer.getvalue()
