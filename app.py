@@ -37,6 +37,7 @@ pages = {
     "Explorer": [
         st.Page(home, title="Home", icon="🏠", default=True),
         st.Page("pages/style_transfer.py", title="Style transfer", icon="🖌️", url_path="style"),
+        st.Page("pages/deep_dream.py", title="Deep Dream", icon="🌀", url_path="dream"),
     ],
 }
 st.navigation(pages).run()

@@ -54,6 +54,7 @@ __all__ = [
     "zoom_frames",
     "class_index",
     "start_image",
+    "ZoomRun",
 ]
 
 #: Classic starting layers per network.
@@ -694,3 +695,32 @@ def layer_hint(model_name: str, layer: str) -> str:
     if frac < 0.7:
         return "patterns"
     return "object parts"
+
+
+class ZoomRun:
+    """A dream-zoom sequence (:func:`zoom_frames`) as one iterable of :class:`ProgressEvent`
+    with steps counted across all frames; ``frames`` collects the finished frames
+    ((1, 3, H, W) in [0, 1], CPU) and stays valid when the run is stopped early."""
+
+    def __init__(self, model: FeatureNet, image: torch.Tensor, settings: DreamSettings, frames: int,
+                 zoom: float = 0.05, guide_image: torch.Tensor | None = None):
+        if not 1 <= frames <= 500:
+            raise ValueError("zoom frames must be between 1 and 500")
+        self.model, self.image, self.settings = model, image, settings
+        self.n_frames, self.zoom, self.guide_image = frames, zoom, guide_image
+        self.frames: list[torch.Tensor] = []
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[ProgressEvent]:
+        offset, per = 0, None
+        for i, item in zoom_frames(self.model, self.image, self.settings, self.n_frames, self.zoom, self.guide_image):
+            if isinstance(item, torch.Tensor):
+                self.frames.append(item)
+                offset += per or 0
+                continue
+            per = item.total
+            total = per * self.n_frames
+            preview = item.preview if item.preview is not None and item.step > 0 else None
+            yield ProgressEvent(offset + item.step, total, item.elapsed, item.losses, preview=preview,
+                                message=f"frame {i + 1} of {self.n_frames}" if item.step == 0 else item.message,
+                                done=item.done and i == self.n_frames - 1)

@@ -18,7 +18,8 @@ _LABELS = {
 
 def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None = None,
                 keys: Sequence[str] = ("total", "content", "style", "tv"), per_layer: bool = False,
-                layer_scale: float = 1.0, title: str = "Loss per step", height: int = 320) -> go.Figure:
+                layer_scale: float = 1.0, title: str = "Loss per step", height: int = 320,
+                log: bool = True) -> go.Figure:
     """Loss curves, one trace per term, log-scale y axis.
 
     Args:
@@ -31,6 +32,7 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
         per_layer: also draw each style layer's E_l (from ``row["style_layers"]``), dotted,
             times ``layer_scale``.
         title, height: figure title and height in pixels.
+        log: log-scale y axis (non-positive values are then left out).
 
     Returns:
         a Plotly figure.
@@ -43,7 +45,7 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
         if f == 0:
             continue
         ys = [r.get(k) for r in history]
-        vals = [y * f if y is not None and y * f > 0 else None for y in ys]
+        vals = [y * f if y is not None and (y * f > 0 or not log) else None for y in ys]
         if not any(v is not None for v in vals):
             continue
         label = _LABELS.get(k, k) if scale else k
@@ -56,6 +58,8 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
                 fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines", name=f"E_l {layer}",
                                          line={"dash": "dot", "width": 1}))
     fig.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title="step", yaxis_title="loss (log scale)", legend={"orientation": "h", "y": -0.25})
-    fig.update_yaxes(type="log")
+                      xaxis_title="step", yaxis_title="value (log scale)" if log else "value",
+                      legend={"orientation": "h", "y": -0.25})
+    if log:
+        fig.update_yaxes(type="log")
     return fig

@@ -22,6 +22,9 @@ __all__ = [
     "weights_notice",
     "image_picker",
     "run_events",
+    "start_run",
+    "finish_run",
+    "recover_stopped_run",
     "one_line",
     "device_summary",
 ]
@@ -89,13 +92,19 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
                         format_func=lambda n: models.MODELS[n].title)
     options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
         (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
-    device = sb.selectbox("Device", options, key="device", help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
-    if UNTRAINED_KEY not in st.session_state:
-        st.session_state[UNTRAINED_KEY] = _default_untrained(name)
+    # Choices that should follow the user from page to page live in plain session-state keys
+    # (widget state is per page); each page's widget starts from them and writes them back.
+    state = st.session_state
+    dev_pref = state.setdefault("pref_device", "auto")
+    device = sb.selectbox("Device", options, index=options.index(dev_pref) if dev_pref in options else 0,
+                          key=f"{key}_device", help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
+    state["pref_device"] = device
+    pref = state.setdefault(UNTRAINED_KEY, _default_untrained(name))
     untrained = sb.checkbox(
-        "Use untrained weights", key=UNTRAINED_KEY,
+        "Use untrained weights", value=pref, key=f"{key}_untrained",
         help="Random weights (torch.manual_seed(0)) to try the app without downloading anything. "
              "Results are labelled: they show what an untrained network computes.")
+    state[UNTRAINED_KEY] = untrained
     weights = "untrained" if untrained else "imagenet"
     spec = models.MODELS[name]
     try:
@@ -204,3 +213,31 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     bar.progress(1.0 if last is not None and last.done else (last.fraction if last else 0.0),
                  text=f"Done: {last.step} steps in {last.elapsed:.1f} s" if last else "Nothing ran")
     return last
+
+
+def start_run(name: str, pending: dict) -> None:
+    """Mark a run of page ``name`` as in progress; ``pending`` (inputs, settings, labels) is
+    merged into the result when it finishes or is stopped."""
+    st.session_state[f"{name}_pending"] = pending
+    st.session_state[f"{name}_partial"] = {}
+    st.session_state[f"{name}_running"] = True
+
+
+def finish_run(name: str, **fields) -> None:
+    """Store the finished run's result (``image`` and anything else) in the session."""
+    st.session_state[f"{name}_running"] = False
+    st.session_state[f"{name}_result"] = {**st.session_state.get(f"{name}_pending", {}), "stopped": None, **fields}
+
+
+def recover_stopped_run(name: str) -> None:
+    """Call near the top of a page: if the previous script run was interrupted mid-run (Stop,
+    or any widget change, reruns the script), keep its last preview as a partial result."""
+    state = st.session_state
+    if not state.get(f"{name}_running"):
+        return
+    state[f"{name}_running"] = False
+    partial = state.get(f"{name}_partial") or {}
+    if partial.get("preview") is not None:
+        state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), "image": partial["preview"],
+                                   "history": partial.get("rows", []), "report": None,
+                                   "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}

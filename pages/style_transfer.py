@@ -83,16 +83,9 @@ if b2.button("Stop", key="stop"):
     st.toast("Stopped: the last preview is kept.")
 
 state = st.session_state
-if state.get("style_running"):  # the previous script run was interrupted by Stop (or another widget)
-    state["style_running"] = False
-    partial = state.get("style_partial") or {}
-    if partial.get("preview") is not None:
-        state["style_result"] = {**state.get("style_pending", {}), "image": partial["preview"],
-                                 "history": partial.get("rows", []),
-                                 "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
+ui.recover_stopped_run("style")
 
 if run_clicked and ready:
-    state["style_partial"] = {}
     c, s = style.prepare_images(content.image, style_img.image, settings.size)
     try:
         targets = ui.cached_style_targets(model, style_img.image, settings)
@@ -100,19 +93,17 @@ if run_clicked and ready:
     except ValueError as exc:
         st.error(ui.one_line(exc))
     else:
-        state["style_pending"] = {"inputs": {"content": content_ref, "style": style_ref},
-                                  "settings": settings.to_dict(), "weights_label": model.weights.label,
-                                  "content_image": content.image, "style_image": style_img.image}
-        state["style_running"] = True
+        ui.start_run("style", {"inputs": {"content": content_ref, "style": style_ref},
+                               "settings": settings.to_dict(), "weights_label": model.weights.label,
+                               "content_image": content.image, "style_image": style_img.image})
         ui.run_events(run, state_key="style_partial",
                       scale={"content": settings.content_weight, "style": settings.style_weight,
                              "tv": settings.tv_weight})
-        state["style_running"] = False
         result = run.result()
         report = result.report()
         report["inputs"] = state["style_pending"]["inputs"]
-        state["style_result"] = {**state["style_pending"], "image": images.to_pil(result.image),
-                                 "history": result.history, "report": report, "stopped": result.stopped}
+        ui.finish_run("style", image=images.to_pil(result.image), history=result.history, report=report,
+                      stopped=result.stopped)
 
 res = state.get("style_result")
 if res:

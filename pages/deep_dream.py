@@ -1,0 +1,143 @@
+"""Deep Dream page: gradient ascent on a layer's activations, with octaves, jitter and tiles."""
+
+import json
+
+import streamlit as st
+
+from explorer import dream, images, models, plots, ui
+
+st.title("Deep Dream")
+st.caption("Mordvintsev, Olah & Tyka, *Inceptionism: Going Deeper into Neural Networks*, Google Research 2015.")
+
+model = ui.sidebar_model(("googlenet", "inception_v3", "vgg19"), default="googlenet", key="dream_model")
+model_name = model.name if model else "googlenet"
+
+start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
+img = ref = None
+if start == "an image":
+    img, ref = ui.image_picker("Input image", {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}, key="dream_input")
+else:
+    ref = "gray" if start.startswith("gray") else "noise"
+
+with st.expander("What is Deep Dream?"):
+    st.markdown("Instead of changing the network to fit the image, Deep Dream changes the **image** to excite a "
+                "layer of the network more: it follows the gradient of an objective (here the mean squared "
+                "activation of the chosen layer) with respect to the pixels, a little at a time.")
+    st.latex(r"x \leftarrow \operatorname{clip}\!\left(x + \eta \, \frac{g}{\operatorname{mean}|g|}, 0, 1\right),"
+             r"\qquad g = \frac{\partial}{\partial x} \, \tfrac{1}{CHW} \sum A^l(x)^2")
+    st.markdown("- **Octaves**: the image is processed from small to large (each octave 1.4x bigger), so "
+                "patterns appear at several scales; details the dream added are carried up to the next size.\n"
+                "- **Jitter**: the image is shifted by a random offset before each step and shifted back after, "
+                "which avoids grid artefacts.\n"
+                "- **Tiles**: big images get their gradient tile by tile, so memory stays bounded.\n"
+                "- **Shallow layers** amplify edges and colours; **deep layers** textures, patterns, object parts.")
+
+layer_opts = [n for n in models.list_layers(model_name) if not n.startswith(("fc", "avgpool", "relu6", "relu7"))]
+default_layer = dream.DEFAULT_LAYERS[model_name]
+with st.expander("Settings", expanded=True):
+    c1, c2, c3 = st.columns(3)
+    layers = c1.multiselect("Layers", layer_opts, default=[default_layer], key=f"dream_layers_{model_name}",
+                            format_func=lambda n: f"{n} · {dream.layer_hint(model_name, n)}")
+    weights = {l: c1.number_input(f"weight of {l}", 0.0, 10.0, 1.0, key=f"dream_w_{l}") for l in layers} \
+        if len(layers) > 1 else {l: 1.0 for l in layers}
+    objective = c1.selectbox("Objective", ["l2", "mean", "guide", "class"], key="dream_objective",
+                             format_func={"l2": "L2: mean squared activation", "mean": "mean activation",
+                                          "guide": "guided by another image", "class": "towards an ImageNet class"}.get)
+    channels = c1.text_input("Channels (e.g. 139 or 12,97; empty = whole layer)", "", key="dream_channels")
+    center = c1.checkbox("Centre neuron only", key="dream_center")
+    octaves = c2.slider("Octaves", 1, 8, 4, key="dream_octaves")
+    octave_scale = c2.slider("Octave scale", 1.1, 2.0, 1.4, step=0.05, key="dream_scale")
+    steps = c2.slider("Steps per octave", 1, 100, 10, key="dream_steps")
+    step_size = c2.number_input("Step size (mean pixel change, 0-1)", 0.0, 0.2, 0.01, step=0.002, format="%.3f",
+                                key="dream_step_size")
+    size = c3.slider("Working size (long side, px)", 64, 2048, 384, step=32, key="dream_size")
+    jitter = c3.slider("Jitter (px)", 0, 64, 32, key="dream_jitter")
+    smooth = c3.slider("Gradient smoothing sigma (px)", 0.0, 4.0, 0.0, step=0.25, key="dream_smooth")
+    tile = c3.select_slider("Tile size (px)", [128, 256, 384, 512, 768, 1024], 512, key="dream_tile")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="dream_seed")
+    precision = c3.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="dream_precision")
+    zoom_mode = c2.checkbox("Dream-zoom sequence", key="dream_zoom_mode",
+                            help="dream, zoom in a few percent and crop, dream again: an animation")
+    zoom_frames = c2.slider("Zoom frames", 2, 60, 8, key="dream_zoom_frames", disabled=not zoom_mode)
+    zoom = c2.slider("Zoom per frame (%)", 1, 20, 5, key="dream_zoom", disabled=not zoom_mode) / 100
+
+guide_img = class_name = None
+if objective == "guide":
+    g, _ = ui.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
+    guide_img = g.image if g else None
+elif objective == "class" and model is not None:
+    cats = list(model.spec.weights_enum.meta["categories"]) if model.spec.family != "vgg" else []
+    class_name = st.selectbox("ImageNet class", cats, index=cats.index("tabby") if "tabby" in cats else 0,
+                              key="dream_class") if cats else None
+    if model.weights.untrained:
+        st.caption("With untrained weights the class logits carry no meaning.")
+
+settings = None
+try:
+    settings = dream.DreamSettings(
+        model=model_name, layers=tuple((l, float(weights[l])) for l in layers) or None, objective=objective,
+        channels=channels, center=center, class_name=class_name, octaves=octaves, octave_scale=float(octave_scale),
+        steps=steps, step_size=float(step_size), jitter=jitter, smooth=float(smooth), tile=int(tile),
+        size=int(size), seed=int(seed), precision=precision)
+except ValueError as exc:
+    st.error(ui.one_line(exc))
+
+ready = model is not None and settings is not None and (img is not None or start != "an image") and \
+    (objective != "guide" or guide_img is not None) and (objective != "class" or class_name)
+b1, b2 = st.columns([1, 5])
+run_clicked = b1.button("Run", type="primary", disabled=not ready, key="dream_run")
+b2.button("Stop", key="dream_stop")
+
+state = st.session_state
+ui.recover_stopped_run("dream")
+
+if run_clicked and ready:
+    x = images.to_tensor(images.resize_long_side(img.image, settings.size)) if img is not None else \
+        dream.start_image(ref, settings.size, settings.seed)
+    guide_t = images.to_tensor(images.resize_long_side(guide_img, settings.size)) if guide_img is not None else None
+    try:
+        run = dream.ZoomRun(model, x, settings, zoom_frames, zoom, guide_t) if zoom_mode else \
+            dream.DreamRun(model, x, settings, guide_image=guide_t)
+        for note in getattr(run, "notes", []):
+            st.info(note)
+        ui.start_run("dream", {"inputs": {"image": ref}, "settings": settings.to_dict(),
+                               "weights_label": model.weights.label, "input_image": images.to_pil(x)})
+        ui.run_events(run, state_key="dream_partial", preview_caption="Dream")
+    except ValueError as exc:  # bad channel, unknown class, guide problems: one line, keep the page
+        state["dream_running"] = False
+        st.error(ui.one_line(exc))
+    else:
+        if zoom_mode:
+            frames = [images.to_pil(f) for f in run.frames]
+            report = {"settings": settings.to_dict(), "weights": model.weights.kind,
+                      "weights_label": model.weights.label, "zoom_frames": len(frames), "zoom": zoom}
+            ui.finish_run("dream", image=frames[-1], frames=frames, report=report, history=[])
+        else:
+            result = run.result()
+            frames = [images.to_pil(x)] + [images.to_pil(f) for _, f in result.frames]
+            ui.finish_run("dream", image=images.to_pil(result.image), frames=frames, report=result.report(),
+                          history=result.history)
+
+res = state.get("dream_result")
+if res:
+    st.subheader("Result")
+    if res.get("stopped"):
+        st.warning(f"Partial result: {res['stopped']}.")
+    cols = st.columns(2)
+    cols[0].image(res["input_image"], caption="Input")
+    cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})")
+    report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
+    report["inputs"] = res["inputs"]
+    d1, d2, d3, _ = st.columns([1, 1, 1, 2])
+    d1.download_button("Download PNG", images.png_bytes(res["image"], pnginfo={"weights": res["weights_label"]}),
+                       file_name="dream.png", mime="image/png", key="dream_download_png")
+    d2.download_button("Download recipe (JSON)", json.dumps(report, indent=2), file_name="dream-recipe.json",
+                       mime="application/json", key="dream_download_json",
+                       help="Replay with: python -m explorer dream IMAGE --recipe dream-recipe.json -o out.png")
+    if res.get("frames") and len(res["frames"]) > 1:
+        d3.download_button("Download GIF", images.gif_bytes(res["frames"], duration_ms=600),
+                           file_name="dream.gif", mime="image/gif", key="dream_download_gif")
+    if res.get("history"):
+        st.plotly_chart(plots.loss_figure(res["history"], keys=("objective",), title="Objective per step",
+                                          log=False),
+                        key="dream_final_chart")
