@@ -36,8 +36,10 @@ def home() -> None:
 pages = {
     "Explorer": [
         st.Page(home, title="Home", icon="🏠", default=True),
-        st.Page("pages/style_transfer.py", title="Style transfer", icon="🖌️", url_path="style"),
-        st.Page("pages/deep_dream.py", title="Deep Dream", icon="🌀", url_path="dream"),
+        # url paths = file names: Streamlit also indexes pages/ by file name, and a different
+        # url_path makes a directly opened link show a "page not found" dialog first
+        st.Page("pages/style_transfer.py", title="Style transfer", icon="🖌️"),
+        st.Page("pages/deep_dream.py", title="Deep Dream", icon="🌀"),
     ],
 }
 st.navigation(pages).run()

@@ -184,8 +184,10 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     Returns:
         the last event seen.
     """
-    bar = st.progress(0.0, text="Starting…")
-    left, right = st.columns([1, 1])
+    area = st.empty()  # cleared at the end: the page then shows the result section instead
+    box = area.container()
+    bar = box.progress(0.0, text="Starting…")
+    left, right = box.columns([1, 1])
     preview_slot = left.empty()
     chart_slot = right.empty()
     rows: list[dict] = []
@@ -209,9 +211,8 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
                 chart_slot.plotly_chart(plots.loss_figure(rows, scale=scale), key=f"{state_key}_chart_{ev.step}")
                 last_chart = now
         if ev.message:
-            st.warning(ev.message)
-    bar.progress(1.0 if last is not None and last.done else (last.fraction if last else 0.0),
-                 text=f"Done: {last.step} steps in {last.elapsed:.1f} s" if last else "Nothing ran")
+            box.info(ev.message)
+    area.empty()
     return last
 
 

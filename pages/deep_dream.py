@@ -124,11 +124,11 @@ if res:
     if res.get("stopped"):
         st.warning(f"Partial result: {res['stopped']}.")
     cols = st.columns(2)
-    cols[0].image(res["input_image"], caption="Input")
-    cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})")
+    cols[0].image(res["input_image"], caption="Input", width="stretch")
+    cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})", width="stretch")
     report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
     report["inputs"] = res["inputs"]
-    d1, d2, d3, _ = st.columns([1, 1, 1, 2])
+    d1, d2, d3, _ = st.columns([1, 1.4, 1, 1])
     d1.download_button("Download PNG", images.png_bytes(res["image"], pnginfo={"weights": res["weights_label"]}),
                        file_name="dream.png", mime="image/png", key="dream_download_png")
     d2.download_button("Download recipe (JSON)", json.dumps(report, indent=2), file_name="dream-recipe.json",

@@ -111,11 +111,11 @@ if res:
     if res.get("stopped"):
         st.warning(f"Partial result: {res['stopped']}.")
     cols = st.columns(3)
-    cols[0].image(res["content_image"], caption="Content")
-    cols[1].image(res["style_image"], caption="Style")
-    cols[2].image(res["image"], caption=f"Result ({res['weights_label']})")
+    cols[0].image(res["content_image"], caption="Content", width="stretch")
+    cols[1].image(res["style_image"], caption="Style", width="stretch")
+    cols[2].image(res["image"], caption=f"Result ({res['weights_label']})", width="stretch")
     pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
-    d1, d2, _ = st.columns([1, 1, 3])
+    d1, d2, _ = st.columns([1, 1.4, 2])
     d1.download_button("Download PNG", images.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
                        mime="image/png", key="download_png")
     report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
@@ -132,5 +132,6 @@ if res:
                                           per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"]),
                         key="final_chart")
         last = hist[-1]
-        st.caption("Final losses (unweighted): " + ", ".join(
+        took = f"{len(hist)} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
+        st.caption(took + "Final losses (unweighted): " + ", ".join(
             f"{k} {last[k]:.4g}" for k in ("content", "style", "tv", "total") if k in last))
