@@ -150,10 +150,11 @@ def _image_ref(arg: str | None, recipe: dict, key: str) -> str:
     if arg:
         return arg
     ref = recipe.get("inputs", {}).get(key) if isinstance(recipe.get("inputs"), dict) else None
-    if isinstance(ref, str) and ref.startswith("sample:"):
-        return ref
-    if ref:
-        raise CliError(f"the recipe's {key} image was an upload ({ref}); pass its path as {key.upper()}")
+    if isinstance(ref, str) and ref.startswith("upload:"):
+        raise CliError(f"the recipe's {key} image was uploaded in the browser ({ref[7:]}); "
+                       f"pass its path as {key.upper()}")
+    if isinstance(ref, str) and ref:
+        return ref  # sample:NAME or a path the CLI recorded
     raise CliError(f"missing {key.upper()} image (a path or sample:NAME)")
 
 

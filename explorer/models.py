@@ -72,7 +72,15 @@ TF_STD = (0.5, 0.5, 0.5)
 
 class WeightsError(RuntimeError):
     """Pretrained weights could not be found or loaded. The message is one line that says
-    which file is needed, its size, where to put it and how to pre-download it."""
+    which file is needed, its size, where to put it and how to pre-download it.
+
+    Attributes:
+        app_message: the same advice worded for the Streamlit app (no command-line flags).
+    """
+
+    def __init__(self, message: str, app_message: str | None = None):
+        super().__init__(message)
+        self.app_message = app_message or message
 
 
 class UnknownLayerError(ValueError):
@@ -291,17 +299,18 @@ def _find_local(name: str) -> Path | None:
     return None
 
 
-def _missing_message(name: str, reason: str) -> str:
+def _missing_error(name: str, reason: str) -> WeightsError:
     spec = _spec(name)
     wd = _weights_dir()
     where = f"EXPLORER_WEIGHTS_DIR ({wd})" if wd else "a folder named by EXPLORER_WEIGHTS_DIR"
-    return (
-        f"no pretrained weights for {name}: {spec.file_name} ({spec.file_size_mb:.0f} MB) is not in "
-        f"{where} nor in torch's cache ({_cache_dir()}), and {reason}. "
-        f"Pre-download it with `python -m explorer weights download --models {name}` on a machine with "
-        f"internet and copy the file into one of those folders, pass --weights FILE, or try the app "
-        f"with untrained weights (--untrained or EXPLORER_ALLOW_UNTRAINED=1)."
-    )
+    head = (f"no pretrained weights for {name}: {spec.file_name} ({spec.file_size_mb:.0f} MB) is not in "
+            f"{where} nor in torch's cache ({_cache_dir()}), and {reason}. "
+            f"Pre-download it with `python -m explorer weights download --models {name}` on a machine with "
+            f"internet and copy the file into one of those folders")
+    return WeightsError(head + ", pass --weights FILE, or try it with untrained weights "
+                               "(--untrained or EXPLORER_ALLOW_UNTRAINED=1).",
+                        app_message=head + ", or tick “Use untrained weights” in the sidebar to try the app "
+                                           "without them.")
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -309,9 +318,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, zip errors, unsafe globals
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"could not read weights file {path}: {first}") from None
+    except Exception:  # pickle/zip errors, or objects that are not plain tensors
+        raise WeightsError(f"could not read weights file {path}: it is not a PyTorch state_dict file (.pth/.pt) "
+                           "holding only tensors") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -327,12 +336,12 @@ def _imagenet_state_dict(name: str, progress: bool = True) -> tuple[dict[str, to
     if local is not None:
         return _read_state_dict(local), str(local)
     if _offline():
-        raise WeightsError(_missing_message(name, "EXPLORER_OFFLINE=1 forbids downloading"))
+        raise _missing_error(name, "EXPLORER_OFFLINE=1 forbids downloading")
     try:
         sd = _spec(name).weights_enum.get_state_dict(progress=progress, check_hash=True)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(_missing_message(name, f"the download failed ({reason})")) from None
+        raise _missing_error(name, f"the download failed ({reason})") from None
     return sd, str(_cache_dir() / weights_file_name(name))
 
 
@@ -411,7 +420,8 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source:
     if bad:
         raise WeightsError(f"{source} does not fit {name}: shape of {bad[0]} is {tuple(sd[bad[0]].shape)}, "
                            f"expected {tuple(own[bad[0]].shape)}")
-    model.load_state_dict(sd, strict=True)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # fp16 files too
+    model.load_state_dict(sd, strict=True, assign=True)
 
 
 def _vgg_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -628,7 +638,8 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
                                f"untrained weights (seed {UNTRAINED_SEED})")
             model = _build_torchvision(spec, untrained=True)
         else:
-            model = _build_torchvision(spec, untrained=False)
+            with torch.device("meta"):  # no random initialization: the state_dict replaces it all
+                model = _build_torchvision(spec, untrained=False)
             _load_into(model, sd, name, info.source)
     net = FeatureNet(spec, _layers_for(spec, model), info)
     return net.to(dev)

@@ -214,9 +214,13 @@ class StyleSettings:
             self.style_layers = tuple(s.strip() for s in self.style_layers.split(",") if s.strip())
         self.style_layers = tuple(self.style_layers)
         if self.style_layer_weights is not None:
-            if isinstance(self.style_layer_weights, str):
-                self.style_layer_weights = tuple(float(s) for s in self.style_layer_weights.split(",") if s.strip())
-            self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
+            raw = self.style_layer_weights
+            try:
+                if isinstance(raw, str):
+                    raw = [s for s in raw.split(",") if s.strip()]
+                self.style_layer_weights = tuple(float(w) for w in raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"style_layer_weights must be numbers separated by commas; got {raw!r}") from None
         for key, allowed in _CHOICES.items():
             v = getattr(self, key)
             if v not in allowed:

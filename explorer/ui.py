@@ -112,7 +112,10 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
             f"Downloading {spec.title} ImageNet weights ({spec.file_name}, {spec.file_size_mb:.0f} MB; first run only)"
         with st.spinner(label):
             model = cached_model(name, weights, device)
-    except (models.WeightsError, ValueError) as exc:
+    except models.WeightsError as exc:
+        st.error(" ".join(exc.app_message.split()))
+        return None
+    except ValueError as exc:
         st.error(one_line(exc))
         return None
     sb.caption(f"Device: {model.device} · {device_summary()}")

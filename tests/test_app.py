@@ -1,0 +1,226 @@
+"""Streamlit AppTest tests of the home page and the style transfer page.
+
+The app runs headless in-process (``streamlit.testing.v1.AppTest``) on the CPU with untrained
+weights (``EXPLORER_ALLOW_UNTRAINED=1`` makes the sidebar's "Use untrained weights" default on,
+since pretrained weights cannot be downloaded here), 64 px and 3 steps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+STYLE_PAGE = "pages/style_transfer.py"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setenv("EXPLORER_ALLOW_UNTRAINED", "1")
+    monkeypatch.setenv("EXPLORER_OFFLINE", "1")
+    monkeypatch.delenv("EXPLORER_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no pretrained weights anywhere
+
+
+@pytest.fixture
+def home() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture
+def page(home) -> AppTest:
+    home.switch_page(STYLE_PAGE).run()
+    assert not home.exception
+    return home
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """What the download buttons would hand the browser, by file name.
+
+    AppTest keeps media in a MemoryMediaFileStorage that it drops after each run, so the
+    bytes are recorded as they are stored."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    seen: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, (bytes, bytearray)):
+            seen[filename] = bytes(path_or_data)
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return seen
+
+
+def png_of(width: int, height: int) -> bytes:
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    disc = ((x - width / 2) ** 2 + (y - height / 2) ** 2) < (min(width, height) / 3) ** 2
+    rgb = np.stack([x / width * 255, y / height * 255, disc * 200.0 + 30], axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.clip(0, 255).astype(np.uint8), "RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def untrained_box(at: AppTest):
+    """The sidebar's "Use untrained weights" checkbox (its key differs from page to page)."""
+    boxes = [c for c in at.sidebar.checkbox if c.label == "Use untrained weights"]
+    assert len(boxes) == 1, at.sidebar
+    return boxes[0]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def upload_content(at: AppTest, name: str, data: bytes) -> None:
+    if at.radio(key="content_source").value != "Upload":
+        at.radio(key="content_source").set_value("Upload").run()
+        assert not at.exception
+    at.file_uploader(key="content_upload").set_value((name, data, "image/png"))
+    at.run()
+    assert not at.exception
+
+
+def small_settings(at: AppTest) -> None:
+    at.slider(key="size").set_value(64)
+    at.number_input(key="steps").set_value(3)
+
+
+def click_run(at: AppTest) -> None:
+    assert not at.button(key="run").disabled
+    at.button(key="run").click().run()
+    assert not at.exception
+
+
+def check_result(at: AppTest) -> None:
+    assert not at.exception
+    assert "Result" in [s.value for s in at.subheader]
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith("Result (untrained weights") for c in captions), captions
+    keys = {d.key for d in at.download_button}
+    assert {"download_png", "download_json"} <= keys
+    final = [c.value for c in at.caption if "Final losses" in c.value]
+    assert len(final) == 1
+    for term in ("content", "style", "tv", "total"):
+        assert re.search(rf"\b{term} -?[0-9.]+(e[+-]?[0-9]+)?\b", final[0]), final[0]
+
+
+# --------------------------------------------------------------------------- home page
+
+
+def test_home_page_shows_weights_and_device(home):
+    assert [t.value for t in home.title] == ["Deep Dream and style-visualization explorer"]
+    assert any(m.value.startswith("Compute: CPU") for m in home.markdown)
+    table = home.dataframe[0].value
+    files = set(table["weights file"])
+    assert {"vgg19-dcbb9e9d.pth", "vgg16-397923af.pth", "googlenet-1378be20.pth",
+            "inception_v3_google-0cc3c7bd.pth"} <= files
+    assert set(table["found at"]) == {"not downloaded yet"}
+    assert any("python -m explorer weights download" in i.value for i in home.info)
+    assert not errors(home)
+
+
+# --------------------------------------------------------------------------- style page
+
+
+def test_style_page_renders_with_untrained_warning(page):
+    assert not errors(page)
+    assert untrained_box(page).value is True
+    warnings = [w.value for w in page.warning]
+    assert any("untrained weights" in w for w in warnings), warnings
+    assert any(c.value.startswith("Weights: untrained weights") for c in page.sidebar.caption)
+    # samples are picked by default, so the page is ready to run
+    assert not page.button(key="run").disabled
+
+
+def test_upload_run_and_download(page, downloads):
+    upload_content(page, "photo.png", png_of(100, 80))
+    assert not errors(page)
+    assert "Content: photo.png" in [c for img in page.image for c in img.captions]
+    small_settings(page)
+    page.run()
+    click_run(page)
+    assert not errors(page)
+    check_result(page)
+
+    # the PNG the user downloads: working size, labelled as untrained
+    with Image.open(io.BytesIO(downloads["stylized.png"])) as im:
+        assert im.format == "PNG"
+        assert im.size == (64, 51)  # long side = working size, aspect ratio of the 100 x 80 upload kept
+        assert "untrained" in im.text["weights"]
+        assert json.loads(im.text["settings"])["steps"] == 3
+    # the settings download is a recipe the CLI can replay
+    recipe = json.loads(downloads["recipe.json"])
+    assert recipe["settings"]["size"] == 64 and recipe["settings"]["steps"] == 3
+    assert recipe["weights"] == "untrained"
+    assert recipe["inputs"]["content"] == "upload:photo.png"
+    assert recipe["inputs"]["style"].startswith("sample:")
+    assert [h["step"] for h in recipe["history"]] == [1, 2, 3]
+
+
+def test_broken_upload_is_one_error_and_session_recovers(page):
+    junk = np.random.default_rng(0).bytes(3000)
+    upload_content(page, "x.png", junk)
+    errs = errors(page)
+    assert len(errs) == 1, errs
+    assert "\n" not in errs[0] and "not an image" in errs[0] and "x.png" in errs[0]
+    assert page.button(key="run").disabled
+
+    upload_content(page, "photo.png", png_of(80, 80))
+    assert not errors(page)
+    small_settings(page)
+    page.run()
+    click_run(page)
+    assert not errors(page)
+    check_result(page)
+
+
+def test_bad_settings_show_an_error_and_disable_run(page):
+    page.multiselect(key="style_layers").set_value([]).run()
+    assert not page.exception
+    errs = errors(page)
+    assert len(errs) == 1 and "style_layers is empty" in errs[0], errs
+    assert page.button(key="run").disabled
+
+    page.multiselect(key="style_layers").set_value(["relu1_1", "relu2_1"]).run()
+    page.text_input(key="layer_weights").set_value("1, 2, 3").run()
+    assert not page.exception
+    errs = errors(page)
+    assert len(errs) == 1 and "3 values for 2 style layers" in errs[0], errs
+    assert page.button(key="run").disabled
+
+    page.text_input(key="layer_weights").set_value("1, 2").run()
+    assert not errors(page)
+    assert not page.button(key="run").disabled
+
+
+def test_without_untrained_and_no_weights_one_error_line(page):
+    untrained_box(page).uncheck().run()
+    assert not page.exception
+    errs = errors(page)
+    assert len(errs) == 1, errs
+    assert "\n" not in errs[0]
+    assert "no pretrained weights for vgg19" in errs[0]
+    assert "python -m explorer weights download" in errs[0]
+    assert page.button(key="run").disabled
+    assert not any("untrained weights" in w.value for w in page.warning)
+
+    # ticking it again brings the page back
+    untrained_box(page).check().run()
+    assert not page.exception and not errors(page)
+    assert not page.button(key="run").disabled
