@@ -18,6 +18,7 @@ Research 2015, ``dream.ipynb``) and the TensorFlow DeepDream tutorial:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import math
@@ -585,9 +586,17 @@ class DreamRun:
         self.sizes, note = octave_sizes(h, w, settings.octaves, settings.octave_scale, min_side)
         if note:
             self.notes.append(note)
-        # fail early on bad channels etc.: evaluate the objective once on the smallest octave
+        if settings.tile < 2 * min_side:  # tiles are at least tile/2 wide; each must fit the network
+            self.notes.append(f"tile size raised from {settings.tile} to {2 * min_side} px: {model.name} needs "
+                              f"{min_side} px a side at {', '.join(layers)}")
+            settings = dataclasses.replace(settings, tile=2 * min_side)
+            self.settings = settings
+        # fail early on bad channels etc.: evaluate the objective once on a small crop of the
+        # smallest octave (a crop, so that memory stays bounded by the tile, not the image)
+        small = _resize(self.base, self.sizes[0])
+        crop = min(small.shape[-2], small.shape[-1], max(2 * min_side, 64))
         with torch.no_grad(), autocast(self.device, self.dtype):
-            self.objective(model.features(_resize(self.base, self.sizes[0]), layers))
+            self.objective(model.features(small[..., :crop, :crop], layers))
         self.image = self.base.clone()
         self.history: list[dict] = []
         self.frames: list[tuple[str, torch.Tensor]] = []

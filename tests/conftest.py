@@ -5,8 +5,12 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# With 2 cores, torch's OpenMP threads busy-wait on each other when anything else runs:
+# sleeping waits keep the suite fast on a shared machine (set before torch is imported).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -37,3 +41,11 @@ def images64():
     stripes = (torch.sin(x * 40) > 0).float()
     style = torch.stack([stripes, 1 - stripes, 0.5 * torch.ones_like(x)]).unsqueeze(0)
     return content, style
+
+
+@pytest.fixture(scope="session")
+def googlenet():
+    """The shared untrained GoogLeNet (torchvision init under torch.manual_seed(0)), for Deep Dream."""
+    from explorer.models import load_model
+
+    return load_model("googlenet", weights="untrained", device="cpu")
