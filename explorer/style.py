@@ -73,11 +73,44 @@ def gram_matrix(features: torch.Tensor, normalize: bool = False) -> torch.Tensor
     if features.dim() != 4:
         raise ValueError(f"expected features of shape (B, N, H, W), got {tuple(features.shape)}")
     b, n, h, w = features.shape
-    f = features.float().reshape(b, n, h * w)
-    g = torch.bmm(f, f.transpose(1, 2))
+    g = _Gram.apply(features)
     if normalize:
         g = g / (h * w)
     return g[0] if squeeze else g
+
+
+def _as_matrix(features: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(B, N, H, W) -> (B, M, N) view for channels_last storage, else (B, N, M) view."""
+    b, n, h, w = features.shape
+    if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+        return features.permute(0, 2, 3, 1).reshape(b, h * w, n), True
+    return features.reshape(b, n, h * w), False
+
+
+class _Gram(torch.autograd.Function):
+    """G = F F^T in float32 for F of shape (B, N, H, W) of any float dtype.
+
+    The backward, dL/dF = (dG + dG^T) F, is one matrix product (autograd's own takes two) in
+    F's dtype: under bf16 autocast the gradient flowing into the network is bf16 anyway, so
+    only the Gram matrix itself, which the losses use, needs float32. channels_last features
+    are read as (B, M, N) views, without a copy."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(features)
+        full = features if features.dtype in (torch.float32, torch.float64) else features.float()
+        f, cl = _as_matrix(full)
+        return torch.bmm(f.transpose(1, 2), f) if cl else torch.bmm(f, f.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad_g: torch.Tensor) -> torch.Tensor:
+        (features,) = ctx.saved_tensors
+        b, n, h, w = features.shape
+        sym = (grad_g + grad_g.transpose(1, 2)).to(features.dtype)
+        f, cl = _as_matrix(features)
+        if cl:
+            return torch.bmm(f, sym).reshape(b, h, w, n).permute(0, 3, 1, 2)
+        return torch.bmm(sym, f).reshape(b, n, h, w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -360,10 +393,13 @@ class StyleResult:
     """What a style transfer run returns.
 
     Attributes:
-        image: the result, (1, 3, H, W), values in [0, 1], CPU float32 (the last finite image).
-        history: one dict per step: ``step``, ``content``, ``style``, ``tv``, ``total`` (all as
-            in eq. (5), already weighted by nothing: raw loss values), ``style_layers``
-            (E_l per layer) and ``seconds`` (elapsed wall clock).
+        image: the result, (1, 3, H, W), values in [0, 1], CPU float32: the last image whose
+            losses were finite (the final image unless the run stopped early).
+        history: one dict per step k = 0..steps, the losses of the image after k updates
+            (k = 0 is the starting image; the last entry belongs to ``image``): ``step``,
+            ``content``, ``style``, ``tv``, ``total`` (unweighted eq. (4), (3), R_V^beta and the
+            weighted total of eq. (5) + TV), ``style_layers`` (E_l per layer) and ``seconds``
+            (elapsed wall clock).
         snapshots: (step, image) pairs taken every ``preview_every`` steps.
         settings: the settings used.
         weights: ``"imagenet"``, ``"file"`` or ``"untrained"``; ``weights_label`` is the text to show.
@@ -450,11 +486,12 @@ class StyleTransfer:
                 if settings.style_weight > 0 and settings.style_layers:
                     raise ValueError("a style image is needed (or set the style weight to 0)")
                 targets = {}
+            # targets are computed once, in float32 whatever the run's precision (cheap, and the
+            # bf16 runs then end closer to the fp32 loss)
             if targets is None:
                 targets = style_targets(model, style_list, settings.style_layers,
-                                        pooling=settings.pooling, precision=settings.precision)
-            with autocast(self.device, self.dtype):
-                p = model.features(self._fmt(self.content), [settings.content_layer], pooling=settings.pooling)
+                                        pooling=settings.pooling, precision="fp32")
+            p = model.features(self._fmt(self.content), [settings.content_layer], pooling=settings.pooling)
             self.content_target = p[settings.content_layer].float()
         self.targets = {k: v.to(self.device) for k, v in targets.items()}
         self.x = self._initial_image(style_list)
@@ -497,9 +534,25 @@ class StyleTransfer:
         total = s.content_weight * c + s.style_weight * st + s.tv_weight * tv
         return {"content": c, "style": st, "tv": tv, "total": total, "style_layers": e}
 
+    def _record(self, step: int, terms: dict, total: float) -> dict:
+        h = {
+            "step": step,
+            "content": float(terms["content"].sum()),
+            "style": float(terms["style"].sum()),
+            "tv": float(terms["tv"].sum()),
+            "total": total,
+            "style_layers": {k: float(v.sum()) for k, v in terms["style_layers"].items()},
+            "seconds": round(self.seconds, 4),
+        }
+        self.history.append(h)
+        return h
+
     def __iter__(self) -> Iterator[ProgressEvent]:
+        """Yield one event per step k = 0..steps: the losses of the image after k updates (the
+        image itself every ``preview_every`` steps). Each optimizer step evaluates the current
+        image (forward + backward) and then updates it, so the losses of image k are known
+        during step k + 1; the final image gets one extra forward pass without gradients."""
         s = self.settings
-        torch.manual_seed(s.seed)
         x = self.x
         if s.optimizer == "lbfgs":
             opt = torch.optim.LBFGS([x], lr=s.effective_lr, max_iter=1, history_size=100)
@@ -508,65 +561,63 @@ class StyleTransfer:
         start = time.perf_counter()
         record: dict = {}
 
+        def detached(terms):
+            return {k: (v.detach() if isinstance(v, torch.Tensor) else {n: t.detach() for n, t in v.items()})
+                    for k, v in terms.items()}
+
         def closure():
             opt.zero_grad(set_to_none=True)
             terms = self.losses(x)
             loss = terms["total"].sum()
-            record["terms"] = {k: (v.detach() if isinstance(v, torch.Tensor) else {n: t.detach() for n, t in v.items()})
-                               for k, v in terms.items()}
-            record["loss"] = float(loss.detach())
+            record["terms"], record["loss"] = detached(terms), float(loss.detach())
             if math.isfinite(record["loss"]):
                 with torch.no_grad():
                     self.last_good.copy_(x)  # the image these finite losses belong to
                 loss.backward()
             return loss
 
-        yield ProgressEvent(0, s.steps, 0.0, {}, preview=self.x.detach().cpu().clone())
+        def event(k: int) -> ProgressEvent | None:
+            """Record image k's losses (just computed) or stop on a non-finite loss."""
+            self.seconds = time.perf_counter() - start
+            if not math.isfinite(record["loss"]):
+                kind = "NaN" if math.isnan(record["loss"]) else "infinite"
+                self.stopped = (f"the loss became {kind} at step {k}; stopped and kept the last finite image "
+                                f"(step {k - 1}). Try a smaller learning rate or style weight.")
+                return ProgressEvent(max(k - 1, 0), s.steps, self.seconds,
+                                     _main_losses(self.history[-1]) if self.history else {},
+                                     preview=self.last_good.cpu().clone(), message=self.stopped, done=True)
+            h = self._record(k, record["terms"], record["loss"])
+            preview = None
+            if k == 0 or k % s.preview_every == 0 or k == s.steps:
+                preview = self.last_good.detach().cpu().clone()
+                if k > 0:
+                    self.snapshots.append((k, preview))
+            return ProgressEvent(k, s.steps, self.seconds, _main_losses(h), preview=preview, done=k == s.steps)
+
         for step in range(1, s.steps + 1):
             if s.optimizer == "lbfgs":
-                opt.step(closure)  # max_iter=1: exactly one evaluation at the current x
+                opt.step(closure)  # max_iter=1: one evaluation of image step-1, then the update
             else:
                 closure()
                 if math.isfinite(record["loss"]):
                     opt.step()
-            if not math.isfinite(record["loss"]):
-                # the loss was evaluated at x, which is bad: keep the previous finite image
-                self.stopped = (f"the loss became {'NaN' if math.isnan(record['loss']) else 'infinite'} at step "
-                                f"{step}; stopped and kept the last finite image (step {step - 1}). "
-                                f"Try a smaller learning rate or style weight.")
-                with torch.no_grad():
-                    x.copy_(self.last_good)
-                self.seconds = time.perf_counter() - start
-                yield ProgressEvent(step - 1, s.steps, self.seconds, self.history[-1] if self.history else {},
-                                    preview=self.last_good.cpu().clone(), message=self.stopped, done=True)
-                return
             with torch.no_grad():
                 x.clamp_(0.0, 1.0)
-            terms = record["terms"]
-            self.seconds = time.perf_counter() - start
-            h = {
-                "step": step,
-                "content": float(terms["content"].sum()),
-                "style": float(terms["style"].sum()),
-                "tv": float(terms["tv"].sum()),
-                "total": record["loss"],
-                "style_layers": {k: float(v.sum()) for k, v in terms["style_layers"].items()},
-                "seconds": round(self.seconds, 4),
-            }
-            self.history.append(h)
-            preview = None
-            if step % s.preview_every == 0 or step == s.steps:
-                preview = x.detach().cpu().clone()
-                self.snapshots.append((step, preview))
-            yield ProgressEvent(step, s.steps, self.seconds,
-                                {k: h[k] for k in ("content", "style", "tv", "total")},
-                                preview=preview, done=step == s.steps)
+            ev = event(step - 1)
+            yield ev
+            if self.stopped:
+                return
+        with torch.no_grad():  # the losses of the final image
+            terms = self.losses(x)
+            record["terms"], record["loss"] = detached(terms), float(terms["total"].sum())
+            if math.isfinite(record["loss"]):
+                self.last_good.copy_(x)
+        yield event(s.steps)
 
     def result(self) -> StyleResult:
         """The run's result so far (after the loop, or after stopping it early)."""
-        img = self.x if self.stopped is None else self.last_good
         return StyleResult(
-            image=img.detach().clamp(0, 1).cpu().clone(),
+            image=self.last_good.detach().clamp(0, 1).cpu().clone(),
             history=list(self.history),
             snapshots=list(self.snapshots),
             settings=self.settings,
@@ -578,6 +629,10 @@ class StyleTransfer:
             seconds=self.seconds,
             stopped=self.stopped,
         )
+
+
+def _main_losses(h: dict) -> dict[str, float]:
+    return {k: h[k] for k in ("content", "style", "tv", "total")}
 
 
 def run_style_transfer(model: FeatureNet, content: torch.Tensor, style, settings: StyleSettings,

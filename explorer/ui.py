@@ -63,7 +63,7 @@ def cached_style_targets(model: models.FeatureNet, style_image, settings) -> dic
     digest = hashlib.sha1(resized.tobytes()).hexdigest() + f"{resized.size}"
     key = (model.name, model.weights.kind, model.weights.source, str(model.device))
     return _style_targets(model, to_tensor(resized), key, digest, tuple(settings.style_layers),
-                          settings.pooling, settings.precision)
+                          settings.pooling, "fp32")
 
 
 def device_summary() -> str:

@@ -170,7 +170,7 @@ def test_upload_run_and_download(page, downloads):
     assert recipe["weights"] == "untrained"
     assert recipe["inputs"]["content"] == "upload:photo.png"
     assert recipe["inputs"]["style"].startswith("sample:")
-    assert [h["step"] for h in recipe["history"]] == [1, 2, 3]
+    assert [h["step"] for h in recipe["history"]] == [0, 1, 2, 3]
 
 
 def test_broken_upload_is_one_error_and_session_recovers(page):

@@ -95,8 +95,8 @@ def check_report(report: dict, steps: int, weights: str) -> None:
     assert report["precision"] in ("fp32", "bf16")
     assert isinstance(report["seconds"], (int, float)) and report["seconds"] >= 0
     hist = report["history"]
-    assert isinstance(hist, list) and len(hist) == steps
-    for i, row in enumerate(hist, start=1):
+    assert isinstance(hist, list) and len(hist) == steps + 1  # step 0 is the starting image
+    for i, row in enumerate(hist):
         assert isinstance(row, dict) and HISTORY_KEYS <= set(row)
         assert row["step"] == i
         assert all(np.isfinite(row[k]) for k in ("content", "style", "tv", "total"))
@@ -333,7 +333,7 @@ def test_recipe_replays_the_run_exactly(capsys, first_run):
     r2 = read_report(rep)
     assert r2["settings"] == r1["settings"]
     assert r2["inputs"] == r1["inputs"]
-    assert len(r2["history"]) == 3
+    assert len(r2["history"]) == 4
     # same seed, same CPU, deterministic ops: the very same pixels and losses
     a, _ = read_png(first_png)
     b, _ = read_png(out)
@@ -349,7 +349,7 @@ def test_flags_override_the_recipe(capsys, first_run):
                          "--untrained", "--quiet", "--steps", "2")
     assert rc == 0, err
     r2 = read_report(rep)
-    assert len(r2["history"]) == 2
+    assert len(r2["history"]) == 3
     assert r2["settings"]["steps"] == 2
     assert {k: v for k, v in r2["settings"].items() if k != "steps"} == \
         {k: v for k, v in r1["settings"].items() if k != "steps"}

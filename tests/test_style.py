@@ -84,7 +84,7 @@ def test_style_and_total_loss_fall_over_20_steps(vgg19, images64, optimizer):
     content, style = images64
     r = run_style_transfer(vgg19, content, style, _settings(optimizer=optimizer))
     first, last = r.history[0], r.history[-1]
-    assert len(r.history) == 20 and r.stopped is None
+    assert len(r.history) == 21 and r.stopped is None  # steps 0 (start) to 20
     assert last["style"] < 0.7 * first["style"]
     assert last["total"] < first["total"]
     assert r.image.shape == content.shape and 0 <= r.image.min() and r.image.max() <= 1
@@ -168,15 +168,38 @@ class _NanAfter(torch.nn.Module):
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_finite_image(vgg19, images64):
     content, style = images64
-    # calls 1-2 compute the style and content targets; steps 1-3 are finite; step 4 is NaN
+    # calls 1-2 compute the style and content targets; images 0-2 are finite; image 3 is NaN
     wrapped = _NanAfter(vgg19, k=6)
     run = StyleTransfer(wrapped, content, style, _settings(steps=10, optimizer="adam"))
     events = list(run)
     result = run.result()
-    assert events[-1].done and "NaN" in events[-1].message and "step 4" in events[-1].message
+    assert events[-1].done and "NaN" in events[-1].message and "step 3" in events[-1].message
     assert len(result.history) == 3 and result.stopped
     assert torch.isfinite(result.image).all()
     assert torch.equal(result.image, run.last_good.cpu().clamp(0, 1))
+    assert result.history[-1]["step"] == 2  # the losses shown are those of the image kept
+
+
+def test_final_losses_belong_to_the_returned_image(vgg19, images64):
+    content, style = images64
+    run = StyleTransfer(vgg19, content, style, _settings(steps=4, precision="fp32"))
+    events = list(run)
+    r = run.result()
+    assert [e.step for e in events] == [0, 1, 2, 3, 4] and events[-1].done
+    with torch.no_grad():
+        again = run.losses(r.image.to(run.device))
+    assert r.final_losses["total"] == pytest.approx(float(again["total"].sum()), rel=1e-5)
+    assert torch.equal(events[-1].preview, r.image)
+
+
+def test_gram_backward_matches_autograd_in_both_memory_formats():
+    from explorer.style import _Gram
+
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        f = torch.randn(2, 5, 4, 3, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
+        assert torch.autograd.gradcheck(_Gram.apply, (f,))
+        ref = torch.bmm(f.reshape(2, 5, 12), f.reshape(2, 5, 12).transpose(1, 2))
+        torch.testing.assert_close(_Gram.apply(f), ref)
 
 
 def test_report_has_what_the_cli_and_page_need(vgg19, images64):
