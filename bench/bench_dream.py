@@ -81,7 +81,7 @@ def one(cfg: dict) -> dict:
             x1, _ = dream.dream_step(model, obj, x1, s, rng, dtype, cl)
         out["s_per_step"] = (time.perf_counter() - t) / cfg["steps"]
     elif cfg["kind"] == "dream":
-        s = dream.DreamSettings(model=cfg["model"], precision=cfg["precision"])
+        s = dream.DreamSettings(model=cfg["model"], precision=cfg["precision"], steps=cfg.get("steps", 10))
         warm = dream.DreamRun(model, x[..., :128, :128], dream.DreamSettings(model=cfg["model"], steps=1,
                                                                               precision=cfg["precision"]))
         for _ in warm:
@@ -129,12 +129,16 @@ def main() -> None:
         for tile in (4096, 512 if not q else 128):
             rows.append(child({"kind": "step", "model": "googlenet", "precision": "auto", "size": big,
                                "steps": 1 if q else 2, "tile": tile}))
+    # a whole tiled dream on a large image (4 octaves, 2 steps each): its peak memory
+    rows.append(child({"kind": "dream", "model": "googlenet", "precision": "auto", "size": 256 if q else 2048,
+                       "steps": 2}))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights: "
           f"{rows[0].get('weights', '?')}")
     print(f"{'config':58s} {'s/step':>8s} {'seconds':>8s} {'peak MB':>8s}")
     for r in rows:
         c = r["config"]
         name = f"{c['kind']} {c['model']} {c['size']}px {c.get('precision', 'fp32')}" + \
+            (f" {c['steps']} steps/octave" if c["kind"] == "dream" and "steps" in c else "") + \
             (f" tile {c['tile']}" if c.get("tile", 4096) < 4096 else (" untiled" if c.get("tile") else ""))
         if "error" in r:
             print(f"{name:58s} error: {r['error']}")

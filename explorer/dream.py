@@ -617,6 +617,7 @@ class DreamRun:
         detail = torch.zeros_like(bases[0])
         step = 0
         for o, base in enumerate(bases):
+            stage = f"octave {o + 1} of {len(bases)} ({base.shape[-1]}x{base.shape[-2]} px)"
             detail = _resize(detail, base.shape[-2:])
             x = (base + detail).clamp(0, 1)
             for _ in range(s.steps):
@@ -631,7 +632,7 @@ class DreamRun:
                     preview = _resize(x, self.base.shape[-2:]).detach().cpu()
                     self.image = _resize(x, self.base.shape[-2:]).detach()
                 yield ProgressEvent(step, total, self.seconds, {"objective": value}, preview=preview,
-                                    message=None, done=step == total)
+                                    message=None, done=step == total, stage=stage)
             detail = x - base
             self.image = _resize(x, self.base.shape[-2:]).detach()
             h, w = base.shape[-2:]
@@ -731,5 +732,6 @@ class ZoomRun:
             total = per * self.n_frames
             preview = item.preview if item.preview is not None and item.step > 0 else None
             yield ProgressEvent(offset + item.step, total, item.elapsed, item.losses, preview=preview,
-                                message=f"frame {i + 1} of {self.n_frames}" if item.step == 0 else item.message,
-                                done=item.done and i == self.n_frames - 1)
+                                message=item.message if item.step == 0 else None,
+                                done=item.done and i == self.n_frames - 1,
+                                stage=f"frame {i + 1} of {self.n_frames}" + (f", {item.stage}" if item.stage else ""))

@@ -29,6 +29,7 @@ class ProgressEvent:
             when this event carries no preview (previews come every few steps).
         message: a one-line note for the user (e.g. why the run stopped early), or ``None``.
         done: True on the last event of a run.
+        stage: where a multi-stage computation is, e.g. ``"octave 2 of 4 (183x244 px)"``.
     """
 
     step: int
@@ -38,6 +39,7 @@ class ProgressEvent:
     preview: torch.Tensor | None = None
     message: str | None = None
     done: bool = False
+    stage: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -64,6 +66,8 @@ def tqdm_events(events: Iterable[ProgressEvent], desc: str = "", disable: bool |
                 bar = tqdm(total=ev.total, desc=desc, unit="step", disable=disable, dynamic_ncols=True)
             bar.n = ev.step
             post = {k: f"{ev.losses[k]:.4g}" for k in keys if k in ev.losses}
+            if ev.stage:
+                post = {"at": ev.stage, **post}
             if post:
                 bar.set_postfix(post, refresh=False)
             bar.refresh()

@@ -200,7 +200,8 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
         last = ev
         if ev.losses:
             rows.append({"step": ev.step, **ev.losses})
-        bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total} · {ev.elapsed:.1f} s")
+        stage = f" · {ev.stage}" if ev.stage else ""
+        bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s")
         partial = st.session_state.setdefault(state_key, {})
         partial["rows"] = rows
         partial["step"] = ev.step
