@@ -42,4 +42,4 @@ pages = {
         st.Page("pages/deep_dream.py", title="Deep Dream", icon="🌀"),
     ],
 }
-st.navigation(pages).run()
+ui.run_app(pages)

@@ -6,6 +6,7 @@ results out.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from typing import Iterable, Mapping, Sequence
 
@@ -16,6 +17,8 @@ from . import images, models, plots
 from .progress import ProgressEvent
 
 __all__ = [
+    "run_app",
+    "page_guard",
     "cached_model",
     "cached_style_targets",
     "sidebar_model",
@@ -30,6 +33,33 @@ __all__ = [
 ]
 
 UNTRAINED_KEY = "use_untrained_weights"
+
+_entry = threading.local()
+
+
+def run_app(pages) -> None:
+    """Run ``st.navigation(pages)`` from app.py, marking this script run as started by the entry
+    point (see :func:`page_guard`)."""
+    _entry.active = True
+    try:
+        st.navigation(pages).run()
+    finally:
+        _entry.active = False
+
+
+def page_guard() -> None:
+    """First line of every page. Streamlit treats a ``pages/`` folder next to app.py as a
+    legacy multipage app until app.py's ``st.navigation`` has run once in the server process;
+    so the very first request of a fresh server for a page URL runs the page file alone,
+    without app.py's navigation and page config. In that case run app.py instead (which
+    runs this page through its navigation) and stop."""
+    if getattr(_entry, "active", False):
+        return
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+    st.stop()
 
 
 def one_line(exc: BaseException) -> str:

@@ -4,6 +4,10 @@ import json
 
 import streamlit as st
 
+from explorer import ui
+
+ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+
 from explorer import dream, images, models, plots, ui
 
 st.title("Deep Dream")

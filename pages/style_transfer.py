@@ -4,6 +4,10 @@ import json
 
 import streamlit as st
 
+from explorer import ui
+
+ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+
 from explorer import images, plots, style, ui
 
 st.title("Style transfer")
@@ -132,6 +136,6 @@ if res:
                                           per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"]),
                         key="final_chart")
         last = hist[-1]
-        took = f"{len(hist)} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
+        took = f"{len(hist) - 1} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
         st.caption(took + "Final losses (unweighted): " + ", ".join(
             f"{k} {last[k]:.4g}" for k in ("content", "style", "tv", "total") if k in last))

@@ -258,8 +258,20 @@ from explorer.models import load_model
 from explorer.dream import DreamRun, DreamSettings
 model = load_model("googlenet", weights="untrained", device="cpu")
 x = torch.rand(1, 3, 1536, 1536, generator=torch.Generator().manual_seed(0))
-unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-mib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20
+# ru_maxrss survives fork+exec on Linux (a child starts with its parent's peak, here pytest's),
+# so on Linux reset the peak with /proc/self/clear_refs and read VmHWM instead
+def mib():
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) / 1024
+    except OSError:
+        unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20
+try:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+except OSError:
+    pass
 base = mib()
 run = DreamRun(model, x, DreamSettings(octaves=1, steps=1, tile=512, jitter=0))
 events = list(run)
