@@ -33,6 +33,7 @@ import torchvision.transforms.functional as TF
 
 from .models import FeatureNet, autocast, list_layers, precision_name, resolve_precision
 from .progress import ProgressEvent
+from .settings import RecipeSettings
 
 __all__ = [
     "Objective",
@@ -215,7 +216,7 @@ def parse_layer_weights(spec: str | Sequence) -> tuple[tuple[str, float], ...]:
 # ----------------------------------------------------------------------------- settings
 
 @dataclass
-class DreamSettings:
+class DreamSettings(RecipeSettings):
     """Every option of a dream (what a recipe JSON holds).
 
     Attributes:
@@ -265,9 +266,6 @@ class DreamSettings:
     channels_last: str = "auto"
     preview_every: int = 5
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> "DreamSettings":
         """Check types and ranges.
 
@@ -313,20 +311,6 @@ class DreamSettings:
         d["channels"] = list(self.channels)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "DreamSettings":
-        """Build from a recipe's ``settings``.
-
-        Raises:
-            ValueError: unknown keys (listing the valid ones) or bad values.
-        """
-        if not isinstance(d, dict):
-            raise ValueError("settings must be a JSON object")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
 
 
 def _int(key, v, lo, hi):

@@ -31,6 +31,7 @@ import torch
 
 from .models import FeatureNet, autocast, precision_name, resolve_precision
 from .progress import ProgressEvent
+from .settings import RecipeSettings
 
 __all__ = [
     "gram_matrix",
@@ -189,7 +190,7 @@ _CHOICES = {
 
 
 @dataclass
-class StyleSettings:
+class StyleSettings(RecipeSettings):
     """Every option of a style transfer run (what a recipe JSON holds).
 
     Attributes:
@@ -233,9 +234,6 @@ class StyleSettings:
     precision: str = "auto"
     channels_last: str = "auto"
     preview_every: int = 10
-
-    def __post_init__(self) -> None:
-        self.validate()
 
     def validate(self) -> "StyleSettings":
         """Check types and ranges.
@@ -296,23 +294,6 @@ class StyleSettings:
             d["style_layer_weights"] = list(self.style_layer_weights)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "StyleSettings":
-        """Build from a dict such as a recipe's ``settings``.
-
-        Raises:
-            ValueError: unknown keys (the message lists the valid ones) or bad values.
-        """
-        if not isinstance(d, dict):
-            raise ValueError("settings must be a JSON object")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ValueError(f"bad settings: {exc}") from None
 
 
 def _check_int(key, v, lo, hi):
