@@ -3,6 +3,7 @@
 Commands:
     stylize CONTENT STYLE -o OUT.png [options]   Gatys style transfer (see ``--help``)
     dream IMAGE -o OUT.png [options]             Deep Dream with octaves, jitter and tiles
+    activations IMAGE --layer L [--out GRID.png] [--json STATS.json]   what a layer computes
     weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
     weights status                               where each model's weights are
 
@@ -123,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser("dream", help="Deep Dream: gradient ascent on a layer's activations",
                         description="Deep Dream with octaves, jitter and tiles (Mordvintsev et al. 2015).")
     _dream_options(dr)
+    ac = sub.add_parser("activations", help="what a layer computes for an image: channel grid and statistics",
+                        description="Top channels of one layer as an image grid, plus statistics as JSON.")
+    ac.add_argument("image", help="a path or sample:NAME")
+    ac.add_argument("--model", choices=list(models.MODELS), default="vgg19", help="default vgg19")
+    ac.add_argument("--layer", default="relu3_1", help="canonical layer name (default relu3_1)")
+    ac.add_argument("--top", type=int, default=16, help="how many channels in the grid (default 16)")
+    ac.add_argument("--by", choices=["mean", "max"], default="mean", help="rank channels by (default mean)")
+    ac.add_argument("--size", type=int, default=256, help="working size, long side in pixels (default 256)")
+    ac.add_argument("--out", metavar="GRID.png", help="write the channel grid here (default activations.png)")
+    ac.add_argument("--json", metavar="STATS.json", help="write layer info and statistics here")
+    ac.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    aw = ac.add_mutually_exclusive_group()
+    aw.add_argument("--weights", metavar="FILE", help="a state_dict file to use instead of ImageNet weights")
+    aw.add_argument("--untrained", action="store_true", help="use untrained weights (seed 0), labelled as such")
     wt = sub.add_parser("weights", help="download or inspect pretrained weights")
     wsub = wt.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
     wsub.required = True
@@ -322,6 +337,45 @@ def cmd_dream(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
+def cmd_activations(args: argparse.Namespace) -> int:
+    from . import activations as act
+
+    out = Path(args.out or "activations.png")
+    if out.suffix.lower() != ".png":
+        raise CliError(f"--out must be a .png file; got {out}")
+    if not 1 <= args.top <= 1024:
+        raise CliError("--top must be between 1 and 1024")
+    if not 32 <= args.size <= 4096:
+        raise CliError("--size must be between 32 and 4096")
+    li = _load_ref(args.image, "image")
+    model = _load_net(args, args.model)
+    model.check_layers([args.layer])
+    x = images.to_tensor(images.resize_long_side(li.image, args.size))
+    info = act.layer_info(model.name, args.layer, max(x.shape[-2:]))
+    acts = act.layer_activations(model, x, args.layer)
+    if acts.ndim != 3:
+        raise CliError(f"{args.layer} has no spatial maps (shape {acts.shape}); pick a convolutional layer")
+    stats = act.channel_stats(acts)
+    top = act.top_channels(acts, args.top, by=args.by)
+    images.save_png_atomic(act.channel_grid(acts, top), out, pnginfo={"weights": model.weights.label,
+                                                                      "layer": f"{model.name} {args.layer}"})
+    report = {
+        "image": args.image, "model": model.name, "layer": args.layer, "weights": model.weights.kind,
+        "weights_label": model.weights.label, "input_hw": list(x.shape[-2:]),
+        "shape": list(acts.shape), "receptive_field": info.receptive_field, "stride": info.stride,
+        "params": info.params, "params_total": info.params_total, "sparsity": stats.sparsity,
+        "top_channels": [{"channel": int(c), "mean": float(stats.mean[c]), "max": float(stats.max[c])} for c in top],
+        "channel_mean": [float(v) for v in stats.mean],
+        "predictions": act.top_predictions(model, x),
+    }
+    if args.json:
+        images.write_text_atomic(json.dumps(report, indent=2), args.json)
+    _say(f"wrote {out}: top {len(top)} of {acts.shape[0]} channels of {model.name} {args.layer} "
+         f"({acts.shape[1]}x{acts.shape[2]}, receptive field {info.receptive_field} px, stride {info.stride}); "
+         f"sparsity {stats.sparsity:.1%}" + (f"; stats in {args.json}" if args.json else ""))
+    return 0
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     if args.weights_command == "status":
         for row in models.weights_status():
@@ -349,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stylize(args)
         if args.command == "dream":
             return cmd_dream(args)
+        if args.command == "activations":
+            return cmd_activations(args)
         return cmd_weights(args)
     except (CliError, images.ImageError, models.WeightsError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,380 @@
+"""What each layer computes: per-layer views and statistics for the activation explorer.
+
+Everything returns NumPy arrays or small dataclasses so the page, the CLI and the tests use the
+same code. Activations are computed once per (image, model, layer) by :func:`layer_activations`
+(the network is walked only up to that layer); every view below is a cheap function of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+
+from .models import MODELS, FeatureNet, WeightsInfo, list_layers
+from .style import gram_matrix, style_layer_loss
+
+__all__ = [
+    "LayerInfo",
+    "layer_info",
+    "receptive_field",
+    "output_shape",
+    "layer_activations",
+    "ChannelStats",
+    "channel_stats",
+    "top_channels",
+    "channel_grid",
+    "channel_map_rgb",
+    "gram_view",
+    "walk_layers",
+    "walk_network",
+    "Comparison",
+    "compare_images",
+    "top_predictions",
+]
+
+
+# ----------------------------------------------------------------------------- architecture
+
+@functools.lru_cache(maxsize=8)
+def _meta_net(name: str) -> FeatureNet:
+    from .models import _build_torchvision, _layers_for
+
+    spec = MODELS[name]
+    with torch.device("meta"):
+        return FeatureNet(spec, _layers_for(spec, _build_torchvision(spec, untrained=False)),
+                          WeightsInfo("untrained", "", ""))
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _prop(m: nn.Module, st: list[float]) -> list[float]:
+    """Propagate [rf_h, rf_w, jump_h, jump_w] through module m (receptive field arithmetic:
+    rf += (k - 1) * dilation * jump; jump *= stride)."""
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        k = _pair(m.kernel_size)
+        s = _pair(m.stride if m.stride is not None else m.kernel_size)
+        d = _pair(getattr(m, "dilation", 1))
+        return [st[0] + (k[0] - 1) * d[0] * st[2], st[1] + (k[1] - 1) * d[1] * st[3], st[2] * s[0], st[3] * s[1]]
+    children = list(m.named_children())
+    if not children:
+        return st  # ReLU, BatchNorm, Dropout: pointwise
+    branches = [c for c in children if c[0].startswith("branch")]
+    if branches:
+        # a multi-branch (Inception) block: each branch is the chain of its children sharing a
+        # prefix (branch3x3dbl_1, _2, _3a, _3b); pooling branches pool 3x3 first (functional in
+        # torchvision's Inception v3); the block's field is the largest per axis
+        groups: dict[str, list[nn.Module]] = {}
+        for name, child in branches:
+            stem, _, tail = name.rpartition("_")
+            key = stem if stem and tail[:1].isdigit() else name
+            groups.setdefault(key, []).append(child)
+        outs = []
+        for key, mods in groups.items():
+            s = st
+            if key == "branch_pool":
+                s = [s[0] + 2 * s[2], s[1] + 2 * s[3], s[2], s[3]]
+            for mod in mods:
+                s = _prop(mod, s)
+            outs.append(s)
+        return [max(o[0] for o in outs), max(o[1] for o in outs), max(o[2] for o in outs), max(o[3] for o in outs)]
+    for _, child in children:
+        st = _prop(child, st)
+    return st
+
+
+@functools.lru_cache(maxsize=256)
+def receptive_field(model_name: str, layer: str) -> tuple[int, int] | None:
+    """Receptive field size and stride of ``layer``, in input pixels, computed from the
+    architecture (kernel sizes, strides and dilations along the deepest path; for Inception
+    blocks the largest branch).
+
+    Returns:
+        (receptive field side, stride) for square kernels' nets, or ``None`` for layers after
+        global pooling (they see the whole image).
+
+    Raises:
+        UnknownLayerError: unknown layer.
+    """
+    net = _meta_net(model_name)
+    net.check_layers([layer])
+    st = [1.0, 1.0, 1.0, 1.0]
+    for name in net.layer_names:
+        if name in ("avgpool", "fc") or name.startswith(("fc", "relu6", "relu7")):
+            if name == layer:
+                return None
+            continue
+        st = _prop(net.body[name], st)
+        if name == layer:
+            return int(max(st[0], st[1])), int(max(st[2], st[3]))
+    return None  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=512)
+def output_shape(model_name: str, layer: str, height: int, width: int) -> tuple[int, ...]:
+    """Shape of ``layer``'s output for one (height x width) image: (C, H, W), or (K,) after
+    global pooling. Shape propagation on the meta device: no memory, no compute."""
+    net = _meta_net(model_name)
+    with torch.device("meta"):
+        out = net.features(torch.empty(1, 3, height, width), [layer])[layer]
+    return tuple(out.shape[1:])
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Static facts about a layer for an input of ``input_size`` pixels (square).
+
+    Attributes:
+        name: canonical layer name.
+        index: position in forward order.
+        shape: output shape (C, H, W) (or (K,) after global pooling).
+        receptive_field: side in input pixels, or ``None`` (whole image).
+        stride: distance in input pixels between neighbouring output positions, or ``None``.
+        params: parameters of this layer; ``params_total``: of the network up to it.
+    """
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    receptive_field: int | None
+    stride: int | None
+    params: int
+    params_total: int
+
+
+def layer_info(model_name: str, layer: str, input_size: int = 224) -> LayerInfo:
+    """Shape, receptive field, stride and parameter count of a layer (see :class:`LayerInfo`)."""
+    net = _meta_net(model_name)
+    net.check_layers([layer])
+    rf = receptive_field(model_name, layer)
+    idx = net.layer_names.index(layer)
+    counts = [sum(p.numel() for p in net.body[n].parameters()) for n in net.layer_names[: idx + 1]]
+    return LayerInfo(layer, idx, output_shape(model_name, layer, input_size, input_size),
+                     rf[0] if rf else None, rf[1] if rf else None, counts[-1], sum(counts))
+
+
+# ----------------------------------------------------------------------------- activations
+
+@torch.no_grad()
+def layer_activations(model: FeatureNet, image: torch.Tensor, layer: str) -> np.ndarray:
+    """Activations of one layer for one image, float32 NumPy array of shape (C, H, W) (or (K,)
+    after global pooling). The network runs only up to ``layer``, in float32.
+
+    Args:
+        image: (1, 3, H, W) in [0, 1].
+
+    Raises:
+        UnknownLayerError, ValueError: unknown layer or an image too small for the network.
+    """
+    a = model.features(image.to(model.device, torch.float32), [layer])[layer]
+    return a[0].float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel statistics of a (C, H, W) activation.
+
+    Attributes:
+        mean, max, min: arrays of shape (C,).
+        sparsity: fraction of exactly-zero values in the whole layer (after a ReLU: inactive units).
+        zero_fraction: per channel, shape (C,).
+    """
+
+    mean: np.ndarray
+    max: np.ndarray
+    min: np.ndarray
+    sparsity: float
+    zero_fraction: np.ndarray
+
+
+def _as_maps(acts: np.ndarray) -> np.ndarray:
+    if acts.ndim != 3:
+        raise ValueError(f"this view needs a spatial layer (C, H, W); got shape {acts.shape}")
+    return acts
+
+
+def channel_stats(acts: np.ndarray) -> ChannelStats:
+    """Mean, max, min and zero fraction per channel of activations (C, H, W)."""
+    a = _as_maps(acts).reshape(acts.shape[0], -1)
+    zeros = (a == 0).mean(axis=1)
+    return ChannelStats(a.mean(axis=1), a.max(axis=1), a.min(axis=1), float((a == 0).mean()), zeros)
+
+
+def top_channels(acts: np.ndarray, n: int = 16, by: str = "mean") -> np.ndarray:
+    """Indices of the ``n`` channels with the largest mean (or max) activation, largest first.
+
+    Raises:
+        ValueError: ``by`` not "mean" or "max", or n < 1.
+    """
+    if by not in ("mean", "max"):
+        raise ValueError(f"rank channels by 'mean' or 'max', not {by!r}")
+    if n < 1:
+        raise ValueError("show at least one channel")
+    a = _as_maps(acts).reshape(acts.shape[0], -1)
+    score = a.mean(axis=1) if by == "mean" else a.max(axis=1)
+    order = np.argsort(-score, kind="stable")
+    return order[: min(n, len(order))]
+
+
+@functools.lru_cache(maxsize=1)
+def _viridis() -> np.ndarray:
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    cols = sample_colorscale("Viridis", [i / 255 for i in range(256)])
+    return np.array([unlabel_rgb(c) for c in cols], dtype=np.uint8)
+
+
+def channel_map_rgb(channel_map: np.ndarray) -> Image.Image:
+    """One channel's map (H, W) as a Viridis-coloured image, scaled to its own min..max."""
+    m = channel_map.astype(np.float32)
+    lo, hi = float(m.min()), float(m.max())
+    idx = np.zeros(m.shape, np.uint8) if hi <= lo else ((m - lo) / (hi - lo) * 255).round().astype(np.uint8)
+    return Image.fromarray(_viridis()[idx], "RGB")
+
+
+def channel_grid(acts: np.ndarray, channels: Sequence[int], cols: int = 4, cell: int = 128) -> Image.Image:
+    """A labelled grid of channel maps (each scaled to its own range, Viridis), as one RGB image.
+
+    Args:
+        acts: (C, H, W) activations.
+        channels: which channels, in display order.
+        cols: columns of the grid; ``cell``: side of each map in pixels.
+
+    Returns:
+        RGB image of size (cols * cell, rows * (cell + 16)); each map keeps its aspect ratio
+        and is labelled ``#index [min, max]``.
+    """
+    _as_maps(acts)
+    channels = list(channels)
+    rows = max(1, math.ceil(len(channels) / cols))
+    grid = Image.new("RGB", (cols * cell, rows * (cell + 16)), "white")
+    draw = ImageDraw.Draw(grid)
+    for i, c in enumerate(channels):
+        r, k = divmod(i, cols)
+        h, w = acts[c].shape
+        scale = cell / max(h, w)  # keep the map's aspect ratio inside the square cell
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        tile = channel_map_rgb(acts[c]).resize(size, Image.Resampling.NEAREST)
+        grid.paste(tile, (k * cell + (cell - size[0]) // 2, r * (cell + 16) + 16 + (cell - size[1]) // 2))
+        draw.text((k * cell + 2, r * (cell + 16) + 2), f"#{c} [{acts[c].min():.3g}, {acts[c].max():.3g}]", fill="black")
+    return grid
+
+
+def gram_view(acts: np.ndarray, order: str = "cluster") -> tuple[np.ndarray, np.ndarray]:
+    """The layer's position-normalized Gram matrix (what style transfer matches, eq. (1) / M)
+    with its channels reordered so that structure is visible.
+
+    Args:
+        acts: (C, H, W) activations.
+        order: ``"cluster"`` (average-linkage hierarchical clustering of the channels'
+            correlation, SciPy), ``"activation"`` (by mean activation, largest first) or ``"none"``.
+
+    Returns:
+        (reordered Gram matrix (C, C) float32, channel order (C,)).
+    """
+    a = _as_maps(acts)
+    g = gram_matrix(torch.from_numpy(np.ascontiguousarray(a)), normalize=True).numpy()
+    c = g.shape[0]
+    if order == "none":
+        idx = np.arange(c)
+    elif order == "activation":
+        idx = np.argsort(-a.reshape(c, -1).mean(axis=1), kind="stable")
+    elif order == "cluster":
+        from scipy.cluster.hierarchy import leaves_list, linkage
+        from scipy.spatial.distance import squareform
+
+        d = np.sqrt(np.clip(np.diag(g), 1e-12, None))
+        corr = np.clip(g / d[:, None] / d[None, :], -1.0, 1.0)
+        dist = squareform(1.0 - corr, checks=False)
+        idx = leaves_list(linkage(np.nan_to_num(dist, nan=1.0), method="average")) if c > 2 else np.arange(c)
+    else:
+        raise ValueError(f"order must be cluster, activation or none; got {order!r}")
+    return g[np.ix_(idx, idx)], idx
+
+
+def walk_layers(model_name: str) -> list[str]:
+    """One layer per block, from the first to the last spatial layer, for the "walk through
+    the network" strip (VGG: conv1_1 then each block's last ReLU; Inception: stem and blocks)."""
+    names = list_layers(model_name)
+    if MODELS[model_name].family == "vgg":
+        out = ["conv1_1"]
+        for b in range(1, 6):
+            relus = [n for n in names if n.startswith(f"relu{b}_")]
+            out.append(relus[-1])
+        return out
+    if model_name == "googlenet":
+        return ["conv1", "conv3", "inception3b", "inception4e", "inception5b"]
+    return ["Conv2d_1a_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c"]
+
+
+@torch.no_grad()
+def walk_network(model: FeatureNet, image: torch.Tensor, layers: Sequence[str] | None = None) -> list[tuple[str, int, np.ndarray]]:
+    """The strongest channel (largest mean activation) at each of ``layers`` (default
+    :func:`walk_layers`), from one forward pass.
+
+    Returns:
+        (layer, channel index, channel map (H_l, W_l) float32) per layer.
+    """
+    layers = list(layers or walk_layers(model.name))
+    feats = model.features(image.to(model.device, torch.float32), layers)
+    out = []
+    for l in layers:
+        a = feats[l][0].float().cpu().numpy()
+        c = int(top_channels(a, 1)[0])
+        out.append((l, c, a[c]))
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two images at the same layer.
+
+    Attributes:
+        top_a, top_b: top channels of each image (by mean activation).
+        cosine: cosine similarity of the two (C,) mean-activation vectors, in [-1, 1].
+        style_distance: E_l between them, Gatys et al. 2016 eq. (2) (image A as the generated
+            image, B as the style target), the per-layer term style transfer minimizes.
+        shared_top: channels in both top lists.
+    """
+
+    top_a: np.ndarray
+    top_b: np.ndarray
+    cosine: float
+    style_distance: float
+    shared_top: list[int] = field(default_factory=list)
+
+
+def compare_images(acts_a: np.ndarray, acts_b: np.ndarray, n: int = 8) -> Comparison:
+    """Compare two images' activations (C, H, W) at one layer (sizes may differ)."""
+    a, b = _as_maps(acts_a), _as_maps(acts_b)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError("both activations must come from the same layer")
+    ma, mb = a.reshape(a.shape[0], -1).mean(1), b.reshape(b.shape[0], -1).mean(1)
+    denom = float(np.linalg.norm(ma) * np.linalg.norm(mb))
+    cos = float(ma @ mb / denom) if denom > 0 else 0.0
+    fa = torch.from_numpy(np.ascontiguousarray(a))[None]
+    gb = gram_matrix(torch.from_numpy(np.ascontiguousarray(b))[None], normalize=True)[0]
+    e = float(style_layer_loss(fa, gb)[0])
+    ta, tb = top_channels(a, n), top_channels(b, n)
+    return Comparison(ta, tb, cos, e, sorted(set(ta.tolist()) & set(tb.tolist())))
+
+
+@torch.no_grad()
+def top_predictions(model: FeatureNet, image: torch.Tensor, k: int = 5) -> list[tuple[str, float]] | None:
+    """The top-k ImageNet classes with softmax probabilities, or ``None`` with untrained weights
+    (their logits mean nothing)."""
+    if model.weights.untrained:
+        return None
+    logits = model(image.to(model.device, torch.float32))[0].float()
+    p = torch.softmax(logits, 0)
+    vals, idx = p.topk(k)
+    cats = model.spec.weights_enum.meta["categories"]
+    return [(cats[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist())]
