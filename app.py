@@ -40,6 +40,7 @@ pages = {
         # url_path makes a directly opened link show a "page not found" dialog first
         st.Page("pages/style_transfer.py", title="Style transfer", icon="🖌️"),
         st.Page("pages/deep_dream.py", title="Deep Dream", icon="🌀"),
+        st.Page("pages/activations.py", title="Layer activations", icon="🔬"),
     ],
 }
 ui.run_app(pages)

@@ -44,9 +44,9 @@ __all__ = [
 
 @functools.lru_cache(maxsize=8)
 def _meta_net(name: str) -> FeatureNet:
-    from .models import _build_torchvision, _layers_for
+    from .models import _build_torchvision, _layers_for, _spec
 
-    spec = MODELS[name]
+    spec = _spec(name)  # readable ValueError for unknown names
     with torch.device("meta"):
         return FeatureNet(spec, _layers_for(spec, _build_torchvision(spec, untrained=False)),
                           WeightsInfo("untrained", "", ""))
@@ -341,7 +341,8 @@ class Comparison:
         top_a, top_b: top channels of each image (by mean activation).
         cosine: cosine similarity of the two (C,) mean-activation vectors, in [-1, 1].
         style_distance: E_l between them, Gatys et al. 2016 eq. (2) (image A as the generated
-            image, B as the style target), the per-layer term style transfer minimizes.
+            image, B as the style target), the per-layer term style transfer minimizes;
+            computed in float64.
         shared_top: channels in both top lists.
     """
 
@@ -360,8 +361,10 @@ def compare_images(acts_a: np.ndarray, acts_b: np.ndarray, n: int = 8) -> Compar
     ma, mb = a.reshape(a.shape[0], -1).mean(1), b.reshape(b.shape[0], -1).mean(1)
     denom = float(np.linalg.norm(ma) * np.linalg.norm(mb))
     cos = float(ma @ mb / denom) if denom > 0 else 0.0
-    fa = torch.from_numpy(np.ascontiguousarray(a))[None]
-    gb = gram_matrix(torch.from_numpy(np.ascontiguousarray(b))[None], normalize=True)[0]
+    # float64: untrained networks' activations can be ~1e11 or ~1e-11, where the squared Gram
+    # differences overflow or underflow float32
+    fa = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))[None]
+    gb = gram_matrix(torch.from_numpy(np.ascontiguousarray(b, dtype=np.float64))[None], normalize=True)[0]
     e = float(style_layer_loss(fa, gb)[0])
     ta, tb = top_channels(a, n), top_channels(b, n)
     return Comparison(ta, tb, cos, e, sorted(set(ta.tolist()) & set(tb.tolist())))

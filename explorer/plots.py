@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import math
 from typing import Mapping, Sequence
 
+import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 
-__all__ = ["loss_figure"]
+__all__ = ["loss_figure", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
 
 _LABELS = {
     "total": "total (eq. 5 + TV)",
@@ -62,4 +67,123 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
                       legend={"orientation": "h", "y": -0.25})
     if log:
         fig.update_yaxes(type="log")
+    return fig
+
+
+# ----------------------------------------------------------------------------- activation views
+
+_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+
+
+def _data_uri(image: Image.Image) -> str:
+    """A PIL image as a JPEG data URI (a go.Image ``source``: far smaller than per-pixel ``z``)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def channel_overlay(image: Image.Image, channel_map: np.ndarray, opacity: float = 0.6,
+                    title: str = "") -> go.Figure:
+    """One channel's feature map laid over the picture it was computed from.
+
+    The map is not upsampled: the heatmap's cells are placed with ``x0/dx`` and ``y0/dy`` so
+    that the ``h x w`` map covers the ``H x W`` image exactly (cell ``(i, j)`` spans
+    ``W/w x H/h`` pixels), and hovering shows the activation value at that position.
+
+    Args:
+        image: the input image (any mode; shown as RGB) at the size the network saw.
+        channel_map: (h, w) activations of one channel.
+        opacity: of the heatmap, 0 (image only) to 1 (map only).
+        title: figure title.
+
+    Returns:
+        a figure with a go.Image (pixel coordinates, y down) and a Viridis go.Heatmap.
+    """
+    m = np.asarray(channel_map, dtype=np.float32)
+    if m.ndim != 2:
+        raise ValueError(f"channel_map must be 2-D (h, w); got shape {m.shape}")
+    width, height = image.size
+    h, w = m.shape
+    dx, dy = width / w, height / h
+    fig = go.Figure()
+    fig.add_trace(go.Image(source=_data_uri(image), x0=0, dx=1, y0=0, dy=1, hoverinfo="skip", name="image"))
+    fig.add_trace(go.Heatmap(
+        z=m, x0=-0.5 + dx / 2, dx=dx, y0=-0.5 + dy / 2, dy=dy, opacity=float(opacity), colorscale="Viridis",
+        colorbar={"title": {"text": "activation"}}, name="activation",
+        hovertemplate="x %{x:.0f} px, y %{y:.0f} px<br>activation %{z:.4g}<extra></extra>"))
+    fig.update_xaxes(range=[-0.5, width - 0.5], showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(range=[height - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",
+                     constrain="domain")
+    fig.update_layout(title=title, margin=_MARGIN, height=max(320, min(720, int(560 * height / max(width, 1)))))
+    return fig
+
+
+def activation_histogram(values: np.ndarray, title: str = "Activations", bins: int = 60) -> go.Figure:
+    """Histogram of all values of a layer (any shape), binned in NumPy (a layer can hold
+    millions of values: only the bin counts go into the figure), log-scale counts.
+
+    Non-finite values are left out."""
+    v = np.asarray(values, dtype=np.float32).ravel()
+    v = v[np.isfinite(v)]
+    fig = go.Figure()
+    if v.size:
+        lo, hi = float(v.min()), float(v.max())
+        if hi <= lo:
+            hi = lo + (abs(lo) or 1.0) * 1e-6
+        counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+        centers = (edges[:-1] + edges[1:]) / 2
+        fig.add_trace(go.Bar(x=centers, y=counts, width=np.diff(edges), customdata=np.stack([edges[:-1], edges[1:]], 1),
+                             marker={"line": {"width": 0}}, name="values",
+                             hovertemplate="[%{customdata[0]:.4g}, %{customdata[1]:.4g}): %{y} values<extra></extra>"))
+    fig.update_layout(title=title, margin=_MARGIN, height=320, bargap=0, xaxis_title="activation",
+                      yaxis_title="count (log scale)", showlegend=False)
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def channel_bar(means: np.ndarray, title: str = "Mean activation per channel") -> go.Figure:
+    """Mean activation per channel as bars sorted from largest to smallest; hover names the channel."""
+    m = np.asarray(means, dtype=np.float64).ravel()
+    order = np.argsort(-m, kind="stable")
+    fig = go.Figure(go.Bar(x=np.arange(len(m)), y=m[order], customdata=order, marker={"line": {"width": 0}},
+                           hovertemplate="channel #%{customdata}<br>mean %{y:.4g}<extra></extra>"))
+    fig.update_layout(title=title, margin=_MARGIN, height=320, bargap=0, showlegend=False,
+                      xaxis_title="channels, sorted by mean activation", yaxis_title="mean activation")
+    return fig
+
+
+def gram_heatmap(g: np.ndarray, order_indices: Sequence[int], title: str = "Gram matrix",
+                 max_cells: int = 512) -> go.Figure:
+    """A (reordered) Gram matrix as a Viridis heatmap, rows top to bottom like a matrix.
+
+    Args:
+        g: (C, C) Gram matrix, already in display order (e.g. from ``activations.gram_view``).
+        order_indices: the original channel index of each row/column of ``g``; hover shows them.
+        max_cells: above this many channels, neighbouring rows/columns are averaged in blocks of
+            ``ceil(C / max_cells)`` (a screen cannot show more, and the figure stays small); the
+            title then says so and hover lists the channels of each block.
+    """
+    g = np.asarray(g, dtype=np.float32)
+    order = [int(i) for i in order_indices]
+    c = g.shape[0]
+    if g.shape != (c, c) or len(order) != c:
+        raise ValueError(f"expected a square Gram matrix and one index per channel; got {g.shape} and {len(order)}")
+    k = max(1, math.ceil(c / max_cells))
+    if k > 1:
+        n = math.ceil(c / k)
+        pad = n * k - c
+        gp = np.pad(g, ((0, pad), (0, pad)), constant_values=np.nan)
+        with np.errstate(invalid="ignore"):
+            g = np.nanmean(gp.reshape(n, k, n, k), axis=(1, 3)).astype(np.float32)
+        labels = [" ".join(f"#{i}" for i in order[b * k:(b + 1) * k]) for b in range(n)]
+        title = f"{title} (blocks of {k} channels averaged)"
+    else:
+        labels = [f"#{i}" for i in order]
+    fig = go.Figure(go.Heatmap(z=g, x=labels, y=labels, colorscale="Viridis", colorbar={"title": {"text": "G/M"}},
+                               hovertemplate="%{y} · %{x}<br>%{z:.4g}<extra></extra>"))
+    ticks = len(labels) <= 32
+    fig.update_xaxes(type="category", showticklabels=ticks, title="channel", constrain="domain")
+    fig.update_yaxes(type="category", showticklabels=ticks, title="channel", autorange="reversed",
+                     scaleanchor="x", constrain="domain")
+    fig.update_layout(title=title, margin=_MARGIN, height=560)
     return fig

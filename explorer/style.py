@@ -60,13 +60,13 @@ def gram_matrix(features: torch.Tensor, normalize: bool = False) -> torch.Tensor
 
     Args:
         features: activations, shape (B, N, H, W) or (N, H, W); N channels, M = H*W positions.
-            Computed in float32 whatever the input dtype.
+            Computed in float32 for lower-precision inputs (float64 input stays float64).
         normalize: divide by M (the number of positions), giving the per-position average.
             Eq. (2) with the normalized Gram of both images is exactly eq. (2) as written when
             both images have the same M, and stays comparable when they do not.
 
     Returns:
-        float32 tensor of shape (B, N, N) (or (N, N) for unbatched input).
+        float32 (or float64) tensor of shape (B, N, N) (or (N, N) for unbatched input).
     """
     squeeze = features.dim() == 3
     if squeeze:

@@ -10,10 +10,11 @@ import threading
 import time
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import streamlit as st
 import torch
 
-from . import images, models, plots
+from . import activations, images, models, plots
 from .progress import ProgressEvent
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "page_guard",
     "cached_model",
     "cached_style_targets",
+    "cached_activations",
+    "cached_walk",
+    "cached_predictions",
     "sidebar_model",
     "weights_notice",
     "image_picker",
@@ -94,6 +98,49 @@ def cached_style_targets(model: models.FeatureNet, style_image, settings) -> dic
     key = (model.name, model.weights.kind, model.weights.source, str(model.device))
     return _style_targets(model, to_tensor(resized), key, digest, tuple(settings.style_layers),
                           settings.pooling, "fp32")
+
+
+def _tensor_key(model: models.FeatureNet, image: torch.Tensor) -> tuple:
+    """What identifies a forward pass: the image's content and shape, and the model (name,
+    weights kind and source, device)."""
+    t = image.detach().to("cpu").contiguous()
+    digest = hashlib.sha1(t.numpy().tobytes()).hexdigest() + str(tuple(t.shape))
+    return (digest, model.name, model.weights.kind, model.weights.source, str(model.device))
+
+
+# st.cache_resource, not st.cache_data: the arrays are large (64 MB for relu1_1 at 512 px) and
+# must not be pickled on every read. They are shared by all sessions: read them, never modify them.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _activations(_model: models.FeatureNet, _image: torch.Tensor, key: tuple, layer: str) -> np.ndarray:
+    return activations.layer_activations(_model, _image, layer)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _walk(_model: models.FeatureNet, _image: torch.Tensor, key: tuple) -> list:
+    return activations.walk_network(_model, _image)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _predictions(_model: models.FeatureNet, _image: torch.Tensor, key: tuple) -> list | None:
+    return activations.top_predictions(_model, _image)
+
+
+def cached_activations(model: models.FeatureNet, image_tensor: torch.Tensor, layer: str) -> np.ndarray:
+    """``activations.layer_activations(model, image_tensor, layer)``, computed once per (image
+    content, model, weights, device, layer) and reused by every view and rerun. The array is
+    shared: do not modify it. Errors (unknown layer, image too small) are raised, not cached."""
+    return _activations(model, image_tensor, _tensor_key(model, image_tensor), layer)
+
+
+def cached_walk(model: models.FeatureNet, image_tensor: torch.Tensor) -> list:
+    """``activations.walk_network(model, image_tensor)``, cached like :func:`cached_activations`."""
+    return _walk(model, image_tensor, _tensor_key(model, image_tensor))
+
+
+def cached_predictions(model: models.FeatureNet, image_tensor: torch.Tensor) -> list | None:
+    """``activations.top_predictions(model, image_tensor)`` (None for untrained weights), cached
+    like :func:`cached_activations` (a full forward pass is too slow to repeat on every rerun)."""
+    return _predictions(model, image_tensor, _tensor_key(model, image_tensor))
 
 
 def device_summary() -> str:

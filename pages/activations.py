@@ -1,0 +1,226 @@
+"""Layer activation explorer: what each layer of a network computes for one picture."""
+
+import math
+
+import streamlit as st
+
+from explorer import ui
+
+ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+
+from PIL import Image
+
+from explorer import activations as act
+from explorer import images, models, plots, ui
+
+st.title("Layer activations")
+st.caption("What each layer of a network computes for one picture: its channels' feature maps, their "
+           "statistics, and the Gram matrix that style transfer matches.")
+
+model = ui.sidebar_model(("vgg19", "vgg16", "googlenet", "inception_v3"), default="vgg19", key="act_model")
+model_name = model.name if model else st.session_state.get("act_model_name", "vgg19")
+DEFAULT_LAYER = {"vgg19": "relu3_1", "vgg16": "relu3_1", "googlenet": "inception4c", "inception_v3": "Mixed_5d"}
+SAMPLES = {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def layer_labels(name: str, height: int, width: int) -> dict[str, str]:
+    """Picker label per layer, in forward order: shape at this image size, receptive field and
+    stride, parameters."""
+    labels = {}
+    for n in models.list_layers(name):
+        info = act.layer_info(name, n)
+        try:
+            shape = act.output_shape(name, n, height, width)
+        except ValueError:  # image too small for the network: the page says so once
+            shape = None
+        params = f"{info.params:,} params" if info.params else "no weights"
+        if info.receptive_field is None:
+            labels[n] = f"{n} · {info.shape[0]} values · whole image · {params}"
+        else:
+            dims = "×".join(map(str, shape)) if shape else "image too small"
+            labels[n] = f"{n} · {dims} · RF {info.receptive_field} px, stride {info.stride} · {params}"
+    return labels
+
+
+def small_map(channel_map) -> Image.Image:
+    """A channel map as a Viridis image, blown up with square pixels to about 160 px."""
+    im = act.channel_map_rgb(channel_map)
+    k = max(1, 160 // max(im.size))
+    return im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
+
+
+left, right = st.columns([1, 2])
+with left:
+    img, ref = ui.image_picker("Input image", SAMPLES, key="act_input")
+    size = st.slider("Working size (long side, px)", 64, 512, 256, step=16, key="act_size",
+                     help="The image is scaled so its long side has this many pixels before it enters the network.")
+x = pil = None
+if img is not None:
+    pil = images.resize_long_side(img.image, int(size))
+    x = images.to_tensor(pil)
+    left.image(pil, caption=f"{img.name}, {pil.width}×{pil.height} px", width="stretch")
+
+with right:
+    height, width = (pil.height, pil.width) if pil is not None else (size, size)
+    labels = layer_labels(model_name, height, width)
+    names = list(labels)
+    layer = st.selectbox("Layer (in forward order)", names, index=names.index(DEFAULT_LAYER[model_name]),
+                         key=f"act_layer_{model_name}", format_func=labels.get)
+    info = act.layer_info(model_name, layer)
+    if info.receptive_field is None:
+        sees = "It comes after global pooling: each of its values depends on the whole image."
+    else:
+        bigger = " (larger than the image: it sees all of it, and the padding around it)" \
+            if info.receptive_field > max(height, width) else ""
+        sees = (f"Each position sees a {info.receptive_field}×{info.receptive_field} px patch of the input "
+                f"(its receptive field){bigger}; neighbouring positions are {info.stride} px apart (stride).")
+    st.markdown(f"**{layer}** is layer {info.index + 1} of {len(names)}. {sees} Parameters: "
+                + (f"{info.params:,} in this layer" if info.params else "none in this layer (pointwise or pooling)")
+                + f", {info.params_total:,} up to here.")
+    st.caption("Layer labels: output shape channels × height × width at this image size · receptive field (RF) "
+               "and stride in input pixels · learned parameters.")
+
+acts = None
+if model is not None and x is not None:
+    try:
+        with st.spinner(f"Computing {layer}…"):
+            acts = ui.cached_activations(model, x, layer)
+    except ValueError as exc:  # image too small for the network at this layer
+        st.error(ui.one_line(exc))
+
+if acts is not None:
+    with left:
+        preds = ui.cached_predictions(model, x)
+        if preds is None:
+            st.caption("Top-5 ImageNet predictions need pretrained weights; this network has untrained ones.")
+        else:
+            st.markdown("**Top-5 ImageNet predictions**")
+            st.dataframe([{"class": c, "probability": f"{p:.1%}"} for c, p in preds], hide_index=True,
+                         key="act_predictions")
+
+if acts is not None:
+    spatial = acts.ndim == 3
+    t_grid, t_channel, t_stats, t_gram, t_walk, t_compare = st.tabs(
+        ["Top channels", "One channel", "Statistics", "Gram matrix", "Walk through the network", "Compare"])
+    no_maps = (f"{layer} comes after global pooling ({acts.shape[0]} numbers for the whole image), so it has no "
+               "spatial maps: pick a layer before avgpool for this view.")
+
+    with t_grid:
+        if not spatial:
+            st.info(no_maps)
+        else:
+            c1, c2 = st.columns(2)
+            n_top = c1.slider("Channels to show", 1, min(64, acts.shape[0]), min(16, acts.shape[0]), key="act_n")
+            rank = c2.radio("Rank channels by", ["mean", "max"], horizontal=True, key="act_rank",
+                            format_func={"mean": "mean activation", "max": "peak activation"}.get)
+            top = act.top_channels(acts, n_top, by=rank)
+            st.image(act.channel_grid(acts, top, cols=min(8, len(top)), cell=128),
+                     caption=f"Top {len(top)} of {acts.shape[0]} channels of {layer}, by {rank}")
+            st.caption("Each tile is one channel's feature map, coloured from its own minimum (dark purple) to its own "
+                       "maximum (yellow); the label gives the channel index and that value range. Bright areas are "
+                       "where the pattern this channel detects is present in the picture.")
+
+    with t_channel:
+        if not spatial:
+            st.info(no_maps)
+        else:
+            ranked = [int(c) for c in act.top_channels(acts, acts.shape[0], by=rank)]
+            stats = act.channel_stats(acts)
+            c1, c2 = st.columns([2, 1])
+            channel = c1.selectbox("Channel (strongest first)", ranked, index=0,
+                                   key=f"act_channel_{model_name}_{layer}",
+                                   format_func=lambda c: f"#{c} · mean {stats.mean[c]:.3g} · max {stats.max[c]:.3g}")
+            opacity = c2.slider("Map opacity", 0.0, 1.0, 0.6, step=0.05, key="act_opacity")
+            st.plotly_chart(plots.channel_overlay(pil, acts[channel], opacity, f"{layer} · channel #{channel}"),
+                            key="act_overlay")
+            st.caption(f"Channel #{channel}'s map stretched over the picture: each cell covers about "
+                       f"{pil.width / acts.shape[2]:.0f}×{pil.height / acts.shape[1]:.0f} px. Hover to read the "
+                       "activation there; lower the opacity to see what lies underneath.")
+
+    with t_stats:
+        if not spatial:
+            st.info(no_maps)
+        else:
+            stats = act.channel_stats(acts)
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Sparsity (zeros)", f"{stats.sparsity:.1%}",
+                      help="Fraction of all values in the layer that are exactly 0")
+            m2.metric("Mean activation", f"{float(stats.mean.mean()):.3g}")
+            m3.metric("Channels never active", f"{int((stats.max <= 0).sum())} of {acts.shape[0]}")
+            st.caption("Sparsity is the fraction of values that are exactly zero: after a ReLU these units are off. "
+                       "Deep layers of a trained network are sparse: each channel fires only where its pattern is.")
+            c1, c2 = st.columns(2)
+            c1.plotly_chart(plots.activation_histogram(acts, f"All {acts.size:,} values of {layer}"),
+                            key="act_hist")
+            c2.plotly_chart(plots.channel_bar(stats.mean, f"Mean activation per channel of {layer}"),
+                            key="act_bar")
+            st.caption("Left: how often each activation value occurs (counts on a log scale; the spike at 0 is the "
+                       "inactive units). Right: each channel's average over all positions, sorted: a few strong "
+                       "channels and a long tail means the layer describes this picture with few features.")
+
+    with t_gram:
+        if not spatial:
+            st.info(no_maps)
+        else:
+            order = st.radio("Order channels by", ["cluster", "activation", "none"], horizontal=True,
+                             key="act_gram_order",
+                             format_func={"cluster": "similarity (clusters)", "activation": "mean activation",
+                                          "none": "channel index"}.get)
+            g, idx = act.gram_view(acts, order)
+            st.plotly_chart(plots.gram_heatmap(g, idx, f"Gram matrix of {layer} ({g.shape[0]} channels)"),
+                            key="act_gram")
+            st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \quad (1)")
+            st.markdown("Entry *(i, j)* says how strongly channels *i* and *j* fire **together**, summed over all "
+                        "positions *k* (shown divided by the number of positions M). It forgets *where* things are "
+                        "and keeps *which features occur together*: that is the picture's **style** as Gatys et al. "
+                        "define it. Style transfer changes an image until its Gram matrices match the style image's "
+                        "(eq. (1), compared by eq. (2)). Ordering by similarity groups channels that fire together, "
+                        "so blocks appear.")
+            st.page_link("pages/style_transfer.py", label="Equations (1) to (5) and style transfer itself", icon="🖌️")
+
+    with t_walk:
+        try:
+            walk = ui.cached_walk(model, x)
+        except ValueError as exc:
+            st.error(ui.one_line(exc))
+        else:
+            cols = st.columns(len(walk))
+            for col, (lname, c, cmap) in zip(cols, walk):
+                col.image(small_map(cmap), caption=f"{lname} · channel #{c}", width="stretch")
+            st.caption("The strongest channel (largest mean) at one layer per block, from the first layer to the "
+                       "last: maps get coarser (each position sees a larger part of the picture) and, in a trained "
+                       "network, respond to more complex things: edges and colours, textures, parts, objects.")
+
+    with t_compare:
+        if not spatial:
+            st.info(no_maps)
+        elif st.checkbox("Compare with a second image", key="act_compare_on"):
+            other, _ = ui.image_picker("Second image", SAMPLES, key="act_other", default=1)
+            acts_b = None
+            if other is not None:
+                pil_b = images.resize_long_side(other.image, int(size))
+                try:
+                    acts_b = ui.cached_activations(model, images.to_tensor(pil_b), layer)
+                except ValueError as exc:
+                    st.error(ui.one_line(exc))
+            if acts_b is not None:
+                cmp = act.compare_images(acts, acts_b)
+                m1, m2, m3 = st.columns(3)
+                m1.metric("Cosine similarity", f"{cmp.cosine:.3f}")
+                m2.metric("Style distance E_l", f"{cmp.style_distance:.3g}")
+                if not math.isfinite(cmp.style_distance):
+                    st.caption("E_l is too large for float32 here: the activations of this network are huge "
+                               f"(up to {float(abs(acts).max()):.3g}), as with untrained weights.")
+                m3.metric("Shared top channels", f"{len(cmp.shared_top)} of {len(cmp.top_a)}")
+                st.caption("**Cosine similarity** compares the two images' average activation per channel: 1 means "
+                           "the same channels fire in the same proportions, near 0 that they share little at this "
+                           "layer. **E_l** (eq. (2) on the Style transfer page) is the difference of the two Gram "
+                           "matrices, the quantity style transfer makes small at this layer: 0 means the same style "
+                           "statistics. **Shared top channels** are among both images' strongest.")
+                c1, c2 = st.columns(2)
+                for col, name, im, a, top in ((c1, img.name, pil, acts, cmp.top_a),
+                                              (c2, other.name, pil_b, acts_b, cmp.top_b)):
+                    col.image(im, caption=name, width=256)
+                    col.image(act.channel_grid(a, top, cols=4, cell=96),
+                              caption=f"{name}: top channels " + ", ".join(f"#{c}" for c in top), width="stretch")

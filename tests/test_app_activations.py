@@ -1,0 +1,244 @@
+"""AppTest of the Layer activations page (and the Plotly figures it adds to explorer.plots).
+
+Untrained weights (``EXPLORER_ALLOW_UNTRAINED=1``), 64 to 128 px images. Every network renders
+every view; pooled layers and images too small for a network give one line, not a traceback;
+a bad upload is one error and the page keeps working; compare mode shows the cosine and E_l;
+activations are computed once per (image, model, layer): view changes reuse them, a layer
+change computes the new layer once. Top-5 predictions use a GoogLeNet weights file the test
+writes (its values are random, but the page takes it for pretrained weights).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from explorer import activations as act
+from explorer import models, plots
+from tests.test_app import errors, png_of
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "pages/activations.py"
+TABS = ["Top channels", "One channel", "Statistics", "Gram matrix", "Walk through the network", "Compare"]
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setenv("EXPLORER_ALLOW_UNTRAINED", "1")
+    monkeypatch.setenv("EXPLORER_OFFLINE", "1")
+    monkeypatch.delenv("EXPLORER_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+
+def open_page(network: str = "vgg19", size: int = 64) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    if network != "vgg19":
+        at.sidebar.selectbox(key="act_model_name").set_value(network)
+    at.slider(key="act_size").set_value(size).run()
+    assert not at.exception
+    return at
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by title."""
+    out = {}
+    for el in at.get("plotly_chart"):
+        fig = json.loads(el.proto.spec)
+        out[fig["layout"]["title"]["text"]] = fig
+    return out
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for im in at.image for c in im.captions]
+
+
+@pytest.mark.parametrize("network,size,layer", [
+    ("vgg19", 64, "relu3_1"), ("vgg16", 64, "relu3_1"), ("googlenet", 64, "inception4c"),
+    ("inception_v3", 80, "Mixed_5d"),  # Inception v3 needs at least 75 px a side
+])
+def test_every_view_renders_for_every_network(network, size, layer):
+    at = open_page(network, size)
+    assert [t.value for t in at.title] == ["Layer activations"]
+    assert not errors(at)
+    assert any("untrained weights" in w.value for w in at.warning)
+    # layer picker in forward order, each option with shape, receptive field, stride and parameters
+    picker = at.selectbox(key=f"act_layer_{network}")
+    assert picker.value == layer
+    names = [o.split(" · ")[0] for o in picker.options]
+    assert names == models.list_layers(network)
+    info = act.layer_info(network, layer)
+    assert any(o.startswith(f"{layer} · {info.shape[0]}×") and f"RF {info.receptive_field} px, stride "
+               f"{info.stride}" in o for o in picker.options), picker.options
+    assert any(f"{info.receptive_field}×{info.receptive_field} px patch" in m.value for m in at.markdown)
+    assert [t.label for t in at.tabs] == TABS
+    # grid, statistics, Gram, channel overlay, walk strip
+    assert any(re.fullmatch(rf"Top 16 of {info.shape[0]} channels of {layer}, by mean", c) for c in captions(at))
+    m = metrics(at)
+    assert m["Sparsity (zeros)"].endswith("%") and m["Channels never active"].endswith(f"of {info.shape[0]}")
+    figs = charts(at)
+    assert any(re.fullmatch(rf"All [\d,]+ values of {layer}", t) for t in figs), list(figs)
+    assert f"Mean activation per channel of {layer}" in figs
+    assert [d["type"] for d in figs[f"Gram matrix of {layer} ({info.shape[0]} channels)"]["data"]] == ["heatmap"]
+    assert any(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \quad (1)" in m.value for m in at.latex)  # eq. (1)
+    overlay = next(f for t, f in figs.items() if t.startswith(f"{layer} · channel #"))
+    assert [d["type"] for d in overlay["data"]] == ["image", "heatmap"]
+    walk = [c for c in captions(at) if re.fullmatch(r"\S+ · channel #\d+", c)]
+    assert [c.split(" · ")[0] for c in walk] == act.walk_layers(network)
+    assert any("need pretrained weights" in c.value for c in at.caption)
+
+
+def test_pooled_layer_says_so_in_one_line():
+    at = open_page("googlenet", 64)
+    at.selectbox(key="act_layer_googlenet").set_value("avgpool").run()
+    assert not at.exception and not errors(at)
+    infos = [i.value for i in at.info]
+    assert len(infos) == 5 and all("after global pooling" in i and "\n" not in i for i in infos)  # one per map view
+    assert not at.get("plotly_chart")
+    assert len([c for c in captions(at) if " · channel #" in c]) == 5  # the walk strip still works
+    assert "avgpool · 1024 values · whole image · no weights" in at.selectbox(key="act_layer_googlenet").options
+
+
+def test_bad_upload_is_one_error_and_the_page_keeps_working():
+    at = open_page()
+    at.radio(key="act_input_source").set_value("Upload").run()
+    at.file_uploader(key="act_input_upload").set_value(("junk.png", b"\x00garbage" * 10, "image/png")).run()
+    assert not at.exception
+    errs = errors(at)
+    assert len(errs) == 1 and "not an image" in errs[0] and "\n" not in errs[0]
+    assert not at.tabs
+    at.file_uploader(key="act_input_upload").set_value(("photo.png", png_of(120, 90), "image/png")).run()
+    assert not at.exception and not errors(at)
+    assert "photo.png, 64×48 px" in captions(at)
+    assert [t.label for t in at.tabs] == TABS
+
+
+def test_missing_pretrained_weights_is_one_error():
+    at = open_page()
+    next(c for c in at.sidebar.checkbox if c.label == "Use untrained weights").uncheck().run()
+    assert not at.exception
+    errs = errors(at)
+    assert len(errs) == 1 and "no pretrained weights for vgg19" in errs[0] and "\n" not in errs[0]
+    assert not at.tabs
+
+
+def test_image_too_small_for_the_network_is_one_error():
+    at = open_page("inception_v3", 96)
+    at.selectbox(key="act_input_sample").set_value("chelsea (cat)").run()  # 451 x 300: 96 x 64 px
+    assert not at.exception
+    errs = errors(at)
+    assert len(errs) == 1 and "at least 75 px" in errs[0] and "\n" not in errs[0]
+    assert not at.tabs
+    at.slider(key="act_size").set_value(128).run()  # 128 x 85
+    assert not at.exception and not errors(at) and at.tabs
+
+
+def test_compare_mode_shows_cosine_and_style_distance():
+    at = open_page()
+    assert "Cosine similarity" not in metrics(at)
+    at.checkbox(key="act_compare_on").check().run()
+    assert not at.exception and not errors(at)
+    m = metrics(at)
+    assert -1.0 <= float(m["Cosine similarity"]) <= 1.0
+    assert float(m["Style distance E_l"]) > 0  # astronaut vs. cat: different Gram matrices
+    assert re.fullmatch(r"\d+ of 8", m["Shared top channels"])
+    assert any("Cosine similarity" in c.value and "E_l" in c.value for c in at.caption)
+    assert any(c.startswith("chelsea (cat): top channels #") for c in captions(at))
+    at.selectbox(key="act_other_sample").set_value("astronaut").run()  # the same image: identical statistics
+    m = metrics(at)
+    assert float(m["Cosine similarity"]) == pytest.approx(1.0, abs=1e-5) and float(m["Style distance E_l"]) == 0
+
+
+def test_views_reuse_activations_and_a_layer_change_computes_once(monkeypatch):
+    from explorer import ui
+
+    calls: list[str] = []
+    walks: list[int] = []
+    real, real_walk = act.layer_activations, act.walk_network
+    monkeypatch.setattr(act, "layer_activations", lambda m, x, layer: calls.append(layer) or real(m, x, layer))
+    monkeypatch.setattr(act, "walk_network", lambda m, x: walks.append(1) or real_walk(m, x))
+    ui._activations.clear()
+    ui._walk.clear()
+    at = open_page("googlenet", 64)  # first vgg19 at 256 px, then googlenet at 64 px
+    assert calls == ["relu3_1", "inception4c"] and len(walks) == 2
+    calls.clear()
+    walks.clear()
+    chan = at.selectbox(key="act_channel_googlenet_inception4c")
+    chan.set_value(int(chan.options[3].split(" · ")[0][1:])).run()  # the 4th strongest channel
+    at.slider(key="act_opacity").set_value(0.3).run()
+    at.slider(key="act_n").set_value(4).run()
+    at.radio(key="act_rank").set_value("max").run()
+    at.radio(key="act_gram_order").set_value("none").run()
+    assert not at.exception and not errors(at)
+    overlay = next(f for t, f in charts(at).items() if t.startswith("inception4c · channel #"))
+    assert overlay["data"][1]["opacity"] == 0.3
+    assert calls == [] and walks == []  # five view changes, no new forward pass
+    at.selectbox(key="act_layer_googlenet").set_value("inception3a").run()
+    assert calls == ["inception3a"] and walks == []
+    at.selectbox(key="act_layer_googlenet").set_value("inception4c").run()
+    assert calls == ["inception3a"]  # back to a layer seen before: cached
+    at.slider(key="act_size").set_value(80).run()  # another image: new activations and walk
+    assert calls == ["inception3a", "inception4c"] and walks == [1]
+
+
+def test_top5_predictions_with_pretrained_weights(monkeypatch, tmp_path):
+    import torch
+
+    from explorer import ui
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    torch.save(models._build_torchvision(models.MODELS["googlenet"], untrained=True).state_dict(),
+               folder / models.weights_file_name("googlenet"))
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
+    try:
+        at = open_page("googlenet", 64)
+        box = next(c for c in at.sidebar.checkbox if c.label == "Use untrained weights")
+        box.uncheck().run()
+        assert not at.exception and not errors(at)
+        table = at.dataframe[0].value
+        assert len(table) == 5 and set(table.columns) == {"class", "probability"}
+        assert set(table["class"]) <= set(models.MODELS["googlenet"].weights_enum.meta["categories"])
+        assert not any("need pretrained weights" in c.value for c in at.caption)
+    finally:
+        ui.cached_model.clear()  # the random "pretrained" GoogLeNet must not outlive this test
+
+
+# --------------------------------------------------------------------------- the figures
+
+
+def test_channel_overlay_places_the_map_over_the_image_without_upsampling():
+    image = Image.new("RGB", (100, 60), "gray")
+    fig = plots.channel_overlay(image, np.arange(12, dtype=np.float32).reshape(3, 4), 0.4, "t")
+    img, heat = fig.data
+    assert img.type == "image" and img.source.startswith("data:image/jpeg;base64,")
+    assert np.asarray(heat.z).shape == (3, 4) and heat.opacity == 0.4 and heat.colorscale[0][1] == "#440154"
+    # cells tile the image's pixel extent [-0.5, W - 0.5] x [-0.5, H - 0.5] exactly
+    assert heat.x0 - heat.dx / 2 == pytest.approx(-0.5) and heat.x0 + 3.5 * heat.dx == pytest.approx(99.5)
+    assert heat.y0 - heat.dy / 2 == pytest.approx(-0.5) and heat.y0 + 2.5 * heat.dy == pytest.approx(59.5)
+    assert "%{z" in heat.hovertemplate
+
+
+def test_histogram_bar_and_gram_figures():
+    values = np.concatenate([np.zeros(500), np.linspace(0, 3, 500), [np.nan]]).astype(np.float32)
+    hist = plots.activation_histogram(values, "h", bins=30)
+    assert sum(hist.data[0].y) == 1000 and len(hist.data[0].y) == 30  # binned in NumPy, NaN left out
+    bar = plots.channel_bar(np.array([0.1, 0.5, 0.3]), "b")
+    assert list(bar.data[0].y) == [0.5, 0.3, 0.1] and list(bar.data[0].customdata) == [1, 2, 0]
+    g = np.arange(9, dtype=np.float32).reshape(3, 3)
+    heat = plots.gram_heatmap(g, [2, 0, 1], "g").data[0]
+    assert list(heat.x) == ["#2", "#0", "#1"] and np.asarray(heat.z).shape == (3, 3)
+    big = plots.gram_heatmap(np.ones((1030, 1030), np.float32), list(range(1030)), "g")
+    assert np.asarray(big.data[0].z).shape == (344, 344) and "blocks of 3" in big.layout.title.text
