@@ -174,8 +174,13 @@ def layer_activations(model: FeatureNet, image: torch.Tensor, layer: str) -> np.
     Raises:
         UnknownLayerError, ValueError: unknown layer or an image too small for the network.
     """
-    a = model.features(image.to(model.device, torch.float32), [layer])[layer]
-    return a[0].float().cpu().numpy()
+    a = model.features(_fast_layout(image.to(model.device, torch.float32)), [layer])[layer]
+    return np.ascontiguousarray(a[0].float().cpu().numpy())
+
+
+def _fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """channels_last on CPU and CUDA: VGG19 to pool5 at 512 px, fp32, 0.84 -> 0.54 s here."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type in ("cpu", "cuda") else x
 
 
 @dataclass(frozen=True)
@@ -324,10 +329,10 @@ def walk_network(model: FeatureNet, image: torch.Tensor, layers: Sequence[str] |
         (layer, channel index, channel map (H_l, W_l) float32) per layer.
     """
     layers = list(layers or walk_layers(model.name))
-    feats = model.features(image.to(model.device, torch.float32), layers)
+    feats = model.features(_fast_layout(image.to(model.device, torch.float32)), layers)
     out = []
     for l in layers:
-        a = feats[l][0].float().cpu().numpy()
+        a = np.ascontiguousarray(feats[l][0].float().cpu().numpy())
         c = int(top_channels(a, 1)[0])
         out.append((l, c, a[c]))
     return out
