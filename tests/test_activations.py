@@ -21,6 +21,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
+from tests.helpers import error_line, run_cli
 from explorer import activations as act
 from explorer import cli, images, models
 from explorer.models import FeatureNet, UnknownLayerError, WeightsInfo, list_layers, load_model
@@ -49,20 +50,8 @@ def distinct_acts(c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return (rng.permutation(c * h * w).reshape(c, h, w) / (c * h * w) - 0.3).astype(np.float32)
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def error_line(err: str) -> str:
-    """The one ``error: ...`` line of stderr (no traceback, nothing after it)."""
-    assert "Traceback" not in err
-    lines = [l for l in err.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error:")]
-    assert len(errors) == 1, err
-    assert lines[-1] == errors[0], err
-    return errors[0]
 
 
 @pytest.fixture(autouse=True)

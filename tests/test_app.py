@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import app_env
+
 ROOT = Path(__file__).resolve().parents[1]
 STYLE_PAGE = "pages/style_transfer.py"
 
@@ -26,10 +28,7 @@ STYLE_PAGE = "pages/style_transfer.py"
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
-    monkeypatch.setenv("EXPLORER_ALLOW_UNTRAINED", "1")
-    monkeypatch.setenv("EXPLORER_OFFLINE", "1")
-    monkeypatch.delenv("EXPLORER_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no pretrained weights anywhere
+    app_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import app_env
+
 from explorer import activations as act
 from explorer import models, plots
 from tests.test_app import errors, png_of
@@ -30,10 +32,7 @@ TABS = ["Top channels", "One channel", "Statistics", "Gram matrix", "Walk throug
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
-    monkeypatch.setenv("EXPLORER_ALLOW_UNTRAINED", "1")
-    monkeypatch.setenv("EXPLORER_OFFLINE", "1")
-    monkeypatch.delenv("EXPLORER_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    app_env(monkeypatch, tmp_path)
 
 
 def open_page(network: str = "vgg19", size: int = 64) -> AppTest:

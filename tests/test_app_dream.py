@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import app_env
+
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (fixture re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,10 +22,7 @@ DREAM_PAGE = "pages/deep_dream.py"
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
-    monkeypatch.setenv("EXPLORER_ALLOW_UNTRAINED", "1")
-    monkeypatch.setenv("EXPLORER_OFFLINE", "1")
-    monkeypatch.delenv("EXPLORER_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    app_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import error_line, run_cli
 from explorer import cli
 from explorer.models import list_layers
 
@@ -40,11 +41,6 @@ def _no_untrained_by_default(monkeypatch):
     monkeypatch.setenv("EXPLORER_OFFLINE", "1")
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``python -m explorer ARGS`` in-process; return (exit status, stdout, stderr)."""
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def picture(width: int, height: int) -> Image.Image:
@@ -77,15 +73,6 @@ def read_report(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def error_line(err: str) -> str:
-    """The one ``error: ...`` line of stderr; fails when there is not exactly one, when it is
-    not the last thing printed, or when a traceback leaked."""
-    assert "Traceback" not in err
-    lines = [l for l in err.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error:")]
-    assert len(errors) == 1, err
-    assert lines[-1] == errors[0], err
-    return errors[0]
 
 
 def check_report(report: dict, steps: int, weights: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import error_line, run_cli
 from explorer import cli
 from explorer.dream import (DEFAULT_LAYERS, DreamRun, DreamSettings, ZoomRun, build_objective, channel,
                             class_index, dream_step, gradient, guide, layer_hint, layer_l2, layer_mean,
@@ -471,19 +472,8 @@ def test_tile_smaller_than_the_network_minimum_is_raised_with_a_note(inception_v
 # ----------------------------------------------------------------------------- command line
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def error_line(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [l for l in err.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error:")]
-    assert len(errors) == 1, err
-    assert lines[-1] == errors[0], err
-    return errors[0]
 
 
 def gif_frames(path: Path) -> tuple[int, tuple[int, int]]:
