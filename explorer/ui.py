@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
@@ -16,6 +16,7 @@ import torch
 
 from . import activations, images, models, plots
 from .progress import ProgressEvent
+from .runqueue import RunQueue, default_slots
 
 __all__ = [
     "run_app",
@@ -29,6 +30,7 @@ __all__ = [
     "weights_notice",
     "image_picker",
     "run_events",
+    "heavy_runs",
     "start_run",
     "finish_run",
     "recover_stopped_run",
@@ -261,40 +263,73 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     time, a live preview and Plotly loss curves. The latest preview and losses are kept in
     ``st.session_state[state_key]`` so they survive a Stop (which reruns the script).
 
+    The computation waits its turn in :func:`heavy_runs` (the page shows its place in the
+    queue) and gives its slot back when it ends or the user stops it.
+
     Returns:
         the last event seen.
     """
     area = st.empty()  # cleared at the end: the page then shows the result section instead
-    box = area.container()
-    bar = box.progress(0.0, text="Starting…")
-    left, right = box.columns([1, 1])
-    preview_slot = left.empty()
-    chart_slot = right.empty()
-    rows: list[dict] = []
+    view = _EventView(area.container(), state_key, scale, preview_caption)
     last = None
-    last_chart = 0.0
-    for ev in events:
-        last = ev
+    queued = _queued(events, view.bar)
+    try:
+        for ev in queued:
+            view.show(ev)
+            last = ev
+    finally:
+        queued.close()  # gives the slot back at once, also when the user stopped the page
+    area.empty()
+    return last
+
+
+class _EventView:
+    """The progress bar, preview and loss chart of one run."""
+
+    def __init__(self, box, state_key: str, scale, preview_caption: str):
+        self.box, self.state_key, self.scale, self.caption = box, state_key, scale, preview_caption
+        self.bar = box.progress(0.0, text="Starting…")
+        left, right = box.columns([1, 1])
+        self.preview_slot, self.chart_slot = left.empty(), right.empty()
+        self.rows: list[dict] = []
+        self.last_chart = 0.0
+
+    def show(self, ev: ProgressEvent) -> None:
         if ev.losses:
-            rows.append({"step": ev.step, **ev.losses})
+            self.rows.append({"step": ev.step, **ev.losses})
         stage = f" · {ev.stage}" if ev.stage else ""
-        bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s")
-        partial = st.session_state.setdefault(state_key, {})
-        partial["rows"] = rows
-        partial["step"] = ev.step
-        partial["total"] = ev.total
+        self.bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s")
+        partial = st.session_state.setdefault(self.state_key, {})
+        partial.update(rows=self.rows, step=ev.step, total=ev.total)
         if ev.preview is not None:
             pil = images.to_pil(ev.preview)
             partial["preview"] = pil
-            preview_slot.image(pil, caption=f"{preview_caption}, step {ev.step}")
+            self.preview_slot.image(pil, caption=f"{self.caption}, step {ev.step}")
             now = time.monotonic()
-            if rows and (now - last_chart > 0.5 or ev.done):
-                chart_slot.plotly_chart(plots.loss_figure(rows, scale=scale), key=f"{state_key}_chart_{ev.step}")
-                last_chart = now
+            if self.rows and (now - self.last_chart > 0.5 or ev.done):
+                self.chart_slot.plotly_chart(plots.loss_figure(self.rows, scale=self.scale),
+                                             key=f"{self.state_key}_chart_{ev.step}")
+                self.last_chart = now
         if ev.message:
-            box.info(ev.message)
-    area.empty()
-    return last
+            self.box.info(ev.message)
+
+
+@st.cache_resource(show_spinner=False)
+def heavy_runs() -> RunQueue:
+    """The process-wide queue of heavy runs (``EXPLORER_MAX_RUNS`` at a time, default 1),
+    shared by every browser session."""
+    return RunQueue(default_slots())
+
+
+def _queued(events: Iterable[ProgressEvent], bar) -> Iterator[ProgressEvent]:
+    queue = heavy_runs()
+
+    def waiting(position: int) -> None:
+        bar.progress(0.0, text=f"Queued: {position - 1} other run(s) before yours; the machine runs "
+                               f"{queue.slots} at a time so each finishes sooner. It starts by itself.")
+
+    with queue.slot(on_wait=waiting):
+        yield from events
 
 
 def start_run(name: str, pending: dict) -> None:
