@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from .models import MODELS, FeatureNet, WeightsInfo, list_layers
+from .models import MODELS, FeatureNet, list_layers, meta_net
 from .style import gram_matrix, style_layer_loss
 
 __all__ = [
@@ -41,16 +41,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- architecture
-
-@functools.lru_cache(maxsize=8)
-def _meta_net(name: str) -> FeatureNet:
-    from .models import _build_torchvision, _layers_for, _spec
-
-    spec = _spec(name)  # readable ValueError for unknown names
-    with torch.device("meta"):
-        return FeatureNet(spec, _layers_for(spec, _build_torchvision(spec, untrained=False)),
-                          WeightsInfo("untrained", "", ""))
-
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
@@ -104,7 +94,7 @@ def receptive_field(model_name: str, layer: str) -> tuple[int, int] | None:
     Raises:
         UnknownLayerError: unknown layer.
     """
-    net = _meta_net(model_name)
+    net = meta_net(model_name)
     net.check_layers([layer])
     st = [1.0, 1.0, 1.0, 1.0]
     for name in net.layer_names:
@@ -122,7 +112,7 @@ def receptive_field(model_name: str, layer: str) -> tuple[int, int] | None:
 def output_shape(model_name: str, layer: str, height: int, width: int) -> tuple[int, ...]:
     """Shape of ``layer``'s output for one (height x width) image: (C, H, W), or (K,) after
     global pooling. Shape propagation on the meta device: no memory, no compute."""
-    net = _meta_net(model_name)
+    net = meta_net(model_name)
     with torch.device("meta"):
         out = net.features(torch.empty(1, 3, height, width), [layer])[layer]
     return tuple(out.shape[1:])
@@ -152,7 +142,7 @@ class LayerInfo:
 
 def layer_info(model_name: str, layer: str, input_size: int = 224) -> LayerInfo:
     """Shape, receptive field, stride and parameter count of a layer (see :class:`LayerInfo`)."""
-    net = _meta_net(model_name)
+    net = meta_net(model_name)
     net.check_layers([layer])
     rf = receptive_field(model_name, layer)
     idx = net.layer_names.index(layer)

@@ -297,35 +297,19 @@ def cmd_dream(args: argparse.Namespace) -> int:
         guide_img = images.to_tensor(images.resize_long_side(g.image, max(x.shape[-2:])))
     model = _load_net(args, settings.model)
     _say(f"dreaming {ref} ({x.shape[-1]}x{x.shape[-2]} px) on {model.device}, {model.weights.label}")
-    report: dict
+    run = dream.ZoomRun(model, x, settings, args.zoom_frames, args.zoom, guide_img) if args.zoom_frames \
+        else dream.DreamRun(model, x, settings, guide_image=guide_img)
+    for note in run.notes:
+        _say(f"note: {note}")
+    interrupted = _drive(run, "zoom" if args.zoom_frames else "dream", args.quiet)
     if args.zoom_frames:
-        frames, interrupted = [], False
-        try:
-            from tqdm.auto import tqdm
-
-            with tqdm(total=args.zoom_frames, desc="zoom", unit="frame", disable=True if args.quiet else None) as bar:
-                for i, item in dream.zoom_frames(model, x, settings, args.zoom_frames, args.zoom, guide_img):
-                    if isinstance(item, torch.Tensor):
-                        frames.append(item)
-                        bar.update(1)
-        except KeyboardInterrupt:
-            interrupted = True
-            _say("interrupted: writing the frames done so far")
-        if not frames:
+        if not run.frames:
             raise CliError("interrupted before the first frame was done")
-        last = frames[-1]
-        report = {"settings": settings.to_dict(), "weights": model.weights.kind,
-                  "weights_label": model.weights.label, "zoom_frames": len(frames), "zoom": args.zoom}
-        pil_frames = [images.to_pil(f) for f in frames]
+        last, report, frames = run.frames[-1], run.report(), run.frames
     else:
-        run = dream.DreamRun(model, x, settings, guide_image=guide_img)
-        for note in run.notes:
-            _say(f"note: {note}")
-        interrupted = _drive(run, "dream", args.quiet)
         result = run.result()
-        last = result.image
-        report = result.report()
-        pil_frames = [images.to_pil(x)] + [images.to_pil(f) for _, f in result.frames]
+        last, report, frames = result.image, result.report(), result.animation_frames()
+    pil_frames = [images.to_pil(f) for f in frames]
     report["inputs"] = {"image": ref, **({"guide": args.guide} if args.guide else {})}
     report["output"] = str(out)
     if interrupted:
@@ -378,10 +362,10 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     if args.weights_command == "status":
-        for row in models.weights_status():
+        rows = models.weights_status()
+        for row in rows:
             where = row["found"] or "missing"
             print(f"{row['model']:13s} {row['file']:34s} {row['size_mb']:7.1f} MB  {where}")
-        rows = models.weights_status()
         print(f"torch cache: {rows[0]['cache_dir']}")
         print(f"EXPLORER_WEIGHTS_DIR: {rows[0]['weights_dir'] or '(not set)'}")
         return 0

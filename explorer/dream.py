@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from .models import FeatureNet, autocast, list_layers, precision_name, resolve_precision
+from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
 from .progress import ProgressEvent
 from .settings import RecipeSettings
 
@@ -371,12 +371,8 @@ def _fit_min(x: torch.Tensor, min_side: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=64)
 def _min_input_size(name: str, layer: str) -> int:
-    from .models import MODELS, _build_torchvision, _layers_for, FeatureNet, WeightsInfo
-
-    spec = MODELS[name]
-    with torch.device("meta"):
-        net = FeatureNet(spec, _layers_for(spec, _build_torchvision(spec, untrained=False)),
-                         WeightsInfo("untrained", "", ""))
+    net = meta_net(name)
+    spec = net.spec
 
     def ok(s: int) -> bool:
         try:
@@ -508,6 +504,7 @@ class DreamResult:
         frames: (label, image) after each octave, each at the final size (for the GIF).
         history: one dict per step: ``step``, ``octave``, ``objective``, ``seconds``.
         notes: one-line notes (octaves reduced, class objective with untrained weights).
+        input_image: the dream's start at the working size, (1, 3, H, W) in [0, 1], CPU.
     """
 
     image: torch.Tensor
@@ -522,6 +519,13 @@ class DreamResult:
     seconds: float
     notes: list[str]
     octave_sizes: list[tuple[int, int]]
+    input_image: torch.Tensor | None = None
+
+    def animation_frames(self) -> list[torch.Tensor]:
+        """The octave-by-octave progression for a GIF: the input, then the image after each
+        octave, all (1, 3, H, W) in [0, 1] at the working size."""
+        start = [self.input_image] if self.input_image is not None else []
+        return start + [f for _, f in self.frames]
 
     def report(self) -> dict:
         """JSON-ready report (CLI ``--report`` and the page's recipe download)."""
@@ -613,12 +617,13 @@ class DreamRun:
                 end_of_octave = _ == s.steps - 1
                 preview = None
                 if step % s.preview_every == 0 or end_of_octave:
-                    preview = _resize(x, self.base.shape[-2:]).detach().cpu()
                     self.image = _resize(x, self.base.shape[-2:]).detach()
+                    preview = self.image.cpu()
                 yield ProgressEvent(step, total, self.seconds, {"objective": value}, preview=preview,
                                     message=None, done=step == total, stage=stage)
             detail = x - base
-            self.image = _resize(x, self.base.shape[-2:]).detach()
+            if s.steps == 0:  # with steps, the last step's preview already holds this octave's image
+                self.image = _resize(x, self.base.shape[-2:]).detach()
             h, w = base.shape[-2:]
             self.frames.append((f"octave {o + 1} ({w}x{h})", self.image.cpu().clone()))
         if total == 0:
@@ -631,11 +636,12 @@ class DreamRun:
             history=list(self.history), settings=self.settings, objective=self.objective.description,
             weights=self.model.weights.kind, weights_label=self.model.weights.label, device=str(self.device),
             precision=precision_name(self.dtype), seconds=self.seconds, notes=list(self.notes),
-            octave_sizes=list(self.sizes))
+            octave_sizes=list(self.sizes), input_image=self.base.cpu().clone())
 
 
 def zoom_frames(model: FeatureNet, image: torch.Tensor, settings: DreamSettings, frames: int,
-                zoom: float = 0.05, guide_image: torch.Tensor | None = None) -> Iterator[tuple[int, ProgressEvent | torch.Tensor]]:
+                zoom: float = 0.05, guide_image: torch.Tensor | None = None,
+                objective: Objective | None = None) -> Iterator[tuple[int, ProgressEvent | torch.Tensor]]:
     """Dream-zoom sequence: dream, zoom in by ``zoom`` (fraction, e.g. 0.05 = 5 %) and crop back
     to the same size, dream again; ``frames`` times.
 
@@ -645,7 +651,7 @@ def zoom_frames(model: FeatureNet, image: torch.Tensor, settings: DreamSettings,
     if not 0 <= zoom < 0.5:
         raise ValueError("zoom must be between 0 and 0.5")
     x = image
-    objective = build_objective(model, settings, guide_image)
+    objective = objective or build_objective(model, settings, guide_image)
     h, w = image.shape[-2:]
     for i in range(frames):
         run = DreamRun(model, x, settings, objective=objective)
@@ -700,14 +706,25 @@ class ZoomRun:
                  zoom: float = 0.05, guide_image: torch.Tensor | None = None):
         if not 1 <= frames <= 500:
             raise ValueError("zoom frames must be between 1 and 500")
+        if not 0 <= zoom < 0.5:
+            raise ValueError("zoom must be between 0 and 0.5")
         self.model, self.image, self.settings = model, image, settings
-        self.n_frames, self.zoom, self.guide_image = frames, zoom, guide_image
+        self.n_frames, self.zoom = frames, zoom
+        self.objective = build_objective(model, settings, guide_image)
+        # the first frame's run checks layers, channels and sizes before any work, as DreamRun does
+        self.notes: list[str] = DreamRun(model, image, settings, objective=self.objective).notes
         self.frames: list[torch.Tensor] = []
-        self.notes: list[str] = []
+
+    def report(self) -> dict:
+        """JSON-ready report of the sequence so far (CLI ``--report`` and the page's recipe)."""
+        return {"settings": self.settings.to_dict(), "objective": self.objective.description,
+                "weights": self.model.weights.kind, "weights_label": self.model.weights.label,
+                "zoom_frames": len(self.frames), "zoom": self.zoom}
 
     def __iter__(self) -> Iterator[ProgressEvent]:
         offset, per = 0, None
-        for i, item in zoom_frames(self.model, self.image, self.settings, self.n_frames, self.zoom, self.guide_image):
+        for i, item in zoom_frames(self.model, self.image, self.settings, self.n_frames, self.zoom,
+                                   objective=self.objective):
             if isinstance(item, torch.Tensor):
                 self.frames.append(item)
                 offset += per or 0

@@ -26,6 +26,7 @@ Weights policy (see README "Weights and offline use"):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = [
     "UnknownLayerError",
     "list_models",
     "list_layers",
+    "meta_net",
     "load_model",
     "resolve_device",
     "resolve_precision",
@@ -575,15 +577,24 @@ class FeatureNet(nn.Module):
                           self.weights).to(self.device)
 
 
-def list_layers(name: str) -> list[str]:
-    """Canonical layer names of a registered network, in forward order.
+@functools.lru_cache(maxsize=8)
+def meta_net(name: str) -> "FeatureNet":
+    """The network's architecture on the ``meta`` device: no memory, no weights, built once.
+    For layer names, shape propagation and receptive-field arithmetic; its ``features`` return
+    meta tensors that carry shapes only.
 
-    Builds the architecture on the ``meta`` device (no memory, no weights), so it is cheap.
+    Raises:
+        ValueError: unknown model.
     """
     spec = _spec(name)
     with torch.device("meta"):
-        model = _build_torchvision(spec, untrained=False)
-    return [n for n, _ in _layers_for(spec, model)]
+        return FeatureNet(spec, _layers_for(spec, _build_torchvision(spec, untrained=False)),
+                          WeightsInfo("untrained", "meta device: shapes only", "no weights (shapes only)"))
+
+
+def list_layers(name: str) -> list[str]:
+    """Canonical layer names of a registered network, in forward order (from :func:`meta_net`)."""
+    return list(meta_net(name).layer_names)
 
 
 def _layers_for(spec: ModelSpec, model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -31,6 +31,7 @@ __all__ = [
     "image_picker",
     "run_events",
     "heavy_runs",
+    "result_heading",
     "start_run",
     "finish_run",
     "recover_stopped_run",
@@ -81,33 +82,27 @@ def cached_model(name: str, weights: str, device: str) -> models.FeatureNet:
     return models.load_model(name, weights=weights, device=device)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _style_targets(_model: models.FeatureNet, _style: torch.Tensor, model_key: tuple, image_key: str,
-                   layers: tuple, pooling: str, precision: str) -> dict:
-    from .style import style_targets
-
-    return {k: v.cpu() for k, v in style_targets(_model, _style, layers, pooling=pooling, precision=precision).items()}
-
-
-def cached_style_targets(model: models.FeatureNet, style_image, settings) -> dict:
-    """Style Gram targets of a PIL style image at the run's working size, cached per image
-    content, model and settings (``st.cache_data``), so re-running with other weights alpha/beta
-    or step counts does not recompute them. Returns dict layer -> (N_l, N_l) float32 CPU tensor."""
-    from .images import resize_long_side, to_tensor
-
-    resized = resize_long_side(style_image, settings.size)
-    digest = hashlib.sha1(resized.tobytes()).hexdigest() + f"{resized.size}"
-    key = (model.name, model.weights.kind, model.weights.source, str(model.device))
-    return _style_targets(model, to_tensor(resized), key, digest, tuple(settings.style_layers),
-                          settings.pooling, "fp32")
-
-
 def _tensor_key(model: models.FeatureNet, image: torch.Tensor) -> tuple:
     """What identifies a forward pass: the image's content and shape, and the model (name,
     weights kind and source, device)."""
     t = image.detach().to("cpu").contiguous()
     digest = hashlib.sha1(t.numpy().tobytes()).hexdigest() + str(tuple(t.shape))
     return (digest, model.name, model.weights.kind, model.weights.source, str(model.device))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _style_targets(_model: models.FeatureNet, _style: torch.Tensor, key: tuple, layers: tuple, pooling: str) -> dict:
+    from .style import style_targets
+
+    return {k: v.cpu() for k, v in style_targets(_model, _style, layers, pooling=pooling).items()}
+
+
+def cached_style_targets(model: models.FeatureNet, style: torch.Tensor, settings) -> dict:
+    """Style Gram targets (float32) of a style image already at the run's working size
+    ((1, 3, H, W) in [0, 1], as :func:`explorer.style.prepare_images` returns it), cached per
+    image content, model, layers and pooling (``st.cache_data``), so re-running with other
+    alpha/beta or step counts does not recompute them. Returns dict layer -> (N_l, N_l) CPU tensor."""
+    return _style_targets(model, style, _tensor_key(model, style), tuple(settings.style_layers), settings.pooling)
 
 
 # st.cache_resource, not st.cache_data: the arrays are large (64 MB for relu1_1 at 512 px) and
@@ -330,6 +325,13 @@ def _queued(events: Iterable[ProgressEvent], bar) -> Iterator[ProgressEvent]:
 
     with queue.slot(on_wait=waiting):
         yield from events
+
+
+def result_heading(result: dict) -> None:
+    """The "Result" heading of a page, with a warning when the result is partial (stopped)."""
+    st.subheader("Result")
+    if result.get("stopped"):
+        st.warning(f"Partial result: {result['stopped']}.")
 
 
 def start_run(name: str, pending: dict) -> None:

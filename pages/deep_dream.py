@@ -102,31 +102,25 @@ if run_clicked and ready:
     try:
         run = dream.ZoomRun(model, x, settings, zoom_frames, zoom, guide_t) if zoom_mode else \
             dream.DreamRun(model, x, settings, guide_image=guide_t)
-        for note in getattr(run, "notes", []):
+        for note in run.notes:
             st.info(note)
         ui.start_run("dream", {"inputs": {"image": ref}, "settings": settings.to_dict(),
                                "weights_label": model.weights.label, "input_image": images.to_pil(x)})
         ui.run_events(run, state_key="dream_partial", preview_caption="Dream")
-    except ValueError as exc:  # bad channel, unknown class, guide problems: one line, keep the page
-        state["dream_running"] = False
+    except ValueError as exc:  # bad channel, unknown class, guide problems: checked before the run starts
         st.error(ui.one_line(exc))
     else:
         if zoom_mode:
             frames = [images.to_pil(f) for f in run.frames]
-            report = {"settings": settings.to_dict(), "weights": model.weights.kind,
-                      "weights_label": model.weights.label, "zoom_frames": len(frames), "zoom": zoom}
-            ui.finish_run("dream", image=frames[-1], frames=frames, report=report, history=[])
+            ui.finish_run("dream", image=frames[-1], frames=frames, report=run.report(), history=[])
         else:
             result = run.result()
-            frames = [images.to_pil(x)] + [images.to_pil(f) for _, f in result.frames]
-            ui.finish_run("dream", image=images.to_pil(result.image), frames=frames, report=result.report(),
-                          history=result.history)
+            ui.finish_run("dream", image=images.to_pil(result.image), report=result.report(),
+                          frames=[images.to_pil(f) for f in result.animation_frames()], history=result.history)
 
 res = state.get("dream_result")
 if res:
-    st.subheader("Result")
-    if res.get("stopped"):
-        st.warning(f"Partial result: {res['stopped']}.")
+    ui.result_heading(res)
     cols = st.columns(2)
     cols[0].image(res["input_image"], caption="Input", width="stretch")
     cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})", width="stretch")

@@ -92,7 +92,7 @@ ui.recover_stopped_run("style")
 if run_clicked and ready:
     c, s = style.prepare_images(content.image, style_img.image, settings.size)
     try:
-        targets = ui.cached_style_targets(model, style_img.image, settings)
+        targets = ui.cached_style_targets(model, s, settings)
         run = style.StyleTransfer(model, c, s, settings, targets=targets)
     except ValueError as exc:
         st.error(ui.one_line(exc))
@@ -111,9 +111,7 @@ if run_clicked and ready:
 
 res = state.get("style_result")
 if res:
-    st.subheader("Result")
-    if res.get("stopped"):
-        st.warning(f"Partial result: {res['stopped']}.")
+    ui.result_heading(res)
     cols = st.columns(3)
     cols[0].image(res["content_image"], caption="Content", width="stretch")
     cols[1].image(res["style_image"], caption="Style", width="stretch")
