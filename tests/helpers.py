@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import torch
+
 from explorer import cli
+
+
+def picture(h: int, w: int) -> torch.Tensor:
+    """(1, 3, h, w) in [0, 1]: a colour gradient with a disc (not symmetric, not periodic)."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    disc = (((x - 0.4) ** 2 + (y - 0.5) ** 2) < 0.08).float()
+    return torch.stack([x, y, disc]).unsqueeze(0)
+
+
+def stripes(h: int, w: int) -> torch.Tensor:
+    """(1, 3, h, w) in [0, 1]: vertical stripes, features unlike :func:`picture`'s."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    s = (torch.sin(x * 40) > 0).float()
+    return torch.stack([s, 1 - s, 0.5 * torch.ones_like(x)]).unsqueeze(0)
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:

@@ -21,7 +21,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from tests.helpers import error_line, run_cli
+from tests.helpers import error_line, picture, run_cli
 from explorer import activations as act
 from explorer import cli, images, models
 from explorer.models import FeatureNet, UnknownLayerError, WeightsInfo, list_layers, load_model
@@ -31,17 +31,8 @@ from explorer.style import gram_matrix, style_layer_loss
 # ----------------------------------------------------------------------------- helpers
 
 
-def picture(h: int, w: int) -> torch.Tensor:
-    """(1, 3, h, w) in [0, 1]: a colour gradient with a disc (not symmetric, not periodic)."""
-    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    disc = (((x - 0.4) ** 2 + (y - 0.5) ** 2) < 0.08).float()
-    return torch.stack([x, y, disc]).unsqueeze(0)
 
 
-def stripes(h: int, w: int) -> torch.Tensor:
-    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    s = (torch.sin(x * 40) > 0).float()
-    return torch.stack([s, 1 - s, 0.5 * torch.ones_like(x)]).unsqueeze(0)
 
 
 def distinct_acts(c: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import error_line, run_cli
+from tests.helpers import error_line, picture, run_cli, stripes
 from explorer import cli
 from explorer.dream import (DEFAULT_LAYERS, DreamRun, DreamSettings, ZoomRun, build_objective, channel,
                             class_index, dream_step, gradient, guide, layer_hint, layer_l2, layer_mean,
@@ -33,18 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------- helpers
 
 
-def picture(h: int, w: int) -> torch.Tensor:
-    """(1, 3, h, w) in [0, 1]: a colour gradient with a disc (not symmetric, not periodic)."""
-    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    disc = (((x - 0.4) ** 2 + (y - 0.5) ** 2) < 0.08).float()
-    return torch.stack([x, y, disc]).unsqueeze(0)
 
 
-def stripes(h: int, w: int) -> torch.Tensor:
-    """(1, 3, h, w) in [0, 1]: vertical stripes, features unlike :func:`picture`'s."""
-    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    s = (torch.sin(x * 40) > 0).float()
-    return torch.stack([s, 1 - s, 0.5 * torch.ones_like(x)]).unsqueeze(0)
 
 
 def settings(**kw) -> DreamSettings:
