@@ -442,7 +442,12 @@ class StyleTransfer:
         style: style image (1, 3, H', W') in [0, 1], or a list of (image, weight) pairs for
             blending; ignored when ``targets`` is given.
         settings: :class:`StyleSettings`.
-        targets: precomputed :func:`style_targets` (the page caches them per image and settings).
+        targets: precomputed :func:`style_targets` (the page caches them per image and settings),
+            or other Gram targets of the same shapes, e.g. the saliency-guided (masked) Grams of
+            :func:`explorer.guided.guided_targets`.
+        style_channels: per style layer, the channel indices (1-D long tensor) whose Gram the
+            style loss compares (the channel-selection variant of guided transfer); the target
+            for such a layer must be the (K, K) Gram of those channels. ``None``: all channels.
 
     Raises:
         UnknownLayerError: a content/style layer the network does not have.
@@ -450,7 +455,8 @@ class StyleTransfer:
     """
 
     def __init__(self, model: FeatureNet, content: torch.Tensor, style, settings: StyleSettings,
-                 targets: dict[str, torch.Tensor] | None = None):
+                 targets: dict[str, torch.Tensor] | None = None,
+                 style_channels: dict[str, torch.Tensor] | None = None):
         settings.validate()
         self.model = model
         self.settings = settings
@@ -475,6 +481,7 @@ class StyleTransfer:
             p = model.features(self._fmt(self.content), [settings.content_layer], pooling=settings.pooling)
             self.content_target = p[settings.content_layer].float()
         self.targets = {k: v.to(self.device) for k, v in targets.items()}
+        self.style_channels = {k: v.to(self.device) for k, v in (style_channels or {}).items()}
         self.x = self._initial_image(style_list)
         self.last_good = self.x.detach().clone()
         self.history: list[dict] = []
@@ -509,11 +516,16 @@ class StyleTransfer:
             feats = self.model.features(self._fmt(x), self._layers, pooling=s.pooling)
         # losses stay in float32: outside autocast, features cast up first
         c = content_loss(feats[s.content_layer], self.content_target)
-        e = {l: style_layer_loss(feats[l], self.targets[l]) for l in s.style_layers if l in self.targets}
+        e = {l: style_layer_loss(self._channels(l, feats[l]), self.targets[l])
+             for l in s.style_layers if l in self.targets}
         st = style_loss(e, s.layer_weights) if e else torch.zeros_like(c)
         tv = total_variation(x, s.tv_beta) if s.tv_weight > 0 else torch.zeros_like(c)
         total = s.content_weight * c + s.style_weight * st + s.tv_weight * tv
         return {"content": c, "style": st, "tv": tv, "total": total, "style_layers": e}
+
+    def _channels(self, layer: str, f: torch.Tensor) -> torch.Tensor:
+        idx = self.style_channels.get(layer)
+        return f if idx is None else f.index_select(1, idx)
 
     def _record(self, step: int, terms: dict, total: float) -> dict:
         h = {
@@ -617,9 +629,10 @@ def _main_losses(h: dict) -> dict[str, float]:
 
 
 def run_style_transfer(model: FeatureNet, content: torch.Tensor, style, settings: StyleSettings,
-                       targets: dict[str, torch.Tensor] | None = None) -> StyleResult:
+                       targets: dict[str, torch.Tensor] | None = None,
+                       style_channels: dict[str, torch.Tensor] | None = None) -> StyleResult:
     """Run :class:`StyleTransfer` to the end without a front end and return its result."""
-    run = StyleTransfer(model, content, style, settings, targets)
+    run = StyleTransfer(model, content, style, settings, targets, style_channels)
     for _ in run:
         pass
     return run.result()

@@ -1,0 +1,598 @@
+"""Which regions of a style image drive the network: Captum heatmaps of style objectives.
+
+The thing explained is a per-image scalar of the style image x_s (Captum's forward function
+returns shape (N,)):
+
+* ``style``: the style-representation energy  E(x) = sum_l w_l ||G_l(x)||_F^2 / (4 N_l^2 M_l^2)
+  over the style layers, with G_l the Gram matrix of Gatys et al. 2016 eq. (1), N_l channels
+  and M_l positions. It is eq. (2) measured against an all-zero target: how much "style" the
+  network sees, and which pixels feed it.
+* ``layer:NAME``: the mean activation of one layer.
+* ``channel:NAME:K``: the mean activation of channel K of one layer.
+* ``class``: the logit of the image's top ImageNet class (meaningful with pretrained weights).
+
+Methods, all from Captum (nothing here computes a gradient attribution of its own):
+
+* ``saliency``: Simonyan et al. 2014, |d objective / d pixel|, max over RGB (as the seed paper
+  describes).
+* ``guided_backprop``: Springenberg et al. 2015, |guided gradient|, max over RGB.
+* ``integrated_gradients``: Sundararajan et al. 2017 (black-image baseline), optionally
+  averaged over noisy copies with NoiseTunnel (SmoothGrad, Smilkov et al. 2017); |sum over RGB|.
+* ``occlusion``: Zeiler & Fergus 2014, f(x) - f(x with a window replaced by a baseline), averaged
+  over the windows that cover a pixel (Captum's definition). Signed: positive where hiding the
+  region lowers the objective. For the VGG objectives that are sums over positions (style,
+  layer, channel), :mod:`explorer.occlusion_fast` computes the same numbers exactly and much
+  faster by recomputing only each window's receptive field; everything else uses
+  ``captum.attr.Occlusion``.
+* ``gradcam``: Selvaraju et al. 2017, Captum's LayerGradCam at a chosen VGG layer (ReLU of the
+  channel-weighted activation sum), upsampled bilinearly to the image (``LayerAttribution.interpolate``).
+
+Guided backprop hooks every ReLU module and Grad-CAM hooks its layer. The cached model is
+shared by every browser session, so hook-using methods run on :func:`private_copy`: a network
+with its own ReLU (and hooked layer) modules around the shared convolutions, so hooks never
+touch what another session's forward pass runs through.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import FeatureNet, UnknownLayerError
+from .progress import ProgressEvent
+from .settings import RecipeSettings
+from .style import DEFAULT_STYLE_LAYERS, gram_matrix
+
+__all__ = [
+    "METHODS",
+    "BASELINES",
+    "ObjectiveSpec",
+    "parse_objective",
+    "style_energy",
+    "objective_function",
+    "private_copy",
+    "baseline_image",
+    "AttributionSettings",
+    "Heatmap",
+    "AttributionRun",
+    "attribute",
+    "overlay_image",
+]
+
+#: Attribution methods, in the order pages list them.
+METHODS = ("saliency", "guided_backprop", "integrated_gradients", "occlusion", "gradcam")
+METHOD_TITLES = {
+    "saliency": "Saliency (|gradient|)",
+    "guided_backprop": "Guided backprop",
+    "integrated_gradients": "Integrated gradients",
+    "occlusion": "Occlusion",
+    "gradcam": "Grad-CAM",
+}
+#: What an occluded window is filled with.
+BASELINES = ("zero", "mean", "blur")
+
+# Captum warns on every GuidedBackprop call that it sets hooks; we know, and use a private copy.
+warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
+
+
+# ----------------------------------------------------------------------------- objectives
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A parsed objective: ``kind`` is ``style``, ``layer``, ``channel`` or ``class``; ``layer``
+    and ``channel`` are set for the layer and channel kinds."""
+
+    kind: str
+    layer: str | None = None
+    channel: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "layer":
+            return f"layer:{self.layer}"
+        if self.kind == "channel":
+            return f"channel:{self.layer}:{self.channel}"
+        return self.kind
+
+    def describe(self) -> str:
+        """Plain words for pages and reports."""
+        return {"style": "style energy sum_l w_l ||G_l||^2 / (4 N_l^2 M_l^2)",
+                "layer": f"mean activation of {self.layer}",
+                "channel": f"mean activation of channel {self.channel} of {self.layer}",
+                "class": "logit of the top ImageNet class"}[self.kind]
+
+
+def parse_objective(text: str) -> ObjectiveSpec:
+    """Parse ``style``, ``layer:NAME``, ``channel:NAME:K`` or ``class``.
+
+    Raises:
+        ValueError: anything else (one line saying what is allowed).
+    """
+    t = (text or "").strip()
+    parts = t.split(":")
+    if t in ("style", "class"):
+        return ObjectiveSpec(t)
+    if parts[0] == "layer" and len(parts) == 2 and parts[1]:
+        return ObjectiveSpec("layer", parts[1])
+    if parts[0] == "channel" and len(parts) == 3 and parts[1]:
+        try:
+            k = int(parts[2])
+        except ValueError:
+            k = -1
+        if k >= 0:
+            return ObjectiveSpec("channel", parts[1], k)
+    raise ValueError(f"objective must be style, layer:NAME, channel:NAME:K or class; got {text!r}")
+
+
+def style_energy(model: FeatureNet, x: torch.Tensor, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+                 weights: Sequence[float] | None = None, pooling: str = "max") -> torch.Tensor:
+    """Style-representation energy E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2).
+
+    G_l is the Gram matrix of Gatys et al. 2016 eq. (1); the term is their eq. (2) with an
+    all-zero target A_l, so E is the style loss eq. (3) that a blank style would give. Written
+    with the position-normalized Gram g = G/M: sum_l w_l ||g_l||^2 / (4 N_l^2). Float32.
+
+    Args:
+        model: the feature network.
+        x: images (N, 3, H, W) in [0, 1]; gradients flow to it.
+        layers: style layer names; ``weights``: w_l per layer (default 1/L each).
+        pooling: ``"max"`` or ``"avg"``, as in :meth:`FeatureNet.features`.
+
+    Returns:
+        (N,) float32 tensor.
+
+    Raises:
+        UnknownLayerError: unknown layer; ValueError: no layers, or weights of another length.
+    """
+    layers = list(layers)
+    if not layers:
+        raise ValueError("name at least one style layer")
+    w = [1.0 / len(layers)] * len(layers) if weights is None else [float(v) for v in weights]
+    if len(w) != len(layers):
+        raise ValueError(f"{len(w)} layer weights for {len(layers)} style layers")
+    feats = model.features(x, layers, pooling=pooling)
+    total = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
+    for wl, name in zip(w, layers):
+        f = feats[name]
+        if f.dim() != 4:
+            raise ValueError(f"style layer {name} has no spatial maps; pick a convolutional layer")
+        g = gram_matrix(f, normalize=True)
+        total = total + wl * g.pow(2).flatten(1).sum(1) / (4.0 * g.shape[-1] ** 2)
+    return total
+
+
+def _check_spatial(model: FeatureNet, layer: str, channel: int | None = None) -> None:
+    model.check_layers([layer])
+    from .activations import output_shape
+
+    shape = output_shape(model.name, layer, 224, 224)
+    if len(shape) != 3:
+        raise ValueError(f"{layer} has no spatial maps (shape {shape}); pick a convolutional layer")
+    if channel is not None and not 0 <= channel < shape[0]:
+        raise ValueError(f"{layer} has {shape[0]} channels; channel {channel} does not exist")
+
+
+def objective_function(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+                       weights: Sequence[float] | None = None, image: torch.Tensor | None = None,
+                       pooling: str = "max") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The objective as Captum's forward function: images (N, 3, H, W) in [0, 1] -> (N,) float32.
+
+    Args:
+        model: the network that evaluates it (pass a :func:`private_copy` for hook-using methods).
+        spec: from :func:`parse_objective`.
+        layers, weights, pooling: for the ``style`` objective.
+        image: for ``class``, the image whose top class is explained (fixed once, so the
+            occluded or noisy copies are scored on the same class).
+
+    Raises:
+        UnknownLayerError: unknown layer; ValueError: a layer without spatial maps, a channel
+        out of range, or ``class`` without ``image``.
+    """
+    if spec.kind == "style":
+        model.check_layers(layers)
+        return lambda x: style_energy(model, x, layers, weights, pooling)
+    if spec.kind in ("layer", "channel"):
+        _check_spatial(model, spec.layer, spec.channel)
+        if spec.kind == "layer":
+            return lambda x: model.features(x, [spec.layer], pooling=pooling)[spec.layer].float().mean((1, 2, 3))
+        k = spec.channel
+        return lambda x: model.features(x, [spec.layer], pooling=pooling)[spec.layer][:, k].float().mean((1, 2))
+    if image is None:
+        raise ValueError("the class objective needs the image whose top class it explains")
+    with torch.no_grad():
+        idx = int(model(image.to(model.device, torch.float32)).argmax(1)[0])
+    return lambda x: model(x).float()[:, idx]
+
+
+# ----------------------------------------------------------------------------- hook safety
+
+def private_copy(model: FeatureNet, hooked_layer: str | None = None) -> FeatureNet:
+    """A network for hook-using Captum methods that shares the weights (no copy) but owns every
+    module a hook can be put on: fresh ``nn.ReLU`` modules (guided backprop hooks all ReLUs) and,
+    when ``hooked_layer`` is given, a private container around that layer (Grad-CAM's hook).
+    Hooks on it never fire in another session's forward pass through the shared model.
+
+    Raises:
+        UnknownLayerError: unknown ``hooked_layer``.
+    """
+    if hooked_layer is not None:
+        model.check_layers([hooked_layer])
+    layers = []
+    for name in model.layer_names:
+        m = model.body[name]
+        if isinstance(m, nn.ReLU):
+            m = nn.ReLU(inplace=False)
+        elif name == hooked_layer:
+            m = nn.Sequential(m)
+        layers.append((name, m))
+    return FeatureNet(model.spec, layers, model.weights).to(model.device)
+
+
+# ----------------------------------------------------------------------------- settings
+
+@dataclass
+class AttributionSettings(RecipeSettings):
+    """Options of one heatmap.
+
+    Attributes:
+        method: one of :data:`METHODS`.
+        objective: ``style``, ``layer:NAME``, ``channel:NAME:K`` or ``class``.
+        style_layers: layers of the style objective (default relu1_1 ... relu5_1).
+        size: working size, the long side of the style image in pixels.
+        window, stride: occlusion window side and step, pixels.
+        baseline: what an occluded window shows: ``zero`` (black), ``mean`` (the image's mean
+            colour) or ``blur`` (the image under a Gaussian blur of sigma = window / 4 px).
+        perturbations_per_eval: occluded images per forward pass (batching; same result).
+        ig_steps: integration steps of integrated gradients.
+        smoothgrad: noisy samples for NoiseTunnel SmoothGrad over integrated gradients (0 = off).
+        smoothgrad_sigma: their noise standard deviation, pixels in [0, 1].
+        gradcam_layer: the layer Grad-CAM explains; empty = the deepest layer the objective
+            uses (the deepest style layer, the objective's layer, or relu5_4 for ``class``).
+        fast_occlusion: use the exact incremental occlusion where it applies (same numbers).
+    """
+
+    method: str = "saliency"
+    objective: str = "style"
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    size: int = 256
+    window: int = 32
+    stride: int = 16
+    baseline: str = "zero"
+    perturbations_per_eval: int = 16
+    ig_steps: int = 32
+    smoothgrad: int = 0
+    smoothgrad_sigma: float = 0.1
+    gradcam_layer: str = ""
+    fast_occlusion: bool = True
+
+    def validate(self) -> "AttributionSettings":
+        """Raises ValueError (one line) for a bad option."""
+        if isinstance(self.style_layers, str):
+            self.style_layers = tuple(s.strip() for s in self.style_layers.split(",") if s.strip())
+        self.style_layers = tuple(self.style_layers)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}")
+        parse_objective(self.objective)
+        if not self.style_layers:
+            raise ValueError("name at least one style layer")
+        for key, lo, hi in (("size", 32, 4096), ("window", 1, 4096), ("stride", 1, 4096),
+                            ("perturbations_per_eval", 1, 1024), ("ig_steps", 1, 1000), ("smoothgrad", 0, 1000)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{key} must be a whole number from {lo} to {hi}; got {v!r}")
+        s = self.smoothgrad_sigma
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (0 < s <= 1):
+            raise ValueError(f"smoothgrad_sigma must be in (0, 1]; got {s!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["style_layers"] = list(self.style_layers)
+        return d
+
+
+# ----------------------------------------------------------------------------- baselines
+
+def baseline_image(image: torch.Tensor, kind: str, window: int = 32) -> torch.Tensor:
+    """What an occluded window is filled with, (1, 3, H, W) in [0, 1].
+
+    Args:
+        image: (1, 3, H, W) in [0, 1].
+        kind: ``zero`` (black), ``mean`` (per-channel mean colour of the image) or ``blur``
+            (torchvision's Gaussian blur with sigma = window / 4 px, kernel 2*ceil(3 sigma)+1,
+            reflect padding): the window then loses its texture but keeps its colour.
+        window: occlusion window side in pixels (sets the blur).
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    if kind == "zero":
+        return torch.zeros_like(image)
+    if kind == "mean":
+        return image.mean((2, 3), keepdim=True).expand_as(image).clone()
+    if kind == "blur":
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        sigma = max(window / 4.0, 0.5)
+        k = 2 * math.ceil(3 * sigma) + 1
+        k = min(k, 2 * ((min(image.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs k <= side
+        return gaussian_blur(image, [k, k], [sigma, sigma])
+    raise ValueError(f"baseline must be one of {', '.join(BASELINES)}; got {kind!r}")
+
+
+# ----------------------------------------------------------------------------- results
+
+@dataclass
+class Heatmap:
+    """One attribution map.
+
+    Attributes:
+        values: (H, W) float32 NumPy array at the working size of the image. Gradient methods
+            and Grad-CAM give non-negative importances; occlusion is signed (objective drop when
+            the region is hidden).
+        image: the image explained, (1, 3, H, W) in [0, 1] on the CPU.
+        method, objective: what produced it; ``settings``: the :class:`AttributionSettings`.
+        weights_label: e.g. "untrained weights (seed 0)"; ``seconds``: wall clock.
+        engine: for occlusion, ``fast`` (exact incremental) or ``captum``.
+        notes: plain-words notes for the user.
+    """
+
+    values: np.ndarray
+    image: torch.Tensor
+    method: str
+    objective: str
+    settings: AttributionSettings
+    weights_label: str
+    seconds: float
+    engine: str = "captum"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def importance(self) -> np.ndarray:
+        """Non-negative importance (H, W) float32: the map itself, or for occlusion its positive
+        part (regions whose removal lowers the objective)."""
+        return np.maximum(self.values, 0.0).astype(np.float32)
+
+    def report(self) -> dict:
+        """JSON-ready description (no arrays)."""
+        v = self.values
+        return {"method": self.method, "objective": self.objective, "settings": self.settings.to_dict(),
+                "weights_label": self.weights_label, "seconds": round(self.seconds, 3), "engine": self.engine,
+                "shape": list(v.shape), "min": float(v.min()), "max": float(v.max()), "notes": list(self.notes)}
+
+
+def overlay_image(image: torch.Tensor, values: np.ndarray, opacity: float = 0.5):
+    """The heatmap over the image as an RGB PIL image (Viridis, scaled to the map's own range),
+    blended with ``opacity`` in [0, 1] (0 = image only)."""
+    from PIL import Image
+
+    from .activations import channel_map_rgb
+    from .images import to_pil
+
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1]; got {opacity}")
+    base = to_pil(image)
+    heat = channel_map_rgb(np.asarray(values, np.float32))
+    if heat.size != base.size:
+        heat = heat.resize(base.size, Image.Resampling.BILINEAR)
+    return Image.blend(base, heat, float(opacity))
+
+
+# ----------------------------------------------------------------------------- running
+
+class _Cancelled(Exception):
+    pass
+
+
+def _events_from(work: Callable[[Callable[[int, int], None]], object], stage: str) -> Iterator[ProgressEvent]:
+    """Run ``work(progress)`` in a worker thread and yield a ProgressEvent for every
+    ``progress(done, total)`` it reports. When the consumer stops early (the generator is
+    closed: a page's Stop), the next ``progress`` call aborts the work. The work's return value
+    is the ``value`` attribute of the StopIteration, i.e. ``result = yield from``."""
+    q: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+    start = time.perf_counter()
+    box: dict = {}
+
+    def progress(done: int, total: int) -> None:
+        if cancel.is_set():
+            raise _Cancelled
+        q.put(("progress", done, total))
+
+    def target() -> None:
+        try:
+            box["value"] = work(progress)
+            q.put(("done",))
+        except _Cancelled:
+            q.put(("done",))
+        except BaseException as exc:  # re-raised in the consumer's thread
+            q.put(("error", exc))
+
+    worker = threading.Thread(target=target, name="explorer-attribution", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item[0] == "progress":
+                yield ProgressEvent(item[1], item[2], time.perf_counter() - start, stage=stage)
+            elif item[0] == "error":
+                raise item[1]
+            else:
+                return box.get("value")
+    finally:
+        cancel.set()
+        worker.join()
+
+
+class AttributionRun:
+    """One heatmap as an iterable of :class:`ProgressEvent` (occlusion reports every batch of
+    windows; the gradient methods report start and end), then :meth:`result`.
+
+    Args:
+        model: the shared network (VGG19 or VGG16); never modified.
+        image: the style image (1, 3, H, W) in [0, 1] at the working size.
+        settings: :class:`AttributionSettings`.
+
+    Raises:
+        UnknownLayerError, ValueError: bad layers, objective or image.
+    """
+
+    def __init__(self, model: FeatureNet, image: torch.Tensor, settings: AttributionSettings):
+        settings.validate()
+        if model.spec.family != "vgg":
+            raise ValueError(f"saliency maps are computed on VGG networks; got {model.name}")
+        if image.dim() != 4 or image.shape[:2] != (1, 3):
+            raise ValueError(f"image must have shape (1, 3, H, W), got {tuple(image.shape)}")
+        self.model, self.settings = model, settings
+        self.image = image.detach().to(model.device, torch.float32)
+        self.spec = parse_objective(settings.objective)
+        model.check_layers(settings.style_layers)
+        if settings.method == "gradcam":
+            self.gradcam_layer = self._gradcam_layer()
+        # validate the objective now (one-line errors before any work)
+        objective_function(model, self.spec, layers=settings.style_layers, image=self.image)
+        self.notes: list[str] = []
+        if self.spec.kind == "class" and model.weights.untrained:
+            self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
+        h, w = self.image.shape[-2:]
+        if settings.method == "occlusion" and (settings.window > min(h, w)):
+            raise ValueError(f"the occlusion window ({settings.window} px) is larger than the image ({w}x{h} px)")
+        self._result: Heatmap | None = None
+        self.engine = "captum"
+
+    def _gradcam_layer(self) -> str:
+        m, s, spec = self.model, self.settings, self.spec
+        deepest = {"style": max(s.style_layers, key=m.depth), "class": "relu5_4"}.get(spec.kind, spec.layer)
+        layer = s.gradcam_layer or deepest
+        _check_spatial(m, layer)
+        if m.depth(layer) > m.depth(deepest):
+            raise ValueError(f"Grad-CAM layer {layer} comes after {deepest}, the deepest layer the objective "
+                             f"uses; pick {deepest} or an earlier layer")
+        return layer
+
+    # -- the methods ------------------------------------------------------------------------
+
+    def _forward(self, net: FeatureNet) -> Callable[[torch.Tensor], torch.Tensor]:
+        return objective_function(net, self.spec, layers=self.settings.style_layers, image=self.image)
+
+    def _gradient_map(self) -> np.ndarray:
+        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
+
+        s, x = self.settings, self.image.clone().requires_grad_(True)
+        if s.method == "saliency":
+            a = Saliency(self._forward(self.model)).attribute(x, abs=True)
+            return a.amax(1)[0]
+        if s.method == "guided_backprop":
+            net = private_copy(self.model)
+            a = _guided(net, self._forward(net), x)
+            return a.abs().amax(1)[0]
+        if s.method == "integrated_gradients":
+            ig = IntegratedGradients(self._forward(self.model))
+            kw = dict(baselines=torch.zeros_like(x), n_steps=s.ig_steps, internal_batch_size=8)
+            if s.smoothgrad > 0:
+                torch.manual_seed(0)  # NoiseTunnel draws its noise from torch's global generator
+                a = NoiseTunnel(ig).attribute(x, nt_type="smoothgrad", nt_samples=s.smoothgrad,
+                                              nt_samples_batch_size=1, stdevs=float(s.smoothgrad_sigma), **kw)
+            else:
+                a = ig.attribute(x, **kw)
+            return a.sum(1).abs()[0]
+        # gradcam
+        net = private_copy(self.model, hooked_layer=self.gradcam_layer)
+        cam = LayerGradCam(self._forward(net), net.body[self.gradcam_layer])
+        a = cam.attribute(x, relu_attributions=True)
+        up = LayerAttribution.interpolate(a.float(), tuple(x.shape[-2:]), interpolate_mode="bilinear")
+        return up[0, 0].clamp_min(0)
+
+    def _occlusion(self, progress: Callable[[int, int], None]) -> np.ndarray:
+        s = self.settings
+        base = baseline_image(self.image, s.baseline, s.window)
+        if s.fast_occlusion and self.spec.kind != "class":
+            from . import occlusion_fast
+
+            try:
+                kw = dict(objective=self.spec.kind, layers=s.style_layers, channel=self.spec.channel)
+                if self.spec.kind != "style":
+                    kw["layers"] = (self.spec.layer,)
+                out = occlusion_fast.occlusion_fast(self.model, self.image, base, window=s.window, stride=s.stride,
+                                                    batch_size=s.perturbations_per_eval, progress=progress, **kw)
+                self.engine = "fast"
+                return out
+            except ValueError:
+                pass  # not a supported network: Captum below
+        from captum.attr import Occlusion
+
+        from .occlusion_fast import occlusion_windows
+
+        total = len(occlusion_windows(*self.image.shape[-2:], s.window, s.stride))
+        f = self._forward(self.model)
+        seen = [0]
+
+        def counted(x: torch.Tensor) -> torch.Tensor:
+            out = f(x)
+            if seen[0] > 0 or x.shape[0] > 1:
+                progress(min(seen[0] + x.shape[0], total), total)
+            seen[0] += x.shape[0]
+            return out
+
+        with torch.no_grad():
+            a = Occlusion(counted).attribute(self.image, sliding_window_shapes=(3, s.window, s.window),
+                                             strides=(3, s.stride, s.stride), baselines=base,
+                                             perturbations_per_eval=s.perturbations_per_eval)
+        self.engine = "captum"
+        return a[0, 0]
+
+    def _work(self, progress: Callable[[int, int], None]) -> np.ndarray:
+        if self.settings.method == "occlusion":
+            v = self._occlusion(progress)
+        else:
+            progress(0, 1)
+            v = self._gradient_map()
+            progress(1, 1)
+        return np.ascontiguousarray(v.detach().float().cpu().numpy())
+
+    def __iter__(self) -> Iterator[ProgressEvent]:
+        start = time.perf_counter()
+        values = yield from _events_from(self._work, METHOD_TITLES[self.settings.method])
+        if values is None:  # stopped early: no partial heatmap
+            return
+        self._result = Heatmap(values, self.image.cpu(), self.settings.method, str(self.spec), self.settings,
+                               self.model.weights.label, time.perf_counter() - start, self.engine,
+                               tuple(self.notes))
+        yield ProgressEvent(1, 1, self._result.seconds, done=True)
+
+    def result(self) -> Heatmap:
+        """The heatmap (after iterating to the end).
+
+        Raises:
+            RuntimeError: the run was stopped before it finished.
+        """
+        if self._result is None:
+            raise RuntimeError("the attribution run did not finish")
+        return self._result
+
+
+def _guided(net: FeatureNet, forward: Callable, x: torch.Tensor) -> torch.Tensor:
+    from captum.attr import GuidedBackprop
+
+    gb = GuidedBackprop(net)
+    gb.forward_func = forward  # Captum calls forward_func; the hooks stay on `net`'s private ReLUs
+    return gb.attribute(x)
+
+
+def attribute(model: FeatureNet, image: torch.Tensor, settings: AttributionSettings) -> Heatmap:
+    """Run :class:`AttributionRun` to the end without a front end and return its heatmap."""
+    run = AttributionRun(model, image, settings)
+    for _ in run:
+        pass
+    return run.result()
