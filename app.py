@@ -17,6 +17,12 @@ def home() -> None:
         "style of another image by matching the network's *Gram matrices* (Gatys et al., 2016). "
         "Pick a page on the left; every page runs on this machine and shows its progress as it goes."
     )
+    st.markdown(
+        "**Style saliency** shows which regions of a style image drive the network (saliency, guided "
+        "backprop, integrated gradients, occlusion, Grad-CAM heatmaps), and **Full vs guided Gram** runs "
+        "style transfer twice, with the whole style image's Gram matrices and with only its most salient "
+        "regions', and compares the results side by side."
+    )
     st.subheader("This machine")
     st.write(f"Compute: {ui.device_summary()}.")
     rows = models.weights_status()
@@ -41,6 +47,8 @@ pages = {
         st.Page("pages/style_transfer.py", title="Style transfer", icon="🖌️"),
         st.Page("pages/deep_dream.py", title="Deep Dream", icon="🌀"),
         st.Page("pages/activations.py", title="Layer activations", icon="🔬"),
+        st.Page("pages/style_saliency.py", title="Style saliency", icon="🔥"),
+        st.Page("pages/compare.py", title="Full vs guided Gram", icon="⚖️"),
     ],
 }
 ui.run_app(pages)

@@ -4,6 +4,7 @@ Commands:
     stylize CONTENT STYLE -o OUT.png [options]   Gatys style transfer (see ``--help``)
     dream IMAGE -o OUT.png [options]             Deep Dream with octaves, jitter and tiles
     activations IMAGE --layer L [--out GRID.png] [--json STATS.json]   what a layer computes
+    saliency STYLE -o HEAT.png [--method ...] [--npy HEAT.npy]   which regions drive the style
     weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
     weights status                               where each model's weights are
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from . import images, models, style
+from .guided import GUIDES
 
 __all__ = ["main", "build_parser", "CliError"]
 
@@ -63,7 +65,25 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=S, dest="channels_last")
     p.add_argument("--preview-every", type=int, default=S, dest="preview_every",
                    help="keep a snapshot every N steps (default 10)")
+    g = p.add_argument_group("saliency-guided Gram (style targets from the style image's most important regions)")
+    g.add_argument("--guide", choices=list(GUIDES), default=S,
+                   help="heatmap method that selects the style image's important positions")
+    g.add_argument("--keep", type=float, default=S, help="fraction of positions (or channels) kept (default 0.3)")
+    g.add_argument("--soft", action="store_true", default=S,
+                   help="weights graded by the normalized heatmap instead of a 0/1 mask")
+    g.add_argument("--power", type=float, default=S, help="exponent of the --soft map (default 1)")
+    g.add_argument("--guide-variant", choices=["positions", "channels"], default=S, dest="variant",
+                   help="positions: masked Gram (default); channels: keep the top channels per style layer")
+    g.add_argument("--mask", metavar="FILE", help="a grayscale mask painted over the style image (white = keep)")
+    _occlusion_options(g, S)
     _common_options(p)
+
+
+def _occlusion_options(p, default) -> None:
+    p.add_argument("--window", type=int, default=default, help="occlusion window side in pixels (default 32)")
+    p.add_argument("--stride", type=int, default=default, help="occlusion stride in pixels (default 16)")
+    p.add_argument("--baseline", choices=["zero", "mean", "blur"], default=default,
+                   help="what an occluded window shows: black, the mean colour, or a blur (default zero)")
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
@@ -112,6 +132,31 @@ def _dream_options(p: argparse.ArgumentParser) -> None:
     _common_options(p)
 
 
+def _saliency_options(p: argparse.ArgumentParser) -> None:
+    from .attribution import METHODS
+
+    S = argparse.SUPPRESS
+    p.add_argument("style", help="style image: a path or sample:NAME")
+    p.add_argument("-o", "--output", help="heatmap overlay PNG (default saliency.png)")
+    p.add_argument("--npy", metavar="HEAT.npy", help="also write the raw heatmap (H x W float32) here")
+    p.add_argument("--method", choices=list(METHODS), default=S, help="default saliency")
+    p.add_argument("--objective", default=S,
+                   help="style (default), layer:NAME, channel:NAME:K or class (top ImageNet class)")
+    p.add_argument("--style-layers", default=S, dest="style_layers",
+                   help="layers of the style objective (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)")
+    _occlusion_options(p, S)
+    p.add_argument("--perturbations-per-eval", type=int, default=S, dest="perturbations_per_eval",
+                   help="occluded images per forward pass (default 16)")
+    p.add_argument("--ig-steps", type=int, default=S, dest="ig_steps", help="integrated-gradients steps (default 32)")
+    p.add_argument("--smoothgrad", type=int, default=S, help="SmoothGrad samples over integrated gradients (default 0)")
+    p.add_argument("--gradcam-layer", default=S, dest="gradcam_layer",
+                   help="Grad-CAM layer (default: the deepest layer of the objective)")
+    p.add_argument("--size", type=int, default=S, help="working size, long side in pixels (default 256)")
+    p.add_argument("--model", choices=["vgg19", "vgg16"], default="vgg19", help="default vgg19")
+    p.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the PNG, 0 to 1 (default 0.5)")
+    _common_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m explorer``."""
     parser = _Parser(prog="python -m explorer",
@@ -138,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     aw = ac.add_mutually_exclusive_group()
     aw.add_argument("--weights", metavar="FILE", help="a state_dict file to use instead of ImageNet weights")
     aw.add_argument("--untrained", action="store_true", help="use untrained weights (seed 0), labelled as such")
+    sa = sub.add_parser("saliency", help="which regions of a style image drive the network: heatmap PNG and .npy",
+                        description="Captum saliency, guided backprop, integrated gradients, occlusion or "
+                                    "Grad-CAM heatmaps of a style objective of STYLE.")
+    _saliency_options(sa)
     wt = sub.add_parser("weights", help="download or inspect pretrained weights")
     wsub = wt.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
     wsub.required = True
@@ -249,15 +298,23 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     out = _png_out(args, "stylized.png")
     content = _load_ref(content_ref, "content image")
     style_img = _load_ref(style_ref, "style image")
+    guide = _guide_from(args, recipe)
     model = _load_net(args, settings.model)
     c, s = style.prepare_images(content.image, style_img.image, settings.size)
-    run = style.StyleTransfer(model, c, s, settings)
+    guidance = _guidance(args, model, s, settings, guide) if guide else None
+    run = style.StyleTransfer(model, c, s, settings, targets=guidance.targets if guidance else None,
+                              style_channels=guidance.channels if guidance else None)
+    how = "" if not guide else ", style targets from the painted mask" if guide.method == "mask" else \
+        f", style targets guided by {guide.method} (keep {guide.keep:g}, {guide.variant})"
     _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {style_img.name} on {model.device}, "
-         f"{models.precision_name(run.dtype)}, {model.weights.label}")
+         f"{models.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = _drive(run, "stylize", args.quiet)
     result = run.result()
     report = result.report()
-    report["inputs"] = {"content": content_ref, "style": style_ref}
+    report["inputs"] = {"content": content_ref, "style": style_ref, **({"mask": args.mask} if args.mask else {})}
+    if guidance:
+        report["guide"] = guidance.settings.to_dict()
+        report["guidance"] = guidance.report()
     report["output"] = str(out)
     if interrupted:
         report["stopped"] = f"interrupted after step {len(result.history)}"
@@ -268,6 +325,85 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     _say(f"wrote {out} after {len(result.history)} steps in {result.seconds:.1f} s"
          + (f"; final total loss {fl['total']:.4g}" if fl else ""))
     return 130 if interrupted else 0
+
+
+_GUIDE_FLAGS = ("guide", "keep", "soft", "power", "variant", "window", "stride", "baseline")
+
+
+def _guide_from(args: argparse.Namespace, recipe: dict):
+    """GuideSettings from the recipe's ``guide`` object and the flags, or None for plain transfer."""
+    from .guided import GuideSettings
+
+    given = {k: getattr(args, k) for k in _GUIDE_FLAGS if hasattr(args, k)}
+    base = recipe.get("guide") if isinstance(recipe.get("guide"), dict) else {}
+    if "guide" in given:
+        given["method"] = given.pop("guide")
+    if args.mask:
+        if given.get("method"):
+            raise CliError("use either --guide METHOD or --mask FILE, not both")
+        given["method"] = "mask"
+    elif base.get("method") == "mask" and "method" not in given:
+        raise CliError("the recipe's style targets came from a painted mask; pass it with --mask FILE")
+    if not base and "method" not in given:
+        if given:
+            raise CliError(f"--{next(iter(given)).replace('variant', 'guide-variant')} needs --guide METHOD or --mask FILE")
+        return None
+    try:
+        return GuideSettings.from_dict({**base, **given})
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _guidance(args, model, style_t, settings, guide):
+    from . import attribution, guided
+
+    if guide.method == "mask":
+        return guided.prepare_guidance(model, style_t, settings, guide,
+                                       mask=guided.load_mask(args.mask, tuple(style_t.shape[-2:])))
+    heat = None
+    if guide.variant == "positions":
+        run = attribution.AttributionRun(model, style_t, guide.attribution(settings.style_layers, settings.size))
+        _say(f"heatmap of the style image: {attribution.METHOD_TITLES[guide.method]}")
+        if _drive(run, guide.method, args.quiet):
+            raise KeyboardInterrupt
+        heat = run.result()
+    return guided.prepare_guidance(model, style_t, settings, guide, heatmap=heat)
+
+
+def cmd_saliency(args: argparse.Namespace) -> int:
+    from . import attribution
+
+    out = _png_out(args, "saliency.png")
+    if args.npy and Path(args.npy).suffix.lower() != ".npy":
+        raise CliError(f"--npy must name a .npy file; got {args.npy}")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise CliError("--opacity must be between 0 and 1")
+    fields = attribution.AttributionSettings.__dataclass_fields__
+    try:
+        settings = attribution.AttributionSettings.from_dict({k: getattr(args, k) for k in fields if hasattr(args, k)})
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    li = _load_ref(args.style, "style image")
+    model = _load_net(args, args.model)
+    x = images.to_tensor(images.resize_long_side(li.image, settings.size))
+    run = attribution.AttributionRun(model, x, settings)
+    for note in run.notes:
+        _say(f"note: {note}")
+    _say(f"{attribution.METHOD_TITLES[settings.method]} of {run.spec.describe()} for {li.name} "
+         f"({x.shape[-1]}x{x.shape[-2]} px) on {model.device}, {model.weights.label}")
+    if _drive(run, settings.method, args.quiet):
+        return 130
+    heat = run.result()
+    images.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity), out,
+                           pnginfo={"weights": model.weights.label, "heatmap": json.dumps(heat.report())})
+    if args.npy:
+        images.write_bytes_atomic(images.npy_bytes(heat.values), args.npy)
+    if args.report:
+        images.write_text_atomic(json.dumps({**heat.report(), "inputs": {"style": args.style}}, indent=2), args.report)
+    _say(f"wrote {out}" + (f" and {args.npy}" if args.npy else "") +
+         f" ({heat.values.shape[1]}x{heat.values.shape[0]}, values {heat.values.min():.3g} to "
+         f"{heat.values.max():.3g}, {heat.seconds:.1f} s" + (f", {heat.engine} occlusion" if settings.method == "occlusion" else "") + ")")
+    return 0
 
 
 def cmd_dream(args: argparse.Namespace) -> int:
@@ -389,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_dream(args)
         if args.command == "activations":
             return cmd_activations(args)
+        if args.command == "saliency":
+            return cmd_saliency(args)
         return cmd_weights(args)
     except (CliError, images.ImageError, models.WeightsError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__

@@ -52,6 +52,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_text_atomic",
     "png_bytes",
+    "npy_bytes",
     "gif_bytes",
     "SAMPLE_CONTENT",
     "SAMPLE_STYLE",
@@ -757,3 +758,11 @@ def gif_bytes(frames: list[Image.Image], duration_ms: int = 400, loop: int = 0) 
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms,
                    loop=loop, optimize=False)
     return buffer.getvalue()
+
+
+def npy_bytes(values) -> bytes:
+    """An array as the bytes of a ``.npy`` file (``numpy.save`` without pickling; read back
+    with ``numpy.load``)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(values), allow_pickle=False)
+    return buf.getvalue()

@@ -83,21 +83,32 @@ def _data_uri(image: Image.Image) -> str:
 
 
 def channel_overlay(image: Image.Image, channel_map: np.ndarray, opacity: float = 0.6,
-                    title: str = "") -> go.Figure:
-    """One channel's feature map laid over the picture it was computed from.
+                    title: str = "", *, colorscale: str = "Viridis", value_label: str = "activation",
+                    zmid: float | None = None, max_cells: int | None = None) -> go.Figure:
+    """A map (one channel's feature map, or a saliency heatmap) laid over the picture it was
+    computed from.
 
     The map is not upsampled: the heatmap's cells are placed with ``x0/dx`` and ``y0/dy`` so
     that the ``h x w`` map covers the ``H x W`` image exactly (cell ``(i, j)`` spans
-    ``W/w x H/h`` pixels), and hovering shows the activation value at that position.
+    ``W/w x H/h`` pixels), and hovering shows the value at that position.
 
     Args:
         image: the input image (any mode; shown as RGB) at the size the network saw.
-        channel_map: (h, w) activations of one channel.
+        channel_map: (h, w) values: activations of one channel, or a heatmap at any resolution
+            up to the image's own.
         opacity: of the heatmap, 0 (image only) to 1 (map only).
         title: figure title.
+        colorscale: a Plotly colour scale name (e.g. ``"Viridis"``, or ``"RdBu_r"`` with
+            ``zmid=0`` for signed maps).
+        value_label: what the values are, for the hover text and the colour bar title.
+        zmid: value at the middle of the colour scale (None: the map's own range).
+        max_cells: at most this many cells per side are drawn: a larger map is averaged in
+            ``k x k`` blocks, ``k = ceil(max(h, w) / max_cells)`` (a 512 px heatmap would put a
+            quarter of a million numbers into the page); hover then shows block means.
+            None: draw every cell.
 
     Returns:
-        a figure with a go.Image (pixel coordinates, y down) and a Viridis go.Heatmap.
+        a figure with a go.Image (pixel coordinates, y down) and a go.Heatmap.
     """
     m = np.asarray(channel_map, dtype=np.float32)
     if m.ndim != 2:
@@ -105,12 +116,19 @@ def channel_overlay(image: Image.Image, channel_map: np.ndarray, opacity: float 
     width, height = image.size
     h, w = m.shape
     dx, dy = width / w, height / h
+    k = max(1, math.ceil(max(h, w) / max_cells)) if max_cells else 1
+    if k > 1:  # block means; the last row/column of blocks may be partial (NaN padding ignored)
+        hp, wp = math.ceil(h / k), math.ceil(w / k)
+        padded = np.pad(m, ((0, hp * k - h), (0, wp * k - w)), constant_values=np.nan)
+        with np.errstate(invalid="ignore"):
+            m = np.nanmean(padded.reshape(hp, k, wp, k), axis=(1, 3)).astype(np.float32)
+        dx, dy = dx * k, dy * k
     fig = go.Figure()
     fig.add_trace(go.Image(source=_data_uri(image), x0=0, dx=1, y0=0, dy=1, hoverinfo="skip", name="image"))
     fig.add_trace(go.Heatmap(
-        z=m, x0=-0.5 + dx / 2, dx=dx, y0=-0.5 + dy / 2, dy=dy, opacity=float(opacity), colorscale="Viridis",
-        colorbar={"title": {"text": "activation"}}, name="activation",
-        hovertemplate="x %{x:.0f} px, y %{y:.0f} px<br>activation %{z:.4g}<extra></extra>"))
+        z=m, x0=-0.5 + dx / 2, dx=dx, y0=-0.5 + dy / 2, dy=dy, opacity=float(opacity), colorscale=colorscale,
+        zmid=zmid, colorbar={"title": {"text": value_label}}, name=value_label,
+        hovertemplate=f"x %{{x:.0f}} px, y %{{y:.0f}} px<br>{value_label} %{{z:.4g}}<extra></extra>"))
     fig.update_xaxes(range=[-0.5, width - 0.5], showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(range=[height - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",
                      constrain="domain")

@@ -26,6 +26,8 @@ __all__ = [
     "cached_activations",
     "cached_walk",
     "cached_predictions",
+    "cached_heatmap",
+    "mask_image",
     "sidebar_model",
     "weights_notice",
     "image_picker",
@@ -360,3 +362,83 @@ def recover_stopped_run(name: str) -> None:
         state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), "image": partial["preview"],
                                    "history": partial.get("rows", []), "report": None,
                                    "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
+
+
+# ----------------------------------------------------------------------------- heatmaps
+
+class _HeatmapCache:
+    """A small least-recently-used store of finished heatmaps, shared by every session."""
+
+    def __init__(self, size: int = 16):
+        self.size, self.items, self.lock = size, {}, threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            value = self.items.pop(key, None)
+            if value is not None:
+                self.items[key] = value  # most recently used last
+            return value
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.items.pop(key, None)
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.pop(next(iter(self.items)))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def heatmap_cache() -> _HeatmapCache:
+    """The process-wide store behind :func:`cached_heatmap` (``.clear()`` empties it)."""
+    return _HeatmapCache()
+
+
+def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, settings, *, state_key: str):
+    """The :class:`~explorer.attribution.Heatmap` of ``image_tensor`` ((1, 3, H, W) in [0, 1])
+    for ``settings`` (:class:`~explorer.attribution.AttributionSettings`).
+
+    Computed once per (image content, model, weights, device, settings) and shared by every
+    page and session: a heatmap computed on the Style saliency page is reused by the Full vs
+    guided page. When it is not cached yet, the :class:`~explorer.attribution.AttributionRun`
+    is rendered with :func:`run_events` (progress bar; it takes its turn in :func:`heavy_runs`).
+    The heatmap is shared: do not modify it.
+
+    Returns:
+        the heatmap, or None when the run ended without one.
+
+    Raises:
+        ValueError (UnknownLayerError, bad objective or settings) before any work starts.
+    """
+    import json
+
+    from . import attribution
+
+    key = _tensor_key(model, image_tensor) + (json.dumps(settings.to_dict(), sort_keys=True),)
+    cache = heatmap_cache()
+    heatmap = cache.get(key)
+    if heatmap is not None:
+        return heatmap
+    run = attribution.AttributionRun(model, image_tensor, settings)
+    run_events(run, state_key=state_key)
+    try:
+        heatmap = run.result()
+    except RuntimeError:
+        return None
+    cache.put(key, heatmap)
+    return heatmap
+
+
+def mask_image(weight, cell: int = 160):
+    """A weight map or mask ((h, w) in [0, 1], NumPy or tensor) as a grayscale PIL image (white
+    = 1), blown up with square pixels so its long side is about ``cell`` px (a 4x4 layer mask
+    stays readable)."""
+    from PIL import Image
+
+    w = np.asarray(weight.detach().cpu() if isinstance(weight, torch.Tensor) else weight, dtype=np.float32)
+    im = Image.fromarray((np.clip(w, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L")
+    k = max(1, cell // max(im.size))
+    return im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST) if k > 1 else im

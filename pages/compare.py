@@ -1,0 +1,205 @@
+"""Full vs guided Gram page: the same style transfer with the style image's full Gram matrices and
+with Gram matrices of its most salient regions only, side by side with their losses and metrics."""
+
+import streamlit as st
+
+from explorer import ui
+
+ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+
+from explorer import attribution, guided, images, models, plots, style, ui
+
+st.title("Full vs guided Gram")
+st.caption("Style transfer twice with the same content, seed and settings: once matching the Gram matrices of the "
+           "whole style image (Gatys et al. 2016), once matching Gram matrices built from its most salient regions "
+           "only (saliency-guided, after *Neural Style Transfer for Data Augmentation*).")
+
+model = ui.sidebar_model(("vgg19", "vgg16"), key="cmp_model")
+model_name = model.name if model else "vgg19"
+layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
+KEEPS = (0.1, 0.3, 0.6, 1.0)
+
+left, right = st.columns(2)
+with left:
+    content, content_ref = ui.image_picker("Content image", images.SAMPLE_CONTENT, key="cmp_content")
+    if content is not None:
+        st.image(content.image, caption=f"Content: {content.name}", width=240)
+with right:
+    style_img, style_ref = ui.image_picker("Style image", images.SAMPLE_STYLE, key="cmp_style")
+    if style_img is not None:
+        st.image(style_img.image, caption=f"Style: {style_img.name}", width=240)
+
+with st.expander("What does this comparison show, and what not?"):
+    st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 1). "
+                "The **guided** run first computes a heatmap of the style image (see the *Style saliency* page), "
+                "keeps its most important k % of pixels, and builds each style layer's target from those positions "
+                "only, each weighted by the mask w resampled to that layer:")
+    st.latex(r"G^l_w = \frac{F^l \operatorname{diag}(w^l) \, F^{l\top}}{\sum_k w^l_k}")
+    st.markdown("With an all-ones mask this is the full Gram matrix divided by M_l, which is exactly what the full "
+                "run matches: **keep = 100 % with a hard mask is the full-Gram transfer**. The *channels* variant "
+                "instead keeps, per layer, the k % of channels with the largest attribution and compares Gram "
+                "matrices on those channels only.")
+    st.markdown("The table measures both results the same way: the **content loss** (eq. 4), the **style loss "
+                "against the full Gram** targets and against the **masked Gram** targets (eq. 3), the **SSIM** of "
+                "the result to the content image (1 = identical structure), and the wall-clock **seconds**.\n\n"
+                "What it does **not** show: it is one content/style pair with one seed and one set of settings, "
+                "not a study; style losses measure Gram statistics, not how good or how stylish the picture looks; "
+                "with untrained weights both the heatmap and the losses describe an untrained network, and the "
+                "usual content/style weights do not balance the same way as with ImageNet weights.")
+
+defaults = style.StyleSettings()
+with st.expander("Style transfer settings"):
+    c1, c2, c3 = st.columns(3)
+    size = c1.slider("Working size (long side, px)", 64, 512, 128, step=16, key="cmp_size")
+    steps = c1.number_input("Steps (each run)", 1, 2000, 50, key="cmp_steps")
+    alpha = c2.number_input("Content weight alpha", 0.0, 1e12, defaults.content_weight, format="%.3g", key="cmp_alpha")
+    beta = c2.number_input("Style weight beta", 0.0, 1e15, defaults.style_weight, format="%.3g", key="cmp_beta")
+    seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="cmp_seed")
+    style_layers = c3.multiselect("Style layers", layer_names, default=list(defaults.style_layers),
+                                  key="cmp_style_layers")
+
+st.markdown("**Guide**")
+g1, g2, g3 = st.columns(3)
+method = g1.selectbox("Heatmap", list(guided.GUIDES) + ["mask"], key="cmp_method",
+                      format_func=lambda m: attribution.METHOD_TITLES.get(m, "a mask I painted (upload)"))
+painted = method == "mask"
+variant = "positions" if painted else g1.radio(
+    "Select", list(guided.VARIANTS), horizontal=True, key="cmp_variant",
+    format_func={"positions": "positions (masked Gram)", "channels": "channels (top per layer)"}.get)
+keep = g2.slider("Keep (%)", 1, 100, 30, key="cmp_keep", disabled=painted,
+                 help="Share of pixels (or of channels per layer) whose style is transferred")
+soft = g2.checkbox("Soft (graded) mask", key="cmp_soft", disabled=painted or variant == "channels",
+                   help="Kept pixels weigh heatmap / max instead of 1")
+window, stride, baseline = 32, 16, "zero"
+if method == "occlusion":
+    window = g3.slider("Occlusion window (px)", 2, 128, 32, key="cmp_window")
+    stride = g3.slider("Occlusion stride (px)", 1, 128, 16, key="cmp_stride")
+    baseline = g3.selectbox("Hidden window shows", list(attribution.BASELINES), key="cmp_baseline",
+                            format_func={"zero": "black", "mean": "the mean colour", "blur": "a blurred copy"}.get)
+upload = g3.file_uploader("Mask (white = transfer this region's style)", key="cmp_mask_upload") if painted else None
+
+settings = guide = None
+try:
+    settings = style.StyleSettings(size=int(size), steps=int(steps), content_weight=float(alpha),
+                                   style_weight=float(beta), seed=int(seed), style_layers=tuple(style_layers),
+                                   model=model_name)
+    guide = guided.GuideSettings(method=method, keep=keep / 100, soft=bool(soft) and not painted, variant=variant,
+                                 window=int(window), stride=int(stride), baseline=baseline)
+except ValueError as exc:
+    st.error(ui.one_line(exc))
+    settings = guide = None
+
+mask = None
+if painted and upload is not None and style_img is not None and settings is not None:
+    s_size = images.resize_long_side(style_img.image, settings.size).size
+    try:
+        mask = guided.load_mask(upload.getvalue(), (s_size[1], s_size[0]))
+    except ValueError as exc:  # not an image, other aspect ratio, all black
+        st.error(ui.one_line(exc))
+    else:
+        g3.image(ui.mask_image(mask), caption=f"Mask {upload.name}, at {s_size[0]}×{s_size[1]} px")
+elif painted:
+    g3.caption("Upload a grayscale image with the style image's aspect ratio: white regions' style is transferred.")
+
+ready = model is not None and content is not None and style_img is not None and settings is not None \
+    and guide is not None and (mask is not None or not painted)
+b1, b2, b3 = st.columns([1.2, 1.2, 4])
+run_clicked = b1.button("Run comparison", type="primary", disabled=not ready, key="cmp_run")
+sweep_clicked = b2.button("k% sweep", disabled=not ready or painted, key="cmp_sweep",
+                          help="Guided transfer with keep = 10, 30, 60 and 100 % (a painted mask has no k)")
+b3.button("Stop", key="cmp_stop")
+
+state = st.session_state
+ui.recover_stopped_run("compare")
+scale = {"content": settings.content_weight, "style": settings.style_weight, "tv": settings.tv_weight} \
+    if settings is not None else None
+
+
+def heatmap_for(s_tensor):
+    """The style image's heatmap for the guide (cached; progress bar when computed), or None
+    when the guide needs none (channels variant, painted mask)."""
+    if guide.variant != "positions" or painted:
+        return None
+    return ui.cached_heatmap(model, s_tensor, guide.attribution(settings.style_layers, settings.size),
+                             state_key="compare_heatmap_partial")
+
+
+if (run_clicked or sweep_clicked) and ready:
+    c, s = style.prepare_images(content.image, style_img.image, settings.size)
+    pending = {"inputs": {"content": content_ref, "style": style_ref}, "settings": settings.to_dict(),
+               "guide": guide.to_dict(), "weights_label": model.weights.label,
+               "content_image": images.to_pil(c), "style_image": images.to_pil(s)}
+    try:
+        heatmap = heatmap_for(s)
+        if run_clicked:
+            guidance = guided.prepare_guidance(model, s, settings, guide, heatmap, mask)
+            run = guided.CompareRun(model, c, s, settings, guidance,
+                                    full_targets=ui.cached_style_targets(model, s, settings))
+        else:
+            run = guided.KeepSweep(model, c, s, settings, guide, heatmap, keeps=KEEPS)
+    except ValueError as exc:  # unknown layer, window larger than the image, an all-zero soft map
+        st.error(ui.one_line(exc))
+    else:
+        if run_clicked:
+            ui.start_run("compare", pending)
+            ui.run_events(run, state_key="compare_partial", scale=scale)
+            cmp = run.result()
+            ui.finish_run("compare", full=images.to_pil(cmp.full.image), guided=images.to_pil(cmp.guided.image),
+                          image=images.to_pil(cmp.guided.image), weight=ui.mask_image(cmp.guidance.weight),
+                          guidance=cmp.guidance.report(), metrics=cmp.metrics,
+                          history={"full": cmp.full.history, "guided": cmp.guided.history})
+        else:
+            ui.run_events(run, state_key="sweep_partial", scale=scale, preview_caption="Current image")
+            state["compare_sweep"] = {**pending, "results": [(k, images.to_pil(r.image), m)
+                                                             for k, r, m in run.results]}
+
+res = state.get("compare_result")
+if res:
+    ui.result_heading(res)
+    if "full" not in res:  # stopped mid-run: only the last preview is left
+        st.image(res["image"], caption=f"Last preview ({res['weights_label']})", width=320)
+    else:
+        g = res["guide"]
+        what = ("channels: " + ", ".join(f"{l} {n}" for l, n in res["guidance"]["kept_channels"].items())
+                if g["variant"] == "channels" else
+                "painted mask" if g["method"] == "mask" else
+                f"{attribution.METHOD_TITLES[g['method']]}, keep {g['keep']:.0%}{', soft' if g['soft'] else ''}")
+        cols = st.columns(4)
+        cols[0].image(res["style_image"], caption="Style", width="stretch")
+        cols[1].image(res["weight"], caption=f"Weight map ({what})", width="stretch")
+        cols[2].image(res["full"], caption=f"Full Gram ({res['weights_label']})", width="stretch")
+        cols[3].image(res["guided"], caption=f"Saliency-guided Gram ({res['weights_label']})", width="stretch")
+        m = res["metrics"]
+        st.dataframe([{"run": name, "content loss": m[k]["content"], "style loss (full Gram)": m[k]["style_full"],
+                       "style loss (masked Gram)": m[k]["style_masked"], "SSIM to content": m[k]["ssim"],
+                       "seconds": m[k]["seconds"]} for k, name in (("full", "full Gram"),
+                                                                   ("guided", "saliency-guided"))],
+                     hide_index=True, key="cmp_metrics")
+        st.caption("Losses are unweighted (eq. 4 and eq. 3) and evaluated the same way for both images. Each run "
+                   "makes its own style loss small: the full run the full-Gram one, the guided run the masked one; "
+                   "the cross terms show how far each result is from the other target.")
+        s_ = res["settings"]
+        used = {"content": s_["content_weight"], "style": s_["style_weight"], "tv": s_["tv_weight"]}
+        l1, l2 = st.columns(2)
+        for col, k, name in ((l1, "full", "Full Gram"), (l2, "guided", "Saliency-guided")):
+            if res["history"][k]:
+                col.plotly_chart(plots.loss_figure(res["history"][k], scale=used, title=f"{name}: loss per step"),
+                                 key=f"cmp_chart_{k}")
+        d1, d2, _ = st.columns([1, 1, 3])
+        info = {"weights": res["weights_label"]}
+        d1.download_button("Download full-Gram PNG", images.png_bytes(res["full"], pnginfo=info),
+                           file_name="full_gram.png", mime="image/png", key="cmp_download_full")
+        d2.download_button("Download guided PNG", images.png_bytes(res["guided"], pnginfo=info),
+                           file_name="guided_gram.png", mime="image/png", key="cmp_download_guided")
+
+sweep = state.get("compare_sweep")
+if sweep:
+    st.subheader("k% sweep")
+    cols = st.columns(len(sweep["results"]))
+    for col, (k, pil, m) in zip(cols, sweep["results"]):
+        col.image(pil, width="stretch",
+                  caption=f"keep {k:.0%} · style (full Gram) {m['style_full']:.3g} · SSIM {m['ssim']:.3f}")
+    st.caption("Guided transfers with more and more of the style image kept (same content, seed and settings). "
+               "With a hard mask, keep = 100 % is the full-Gram transfer; small k copies the texture of the few "
+               "most salient regions everywhere. " + ("The same caveats as above apply: one pair, one seed, "
+                                                       f"{sweep['weights_label']}."))

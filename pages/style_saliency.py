@@ -1,0 +1,217 @@
+"""Style saliency page: which regions of a style image drive the network's activations
+(Captum heatmaps of a style objective), and the masks that saliency-guided Gram transfer uses."""
+
+import json
+
+import streamlit as st
+
+from explorer import ui
+
+ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+
+from explorer import attribution, guided, images, models, plots, style, ui
+
+st.title("Style saliency")
+st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "
+           "saliency (Simonyan et al. 2014), guided backprop (Springenberg et al. 2015), integrated gradients "
+           "(Sundararajan et al. 2017), occlusion (Zeiler & Fergus 2014) and Grad-CAM (Selvaraju et al. 2017).")
+
+model = ui.sidebar_model(("vgg19", "vgg16"), key="sal_model")
+model_name = model.name if model else "vgg19"
+layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
+OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean activation of one layer",
+              "channel": "mean activation of one channel", "class": "logit of the top ImageNet class"}
+
+with st.expander("What do these maps compute?"):
+    st.markdown("Every method explains one number computed from the image, the **objective**. The default is the "
+                "**style energy**: how much Gram-matrix “style” the network finds in the picture, summed over the "
+                "style layers. It is the style loss of Gatys et al. (eq. 1 and 2) measured against an all-zero "
+                "target, so it is large where the picture has strong, co-occurring features.")
+    st.latex(r"E(x) = \sum_l w_l \, \frac{\lVert G^l(x) \rVert_F^2}{4 N_l^2 M_l^2}, \qquad "
+             r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk}")
+    st.markdown("(N_l channels and M_l positions at layer l, w_l = 1/L.) The other objectives are the mean "
+                "activation of a layer or of one channel, or the logit of the image's top ImageNet class.")
+    st.markdown("**Saliency** is the size of the gradient: how much the objective changes when one pixel changes "
+                "a little (largest over the three colours).")
+    st.latex(r"S(p) = \max_c \left| \partial E / \partial x_{c,p} \right|")
+    st.markdown("**Guided backprop** is the same gradient, but every ReLU passes back only positive gradients "
+                "where its input was positive: sharper, edge-like maps.")
+    st.markdown("**Integrated gradients** add up the gradient along the straight path from a black image to the "
+                "picture, so the map sums to the objective's change; **SmoothGrad** averages it over noisy copies.")
+    st.latex(r"IG(p) = \Big| \sum_c x_{c,p} \int_0^1 \frac{\partial E(\alpha x)}{\partial x_{c,p}} \, d\alpha \Big|")
+    st.markdown("**Occlusion** hides one window at a time (black, the mean colour, or a blurred copy) and "
+                "measures how much the objective drops; each pixel gets the average over the windows that cover "
+                "it. Positive (red): hiding it lowers the objective; negative (blue): hiding it raises it. "
+                "It needs one forward pass per window, so it shows a progress bar.")
+    st.latex(r"O(p) = \operatorname{mean}_{W \ni p} \left[ E(x) - E(x \text{ with } W \text{ replaced by the baseline})"
+             r"\right]")
+    st.markdown("**Grad-CAM** weighs the channels of one layer by their mean gradient, keeps the positive part of "
+                "the weighted sum and scales it up to the image: coarse, but it shows what that layer attends to.")
+    st.latex(r"L = \operatorname{ReLU}\Big(\sum_k \alpha_k A^k\Big), \qquad "
+             r"\alpha_k = \frac{1}{Z} \sum_{i,j} \frac{\partial E}{\partial A^k_{ij}}")
+    st.markdown("The **top-k mask** keeps the most important k % of pixels; saliency-guided style transfer "
+                "builds its Gram targets from those regions only (see the *Full vs guided Gram* page).")
+
+left, right = st.columns([1, 2])
+with left:
+    img, ref = ui.image_picker("Style image", images.SAMPLE_STYLE, key="sal_style")
+    size = st.slider("Working size (long side, px)", 64, 512, 256, step=16, key="sal_size",
+                     help="The image is scaled so its long side has this many pixels; the heatmap has the same size.")
+    pil = images.resize_long_side(img.image, int(size)) if img is not None else None
+    if pil is not None:
+        st.image(pil, caption=f"{img.name}, {pil.width}×{pil.height} px", width="stretch")
+
+with right:
+    c1, c2 = st.columns(2)
+    kind = c1.selectbox("Objective", list(OBJECTIVES), key="sal_objective", format_func=OBJECTIVES.get)
+    method = c2.selectbox("Method", list(attribution.METHODS), key="sal_method",
+                          format_func=attribution.METHOD_TITLES.get)
+    style_layers = st.multiselect("Style layers (style energy, and the per-layer masks)", layer_names,
+                                  default=list(style.DEFAULT_STYLE_LAYERS), key="sal_style_layers")
+    objective = kind
+    if kind in ("layer", "channel"):
+        c1, c2 = st.columns(2)
+        layer = c1.selectbox("Layer", layer_names, index=layer_names.index("relu3_1"), key="sal_layer")
+        objective = f"layer:{layer}"
+        if kind == "channel":
+            objective = f"channel:{layer}:{int(c2.number_input('Channel', 0, 4095, 0, key='sal_channel'))}"
+    elif kind == "class" and model is not None and model.weights.untrained:
+        st.caption("With untrained weights the top class is arbitrary: the map shows what drives that logit.")
+    compare_on = st.checkbox("Compare methods", key="sal_compare_on",
+                             help="Compute several methods on the same image and show them side by side")
+    compared = st.multiselect("Methods to compare", list(attribution.METHODS),
+                              default=["saliency", "guided_backprop", "gradcam"], key="sal_compare_methods",
+                              format_func=attribution.METHOD_TITLES.get) if compare_on else []
+    methods = [method] + [m for m in compared if m != method]
+
+    defaults = attribution.AttributionSettings()
+    with st.expander("Method settings", expanded="occlusion" in methods):
+        c1, c2, c3 = st.columns(3)
+        c1.markdown("**Occlusion**")
+        window = c1.slider("Window (px)", 2, 128, defaults.window, key="sal_window")
+        stride = c1.slider("Stride (px)", 1, 128, defaults.stride, key="sal_stride")
+        baseline = c1.selectbox("Hidden window shows", list(attribution.BASELINES), key="sal_baseline",
+                                format_func={"zero": "black", "mean": "the mean colour",
+                                             "blur": "a blurred copy"}.get)
+        per_eval = c1.number_input("Occluded images per forward pass", 1, 256, defaults.perturbations_per_eval,
+                                   key="sal_per_eval", help="Batching: same result, different speed and memory")
+        c2.markdown("**Integrated gradients**")
+        ig_steps = c2.slider("Integration steps", 1, 128, 16, key="sal_ig_steps",
+                             help="One forward and backward pass per step (per sample with SmoothGrad)")
+        smoothgrad = c2.slider("SmoothGrad samples (0 = off)", 0, 32, 0, key="sal_smoothgrad")
+        sigma = c2.slider("SmoothGrad noise sigma", 0.01, 1.0, defaults.smoothgrad_sigma, key="sal_sigma")
+        c3.markdown("**Grad-CAM**")
+        gradcam_layer = c3.selectbox("Layer", [""] + layer_names, key="sal_gradcam_layer",
+                                     format_func=lambda n: n or "auto: deepest layer of the objective")
+
+settings = {}
+try:
+    for m in methods:
+        settings[m] = attribution.AttributionSettings(
+            method=m, objective=objective, style_layers=tuple(style_layers), size=int(size), window=int(window),
+            stride=int(stride), baseline=baseline, perturbations_per_eval=int(per_eval), ig_steps=int(ig_steps),
+            smoothgrad=int(smoothgrad), smoothgrad_sigma=float(sigma), gradcam_layer=gradcam_layer)
+except ValueError as exc:
+    st.error(ui.one_line(exc))
+    settings = {}
+
+ready = model is not None and pil is not None and bool(settings)
+b1, b2 = st.columns([1, 5])
+run_clicked = b1.button("Compute heatmap" + ("s" if len(methods) > 1 else ""), type="primary", disabled=not ready,
+                        key="sal_run")
+b2.button("Stop", key="sal_stop")
+
+state = st.session_state
+ui.recover_stopped_run("saliency")
+
+if run_clicked and ready:
+    x = images.to_tensor(pil)
+    ui.start_run("saliency", {"inputs": {"style": ref}, "image_name": img.name, "image": pil,
+                              "weights_label": model.weights.label, "untrained": model.weights.untrained,
+                              "style_layers": tuple(style_layers)})
+    done = []
+    try:
+        for m in methods:
+            heatmap = ui.cached_heatmap(model, x, settings[m], state_key="saliency_partial")
+            if heatmap is None:
+                break
+            done.append(heatmap)
+    except ValueError as exc:  # unknown layer, channel out of range, window larger than the image
+        st.error(ui.one_line(exc))
+    if done:
+        ui.finish_run("saliency", heatmaps=done)
+    else:
+        state["saliency_running"] = False
+
+res = state.get("saliency_result")
+if res:
+    heatmaps = res["heatmaps"]
+    main = heatmaps[0]
+    ui.result_heading(res)
+    view, side = st.columns([3, 2])
+    with view:
+        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.6, step=0.05, key="sal_opacity")
+        signed = main.method == "occlusion"
+        title = f"{attribution.METHOD_TITLES[main.method]} of {main.objective} · {res['image_name']}"
+        st.plotly_chart(plots.channel_overlay(res["image"], main.values, opacity, title,
+                                              colorscale="RdBu_r" if signed else "Viridis",
+                                              value_label="objective drop" if signed else "importance",
+                                              zmid=0.0 if signed else None, max_cells=128),
+                        key="sal_overlay")
+        engine = f" ({'exact incremental' if main.engine == 'fast' else 'Captum'} engine)" if signed else ""
+        st.caption(f"Objective: {attribution.parse_objective(main.objective).describe()}. Heatmap "
+                   f"{main.values.shape[1]}×{main.values.shape[0]} px, {main.seconds:.1f} s{engine}. "
+                   "Hover to read the value at a pixel."
+                   + (" Red: hiding this region lowers the objective; blue: raises it." if signed else ""))
+        for note in main.notes:
+            st.caption(f"Note: {note}")
+        if res["untrained"]:
+            st.info(f"These maps come from a network with {res['weights_label']}: they show what an untrained "
+                    "network responds to (colour, contrast and edges pass through random filters), not what a "
+                    "trained one has learned to look for.")
+        overlay = attribution.overlay_image(main.image, main.values, opacity)
+        d1, d2, _ = st.columns([1, 1, 1])
+        d1.download_button("Download overlay PNG",
+                           images.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
+                                                              "heatmap": json.dumps(main.report())}),
+                           file_name="saliency_overlay.png", mime="image/png", key="sal_download_png")
+        d2.download_button("Download heatmap (.npy)", images.npy_bytes(main.values), file_name="saliency_heatmap.npy",
+                           mime="application/octet-stream", key="sal_download_npy",
+                           help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")
+
+    with side:
+        st.markdown("**Top-k mask**")
+        c1, c2 = st.columns(2)
+        keep = c1.slider("Keep (% of pixels)", 1, 100, 30, key="sal_keep")
+        soft = c2.checkbox("Soft (graded) mask", key="sal_soft",
+                           help="Kept pixels weigh (heatmap / max) ** power instead of 1")
+        power = c2.slider("Power", 0.25, 4.0, 1.0, step=0.25, key="sal_power", disabled=not soft)
+        weight = None
+        try:
+            weight = guided.weight_map(main.importance, keep / 100, soft, power)
+        except ValueError as exc:
+            st.error(ui.one_line(exc))
+        if weight is not None:
+            kept = int(weight.gt(0).sum())
+            st.image(ui.mask_image(weight, cell=320), width="stretch",
+                     caption=f"Kept {kept:,} of {weight.numel():,} px ({kept / weight.numel():.0%}), "
+                             + ("graded by importance" if soft else "white = kept"))
+            if model is not None:
+                masks = guided.layer_masks(weight, model, res["style_layers"])
+                cols = st.columns(len(masks))
+                for col, (name, m) in zip(cols, masks.items()):
+                    col.image(ui.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",
+                              width="stretch")
+                st.caption("The same mask at each style layer's resolution (area-averaged): each cell's grey is the "
+                           "share of its pixels that are kept. Saliency-guided Gram transfer weighs each position's "
+                           "features by these values when it builds the style targets.")
+
+    if len(heatmaps) > 1:
+        st.subheader("Methods side by side")
+        cols = st.columns(len(heatmaps))
+        for col, hm in zip(cols, heatmaps):
+            col.image(attribution.overlay_image(hm.image, hm.values, opacity), width="stretch",
+                      caption=f"{attribution.METHOD_TITLES[hm.method]} · {hm.seconds:.1f} s")
+        st.caption("Each map is coloured from its own minimum (dark purple) to its own maximum (yellow), so "
+                   "compare where the bright regions are, not how bright they are. Gradient maps are sharp and "
+                   "speckled (one pixel at a time); occlusion and Grad-CAM are smooth (windows, deep layers).")

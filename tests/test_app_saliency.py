@@ -1,0 +1,299 @@
+"""AppTest tests of the Style saliency page and the Full vs guided Gram page.
+
+Headless, in-process, CPU, untrained weights (``EXPLORER_ALLOW_UNTRAINED=1``; pretrained weights
+cannot be downloaded here), 64 px images and 2-3 steps so the file stays well under two minutes
+on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from explorer import attribution, images
+from explorer.occlusion_fast import occlusion_windows
+from tests.helpers import app_env
+from tests.test_app import downloads, errors, png_of  # noqa: F401  (downloads is a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+SALIENCY = "pages/style_saliency.py"
+COMPARE = "pages/compare.py"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    app_env(monkeypatch, tmp_path)
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception
+    return at
+
+
+def click(at: AppTest, key: str) -> None:
+    assert not at.button(key=key).disabled
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for im in at.image for c in im.captions]
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    return {(f := json.loads(el.proto.spec))["layout"]["title"]["text"]: f for el in at.get("plotly_chart")}
+
+
+def z_array(trace: dict) -> np.ndarray:
+    """A heatmap trace's z from the figure JSON (Plotly writes NumPy arrays as typed base64)."""
+    import base64
+
+    z = trace["z"]
+    if isinstance(z, dict):
+        shape = tuple(int(n) for n in z["shape"].split(","))
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)
+    return np.asarray(z, dtype=np.float32)
+
+
+def kept_caption(at: AppTest) -> str:
+    kept = [c for c in captions(at) if c.startswith("Kept ")]
+    assert len(kept) == 1, captions(at)
+    return kept[0]
+
+
+def working_size(sample: str, size: int = 64) -> tuple[int, int]:
+    """(width, height) of a bundled sample at a working size."""
+    return images.resize_long_side(images.load_sample(sample).image, size).size
+
+
+# --------------------------------------------------------------------------- style saliency
+
+
+def saliency_page(size: int = 64) -> AppTest:
+    at = open_page(SALIENCY)
+    at.slider(key="sal_size").set_value(size).run()
+    assert not at.exception
+    return at
+
+
+def test_saliency_page_renders_with_untrained_weights():
+    at = open_page(SALIENCY)
+    assert [t.value for t in at.title] == ["Style saliency"]
+    assert not errors(at)
+    assert any("untrained weights" in w.value for w in at.warning)
+    assert at.selectbox(key="sal_method").options == [attribution.METHOD_TITLES[m] for m in attribution.METHODS]
+    # the style energy and the methods are explained with their formulas
+    tex = " ".join(l.value for l in at.latex)
+    assert r"4 N_l^2 M_l^2" in tex and r"\lVert G^l(x) \rVert_F^2" in tex and "ReLU" in tex
+    assert not at.button(key="sal_run").disabled
+
+
+def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
+    at = saliency_page()
+    click(at, "sal_run")
+    assert not errors(at)
+    w, h = working_size("hubble_deep_field")
+    fig = next(f for t, f in charts(at).items() if t.startswith("Saliency (|gradient|) of style"))
+    img, heat = fig["data"]
+    assert img["type"] == "image" and heat["type"] == "heatmap"
+    assert z_array(heat).shape == (h, w) and "importance %{z" in heat["hovertemplate"]
+    assert kept_caption(at).startswith(f"Kept {int(np.ceil(0.3 * w * h)):,} of {w * h:,} px")
+    layer_caps = [c for c in captions(at) if re.fullmatch(r"relu\d_1 · \d+×\d+", c)]
+    assert [c.split(" · ")[0] for c in layer_caps] == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    assert layer_caps[0] == f"relu1_1 · {w}×{h}"
+    assert any("untrained network responds to" in i.value for i in at.info)
+
+    with Image.open(io.BytesIO(downloads["saliency_overlay.png"])) as im:
+        assert im.format == "PNG" and im.size == (w, h)
+        assert "untrained" in im.text["weights"] and json.loads(im.text["heatmap"])["method"] == "saliency"
+    values = np.load(io.BytesIO(downloads["saliency_heatmap.npy"]), allow_pickle=False)
+    assert values.dtype == np.float32 and values.shape == (h, w) and np.isfinite(values).all()
+    assert values.max() > 0
+
+
+def test_occlusion_reports_progress_while_it_runs(monkeypatch):
+    from explorer import ui
+
+    seen = []
+    show = ui._EventView.show
+    monkeypatch.setattr(ui._EventView, "show", lambda self, ev: seen.append(ev) or show(self, ev))
+    at = saliency_page()
+    at.selectbox(key="sal_method").set_value("occlusion")
+    at.slider(key="sal_window").set_value(16)
+    at.slider(key="sal_stride").set_value(8)
+    at.number_input(key="sal_per_eval").set_value(8).run()
+    click(at, "sal_run")
+    assert not errors(at)
+    w, h = working_size("hubble_deep_field")
+    total = len(occlusion_windows(h, w, 16, 8))
+    windows = [ev for ev in seen if ev.stage == "Occlusion"]
+    assert len(windows) >= 3 and {ev.total for ev in windows} == {total}  # the bar counts windows
+    steps = [ev.step for ev in windows]
+    assert steps == sorted(steps) and steps[-1] == total
+    fig = next(f for t, f in charts(at).items() if t.startswith("Occlusion of style"))
+    heat = fig["data"][1]
+    assert heat["zmid"] == 0 and "objective drop" in heat["hovertemplate"]  # signed map, diverging scale
+    assert any("Red: hiding this region lowers the objective" in c.value for c in at.caption)
+
+
+def test_compare_methods_side_by_side():
+    at = saliency_page()
+    at.checkbox(key="sal_compare_on").check().run()
+    at.multiselect(key="sal_compare_methods").set_value(["saliency", "guided_backprop", "gradcam"]).run()
+    click(at, "sal_run")
+    assert not errors(at)
+    assert "Methods side by side" in [s.value for s in at.subheader]
+    side = [c.split(" · ")[0] for c in captions(at) if re.fullmatch(r".+ · \d+\.\d s", c)]
+    assert side == ["Saliency (|gradient|)", "Guided backprop", "Grad-CAM"]
+
+
+def test_keep_slider_changes_the_mask_without_recomputing(monkeypatch):
+    from explorer import ui
+
+    made = []
+    real = attribution.AttributionRun
+    monkeypatch.setattr(attribution, "AttributionRun", lambda *a, **k: made.append(a[2].method) or real(*a, **k))
+    ui.heatmap_cache().clear()
+    at = saliency_page()
+    click(at, "sal_run")
+    assert made == ["saliency"]
+    before = kept_caption(at)
+    at.slider(key="sal_keep").set_value(60).run()
+    after = kept_caption(at)
+    assert after != before and "(60%)" in after
+    at.checkbox(key="sal_soft").check().run()
+    assert "graded by importance" in kept_caption(at)
+    at.slider(key="sal_opacity").set_value(0.3).run()
+    assert not at.exception and not errors(at)
+    fig = next(f for t, f in charts(at).items() if t.startswith("Saliency"))
+    assert fig["data"][1]["opacity"] == 0.3
+    click(at, "sal_run")  # the same image and settings again: from the cache
+    assert made == ["saliency"]
+
+
+def test_bad_upload_is_one_error_and_the_page_keeps_working():
+    at = saliency_page()
+    at.radio(key="sal_style_source").set_value("Upload").run()
+    at.file_uploader(key="sal_style_upload").set_value(("junk.png", np.random.default_rng(0).bytes(300),
+                                                        "image/png")).run()
+    assert not at.exception
+    errs = errors(at)
+    assert len(errs) == 1 and "not an image" in errs[0] and "\n" not in errs[0]
+    assert at.button(key="sal_run").disabled
+    at.file_uploader(key="sal_style_upload").set_value(("photo.png", png_of(96, 72), "image/png")).run()
+    assert not at.exception and not errors(at)
+    click(at, "sal_run")
+    assert not errors(at) and kept_caption(at).endswith(f"of {64 * 48:,} px (30%), white = kept")
+
+
+def test_bad_objective_channel_is_one_error():
+    at = saliency_page()
+    at.selectbox(key="sal_objective").set_value("channel").run()
+    at.number_input(key="sal_channel").set_value(999).run()  # relu3_1 has 256 channels
+    click(at, "sal_run")
+    errs = errors(at)
+    assert len(errs) == 1 and "256 channels" in errs[0] and "\n" not in errs[0]
+
+
+# --------------------------------------------------------------------------- full vs guided Gram
+
+
+def compare_page(size: int = 64, steps: int = 3) -> AppTest:
+    at = open_page(COMPARE)
+    at.slider(key="cmp_size").set_value(size)
+    at.number_input(key="cmp_steps").set_value(steps).run()
+    assert not at.exception
+    return at
+
+
+def test_compare_page_renders_with_untrained_weights():
+    at = open_page(COMPARE)
+    assert [t.value for t in at.title] == ["Full vs guided Gram"]
+    assert not errors(at)
+    assert any("untrained weights" in w.value for w in at.warning)
+    assert at.slider(key="cmp_size").value == 128 and at.number_input(key="cmp_steps").value == 50
+    assert not at.button(key="cmp_run").disabled and not at.button(key="cmp_sweep").disabled
+    assert any("keep = 100 % with a hard mask is the full-Gram transfer" in m.value for m in at.markdown)
+
+
+def test_compare_runs_end_to_end(downloads):
+    at = compare_page()
+    click(at, "cmp_run")
+    assert not errors(at)
+    caps = captions(at)
+    assert any(c.startswith("Weight map (Saliency (|gradient|), keep 30%") for c in caps), caps
+    assert any(c.startswith("Full Gram (untrained weights") for c in caps)
+    assert any(c.startswith("Saliency-guided Gram (untrained weights") for c in caps)
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["full Gram", "saliency-guided"]
+    assert list(table.columns) == ["run", "content loss", "style loss (full Gram)", "style loss (masked Gram)",
+                                   "SSIM to content", "seconds"]
+    assert np.isfinite(table.drop(columns="run").to_numpy(dtype=float)).all()
+    assert set(charts(at)) == {"Full Gram: loss per step", "Saliency-guided: loss per step"}
+    for name in ("full_gram.png", "guided_gram.png"):
+        with Image.open(io.BytesIO(downloads[name])) as im:
+            assert im.format == "PNG" and im.size == working_size("astronaut")
+
+
+def test_keep_sweep_shows_a_strip():
+    at = compare_page(steps=2)
+    click(at, "cmp_sweep")
+    assert not errors(at)
+    strip = [c for c in captions(at) if c.startswith("keep ")]
+    assert [c.split(" · ")[0] for c in strip] == ["keep 10%", "keep 30%", "keep 60%", "keep 100%"]
+    assert all(re.search(r"SSIM -?\d\.\d{3}$", c) for c in strip), strip
+
+
+def test_bad_mask_upload_is_one_error_and_a_good_mask_runs():
+    at = compare_page(steps=2)
+    at.selectbox(key="cmp_method").set_value("mask").run()
+    assert at.button(key="cmp_run").disabled
+    at.file_uploader(key="cmp_mask_upload").set_value(("mask.png", np.random.default_rng(1).bytes(300),
+                                                       "image/png")).run()
+    assert not at.exception
+    errs = errors(at)
+    assert len(errs) == 1 and "not an image" in errs[0] and "\n" not in errs[0]
+    assert at.button(key="cmp_run").disabled
+    w, h = working_size("hubble_deep_field")
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, : w // 2] = 255
+    buf = io.BytesIO()
+    Image.fromarray(mask, "L").save(buf, "PNG")
+    at.file_uploader(key="cmp_mask_upload").set_value(("mask.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not errors(at)
+    assert at.button(key="cmp_sweep").disabled  # a painted mask has no k
+    click(at, "cmp_run")
+    assert not errors(at)
+    assert any(c.startswith("Weight map (painted mask)") for c in captions(at))
+    assert len(at.dataframe[0].value) == 2
+
+
+# --------------------------------------------------------------------------- the figure
+
+
+def test_overlay_colour_scale_label_and_block_means():
+    from explorer import plots
+
+    image = Image.new("RGB", (10, 6), "gray")
+    values = np.arange(60, dtype=np.float32).reshape(6, 10) - 20
+    heat = plots.channel_overlay(image, values, 0.5, "t", colorscale="RdBu_r", value_label="objective drop",
+                                 zmid=0.0).data[1]
+    assert heat.zmid == 0 and heat.colorbar.title.text == "objective drop" and heat.colorscale[0][1] == "rgb(5,48,97)"
+    assert "objective drop %{z" in heat.hovertemplate and np.asarray(heat.z).shape == (6, 10)
+    # max_cells: 4x4 would need 3x3 blocks (last row and column partial); cells still start at pixel -0.5
+    small = plots.channel_overlay(image, values, max_cells=4).data[1]
+    z = np.asarray(small.z)
+    assert z.shape == (2, 4) and z[0, 0] == pytest.approx(values[:3, :3].mean())
+    assert z[1, 3] == pytest.approx(values[3:, 9].mean())  # a partial block averages its own pixels only
+    assert small.dx == 3 and small.x0 - small.dx / 2 == pytest.approx(-0.5)
+    assert small.colorbar.title.text == "activation" and small.zmid is None  # the activation page's defaults

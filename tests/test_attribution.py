@@ -1,0 +1,289 @@
+"""Captum heatmaps of style objectives (explorer.attribution): objectives, every method's
+output, the planted-texture property, occlusion batching, and hook safety of the shared model.
+
+Untrained VGG19 (seed 0) on the CPU with 48-64 px images. The planted image is a flat gray
+field with one quadrant of random texture: the style energy sum_l ||G_l||^2 lives in textured
+regions (a flat region gives the same small feature vector everywhere, while texture excites
+the random filters strongly), and that holds for an untrained network too, so most saliency and
+occlusion mass must fall in the textured quadrant.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from explorer import attribution as A
+from explorer.style import gram_matrix, style_layer_loss
+from tests.helpers import picture, stripes
+
+
+def planted(n: int = 64, quadrant: tuple[int, int] = (0, 0), seed: int = 1) -> torch.Tensor:
+    """(1, 3, n, n): flat gray (0.5) with uniform random texture in one quadrant."""
+    x = torch.full((1, 3, n, n), 0.5)
+    h = n // 2
+    y0, x0 = quadrant[0] * h, quadrant[1] * h
+    x[..., y0:y0 + h, x0:x0 + h] = torch.rand((1, 3, h, h), generator=torch.Generator().manual_seed(seed))
+    return x
+
+
+def quadrant_share(values: np.ndarray, quadrant: tuple[int, int]) -> float:
+    h = values.shape[0] // 2
+    y0, x0 = quadrant[0] * h, quadrant[1] * h
+    return float(values[y0:y0 + h, x0:x0 + h].sum() / values.sum())
+
+
+# --------------------------------------------------------------------------- objectives
+
+def test_style_energy_is_eq2_against_a_zero_target(vgg19):
+    x = torch.cat([picture(48, 64), stripes(48, 64)])
+    layers = ("relu1_1", "conv3_1", "relu5_1")
+    weights = (0.2, 0.3, 0.5)
+    feats = vgg19.features(x, layers)
+    expected = sum(w * style_layer_loss(feats[l], torch.zeros(feats[l].shape[1], feats[l].shape[1]))
+                   for w, l in zip(weights, layers))
+    got = A.style_energy(vgg19, x, layers, weights)
+    assert got.shape == (2,) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
+    # and by hand for one layer: ||G||^2 / (4 N^2 M^2) with the unnormalized Gram
+    f = feats["relu1_1"][0]
+    n, m = f.shape[0], f.shape[1] * f.shape[2]
+    by_hand = gram_matrix(f).double().pow(2).sum() / (4 * n * n * m * m)
+    torch.testing.assert_close(A.style_energy(vgg19, x[:1], ["relu1_1"])[0].double(), by_hand, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("text, kind, layer, channel", [
+    ("style", "style", None, None), ("class", "class", None, None),
+    ("layer:relu3_1", "layer", "relu3_1", None), ("channel:conv2_1:7", "channel", "conv2_1", 7)])
+def test_parse_objective(text, kind, layer, channel):
+    spec = A.parse_objective(text)
+    assert (spec.kind, spec.layer, spec.channel) == (kind, layer, channel)
+    assert str(spec) == text
+
+
+@pytest.mark.parametrize("text", ["", "styles", "layer:", "channel:relu1_1", "channel:relu1_1:x", "channel:relu1_1:-1"])
+def test_parse_objective_rejects_with_one_line(text):
+    with pytest.raises(ValueError, match="objective must be") as e:
+        A.parse_objective(text)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("objective, message", [
+    ("layer:relu9_9", "no layer"), ("channel:relu1_1:64", "has 64 channels"), ("layer:fc7", "no spatial maps")])
+def test_bad_objective_layers_are_refused_before_any_work(vgg19, objective, message):
+    with pytest.raises(ValueError, match=message):
+        A.AttributionRun(vgg19, picture(64, 64), A.AttributionSettings(objective=objective))
+
+
+def test_channel_objective_is_the_channel_mean(vgg19):
+    x = picture(64, 64)
+    f = A.objective_function(vgg19, A.parse_objective("channel:relu2_1:5"))
+    expected = vgg19.features(x, ["relu2_1"])["relu2_1"][0, 5].mean()
+    torch.testing.assert_close(f(x)[0], expected)
+
+
+# --------------------------------------------------------------------------- every method
+
+@pytest.mark.parametrize("method", A.METHODS)
+def test_every_method_gives_a_finite_map_of_the_input_size(vgg19, method):
+    x = picture(48, 64)  # not square: rows and columns must not be swapped
+    s = A.AttributionSettings(method=method, size=64, window=16, stride=8, ig_steps=4)
+    heat = A.attribute(vgg19, x, s)
+    assert heat.values.shape == (48, 64) and heat.values.dtype == np.float32
+    assert np.isfinite(heat.values).all() and np.abs(heat.values).max() > 0
+    assert heat.importance.min() >= 0
+    assert heat.weights_label == vgg19.weights.label
+    if method != "occlusion":
+        assert heat.values.min() >= 0  # gradient magnitudes and ReLU'd Grad-CAM
+
+
+def test_smoothgrad_is_seeded_and_differs_from_plain_integrated_gradients(vgg19):
+    x = stripes(48, 48)
+    plain = A.attribute(vgg19, x, A.AttributionSettings(method="integrated_gradients", ig_steps=4)).values
+    s = A.AttributionSettings(method="integrated_gradients", ig_steps=4, smoothgrad=2, smoothgrad_sigma=0.2)
+    a, b = A.attribute(vgg19, x, s).values, A.attribute(vgg19, x, s).values
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, plain)
+
+
+@pytest.mark.parametrize("quadrant", [(0, 0), (1, 1), (0, 1)])
+def test_saliency_mass_lies_in_the_textured_quadrant(vgg19, quadrant):
+    x = planted(64, quadrant)
+    for method in ("saliency", "guided_backprop"):
+        heat = A.attribute(vgg19, x, A.AttributionSettings(method=method, size=64))
+        assert quadrant_share(heat.importance, quadrant) > 0.5, method  # a uniform map gives 0.25
+
+
+@pytest.mark.parametrize("quadrant", [(1, 0), (0, 1)])
+def test_occlusion_mass_lies_in_the_textured_quadrant(vgg19, quadrant):
+    x = planted(64, quadrant)
+    heat = A.attribute(vgg19, x, A.AttributionSettings(method="occlusion", window=16, stride=8, size=64))
+    assert quadrant_share(heat.importance, quadrant) > 0.5
+
+
+def test_occlusion_batching_does_not_change_the_result(vgg19):
+    """perturbations_per_eval only batches the occluded copies: the plain Captum call gives the
+    same map with 1 and 7 per forward pass, and the fast engine agrees with it."""
+    x = picture(48, 48)
+    s = dict(method="occlusion", window=16, stride=8, baseline="mean", size=48)
+    one = A.attribute(vgg19, x, A.AttributionSettings(perturbations_per_eval=1, fast_occlusion=False, **s))
+    seven = A.attribute(vgg19, x, A.AttributionSettings(perturbations_per_eval=7, fast_occlusion=False, **s))
+    fast = A.attribute(vgg19, x, A.AttributionSettings(perturbations_per_eval=5, **s))
+    assert one.engine == seven.engine == "captum" and fast.engine == "fast"
+    scale = np.abs(one.values).max()
+    np.testing.assert_allclose(seven.values, one.values, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(fast.values, one.values, rtol=0, atol=1e-4 * scale)
+
+
+def test_occlusion_reports_progress_per_batch_of_windows(vgg19):
+    run = A.AttributionRun(vgg19, picture(48, 48), A.AttributionSettings(
+        method="occlusion", window=16, stride=8, perturbations_per_eval=4, fast_occlusion=False))
+    events = list(run)
+    steps = [e.step for e in events if not e.done]
+    assert steps == sorted(steps) and steps[-1] == 25 and events[0].total == 25  # 5 x 5 windows
+    assert events[-1].done and run.result().values.shape == (48, 48)
+
+
+@pytest.mark.parametrize("kind", A.BASELINES)
+def test_baselines(kind):
+    x = picture(48, 64)
+    b = A.baseline_image(x, kind, window=16)
+    assert b.shape == x.shape and float(b.min()) >= 0 and float(b.max()) <= 1
+    if kind == "zero":
+        assert float(b.abs().max()) == 0
+    elif kind == "mean":
+        torch.testing.assert_close(b[..., 5, 7], x.mean((2, 3)))
+    else:  # a blur keeps the colour, loses the detail
+        torch.testing.assert_close(b.mean((2, 3)), x.mean((2, 3)), atol=0.02, rtol=0)
+        assert float((b[..., :, 1:] - b[..., :, :-1]).abs().mean()) < float((x[..., :, 1:] - x[..., :, :-1]).abs().mean())
+
+
+def test_gradcam_layer_deeper_than_the_objective_is_refused(vgg19):
+    with pytest.raises(ValueError, match="comes after relu3_1"):
+        A.AttributionRun(vgg19, picture(64, 64), A.AttributionSettings(
+            method="gradcam", objective="layer:relu3_1", gradcam_layer="relu4_1"))
+
+
+def test_occlusion_window_larger_than_the_image_is_refused(vgg19):
+    with pytest.raises(ValueError, match="larger than the image"):
+        A.AttributionRun(vgg19, picture(48, 64), A.AttributionSettings(method="occlusion", window=56))
+
+
+def test_overlay_image_is_the_image_size():
+    x = picture(48, 64)
+    img = A.overlay_image(x, np.random.default_rng(0).random((48, 64), dtype=np.float32), 0.5)
+    assert img.size == (64, 48) and img.mode == "RGB"
+    with pytest.raises(ValueError, match="opacity"):
+        A.overlay_image(x, np.zeros((48, 64), np.float32), 1.5)
+
+
+# --------------------------------------------------------------------------- hook safety
+
+def _no_hooks(model) -> bool:
+    return all(not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks)
+               for m in model.modules())
+
+
+def test_private_copy_shares_weights_and_owns_every_hookable_module(vgg19):
+    net = A.private_copy(vgg19, hooked_layer="conv3_1")
+    for name in vgg19.layer_names:
+        mine, shared = net.body[name], vgg19.body[name]
+        if isinstance(shared, torch.nn.ReLU) or name == "conv3_1":
+            assert mine is not shared
+        else:
+            assert mine is shared
+    assert net.body["conv3_1"][0] is vgg19.body["conv3_1"]  # the same weights, not a copy
+    x = picture(48, 48)
+    torch.testing.assert_close(net.features(x, ["relu5_1"])["relu5_1"], vgg19.features(x, ["relu5_1"])["relu5_1"],
+                               rtol=0, atol=0)
+
+
+def _plain_gradient(model, x):
+    x = x.clone().requires_grad_(True)
+    A.style_energy(model, x).sum().backward()
+    return x.grad
+
+
+def test_guided_backprop_hooks_never_reach_the_shared_model(vgg19):
+    """Deterministic interleaving: while guided backprop's hooks are registered, the forward
+    function also computes an ordinary gradient through the *shared* model. With the hooks on
+    the private copy that gradient is the plain one; the negative control (Captum hooked onto
+    the shared model itself) shows that the check can fail."""
+    from captum.attr import GuidedBackprop
+
+    x, other = stripes(48, 48), picture(48, 48)
+    reference = _plain_gradient(vgg19, other)
+    seen = {}
+
+    def objective_for(net):
+        def f(t):
+            with torch.enable_grad():
+                seen["grad"] = _plain_gradient(vgg19, other)
+            return A.style_energy(net, t)
+        return f
+
+    net = A.private_copy(vgg19)
+    A._guided(net, objective_for(net), x.clone().requires_grad_(True))
+    torch.testing.assert_close(seen["grad"], reference, rtol=0, atol=0)
+    assert _no_hooks(vgg19) and _no_hooks(net)
+
+    gb = GuidedBackprop(vgg19)  # the mistake the private copy avoids
+    gb.forward_func = objective_for(vgg19)
+    gb.attribute(x.clone().requires_grad_(True))
+    assert not torch.equal(seen["grad"], reference)
+    assert _no_hooks(vgg19)
+
+
+def test_concurrent_feature_extraction_is_unaffected_by_hook_methods(vgg19):
+    """Two threads at once: one runs guided backprop and Grad-CAM (hooks) again and again, the
+    other extracts features and plain gradients from the shared model; every result equals the
+    same computation done alone."""
+    x, y = stripes(48, 48), picture(48, 48)
+    ref_feats = vgg19.features(y, ["relu3_1", "relu5_1"])
+    ref_grad = _plain_gradient(vgg19, y)
+    ref_gb = A.attribute(vgg19, x, A.AttributionSettings(method="guided_backprop")).values
+    ref_cam = A.attribute(vgg19, x, A.AttributionSettings(method="gradcam")).values
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def hooks_worker():
+        try:
+            for _ in range(3):
+                if not np.array_equal(A.attribute(vgg19, x, A.AttributionSettings(method="guided_backprop")).values, ref_gb):
+                    errors.append("guided backprop changed")
+                if not np.array_equal(A.attribute(vgg19, x, A.AttributionSettings(method="gradcam")).values, ref_cam):
+                    errors.append("grad-cam changed")
+        finally:
+            stop.set()
+
+    def features_worker():
+        n = 0
+        while not stop.is_set() or n < 3:
+            f = vgg19.features(y, ["relu3_1", "relu5_1"])
+            if not all(torch.equal(f[k], ref_feats[k]) for k in f):
+                errors.append("features changed")
+            if not torch.equal(_plain_gradient(vgg19, y), ref_grad):
+                errors.append("gradient changed")
+            n += 1
+
+    threads = [threading.Thread(target=hooks_worker), threading.Thread(target=features_worker)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[:3]
+    assert _no_hooks(vgg19)
+
+
+def test_stopping_a_run_early_ends_its_worker(vgg19):
+    run = A.AttributionRun(vgg19, picture(48, 48), A.AttributionSettings(
+        method="occlusion", window=8, stride=4, perturbations_per_eval=2, fast_occlusion=False))
+    it = iter(run)
+    next(it)
+    it.close()  # a page's Stop closes the generator
+    assert not any(t.name == "explorer-attribution" and t.is_alive() for t in threading.enumerate())
+    with pytest.raises(RuntimeError, match="did not finish"):
+        run.result()

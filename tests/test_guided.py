@@ -1,0 +1,288 @@
+"""Saliency-guided Gram matrices (explorer.guided): masked Gram maths, weight maps, per-layer
+masks, channel selection, guided transfer and its comparison, and the CLI options.
+Untrained VGG19 (seed 0), CPU, 48-64 px, a few steps."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from explorer import attribution as A
+from explorer import guided as G
+from explorer.style import StyleSettings, StyleTransfer, gram_matrix, run_style_transfer, style_layer_loss, style_targets
+from tests.helpers import error_line, picture, run_cli, stripes
+
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+# --------------------------------------------------------------------------- masked Gram
+
+def test_all_ones_mask_gives_the_full_gram_exactly():
+    f = torch.randn(2, 8, 6, 5, generator=torch.Generator().manual_seed(0))
+    ones = torch.ones(6, 5)
+    assert torch.equal(G.masked_gram(f, ones, normalize=False), gram_matrix(f))  # eq. (1)
+    torch.testing.assert_close(G.masked_gram(f, ones), gram_matrix(f, normalize=True), rtol=1e-6, atol=0)
+
+
+def test_all_ones_weight_map_gives_the_full_style_targets(vgg19):
+    s = stripes(48, 64)
+    full = style_targets(vgg19, s, LAYERS)
+    masked = G.guided_targets(vgg19, s, LAYERS, torch.ones(48, 64))
+    for l in LAYERS:
+        torch.testing.assert_close(masked[l], full[l], rtol=1e-5, atol=0)
+
+
+def test_a_region_mask_gives_the_gram_of_that_region():
+    f = torch.randn(1, 4, 6, 7, generator=torch.Generator().manual_seed(1))
+    w = torch.zeros(6, 7)
+    w[1:4, 2:6] = 1
+    region = f[:, :, 1:4, 2:6]
+    torch.testing.assert_close(G.masked_gram(f, w, normalize=False), gram_matrix(region), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(G.masked_gram(f, w), gram_matrix(region, normalize=True), rtol=1e-5, atol=1e-6)
+
+
+def test_masked_gram_weights_positions_linearly():
+    f = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    w = torch.rand(4, 4, generator=torch.Generator().manual_seed(3))
+    by_hand = sum(w[i, j] * torch.outer(f[0, :, i, j], f[0, :, i, j]) for i in range(4) for j in range(4)) / w.sum()
+    torch.testing.assert_close(G.masked_gram(f, w)[0], by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_gram_errors():
+    f = torch.zeros(1, 3, 4, 4)
+    with pytest.raises(ValueError, match="does not match"):
+        G.masked_gram(f, torch.ones(3, 4))
+    with pytest.raises(ValueError, match="zero everywhere"):
+        G.masked_gram(f, torch.zeros(4, 4))
+
+
+# --------------------------------------------------------------------------- weight maps
+
+def test_hard_weight_map_keeps_exactly_the_top_fraction():
+    h = np.arange(100, dtype=np.float32).reshape(10, 10)
+    w = G.weight_map(h, keep=0.3)
+    assert set(np.unique(w.numpy())) == {0.0, 1.0} and int(w.sum()) == 30
+    assert w.numpy()[h >= 70].all() and not w.numpy()[h < 70].any()
+    assert int(G.weight_map(h, keep=1.0).sum()) == 100
+    assert int(G.weight_map(h, keep=0.001).sum()) == 1
+
+
+def test_soft_weight_map_is_the_normalized_heatmap_to_a_power():
+    h = np.array([[0.0, 1.0], [2.0, 4.0]], np.float32)
+    w = G.weight_map(h, keep=1.0, soft=True, power=2.0)
+    torch.testing.assert_close(w, torch.tensor([[0.0, 1 / 16], [1 / 4, 1.0]]))
+    w = G.weight_map(h, keep=0.5, soft=True)
+    torch.testing.assert_close(w, torch.tensor([[0.0, 0.0], [0.5, 1.0]]))
+
+
+def test_negative_occlusion_values_count_as_unimportant():
+    h = np.array([[-5.0, 1.0], [2.0, -1.0]], np.float32)
+    assert G.weight_map(h, keep=0.5).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(keep=0.0), "keep"), (dict(keep=1.5), "keep"), (dict(keep=0.5, power=0.0), "power")])
+def test_weight_map_rejects_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        G.weight_map(np.ones((4, 4), np.float32), **kwargs)
+
+
+def test_soft_map_of_a_zero_heatmap_is_refused():
+    with pytest.raises(ValueError, match="zero everywhere"):
+        G.weight_map(np.zeros((4, 4), np.float32), soft=True)
+
+
+def test_layer_masks_have_each_layers_resolution_and_average_the_area(vgg19):
+    w = torch.zeros(48, 64)
+    w[:, :16] = 1  # the left quarter
+    masks = G.layer_masks(w, vgg19, LAYERS)
+    for l in LAYERS:
+        assert masks[l].shape == vgg19.features(torch.zeros(1, 3, 48, 64), [l])[l].shape[-2:]
+        assert float(masks[l].min()) >= 0 and float(masks[l].max()) <= 1
+    torch.testing.assert_close(masks["relu3_1"].mean(), torch.tensor(0.25))  # 12 x 16 cells, exact
+    assert masks["relu3_1"][:, :4].eq(1).all() and masks["relu3_1"][:, 4:].eq(0).all()
+
+
+# --------------------------------------------------------------------------- painted masks
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_load_mask_resizes_a_painted_mask():
+    arr = np.zeros((96, 128), np.uint8)
+    arr[:, :64] = 255
+    m = G.load_mask(_png(arr), (48, 64))
+    assert m.shape == (48, 64)
+    assert m[:, :32].eq(1).all() and m[:, 32:].eq(0).all()
+
+
+@pytest.mark.parametrize("arr, message", [
+    (np.full((64, 64), 255, np.uint8), "aspect ratio"), (np.zeros((48, 64), np.uint8), "black everywhere")])
+def test_load_mask_errors(arr, message):
+    with pytest.raises(ValueError, match=message):
+        G.load_mask(_png(arr), (48, 64))
+
+
+# --------------------------------------------------------------------------- channel variant
+
+def test_channel_selection_keeps_the_most_important_channels(vgg19):
+    imp = G.channel_importance(vgg19, stripes(48, 48), ("relu1_1", "relu3_1"))
+    assert imp["relu1_1"].shape == (64,) and imp["relu3_1"].shape == (256,)
+    assert all(bool((v >= 0).all()) and float(v.sum()) > 0 for v in imp.values())
+    kept = G.select_channels(imp, 0.25)
+    assert len(kept["relu1_1"]) == 16 and len(kept["relu3_1"]) == 64
+    for l, idx in kept.items():
+        threshold = imp[l][idx].min()
+        others = torch.ones(len(imp[l]), dtype=torch.bool)
+        others[idx] = False
+        assert bool((imp[l][others] <= threshold).all())
+
+
+def test_style_loss_on_selected_channels_uses_only_those_channels(vgg19, images64):
+    content, style = images64
+    settings = StyleSettings(size=64, steps=1, precision="fp32", style_layers=("relu2_1",))
+    idx = {"relu2_1": torch.tensor([3, 10, 50])}
+    full = style_targets(vgg19, style, ["relu2_1"])["relu2_1"]
+    run = StyleTransfer(vgg19, content, style, settings, targets={"relu2_1": full[idx["relu2_1"]][:, idx["relu2_1"]]},
+                        style_channels=idx)
+    f = vgg19.features(content, ["relu2_1"])["relu2_1"]
+    expected = style_layer_loss(f[:, [3, 10, 50]], gram_matrix(
+        vgg19.features(style, ["relu2_1"])["relu2_1"][:, [3, 10, 50]], normalize=True)[0])
+    torch.testing.assert_close(run.losses(content)["style_layers"]["relu2_1"], expected, rtol=1e-5, atol=0)
+
+
+# --------------------------------------------------------------------------- guided transfer
+
+def test_keeping_everything_reproduces_full_gram_transfer(vgg19, images64):
+    content, style = images64
+    settings = StyleSettings(size=64, steps=3, precision="fp32")
+    heat = A.attribute(vgg19, style, A.AttributionSettings(method="saliency"))
+    guidance = G.prepare_guidance(vgg19, style, settings, G.GuideSettings(keep=1.0), heatmap=heat)
+    assert guidance.weight.eq(1).all()
+    full = run_style_transfer(vgg19, content, style, settings)
+    guided = run_style_transfer(vgg19, content, style, settings, targets=guidance.targets)
+    torch.testing.assert_close(guided.image, full.image, rtol=0, atol=1e-5)
+
+
+def test_guided_targets_differ_and_the_comparison_measures_both(vgg19, images64):
+    content, style = images64
+    # style only (alpha = 0): with untrained weights the content term would otherwise dominate
+    # the first steps, and this test checks what each run's style target does. Adam, because
+    # L-BFGS without line search oscillates in its first steps at this beta
+    settings = StyleSettings(size=64, steps=30, optimizer="adam", precision="fp32", content_weight=0.0)
+    heat = A.attribute(vgg19, style, A.AttributionSettings(method="guided_backprop"))
+    guidance = G.prepare_guidance(vgg19, style, settings, G.GuideSettings(method="guided_backprop", keep=0.2),
+                                  heatmap=heat)
+    assert abs(float(guidance.weight.mean()) - 0.2) < 0.01
+    run = G.CompareRun(vgg19, content, style, settings, guidance)
+    events = list(run)
+    assert [e.stage for e in events].count("full Gram") == 31 and events[-1].done
+    assert events[-1].step == events[-1].total
+    c = run.result()
+    assert not torch.equal(c.full.image, c.guided.image)
+    for row in c.metrics.values():
+        assert set(row) == {"content", "style_full", "style_masked", "ssim", "seconds"}
+        assert all(np.isfinite(v) for v in row.values()) and -1 <= row["ssim"] <= 1
+    # the guided run optimizes the masked style loss, the full run the full one
+    assert c.metrics["guided"]["style_masked"] < c.metrics["full"]["style_masked"]
+    assert c.metrics["full"]["style_full"] < c.metrics["guided"]["style_full"]
+
+
+def test_keep_sweep_runs_one_transfer_per_fraction(vgg19, images64):
+    content, style = images64
+    settings = StyleSettings(size=64, steps=1, precision="fp32")
+    heat = A.attribute(vgg19, style, A.AttributionSettings(method="saliency"))
+    sweep = G.KeepSweep(vgg19, content, style, settings, G.GuideSettings(), heat, keeps=(0.1, 1.0))
+    events = list(sweep)
+    assert events[-1].done and [k for k, _, _ in sweep.results] == [0.1, 1.0]
+    m_full = sweep.results[1][2]
+    assert m_full["style_masked"] == pytest.approx(m_full["style_full"], rel=1e-5)  # keep 100% = full Gram
+
+
+def test_guide_settings_errors():
+    with pytest.raises(ValueError, match="guide must be one of"):
+        G.GuideSettings(method="magic")
+    with pytest.raises(ValueError, match="keep"):
+        G.GuideSettings(keep=0)
+    with pytest.raises(ValueError, match="cannot select channels"):
+        G.GuideSettings(method="mask", variant="channels")
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_saliency_writes_overlay_and_raw_heatmap(capsys, tmp_path):
+    out, npy = tmp_path / "heat.png", tmp_path / "heat.npy"
+    rc, _, err = run_cli(capsys, "saliency", "sample:gravel", "-o", out, "--npy", npy, "--size", 64,
+                         "--method", "occlusion", "--window", 16, "--stride", 8, "--baseline", "blur",
+                         "--untrained", "--quiet")
+    assert rc == 0, err
+    with Image.open(out) as im:
+        assert im.size == (64, 64) and "untrained" in im.info["weights"]
+    heat = np.load(npy)
+    assert heat.shape == (64, 64) and heat.dtype == np.float32 and np.isfinite(heat).all()
+    assert "fast occlusion" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--objective", "channel:relu1_1:99"], "has 64 channels"),
+    (["--method", "gradcam", "--objective", "layer:relu2_1", "--gradcam-layer", "relu3_1"], "comes after"),
+    (["--window", "100", "--method", "occlusion"], "larger than the image"),
+    (["--npy", "x.txt"], "--npy must name a .npy"),
+    (["--opacity", "2"], "--opacity"),
+])
+def test_cli_saliency_errors_are_one_line(capsys, tmp_path, args, message):
+    rc, _, err = run_cli(capsys, "saliency", "sample:gravel", "-o", tmp_path / "h.png", "--size", 64,
+                         "--untrained", *args)
+    assert rc == 2 and message in error_line(err)
+
+
+def test_cli_stylize_with_a_guide_records_it_and_replays(capsys, tmp_path):
+    out, report = tmp_path / "g.png", tmp_path / "r.json"
+    rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", out, "--size", 64,
+                         "--steps", 2, "--guide", "guided_backprop", "--keep", 0.2, "--soft", "--power", 2,
+                         "--untrained", "--quiet", "--report", report)
+    assert rc == 0, err
+    rep = json.loads(report.read_text())
+    assert rep["guide"]["method"] == "guided_backprop" and rep["guide"]["keep"] == 0.2 and rep["guide"]["soft"]
+    assert rep["guidance"]["kept_fraction"] == pytest.approx(0.2, abs=0.01)
+    rc, _, err = run_cli(capsys, "stylize", "--recipe", report, "-o", tmp_path / "again.png", "--untrained", "--quiet")
+    assert rc == 0, err
+    with Image.open(out) as a, Image.open(tmp_path / "again.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))  # same guide, same seed: same picture
+
+
+def test_cli_stylize_with_a_painted_mask_and_the_channel_variant(capsys, tmp_path):
+    arr = np.zeros((64, 64), np.uint8)
+    arr[:32] = 255
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(_png(arr))
+    rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", tmp_path / "m.png",
+                         "--size", 64, "--steps", 1, "--mask", mask, "--untrained", "--quiet", "--report",
+                         tmp_path / "m.json")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "m.json").read_text())["guidance"]["kept_fraction"] == pytest.approx(0.5)
+    rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", tmp_path / "c.png",
+                         "--size", 64, "--steps", 1, "--guide", "saliency", "--guide-variant", "channels",
+                         "--keep", 0.5, "--untrained", "--quiet", "--report", tmp_path / "c.json")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["guidance"]["kept_channels"]["relu1_1"] == 32
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--keep", "0.2"], "--keep needs --guide"),
+    (["--guide", "saliency", "--mask", "m.png"], "either --guide"),
+    (["--guide", "saliency", "--keep", "0"], "keep must be"),
+    (["--mask", "missing.png"], "missing.png"),
+])
+def test_cli_stylize_guide_errors_are_one_line(capsys, tmp_path, args, message):
+    rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", tmp_path / "x.png",
+                         "--size", 64, "--steps", 1, "--untrained", *args)
+    assert rc == 2 and message in error_line(err)
