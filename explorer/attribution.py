@@ -466,8 +466,10 @@ class AttributionRun:
         if self.spec.kind == "class" and model.weights.untrained:
             self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
         h, w = self.image.shape[-2:]
-        if settings.method == "occlusion" and (settings.window > min(h, w)):
-            raise ValueError(f"the occlusion window ({settings.window} px) is larger than the image ({w}x{h} px)")
+        if settings.method == "occlusion":
+            from .occlusion_fast import occlusion_windows
+
+            occlusion_windows(h, w, settings.window, settings.stride)  # one-line ValueError for bad geometry
         self._result: Heatmap | None = None
         self.engine = "captum"
 
@@ -489,7 +491,10 @@ class AttributionRun:
     def _gradient_map(self) -> np.ndarray:
         from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
 
-        s, x = self.settings, self.image.clone().requires_grad_(True)
+        from .activations import _fast_layout
+
+        # channels_last on CPU and CUDA: saliency at 256 px 0.87 -> 0.70 s on the 2-core CPU
+        s, x = self.settings, _fast_layout(self.image).clone().requires_grad_(True)
         if s.method == "saliency":
             a = Saliency(self._forward(self.model)).attribute(x, abs=True)
             return a.amax(1)[0]
@@ -528,8 +533,8 @@ class AttributionRun:
                                                     batch_size=s.perturbations_per_eval, progress=progress, **kw)
                 self.engine = "fast"
                 return out
-            except ValueError:
-                pass  # not a supported network: Captum below
+            except occlusion_fast.UnsupportedNetworkError:
+                pass  # not a plain VGG stack: Captum below
         from captum.attr import Occlusion
 
         from .occlusion_fast import occlusion_windows

@@ -31,6 +31,7 @@ __all__ = [
     "sidebar_model",
     "weights_notice",
     "image_picker",
+    "content_style_pickers",
     "run_events",
     "heavy_runs",
     "result_heading",
@@ -252,6 +253,25 @@ def image_picker(label: str, samples: Mapping[str, str], key: str, default: int 
     for note in img.notes:
         st.caption(f"Note: {note}")
     return img, f"upload:{img.name}"
+
+
+def content_style_pickers(content_key: str = "content", style_key: str = "style", width: int = 320):
+    """Two columns: a content picker and a style picker (:func:`image_picker` over the bundled
+    samples), each showing its image ``width`` px wide.
+
+    Returns:
+        (content, content_ref, style, style_ref) as :func:`image_picker` returns them.
+    """
+    left, right = st.columns(2)
+    with left:
+        content, content_ref = image_picker("Content image", images.SAMPLE_CONTENT, key=content_key)
+        if content is not None:
+            st.image(content.image, caption=f"Content: {content.name}", width=width)
+    with right:
+        style_img, style_ref = image_picker("Style image", images.SAMPLE_STYLE, key=style_key)
+        if style_img is not None:
+            st.image(style_img.image, caption=f"Style: {style_img.name}", width=width)
+    return content, content_ref, style_img, style_ref
 
 
 def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mapping[str, float] | None = None,

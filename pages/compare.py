@@ -19,15 +19,7 @@ model_name = model.name if model else "vgg19"
 layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
 KEEPS = (0.1, 0.3, 0.6, 1.0)
 
-left, right = st.columns(2)
-with left:
-    content, content_ref = ui.image_picker("Content image", images.SAMPLE_CONTENT, key="cmp_content")
-    if content is not None:
-        st.image(content.image, caption=f"Content: {content.name}", width=240)
-with right:
-    style_img, style_ref = ui.image_picker("Style image", images.SAMPLE_STYLE, key="cmp_style")
-    if style_img is not None:
-        st.image(style_img.image, caption=f"Style: {style_img.name}", width=240)
+content, content_ref, style_img, style_ref = ui.content_style_pickers("cmp_content", "cmp_style", width=240)
 
 with st.expander("What does this comparison show, and what not?"):
     st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 1). "

@@ -15,15 +15,7 @@ st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neu
 
 model = ui.sidebar_model(("vgg19", "vgg16"), key="style_model")
 
-left, right = st.columns(2)
-with left:
-    content, content_ref = ui.image_picker("Content image", images.SAMPLE_CONTENT, key="content")
-    if content is not None:
-        st.image(content.image, caption=f"Content: {content.name}", width=320)
-with right:
-    style_img, style_ref = ui.image_picker("Style image", images.SAMPLE_STYLE, key="style")
-    if style_img is not None:
-        st.image(style_img.image, caption=f"Style: {style_img.name}", width=320)
+content, content_ref, style_img, style_ref = ui.content_style_pickers("content", "style", width=320)
 
 with st.expander("What do alpha, beta, the layers and TV do?"):
     st.markdown("The network describes the **content** of an image by its activations at one deep layer, "

@@ -167,9 +167,12 @@ def test_gradcam_layer_deeper_than_the_objective_is_refused(vgg19):
             method="gradcam", objective="layer:relu3_1", gradcam_layer="relu4_1"))
 
 
-def test_occlusion_window_larger_than_the_image_is_refused(vgg19):
-    with pytest.raises(ValueError, match="larger than the image"):
-        A.AttributionRun(vgg19, picture(48, 64), A.AttributionSettings(method="occlusion", window=56))
+@pytest.mark.parametrize("window, stride, message", [(56, 16, "larger than the image"),
+                                                     (8, 16, "must not exceed the window")])
+def test_bad_occlusion_geometry_is_refused_before_any_work(vgg19, window, stride, message):
+    with pytest.raises(ValueError, match=message):
+        A.AttributionRun(vgg19, picture(48, 64), A.AttributionSettings(method="occlusion", window=window,
+                                                                       stride=stride))
 
 
 def test_overlay_image_is_the_image_size():
