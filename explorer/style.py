@@ -436,15 +436,26 @@ class StyleTransfer:
             ...
         result = run.result()      # also valid after stopping early
 
+    Batches: ``content`` may hold B images of one size, optimized together in one batch through
+    the network. Every loss is per image and summed, so with Adam (element-wise) each image
+    follows exactly the path it would follow alone; L-BFGS keeps one curvature history for the
+    whole batch, so use Adam when batched results must equal single runs.
+
     Args:
         model: the shared :class:`FeatureNet` (never modified; thread-safe).
-        content: content image (1, 3, H, W) in [0, 1] at the working size.
+        content: content images (B, 3, H, W) in [0, 1] at the working size (B = 1 usually).
         style: style image (1, 3, H', W') in [0, 1], or a list of (image, weight) pairs for
             blending; ignored when ``targets`` is given.
         settings: :class:`StyleSettings`.
         targets: precomputed :func:`style_targets` (the page caches them per image and settings),
             or other Gram targets of the same shapes, e.g. the saliency-guided (masked) Grams of
             :func:`explorer.guided.guided_targets`.
+        seeds: one seed per image for the noise initialization (default ``settings.seed`` for
+            all); image i starts from ``torch.rand`` under ``manual_seed(seeds[i])``, as a single
+            run with ``seed = seeds[i]`` does.
+        loss_weights: per-image ``(alpha, beta)`` tensors of shape (B,) replacing
+            ``settings.content_weight`` and ``settings.style_weight`` (e.g. a sweep over the
+            ratio, or sampled ratios in dataset augmentation).
         style_channels: per style layer, the channel indices (1-D long tensor) whose Gram the
             style loss compares (the channel-selection variant of guided transfer); the target
             for such a layer must be the (K, K) Gram of those channels. ``None``: all channels.
@@ -456,7 +467,9 @@ class StyleTransfer:
 
     def __init__(self, model: FeatureNet, content: torch.Tensor, style, settings: StyleSettings,
                  targets: dict[str, torch.Tensor] | None = None,
-                 style_channels: dict[str, torch.Tensor] | None = None):
+                 style_channels: dict[str, torch.Tensor] | None = None, *,
+                 seeds: Sequence[int] | None = None,
+                 loss_weights: tuple[torch.Tensor, torch.Tensor] | None = None):
         settings.validate()
         self.model = model
         self.settings = settings
@@ -464,9 +477,19 @@ class StyleTransfer:
         self.dtype = resolve_precision(settings.precision, self.device)
         self.channels_last = _use_channels_last(settings.channels_last, self.device)
         model.check_layers([settings.content_layer, *settings.style_layers])
-        if content.dim() != 4 or content.shape[:2] != (1, 3):
-            raise ValueError(f"content image must have shape (1, 3, H, W), got {tuple(content.shape)}")
+        if content.dim() != 4 or content.shape[1] != 3 or content.shape[0] < 1:
+            raise ValueError(f"content images must have shape (B, 3, H, W), got {tuple(content.shape)}")
         self.content = content.to(self.device, torch.float32)
+        b = content.shape[0]
+        self.seeds = [settings.seed] * b if seeds is None else [int(v) for v in seeds]
+        if len(self.seeds) != b:
+            raise ValueError(f"{len(self.seeds)} seeds for {b} content images")
+        if loss_weights is None:
+            self.alpha, self.beta = settings.content_weight, settings.style_weight
+        else:
+            self.alpha, self.beta = (torch.as_tensor(w, dtype=torch.float32).to(self.device) for w in loss_weights)
+            if self.alpha.shape != (b,) or self.beta.shape != (b,):
+                raise ValueError(f"loss_weights must be two tensors of shape ({b},)")
         style_list = [(style, 1.0)] if isinstance(style, torch.Tensor) else list(style or [])
         with torch.no_grad():
             if targets is None and not style_list:
@@ -498,14 +521,16 @@ class StyleTransfer:
         if s.init == "content":
             x = self.content.clone()
         elif s.init == "noise":
-            g = torch.Generator().manual_seed(s.seed)
-            x = torch.rand(self.content.shape, generator=g).to(self.device)
+            one = (1, *self.content.shape[1:])
+            x = torch.cat([torch.rand(one, generator=torch.Generator().manual_seed(seed)) for seed in self.seeds])
+            x = x.to(self.device)
         else:
             if not style_list:
                 raise ValueError("init 'style' needs a style image")
             x = torch.nn.functional.interpolate(style_list[0][0].to(self.device, torch.float32),
                                                 size=self.content.shape[-2:], mode="bilinear",
                                                 align_corners=False, antialias=True).clamp(0, 1)
+            x = x.expand_as(self.content).clone()
         return x.requires_grad_(True)
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -520,7 +545,7 @@ class StyleTransfer:
              for l in s.style_layers if l in self.targets}
         st = style_loss(e, s.layer_weights) if e else torch.zeros_like(c)
         tv = total_variation(x, s.tv_beta) if s.tv_weight > 0 else torch.zeros_like(c)
-        total = s.content_weight * c + s.style_weight * st + s.tv_weight * tv
+        total = self.alpha * c + self.beta * st + s.tv_weight * tv
         return {"content": c, "style": st, "tv": tv, "total": total, "style_layers": e}
 
     def _channels(self, layer: str, f: torch.Tensor) -> torch.Tensor:
@@ -537,6 +562,8 @@ class StyleTransfer:
             "style_layers": {k: float(v.sum()) for k, v in terms["style_layers"].items()},
             "seconds": round(self.seconds, 4),
         }
+        if self.content.shape[0] > 1:  # the rows above are sums over the batch
+            h["per_image"] = {k: [float(v) for v in terms[k]] for k in ("content", "style", "tv", "total")}
         self.history.append(h)
         return h
 
@@ -622,6 +649,31 @@ class StyleTransfer:
             seconds=self.seconds,
             stopped=self.stopped,
         )
+
+
+    def results(self) -> list[StyleResult]:
+        """One :class:`StyleResult` per content image of the batch, as a single run of that image
+        would report it (its own image, losses, snapshots, seed and loss weights)."""
+        whole = self.result()
+        b = self.content.shape[0]
+        if b == 1:
+            return [whole]
+        out = []
+        for i in range(b):
+            history = [{**{k: v for k, v in h.items() if k not in ("per_image", "style_layers")},
+                        **{k: h["per_image"][k][i] for k in ("content", "style", "tv", "total")}}
+                       for h in whole.history]
+            changes = {"seed": self.seeds[i]}
+            if isinstance(self.alpha, torch.Tensor):
+                changes.update(content_weight=float(self.alpha[i]), style_weight=float(self.beta[i]))
+            out.append(StyleResult(
+                image=whole.image[i:i + 1].clone(), history=history,
+                snapshots=[(k, im[i:i + 1].clone()) for k, im in whole.snapshots],
+                settings=StyleSettings.from_dict({**self.settings.to_dict(), **changes}),
+                weights=whole.weights, weights_label=whole.weights_label, device=whole.device,
+                precision=whole.precision, channels_last=whole.channels_last, seconds=whole.seconds,
+                stopped=whole.stopped))
+        return out
 
 
 def _main_losses(h: dict) -> dict[str, float]:
