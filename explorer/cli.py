@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from . import images, models, style
+from .batch import parse_style_spec
 from .guided import GUIDES
 
 __all__ = ["main", "build_parser", "CliError"]
@@ -41,7 +42,10 @@ class _Parser(argparse.ArgumentParser):
 def _stylize_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
     p.add_argument("content", nargs="?", help="content image: a path or sample:NAME (e.g. sample:astronaut)")
-    p.add_argument("style", nargs="?", help="style image: a path or sample:NAME (e.g. sample:gravel)")
+    p.add_argument("style", nargs="?",
+                   help="style image: a path or sample:NAME (e.g. sample:gravel), or a blend a.jpg:0.7,b.jpg:0.3")
+    p.add_argument("--style", dest="style_spec", metavar="A:W,B:W",
+                   help="blend of up to 6 style images with weights, e.g. a.jpg:0.7,b.jpg:0.3 (instead of STYLE)")
     p.add_argument("-o", "--output", help="output PNG path (default: stylized.png)")
     p.add_argument("--size", type=int, default=S, help="working size: long side in pixels (default 256)")
     p.add_argument("--steps", type=int, default=S, help="optimizer steps (default 100)")
@@ -293,20 +297,30 @@ def _write_outputs(args, out: Path, image, report: dict) -> None:
 def cmd_stylize(args: argparse.Namespace) -> int:
     recipe = _read_recipe(args.recipe) if args.recipe else {}
     settings = _settings_from(style.StyleSettings, args, recipe)
+    if args.style_spec and args.style:
+        raise CliError("give the style image either as STYLE or with --style, not both")
     content_ref = _image_ref(args.content, recipe, "content")
-    style_ref = _image_ref(args.style, recipe, "style")
+    style_ref = _image_ref(args.style_spec or args.style, recipe, "style")
     out = _png_out(args, "stylized.png")
     content = _load_ref(content_ref, "content image")
-    style_img = _load_ref(style_ref, "style image")
+    blend = parse_style_spec(style_ref)
+    style_imgs = [(_load_ref(ref, "style image"), w) for ref, w in blend]
+    style_img = style_imgs[0][0]
     guide = _guide_from(args, recipe)
+    if guide and len(blend) > 1:
+        raise CliError("guided transfer explains one style image; blend styles without --guide/--mask")
     model = _load_net(args, settings.model)
     c, s = style.prepare_images(content.image, style_img.image, settings.size)
+    styles = [(s, blend[0][1])] + [(style.prepare_images(content.image, li.image, settings.size)[1], w)
+                                   for li, w in style_imgs[1:]]
     guidance = _guidance(args, model, s, settings, guide) if guide else None
-    run = style.StyleTransfer(model, c, s, settings, targets=guidance.targets if guidance else None,
+    run = style.StyleTransfer(model, c, styles, settings, targets=guidance.targets if guidance else None,
                               style_channels=guidance.channels if guidance else None)
     how = "" if not guide else ", style targets from the painted mask" if guide.method == "mask" else \
         f", style targets guided by {guide.method} (keep {guide.keep:g}, {guide.variant})"
-    _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {style_img.name} on {model.device}, "
+    names = " + ".join(f"{li.name} x{w / sum(x for _, x in blend):.2f}" for li, w in style_imgs) \
+        if len(blend) > 1 else style_img.name
+    _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {names} on {model.device}, "
          f"{models.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = _drive(run, "stylize", args.quiet)
     result = run.result()
