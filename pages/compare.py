@@ -166,7 +166,11 @@ if res:
                        "style loss (masked Gram)": m[k]["style_masked"], "SSIM to content": m[k]["ssim"],
                        "seconds": m[k]["seconds"]} for k, name in (("full", "full Gram"),
                                                                    ("guided", "saliency-guided"))],
-                     hide_index=True, key="cmp_metrics")
+                     hide_index=True, key="cmp_metrics",
+                     column_config={c: st.column_config.NumberColumn(format="%.4g") for c in
+                                    ("content loss", "style loss (full Gram)", "style loss (masked Gram)")}
+                     | {"SSIM to content": st.column_config.NumberColumn(format="%.3f"),
+                        "seconds": st.column_config.NumberColumn(format="%.1f")})
         st.caption("Losses are unweighted (eq. 4 and eq. 3) and evaluated the same way for both images. Each run "
                    "makes its own style loss small: the full run the full-Gram one, the guided run the masked one; "
                    "the cross terms show how far each result is from the other target.")
