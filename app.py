@@ -23,6 +23,11 @@ def home() -> None:
         "style transfer twice, with the whole style image's Gram matrices and with only its most salient "
         "regions', and compares the results side by side."
     )
+    st.markdown(
+        "**Parameter sweep** runs a grid of style transfers over one or two settings (content/style ratio, "
+        "iterations, seed, starting image, style layers, optimizer) and shows them side by side with their losses; "
+        "the style transfer page also blends up to six style images with weights."
+    )
     st.subheader("This machine")
     st.write(f"Compute: {ui.device_summary()}.")
     rows = models.weights_status()
@@ -49,6 +54,8 @@ pages = {
         st.Page("pages/activations.py", title="Layer activations", icon="🔬"),
         st.Page("pages/style_saliency.py", title="Style saliency", icon="🔥"),
         st.Page("pages/compare.py", title="Full vs guided Gram", icon="⚖️"),
+        st.Page("pages/sweep.py", title="Parameter sweep", icon="🧮"),
+        st.Page("pages/augment.py", title="Dataset augmentation", icon="🗂️"),
     ],
 }
 ui.run_app(pages)

@@ -5,6 +5,7 @@ Commands:
     dream IMAGE -o OUT.png [options]             Deep Dream with octaves, jitter and tiles
     activations IMAGE --layer L [--out GRID.png] [--json STATS.json]   what a layer computes
     saliency STYLE -o HEAT.png [--method ...] [--npy HEAT.npy]   which regions drive the style
+    augment INPUT_DIR STYLES_DIR -o OUT_DIR --variants N [options]   stylized copies of a dataset
     weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
     weights status                               where each model's weights are
 
@@ -161,6 +162,40 @@ def _saliency_options(p: argparse.ArgumentParser) -> None:
     _common_options(p)
 
 
+def _augment_options(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
+    p.add_argument("input_dir", metavar="INPUT_DIR", help="dataset in the ImageFolder layout (one subfolder per class)")
+    p.add_argument("styles_dir", metavar="STYLES_DIR", help="folder of style images")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                   help="output folder: the same class layout, manifest.csv and skipped.csv")
+    p.add_argument("--variants", type=int, default=S, metavar="N", help="stylized outputs per input image")
+    p.add_argument("--batch-size", type=int, default=S, dest="batch_size", metavar="B",
+                   help="images optimized together (same working shape; default 4)")
+    p.add_argument("--steps", default=S, metavar="N|LO,HI", help="Adam steps, or a range sampled per output (default 50)")
+    p.add_argument("--size", default=S, metavar="N|LO,HI",
+                   help="working size, long side in px, or a range sampled per output in steps of 32 (default 128)")
+    p.add_argument("--ratio-range", default=S, dest="ratio_range", metavar="LO,HI",
+                   help="style/content weight ratio beta/alpha, sampled log-uniformly (default 1e5,1e7)")
+    p.add_argument("--blend", type=int, default=S, metavar="K",
+                   help="style images blended per output (default 1: one style chosen per output)")
+    p.add_argument("--weight-range", default=S, dest="weight_range", metavar="LO,HI",
+                   help="range of each blend weight before normalization (default 0.2,1)")
+    p.add_argument("--traditional", default=S, metavar="OPS",
+                   help="traditional augmentation: any of flip,crop,jitter (default none)")
+    p.add_argument("--traditional-at", choices=["before", "after"], default=S, dest="traditional_at",
+                   help="apply it before or after stylization (default before)")
+    p.add_argument("--seed", type=int, default=S, help="default 0; every output's draws derive from it")
+    p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 0.02)")
+    p.add_argument("--init", choices=["content", "noise"], default=S, help="default content")
+    p.add_argument("--model", choices=[n for n in models.MODELS if models.MODELS[n].family == "vgg"], default=S,
+                   help="default vgg19")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=S, help="default auto")
+    p.add_argument("--shard", metavar="I/N",
+                   help="do shard I of N (inputs whose index mod N == I); default: RANK/WORLD_SIZE if set "
+                        "(torchrun), else all")
+    _common_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m explorer``."""
     parser = _Parser(prog="python -m explorer",
@@ -191,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Captum saliency, guided backprop, integrated gradients, occlusion or "
                                     "Grad-CAM heatmaps of a style objective of STYLE.")
     _saliency_options(sa)
+    au = sub.add_parser("augment", help="N stylized variants of every image of an ImageFolder dataset",
+                        description="Dataset augmentation with Gatys style transfer: the same class layout, "
+                                    "manifest.csv and skipped.csv; resumable; --shard I/N or torchrun for "
+                                    "several machines or GPUs.")
+    _augment_options(au)
     wt = sub.add_parser("weights", help="download or inspect pretrained weights")
     wsub = wt.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
     wsub.required = True
@@ -510,6 +550,49 @@ def cmd_activations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_augment(args: argparse.Namespace) -> int:
+    from . import augment
+
+    recipe = _read_recipe(args.recipe) if args.recipe else {}
+    if not hasattr(args, "variants") and "variants" not in (recipe.get("settings") or {}):
+        raise CliError("--variants N is required (stylized outputs per input image)")
+    settings = _settings_from(augment.AugmentSettings, args, recipe)
+    shard = augment.Shard.parse(args.shard) if args.shard else augment.shard_from_env() or augment.Shard()
+    inputs = augment.check_folders(args.input_dir, args.output)
+    styles = augment.load_styles(args.styles_dir)
+    if settings.blend > len(styles):
+        raise CliError(f"--blend {settings.blend} needs at least {settings.blend} style images; "
+                       f"{args.styles_dir} has {len(styles)}")
+    args.device = augment.device_from_env(args.device)
+    model = _load_net(args, settings.model)
+    run = augment.Augmentation(model, args.input_dir, styles, args.output, settings, shard=shard)
+    _say(f"augmenting shard {shard}: {len(run.mine)} of {len(inputs)} inputs, {len(run.jobs)} outputs "
+         f"({run.already_done} already done) with {len(styles)} style image(s) on {model.device}, "
+         f"{model.weights.label}")
+    from .progress import tqdm_events
+
+    interrupted, events = False, iter(run)
+    try:  # not _drive: there is no "last image" to write, finished images are already on disk
+        for _ in tqdm_events(events, desc="augment", disable=True if args.quiet else None):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        events.close()  # closes this shard's logs
+    rows, skipped = run.finish()
+    summary = run.summary()
+    if args.report:
+        images.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
+    out = Path(args.output)
+    _say(f"wrote {summary['written']} image(s) in {summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} "
+         f"images/min); {out / 'manifest.csv'} lists {rows} output(s)")
+    if skipped:
+        _say(f"warning: {skipped} input(s) skipped, reasons in {out / 'skipped.csv'}")
+    if interrupted:
+        _say("interrupted: the finished images and their manifest rows are kept; run the same command to resume")
+    return 130 if interrupted else 0
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     if args.weights_command == "status":
         rows = models.weights_status()
@@ -541,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_activations(args)
         if args.command == "saliency":
             return cmd_saliency(args)
+        if args.command == "augment":
+            return cmd_augment(args)
         return cmd_weights(args)
     except (CliError, images.ImageError, models.WeightsError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__

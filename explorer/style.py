@@ -381,7 +381,8 @@ class StyleResult:
             ``content``, ``style``, ``tv``, ``total`` (unweighted eq. (4), (3), R_V^beta and the
             weighted total of eq. (5) + TV), ``style_layers`` (E_l per layer) and ``seconds``
             (elapsed wall clock).
-        snapshots: (step, image) pairs taken every ``preview_every`` steps.
+        snapshots: (step, image) pairs taken every ``preview_every`` steps (and at the
+            ``snapshot_steps`` asked for), in step order.
         settings: the settings used.
         weights: ``"imagenet"``, ``"file"`` or ``"untrained"``; ``weights_label`` is the text to show.
         device, precision: where and how the network ran.
@@ -459,6 +460,9 @@ class StyleTransfer:
         style_channels: per style layer, the channel indices (1-D long tensor) whose Gram the
             style loss compares (the channel-selection variant of guided transfer); the target
             for such a layer must be the (K, K) Gram of those channels. ``None``: all channels.
+        snapshot_steps: steps k (0..steps) whose image is also kept in ``snapshots`` (and sent
+            as a preview), besides every ``preview_every``-th step: e.g. the iteration columns of
+            a parameter sweep, taken from one run. ``None``: only the regular ones.
 
     Raises:
         UnknownLayerError: a content/style layer the network does not have.
@@ -469,8 +473,13 @@ class StyleTransfer:
                  targets: dict[str, torch.Tensor] | None = None,
                  style_channels: dict[str, torch.Tensor] | None = None, *,
                  seeds: Sequence[int] | None = None,
-                 loss_weights: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 loss_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 snapshot_steps: Iterable[int] | None = None):
         settings.validate()
+        self.snapshot_steps = frozenset(int(k) for k in (snapshot_steps or ()))
+        if any(not 0 <= k <= settings.steps for k in self.snapshot_steps):
+            raise ValueError(f"snapshot steps must be between 0 and {settings.steps}; "
+                             f"got {sorted(self.snapshot_steps)}")
         self.model = model
         self.settings = settings
         self.device = model.device
@@ -608,9 +617,10 @@ class StyleTransfer:
                                      preview=self.last_good.cpu().clone(), message=self.stopped, done=True)
             h = self._record(k, record["terms"], record["loss"])
             preview = None
-            if k == 0 or k % s.preview_every == 0 or k == s.steps:
+            wanted = k in self.snapshot_steps
+            if k == 0 or k % s.preview_every == 0 or k == s.steps or wanted:
                 preview = self.last_good.detach().cpu().clone()
-                if k > 0:
+                if k > 0 or wanted:
                     self.snapshots.append((k, preview))
             return ProgressEvent(k, s.steps, self.seconds, _main_losses(h), preview=preview, done=k == s.steps)
 

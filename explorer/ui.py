@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
 import torch
 
-from . import activations, images, models, plots
+from . import activations, batch, images, models, plots
 from .progress import ProgressEvent
 from .runqueue import RunQueue, default_slots
 
@@ -32,6 +32,9 @@ __all__ = [
     "weights_notice",
     "image_picker",
     "content_style_pickers",
+    "style_blend_picker",
+    "content_blend_pickers",
+    "sweep_axis_picker",
     "run_events",
     "heavy_runs",
     "result_heading",
@@ -94,18 +97,35 @@ def _tensor_key(model: models.FeatureNet, image: torch.Tensor) -> tuple:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _style_targets(_model: models.FeatureNet, _style: torch.Tensor, key: tuple, layers: tuple, pooling: str) -> dict:
+def _style_targets(_model: models.FeatureNet, _style, key: tuple, layers: tuple, pooling: str) -> dict:
     from .style import style_targets
 
     return {k: v.cpu() for k, v in style_targets(_model, _style, layers, pooling=pooling).items()}
 
 
-def cached_style_targets(model: models.FeatureNet, style: torch.Tensor, settings) -> dict:
+def cached_style_targets(model: models.FeatureNet, style, settings, layers: Sequence[str] | None = None) -> dict:
     """Style Gram targets (float32) of a style image already at the run's working size
-    ((1, 3, H, W) in [0, 1], as :func:`explorer.style.prepare_images` returns it), cached per
-    image content, model, layers and pooling (``st.cache_data``), so re-running with other
-    alpha/beta or step counts does not recompute them. Returns dict layer -> (N_l, N_l) CPU tensor."""
-    return _style_targets(model, style, _tensor_key(model, style), tuple(settings.style_layers), settings.pooling)
+    ((1, 3, H, W) in [0, 1], as :func:`explorer.style.prepare_images` returns it), or of a blend:
+    a list of (image, weight) pairs (:func:`explorer.style.style_targets` normalizes the weights
+    to sum to 1). Cached per image content and weight of every image, model, layers and pooling
+    (``st.cache_data``), so re-running with other alpha/beta or step counts does not recompute
+    them. ``layers`` defaults to ``settings.style_layers``.
+
+    Returns:
+        dict layer -> (N_l, N_l) float32 CPU tensor.
+
+    Raises:
+        ValueError: no image, or weights that do not sum to a positive number.
+    """
+    layers = tuple(settings.style_layers if layers is None else layers)
+    if isinstance(style, torch.Tensor):
+        return _style_targets(model, style, _tensor_key(model, style), layers, settings.pooling)
+    pairs = [(t, float(w)) for t, w in style]
+    total = sum(w for _, w in pairs)
+    if not pairs or not total > 0:
+        raise ValueError("the style weights must sum to a positive number")
+    key = tuple((_tensor_key(model, t), w / total) for t, w in pairs)
+    return _style_targets(model, pairs, key, layers, settings.pooling)
 
 
 # st.cache_resource, not st.cache_data: the arrays are large (64 MB for relu1_1 at 512 px) and
@@ -274,6 +294,136 @@ def content_style_pickers(content_key: str = "content", style_key: str = "style"
     return content, content_ref, style_img, style_ref
 
 
+def _add_style_slot(slots_key: str) -> None:
+    slots = st.session_state[slots_key]
+    st.session_state[slots_key] = [*slots, max(slots) + 1]
+
+
+def _remove_style_slot(slots_key: str, slot: int) -> None:
+    st.session_state[slots_key] = [s for s in st.session_state[slots_key] if s != slot]
+
+
+def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = batch.MAX_STYLES):
+    """One to ``max_styles`` style pickers (:func:`image_picker` over the bundled style samples),
+    with "Add style image" and "Remove" buttons and, when there are two or more, a weight slider
+    each (0 to 1) and the normalized weights (they are divided by their sum).
+
+    One style image is the default, and then the picker looks like a single image picker (its
+    widget keys are those of ``image_picker(key=key)``). Further images use the keys
+    ``{key}_2``, ``{key}_3``, ... (by the order they were added, not their position), weight
+    sliders ``{key}_weight_N``, buttons ``{key}_add`` and ``{key}_remove_N``.
+
+    Returns:
+        list of (image, ref, weight) (weight 1.0 for a single image), or ``None`` when a picker
+        has no usable image yet or all weights are 0 (an error line is shown).
+    """
+    state = st.session_state
+    slots_key = f"{key}_slots"
+    slots = state.setdefault(slots_key, [0])
+    multi = len(slots) > 1
+    names = list(images.SAMPLE_STYLE)
+    picked = []
+    for n, slot in enumerate(slots):
+        pkey = key if slot == 0 else f"{key}_{slot + 1}"
+        if multi:
+            st.markdown(f"**Style image {n + 1}**")
+        img, ref = image_picker("Style image", images.SAMPLE_STYLE, key=pkey, default=slot % len(names))
+        weight = 1.0
+        if multi:
+            weight = st.slider("Weight", 0.0, 1.0, 1.0, 0.05, key=f"{key}_weight_{slot}",
+                               help="Weights are divided by their sum: two images at 1.0 blend 50/50")
+        if img is not None:
+            st.image(img.image, caption=f"Style: {img.name}", width=width // 2 if multi else width)
+        if multi:
+            st.button("Remove", key=f"{key}_remove_{slot}", on_click=_remove_style_slot, args=(slots_key, slot),
+                      help="Remove this style image from the blend")
+        picked.append((img, ref, float(weight)))
+    if len(slots) < max_styles:
+        st.button("Add style image", key=f"{key}_add", on_click=_add_style_slot, args=(slots_key,),
+                  help=f"Blend up to {max_styles} style images: the style target is the weighted mean of their "
+                       "Gram matrices")
+    if multi:
+        total = sum(w for _, _, w in picked)
+        if not total > 0:
+            st.error("The style weights sum to 0: give at least one style image a positive weight.")
+            return None
+        st.caption("Blend (normalized weights): " + ", ".join(
+            f"{img.name if img is not None else '?'} {w / total:.0%}" for img, _, w in picked))
+    if any(img is None for img, _, _ in picked):
+        return None
+    return picked
+
+
+def content_blend_pickers(content_key: str = "content", style_key: str = "style", width: int = 320):
+    """Two columns: a content picker and a :func:`style_blend_picker` (1 to 6 style images with
+    weights). With one style image it looks and behaves like :func:`content_style_pickers`
+    (same widget keys).
+
+    Returns:
+        (content, content_ref, styles): content and ref as :func:`image_picker` returns them;
+        styles as :func:`style_blend_picker` returns them (list of (image, ref, weight) or None).
+    """
+    left, right = st.columns(2)
+    with left:
+        content, content_ref = image_picker("Content image", images.SAMPLE_CONTENT, key=content_key)
+        if content is not None:
+            st.image(content.image, caption=f"Content: {content.name}", width=width)
+    with right:
+        styles = style_blend_picker(style_key, width=width)
+    return content, content_ref, styles
+
+
+_AXIS_DEFAULTS = {"steps": "10, 20, 40", "seed": "0, 1, 2"}
+_AXIS_CHOICES = {
+    "init": (["content", "noise", "style"], ["content", "noise", "style"]),
+    "optimizer": (["adam", "lbfgs"], ["adam", "lbfgs"]),
+    "style_layers": (list(batch.STYLE_LAYER_SETS), ["shallow", "middle", "deep"]),
+}
+_RATIO_STOPS = [float(f"1e{k}") for k in range(-14, 4)]
+
+
+def sweep_axis_picker(label: str, key: str, *, default: str = "ratio", optional: bool = False,
+                      exclude: Sequence[str] = ()) -> tuple[batch.SweepAxis | None, bool]:
+    """Choose a sweep parameter and its values: a selectbox over :data:`explorer.batch.AXIS_NAMES`
+    (without ``exclude``; with a "none" entry when ``optional``), then the values: a log-scale
+    range and a count for the ratio (:func:`explorer.batch.log_ratios`), a comma-separated list
+    for steps and seeds, a multiselect for initialization, layer sets and optimizer.
+
+    Returns:
+        (axis, ok): the axis, or None when "none" is chosen (ok True) or the values are bad
+        (ok False; a one-line error is shown).
+    """
+    names = [n for n in batch.AXIS_NAMES if n not in exclude]
+    options = (["none"] if optional else []) + names
+    name = st.selectbox(label, options, index=options.index(default) if default in options else 0,
+                        key=f"{key}_name",
+                        format_func=lambda n: "nothing (one row)" if n == "none" else batch.AXIS_TITLES[n])
+    if name == "none":
+        return None, True
+    try:
+        if name == "ratio":
+            lo, hi = st.select_slider("Ratio α/β from … to (log scale)", _RATIO_STOPS, value=(1e-9, 1e-5),
+                                      key=f"{key}_ratio_range", format_func=lambda v: f"{v:.0e}")
+            n = st.slider("How many ratios", 1, batch.MAX_AXIS_VALUES, 3, key=f"{key}_ratio_count")
+            axis = batch.SweepAxis("ratio", batch.log_ratios(lo, hi, n))
+        elif name in _AXIS_DEFAULTS:
+            text = st.text_input("Steps to show (one run, photographed at each)" if name == "steps" else "Seeds",
+                                 _AXIS_DEFAULTS[name], key=f"{key}_{name}_values",
+                                 help="Numbers separated by commas")
+            axis = batch.parse_axis(name, text)
+        else:
+            choices, default_values = _AXIS_CHOICES[name]
+            fmt = (lambda v: batch.SweepAxis(name, (v,)).labels[0]) if name != "init" else str
+            picked = st.multiselect("Values", choices, default=default_values, key=f"{key}_{name}_values",
+                                    format_func=fmt)
+            axis = batch.SweepAxis(name, tuple(picked))
+    except ValueError as exc:
+        st.error(one_line(exc))
+        return None, False
+    st.caption(f"{len(axis.values)} value(s): " + ", ".join(axis.labels))
+    return axis, True
+
+
 def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mapping[str, float] | None = None,
                preview_caption: str = "Current image") -> ProgressEvent | None:
     """Render a computation's progress events: a progress bar with step count and elapsed
@@ -370,14 +520,24 @@ def finish_run(name: str, **fields) -> None:
     st.session_state[f"{name}_result"] = {**st.session_state.get(f"{name}_pending", {}), "stopped": None, **fields}
 
 
-def recover_stopped_run(name: str) -> None:
+def recover_stopped_run(name: str, partial_result: Callable[[dict], dict | None] | None = None) -> None:
     """Call near the top of a page: if the previous script run was interrupted mid-run (Stop,
-    or any widget change, reruns the script), keep its last preview as a partial result."""
+    or any widget change, reruns the script), keep its last preview as a partial result.
+
+    ``partial_result``, when given, builds the result fields from the partial state (the dict
+    :func:`run_events` kept: ``preview``, ``rows``, ``step``, ``total``) instead, e.g. the cells
+    a sweep finished; returning None keeps no result."""
     state = st.session_state
     if not state.get(f"{name}_running"):
         return
     state[f"{name}_running"] = False
     partial = state.get(f"{name}_partial") or {}
+    if partial_result is not None:
+        fields = partial_result(partial)
+        if fields:
+            state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), **fields,
+                                       "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
+        return
     if partial.get("preview") is not None:
         state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), "image": partial["preview"],
                                    "history": partial.get("rows", []), "report": None,

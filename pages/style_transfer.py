@@ -8,14 +8,15 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import images, plots, style, ui
+from explorer import batch, images, plots, style, ui
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
 
 model = ui.sidebar_model(("vgg19", "vgg16"), key="style_model")
 
-content, content_ref, style_img, style_ref = ui.content_style_pickers("content", "style", width=320)
+# one style image by default; "Add style image" blends up to 6 (weighted mean of their Gram matrices)
+content, content_ref, styles = ui.content_blend_pickers("content", "style", width=320)
 
 with st.expander("What do alpha, beta, the layers and TV do?"):
     st.markdown("The network describes the **content** of an image by its activations at one deep layer, "
@@ -33,7 +34,11 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
         "patterns. **Content layer** relu4_2 keeps the layout but not exact pixels.\n"
         "- **Naming**: the papers' `conv1_1` is rectified in Caffe, so the defaults here are the post-ReLU "
         "`relu*` outputs; the pre-ReLU `conv*` outputs can be picked too.\n"
-        "- **TV** (total variation) smooths the image; its exponent below 2 keeps edges sharper.")
+        "- **TV** (total variation) smooths the image; its exponent below 2 keeps edges sharper.\n"
+        "- **Several style images** (*Add style image*): the style target of each layer is the weighted mean "
+        "of their Gram matrices, with the weights divided by their sum. Each style image is scaled to the "
+        "working size (long side, aspect ratio kept) and each Gram matrix is divided by its own number of "
+        "positions, so images of different sizes count the same.")
 
 defaults = style.StyleSettings()
 with st.expander("Settings", expanded=False):
@@ -72,7 +77,7 @@ try:
 except ValueError as exc:
     st.error(ui.one_line(exc))
 
-ready = model is not None and content is not None and style_img is not None and settings is not None
+ready = model is not None and content is not None and styles is not None and settings is not None
 b1, b2 = st.columns([1, 5])
 run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run")
 if b2.button("Stop", key="stop"):
@@ -82,16 +87,20 @@ state = st.session_state
 ui.recover_stopped_run("style")
 
 if run_clicked and ready:
-    c, s = style.prepare_images(content.image, style_img.image, settings.size)
     try:
-        targets = ui.cached_style_targets(model, s, settings)
-        run = style.StyleTransfer(model, c, s, settings, targets=targets)
+        c, blend = batch.prepare_blend(content.image, [(img.image, w) for img, _, w in styles], settings.size)
+        targets = ui.cached_style_targets(model, blend if len(blend) > 1 else blend[0][0], settings)
+        run = style.StyleTransfer(model, c, blend, settings, targets=targets)
     except ValueError as exc:
         st.error(ui.one_line(exc))
     else:
-        ui.start_run("style", {"inputs": {"content": content_ref, "style": style_ref},
+        total_w = sum(w for _, _, w in styles)
+        ui.start_run("style", {"inputs": {"content": content_ref,
+                                          "style": batch.format_style_spec([(r, w) for _, r, w in styles])},
                                "settings": settings.to_dict(), "weights_label": model.weights.label,
-                               "content_image": content.image, "style_image": style_img.image})
+                               "content_image": content.image, "style_images": [img.image for img, _, _ in styles],
+                               "style_captions": ["Style"] if len(styles) == 1 else
+                               [f"Style {img.name} ({w / total_w:.0%})" for img, _, w in styles]})
         ui.run_events(run, state_key="style_partial",
                       scale={"content": settings.content_weight, "style": settings.style_weight,
                              "tv": settings.tv_weight})
@@ -106,7 +115,7 @@ if res:
     ui.result_heading(res)
     cols = st.columns(3)
     cols[0].image(res["content_image"], caption="Content", width="stretch")
-    cols[1].image(res["style_image"], caption="Style", width="stretch")
+    cols[1].image(res["style_images"], caption=res["style_captions"], width="stretch")
     cols[2].image(res["image"], caption=f"Result ({res['weights_label']})", width="stretch")
     pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
     d1, d2, _ = st.columns([1, 1.4, 2])

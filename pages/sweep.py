@@ -1,0 +1,158 @@
+"""Parameter sweep page: a grid of style transfers over one or two parameters, side by side with
+their losses; the grid (PNG) and the numbers (CSV) download."""
+
+import json
+
+import streamlit as st
+
+from explorer import ui
+
+ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+
+from explorer import batch, images, style, ui
+
+st.title("Parameter sweep")
+st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
+           "what each does to the picture and to the losses (Gatys, Ecker & Bethge, CVPR 2016).")
+
+model = ui.sidebar_model(("vgg19", "vgg16"), key="sweep_model")
+content, content_ref, style_img, style_ref = ui.content_style_pickers("sweep_content", "sweep_style", width=200)
+
+with st.expander("What does each parameter do, and what should I look for?"):
+    st.markdown(
+        "- **Content/style ratio α/β**: how much the optimizer cares about keeping the photo's layout (α, the "
+        "content loss at relu4_2) against matching the style's texture statistics (β, the Gram matrices). A "
+        "*smaller* ratio means *more* style. Each cell uses α = the content weight below and β = α / ratio; the "
+        "values are spaced evenly on a log scale. Look for the ratio where the photo starts to dissolve into "
+        "texture.\n"
+        "- **Iterations**: *one* run, photographed at the chosen steps (not separate runs). Look at how fast the "
+        "losses fall and when the picture stops changing: colours come first, larger patterns later.\n"
+        "- **Seed**: the random start when starting from *noise*. Different seeds give different arrangements "
+        "of the same texture (a Gram matrix does not record *where* things are). Starting from the content "
+        "image, the seed changes nothing.\n"
+        "- **Initialization**: start from the content photo (keeps its layout, fastest), white noise (pure "
+        "synthesis: needs many more steps, or a larger learning rate) or the style image.\n"
+        "- **Style layers**: *shallow* (relu1_1, relu2_1) carry colours and fine grain, *deep* (relu4_1, "
+        "relu5_1) larger motifs; *all five* is the paper's choice. Each layer weighs 1/L of its own set, so "
+        "style losses of different sets are not comparable with each other.\n"
+        "- **Optimizer**: L-BFGS (the paper's) usually gets lower in fewer steps; Adam moves each pixel by at "
+        "most about its learning rate per step, slower but steady.\n\n"
+        "Under each cell: its **content** loss (eq. 4), **style** loss (eq. 3, unweighted) and the **total** the "
+        "optimizer minimized (α content + β style). Compare totals only between cells with the same α and β.\n\n"
+        "**Batching**: cells that differ only in the seed (and, with Adam, in α/β) are computed together, as one "
+        "batch of images through the network, which is faster than one after another. Adam treats every pixel "
+        "on its own, so a batched image gets exactly the run it would get alone. L-BFGS keeps one memory of "
+        "past gradients for everything it optimizes, so batching would couple the images: with L-BFGS every "
+        "seed and ratio is its own run, one after another.")
+    if model is not None and model.weights.untrained:
+        st.markdown("**With untrained weights** the features are not ImageNet's, so the usual ratios (the paper's "
+                    "1e-3 at Caffe's pixel scale, about 1e-6 to 1e-7 here with ImageNet weights) do not balance "
+                    "content and style the same way: a ratio sweep is exactly how to find the range where the "
+                    "picture changes (from about 1e-9 to 1e-5 at 96 px).")
+
+st.subheader("What to vary")
+a1, a2 = st.columns(2)
+with a1:
+    axis1, ok1 = ui.sweep_axis_picker("Rows", "sweep_rows", default="ratio")
+with a2:
+    axis2, ok2 = ui.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
+                                      exclude=(axis1.name,) if axis1 is not None else ())
+
+defaults = style.StyleSettings()
+with st.expander("Base settings (every cell starts from these)"):
+    c1, c2, c3 = st.columns(3)
+    size = c1.slider("Working size (long side, px)", 64, 256, 96, step=16, key="sweep_size",
+                     help="Small is quick: a 3 x 3 grid at 96 px takes well under a minute on a laptop CPU")
+    steps = c1.number_input("Steps per run", 1, 2000, 40, key="sweep_steps",
+                            help="An iterations axis replaces this by its largest step")
+    optimizer = c1.selectbox("Optimizer", ["adam", "lbfgs"], key="sweep_optimizer",
+                             format_func={"adam": "Adam", "lbfgs": "L-BFGS"}.get)
+    lr = c1.number_input("Learning rate (0 = default: 1 for L-BFGS, 0.02 for Adam)", 0.0, 100.0, 0.0,
+                         format="%.4f", key="sweep_lr")
+    alpha = c2.number_input("Content weight α", 0.0, 1e12, defaults.content_weight, format="%.3g",
+                            key="sweep_alpha", help="A ratio axis keeps α and sets β = α / ratio")
+    beta = c2.number_input("Style weight β", 0.0, 1e15, defaults.style_weight, format="%.3g", key="sweep_beta",
+                           help="Not used by a ratio axis")
+    init = c3.selectbox("Start from", ["content", "noise", "style"], key="sweep_init")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="sweep_seed")
+    layer_set = c3.selectbox("Style layers", list(batch.STYLE_LAYER_SETS), key="sweep_layers",
+                             index=list(batch.STYLE_LAYER_SETS).index("all five"),
+                             format_func=lambda n: f"{n} ({', '.join(batch.STYLE_LAYER_SETS[n])})")
+
+axes = [a for a in (axis1, axis2) if a is not None]
+names = {a.name for a in axes}
+if "seed" in names and init != "noise" and "init" not in names:
+    st.info("The seed only changes the *noise* start: set **Start from** to noise in the base settings, or every "
+            "seed gives the same picture.")
+
+settings = sweep = None
+try:
+    settings = style.StyleSettings(size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None),
+                                   content_weight=float(alpha), style_weight=float(beta), init=init, seed=int(seed),
+                                   style_layers=batch.STYLE_LAYER_SETS[layer_set], preview_every=5,
+                                   model=model.name if model else "vgg19")
+    if model is not None and content is not None and style_img is not None and axis1 is not None and ok2:
+        c, s = style.prepare_images(content.image, style_img.image, settings.size)
+        sweep = batch.Sweep(model, c, s, settings, axis1, axis2)  # plans only; runs when iterated
+except ValueError as exc:
+    st.error(ui.one_line(exc))
+
+if sweep is not None:
+    sizes = [p.batch for p in sweep.plan]
+    st.caption(f"Plan: {sweep.shape[0] * sweep.shape[1]} cells from {len(sizes)} optimization "
+               f"run(s) of {sweep.run_steps} steps" + (f", batches of {', '.join(map(str, sizes))} images"
+                                                       if max(sizes) > 1 else "") + ".")
+
+b1, b2 = st.columns([1, 5])
+run_clicked = b1.button("Run sweep", type="primary", disabled=sweep is None, key="sweep_run")
+b2.button("Stop", key="sweep_stop")
+
+state = st.session_state
+
+
+def outputs(sw: batch.Sweep) -> dict | None:
+    """The result fields of a (possibly stopped) sweep: grid image, table, CSV, summary line."""
+    cells = sw.cells
+    if not cells:
+        return None
+    rows, cols = sw.row_labels, sw.col_labels
+    grid = batch.sweep_grid_image(cells, rows=rows, cols=cols, row_title=sw.axes[0].title if len(sw.axes) > 1 else "",
+                                  col_title=sw.axes[-1].title, title=f"{model.weights.label if model else ''}",
+                                  cell_px=max(160, *sw.content.shape[-2:]))  # readable on a projector
+    n_runs = len({c.run for c in cells})
+    summary = (f"{len(cells)} cells from {n_runs} optimization run(s) in {sw.seconds:.1f} s: "
+               f"{sw.seconds / len(cells):.2f} s per cell.")
+    return {"grid": grid, "table": batch.sweep_table(cells), "csv": batch.sweep_csv(cells), "summary": summary,
+            "report": sw.report()}
+
+
+# a Stop (or any widget change) mid-sweep reruns this script: keep the cells finished so far
+ui.recover_stopped_run("sweep", lambda partial: outputs(state["sweep_live"]) if state.get("sweep_live") else None)
+state.pop("sweep_live", None)
+
+if run_clicked and sweep is not None:
+    try:
+        targets = ui.cached_style_targets(model, sweep.style, settings, layers=sweep.style_layers)
+        sweep = batch.Sweep(model, sweep.content, sweep.style, settings, axis1, axis2, targets=targets)
+    except ValueError as exc:
+        st.error(ui.one_line(exc))
+    else:
+        ui.start_run("sweep", {"inputs": {"content": content_ref, "style": style_ref},
+                               "weights_label": model.weights.label})
+        state["sweep_live"] = sweep
+        ui.run_events(sweep, state_key="sweep_partial", preview_caption="Current run's images")
+        ui.finish_run("sweep", **(outputs(sweep) or {}))
+        state.pop("sweep_live", None)
+
+res = state.get("sweep_result")
+if res and res.get("grid") is not None:
+    ui.result_heading(res)
+    st.image(res["grid"], caption=f"Sweep ({res['weights_label']})")
+    st.caption(res["summary"] + " Cells of one batch share their run's seconds.")
+    st.dataframe(res["table"], hide_index=True)
+    pnginfo = {"weights": res["weights_label"], "sweep": json.dumps({**res["report"], "inputs": res["inputs"]})}
+    d1, d2, _ = st.columns([1, 1, 3])
+    d1.download_button("Download grid (PNG)", images.png_bytes(res["grid"], pnginfo=pnginfo), file_name="sweep.png",
+                       mime="image/png", key="sweep_download_png")
+    d2.download_button("Download numbers (CSV)", res["csv"], file_name="sweep.csv", mime="text/csv",
+                       key="sweep_download_csv")

@@ -1,0 +1,491 @@
+"""Dataset augmentation (explorer.augment and ``python -m explorer augment``).
+
+CPU, untrained VGG19 (the session fixture), tiny datasets made here: two classes, 40-48 px
+images, 48 px working size, 1-2 Adam steps, batch size 2. The properties checked (class layout,
+manifest, determinism, resuming, skipping bad files, shards, atomic writes) do not depend on
+whether the stylization looks good, so one or two steps are enough.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from explorer import augment, images
+from explorer.augment import AugmentSettings, Augmentation, Shard
+from tests.helpers import error_line, picture, run_cli, stripes
+
+GOOD = ["cats/a.png", "cats/b.jpg", "dogs/c.png", "dogs/d.png", "dogs/e.png"]
+SHAPES = {"cats/a.png": (40, 48), "cats/b.jpg": (48, 40), "dogs/c.png": (48, 48), "dogs/d.png": (40, 48),
+          "dogs/e.png": (44, 48)}  # (h, w)
+
+
+def _pil(t: torch.Tensor) -> Image.Image:
+    return images.to_pil(t)
+
+
+def make_dataset(root: Path) -> Path:
+    for i, (rel, (h, w)) in enumerate(SHAPES.items()):
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        t = picture(h, w) if i % 2 == 0 else 0.3 + 0.5 * stripes(h, w)
+        _pil(t.roll(3 * i, dims=-1)).save(p)
+    return root
+
+
+def make_styles(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    _pil(stripes(48, 48)).save(root / "stripes.png")
+    _pil(picture(48, 40).flip(-1)).save(root / "disc.png")
+    return root
+
+
+def add_bad_files(root: Path) -> dict[str, str]:
+    """A truncated PNG, a text file named .png, a too-small image and a non-image name;
+    returns path -> a word its skip reason must contain."""
+    buf = io.BytesIO()
+    _pil(picture(48, 48)).save(buf, "PNG")
+    (root / "cats" / "broken.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (root / "dogs" / "text.png").write_text("not a picture at all")
+    _pil(picture(20, 20)).save(root / "dogs" / "tiny.png")
+    (root / "cats" / "notes.txt").write_text("labels")
+    return {"cats/broken.png": "corrupt", "dogs/text.png": "not an image", "dogs/tiny.png": "too small",
+            "cats/notes.txt": "not an image file name"}
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_dataset(tmp_path / "in"), make_styles(tmp_path / "styles")
+
+
+def settings(**kw) -> AugmentSettings:
+    base = dict(variants=2, batch_size=2, steps=1, size=48, ratio_range=(1e4, 1e6), seed=7)
+    return AugmentSettings(**{**base, **kw})
+
+
+def run_all(model, input_dir, styles_dir, out, s=None, shard=Shard()):
+    run = Augmentation(model, input_dir, augment.load_styles(styles_dir), out, s or settings(), shard=shard)
+    events = list(run)
+    return run, events
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def outputs(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+
+
+def expected_outputs(sources=GOOD, variants=2) -> set[str]:
+    stems = {s: s.rsplit(".", 1)[0] for s in sources}
+    return {f"{stems[s]}__v{k}.png" for s in sources for k in range(variants)}
+
+
+# --------------------------------------------------------------------------- layout and manifest
+
+
+def test_outputs_keep_the_class_folders_and_the_manifest_lists_every_output(vgg19, data, tmp_path):
+    input_dir, styles_dir = data
+    out = tmp_path / "out"
+    run, events = run_all(vgg19, input_dir, styles_dir, out)
+    assert outputs(out) == expected_outputs()
+    assert {p.name for p in out.iterdir() if p.is_dir()} == {"cats", "dogs"}
+
+    rows = read_rows(out / "manifest.csv")
+    assert list(rows[0]) == list(augment.MANIFEST_COLUMNS)
+    assert sorted(r["output"] for r in rows) == sorted(expected_outputs())
+    plan = {j.output: j for j in augment.plan_jobs(augment.list_inputs(input_dir), 2, run.settings)}
+    style_names = ["disc.png", "stripes.png"]  # sorted
+    for r in rows:
+        job = plan[r["output"]]
+        assert r["source"] == job.source and r["class"] == job.source.split("/")[0]
+        assert int(r["variant"]) == job.variant and r["output"].endswith(f"__v{job.variant}.png")
+        assert r["styles"] == style_names[job.styles[0]]
+        assert float(r["style_weights"]) == 1.0
+        assert float(r["ratio"]) == job.ratio and 1e4 <= job.ratio <= 1e6
+        assert int(r["steps"]) == 1 and int(r["size"]) == 48 and int(r["seed"]) == 7
+        assert int(r["job_seed"]) == job.seed and int(r["batch"]) in (1, 2)
+        assert "untrained" in r["weights"] and len(r["job"]) == 12
+        with Image.open(out / r["output"]) as im:
+            assert im.size == (int(r["width"]), int(r["height"])) and max(im.size) == 48
+            assert "untrained" in im.text["weights"]
+        c, s_, total = float(r["content_loss"]), float(r["style_loss"]), float(r["total_loss"])
+        assert all(math.isfinite(v) for v in (c, s_, total)) and float(r["seconds"]) >= 0
+        # alpha = 1, beta = ratio, no TV: the total is eq. (5) of the recorded terms
+        assert total == pytest.approx(c + job.ratio * s_, rel=1e-3)
+    # both style images are used across 10 outputs, and each image's variants differ
+    assert {r["styles"] for r in rows} == set(style_names)
+    assert read_rows(out / "skipped.csv") == []
+    # progress: images done out of this run's total, with rate and ETA; previews of finished batches
+    assert events[-1].done and events[-1].step == events[-1].total == 10
+    assert any("images/min" in (e.stage or "") and "ETA" in (e.stage or "") for e in events)
+    assert sum(e.preview is not None for e in events) == 5  # one per batch: each image's 2 variants
+    assert run.summary()["written"] == 10
+
+
+def test_traditional_after_is_applied_to_the_stylized_image(vgg19, data, tmp_path):
+    """The same jobs with flip applied after stylization give exactly the mirrored images of
+    the plain run where the draw says flip=yes, and the same images where it says no."""
+    input_dir, styles_dir = data
+    plain, flipped = tmp_path / "plain", tmp_path / "flipped"
+    run_all(vgg19, input_dir, styles_dir, plain, settings(variants=1))
+    run_all(vgg19, input_dir, styles_dir, flipped, settings(variants=1, traditional="flip", traditional_at="after"))
+    rows = {r["output"]: r for r in read_rows(flipped / "manifest.csv")}
+    assert {r["traditional"] for r in rows.values()} <= {"flip=yes", "flip=no"}
+    for name, r in rows.items():
+        a = torch.from_numpy(np.array(Image.open(plain / name)))
+        b = torch.from_numpy(np.array(Image.open(flipped / name)))
+        assert torch.equal(a.flip(1) if r["traditional"] == "flip=yes" else a, b), name
+
+
+def test_apply_traditional_keeps_the_shape_and_describes_what_it_did():
+    x = picture(40, 48)
+    job = augment.Job("c/x.png", "c", 0, "c/x__v0.png", (0,), (1.0,), 1.0, 1, 48, 0,
+                      flip=True, crop=(0.6, 1.2, 0.5, 0.0), jitter=(1.2, 0.8, 1.1, 0.02))
+    y, how = augment.apply_traditional(x, job)
+    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+    flip, crop, jitter = how.split(";")
+    assert flip == "flip=yes" and jitter == "jitter=1.2,0.8,1.1,+0.02"
+    top, left, h, w = (int(v) for v in crop[len("crop="):].split(","))
+    assert top == 0 and 0 < h <= 40 and 0 < w <= 48 and h * w == pytest.approx(0.6 * 40 * 48, rel=0.1)
+    only_flip = augment.Job(**{**job.__dict__, "crop": None, "jitter": None})
+    y, how = augment.apply_traditional(x, only_flip)
+    assert how == "flip=yes" and torch.equal(y, x.flip(-1))
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def _manifest_without_seconds(path: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_rows(path)]
+
+
+def test_same_seed_gives_identical_images_and_manifest(vgg19, data, tmp_path):
+    """With blends, traditional augmentation and a steps range drawn per output."""
+    input_dir, styles_dir = data
+    s = dict(traditional="flip,crop,jitter", steps=(1, 2), blend=2, weight_range=(0.1, 1.0), variants=1)
+    run_all(vgg19, input_dir, styles_dir, tmp_path / "one", settings(**s))
+    run_all(vgg19, input_dir, styles_dir, tmp_path / "two", settings(**s))
+    assert outputs(tmp_path / "one") == outputs(tmp_path / "two") == expected_outputs(variants=1)
+    for name in outputs(tmp_path / "one"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    rows = _manifest_without_seconds(tmp_path / "one" / "manifest.csv")
+    assert rows == _manifest_without_seconds(tmp_path / "two" / "manifest.csv")
+    # the draws are recorded: a blend of both styles with weights summing to 1, the traditional ops
+    for r in rows:
+        assert r["styles"] == "disc.png;stripes.png" and r["steps"] in ("1", "2")
+        w = [float(v) for v in r["style_weights"].split(";")]
+        assert sum(w) == pytest.approx(1.0, abs=2e-4) and all(v > 0 for v in w)
+        flip, crop, jitter = r["traditional"].split(";")
+        assert flip in ("flip=yes", "flip=no") and crop.startswith("crop=") and jitter.startswith("jitter=")
+        assert r["traditional_at"] == "before"
+    assert len({r["style_weights"] for r in rows}) == 5  # every output has its own blend
+    # another seed draws other weights, ratios and crops
+    other = augment.plan_jobs(GOOD, 2, settings(**s, seed=8))
+    mine = augment.plan_jobs(GOOD, 2, settings(**s))
+    assert [(j.ratio, j.weights, j.crop) for j in other] != [(j.ratio, j.weights, j.crop) for j in mine]
+
+
+def test_a_job_depends_only_on_seed_source_and_variant():
+    """Draws do not move when other files come and go, when a shard or more variants are asked
+    for, or when another traditional op is switched on."""
+    s = settings(traditional="flip", variants=2)
+    base = {(j.source, j.variant): j for j in augment.plan_jobs(GOOD, 2, s)}
+    more = augment.plan_jobs(["aaa/new.png", *GOOD, "zzz/new.png"], 2, settings(traditional="flip", variants=3))
+    for j in more:
+        if (j.source, j.variant) in base:
+            assert j == base[(j.source, j.variant)]
+    jitter = augment.plan_jobs(GOOD, 2, settings(traditional="flip,jitter", variants=2))
+    assert [(j.styles, j.ratio, j.flip) for j in jitter] == [(j.styles, j.ratio, j.flip) for j in base.values()]
+
+
+# --------------------------------------------------------------------------- resuming
+
+
+class _Counter:
+    def __init__(self, monkeypatch):
+        self.calls, original = [], augment.StyleTransfer
+
+        def counting(*args, **kw):
+            self.calls.append(args[1].shape[0])
+            return original(*args, **kw)
+
+        monkeypatch.setattr(augment, "StyleTransfer", counting)
+
+
+def test_a_rerun_skips_what_is_done_and_resumes_an_interrupted_run(vgg19, data, tmp_path, monkeypatch):
+    input_dir, styles_dir = data
+    out = tmp_path / "out"
+    styles = augment.load_styles(styles_dir)
+    # interrupted after the second batch was written: close the loop there
+    run = Augmentation(vgg19, input_dir, styles, out, settings())
+    it = iter(run)
+    for ev in it:
+        if len(run.written) == 4:
+            break
+    it.close()
+    first = outputs(out)
+    assert len(first) == 4 and len(read_rows(out / "manifest.csv")) == 4
+    stamps = {n: (out / n).stat().st_mtime_ns for n in first}
+
+    counter = _Counter(monkeypatch)
+    run = Augmentation(vgg19, input_dir, styles, out, settings())
+    assert run.already_done == 4 and run.total == 6
+    list(run)
+    assert sum(counter.calls) == 6  # only the missing images were optimized
+    assert outputs(out) == expected_outputs()
+    assert {n: (out / n).stat().st_mtime_ns for n in first} == stamps  # untouched
+    rows = read_rows(out / "manifest.csv")
+    assert sorted(r["output"] for r in rows) == sorted(expected_outputs())
+
+    # a complete folder: nothing is optimized again
+    counter.calls.clear()
+    run = Augmentation(vgg19, input_dir, styles, out, settings())
+    assert run.total == 0
+    list(run)
+    assert counter.calls == []
+
+    # redone: an output whose file is gone, and one whose file exists but is not listed
+    gone, unlisted = "cats/a__v0.png", "dogs/c__v1.png"
+    (out / gone).unlink()
+    shard_log = out / "manifest.shard-0-of-1.csv"
+    kept = [r for r in read_rows(shard_log) if r["output"] != unlisted]
+    shard_log.write_text(augment._csv_text(augment.MANIFEST_COLUMNS, kept))
+    (out / "manifest.csv").unlink()
+    run = Augmentation(vgg19, input_dir, styles, out, settings())
+    assert sorted(j.output for j in run.pending) == sorted([gone, unlisted])
+    list(run)
+    assert sum(counter.calls) == 2
+    assert sorted(r["output"] for r in read_rows(out / "manifest.csv")) == sorted(expected_outputs())
+
+
+def test_a_folder_made_with_other_settings_is_refused(vgg19, data, tmp_path):
+    input_dir, styles_dir = data
+    run_all(vgg19, input_dir, styles_dir, tmp_path / "out", settings(variants=1))
+    with pytest.raises(augment.AugmentError, match="made with other settings"):
+        Augmentation(vgg19, input_dir, augment.load_styles(styles_dir), tmp_path / "out", settings(variants=1, seed=8))
+    # more variants of the same settings are fine: the first ones are kept
+    run = Augmentation(vgg19, input_dir, augment.load_styles(styles_dir), tmp_path / "out", settings(variants=2))
+    assert run.already_done == 5 and run.total == 5
+
+
+# --------------------------------------------------------------------------- bad inputs, atomic writes
+
+
+def test_bad_files_are_skipped_into_skipped_csv_and_the_run_goes_on(vgg19, data, tmp_path):
+    input_dir, styles_dir = data
+    bad = add_bad_files(input_dir)
+    out = tmp_path / "out"
+    run, events = run_all(vgg19, input_dir, styles_dir, out, settings(variants=1))
+    assert outputs(out) == expected_outputs(variants=1)  # every good image, before and after the bad ones
+    skipped = read_rows(out / "skipped.csv")
+    assert [r["path"] for r in skipped] == sorted(bad)
+    for r in skipped:
+        assert bad[r["path"]] in r["reason"] and "\n" not in r["reason"], r
+        assert r["path"] in r["reason"]
+    messages = [e.message for e in events if e.message]
+    assert len(messages) == 4 and all(m.startswith("skipped ") for m in messages)
+    assert len(read_rows(out / "manifest.csv")) == 5
+
+
+def _leftovers(out: Path) -> list[str]:
+    return [p.name for p in out.rglob(".*")]
+
+
+def test_writes_are_atomic_and_a_failed_write_loses_nothing_written(vgg19, data, tmp_path, monkeypatch):
+    input_dir, styles_dir = data
+    out = tmp_path / "out"
+    run_all(vgg19, input_dir, styles_dir, out, settings(variants=1))
+    assert _leftovers(out) == [] and len(outputs(out)) == 5
+
+    # the disk fills up while the 3rd image of a new run is encoded: half a PNG was written
+    original, calls = images.to_pil, []
+
+    class HalfWritten:
+        def __init__(self, img):
+            self.img = img
+
+        def save(self, fh, **kw):
+            fh.write(b"\x89PNG\r\n\x1a\n half")
+            raise OSError("No space left on device")
+
+    def failing(t):
+        calls.append(1)
+        return HalfWritten(original(t)) if len(calls) == 3 else original(t)
+
+    monkeypatch.setattr(augment.images, "to_pil", failing)
+    run = Augmentation(vgg19, input_dir, augment.load_styles(styles_dir), tmp_path / "out2", settings(variants=1))
+    with pytest.raises(OSError, match="No space left"):
+        list(run)
+    out2 = tmp_path / "out2"
+    assert _leftovers(out2) == []
+    assert len(outputs(out2)) == 2
+    for name in outputs(out2):
+        with Image.open(out2 / name) as im:
+            im.load()  # complete PNGs only
+    assert sorted(r["output"] for r in read_rows(out2 / "manifest.csv")) == sorted(outputs(out2))
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def test_shards_partition_the_inputs_exactly_and_share_one_output_folder(vgg19, data, tmp_path):
+    input_dir, styles_dir = data
+    add_bad_files(input_dir)
+    inputs = augment.list_inputs(input_dir)
+    assert inputs == sorted(inputs) and len(inputs) == 9
+    for n in (1, 2, 3, 4):
+        parts = [[p for k, p in enumerate(inputs) if Shard(i, n).takes(k)] for i in range(n)]
+        assert sorted(sum(parts, [])) == inputs  # every input exactly once
+        plans = [augment.plan_jobs(inputs, 2, settings(), Shard(i, n)) for i in range(n)]
+        assert sorted((j for p in plans for j in p), key=lambda j: j.output) == \
+            sorted(augment.plan_jobs(inputs, 2, settings()), key=lambda j: j.output)
+
+    out = tmp_path / "out"
+    runs = [run_all(vgg19, input_dir, styles_dir, out, settings(variants=1), shard=Shard(i, 2))[0] for i in range(2)]
+    assert {len(r.mine) for r in runs} == {4, 5}
+    assert outputs(out) == expected_outputs(variants=1)
+    assert sorted(r["output"] for r in read_rows(out / "manifest.csv")) == sorted(expected_outputs(variants=1))
+    per_shard = [read_rows(out / f"manifest.shard-{i}-of-2.csv") for i in range(2)]
+    assert not {r["output"] for r in per_shard[0]} & {r["output"] for r in per_shard[1]}
+    assert len(read_rows(out / "skipped.csv")) == 4
+
+
+def test_shard_parsing_and_the_torchrun_environment(monkeypatch):
+    assert Shard.parse("1/4") == Shard(1, 4) and str(Shard(1, 4)) == "1/4"
+    for bad in ("3/2", "2/2", "-1/2", "1", "a/b", "1/0"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+    assert augment.shard_from_env({}) is None
+    assert augment.shard_from_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}) == Shard(3, 8)
+    with pytest.raises(ValueError, match="RANK"):
+        augment.shard_from_env({"RANK": "8", "WORLD_SIZE": "8"})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert augment.device_from_env("auto", {"LOCAL_RANK": "1"}) == "auto"  # no GPU: unchanged
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert augment.device_from_env("auto", {"LOCAL_RANK": "1"}) == "cuda:1"
+    assert augment.device_from_env("cuda", {"LOCAL_RANK": "2"}) == "cuda:2"
+    assert augment.device_from_env("cpu", {"LOCAL_RANK": "2"}) == "cpu"
+    assert augment.device_from_env("auto", {}) == "auto"
+
+
+def test_output_names_keep_the_stem_and_stay_distinct():
+    stems = augment.output_stems(["c/a.png", "c/a.JPG", "c/b.png", "d/a.png", "top.png"])
+    assert stems == {"c/a.png": "c/a_png", "c/a.JPG": "c/a_JPG", "c/b.png": "c/b", "d/a.png": "d/a", "top.png": "top"}
+
+
+# --------------------------------------------------------------------------- zips (the page's input and output)
+
+
+def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = 0o120777 << 16
+            zf.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+def test_dataset_zips_are_unpacked_safely(tmp_path):
+    png = (tmp_path / "x.png")
+    _pil(picture(40, 40)).save(png)
+    data = png.read_bytes()
+    n = augment.extract_dataset_zip(_zip({"ds/cats/a.png": data, "ds/dogs/b.png": data, "ds/.DS_Store": b"x",
+                                          "__MACOSX/ds/cats/._a.png": b"x"}, symlink="ds/cats/link.png"),
+                                    tmp_path / "one")
+    assert n == 2 and augment.list_inputs(tmp_path / "one") == ["cats/a.png", "dogs/b.png"]  # top folder dropped
+    augment.extract_dataset_zip(_zip({"cats/a.png": data, "cats\\b.png": data}), tmp_path / "two")
+    assert augment.list_inputs(tmp_path / "two") == ["cats/a.png", "cats/b.png"]
+    for evil in ("../evil.png", "cats/../../evil.png", "/etc/evil.png", "C:/evil.png"):
+        with pytest.raises(augment.AugmentError, match="refusing"):
+            augment.extract_dataset_zip(_zip({"cats/a.png": data, evil: data}), tmp_path / "three")
+    assert not (tmp_path / "evil.png").exists()
+    with pytest.raises(augment.AugmentError, match="limit"):
+        augment.extract_dataset_zip(_zip({"cats/a.png": b"0" * 5000}), tmp_path / "four", max_bytes=4000)
+    with pytest.raises(augment.AugmentError, match="not a zip"):
+        augment.extract_dataset_zip(b"PK not really", tmp_path / "five")
+
+
+def test_zip_folder_holds_the_layout_and_the_two_csv_files(vgg19, data, tmp_path):
+    input_dir, styles_dir = data
+    run_all(vgg19, input_dir, styles_dir, tmp_path / "out", settings(variants=1))
+    blob = augment.zip_folder(tmp_path / "out")
+    names = zipfile.ZipFile(io.BytesIO(blob)).namelist()
+    assert sorted(names) == sorted(expected_outputs(variants=1) | {"manifest.csv", "skipped.csv"})
+    assert augment.zip_folder(tmp_path / "out") == blob  # same folder, same bytes
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsys, monkeypatch):
+    """The real command; only the network is the session's untrained VGG19 instead of a fresh
+    one (building VGG19 takes seconds; test_cli covers loading)."""
+    from explorer import cli
+
+    loads = []
+    monkeypatch.setattr(cli.models, "load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
+    input_dir, styles_dir = data
+    add_bad_files(input_dir)
+    out = tmp_path / "out"
+    args = ["augment", input_dir, styles_dir, "-o", out, "--variants", "1", "--batch-size", "2", "--steps", "1",
+            "--size", "48", "--ratio-range", "1e4,1e5", "--traditional", "flip,jitter", "--seed", "3",
+            "--untrained", "--quiet", "--report", tmp_path / "report.json"]
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 0, err
+    assert "untrained weights" in err and "wrote 5 image(s)" in err and "4 input(s) skipped" in err
+    assert outputs(out) == expected_outputs(variants=1)
+    rows = read_rows(out / "manifest.csv")
+    assert {r["traditional_at"] for r in rows} == {"before"} and all("jitter=" in r["traditional"] for r in rows)
+    assert all(1e4 <= float(r["ratio"]) <= 1e5 and r["seed"] == "3" for r in rows)
+    assert loads == [("vgg19", {"weights": "untrained", "device": "auto"})]
+    assert json.loads((tmp_path / "report.json").read_text())["written"] == 5
+    rc, _, err = run_cli(capsys, *args, "--shard", "1/2")
+    assert rc == 0 and "wrote 0 image(s)" in err and "shard 1/2" in err  # a finished folder: all done
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shard", "3/2"], "shard 3/2"),
+    (["--ratio-range", "5,1"], "LO must not be above HI"),
+    (["--steps", "ten"], "steps must be a number or a range"),
+    (["--traditional", "rotate"], "traditional augmentation must be among flip, crop, jitter"),
+    (["--blend", "3"], "--blend 3 needs at least 3 style images"),
+])
+def test_cli_augment_bad_options_are_one_error_line(data, tmp_path, capsys, extra, message):
+    input_dir, styles_dir = data
+    rc, _, err = run_cli(capsys, "augment", input_dir, styles_dir, "-o", tmp_path / "out", "--variants", "1",
+                         "--untrained", "--quiet", *extra)
+    assert rc == 2 and message in error_line(err)
+
+
+def test_cli_augment_bad_folders_are_one_error_line(data, tmp_path, capsys):
+    input_dir, styles_dir = data
+    (tmp_path / "empty").mkdir()
+    cases = [
+        ([tmp_path / "missing", styles_dir, "-o", tmp_path / "o", "--variants", "1"], "input folder not found"),
+        ([input_dir, tmp_path / "empty", "-o", tmp_path / "o", "--variants", "1"], "no style images"),
+        ([input_dir, styles_dir, "-o", input_dir / "cats" / "o", "--variants", "1"], "must not be inside"),
+        ([input_dir, styles_dir, "-o", tmp_path / "o"], "--variants N is required"),
+    ]
+    for args, message in cases:
+        rc, _, err = run_cli(capsys, "augment", *args, "--untrained", "--quiet")
+        assert rc == 2 and message in error_line(err), (args, err)
+    with pytest.raises(SystemExit) as exc:  # argparse's own errors exit from the parser
+        run_cli(capsys, "augment", input_dir, styles_dir, "--variants", "1", "--untrained")
+    assert exc.value.code == 2 and "required: -o/--output" in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
