@@ -275,6 +275,13 @@ def image_picker(label: str, samples: Mapping[str, str], key: str, default: int 
     return img, f"upload:{img.name}"
 
 
+def _content_picker(key: str, width: int):
+    content, ref = image_picker("Content image", images.SAMPLE_CONTENT, key=key)
+    if content is not None:
+        st.image(content.image, caption=f"Content: {content.name}", width=width)
+    return content, ref
+
+
 def content_style_pickers(content_key: str = "content", style_key: str = "style", width: int = 320):
     """Two columns: a content picker and a style picker (:func:`image_picker` over the bundled
     samples), each showing its image ``width`` px wide.
@@ -284,9 +291,7 @@ def content_style_pickers(content_key: str = "content", style_key: str = "style"
     """
     left, right = st.columns(2)
     with left:
-        content, content_ref = image_picker("Content image", images.SAMPLE_CONTENT, key=content_key)
-        if content is not None:
-            st.image(content.image, caption=f"Content: {content.name}", width=width)
+        content, content_ref = _content_picker(content_key, width)
     with right:
         style_img, style_ref = image_picker("Style image", images.SAMPLE_STYLE, key=style_key)
         if style_img is not None:
@@ -365,9 +370,7 @@ def content_blend_pickers(content_key: str = "content", style_key: str = "style"
     """
     left, right = st.columns(2)
     with left:
-        content, content_ref = image_picker("Content image", images.SAMPLE_CONTENT, key=content_key)
-        if content is not None:
-            st.image(content.image, caption=f"Content: {content.name}", width=width)
+        content, content_ref = _content_picker(content_key, width)
     with right:
         styles = style_blend_picker(style_key, width=width)
     return content, content_ref, styles

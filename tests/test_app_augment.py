@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import images
 from tests.helpers import app_env, picture, stripes
+from tests.test_app import downloads  # noqa: F401  (fixture re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/augment.py"
@@ -25,24 +26,6 @@ PAGE = "pages/augment.py"
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
     app_env(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def downloads(monkeypatch) -> dict[str, bytes]:
-    """What the download buttons hand the browser, by file name (AppTest drops its media
-    store after each run, so the bytes are recorded as they are stored)."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-
-    seen: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        if filename and isinstance(path_or_data, (bytes, bytearray)):
-            seen[filename] = bytes(path_or_data)
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    return seen
 
 
 @pytest.fixture
