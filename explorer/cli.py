@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import images, models, style
+from . import control, images, models, style
 from .batch import parse_style_spec
 from .guided import GUIDES
 
@@ -70,6 +70,25 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=S, dest="channels_last")
     p.add_argument("--preview-every", type=int, default=S, dest="preview_every",
                    help="keep a snapshot every N steps (default 10)")
+    c = p.add_argument_group("control over the result (colours, scales, photorealism, semantic masks)")
+    c.add_argument("--preserve-color", choices=["none", "luminance", "histogram"], default=S, dest="preserve_color",
+                   help="keep the content's colours: transfer luminance only, or match the style's colour "
+                        "histogram to the content first (Gatys et al. 2017)")
+    c.add_argument("--scales", type=int, default=S,
+                   help="coarse-to-fine: optimize at N sizes from --start-size up to --size (default 1)")
+    c.add_argument("--start-size", type=int, default=S, dest="start_size",
+                   help="long side of the first scale in px (default 128); alone it picks sqrt(2) steps")
+    c.add_argument("--scale-steps-ratio", type=float, default=S, dest="scale_steps_ratio",
+                   help="each larger scale runs this fraction of the previous one's steps (default 0.5)")
+    c.add_argument("--photo-lambda", type=float, default=S, dest="photo_lambda",
+                   help="weight of the Matting Laplacian photorealism regularizer (Luan et al. 2017; default 0 = off)")
+    c.add_argument("--content-mask", metavar="FILE", dest="content_mask",
+                   help="colour-coded regions of the content image (same colour = same region as in --style-mask)")
+    c.add_argument("--style-mask", metavar="FILE", dest="style_mask", help="colour-coded regions of the style image")
+    c.add_argument("--auto-masks", type=int, metavar="K", dest="auto_masks",
+                   help="regions from k-means colour clusters of both images (no weights needed)")
+    c.add_argument("--segmentation-masks", action="store_true", dest="segmentation_masks",
+                   help="regions from DeepLabV3 semantic segmentation (needs its pretrained weights)")
     g = p.add_argument_group("saliency-guided Gram (style targets from the style image's most important regions)")
     g.add_argument("--guide", choices=list(GUIDES), default=S,
                    help="heatmap method that selects the style image's important positions")
@@ -349,36 +368,69 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     guide = _guide_from(args, recipe)
     if guide and len(blend) > 1:
         raise CliError("guided transfer explains one style image; blend styles without --guide/--mask")
+    mask_inputs = _mask_inputs(args, settings)
     model = _load_net(args, settings.model)
     c, s = style.prepare_images(content.image, style_img.image, settings.size)
-    styles = [(s, blend[0][1])] + [(style.prepare_images(content.image, li.image, settings.size)[1], w)
-                                   for li, w in style_imgs[1:]]
     guidance = _guidance(args, model, s, settings, guide) if guide else None
-    run = style.StyleTransfer(model, c, styles, settings, targets=guidance.targets if guidance else None,
-                              style_channels=guidance.channels if guidance else None)
+    run = control.ControlledTransfer(model, content.image, [(li.image, w) for li, w in style_imgs], settings,
+                                     mask_inputs=mask_inputs, targets=guidance.targets if guidance else None,
+                                     style_channels=guidance.channels if guidance else None)
+    for note in run.notes:
+        _say(f"note: {note}")
     how = "" if not guide else ", style targets from the painted mask" if guide.method == "mask" else \
         f", style targets guided by {guide.method} (keep {guide.keep:g}, {guide.variant})"
+    how += control.describe(settings, run)
     names = " + ".join(f"{li.name} x{w / sum(x for _, x in blend):.2f}" for li, w in style_imgs) \
         if len(blend) > 1 else style_img.name
     _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {names} on {model.device}, "
          f"{models.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = _drive(run, "stylize", args.quiet)
     result = run.result()
-    report = result.report()
-    report["inputs"] = {"content": content_ref, "style": style_ref, **({"mask": args.mask} if args.mask else {})}
+    report = run.report()
+    report["inputs"] = {"content": content_ref, "style": style_ref, **({"mask": args.mask} if args.mask else {}),
+                        **({"content_mask": args.content_mask, "style_mask": args.style_mask}
+                           if settings.masks == "files" else {})}
     if guidance:
         report["guide"] = guidance.settings.to_dict()
         report["guidance"] = guidance.report()
     report["output"] = str(out)
     if interrupted:
-        report["stopped"] = f"interrupted after step {len(result.history)}"
+        report["stopped"] = f"interrupted after step {result.history[-1]['step'] if result.history else 0}"
     _write_outputs(args, out, result.image, report)
     if result.stopped:
         _say(f"warning: {result.stopped}")
     fl = result.final_losses
-    _say(f"wrote {out} after {len(result.history)} steps in {result.seconds:.1f} s"
+    _say(f"wrote {out} after {result.history[-1]['step'] if result.history else 0} steps in {result.seconds:.1f} s"
          + (f"; final total loss {fl['total']:.4g}" if fl else ""))
     return 130 if interrupted else 0
+
+
+def _mask_inputs(args: argparse.Namespace, settings: style.StyleSettings) -> control.MaskInputs | None:
+    """Apply the semantic-mask flags to ``settings.masks`` and return the mask files."""
+    given = [flag for flag, on in (("--content-mask/--style-mask", args.content_mask or args.style_mask),
+                                   ("--auto-masks", args.auto_masks is not None),
+                                   ("--segmentation-masks", args.segmentation_masks)) if on]
+    if len(given) > 1:
+        raise CliError(f"choose one source of semantic masks, not {' and '.join(given)}")
+    if args.content_mask or args.style_mask:
+        if not (args.content_mask and args.style_mask):
+            raise CliError("semantic masks need both --content-mask FILE and --style-mask FILE")
+        settings.masks = "files"
+    elif args.auto_masks is not None:
+        settings.masks, settings.mask_k = "auto", args.auto_masks
+    elif args.segmentation_masks:
+        settings.masks = "segmentation"
+    elif settings.masks == "files":
+        raise CliError("the recipe's regions came from mask files; pass them with --content-mask and --style-mask")
+    if hasattr(args, "start_size") and not hasattr(args, "scales"):
+        settings.scales = 0  # --start-size alone: as many sqrt(2) steps as needed
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if settings.masks == "files":
+        return control.MaskInputs(content=args.content_mask, style=args.style_mask)
+    return None
 
 
 _GUIDE_FLAGS = ("guide", "keep", "soft", "power", "variant", "window", "stride", "baseline")

@@ -18,11 +18,12 @@ _LABELS = {
     "content": "alpha * content (eq. 4)",
     "style": "beta * style (eq. 3)",
     "tv": "TV weight * R_V^beta",
+    "photo": "lambda * photorealism L_m (Luan eq. 3)",
 }
 
 
 def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None = None,
-                keys: Sequence[str] = ("total", "content", "style", "tv"), per_layer: bool = False,
+                keys: Sequence[str] = ("total", "content", "style", "tv", "photo"), per_layer: bool = False,
                 layer_scale: float = 1.0, title: str = "Loss per step", height: int = 320,
                 log: bool = True) -> go.Figure:
     """Loss curves, one trace per term, log-scale y axis.

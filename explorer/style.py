@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -186,6 +186,8 @@ _CHOICES = {
     "pooling": ("max", "avg"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "channels_last": ("auto", "on", "off"),
+    "preserve_color": ("none", "luminance", "histogram"),
+    "masks": ("none", "files", "auto", "segmentation"),
 }
 
 
@@ -214,6 +216,25 @@ class StyleSettings(RecipeSettings):
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the network's forward pass.
         channels_last: memory format for the network's input: ``"auto"`` (on for CUDA and CPU, off for MPS), on, off.
         preview_every: emit a preview image every this many steps.
+        preserve_color: keep the content's colours (Gatys et al. 2017, "Controlling Perceptual
+            Factors in Neural Style Transfer", sec. 5): ``"none"``, ``"luminance"`` (transfer
+            the luminance only, then put the content's colour channels back) or ``"histogram"``
+            (match the style image's colour histogram to the content's first).
+        scales: coarse-to-fine: optimize at ``scales`` sizes from ``start_size`` up to ``size``
+            (geometric steps), each scale starting from the previous result, upsampled; 1 = a
+            single scale; 0 = as many scales as steps of sqrt(2) from ``start_size`` need.
+        start_size: the long side of the first scale, pixels (only when ``scales`` != 1).
+        scale_steps_ratio: each larger scale runs this fraction of the previous scale's steps
+            (``steps`` is the first scale's): 0.5 keeps the work per scale about equal with
+            sqrt(2) steps, since a step at twice the pixels costs about twice as much.
+        photo_lambda: weight lambda of the photorealism regularizer of Luan et al. 2017
+            ("Deep Photo Style Transfer") eq. (3), built on the content's Matting Laplacian;
+            0 = off.
+        masks: semantic regions for the augmented style loss of Luan et al. 2017 eq. (4):
+            ``"none"``, ``"files"`` (colour-coded mask images, same colour = same region),
+            ``"auto"`` (k-means colour segmentation of both images, no weights needed) or
+            ``"segmentation"`` (torchvision's DeepLabV3, pretrained weights needed).
+        mask_k: number of colour clusters for ``masks="auto"``.
     """
 
     size: int = 256
@@ -234,6 +255,13 @@ class StyleSettings(RecipeSettings):
     precision: str = "auto"
     channels_last: str = "auto"
     preview_every: int = 10
+    preserve_color: str = "none"
+    scales: int = 1
+    start_size: int = 128
+    scale_steps_ratio: float = 0.5
+    photo_lambda: float = 0.0
+    masks: str = "none"
+    mask_k: int = 3
 
     def validate(self) -> "StyleSettings":
         """Check types and ranges.
@@ -263,6 +291,14 @@ class StyleSettings(RecipeSettings):
         for key in ("content_weight", "style_weight", "tv_weight"):
             _check_float(key, getattr(self, key), 0.0)
         _check_float("tv_beta", self.tv_beta, 0.5, 10.0)
+        _check_int("scales", self.scales, 0, 12)
+        _check_int("start_size", self.start_size, 32, 4096)
+        _check_float("scale_steps_ratio", self.scale_steps_ratio, 0.0, 1.0, exclusive_min=True)
+        _check_float("photo_lambda", self.photo_lambda, 0.0)
+        _check_int("mask_k", self.mask_k, 2, 8)
+        if self.scales != 1 and self.start_size >= self.size:
+            raise ValueError(f"start_size ({self.start_size} px) must be smaller than size ({self.size} px) "
+                             "for coarse-to-fine; or use scales 1")
         if self.lr is not None:
             _check_float("lr", self.lr, 0.0, exclusive_min=True)
         if not self.style_layers and self.style_weight > 0:
@@ -285,6 +321,22 @@ class StyleSettings(RecipeSettings):
     @property
     def effective_lr(self) -> float:
         return self.lr if self.lr is not None else (1.0 if self.optimizer == "lbfgs" else 0.02)
+
+    def scale_plan(self) -> list[tuple[int, int]]:
+        """The coarse-to-fine schedule: (long side in pixels, steps) per scale, smallest first.
+
+        Sizes grow geometrically from ``start_size`` to ``size`` (``scales`` = 0: as many
+        scales as steps of about sqrt(2) need); the first scale runs ``steps`` steps and each
+        larger one ``scale_steps_ratio`` times the previous one's (at least 1)."""
+        if self.scales == 1:
+            return [(self.size, self.steps)]
+        n = self.scales or 1 + max(1, round(2 * math.log2(self.size / self.start_size)))
+        sizes = [round(self.start_size * (self.size / self.start_size) ** (k / (n - 1))) for k in range(n)]
+        plan, steps = [], float(self.steps)
+        for sz in sizes:
+            plan.append((sz, max(1, round(steps))))
+            steps *= self.scale_steps_ratio
+        return plan
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
@@ -404,11 +456,11 @@ class StyleResult:
 
     @property
     def final_losses(self) -> dict[str, float]:
-        """The last finite losses (``content``, ``style``, ``tv``, ``total``)."""
+        """The last finite losses (``content``, ``style``, ``tv``, any regularizer such as
+        ``photo``, and ``total``)."""
         if not self.history:
             return {}
-        h = self.history[-1]
-        return {k: h[k] for k in ("content", "style", "tv", "total")}
+        return _main_losses(self.history[-1])
 
     def report(self) -> dict:
         """JSON-ready run report (the CLI's ``--report`` and the page's settings download)."""
@@ -463,6 +515,15 @@ class StyleTransfer:
         snapshot_steps: steps k (0..steps) whose image is also kept in ``snapshots`` (and sent
             as a preview), besides every ``preview_every``-th step: e.g. the iteration columns of
             a parameter sweep, taken from one run. ``None``: only the regular ones.
+        init_image: (B or 1, 3, H, W) in [0, 1], the starting image instead of ``settings.init``
+            (coarse-to-fine runs start each scale from the previous scale's result, upsampled).
+        regularizers: extra loss terms, name -> (weight, function of x (B, 3, H, W) in [0, 1]
+            returning (B,)), added to the total and recorded under their name (e.g. ``photo``,
+            the photorealism regularizer of Luan et al. 2017 eq. (3)).
+        region_masks: per style layer, (R, H_l, W_l) masks of the content image's R semantic
+            regions at that layer's resolution; the target of such a layer is then (R, N, N),
+            one Gram matrix per region, and its style term is the augmented style loss of
+            Luan et al. 2017 eq. (4) (:func:`explorer.photo.region_style_layer_loss`).
 
     Raises:
         UnknownLayerError: a content/style layer the network does not have.
@@ -474,7 +535,10 @@ class StyleTransfer:
                  style_channels: dict[str, torch.Tensor] | None = None, *,
                  seeds: Sequence[int] | None = None,
                  loss_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 snapshot_steps: Iterable[int] | None = None):
+                 snapshot_steps: Iterable[int] | None = None,
+                 init_image: torch.Tensor | None = None,
+                 regularizers: dict[str, tuple[float, "Callable[[torch.Tensor], torch.Tensor]"]] | None = None,
+                 region_masks: dict[str, torch.Tensor] | None = None):
         settings.validate()
         self.snapshot_steps = frozenset(int(k) for k in (snapshot_steps or ()))
         if any(not 0 <= k <= settings.steps for k in self.snapshot_steps):
@@ -514,7 +578,19 @@ class StyleTransfer:
             self.content_target = p[settings.content_layer].float()
         self.targets = {k: v.to(self.device) for k, v in targets.items()}
         self.style_channels = {k: v.to(self.device) for k, v in (style_channels or {}).items()}
-        self.x = self._initial_image(style_list)
+        self.regularizers = dict(regularizers or {})
+        self.region_masks = {k: v.to(self.device, torch.float32) for k, v in (region_masks or {}).items()}
+        for name in self.region_masks:
+            if name in self.targets and self.targets[name].dim() != 3:
+                raise ValueError(f"region masks for {name} need one Gram target per region, shape (R, N, N)")
+        if init_image is not None:
+            if init_image.dim() != 4 or init_image.shape[1] != 3 or init_image.shape[-2:] != content.shape[-2:]:
+                raise ValueError(f"the starting image must have shape (B, 3, {content.shape[-2]}, "
+                                 f"{content.shape[-1]}); got {tuple(init_image.shape)}")
+            self.x = init_image.to(self.device, torch.float32).expand_as(self.content).clone().clamp_(0, 1)
+            self.x.requires_grad_(True)
+        else:
+            self.x = self._initial_image(style_list)
         self.last_good = self.x.detach().clone()
         self.history: list[dict] = []
         self.snapshots: list[tuple[int, torch.Tensor]] = []
@@ -550,12 +626,23 @@ class StyleTransfer:
             feats = self.model.features(self._fmt(x), self._layers, pooling=s.pooling)
         # losses stay in float32: outside autocast, features cast up first
         c = content_loss(feats[s.content_layer], self.content_target)
-        e = {l: style_layer_loss(self._channels(l, feats[l]), self.targets[l])
-             for l in s.style_layers if l in self.targets}
+        e = {l: self._style_term(l, feats[l]) for l in s.style_layers if l in self.targets}
         st = style_loss(e, s.layer_weights) if e else torch.zeros_like(c)
         tv = total_variation(x, s.tv_beta) if s.tv_weight > 0 else torch.zeros_like(c)
         total = self.alpha * c + self.beta * st + s.tv_weight * tv
-        return {"content": c, "style": st, "tv": tv, "total": total, "style_layers": e}
+        extra = {}
+        for name, (weight, fn) in self.regularizers.items():
+            extra[name] = fn(x).float()
+            total = total + weight * extra[name]
+        return {"content": c, "style": st, "tv": tv, **extra, "total": total, "style_layers": e}
+
+    def _style_term(self, layer: str, f: torch.Tensor) -> torch.Tensor:
+        masks = self.region_masks.get(layer)
+        if masks is None:
+            return style_layer_loss(self._channels(layer, f), self.targets[layer])
+        from .photo import region_style_layer_loss
+
+        return region_style_layer_loss(f, masks, self.targets[layer])
 
     def _channels(self, layer: str, f: torch.Tensor) -> torch.Tensor:
         idx = self.style_channels.get(layer)
@@ -567,12 +654,13 @@ class StyleTransfer:
             "content": float(terms["content"].sum()),
             "style": float(terms["style"].sum()),
             "tv": float(terms["tv"].sum()),
+            **{name: float(terms[name].sum()) for name in self.regularizers},
             "total": total,
             "style_layers": {k: float(v.sum()) for k, v in terms["style_layers"].items()},
             "seconds": round(self.seconds, 4),
         }
         if self.content.shape[0] > 1:  # the rows above are sums over the batch
-            h["per_image"] = {k: [float(v) for v in terms[k]] for k in ("content", "style", "tv", "total")}
+            h["per_image"] = {k: [float(v) for v in terms[k]] for k in ("content", "style", "tv", *self.regularizers, "total")}
         self.history.append(h)
         return h
 
@@ -611,7 +699,7 @@ class StyleTransfer:
             if not math.isfinite(record["loss"]):
                 kind = "NaN" if math.isnan(record["loss"]) else "infinite"
                 self.stopped = (f"the loss became {kind} at step {k}; stopped and kept the last finite image "
-                                f"(step {k - 1}). Try a smaller learning rate or style weight.")
+                                f"({f'step {k - 1}' if k else 'the starting image'}). Try a smaller learning rate or style weight.")
                 return ProgressEvent(max(k - 1, 0), s.steps, self.seconds,
                                      _main_losses(self.history[-1]) if self.history else {},
                                      preview=self.last_good.cpu().clone(), message=self.stopped, done=True)
@@ -687,7 +775,7 @@ class StyleTransfer:
 
 
 def _main_losses(h: dict) -> dict[str, float]:
-    return {k: h[k] for k in ("content", "style", "tv", "total")}
+    return {k: v for k, v in h.items() if k not in ("step", "style_layers", "seconds", "per_image", "scale", "size")}
 
 
 def run_style_transfer(model: FeatureNet, content: torch.Tensor, style, settings: StyleSettings,

@@ -8,7 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, images, plots, style, ui
+from explorer import batch, control, images, models, plots, style, ui
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -66,6 +66,54 @@ with st.expander("Settings", expanded=False):
                              help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
     preview_every = c3.number_input("Preview every N steps", 1, 1000, 5, key="preview_every")
 
+with st.expander("Colours, scales and photorealism", expanded=False):
+    k1, k2, k3 = st.columns(3)
+    preserve_color = k1.radio(
+        "Keep the content's colours", ["none", "luminance", "histogram"], key="preserve_color",
+        format_func={"none": "No (colours from the style)", "luminance": "Luminance-only transfer",
+                     "histogram": "Match the style's colour histogram"}.get,
+        help="Gatys et al. 2017: transfer only the luminance and put the content's colours back, or recolour "
+             "the style image with the content's palette before the transfer")
+    scales = k2.number_input("Scales (coarse-to-fine)", 1, 8, defaults.scales, key="scales",
+                             help="Optimize a small image first, then upsample it as the start of the next size: "
+                                  "larger images in less time, and fewer out-of-memory errors")
+    start_size = k2.slider("First scale (long side, px)", 32, 512, defaults.start_size, step=16, key="start_size",
+                           disabled=scales == 1)
+    ratio = k2.slider("Steps at each larger scale (fraction of the previous)", 0.1, 1.0,
+                      defaults.scale_steps_ratio, step=0.05, key="scale_steps_ratio", disabled=scales == 1)
+    photo = k3.toggle("Photorealistic (Deep Photo Style Transfer)", key="photo",
+                      help="Luan et al. 2017: penalize outputs that are not locally affine colour changes of the "
+                           "content photo (Matting Laplacian), and match styles region by region")
+    photo_lambda = k3.select_slider("Photorealism weight lambda", [0.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7],
+                                    value=1e4, key="photo_lambda", disabled=not photo, format_func=lambda v: f"{v:g}")
+    masks = k3.selectbox("Semantic regions", ["none", "auto", "files", "segmentation"], key="masks",
+                         format_func={"none": "None (one Gram matrix for the whole image)",
+                                      "auto": "Automatic: colour clusters (k-means)",
+                                      "files": "Upload colour-coded masks",
+                                      "segmentation": "DeepLabV3 segmentation (pretrained weights)"}.get)
+    mask_k = k3.slider("Colour clusters k", 2, 8, defaults.mask_k, key="mask_k", disabled=masks != "auto")
+    mask_uploads = None
+    if masks == "files":
+        m1, m2 = st.columns(2)
+        cm = m1.file_uploader("Content mask (same colour = same region)", key="content_mask_upload")
+        sm = m2.file_uploader("Style mask", key="style_mask_upload")
+        mask_uploads = control.MaskInputs(cm.getvalue() if cm else None, sm.getvalue() if sm else None)
+    st.markdown(
+        "- **Luminance-only**: the network sees gray (luminance, Y of YIQ) versions of both images, the style's "
+        "brightness matched to the content's mean and spread; the result's luminance is then combined with the "
+        "content's colour channels (I, Q). **Histogram**: the style image is recoloured with the content's "
+        "palette first (scikit-image `match_histograms`).\n"
+        "- **Coarse-to-fine**: the first scale finds the layout cheaply; each next size (about x1.41) only refines "
+        "it, with fewer steps.\n"
+        "- **Photorealism**: the Matting Laplacian M of the content (Levin et al. 2008) is small for images that "
+        "are, in every 3x3 window, an affine function of the content's colours; the loss adds lambda times it, "
+        "so edges stay where the photo has them.\n"
+        "- **Semantic regions**: one Gram matrix per region (sky to sky, building to building), so styles do not "
+        "spill across regions; regions present in only one image are ignored.")
+    st.latex(r"\mathcal{L}_m = \sum_{c=1}^{3} V_c[O]^\top \mathcal{M}_I V_c[O] \quad (3) \qquad "
+             r"\mathcal{L}_{s+} = \sum_l \sum_{c=1}^{C} \frac{1}{2N_{l,c}^2} \sum_{ij} "
+             r"\left(G_{l,c}[O] - G_{l,c}[S]\right)_{ij}^2 \quad (4)")
+
 settings = None
 try:
     settings = style.StyleSettings(
@@ -73,7 +121,9 @@ try:
         style_weight=beta, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
         style_layers=tuple(style_layers), style_layer_weights=(layer_w if layer_w.strip() else None),
         init=init, seed=int(seed), model=model.name if model else "vgg19", pooling=pooling,
-        precision=precision, preview_every=int(preview_every))
+        precision=precision, preview_every=int(preview_every), preserve_color=preserve_color,
+        scales=int(scales), start_size=int(start_size), scale_steps_ratio=float(ratio),
+        photo_lambda=float(photo_lambda) if photo else 0.0, masks=masks, mask_k=int(mask_k))
 except ValueError as exc:
     st.error(ui.one_line(exc))
 
@@ -88,10 +138,10 @@ ui.recover_stopped_run("style")
 
 if run_clicked and ready:
     try:
-        c, blend = batch.prepare_blend(content.image, [(img.image, w) for img, _, w in styles], settings.size)
-        targets = ui.cached_style_targets(model, blend if len(blend) > 1 else blend[0][0], settings)
-        run = style.StyleTransfer(model, c, blend, settings, targets=targets)
-    except ValueError as exc:
+        run = control.ControlledTransfer(
+            model, content.image, [(img.image, w) for img, _, w in styles], settings, mask_inputs=mask_uploads,
+            targets_fn=lambda m, blend, s: ui.cached_style_targets(m, blend if len(blend) > 1 else blend[0][0], s))
+    except (ValueError, models.WeightsError) as exc:
         st.error(ui.one_line(exc))
     else:
         total_w = sum(w for _, _, w in styles)
@@ -100,12 +150,16 @@ if run_clicked and ready:
                                "settings": settings.to_dict(), "weights_label": model.weights.label,
                                "content_image": content.image, "style_images": [img.image for img, _, _ in styles],
                                "style_captions": ["Style"] if len(styles) == 1 else
-                               [f"Style {img.name} ({w / total_w:.0%})" for img, _, w in styles]})
+                               [f"Style {img.name} ({w / total_w:.0%})" for img, _, w in styles],
+                               "regions": run.regions.preview_images() if run.regions is not None else None,
+                               "notes": run.notes})
+        for note in run.notes:
+            st.caption(f"Note: {note}")
         ui.run_events(run, state_key="style_partial",
                       scale={"content": settings.content_weight, "style": settings.style_weight,
-                             "tv": settings.tv_weight})
+                             "tv": settings.tv_weight, "photo": settings.photo_lambda})
         result = run.result()
-        report = result.report()
+        report = run.report()
         report["inputs"] = state["style_pending"]["inputs"]
         ui.finish_run("style", image=images.to_pil(result.image), history=result.history, report=report,
                       stopped=result.stopped)
@@ -117,6 +171,12 @@ if res:
     cols[0].image(res["content_image"], caption="Content", width="stretch")
     cols[1].image(res["style_images"], caption=res["style_captions"], width="stretch")
     cols[2].image(res["image"], caption=f"Result ({res['weights_label']})", width="stretch")
+    if res.get("regions"):
+        r1, r2, _ = st.columns(3)
+        r1.image(res["regions"][0], caption="Content regions", width="stretch")
+        r2.image(res["regions"][1], caption="Style regions (same colour = matched)", width="stretch")
+    for note in res.get("notes") or []:
+        st.caption(f"Note: {note}")
     pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
     d1, d2, _ = st.columns([1, 1.4, 2])
     d1.download_button("Download PNG", images.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
@@ -131,10 +191,10 @@ if res:
     if hist:
         s_ = res["settings"]
         st.plotly_chart(plots.loss_figure(hist, scale={"content": s_["content_weight"], "style": s_["style_weight"],
-                                                       "tv": s_["tv_weight"]},
+                                                       "tv": s_["tv_weight"], "photo": s_.get("photo_lambda", 0)},
                                           per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"]),
                         key="final_chart")
         last = hist[-1]
-        took = f"{len(hist) - 1} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
+        took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
         st.caption(took + "Final losses (unweighted): " + ", ".join(
-            f"{k} {last[k]:.4g}" for k in ("content", "style", "tv", "total") if k in last))
+            f"{k} {last[k]:.4g}" for k in ("content", "style", "tv", "photo", "total") if k in last))

@@ -1,0 +1,76 @@
+"""The style page's "Colours, scales and photorealism" controls (AppTest, untrained VGG19, 64 px)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_app import STYLE_PAGE, check_result, click_run, downloads, errors, home, page  # noqa: F401
+from tests.test_app import _env, small_settings  # noqa: F401
+
+
+def _two_colour_png(w: int, h: int, left=(255, 0, 0), right=(0, 0, 255)) -> bytes:
+    a = np.zeros((h, w, 3), np.uint8)
+    a[:, : w // 2] = left
+    a[:, w // 2:] = right
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_luminance_and_coarse_to_fine_on_the_page(page, downloads):  # noqa: F811
+    small_settings(page)
+    page.radio(key="preserve_color").set_value("luminance")
+    page.number_input(key="scales").set_value(2).run()  # enables the scale sliders
+    page.slider(key="start_size").set_value(48)  # hubble_deep_field (1000x872) needs >= 37 px
+    page.run()
+    click_run(page)
+    check_result(page)
+    png = Image.open(io.BytesIO(downloads["stylized.png"]))
+    assert max(png.size) == 64  # the final scale's size, not the first one's
+    report = json.loads(downloads["recipe.json"])
+    assert report["settings"]["preserve_color"] == "luminance"
+    assert [s["size"] for s in report["scales"]] == [48, 64]
+    assert report["history"][-1]["step"] == 3 + 2  # 3 steps at 48 px, then half as many (rounded) at 64 px
+
+
+def test_photorealistic_mode_with_automatic_regions(page, downloads):  # noqa: F811
+    small_settings(page)
+    page.toggle(key="photo").set_value(True)
+    page.selectbox(key="masks").set_value("auto").run()  # enables k
+    page.slider(key="mask_k").set_value(2)
+    page.run()
+    click_run(page)
+    check_result(page)
+    captions = [c for img in page.image for c in img.captions]
+    assert "Content regions" in captions and "Style regions (same colour = matched)" in captions
+    final = [c.value for c in page.caption if "Final losses" in c.value][0]
+    assert "photo" in final
+    report = json.loads(downloads["recipe.json"])
+    assert report["settings"]["photo_lambda"] == 1e4 and report["settings"]["masks"] == "auto"
+    assert report["regions"] and report["history"][-1]["photo"] >= 0
+
+
+def test_mask_uploads_bad_then_good(page):  # noqa: F811
+    small_settings(page)
+    page.selectbox(key="masks").set_value("files")
+    page.run()
+    # the content sample (astronaut) is square; a 3:1 mask is refused in one line
+    page.file_uploader(key="content_mask_upload").set_value(("c.png", _two_colour_png(96, 32), "image/png"))
+    # the default style sample (hubble_deep_field) is 1000x872 px
+    page.file_uploader(key="style_mask_upload").set_value(("s.png", _two_colour_png(64, 56), "image/png"))
+    page.run()
+    click_run(page)
+    errs = errors(page)
+    assert len(errs) == 1 and "\n" not in errs[0] and "mask" in errs[0]
+    assert "Result" not in [s.value for s in page.subheader]
+    # the next valid upload works in the same session
+    page.file_uploader(key="content_mask_upload").set_value(("c.png", _two_colour_png(64, 64), "image/png"))
+    page.run()
+    click_run(page)
+    check_result(page)
+    assert not errors(page)
