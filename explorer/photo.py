@@ -14,14 +14,14 @@ so it can be found in any version of the papers):
 
   M is symmetric, positive semidefinite, and M 1 = 0: the cost alpha^T M alpha is zero exactly
   when alpha is, in every window, an affine function of the colours.
-* Photorealism regularizer, Luan et al. 2017 eq. (3):
+* Photorealism regularizer, Luan et al. 2017 eq. (2):
 
       L_m = sum_{c=1..3} V_c[O]^T M_I V_c[O],
 
   V_c[O] the vectorized channel c of the output image O and M_I the Matting Laplacian of the
   input (content) image I. L_m is small when O is, locally, an affine recolouring of I (so the
   transfer changes colours but not edges or textures); its gradient is 2 M_I V_c[O].
-* Augmented style loss, Luan et al. 2017 eq. (4)-(5): with R semantic regions whose 0/1 masks
+* Augmented style loss, Luan et al. 2017 eq. (3a)-(3b): with R semantic regions whose 0/1 masks
   are M_{l,c}[I] on the content image and M_{l,c}[S] on the style image (resampled to layer l),
 
       L^l_{s+} = sum_{c=1..R} 1/(4 N_l^2) sum_ij (G_{l,c}[O] - G_{l,c}[S])_ij^2,
@@ -35,8 +35,9 @@ so it can be found in any version of the papers):
   with area-averaged fractional masks diag(w) is the weighted mean where F M would weigh by
   w^2. For 0/1 masks at full resolution the two agree.)
 
-The seed project's text calls the augmented style loss's two formulas "eq. 7-8"; they are the
-same formulas as above.
+Numbering: Luan et al.'s paper numbers the total loss eq. (1)/(4), the photorealism term eq. (2)
+and the augmented style loss eq. (3a)-(3b); the seed project's text calls the last two "eq. 6"
+and "eq. 7-8". They are the same formulas as above.
 
 Region masks come from colour-coded mask images (:func:`load_color_mask`, the input of Luan et
 al.'s own code), from k-means colour clustering of both images at once (:func:`auto_masks`, no
@@ -267,7 +268,7 @@ class _QuadraticForm(torch.autograd.Function):
 
 class MattingLaplacian:
     """The content image's Matting Laplacian, ready to evaluate the photorealism regularizer
-    of Luan et al. 2017 eq. (3) on any device.
+    of Luan et al. 2017 eq. (2) on any device.
 
     Args:
         image: the content image, as for :func:`matting_laplacian` ((3, H, W) or (1, 3, H, W)
@@ -337,7 +338,7 @@ class MattingLaplacian:
         return t
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The photorealism regularizer, Luan et al. 2017 eq. (3):
+        """The photorealism regularizer, Luan et al. 2017 eq. (2):
         L_m = sum_{c=1..3} V_c[O]^T M_I V_c[O], one value per image.
 
         Args:
@@ -378,7 +379,7 @@ class MattingLaplacian:
 
 
 def photorealism_loss(x: torch.Tensor, laplacian) -> torch.Tensor:
-    """The photorealism regularizer of Luan et al. 2017 eq. (3),
+    """The photorealism regularizer of Luan et al. 2017 eq. (2),
     L_m = sum_{c=1..3} V_c[O]^T M_I V_c[O], for each image of a batch.
 
     Args:
@@ -413,7 +414,7 @@ def _hex(color: tuple[int, int, int]) -> str:
 
 @dataclass
 class RegionMasks:
-    """Semantic regions shared by the content and the style image (Luan et al. 2017 eq. (4)-(5)).
+    """Semantic regions shared by the content and the style image (Luan et al. 2017 eq. (3a)-(3b)).
 
     Attributes:
         content: (R, H_c, W_c) float32 0/1 masks on the content image (disjoint). Pixels in no
@@ -517,7 +518,7 @@ def _match(c_labels: torch.Tensor, c_keys: Sequence, s_labels: torch.Tensor, s_k
 
 def match_regions(content_labels, content_colors: Sequence[tuple[int, int, int]],
                   style_labels, style_colors: Sequence[tuple[int, int, int]]) -> RegionMasks:
-    """Pair the regions of two colour-coded label maps by colour (Luan et al. 2017 eq. (4)-(5)).
+    """Pair the regions of two colour-coded label maps by colour (Luan et al. 2017 eq. (3a)-(3b)).
 
     Regions whose colour occurs in both maps become the R shared regions (in the order of
     ``content_colors``); a colour only in the style map is dropped with a note; a colour only
@@ -888,7 +889,7 @@ def region_layer_masks(masks: torch.Tensor, model, layers: Sequence[str]) -> dic
 
 def region_valid(layer_masks: torch.Tensor) -> torch.Tensor:
     """Which regions are non-empty at a layer, i.e. take part in the augmented style loss of
-    Luan et al. 2017 eq. (4) there.
+    Luan et al. 2017 eq. (3a) there.
 
     Args:
         layer_masks: (R, H_l, W_l) region masks in [0, 1] at the layer's resolution.
@@ -920,7 +921,7 @@ class RegionTargets(dict):
 def region_style_targets(model, style: torch.Tensor, style_masks: torch.Tensor, layers: Sequence[str],
                          pooling: str = "max") -> RegionTargets:
     """Per region and style layer, the style image's normalized masked Gram matrix
-    G_{l,c}[S] of Luan et al. 2017 eq. (4)-(5), via :func:`explorer.guided.masked_gram`:
+    G_{l,c}[S] of Luan et al. 2017 eq. (3a)-(3b), via :func:`explorer.guided.masked_gram`:
     G_w = F diag(w) F^T / sum_k w_k with w the region's style mask area-averaged to layer l.
 
     A region whose style mask is (numerically) empty at a layer (:func:`region_valid`) gets an
@@ -968,7 +969,7 @@ def region_style_targets(model, style: torch.Tensor, style_masks: torch.Tensor, 
 
 def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor,
                             valid: torch.Tensor | None = None) -> torch.Tensor:
-    """One layer's augmented style term, Luan et al. 2017 eq. (4)-(5):
+    """One layer's augmented style term, Luan et al. 2017 eq. (3a)-(3b):
 
         L^l_{s+} = sum_{c=1..R} 1/(4 N^2) sum_ij (G_{l,c}[O] - G_{l,c}[S])_ij^2,
 

@@ -18,7 +18,7 @@ _LABELS = {
     "content": "alpha * content (eq. 4)",
     "style": "beta * style (eq. 3)",
     "tv": "TV weight * R_V^beta",
-    "photo": "lambda * photorealism L_m (Luan eq. 3)",
+    "photo": "lambda * photorealism L_m (Luan eq. 2)",
 }
 
 

@@ -109,10 +109,12 @@ with st.expander("Colours, scales and photorealism", expanded=False):
         "are, in every 3x3 window, an affine function of the content's colours; the loss adds lambda times it, "
         "so edges stay where the photo has them.\n"
         "- **Semantic regions**: one Gram matrix per region (sky to sky, building to building), so styles do not "
-        "spill across regions; regions present in only one image are ignored.")
-    st.latex(r"\mathcal{L}_m = \sum_{c=1}^{3} V_c[O]^\top \mathcal{M}_I V_c[O] \quad (3) \qquad "
+        "spill across regions; regions present in only one image are ignored. Each region's Gram matrix is "
+        "averaged over the region's positions and weighted 1/(4N^2) as in eq. (2) above, so a single region "
+        "covering the whole image gives exactly the plain style loss.")
+    st.latex(r"\mathcal{L}_m = \sum_{c=1}^{3} V_c[O]^\top \mathcal{M}_I V_c[O] \quad (2) \qquad "
              r"\mathcal{L}_{s+} = \sum_l \sum_{c=1}^{C} \frac{1}{2N_{l,c}^2} \sum_{ij} "
-             r"\left(G_{l,c}[O] - G_{l,c}[S]\right)_{ij}^2 \quad (4)")
+             r"\left(G_{l,c}[O] - G_{l,c}[S]\right)_{ij}^2 \quad (3)")
 
 settings = None
 try:
