@@ -12,110 +12,53 @@ Needs a Chromium binary (Debian: ``apt-get install chromium``); see --chromium.
 from __future__ import annotations
 
 import argparse
-import io
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} did not answer 'ok' within {timeout:.0f} s")
-
-
-def wait_idle(page, timeout_ms: float) -> None:
-    """Wait until Streamlit has finished the current script run."""
-    page.wait_for_timeout(300)  # let a just-triggered rerun start
-    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=timeout_ms)
-
-
-def dismiss_page_not_found(page) -> None:
-    """Close Streamlit's "Page not found" modal. It appears when /style is opened directly,
-    because Streamlit also treats the pages/ folder as a legacy multipage folder; the right page
-    still renders underneath, but the modal makes it inert."""
-    dialog = page.get_by_role("dialog").filter(has_text="Page not found")
-    if dialog.count():
-        print("note: dismissing Streamlit's 'Page not found' modal", file=sys.stderr)
-        dialog.get_by_role("button", name="Close").click()
-        dialog.wait_for(state="detached")
+sys.path.insert(0, str(ROOT))
+# the server, the Chromium flags and the waits are shared with the browser tests
+from tests import browser_support as bs  # noqa: E402
 
 
 def take(base: str, steps: int, chromium: str, timeout_s: float) -> bytes:
     """Run the style transfer page once and return a PNG of the whole page."""
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=chromium, args=bs.CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            ctx.add_init_script(bs.RUN_COUNTER_JS)
+            page = ctx.new_page()
             page.set_default_timeout(60_000)
-            page.goto(f"{base}/style_transfer")
-            run = page.get_by_role("button", name="Run", exact=True)
-            expect(run).to_be_enabled(timeout=120_000)  # model loaded, sample images shown
-            dismiss_page_not_found(page)
+            bs.open_page(page, f"{base}/style_transfer", timeout_ms=180_000)  # model built, samples shown
+            if bs.dismiss_page_not_found(page):
+                print("note: dismissed Streamlit's 'Page not found' modal", file=sys.stderr)
+            run = page.locator('.st-key-run button[data-testid^="stBaseButton"]')
+            expect(run).to_be_enabled()
             expect(page.get_by_text("untrained", exact=False).first).to_be_visible()
 
-            settings = page.get_by_text("Settings", exact=True)
+            settings = page.locator('[data-testid="stExpander"] summary').filter(has_text="Settings")
             settings.click()
-            box = page.get_by_label("Steps", exact=True)
-            box.fill(str(steps))
-            box.press("Enter")
-            wait_idle(page, 60_000)
+            box = page.locator(".st-key-steps input")
+            if box.input_value() != str(steps):
+                def set_steps():
+                    box.fill(str(steps))
+                    box.press("Enter")
+
+                bs.settle(page, set_steps)
             settings.click()  # collapse again: keeps the screenshot short
 
-            run.click()
+            bs.settle(page, run.click, timeout_ms=timeout_s * 1000)
             result = page.get_by_role("heading", name="Result")
-            result.wait_for(timeout=timeout_s * 1000)
-            wait_idle(page, timeout_s * 1000)
+            expect(result).to_be_visible()
             page.locator('[data-testid="stPlotlyChart"]').last.wait_for()
-            page.wait_for_function("() => [...document.images].every(i => i.complete)")
-            page.wait_for_timeout(500)  # plotly draws asynchronously
-
-            # Streamlit scrolls inside its own container, so a "full page" shot would only be the
-            # viewport: grow the viewport to the content height instead.
-            height = page.locator('[data-testid="stMain"]').evaluate("e => e.scrollHeight")
-            page.set_viewport_size({"width": 1400, "height": min(max(height, 900), 6000)})
-            result.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)
-            png = page.screenshot(full_page=True)
+            bs.wait_drawn(page)
+            png = bs.page_png(page)
         finally:
             browser.close()
     return png
-
-
-def save(png: bytes, out: Path, colors: int) -> None:
-    """Save the screenshot, reduced to a palette of `colors` (0 = full colour) to keep it small."""
-    img = Image.open(io.BytesIO(png)).convert("RGB")
-    if colors:
-        img = img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out, optimize=True)
 
 
 def main() -> None:
@@ -123,30 +66,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
-    ap.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
+    ap.add_argument("--chromium", default=None,
+                    help="Chromium executable (default: $EXPLORER_CHROMIUM, /usr/bin/chromium or chromium on the PATH)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for the result")
     ap.add_argument("--colors", type=int, default=256, help="PNG palette size; 0 = full colour (larger file)")
     args = ap.parse_args()
 
-    port = args.port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "EXPLORER_ALLOW_UNTRAINED": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.address", "127.0.0.1", "--server.port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL)  # stderr kept: tracebacks
-    try:
-        wait_healthy(f"{base}/_stcore/health", proc, timeout=60)
-        save(take(base, args.steps, args.chromium, args.timeout), args.out, args.colors)
-        print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    chromium = bs.find_chromium() if args.chromium is None else args.chromium
+    if not chromium:
+        sys.exit("error: no Chromium found; install it (Debian: apt-get install chromium) or pass --chromium")
+    with bs.app_server({"EXPLORER_ALLOW_UNTRAINED": "1"}, port=args.port, timeout=60) as base:
+        png = take(base, args.steps, chromium, args.timeout)
+    bs.save_png(png, args.out, args.colors)
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":

@@ -1009,10 +1009,11 @@ def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets
     r = masks.shape[0]
     if targets.dim() != 3 or tuple(targets.shape) != (r, n, n):
         raise ValueError(f"expected {r} region targets of shape ({r}, {n}, {n}); got {tuple(targets.shape)}")
+    from .style import gram_matrix
+
     dev = features.device
     with _no_autocast(dev):
-        f = features.float().reshape(b, n, h * w)
-        wts = masks.to(dev, torch.float32).reshape(r, h * w)
+        wts = masks.to(dev, torch.float32).clamp(min=0).reshape(r, h * w)
         tg = targets.to(dev, torch.float32)
         total = wts.sum(1)                                                   # (R,)
         ok = total > EMPTY_REGION_WEIGHT
@@ -1022,8 +1023,11 @@ def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets
             ok = ok & (tg.flatten(1).abs().amax(1) > 0)
         denom = torch.where(ok, total, torch.ones_like(total))
         scale = ok.float() / (4.0 * n * n)
-        loss = f.new_zeros(b)
+        loss = torch.zeros(b, device=dev, dtype=torch.float32)
         for c in range(r):
-            g = torch.bmm(f * wts[c], f.transpose(1, 2)) / denom[c]        # (B, N, N)
+            # F diag(w) F^T = (F sqrt(w)) (F sqrt(w))^T: the Gram of the weighted features keeps their
+            # memory layout (channels_last stays a (B, M, N) view) and has a one-product backward
+            root = wts[c].sqrt().reshape(1, 1, h, w)
+            g = gram_matrix(features * root) / denom[c]                      # (B, N, N) float32
             loss = loss + (g - tg[c]).pow(2).flatten(1).sum(1) * scale[c]
     return loss

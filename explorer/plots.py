@@ -55,7 +55,9 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
         if not any(v is not None for v in vals):
             continue
         label = _LABELS.get(k, k) if scale else k
-        fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines", name=label, connectgaps=False))
+        # markers too when there are few points: a single step's value is otherwise invisible
+        fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines+markers" if len(steps) <= 10 else "lines",
+                                 name=label, connectgaps=False))
     if per_layer and history and "style_layers" in history[0]:
         for layer in history[0]["style_layers"]:
             vals = [r["style_layers"].get(layer, 0) * layer_scale for r in history]

@@ -115,8 +115,11 @@ if acts is not None:
             rank = c2.radio("Rank channels by", ["mean", "max"], horizontal=True, key="act_rank",
                             format_func={"mean": "mean activation", "max": "peak activation"}.get)
             top = act.top_channels(acts, n_top, by=rank)
-            st.image(act.channel_grid(acts, top, cols=min(8, len(top)), cell=128),
-                     caption=f"Top {len(top)} of {acts.shape[0]} channels of {layer}, by {rank}")
+            grid = act.channel_grid(acts, top, cols=min(8, len(top)), cell=128)
+            st.image(grid, caption=f"Top {len(top)} of {acts.shape[0]} channels of {layer}, by {rank}")
+            st.download_button("Download grid (PNG)", images.png_bytes(grid, pnginfo={"weights": model.weights.label,
+                                                                                       "layer": layer}),
+                               file_name=f"{layer}-top{len(top)}.png", mime="image/png", key="download_grid")
             st.caption("Each tile is one channel's feature map, coloured from its own minimum (dark purple) to its own "
                        "maximum (yellow); the label gives the channel index and that value range. Bright areas are "
                        "where the pattern this channel detects is present in the picture.")

@@ -10,6 +10,7 @@ writes (its values are random, but the page takes it for pretrained weights).
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.helpers import app_env
 
 from explorer import activations as act
 from explorer import models, plots
-from tests.test_app import errors, png_of
+from tests.test_app import downloads, errors, png_of  # noqa: F401 (downloads is a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/activations.py"
@@ -241,3 +242,15 @@ def test_histogram_bar_and_gram_figures():
     assert list(heat.x) == ["#2", "#0", "#1"] and np.asarray(heat.z).shape == (3, 3)
     big = plots.gram_heatmap(np.ones((1030, 1030), np.float32), list(range(1030)), "g")
     assert np.asarray(big.data[0].z).shape == (344, 344) and "blocks of 3" in big.layout.title.text
+
+
+def test_top_channel_grid_downloads_as_the_png_shown(downloads):  # noqa: F811
+    seen = downloads
+    at = open_page("vgg19", 64)
+    at.slider(key="act_n").set_value(4).run()
+    assert "download_grid" in {d.key for d in at.download_button}
+    name = [n for n in seen if n.endswith("-top4.png")]
+    assert len(name) == 1, sorted(seen)
+    grid = Image.open(io.BytesIO(seen[name[0]]))
+    assert grid.size == (4 * 128, 128 + 16)  # 4 columns of 128 px maps with their 16 px label row
+    assert "untrained" in grid.info["weights"]
