@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .memory import check_attribution_run
 from .models import FeatureNet, UnknownLayerError
 from .progress import ProgressEvent
 from .settings import RecipeSettings
@@ -462,6 +463,7 @@ class AttributionRun:
             self.gradcam_layer = self._gradcam_layer()
         # validate the objective now (one-line errors before any work)
         objective_function(model, self.spec, layers=settings.style_layers, image=self.image)
+        check_attribution_run(model, self.image, settings)  # MemoryEstimateError before any work
         self.notes: list[str] = []
         if self.spec.kind == "class" and model.weights.untrained:
             self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")

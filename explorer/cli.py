@@ -683,6 +683,16 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except (RuntimeError, MemoryError) as exc:  # out of (GPU) memory anyway: cache freed, one line
+        from .memory import free_cached_memory, is_out_of_memory, out_of_memory_message
+
+        if not is_out_of_memory(exc):
+            raise
+        msg = out_of_memory_message(exc, f"the {args.command} run")
+        del exc
+        free_cached_memory()
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

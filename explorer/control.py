@@ -14,26 +14,27 @@ the default settings it is exactly one :class:`explorer.style.StyleTransfer`; ot
    steps of all scales and name the scale in ``stage``.
 3. **Deep Photo Style Transfer** (F. Luan, S. Paris, E. Shechtman, K. Bala, "Deep Photo Style
    Transfer", CVPR 2017): with ``photo_lambda`` > 0 the loss gains lambda * L_m, the
-   photorealism regularizer of eq. (3) on the Matting Laplacian of the content image at each
+   photorealism regularizer of eq. (2) on the Matting Laplacian of the content image at each
    scale (:mod:`explorer.photo`); with ``masks`` the style loss becomes the augmented style
-   loss of eq. (4), one Gram matrix per semantic region shared by the content and style images.
+   loss of eq. (3a)-(3b), one Gram matrix per semantic region shared by the content and style images.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from . import color
-from .models import FeatureNet, precision_name, resolve_precision
+from .memory import check_style_run
+from .models import FeatureNet, resolve_precision
 from .progress import ProgressEvent
 from .style import StyleResult, StyleSettings, StyleTransfer, style_targets
 
-__all__ = ["ControlledTransfer", "MaskInputs", "uses_control", "describe"]
+__all__ = ["ControlledTransfer", "MaskInputs", "describe"]
 
 
 @dataclass
@@ -45,14 +46,8 @@ class MaskInputs:
     style: Any = None
 
 
-def uses_control(settings: StyleSettings) -> bool:
-    """True when the settings ask for anything beyond one plain Gatys run."""
-    return (settings.preserve_color != "none" or settings.scale_plan() != [(settings.size, settings.steps)]
-            or settings.photo_lambda > 0 or settings.masks != "none")
-
-
 def describe(settings: StyleSettings, run: "ControlledTransfer | None" = None) -> str:
-    """A short ", ..." phrase naming the controls in use, for the CLI's and page's run line."""
+    """A short ", ..." phrase naming the controls in use, for the CLI's run line."""
     parts = []
     if settings.preserve_color != "none":
         parts.append(f"{settings.preserve_color} colour preservation")
@@ -126,6 +121,7 @@ class ControlledTransfer:
         self.content_final, blend = prepare_blend(content, self.style_images, settings.size)
         self.regions = self._resolve_masks(blend[0][0] if blend else None, mask_inputs)
         self.dtype = resolve_precision(settings.precision, model.device)
+        check_style_run(model, self.content_final, settings, self.dtype)  # the largest scale must fit
         self.notes: list[str] = list(self.regions.notes) if self.regions is not None else []
         self.run: StyleTransfer | None = None
         self.scale_results: list[StyleResult] = []

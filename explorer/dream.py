@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from .memory import check_dream_run
 from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
 from .progress import ProgressEvent
 from .settings import RecipeSettings
@@ -579,6 +580,7 @@ class DreamRun:
                               f"{min_side} px a side at {', '.join(layers)}")
             settings = dataclasses.replace(settings, tile=2 * min_side)
             self.settings = settings
+        check_dream_run(model, h, w, settings, layers, self.dtype, len(self.sizes))  # MemoryEstimateError
         # fail early on bad channels etc.: evaluate the objective once on a small crop of the
         # smallest octave (a crop, so that memory stays bounded by the tile, not the image)
         small = _resize(self.base, self.sizes[0])

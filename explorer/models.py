@@ -340,7 +340,7 @@ def _imagenet_state_dict(name: str, progress: bool = True) -> tuple[dict[str, to
     if _offline():
         raise _missing_error(name, "EXPLORER_OFFLINE=1 forbids downloading")
     try:
-        sd = _spec(name).weights_enum.get_state_dict(progress=progress, check_hash=True)
+        sd = _spec(name).weights_enum.get_state_dict(progress=progress, check_hash=True, weights_only=True)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _missing_error(name, f"the download failed ({reason})") from None
@@ -381,7 +381,7 @@ def download_weights(names: Iterable[str], dest: str | Path | None = None, progr
     for n in names:
         spec = _spec(n)
         try:
-            spec.weights_enum.get_state_dict(progress=progress, check_hash=True)
+            spec.weights_enum.get_state_dict(progress=progress, check_hash=True, weights_only=True)
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WeightsError(f"download of {spec.file_name} ({spec.file_size_mb:.0f} MB) for {n} failed: {reason}") from None

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from .memory import check_style_run
 from .models import FeatureNet, autocast, precision_name, resolve_precision
 from .progress import ProgressEvent
 from .settings import RecipeSettings
@@ -228,9 +229,9 @@ class StyleSettings(RecipeSettings):
             (``steps`` is the first scale's): 0.5 keeps the work per scale about equal with
             sqrt(2) steps, since a step at twice the pixels costs about twice as much.
         photo_lambda: weight lambda of the photorealism regularizer of Luan et al. 2017
-            ("Deep Photo Style Transfer") eq. (3), built on the content's Matting Laplacian;
+            ("Deep Photo Style Transfer") eq. (2), built on the content's Matting Laplacian;
             0 = off.
-        masks: semantic regions for the augmented style loss of Luan et al. 2017 eq. (4):
+        masks: semantic regions for the augmented style loss of Luan et al. 2017 eq. (3a)-(3b):
             ``"none"``, ``"files"`` (colour-coded mask images, same colour = same region),
             ``"auto"`` (k-means colour segmentation of both images, no weights needed) or
             ``"segmentation"`` (torchvision's DeepLabV3, pretrained weights needed).
@@ -519,11 +520,11 @@ class StyleTransfer:
             (coarse-to-fine runs start each scale from the previous scale's result, upsampled).
         regularizers: extra loss terms, name -> (weight, function of x (B, 3, H, W) in [0, 1]
             returning (B,)), added to the total and recorded under their name (e.g. ``photo``,
-            the photorealism regularizer of Luan et al. 2017 eq. (3)).
+            the photorealism regularizer of Luan et al. 2017 eq. (2)).
         region_masks: per style layer, (R, H_l, W_l) masks of the content image's R semantic
             regions at that layer's resolution; the target of such a layer is then (R, N, N),
             one Gram matrix per region, and its style term is the augmented style loss of
-            Luan et al. 2017 eq. (4) (:func:`explorer.photo.region_style_layer_loss`).
+            Luan et al. 2017 eq. (3a)-(3b) (:func:`explorer.photo.region_style_layer_loss`).
 
     Raises:
         UnknownLayerError: a content/style layer the network does not have.
@@ -552,6 +553,7 @@ class StyleTransfer:
         model.check_layers([settings.content_layer, *settings.style_layers])
         if content.dim() != 4 or content.shape[1] != 3 or content.shape[0] < 1:
             raise ValueError(f"content images must have shape (B, 3, H, W), got {tuple(content.shape)}")
+        check_style_run(model, content, settings, self.dtype)  # MemoryEstimateError before any allocation
         self.content = content.to(self.device, torch.float32)
         b = content.shape[0]
         self.seeds = [settings.seed] * b if seeds is None else [int(v) for v in seeds]

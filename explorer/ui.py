@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from . import activations, batch, images, models, plots
+from . import activations, batch, images, memory, models, plots
 from .progress import ProgressEvent
 from .runqueue import RunQueue, default_slots
 
@@ -434,7 +434,10 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     ``st.session_state[state_key]`` so they survive a Stop (which reruns the script).
 
     The computation waits its turn in :func:`heavy_runs` (the page shows its place in the
-    queue) and gives its slot back when it ends or the user stops it.
+    queue) and gives its slot back when it ends or the user stops it. A part of the run that
+    is refused for memory (:class:`~explorer.memory.MemoryEstimateError`) or that runs out of
+    memory anyway (CUDA's OutOfMemoryError: the cache is emptied) ends the run with one
+    ``st.error`` line; the run keeps what it had (its ``stopped`` says why, where it has one).
 
     Returns:
         the last event seen.
@@ -443,12 +446,25 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     view = _EventView(area.container(), state_key, scale, preview_caption)
     last = None
     queued = _queued(events, view.bar)
+    failed = None
     try:
         for ev in queued:
             view.show(ev)
             last = ev
+    except memory.MemoryEstimateError as exc:  # a part of the run (a larger scale, a batch) cannot fit
+        failed = one_line(exc)
+    except (RuntimeError, MemoryError) as exc:  # out of (GPU) memory although the estimate fitted
+        if not memory.is_out_of_memory(exc):
+            raise
+        failed = memory.out_of_memory_message(exc)
     finally:
         queued.close()  # gives the slot back at once, also when the user stopped the page
+    if failed is not None:  # the exception (and the frames holding the run's tensors) is gone now
+        memory.free_cached_memory()
+        if hasattr(events, "stopped"):
+            events.stopped = failed  # the run's result() then reports itself as partial
+        st.error(failed)
+        return last
     area.empty()
     return last
 

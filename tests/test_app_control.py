@@ -6,7 +6,6 @@ import io
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.test_app import STYLE_PAGE, check_result, click_run, downloads, errors, home, page  # noqa: F401

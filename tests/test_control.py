@@ -3,7 +3,6 @@ mode run end to end (the Matting Laplacian and region maths are in test_photo.py
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
