@@ -56,7 +56,8 @@ def picture(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
     return Image.fromarray(rgb.clip(0, 255).astype(np.uint8), "RGB")
 
 
-def _png_chunks(data: bytes):
+def png_chunks(data: bytes):
+    """Yield (offset_of_length_field, type, data_start, length) for each PNG chunk."""
     pos = 8
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
@@ -67,7 +68,7 @@ def _png_chunks(data: bytes):
 def patch_png_size(data: bytes, width: int, height: int) -> bytes:
     """A PNG whose IHDR claims another size (CRC fixed), the body left as it was."""
     out = bytearray(data)
-    pos, ctype, start, length = next(_png_chunks(data))
+    pos, ctype, start, length = next(png_chunks(data))
     assert ctype == b"IHDR"
     out[start:start + 8] = struct.pack(">II", width, height)
     crc = zlib.crc32(bytes(out[pos + 4:start + length])) & 0xFFFFFFFF
@@ -77,7 +78,7 @@ def patch_png_size(data: bytes, width: int, height: int) -> bytes:
 
 def _bad_crc_png() -> bytes:
     data = bytearray(encode(picture(), "PNG"))
-    _, _, start, length = next(c for c in _png_chunks(bytes(data)) if c[1] == b"IDAT")
+    _, _, start, length = next(c for c in png_chunks(bytes(data)) if c[1] == b"IDAT")
     data[start + length // 2] ^= 0x01  # one flipped bit in the compressed pixels
     return bytes(data)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import torch
 from PIL import Image, ImageFile, features
 
 from explorer import images
+from tests.corpus import patch_png_size, png_chunks
 from explorer.images import (
     MIN_SIDE,
     SAMPLE_CONTENT,
@@ -51,27 +50,6 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
-
-
-def png_chunks(data: bytes):
-    """Yield (offset_of_length_field, type, data_start, length) for each PNG chunk."""
-    pos = 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        ctype = data[pos + 4 : pos + 8]
-        yield pos, ctype, pos + 8, length
-        pos += 12 + length
-
-
-def patch_ihdr_size(data: bytes, width: int, height: int) -> bytes:
-    """Rewrite the IHDR width/height of a PNG and fix the IHDR CRC."""
-    out = bytearray(data)
-    pos, ctype, start, length = next(png_chunks(data))
-    assert ctype == b"IHDR"
-    out[start : start + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(out[pos + 4 : start + length])) & 0xFFFFFFFF
-    out[start + length : start + length + 4] = struct.pack(">I", crc)
-    return bytes(out)
 
 
 def assert_image_error(exc_info, role: str, *phrases: str) -> str:
@@ -197,7 +175,7 @@ def test_png_with_bad_crc(tmp_path, where):
 
 @pytest.mark.filterwarnings("error")
 def test_bomb_patched_header(tmp_path):
-    data = patch_ihdr_size(encode(noise_rgb(40, 40), "PNG"), 20000, 20000)
+    data = patch_png_size(encode(noise_rgb(40, 40), "PNG"), 20000, 20000)
     path = write(tmp_path, "bomb.png", data)
     with pytest.raises(ImageError) as ei:
         load_image(path, role="content image")
@@ -212,7 +190,7 @@ def test_bomb_patched_header(tmp_path):
 
 @pytest.mark.filterwarnings("error")  # between 1x and 2x the limit Image.open would warn
 def test_bomb_just_above_limit_no_warning(tmp_path):
-    data = patch_ihdr_size(encode(noise_rgb(40, 40), "PNG"), 10000, 9000)
+    data = patch_png_size(encode(noise_rgb(40, 40), "PNG"), 10000, 9000)
     with pytest.raises(ImageError) as ei:
         load_image(data, name="big.png", role="style image")
     assert_image_error(ei, "style image 'big.png'", "10000 x 9000 = 90.0 megapixels", "safety limit")

@@ -97,17 +97,23 @@ def test_cli_refuses_a_run_that_cannot_fit(capsys, tmp_path, monkeypatch, shared
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_page_refuses_a_run_that_cannot_fit(monkeypatch, tmp_path):
-    app_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("EXPLORER_MEMORY_LIMIT", "1MB")
+def _run_style_page(steps: int) -> AppTest:
+    """The style page at 64 px with ``steps`` steps, Run clicked; no exception block."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("pages/style_transfer.py").run()
     at.slider(key="size").set_value(64)
-    at.number_input(key="steps").set_value(1)
+    at.number_input(key="steps").set_value(steps)
     at.run()
     at.button(key="run").click().run()
     assert not at.exception
+    return at
+
+
+def test_page_refuses_a_run_that_cannot_fit(monkeypatch, tmp_path):
+    app_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("EXPLORER_MEMORY_LIMIT", "1MB")
+    at = _run_style_page(steps=1)
     errs = [e.value for e in at.error]
     assert len(errs) == 1 and "64 px style transfer needs about" in errs[0] and "1.0 MB free" in errs[0], errs
     monkeypatch.delenv("EXPLORER_MEMORY_LIMIT")
@@ -148,14 +154,7 @@ def test_cli_out_of_gpu_memory_is_one_line(capsys, tmp_path, shared_models, cuda
 
 def test_page_out_of_gpu_memory_is_one_error_and_the_session_goes_on(monkeypatch, tmp_path, cuda_oom):
     app_env(monkeypatch, tmp_path)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/style_transfer.py").run()
-    at.slider(key="size").set_value(64)
-    at.number_input(key="steps").set_value(3)
-    at.run()
-    at.button(key="run").click().run()
-    assert not at.exception
+    at = _run_style_page(steps=3)
     errs = [e.value for e in at.error]
     assert len(errs) == 1 and "ran out of GPU memory" in errs[0], errs
     assert cuda_oom["empty_cache"] == 1
