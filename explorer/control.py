@@ -10,7 +10,8 @@ the default settings it is exactly one :class:`explorer.style.StyleTransfer`; ot
    luminance with the content's colour channels (:mod:`explorer.color`).
 2. **Scales**: the schedule of :meth:`StyleSettings.scale_plan`, smallest first. Each scale
    prepares the images at its size from the originals (Lanczos), recomputes the style targets,
-   and starts from the previous scale's result, upsampled (bicubic). Progress events count the
+   and starts from the previous scale's result, upsampled (bicubic), with the content's detail
+   that the upsampling loses added back (as Deep Dream's octaves re-inject detail). Progress events count the
    steps of all scales and name the scale in ``stage``.
 3. **Deep Photo Style Transfer** (F. Luan, S. Paris, E. Shechtman, K. Bala, "Deep Photo Style
    Transfer", CVPR 2017): with ``photo_lambda`` > 0 the loss gains lambda * L_m, the
@@ -202,12 +203,21 @@ class ControlledTransfer:
             lap = photo.MattingLaplacian(colour_content[0], device=self.model.device)
             regularizers["photo"] = (s.photo_lambda, lap.loss)
         if init is not None:
-            init = _resize(init, tuple(content.shape[-2:]))
-            if s.preserve_color == "luminance":  # the network sees gray images in this mode
-                init = color.luminance(init).expand(-1, 3, -1, -1)
+            init = self._upsample_start(init, content)
         return StyleTransfer(self.model, content, blend, settings, targets=targets,
                              style_channels=self.style_channels, init_image=init,
                              regularizers=regularizers, region_masks=region_masks)
+
+    def _upsample_start(self, result: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """The start of the next scale: the previous scale's result upsampled (bicubic), plus
+        the detail that upsampling loses, taken from the content image: content at this scale
+        minus the previous scale's content upsampled the same way (the detail re-injection of
+        Deep Dream's octaves). Without it the start is a blurred image, whose content loss
+        at the new size is tens of times the previous scale's final one."""
+        hw = tuple(content.shape[-2:])
+        previous = self.run.content[:1].to(content.device)  # what the network saw at the last scale
+        detail = content - _resize(previous, hw)
+        return (_resize(result.to(content.device), hw) + detail).clamp(0, 1)
 
     # ------------------------------------------------------------------ the loop
 

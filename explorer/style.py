@@ -52,6 +52,8 @@ __all__ = [
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
+#: Fewest steps a coarse-to-fine scale runs (unless ``steps`` itself is smaller).
+MIN_SCALE_STEPS = 10
 
 
 # ----------------------------------------------------------------------------- the maths
@@ -227,7 +229,8 @@ class StyleSettings(RecipeSettings):
         start_size: the long side of the first scale, pixels (only when ``scales`` != 1).
         scale_steps_ratio: each larger scale runs this fraction of the previous scale's steps
             (``steps`` is the first scale's): 0.5 keeps the work per scale about equal with
-            sqrt(2) steps, since a step at twice the pixels costs about twice as much.
+            sqrt(2) steps, since a step at twice the pixels costs about twice as much (at least
+            ``MIN_SCALE_STEPS`` = 10 steps per scale, or ``steps`` if fewer).
         photo_lambda: weight lambda of the photorealism regularizer of Luan et al. 2017
             ("Deep Photo Style Transfer") eq. (2), built on the content's Matting Laplacian;
             0 = off.
@@ -328,14 +331,17 @@ class StyleSettings(RecipeSettings):
 
         Sizes grow geometrically from ``start_size`` to ``size`` (``scales`` = 0: as many
         scales as steps of about sqrt(2) need); the first scale runs ``steps`` steps and each
-        larger one ``scale_steps_ratio`` times the previous one's (at least 1)."""
+        larger one ``scale_steps_ratio`` times the previous one's, but at least
+        :data:`MIN_SCALE_STEPS` (or ``steps``, if fewer): each scale starts a new optimizer, and
+        L-BFGS's first steps are short while it builds its curvature estimate."""
         if self.scales == 1:
             return [(self.size, self.steps)]
         n = self.scales or 1 + max(1, round(2 * math.log2(self.size / self.start_size)))
         sizes = [round(self.start_size * (self.size / self.start_size) ** (k / (n - 1))) for k in range(n)]
         plan, steps = [], float(self.steps)
+        least = min(self.steps, MIN_SCALE_STEPS)
         for sz in sizes:
-            plan.append((sz, max(1, round(steps))))
+            plan.append((sz, max(least, round(steps))))
             steps *= self.scale_steps_ratio
         return plan
 

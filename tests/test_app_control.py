@@ -34,7 +34,7 @@ def test_luminance_and_coarse_to_fine_on_the_page(page, downloads):  # noqa: F81
     report = json.loads(downloads["recipe.json"])
     assert report["settings"]["preserve_color"] == "luminance"
     assert [s["size"] for s in report["scales"]] == [48, 64]
-    assert report["history"][-1]["step"] == 3 + 2  # 3 steps at 48 px, then half as many (rounded) at 64 px
+    assert report["history"][-1]["step"] == 3 + 3  # 3 steps at 48 px; no scale runs fewer than that (or 10)
 
 
 def test_photorealistic_mode_with_automatic_regions(page, downloads):  # noqa: F811

@@ -102,7 +102,9 @@ def test_scale_plan_is_geometric_with_fewer_steps_at_larger_sizes():
     assert [sz for sz, _ in auto] == [128, 181, 256, 362, 512, 724, 1024]  # sqrt(2) steps
     assert StyleSettings(size=256, steps=7).scale_plan() == [(256, 7)]
     assert [n for _, n in StyleSettings(size=256, steps=3, scales=3, start_size=64,
-                                        scale_steps_ratio=0.1).scale_plan()] == [3, 1, 1]
+                                        scale_steps_ratio=0.1).scale_plan()] == [3, 3, 3]  # floor: steps
+    assert [n for _, n in StyleSettings(size=256, steps=100, scales=3, start_size=64,
+                                        scale_steps_ratio=0.1).scale_plan()] == [100, 10, 10]  # floor: 10
 
 
 @pytest.mark.parametrize("bad, msg", [
@@ -136,16 +138,23 @@ def test_coarse_to_fine_returns_the_target_size_and_reports_every_scale(vgg19):
     steps = [h["step"] for h in res.history]
     assert steps == sorted(steps) and steps[-1] == total and [h["scale"] for h in res.history][-1] == 3
     report = run.report()
-    assert report["scales"] == [{"size": 48, "steps": 2}, {"size": 68, "steps": 1}, {"size": 96, "steps": 1}]
-    # each scale started from the previous scale's result, upsampled (not from the content)
+    assert report["scales"] == [{"size": 48, "steps": 2}, {"size": 68, "steps": 2}, {"size": 96, "steps": 2}]
+    # each scale started from the previous scale's result, upsampled, plus the content's detail
+    # that upsampling loses (content at 68 px minus the 48 px content upsampled)
     first, second = run.scale_results[0], run.scale_results[1]
-    start = torch.nn.functional.interpolate(first.image, size=(51, 68), mode="bicubic", align_corners=False,
-                                            antialias=True).clamp(0, 1)
-    fresh = StyleTransfer(vgg19, images.to_tensor(images.resize_long_side(_pil(picture(72, 96)), 68)),
-                          images.to_tensor(images.resize_long_side(_pil(stripes(64, 64)), 68)),
+
+    def up(x):
+        return torch.nn.functional.interpolate(x, size=(51, 68), mode="bicubic", align_corners=False,
+                                               antialias=True).clamp(0, 1)
+
+    c48, c68 = (images.to_tensor(images.resize_long_side(_pil(picture(72, 96)), n)) for n in (48, 68))
+    start = (up(first.image) + c68 - up(c48)).clamp(0, 1)
+    fresh = StyleTransfer(vgg19, c68, images.to_tensor(images.resize_long_side(_pil(stripes(64, 64)), 68)),
                           StyleSettings.from_dict({**s.to_dict(), "size": 68, "steps": 1, "scales": 1}),
                           init_image=start)
+    blurred = StyleTransfer(vgg19, c68, None, fresh.settings, targets=fresh.targets, init_image=up(first.image))
     assert second.history[0]["total"] == pytest.approx(fresh.losses(fresh.x)["total"].item(), rel=1e-4)
+    assert second.history[0]["total"] != pytest.approx(blurred.losses(blurred.x)["total"].item(), rel=1e-4)
 
 
 def test_init_image_is_the_starting_point(vgg19, images64):
@@ -189,14 +198,14 @@ def test_cli_preserve_color_and_scales(tmp_path, capsys):
                          "--steps", "2", "--optimizer", "adam", "--start-size", "32", "--preserve-color",
                          "luminance", "-o", out, "--report", rep, "--quiet")
     assert rc == 0, err
-    assert "luminance colour preservation" in err and "3 scales 32 px x2 -> 45 px x1 -> 64 px x1" in err
+    assert "luminance colour preservation" in err and "3 scales 32 px x2 -> 45 px x2 -> 64 px x2" in err
     from PIL import Image
 
     assert Image.open(out).size == (64, 64)
     r = json.loads(rep.read_text())
     assert r["settings"]["preserve_color"] == "luminance" and r["settings"]["scales"] == 0
     assert [x["size"] for x in r["scales"]] == [32, 45, 64]
-    assert r["steps_done"] == 4 and "wrote" in err and "after 4 steps" in err
+    assert r["steps_done"] == 6 and "wrote" in err and "after 6 steps" in err
     # the recipe replays the controls
     rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:astronaut", "--untrained", "--recipe", rep,
                          "-o", tmp_path / "again.png", "--quiet")
