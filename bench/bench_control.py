@@ -187,16 +187,23 @@ def main() -> None:
         for frac in (0.25, 0.5, 1.0):
             k = max(1, round(frac * args.single_steps))
             target = single["curve"][k][1]
-            rows.append({"single_step": k, "loss": target, "single_s": first_time(single["curve"], target),
+            rows.append({"what": f"single scale after {k} steps", "loss": target,
+                         "single_s": first_time(single["curve"], target),
                          "multi_s": first_time(multi["curve"], target)})
+        rows.append({"what": "coarse-to-fine's final", "loss": multi["final"],
+                     "single_s": first_time(single["curve"], multi["final"]), "multi_s": multi["curve"][-1][0]})
         out[f"size_{size}"] = {"single": {k: single[k] for k in ("wall", "final", "peak_rss_mb", "precision")},
                                "multi": {k: multi[k] for k in ("wall", "final", "peak_rss_mb", "plan")},
                                "time_to_loss": rows}
         print(f"\n## {size} px: single scale ({args.single_steps} steps) vs coarse-to-fine "
               f"{' -> '.join(f'{s}x{n}' for s, n in multi['plan'])} ({single['precision']})")
-        print("| loss (single-scale after k steps) | single scale | coarse-to-fine |\n|---|---|---|")
+        print("| loss at the final size (eq. 5) | single scale reaches it at | coarse-to-fine reaches it at |\n|---|---|---|")
         for r in rows:
-            print(f"| {r['loss']:.4g} (k={r['single_step']}) | {fmt_t(r['single_s'])} | {fmt_t(r['multi_s'])} |")
+            print(f"| {r['loss']:.4g} ({r['what']}) | {fmt_t(r['single_s'])} | {fmt_t(r['multi_s'])} |")
+        at = multi["curve"][-1][0]
+        same_time = min((loss for t, loss in single["curve"] if t <= at), default=None)
+        if same_time is not None:
+            print(f"at {at:.1f} s (when coarse-to-fine ends) the single-scale run's loss is {same_time:.4g}")
         print(f"whole runs: single {single['wall']:.1f} s (final {single['final']:.4g}, peak {single['peak_rss_mb']:.0f} MB); "
               f"coarse-to-fine {multi['wall']:.1f} s (final {multi['final']:.4g}, peak {multi['peak_rss_mb']:.0f} MB)")
     if args.photo:
