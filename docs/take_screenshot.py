@@ -29,8 +29,8 @@ def take(base: str, steps: int, chromium: str, timeout_s: float) -> bytes:
         browser = pw.chromium.launch(executable_path=chromium, args=bs.CHROMIUM_ARGS, headless=True)
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-            ctx.add_init_script(bs.RUN_COUNTER_JS)
             page = ctx.new_page()
+            bs.track_script_runs(page)
             page.set_default_timeout(60_000)
             bs.open_page(page, f"{base}/style_transfer", timeout_ms=180_000)  # model built, samples shown
             if bs.dismiss_page_not_found(page):

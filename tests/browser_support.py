@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import weakref
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -123,39 +124,54 @@ def app_server(env: Mapping[str, str | None] | None = None, *, port: int = 0, lo
 
 # --------------------------------------------------------------------------- Playwright helpers
 
-# Counts Streamlit script runs: each time the app's script-run state leaves "notRunning" (a rerun
-# requested by a widget, a run starting). Install with page.add_init_script(RUN_COUNTER_JS).
-RUN_COUNTER_JS = """
-(() => {
-  window.__stRuns = 0;
-  let last = null;
-  const check = () => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    const s = app ? app.getAttribute('data-test-script-state') : null;
-    if (s !== last) {
-      if (s && s !== 'notRunning' && s !== 'initial') window.__stRuns += 1;
-      last = s;
-    }
-  };
-  new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true,
-                                                 attributeFilter: ['data-test-script-state']});
-})();
-"""
+# Counts finished Streamlit script runs from the app's own messages. Each run ends with a
+# ForwardMsg ``script_finished`` on the page's websocket; Playwright sees every frame, and the
+# frames are decoded with Streamlit's own protobuf classes. (Watching the DOM's
+# ``data-test-script-state`` instead misses fast reruns: when the start and the end of a run
+# arrive before React renders, the attribute never leaves "notRunning".)
+_RUNS: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
 
-_IDLE_AFTER_JS = """n => {
+_IDLE_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
-  return window.__stRuns > n && app && app.getAttribute('data-test-script-state') === 'notRunning';
+  return !!app && app.getAttribute('data-test-script-state') === 'notRunning';
 }"""
 
 
+def track_script_runs(page) -> None:
+    """Count the script runs of ``page`` that finish (call before the page opens the app).
+    Runs cut short by a newer rerun (``FINISHED_EARLY_FOR_RERUN``) do not count."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    state = _RUNS.setdefault(page, {"finished": 0})
+    early = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
+
+    def on_frame(payload) -> None:
+        if isinstance(payload, str):
+            return
+        try:
+            msg = ForwardMsg.FromString(payload)
+        except Exception:  # noqa: BLE001 - not a ForwardMsg: not ours to count
+            return
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished != early:
+            state["finished"] += 1
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+
+
 def script_runs(page) -> int:
-    """How many script runs the page has started so far (needs :data:`RUN_COUNTER_JS`)."""
-    return page.evaluate("() => window.__stRuns")
+    """How many script runs of the page have finished so far (needs :func:`track_script_runs`)."""
+    return _RUNS[page]["finished"]
 
 
 def wait_script_run(page, after: int, timeout_ms: float) -> None:
-    """Wait until a script run later than number ``after`` has started and finished."""
-    page.wait_for_function(_IDLE_AFTER_JS, arg=after, timeout=timeout_ms, polling=100)
+    """Wait until a script run later than number ``after`` has finished and the page shows the
+    app idle (polling every 50 ms: Playwright delivers the websocket frames while it waits)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not (script_runs(page) > after and page.evaluate(_IDLE_JS)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no script run finished within {timeout_ms / 1000:.0f} s "
+                               f"({script_runs(page)} finished so far, waiting for more than {after})")
+        page.wait_for_timeout(50)
 
 
 def settle(page, action: Callable[[], object], timeout_ms: float = 60_000):
@@ -176,8 +192,9 @@ def wait_drawn(page, timeout_ms: float = 30_000) -> None:
 
 def open_page(page, url: str, timeout_ms: float = 120_000) -> None:
     """Go to ``url`` and wait for its first script run to finish (models load on first use)."""
+    before = script_runs(page)
     page.goto(url)
-    wait_script_run(page, 0, timeout_ms)
+    wait_script_run(page, before, timeout_ms)
 
 
 def dismiss_page_not_found(page) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 from urllib.parse import urljoin
@@ -102,8 +103,8 @@ def page(browser, request):
     """A fresh browser context and page (its own Streamlit session). If the test fails, the page
     as it was is saved as ``test-artifacts/browser/FAILED-<test>.png``."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    ctx.add_init_script(bs.RUN_COUNTER_JS)
     pg = ctx.new_page()
+    bs.track_script_runs(pg)
     pg.set_default_timeout(STEP_MS)
     failed_before = request.session.testsfailed
     try:
@@ -218,6 +219,15 @@ def set_text(page, k: str, value: str) -> None:
     set_number(page, k, value)
 
 
+def choose(page, k: str, option: str) -> None:
+    """Pick ``option`` (its shown text) in the selectbox with key ``k``."""
+    box = page.locator(f'{key(k)} input[role="combobox"]')
+    box.click()
+    item = page.get_by_role("option").filter(has_text=option).first
+    bs.settle(page, item.click)
+    expect(box).to_have_value(re.compile("^" + re.escape(option)))
+
+
 def run(page, button_key: str) -> None:
     """Click the page's run button and wait until the run (one script run) has finished."""
     button = button_of(page, button_key)
@@ -298,6 +308,27 @@ def test_style_transfer(page, server, pictures, tmp_path):
     with Image.open(out) as im:
         assert "untrained" in im.text["weights"]
     screenshot(page, "02-style_transfer")
+
+
+def test_style_transfer_photorealistic(page, server, pictures, tmp_path):
+    """The "Colours, scales and photorealism" controls: luminance-only colours, the
+    photorealism term and automatic regions; the region maps are shown beside the result."""
+    visit(page, server, "style_transfer", "Style transfer")
+    upload_image(page, "content", pictures["content"])
+    upload_image(page, "style", pictures["style"])
+    open_expander(page, "Settings")
+    set_slider(page, "size", WORK)
+    set_number(page, "steps", 2)
+    open_expander(page, "Colours, scales and photorealism")
+    bs.settle(page, lambda: page.locator(key("preserve_color")).get_by_text("Luminance-only transfer").click())
+    bs.settle(page, lambda: page.locator(f'{key("photo")} label').click())
+    choose(page, "masks", "Automatic: colour clusters")
+    run(page, "run")
+    for caption in ("Result (untrained", "Content regions", "Style regions"):
+        expect(page.locator('[data-testid="stImage"]').filter(has_text=caption)).to_be_visible()
+    expect(page.get_by_text("photo", exact=False).last).to_be_visible()
+    assert png_size(download(page, "download_png", "stylized.png", tmp_path)) == RESULT_SIZE
+    screenshot(page, "09-style_photorealistic")
 
 
 def test_deep_dream(page, server, pictures, tmp_path):
