@@ -293,14 +293,21 @@ def test_home(page, server):
     screenshot(page, "01-home")
 
 
-def test_style_transfer(page, server, pictures, tmp_path):
-    visit(page, server, "style_transfer", "Style transfer")
+def content_style_page(page, server, pictures, path: str, title: str, prefix: str = "",
+                       settings: str = "Settings") -> None:
+    """Open a page with a content and a style picker (keys ``{prefix}content``/``{prefix}style``),
+    upload both pictures, and set the working size to 64 px and 2 steps in its settings."""
+    visit(page, server, path, title)
     untrained_label(page)
-    upload_image(page, "content", pictures["content"])
-    upload_image(page, "style", pictures["style"])
-    open_expander(page, "Settings")
-    set_slider(page, "size", WORK)
-    set_number(page, "steps", 2)
+    upload_image(page, f"{prefix}content", pictures["content"])
+    upload_image(page, f"{prefix}style", pictures["style"])
+    open_expander(page, settings)
+    set_slider(page, f"{prefix}size", WORK)
+    set_number(page, f"{prefix}steps", 2)
+
+
+def test_style_transfer(page, server, pictures, tmp_path):
+    content_style_page(page, server, pictures, "style_transfer", "Style transfer")
     run(page, "run")
     expect(page.locator('[data-testid="stImage"]').filter(has_text="Result (untrained")).to_be_visible()
     out = download(page, "download_png", "stylized.png", tmp_path)
@@ -313,12 +320,7 @@ def test_style_transfer(page, server, pictures, tmp_path):
 def test_style_transfer_photorealistic(page, server, pictures, tmp_path):
     """The "Colours, scales and photorealism" controls: luminance-only colours, the
     photorealism term and automatic regions; the region maps are shown beside the result."""
-    visit(page, server, "style_transfer", "Style transfer")
-    upload_image(page, "content", pictures["content"])
-    upload_image(page, "style", pictures["style"])
-    open_expander(page, "Settings")
-    set_slider(page, "size", WORK)
-    set_number(page, "steps", 2)
+    content_style_page(page, server, pictures, "style_transfer", "Style transfer")
     open_expander(page, "Colours, scales and photorealism")
     bs.settle(page, lambda: page.locator(key("preserve_color")).get_by_text("Luminance-only transfer").click())
     bs.settle(page, lambda: page.locator(f'{key("photo")} label').click())
@@ -372,13 +374,7 @@ def test_style_saliency(page, server, pictures, tmp_path):
 
 
 def test_full_vs_guided_gram(page, server, pictures, tmp_path):
-    visit(page, server, "compare", "Full vs guided Gram")
-    untrained_label(page)
-    upload_image(page, "cmp_content", pictures["content"])
-    upload_image(page, "cmp_style", pictures["style"])
-    open_expander(page, "Style transfer settings")
-    set_slider(page, "cmp_size", WORK)
-    set_number(page, "cmp_steps", 2)
+    content_style_page(page, server, pictures, "compare", "Full vs guided Gram", "cmp_", "Style transfer settings")
     run(page, "cmp_run")
     expect(page.locator('[data-testid="stImage"]').filter(has_text="Saliency-guided Gram (untrained")).to_be_visible()
     assert png_size(download(page, "cmp_download_full", "full_gram.png", tmp_path)) == RESULT_SIZE
