@@ -70,6 +70,8 @@ __all__ = [
     "MAX_REGIONS",
     "CLUSTER_COLORS",
     "EMPTY_REGION_WEIGHT",
+    "RegionPlan",
+    "region_plan",
     "matting_laplacian",
     "MattingLaplacian",
     "photorealism_loss",
@@ -967,8 +969,34 @@ def region_style_targets(model, style: torch.Tensor, style_masks: torch.Tensor, 
     return RegionTargets(targets, valid)
 
 
+@dataclass
+class RegionPlan:
+    """Where each region of one layer is: the positions with a weight > 0 and sqrt(weight)
+    there. Built once per run by :func:`region_plan`, so that every step's Gram matrix of a
+    region is a product over that region's positions only (together about one full Gram
+    matrix per layer instead of one per region), with no host-device synchronization.
+
+    Attributes:
+        index: per region, a 1-D long tensor of flattened positions (y * W_l + x).
+        root: per region, sqrt(w) at those positions, 1-D float32.
+    """
+
+    index: list[torch.Tensor]
+    root: list[torch.Tensor]
+
+
+def region_plan(masks: torch.Tensor) -> RegionPlan:
+    """The :class:`RegionPlan` of (R, H_l, W_l) region masks in [0, 1] at one layer (one host
+    synchronization per region; call it once, not every step)."""
+    if masks.dim() != 3:
+        raise ValueError(f"expected region masks of shape (R, H_l, W_l); got {tuple(masks.shape)}")
+    flat = masks.float().clamp(min=0).flatten(1)
+    index = [torch.nonzero(row > 0).flatten() for row in flat]
+    return RegionPlan(index=index, root=[row[i].sqrt() for row, i in zip(flat, index)])
+
+
 def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor,
-                            valid: torch.Tensor | None = None) -> torch.Tensor:
+                            valid: torch.Tensor | None = None, plan: RegionPlan | None = None) -> torch.Tensor:
     """One layer's augmented style term, Luan et al. 2017 eq. (3a)-(3b):
 
         L^l_{s+} = sum_{c=1..R} 1/(4 N^2) sum_ij (G_{l,c}[O] - G_{l,c}[S])_ij^2,
@@ -993,6 +1021,8 @@ def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets
         targets: (R, N, N) float32 style targets of this layer.
         valid: optional (R,) bool, regions whose style target is valid
             (``RegionTargets.valid[layer]``).
+        plan: :func:`region_plan` of ``masks``: the same value, computed over each region's
+            positions only (faster when regions are many or small).
 
     Returns:
         (B,) float32 tensor, differentiable with respect to ``features``.
@@ -1024,6 +1054,19 @@ def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets
         denom = torch.where(ok, total, torch.ones_like(total))
         scale = ok.float() / (4.0 * n * n)
         loss = torch.zeros(b, device=dev, dtype=torch.float32)
+        if plan is not None:
+            if len(plan.index) != r:
+                raise ValueError(f"the region plan has {len(plan.index)} regions for {r} masks")
+            # (B, M, N) view of the features: a plain view for channels_last storage
+            if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+                fm = features.permute(0, 2, 3, 1).reshape(b, h * w, n)
+            else:
+                fm = features.reshape(b, n, h * w).transpose(1, 2)
+            for c in range(r):
+                x = fm.index_select(1, plan.index[c].to(dev)).float() * plan.root[c].to(dev)[:, None]
+                g = torch.bmm(x.transpose(1, 2), x) / denom[c]                   # (B, N, N) float32
+                loss = loss + (g - tg[c]).pow(2).flatten(1).sum(1) * scale[c]
+            return loss
         for c in range(r):
             # F diag(w) F^T = (F sqrt(w)) (F sqrt(w))^T: the Gram of the weighted features keeps their
             # memory layout (channels_last stays a (B, M, N) view) and has a one-product backward

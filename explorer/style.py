@@ -588,6 +588,10 @@ class StyleTransfer:
         self.style_channels = {k: v.to(self.device) for k, v in (style_channels or {}).items()}
         self.regularizers = dict(regularizers or {})
         self.region_masks = {k: v.to(self.device, torch.float32) for k, v in (region_masks or {}).items()}
+        if self.region_masks:
+            from .photo import region_plan
+
+            self._region_plans = {k: region_plan(v) for k, v in self.region_masks.items()}
         for name in self.region_masks:
             if name in self.targets and self.targets[name].dim() != 3:
                 raise ValueError(f"region masks for {name} need one Gram target per region, shape (R, N, N)")
@@ -650,7 +654,7 @@ class StyleTransfer:
             return style_layer_loss(self._channels(layer, f), self.targets[layer])
         from .photo import region_style_layer_loss
 
-        return region_style_layer_loss(f, masks, self.targets[layer])
+        return region_style_layer_loss(f, masks, self.targets[layer], plan=self._region_plans[layer])
 
     def _channels(self, layer: str, f: torch.Tensor) -> torch.Tensor:
         idx = self.style_channels.get(layer)

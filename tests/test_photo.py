@@ -476,3 +476,29 @@ def test_segmentation_masks_run_with_a_weights_file(monkeypatch, tmp_path):
         assert m.colors[0] == P._voc_color(names.index(m.names[0]))
     finally:
         P._seg_models.clear()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_region_plan_gives_the_same_loss_and_gradient_as_the_masks(channels_last):
+    """The per-step fast path (products over each region's positions only) equals the masked
+    products: fractional (area-averaged) masks, an empty region, both memory layouts."""
+    g = torch.Generator().manual_seed(0)
+    feats = torch.rand(2, 6, 9, 11, generator=g)
+    masks = torch.zeros(3, 9, 11)
+    masks[0, :, :5] = 1.0
+    masks[0, :, 5] = 0.25  # a fractional boundary column
+    masks[1, :, 5:] = 1.0 - masks[0, :, 5:]
+    # region 2 is empty at this layer
+    targets = torch.rand(3, 6, 6, generator=g)
+    x = feats.contiguous(memory_format=torch.channels_last) if channels_last else feats.clone()
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    slow = P.region_style_layer_loss(a, masks, targets)
+    fast = P.region_style_layer_loss(b, masks, targets, plan=P.region_plan(masks))
+    assert torch.allclose(fast, slow, rtol=1e-5, atol=1e-7)
+    slow.sum().backward()
+    fast.sum().backward()
+    assert torch.allclose(b.grad, a.grad, rtol=1e-4, atol=1e-8)
+    assert float(a.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="2 regions for 3 masks"):
+        P.region_style_layer_loss(b, masks, targets, plan=P.region_plan(masks[:2]))
