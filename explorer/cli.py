@@ -370,8 +370,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         raise CliError("guided transfer explains one style image; blend styles without --guide/--mask")
     mask_inputs = _mask_inputs(args, settings)
     model = _load_net(args, settings.model)
-    c, s = style.prepare_images(content.image, style_img.image, settings.size)
-    guidance = _guidance(args, model, s, settings, guide) if guide else None
+    guidance = None
+    if guide:  # the heatmap and guided targets are of the style image at the working size
+        guidance = _guidance(args, model, style.prepare_images(content.image, style_img.image, settings.size)[1],
+                             settings, guide)
     run = control.ControlledTransfer(model, content.image, [(li.image, w) for li, w in style_imgs], settings,
                                      mask_inputs=mask_inputs, targets=guidance.targets if guidance else None,
                                      style_channels=guidance.channels if guidance else None)
@@ -382,6 +384,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     how += control.describe(settings, run)
     names = " + ".join(f"{li.name} x{w / sum(x for _, x in blend):.2f}" for li, w in style_imgs) \
         if len(blend) > 1 else style_img.name
+    c = run.content_final
     _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {names} on {model.device}, "
          f"{models.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = _drive(run, "stylize", args.quiet)

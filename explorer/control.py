@@ -120,6 +120,7 @@ class ControlledTransfer:
         self._check_smallest_scale()
         # the final size's images: the masks are resolved there once and resampled per scale
         self.content_final, blend = prepare_blend(content, self.style_images, settings.size)
+        self._final_blend = blend  # the last scale reuses these instead of resizing again
         self.regions = self._resolve_masks(blend[0][0] if blend else None, mask_inputs)
         self.dtype = resolve_precision(settings.precision, model.device)
         check_style_run(model, self.content_final, settings, self.dtype)  # the largest scale must fit
@@ -169,7 +170,10 @@ class ControlledTransfer:
         """(colour content, content the network sees, styles the network sees) at ``size``."""
         from .batch import prepare_blend
 
-        c, blend = prepare_blend(self.content_image, self.style_images, size)
+        if size == self.settings.size:
+            c, blend = self.content_final, self._final_blend
+        else:
+            c, blend = prepare_blend(self.content_image, self.style_images, size)
         mode = self.settings.preserve_color
         if mode == "histogram":
             blend = [(color.match_color_histogram(st, c), w) for st, w in blend]
