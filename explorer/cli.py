@@ -389,7 +389,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
          f"{models.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = _drive(run, "stylize", args.quiet)
     result = run.result()
-    report = run.report()
+    report = run.report(result)
     report["inputs"] = {"content": content_ref, "style": style_ref, **({"mask": args.mask} if args.mask else {}),
                         **({"content_mask": args.content_mask, "style_mask": args.style_mask}
                            if settings.masks == "files" else {})}

@@ -293,9 +293,10 @@ class ControlledTransfer:
                            precision=current.precision, channels_last=current.channels_last,
                            seconds=self.seconds or current.seconds, stopped=self.stopped or current.stopped)
 
-    def report(self) -> dict:
-        """:meth:`StyleResult.report` plus the scale plan, the regions and notes."""
-        r = self.result().report()
+    def report(self, result: StyleResult | None = None) -> dict:
+        """:meth:`StyleResult.report` of ``result`` (default: :meth:`result`, computed anew) plus
+        the scale plan, the regions and notes."""
+        r = (result or self.result()).report()
         r["scales"] = [{"size": sz, "steps": n} for sz, n in self.plan]
         if self.regions is not None:
             r["regions"] = list(self.regions.names)

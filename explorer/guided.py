@@ -128,15 +128,12 @@ def load_mask(ref, size: tuple[int, int]) -> torch.Tensor:
         ValueError: an aspect ratio other than the style image's (more than 5% off), or an
             all-black mask.
     """
-    from .images import load_image
+    from .images import load_mask_image
 
-    li = load_image(ref, role="mask")
+    li = load_mask_image(ref, size, role="mask", image="the style image")
     gray = torch.from_numpy(np.asarray(li.image.convert("L"), dtype=np.float32) / 255.0)
     mh, mw = gray.shape
     h, w = size
-    if abs((mw / mh) / (w / h) - 1.0) > 0.05:
-        raise ValueError(f"mask {li.name} is {mw}x{mh} px but the style image is {w}x{h} px; "
-                         "paint the mask over the style image at the same aspect ratio")
     out = F.interpolate(gray[None, None], size=(h, w), mode="area")[0, 0] if (mh, mw) != (h, w) else gray
     if float(out.max()) <= 0:
         raise ValueError(f"mask {li.name} is black everywhere: no region is selected")

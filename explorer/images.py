@@ -58,6 +58,7 @@ __all__ = [
     "SAMPLE_STYLE",
     "load_sample",
     "parse_image_ref",
+    "load_mask_image",
 ]
 
 #: Smallest accepted width and height of a loaded image, in pixels.
@@ -516,6 +517,30 @@ def load_sample(key: str, *, role: str = "sample image") -> LoadedImage:
     except Exception as exc:
         raise ImageError(f"{_label(role, display)}: could not load the sample ({_short(exc)})") from exc
     return LoadedImage(image=image.copy(), name=display, notes=list(notes))
+
+
+def load_mask_image(ref: Any, size: tuple[int, int], *, role: str = "mask",
+                    image: str = "the style image") -> LoadedImage:
+    """Read a mask painted over an image (:func:`load_image`) and check that it has that
+    image's aspect ratio (within 5 %), so that it can be resized onto it.
+
+    Args:
+        ref: a path, bytes, or a binary file object (e.g. a Streamlit upload).
+        size: (H, W) of the image the mask belongs to, at its working size, pixels.
+        role: what the mask is, for messages (``"mask"``, ``"content mask"``).
+        image: how messages name that image (``"the style image"``).
+
+    Raises:
+        ImageError: an unreadable file (one line).
+        ValueError: another aspect ratio; the one-line message gives both sizes.
+    """
+    li = load_image(ref, role=role)
+    mw, mh = li.image.size
+    h, w = size
+    if abs((mw / mh) / (w / h) - 1.0) > 0.05:
+        raise ValueError(f"{role} {li.name} is {mw}x{mh} px but {image} is {w}x{h} px; "
+                         f"paint the mask over {image} at the same aspect ratio")
+    return li
 
 
 def parse_image_ref(ref: str, *, role: str = "image") -> LoadedImage:

@@ -574,16 +574,14 @@ def load_color_mask(ref, size: tuple[int, int], role: str = "content mask"
             sizes), no colour large enough to be a region, or more than :data:`MAX_REGIONS`
             regions (a photo instead of a flat-colour mask).
     """
-    from .images import load_image
+    from .images import load_mask_image
 
     h, w = (int(v) for v in size)
     if h < 1 or w < 1:
         raise ValueError(f"size must be (H, W) in pixels; got {size!r}")
-    li = load_image(ref, role=role)
+    image = f"the {role.removesuffix(' mask')} image" if role.endswith(" mask") else "its image"
+    li = load_mask_image(ref, (h, w), role=role, image=image)
     mw, mh = li.image.size
-    if abs((mw / mh) / (w / h) - 1.0) > 0.05:
-        raise ValueError(f"{role} {li.name} is {mw}x{mh} px but its image is {w}x{h} px; "
-                         "paint the mask over the image at the same aspect ratio")
     im = li.image if (mw, mh) == (w, h) else li.image.resize((w, h), Image.NEAREST)
     rgb = np.asarray(im, dtype=np.uint8).reshape(-1, 3).astype(np.int64)
     codes = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]

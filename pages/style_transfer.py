@@ -161,7 +161,7 @@ if run_clicked and ready:
                       scale={"content": settings.content_weight, "style": settings.style_weight,
                              "tv": settings.tv_weight, "photo": settings.photo_lambda})
         result = run.result()
-        report = run.report()
+        report = run.report(result)
         report["inputs"] = state["style_pending"]["inputs"]
         ui.finish_run("style", image=images.to_pil(result.image), history=result.history, report=report,
                       stopped=result.stopped)
