@@ -155,17 +155,9 @@ def layer_masks(weight: torch.Tensor, model: FeatureNet, layers: Sequence[str]) 
     Raises:
         UnknownLayerError; ValueError for a layer without spatial maps.
     """
-    from .activations import output_shape
+    from .photo import region_layer_masks
 
-    model.check_layers(layers)
-    h, w = weight.shape
-    out = {}
-    for name in layers:
-        shape = output_shape(model.name, name, h, w)
-        if len(shape) != 3:
-            raise ValueError(f"{name} has no spatial maps; pick a convolutional layer")
-        out[name] = F.adaptive_avg_pool2d(weight[None, None].float(), shape[1:])[0, 0]
-    return out
+    return {name: m[0] for name, m in region_layer_masks(weight[None], model, layers).items()}
 
 
 def masked_gram(features: torch.Tensor, weight: torch.Tensor, normalize: bool = True) -> torch.Tensor:

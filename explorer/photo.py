@@ -854,9 +854,9 @@ def segmentation_masks(content: torch.Tensor, style: torch.Tensor, device: str |
 # ============================================================================= augmented style loss
 
 def region_layer_masks(masks: torch.Tensor, model, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Resample R region masks to every layer's resolution by area averaging, as
-    :func:`explorer.guided.layer_masks` does for one map (``F.adaptive_avg_pool2d``: each
-    layer cell gets the mean of the input pixels it covers), all regions at once.
+    """Resample R region masks to every layer's resolution by area averaging
+    (``F.adaptive_avg_pool2d``: each layer cell gets the mean of the input pixels it covers),
+    all regions at once; :func:`explorer.guided.layer_masks` is the one-map case.
 
     Args:
         masks: (R, H, W) masks in [0, 1] at the size of the image the network sees.
