@@ -24,6 +24,7 @@ out-of-memory error that happens anyway into one line, after :func:`free_cached_
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -123,19 +124,13 @@ def _deepest(name: str, layers: Sequence[str] | None, kind: str) -> list[str]:
     return [spatial[-1]]
 
 
-_trace_cache: dict = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _trace(name: str, height: int, width: int, deepest: str, pooling: str) -> tuple[int, int, int, int]:
     """Float and integer elements the forward pass of one image creates up to ``deepest``, the
     largest single float output and the largest pair of consecutive float outputs.
 
     Every op's non-aliasing outputs are counted (views and in-place ops are skipped), traced on
     the meta device; cached per (model, size, layer, pooling)."""
-    key = (name, height, width, deepest, pooling)
-    hit = _trace_cache.get(key)
-    if hit is not None:
-        return hit
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from .models import meta_net
@@ -168,11 +163,7 @@ def _trace(name: str, height: int, width: int, deepest: str, pooling: str) -> tu
     with torch.device("meta"), Count():
         x = torch.empty(1, 3, height, width)
         net.features(x, layers, pooling=pooling)
-    result = (counts["float"], counts["int"], counts["largest"], counts["pair"])
-    if len(_trace_cache) > 256:
-        _trace_cache.clear()
-    _trace_cache[key] = result
-    return result
+    return counts["float"], counts["int"], counts["largest"], counts["pair"]
 
 
 def _dtype_bytes(dtype) -> int:
