@@ -112,10 +112,9 @@ def step_costs(cfg: dict) -> dict:
             next(it)
         out[name] = {"s_per_step": (time.perf_counter() - t1) / cfg["steps"], "setup_s": setup}
         it.close()
-    from explorer import photo
+    from explorer import images, photo
 
-    c = __import__("explorer.images", fromlist=["x"]).to_tensor(
-        __import__("explorer.images", fromlist=["x"]).resize_long_side(content, cfg["size"]))
+    c = images.to_tensor(images.resize_long_side(content, cfg["size"]))
     t0 = time.perf_counter()
     photo.MattingLaplacian(c[0])
     out["laplacian_build_s"] = time.perf_counter() - t0
