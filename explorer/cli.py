@@ -368,7 +368,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     guide = _guide_from(args, recipe)
     if guide and len(blend) > 1:
         raise CliError("guided transfer explains one style image; blend styles without --guide/--mask")
-    mask_inputs = _mask_inputs(args, settings)
+    mask_inputs = _control_flags(args, settings)
     model = _load_net(args, settings.model)
     guidance = None
     if guide:  # the heatmap and guided targets are of the style image at the working size
@@ -408,8 +408,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def _mask_inputs(args: argparse.Namespace, settings: style.StyleSettings) -> control.MaskInputs | None:
-    """Apply the semantic-mask flags to ``settings.masks`` and return the mask files."""
+def _control_flags(args: argparse.Namespace, settings: style.StyleSettings) -> control.MaskInputs | None:
+    """Apply the flags that settings cannot take as they are (the semantic-mask source, and
+    ``--start-size`` without ``--scales``), validate again, and return the mask files."""
     given = [flag for flag, on in (("--content-mask/--style-mask", args.content_mask or args.style_mask),
                                    ("--auto-masks", args.auto_masks is not None),
                                    ("--segmentation-masks", args.segmentation_masks)) if on]
