@@ -368,8 +368,8 @@ def compare_images(acts_a: np.ndarray, acts_b: np.ndarray, n: int = 8) -> Compar
 @torch.no_grad()
 def top_predictions(model: FeatureNet, image: torch.Tensor, k: int = 5) -> list[tuple[str, float]] | None:
     """The top-k ImageNet classes with softmax probabilities, or ``None`` with untrained weights
-    (their logits mean nothing)."""
-    if model.weights.untrained:
+    (their logits mean nothing) or weights without a classifier (conv-only VGG files)."""
+    if model.weights.untrained or not model.has_classifier:
         return None
     logits = model(image.to(model.device, torch.float32))[0].float()
     p = torch.softmax(logits, 0)

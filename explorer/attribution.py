@@ -207,6 +207,7 @@ def objective_function(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequen
             return lambda x: model.features(x, [spec.layer], pooling=pooling)[spec.layer].float().mean((1, 2, 3))
         k = spec.channel
         return lambda x: model.features(x, [spec.layer], pooling=pooling)[spec.layer][:, k].float().mean((1, 2))
+    model.logits_layer("the class objective")  # NoClassifierError for conv-only weights
     if image is None:
         raise ValueError("the class objective needs the image whose top class it explains")
     with torch.no_grad():

@@ -337,8 +337,9 @@ def build_objective(model: FeatureNet, settings: DreamSettings, guide_image: tor
     """
     s = settings
     if s.objective == "class":
+        model.logits_layer("the class objective")  # conv-only weights: one line before the name lookup
         idx, name = class_index(model, s.class_name or "")
-        return class_logit(model.spec.logits_layer, idx, name)
+        return class_logit(model.logits_layer("the class objective"), idx, name)
     model.check_layers([l for l, _ in s.layers])
     if s.objective == "guide":
         if guide_image is None:

@@ -46,6 +46,7 @@ __all__ = [
     "WeightsInfo",
     "FeatureNet",
     "UnknownLayerError",
+    "NoClassifierError",
     "list_models",
     "list_layers",
     "meta_net",
@@ -87,6 +88,11 @@ class WeightsError(RuntimeError):
 
 class UnknownLayerError(ValueError):
     """A layer name that the network does not have; the message lists the valid names."""
+
+
+class NoClassifierError(ValueError):
+    """The network's weights have no classifier (a conv-only VGG file), and something asked for
+    ImageNet class scores (a class objective, top-5 predictions, Grad-CAM on a class)."""
 
 
 @dataclass(frozen=True)
@@ -258,12 +264,17 @@ class WeightsInfo:
     Attributes:
         kind: ``"imagenet"``, ``"file"`` or ``"untrained"``.
         source: the file the weights were read from, or a note for untrained weights.
-        label: short text shown on every page and report, e.g. ``"untrained weights (seed 0)"``.
+        label: short text shown on every page and report, naming the file, e.g.
+            ``"weights from vgg19-caffe-features-q8.pth (conv layers only)"`` or
+            ``"untrained weights (seed 0)"``.
+        conv_only: the file held a VGG's convolutional layers only: the network ends at
+            ``pool5`` and has no classifier (no class logits, top-5 or class objectives).
     """
 
     kind: str
     source: str
     label: str
+    conv_only: bool = False
 
     @property
     def untrained(self) -> bool:
@@ -294,10 +305,19 @@ def _offline() -> bool:
 
 
 def _find_local(name: str) -> Path | None:
+    """torchvision's file for ``name`` in EXPLORER_WEIGHTS_DIR or torch's cache; failing that, in
+    EXPLORER_WEIGHTS_DIR, another ``.pth``/``.pt`` file named ``<name>-*`` (e.g.
+    ``vgg19-caffe-features-q8.pth``), the first in alphabetical order."""
     fname = weights_file_name(name)
-    for folder in (_weights_dir(), _cache_dir()):
-        if folder is not None and (folder / fname).is_file():
+    folders = [f for f in (_weights_dir(), _cache_dir()) if f is not None]
+    for folder in folders:
+        if (folder / fname).is_file():
             return folder / fname
+    wd = _weights_dir()
+    if wd is not None and wd.is_dir():
+        other = sorted(p for p in wd.glob(f"{name}-*") if p.suffix in (".pth", ".pt") and p.is_file())
+        if other:
+            return other[0]
     return None
 
 
@@ -410,23 +430,46 @@ def _build_torchvision(spec: ModelSpec, untrained: bool) -> nn.Module:
     return spec.builder(**kwargs)
 
 
-def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source: str) -> None:
+def _is_conv_only(spec: ModelSpec, sd: dict[str, torch.Tensor]) -> bool:
+    """True for a VGG state dict holding only the ``features.N.*`` keys (no classifier), the form
+    most style-transfer tools distribute (e.g. the original Caffe VGG19 conv layers)."""
+    return spec.family == "vgg" and bool(sd) and all(k.startswith("features.") for k in sd)
+
+
+def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source: str) -> bool:
+    """Load ``sd`` into ``model`` (built on the meta device), strictly, casting any float dtype
+    to float32. A VGG state dict with only ``features.*`` keys fills ``model.features``.
+
+    Returns:
+        True when the weights hold the convolutional layers only (no classifier).
+
+    Raises:
+        WeightsError: keys or shapes that do not fit (one line naming the first few).
+    """
     sd = {k: v for k, v in sd.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
-    own = model.state_dict()
+    spec = MODELS.get(name)  # also loads networks outside the registry (DeepLabV3 for explorer.photo)
+    conv_only = spec is not None and _is_conv_only(spec, sd)
+    target = model.features if conv_only else model
+    if conv_only:
+        sd = {k.removeprefix("features."): v for k, v in sd.items()}
+    own = target.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
+    prefix = "features." if conv_only else ""
     if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        detail = (f"missing {[prefix + k for k in missing[:3]]}" if missing
+                  else f"unexpected {[prefix + k for k in unexpected[:3]]}")
         raise WeightsError(f"{source} is not a {name} state_dict ({detail})")
     bad = [k for k in own if own[k].shape != sd[k].shape]
     if bad:
-        raise WeightsError(f"{source} does not fit {name}: shape of {bad[0]} is {tuple(sd[bad[0]].shape)}, "
+        raise WeightsError(f"{source} does not fit {name}: shape of {prefix}{bad[0]} is {tuple(sd[bad[0]].shape)}, "
                            f"expected {tuple(own[bad[0]].shape)}")
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # fp16 files too
-    model.load_state_dict(sd, strict=True, assign=True)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # fp16/bf16 files too
+    target.load_state_dict(sd, strict=True, assign=True)
+    return conv_only
 
 
-def _vgg_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def _vgg_layers(model: nn.Module, classifier: bool = True) -> list[tuple[str, nn.Module]]:
     layers: list[tuple[str, nn.Module]] = []
     block, idx = 1, 0
     for m in model.features:
@@ -440,6 +483,8 @@ def _vgg_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             block, idx = block + 1, 0
         else:  # pragma: no cover - torchvision's VGG has nothing else
             raise TypeError(f"unexpected module in VGG features: {m}")
+    if not classifier:  # conv-only weights: the network ends at pool5
+        return layers
     layers.append(("avgpool", nn.Sequential(model.avgpool, nn.Flatten(1))))
     c = model.classifier  # Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
     layers += [("fc6", c[0]), ("relu6", nn.ReLU(inplace=False)), ("fc7", c[3]),
@@ -566,9 +611,33 @@ class FeatureNet(nn.Module):
                     break
         return out
 
+    @property
+    def has_classifier(self) -> bool:
+        """True when the network ends in the ImageNet classifier (False for conv-only weights)."""
+        return self.spec.logits_layer in self.body
+
+    def logits_layer(self, what: str = "this") -> str:
+        """The name of the layer giving the 1000 ImageNet logits.
+
+        Args:
+            what: what needs the logits, for the message (e.g. ``"the class objective"``).
+
+        Raises:
+            NoClassifierError: the weights have no classifier (conv-only VGG file); one line.
+        """
+        if not self.has_classifier:
+            raise NoClassifierError(f"{what} needs ImageNet class scores, but {self.weights.label} has no "
+                                    f"classifier; use weights with one (e.g. torchvision's {self.spec.file_name})")
+        return self.spec.logits_layer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # the logits, for Captum and class objectives
-        """ImageNet logits, shape (N, 1000), for images (N, 3, H, W) in [0, 1]."""
-        return self.features(x, [self.spec.logits_layer])[self.spec.logits_layer]
+        """ImageNet logits, shape (N, 1000), for images (N, 3, H, W) in [0, 1].
+
+        Raises:
+            NoClassifierError: conv-only weights.
+        """
+        layer = self.logits_layer("the forward pass")
+        return self.features(x, [layer])[layer]
 
     def truncated(self, last_layer: str) -> "FeatureNet":
         """A network that ends at ``last_layer``, sharing this one's parameters (no copy)."""
@@ -597,9 +666,9 @@ def list_layers(name: str) -> list[str]:
     return list(meta_net(name).layer_names)
 
 
-def _layers_for(spec: ModelSpec, model: nn.Module) -> list[tuple[str, nn.Module]]:
+def _layers_for(spec: ModelSpec, model: nn.Module, classifier: bool = True) -> list[tuple[str, nn.Module]]:
     if spec.family == "vgg":
-        return _vgg_layers(model)
+        return _vgg_layers(model, classifier)
     if spec.family == "googlenet":
         return _named_children_layers(model, _GOOGLENET_ORDER)
     return _named_children_layers(model, _INCEPTION3_ORDER)
@@ -633,17 +702,16 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
         if w in ("auto", "imagenet"):
             try:
                 sd, source = _imagenet_state_dict(name, progress=progress)
-                info = WeightsInfo("imagenet", source, "ImageNet weights (torchvision IMAGENET1K_V1)")
+                kind = "imagenet" if Path(source).name == spec.file_name else "file"
             except WeightsError:
                 if w == "imagenet" or not untrained_allowed():
                     raise
-                sd, info = None, None
+                sd = None
         elif w == "untrained":
-            sd, info = None, None
+            sd = None
         else:
             path = Path(w).expanduser()
-            sd = _read_state_dict(path)
-            info = WeightsInfo("file", str(path), f"weights from file {path.name}")
+            sd, source, kind = _read_state_dict(path), str(path), "file"
         if sd is None:
             info = WeightsInfo("untrained", f"torchvision default initialization, torch.manual_seed({UNTRAINED_SEED})",
                                f"untrained weights (seed {UNTRAINED_SEED})")
@@ -651,6 +719,11 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
         else:
             with torch.device("meta"):  # no random initialization: the state_dict replaces it all
                 model = _build_torchvision(spec, untrained=False)
-            _load_into(model, sd, name, info.source)
-    net = FeatureNet(spec, _layers_for(spec, model), info)
+            conv_only = _load_into(model, sd, name, source)
+            what = "ImageNet weights" if kind == "imagenet" else "weights"
+            info = WeightsInfo(kind, source, f"{what} from {Path(source).name}" + (" (conv layers only)" if conv_only else ""),
+                               conv_only=conv_only)
+            if conv_only:
+                model.classifier = nn.Identity()  # its parameters are still on the meta device
+    net = FeatureNet(spec, _layers_for(spec, model, classifier=not info.conv_only), info)
     return net.to(dev)

@@ -93,7 +93,8 @@ if acts is not None:
     with left:
         preds = ui.cached_predictions(model, x)
         if preds is None:
-            st.caption("Top-5 ImageNet predictions need pretrained weights; this network has untrained ones.")
+            st.caption("Top-5 ImageNet predictions need pretrained weights with a classifier; "
+                       f"this network has {model.weights.label}.")
         else:
             st.markdown("**Top-5 ImageNet predictions**")
             st.dataframe([{"class": c, "probability": f"{p:.1%}"} for c, p in preds], hide_index=True,
