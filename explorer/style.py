@@ -13,6 +13,28 @@ plus the total-variation regularizer R_{V^beta} of Mahendran & Vedaldi, "Underst
 Image Representations by Inverting Them", CVPR 2015, eq. (5), which the seed paper adds with
 its own weight.
 
+**Relative losses** (``loss_normalization="relative"``, the default). Eq. (4) grows with the
+square and eq. (2) with the fourth power of the activations' magnitude, which differs between
+VGG19 files by large factors (the Caffe file's activations are about 58x torchvision's), so a
+fixed alpha/beta cannot suit every file. The default therefore divides each term by its
+target's magnitude:
+
+* content  L_c = ||F^l - P^l||^2 / ||P^l||^2            (= eq. (4) * 2 / ||P^l||^2)
+* style    E_l = ||G^l - A^l||_F^2 / ||A^l||_F^2         (= eq. (2) * 4 N_l^2 M_l^2 / ||A^l||_F^2)
+
+both squared relative errors, unchanged when every activation is scaled by the same factor:
+alpha and beta then mean the same for any VGG19 file. ``loss_normalization="paper"`` keeps
+eq. (2) and (4) as written.
+
+**The image stays in [0, 1] without corrupting L-BFGS.** The optimizer's variable x is
+unconstrained and the network sees (and the user gets) clamp(x, 0, 1). The loss is thus one
+fixed function of x, so every curvature pair L-BFGS stores is true; clamping x in place after
+each step, as before, changed the image behind L-BFGS's back and its memory no longer
+described the function. L-BFGS runs with a strong-Wolfe line search, so every accepted step
+lowers the loss, whatever the loss's scale: without it, torch's L-BFGS takes a plain gradient
+step of length 1 whenever its first curvature pair is rejected, which on losses of 1e16 moved
+pixels by 1e14 (see README "Why L-BFGS no longer diverges").
+
 Naming trap: in the original Caffe VGG the blob called ``conv1_1`` is rectified in place, so
 the papers' "conv1_1" features are post-ReLU. The defaults here are therefore ``relu1_1 ...
 relu5_1`` for style and ``relu4_2`` for content; the pre-ReLU ``conv*`` outputs can be chosen too.
@@ -52,6 +74,14 @@ __all__ = [
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
+#: beta of eq. (5) with relative losses and alpha = 1 (calibrated on the real VGG19 against
+#: neural-style's published outputs; README "Defaults on real weights").
+DEFAULT_STYLE_WEIGHT = 30.0
+#: Most loss evaluations the strong-Wolfe line search may spend on one L-BFGS step.
+MAX_LINE_SEARCH_EVALS = 20
+#: Past loss evaluations L-BFGS can reuse (the point its line search accepted is the next
+#: step's starting point).
+_EVAL_CACHE = 3
 #: Fewest steps a coarse-to-fine scale runs (unless ``steps`` itself is smaller).
 MIN_SCALE_STEPS = 10
 
@@ -185,6 +215,7 @@ def total_variation(image: torch.Tensor, beta: float = 2.0, eps: float = 1e-8) -
 
 _CHOICES = {
     "optimizer": ("lbfgs", "adam"),
+    "loss_normalization": ("relative", "paper"),
     "init": ("content", "noise", "style"),
     "pooling": ("max", "avg"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
@@ -204,9 +235,15 @@ class StyleSettings(RecipeSettings):
         optimizer: ``"lbfgs"`` (Gatys et al.) or ``"adam"``.
         lr: learning rate; ``None`` means 1.0 for L-BFGS and 0.02 for Adam (pixels in [0, 1]).
         content_weight: alpha of eq. (5).
-        style_weight: beta of eq. (5). The paper's alpha/beta = 1e-3 was for Caffe's 0-255
-            input scale; with torchvision's [0, 1] normalized inputs features are about 58x
-            smaller, so the same balance is alpha/beta of roughly 3e-7 (content ~ s^2, style ~ s^4).
+        style_weight: beta of eq. (5). With the default relative losses alpha = 1, beta = 30
+            gives a balance like the published outputs of neural-style (content readable,
+            strokes and palette of the style); the same numbers hold for any VGG19 file.
+            With ``loss_normalization="paper"`` the balance depends on the file: the paper's
+            alpha/beta = 1e-3 suits the original Caffe VGG19 (activations of about 0-1000),
+            torchvision's file needs about 3e-7 (its activations are about 58x smaller; content
+            scales with s^2, style with s^4).
+        loss_normalization: ``"relative"`` (each term divided by its target's squared norm,
+            see the module docstring) or ``"paper"`` (eq. (2) and (4) as written).
         tv_weight: weight of the total-variation regularizer.
         tv_beta: exponent beta of R_{V^beta}.
         content_layer: layer of eq. (4).
@@ -246,7 +283,8 @@ class StyleSettings(RecipeSettings):
     optimizer: str = "lbfgs"
     lr: float | None = None
     content_weight: float = 1.0
-    style_weight: float = 1e6
+    style_weight: float = DEFAULT_STYLE_WEIGHT
+    loss_normalization: str = "relative"
     tv_weight: float = 0.0
     tv_beta: float = 2.0
     content_layer: str = DEFAULT_CONTENT_LAYER
@@ -609,6 +647,26 @@ class StyleTransfer:
         self.stopped: str | None = None
         self.seconds = 0.0
         self._layers = [settings.content_layer, *(l for l in settings.style_layers if l in self.targets)]
+        self.content_scale, self.style_scale = self._term_scales()
+        self.evaluations = 0
+
+    def _term_scales(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """Factors that turn eq. (4) and each E_l of eq. (2) into the relative losses of the
+        module docstring (all 1 with ``loss_normalization="paper"``): 2 / ||P||^2 per content
+        image, and 4 N^2 / ||A||_F^2 per style layer (A position-normalized, as the targets
+        are; for (R, N, N) region targets the mean ||A_c||^2 of the non-empty regions)."""
+        b = self.content.shape[0]
+        if self.settings.loss_normalization == "paper":
+            return torch.ones(b, device=self.device), {l: 1.0 for l in self.targets}
+        p2 = self.content_target.flatten(1).pow(2).sum(1).expand(b)
+        content = torch.where(p2 > 0, 2.0 / p2.clamp_min(1e-30), torch.ones_like(p2))
+        style = {}
+        for name, t in self.targets.items():
+            sq = t.float().pow(2).flatten(-2).sum(-1)             # () or (R,)
+            sq = sq[sq > 0].mean() if sq.dim() else sq
+            n = t.shape[-1]
+            style[name] = float(4.0 * n * n / sq) if float(sq) > 0 else 1.0
+        return content, style
 
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -631,20 +689,25 @@ class StyleTransfer:
         return x.requires_grad_(True)
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All loss terms for images x (B, 3, H, W) in [0, 1]; float32 tensors of shape (B,)
-        except ``style_layers`` (dict of E_l). ``total`` is eq. (5) plus the TV term."""
+        """All loss terms of the image clamp(x, 0, 1), for the optimizer's variable x
+        (B, 3, H, W) (any values; see the module docstring). Float32 tensors of shape (B,)
+        except ``style_layers`` (dict of E_l): ``content`` (L_c), ``style`` (sum_l w_l E_l),
+        ``tv`` (R_V^beta), each regularizer's value, all unweighted and relative or as in the
+        paper per ``loss_normalization``; ``total`` is alpha L_c + beta L_style + the weighted
+        TV and regularizer terms (eq. (5) plus TV)."""
         s = self.settings
+        img = x.clamp(0.0, 1.0)
         with autocast(self.device, self.dtype):
-            feats = self.model.features(self._fmt(x), self._layers, pooling=s.pooling)
+            feats = self.model.features(self._fmt(img), self._layers, pooling=s.pooling)
         # losses stay in float32: outside autocast, features cast up first
-        c = content_loss(feats[s.content_layer], self.content_target)
-        e = {l: self._style_term(l, feats[l]) for l in s.style_layers if l in self.targets}
+        c = content_loss(feats[s.content_layer], self.content_target) * self.content_scale
+        e = {l: self._style_term(l, feats[l]) * self.style_scale[l] for l in s.style_layers if l in self.targets}
         st = style_loss(e, s.layer_weights) if e else torch.zeros_like(c)
-        tv = total_variation(x, s.tv_beta) if s.tv_weight > 0 else torch.zeros_like(c)
+        tv = total_variation(img, s.tv_beta) if s.tv_weight > 0 else torch.zeros_like(c)
         total = self.alpha * c + self.beta * st + s.tv_weight * tv
         extra = {}
         for name, (weight, fn) in self.regularizers.items():
-            extra[name] = fn(x).float()
+            extra[name] = fn(img).float()
             total = total + weight * extra[name]
         return {"content": c, "style": st, "tv": tv, **extra, "total": total, "style_layers": e}
 
@@ -680,29 +743,44 @@ class StyleTransfer:
         """Yield one event per step k = 0..steps: the losses of the image after k updates (the
         image itself every ``preview_every`` steps). Each optimizer step evaluates the current
         image (forward + backward) and then updates it, so the losses of image k are known
-        during step k + 1; the final image gets one extra forward pass without gradients."""
+        during step k + 1; the final image gets one extra forward pass without gradients.
+
+        L-BFGS (with the strong-Wolfe line search) may evaluate a few more points in a step;
+        the point it accepts is remembered, so the next step does not evaluate it again.
+        ``evaluations`` counts the forward + backward passes."""
         s = self.settings
         x = self.x
         if s.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS([x], lr=s.effective_lr, max_iter=1, history_size=100)
+            opt = torch.optim.LBFGS([x], lr=s.effective_lr, max_iter=1, max_eval=1 + MAX_LINE_SEARCH_EVALS,
+                                    history_size=100, line_search_fn="strong_wolfe")
         else:
             opt = torch.optim.Adam([x], lr=s.effective_lr)
         start = time.perf_counter()
         record: dict = {}
+        seen: list[tuple[torch.Tensor, float, torch.Tensor | None, dict]] = []  # (x, loss, grad, terms)
 
         def detached(terms):
             return {k: (v.detach() if isinstance(v, torch.Tensor) else {n: t.detach() for n, t in v.items()})
                     for k, v in terms.items()}
 
-        def closure():
+        def closure(backward: bool = True):
+            for px, loss, grad, terms in seen:  # the point the line search accepted last step
+                if torch.equal(px, x):
+                    x.grad = None if grad is None else grad.clone()
+                    record["terms"], record["loss"], record["image"] = terms, loss, px
+                    return torch.tensor(loss)
             opt.zero_grad(set_to_none=True)
-            terms = self.losses(x)
+            with torch.set_grad_enabled(backward):
+                terms = self.losses(x)
             loss = terms["total"].sum()
-            record["terms"], record["loss"] = detached(terms), float(loss.detach())
-            if math.isfinite(record["loss"]):
-                with torch.no_grad():
-                    self.last_good.copy_(x)  # the image these finite losses belong to
+            value = float(loss.detach())
+            self.evaluations += 1
+            if backward and math.isfinite(value):
                 loss.backward()
+            px = x.detach().clone()
+            record["terms"], record["loss"], record["image"] = detached(terms), value, px
+            seen.append((px, value, None if x.grad is None else x.grad.detach().clone(), record["terms"]))
+            del seen[:-_EVAL_CACHE]
             return loss
 
         def event(k: int) -> ProgressEvent | None:
@@ -715,6 +793,8 @@ class StyleTransfer:
                 return ProgressEvent(max(k - 1, 0), s.steps, self.seconds,
                                      _main_losses(self.history[-1]) if self.history else {},
                                      preview=self.last_good.cpu().clone(), message=self.stopped, done=True)
+            with torch.no_grad():
+                self.last_good.copy_(record["image"].clamp(0.0, 1.0))  # the image these losses belong to
             h = self._record(k, record["terms"], record["loss"])
             preview = None
             wanted = k in self.snapshot_steps
@@ -726,22 +806,18 @@ class StyleTransfer:
 
         for step in range(1, s.steps + 1):
             if s.optimizer == "lbfgs":
-                opt.step(closure)  # max_iter=1: one evaluation of image step-1, then the update
+                opt.step(closure)  # max_iter=1: image step-1 (remembered or evaluated), line search, update
             else:
                 closure()
                 if math.isfinite(record["loss"]):
                     opt.step()
-            with torch.no_grad():
-                x.clamp_(0.0, 1.0)
+                    with torch.no_grad():
+                        x.clamp_(0.0, 1.0)  # Adam keeps no curvature memory: a plain projection
             ev = event(step - 1)
             yield ev
             if self.stopped:
                 return
-        with torch.no_grad():  # the losses of the final image
-            terms = self.losses(x)
-            record["terms"], record["loss"] = detached(terms), float(terms["total"].sum())
-            if math.isfinite(record["loss"]):
-                self.last_good.copy_(x)
+        closure(backward=False)  # the losses of the final image
         yield event(s.steps)
 
     def result(self) -> StyleResult:

@@ -148,7 +148,8 @@ def test_channel_selection_keeps_the_most_important_channels(vgg19):
 
 def test_style_loss_on_selected_channels_uses_only_those_channels(vgg19, images64):
     content, style = images64
-    settings = StyleSettings(size=64, steps=1, precision="fp32", style_layers=("relu2_1",))
+    # the paper's E_l (eq. (2)), so that the expected value is the plain formula
+    settings = StyleSettings(size=64, steps=1, precision="fp32", style_layers=("relu2_1",), loss_normalization="paper")
     idx = {"relu2_1": torch.tensor([3, 10, 50])}
     full = style_targets(vgg19, style, ["relu2_1"])["relu2_1"]
     run = StyleTransfer(vgg19, content, style, settings, targets={"relu2_1": full[idx["relu2_1"]][:, idx["relu2_1"]]},
