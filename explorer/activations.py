@@ -54,7 +54,8 @@ def _prop(m: nn.Module, st: list[float]) -> list[float]:
         s = _pair(m.stride if m.stride is not None else m.kernel_size)
         d = _pair(getattr(m, "dilation", 1))
         return [st[0] + (k[0] - 1) * d[0] * st[2], st[1] + (k[1] - 1) * d[1] * st[3], st[2] * s[0], st[3] * s[1]]
-    children = list(m.named_children())
+    # a residual block's shortcut (ResNet's "downsample") runs beside the main path, not after it
+    children = [(n, c) for n, c in m.named_children() if n != "downsample"]
     if not children:
         return st  # ReLU, BatchNorm, Dropout: pointwise
     branches = [c for c in children if c[0].startswith("branch")]

@@ -80,7 +80,11 @@ METHOD_TITLES = {
     "gradcam": "Grad-CAM",
 }
 #: What an occluded window is filled with.
-BASELINES = ("zero", "mean", "blur")
+BASELINES = ("blur", "mean", "zero")
+#: What an occluded window shows by default. On the real VGG19 a black window adds strong edges,
+#: so hiding any region *raises* the style energy and the whole map is negative (gravel, chelsea:
+#: no positive window); a blurred copy removes the window's texture and keeps its colours.
+DEFAULT_BASELINE = "blur"
 
 # Captum warns on every GuidedBackprop call that it sets hooks; we know, and use a private copy.
 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
@@ -251,8 +255,9 @@ class AttributionSettings(RecipeSettings):
         style_layers: layers of the style objective (default relu1_1 ... relu5_1).
         size: working size, the long side of the style image in pixels.
         window, stride: occlusion window side and step, pixels.
-        baseline: what an occluded window shows: ``zero`` (black), ``mean`` (the image's mean
-            colour) or ``blur`` (the image under a Gaussian blur of sigma = window / 4 px).
+        baseline: what an occluded window shows: ``blur`` (the image under a Gaussian blur of
+            sigma = window / 4 px; the default, see :data:`DEFAULT_BASELINE`), ``mean`` (the
+            image's mean colour) or ``zero`` (black).
         perturbations_per_eval: occluded images per forward pass (batching; same result).
         ig_steps: integration steps of integrated gradients.
         smoothgrad: noisy samples for NoiseTunnel SmoothGrad over integrated gradients (0 = off).
@@ -268,7 +273,7 @@ class AttributionSettings(RecipeSettings):
     size: int = 256
     window: int = 32
     stride: int = 16
-    baseline: str = "zero"
+    baseline: str = DEFAULT_BASELINE
     perturbations_per_eval: int = 16
     ig_steps: int = 32
     smoothgrad: int = 0

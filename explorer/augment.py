@@ -209,8 +209,9 @@ class AugmentSettings(RecipeSettings):
         batch_size: content images optimized together in one batch (same working shape and steps).
         steps: Adam steps, or a range sampled per output (grid of 10 from LO, HI included).
         size: working size (long side, px), or a range sampled per output (grid of 32 from LO).
-        ratio_range: beta/alpha, sampled log-uniformly per output (alpha = 1). The default
-            (1e5, 1e7) brackets StyleSettings' 1e6; with untrained weights other values balance.
+        ratio_range: beta/alpha, sampled log-uniformly per output (alpha = 1; relative losses,
+            see :mod:`explorer.style`). The default (30, 200) brackets StyleSettings' beta of 80,
+            for any VGG19 file.
         blend: style images per output (1 = one style chosen per output; K > 1 = a blend of K
             distinct styles).
         weight_range: range of each blend weight before normalization (ignored for blend 1).
@@ -227,7 +228,7 @@ class AugmentSettings(RecipeSettings):
     batch_size: int = 4
     steps: tuple[int, int] = (50, 50)
     size: tuple[int, int] = (128, 128)
-    ratio_range: tuple[float, float] = (1e5, 1e7)
+    ratio_range: tuple[float, float] = (30.0, 200.0)
     blend: int = 1
     weight_range: tuple[float, float] = (0.2, 1.0)
     traditional: tuple[str, ...] = ()

@@ -53,7 +53,11 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=S, help="default lbfgs")
     p.add_argument("--lr", type=float, default=S, help="learning rate (default 1.0 for L-BFGS, 0.02 for Adam)")
     p.add_argument("--content-weight", type=float, default=S, dest="content_weight", help="alpha of eq. (5) (default 1)")
-    p.add_argument("--style-weight", type=float, default=S, dest="style_weight", help="beta of eq. (5) (default 1e6)")
+    p.add_argument("--style-weight", type=float, default=S, dest="style_weight",
+                   help=f"beta of eq. (5) (default {style.DEFAULT_STYLE_WEIGHT:g} with relative losses)")
+    p.add_argument("--loss-normalization", choices=["relative", "paper"], default=S, dest="loss_normalization",
+                   help="relative (default): content and style terms divided by their targets' squared norms, so "
+                        "alpha/beta mean the same for any VGG19 file; paper: eq. (2) and (4) as written")
     p.add_argument("--tv-weight", type=float, default=S, dest="tv_weight", help="total-variation weight (default 0)")
     p.add_argument("--tv-beta", type=float, default=S, dest="tv_beta", help="total-variation exponent beta (default 2)")
     p.add_argument("--content-layer", default=S, dest="content_layer", help="default relu4_2")
@@ -81,7 +85,8 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--scale-steps-ratio", type=float, default=S, dest="scale_steps_ratio",
                    help="each larger scale runs this fraction of the previous one's steps (default 0.5)")
     c.add_argument("--photo-lambda", type=float, default=S, dest="photo_lambda",
-                   help="weight of the Matting Laplacian photorealism regularizer (Luan et al. 2017; default 0 = off)")
+                   help="weight of the Matting Laplacian photorealism regularizer (Luan et al. 2017; default 0 = off; "
+                        f"try {style.DEFAULT_PHOTO_LAMBDA:g} with relative losses)")
     c.add_argument("--content-mask", metavar="FILE", dest="content_mask",
                    help="colour-coded regions of the content image (same colour = same region as in --style-mask)")
     c.add_argument("--style-mask", metavar="FILE", dest="style_mask", help="colour-coded regions of the style image")
@@ -106,8 +111,9 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
 def _occlusion_options(p, default) -> None:
     p.add_argument("--window", type=int, default=default, help="occlusion window side in pixels (default 32)")
     p.add_argument("--stride", type=int, default=default, help="occlusion stride in pixels (default 16)")
-    p.add_argument("--baseline", choices=["zero", "mean", "blur"], default=default,
-                   help="what an occluded window shows: black, the mean colour, or a blur (default zero)")
+    p.add_argument("--baseline", choices=["blur", "mean", "zero"], default=default,
+                   help="what an occluded window shows: a blur (keeps colours, removes texture; the default), "
+                        "the mean colour, or black")
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
@@ -194,7 +200,7 @@ def _augment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default=S, metavar="N|LO,HI",
                    help="working size, long side in px, or a range sampled per output in steps of 32 (default 128)")
     p.add_argument("--ratio-range", default=S, dest="ratio_range", metavar="LO,HI",
-                   help="style/content weight ratio beta/alpha, sampled log-uniformly (default 1e5,1e7)")
+                   help="style/content weight ratio beta/alpha, sampled log-uniformly (default 30,200)")
     p.add_argument("--blend", type=int, default=S, metavar="K",
                    help="style images blended per output (default 1: one style chosen per output)")
     p.add_argument("--weight-range", default=S, dest="weight_range", metavar="LO,HI",
@@ -290,6 +296,8 @@ def _settings_from(cls, args: argparse.Namespace, recipe: dict):
     if recipe and "settings" not in recipe:
         raise CliError("recipe has no 'settings' object")
     merged = dict(recipe.get("settings", {})) if recipe else {}
+    if cls is style.StyleSettings and "style_weight" in merged and "loss_normalization" not in merged:
+        merged["loss_normalization"] = "paper"  # a recipe from before relative losses: its beta is the paper's
     for f in cls.__dataclass_fields__:
         if hasattr(args, f):
             merged[f] = getattr(args, f)

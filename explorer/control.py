@@ -205,7 +205,11 @@ class ControlledTransfer:
             from . import photo
 
             lap = photo.MattingLaplacian(colour_content[0], device=self.model.device)
-            regularizers["photo"] = (s.photo_lambda, lap.loss)
+            if s.loss_normalization == "relative":  # per pixel, like the size-independent relative losses
+                pixels = colour_content.shape[-1] * colour_content.shape[-2]
+                regularizers["photo"] = (s.photo_lambda, lambda x, lap=lap, n=pixels: lap.loss(x) / n)
+            else:
+                regularizers["photo"] = (s.photo_lambda, lap.loss)
         if init is not None:
             init = self._upsample_start(init, content)
         return StyleTransfer(self.model, content, blend, settings, targets=targets,

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attribution import AttributionRun, AttributionSettings, Heatmap, private_copy, style_energy
+from .attribution import DEFAULT_BASELINE, AttributionRun, AttributionSettings, Heatmap, private_copy, style_energy
 from .models import FeatureNet
 from .progress import ProgressEvent
 from .settings import RecipeSettings
@@ -279,7 +279,7 @@ class GuideSettings(RecipeSettings):
     variant: str = "positions"
     window: int = 32
     stride: int = 16
-    baseline: str = "zero"
+    baseline: str = DEFAULT_BASELINE
 
     def validate(self) -> "GuideSettings":
         if self.method not in GUIDES + ("mask",):

@@ -4,7 +4,8 @@ hook-free feature extraction.
 Every page and CLI command gets its network from :func:`load_model`, which returns a
 :class:`FeatureNet`: the torchvision network cut into a flat list of named layers (VGG
 ``conv1_1, relu1_1, ..., pool5``; GoogLeNet ``conv1 ... inception5b``; Inception v3
-``Conv2d_1a_3x3 ... Mixed_7c``). :meth:`FeatureNet.features` walks that list explicitly and
+``Conv2d_1a_3x3 ... Mixed_7c``; MobileNetV2 ``conv1, block1 ... block17, conv_last``; ResNet-50
+``conv1, maxpool, layer1_0 ... layer4_2``). :meth:`FeatureNet.features` walks that list explicitly and
 returns the activations asked for by name. It registers no hooks and mutates nothing, so one
 cached instance can serve every browser session (every Streamlit session runs in its own
 thread) at once.
@@ -106,7 +107,7 @@ class ModelSpec:
         mean, std: per-channel input normalization applied to images in [0, 1].
         min_size: smallest input side in pixels the network accepts (from the weights' meta).
         logits_layer: name of the layer that outputs the 1000 ImageNet logits.
-        family: ``"vgg"``, ``"googlenet"`` or ``"inception_v3"``.
+        family: ``"vgg"``, ``"googlenet"``, ``"inception_v3"``, ``"mobilenet_v2"`` or ``"resnet"``.
     """
 
     name: str
@@ -149,6 +150,16 @@ MODELS: dict[str, ModelSpec] = {
         "inception_v3", "Inception v3", tvm.Inception_V3_Weights.IMAGENET1K_V1, tvm.inception_v3,
         TF_MEAN, TF_STD, 75, "fc", "inception_v3",
         "Szegedy et al. 2015.",
+    ),
+    "mobilenet_v2": ModelSpec(
+        "mobilenet_v2", "MobileNetV2", tvm.MobileNet_V2_Weights.IMAGENET1K_V1, tvm.mobilenet_v2,
+        IMAGENET_MEAN, IMAGENET_STD, 32, "fc", "mobilenet_v2",
+        "Sandler et al. 2018: inverted residual blocks with depthwise convolutions; small and fast.",
+    ),
+    "resnet50": ModelSpec(
+        "resnet50", "ResNet-50", tvm.ResNet50_Weights.IMAGENET1K_V1, tvm.resnet50,
+        IMAGENET_MEAN, IMAGENET_STD, 32, "fc", "resnet",
+        "He et al. 2016: residual bottleneck blocks, 50 layers.",
     ),
 }
 
@@ -500,6 +511,33 @@ _INCEPTION3_ORDER = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool
                      "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]
 
 
+def _mobilenet_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """MobileNetV2: ``conv1`` (3x3 stem, 32 channels, stride 2), ``block1`` ... ``block17``
+    (inverted residual blocks; their outputs are linear, not rectified), ``conv_last`` (1x1,
+    1280 channels), then ``avgpool`` and ``fc`` (the 1000 logits)."""
+    f = model.features
+    layers: list[tuple[str, nn.Module]] = [("conv1", f[0])]
+    layers += [(f"block{i}", f[i]) for i in range(1, len(f) - 1)]
+    layers.append(("conv_last", f[len(f) - 1]))
+    layers.append(("avgpool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))))
+    layers.append(("fc", model.classifier))  # dropout is the identity in eval mode
+    return layers
+
+
+def _resnet_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """ResNet: ``conv1`` (7x7 conv, batch norm and ReLU), ``maxpool``, one layer per bottleneck
+    block ``layer1_0`` ... ``layer4_2`` (each ends in a ReLU after the residual sum), then
+    ``avgpool`` and ``fc`` (the 1000 logits)."""
+    layers: list[tuple[str, nn.Module]] = [("conv1", nn.Sequential(model.conv1, model.bn1, nn.ReLU(inplace=False))),
+                                           ("maxpool", model.maxpool)]
+    for stage in range(1, 5):
+        for i, block in enumerate(getattr(model, f"layer{stage}")):
+            layers.append((f"layer{stage}_{i}", block))
+    layers.append(("avgpool", nn.Sequential(model.avgpool, nn.Flatten(1))))
+    layers.append(("fc", model.fc))
+    return layers
+
+
 def _named_children_layers(model: nn.Module, order: Sequence[str]) -> list[tuple[str, nn.Module]]:
     layers = [(n, getattr(model, n)) for n in order]
     layers.append(("avgpool", nn.Sequential(model.avgpool, nn.Flatten(1))))
@@ -564,7 +602,7 @@ class FeatureNet(nn.Module):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Map images in [0, 1] to the network's input scale (ImageNet mean/std for VGG,
-        [-1, 1] for GoogLeNet and Inception v3)."""
+        MobileNetV2 and ResNet, [-1, 1] for GoogLeNet and Inception v3)."""
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def features(self, x: torch.Tensor, layers: Iterable[str], *, pooling: str = "max") -> dict[str, torch.Tensor]:
@@ -671,6 +709,10 @@ def _layers_for(spec: ModelSpec, model: nn.Module, classifier: bool = True) -> l
         return _vgg_layers(model, classifier)
     if spec.family == "googlenet":
         return _named_children_layers(model, _GOOGLENET_ORDER)
+    if spec.family == "mobilenet_v2":
+        return _mobilenet_layers(model)
+    if spec.family == "resnet":
+        return _resnet_layers(model)
     return _named_children_layers(model, _INCEPTION3_ORDER)
 
 

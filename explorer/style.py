@@ -76,7 +76,11 @@ DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
 #: beta of eq. (5) with relative losses and alpha = 1 (calibrated on the real VGG19 against
 #: neural-style's published outputs; README "Defaults on real weights").
-DEFAULT_STYLE_WEIGHT = 30.0
+DEFAULT_STYLE_WEIGHT = 80.0
+#: lambda of the photorealism regularizer (relative losses, L_m per pixel) that keeps a photo
+#: photographic on the real VGG19 (golden_gate + hoovertowernight, 256 px: 3e4 still shows the
+#: style's shapes, 3e5 mostly the content's colours).
+DEFAULT_PHOTO_LAMBDA = 1e5
 #: Most loss evaluations the strong-Wolfe line search may spend on one L-BFGS step.
 MAX_LINE_SEARCH_EVALS = 20
 #: Past loss evaluations L-BFGS can reuse (the point its line search accepted is the next
@@ -235,7 +239,7 @@ class StyleSettings(RecipeSettings):
         optimizer: ``"lbfgs"`` (Gatys et al.) or ``"adam"``.
         lr: learning rate; ``None`` means 1.0 for L-BFGS and 0.02 for Adam (pixels in [0, 1]).
         content_weight: alpha of eq. (5).
-        style_weight: beta of eq. (5). With the default relative losses alpha = 1, beta = 30
+        style_weight: beta of eq. (5). With the default relative losses alpha = 1, beta = 80
             gives a balance like the published outputs of neural-style (content readable,
             strokes and palette of the style); the same numbers hold for any VGG19 file.
             With ``loss_normalization="paper"`` the balance depends on the file: the paper's
@@ -270,7 +274,9 @@ class StyleSettings(RecipeSettings):
             ``MIN_SCALE_STEPS`` = 10 steps per scale, or ``steps`` if fewer).
         photo_lambda: weight lambda of the photorealism regularizer of Luan et al. 2017
             ("Deep Photo Style Transfer") eq. (2), built on the content's Matting Laplacian;
-            0 = off.
+            0 = off. With relative losses L_m is divided by the number of pixels (so lambda
+            does not depend on the size either; :data:`DEFAULT_PHOTO_LAMBDA` = 1e5 keeps photos
+            photographic on the real VGG19); with ``loss_normalization="paper"`` it is eq. (2) as written.
         masks: semantic regions for the augmented style loss of Luan et al. 2017 eq. (3a)-(3b):
             ``"none"``, ``"files"`` (colour-coded mask images, same colour = same region),
             ``"auto"`` (k-means colour segmentation of both images, no weights needed) or

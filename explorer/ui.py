@@ -405,7 +405,7 @@ def sweep_axis_picker(label: str, key: str, *, default: str = "ratio", optional:
         return None, True
     try:
         if name == "ratio":
-            lo, hi = st.select_slider("Ratio α/β from … to (log scale)", _RATIO_STOPS, value=(1e-9, 1e-5),
+            lo, hi = st.select_slider("Ratio α/β from … to (log scale)", _RATIO_STOPS, value=(1e-3, 1.0),
                                       key=f"{key}_ratio_range", format_func=lambda v: f"{v:.0e}")
             n = st.slider("How many ratios", 1, batch.MAX_AXIS_VALUES, 3, key=f"{key}_ratio_count")
             axis = batch.SweepAxis("ratio", batch.log_ratios(lo, hi, n))

@@ -62,7 +62,7 @@ keep = g2.slider("Keep (%)", 1, 100, 30, key="cmp_keep", disabled=painted,
                  help="Share of pixels (or of channels per layer) whose style is transferred")
 soft = g2.checkbox("Soft (graded) mask", key="cmp_soft", disabled=painted or variant == "channels",
                    help="Kept pixels weigh heatmap / max instead of 1")
-window, stride, baseline = 32, 16, "zero"
+window, stride, baseline = 32, 16, attribution.DEFAULT_BASELINE
 if method == "occlusion":
     window = g3.slider("Occlusion window (px)", 2, 128, 32, key="cmp_window")
     stride = g3.slider("Occlusion stride (px)", 1, 128, 16, key="cmp_stride")

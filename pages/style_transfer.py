@@ -28,6 +28,16 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
     st.latex(r"\mathcal{L}_{content} = \tfrac12 \sum_{i,j} \left(F^l_{ij} - P^l_{ij}\right)^2 \quad (4)")
     st.latex(r"\mathcal{L}_{total} = \alpha \mathcal{L}_{content} + \beta \mathcal{L}_{style} "
              r"+ \lambda_{TV} \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{\beta_{TV}/2} \quad (5)")
+    st.markdown("**Relative losses** (the default *loss scale*): eq. (4) grows with the square and eq. (2) with "
+                "the fourth power of the activations, whose size differs between VGG19 files (the original "
+                "Caffe file's are about 58 times torchvision's). So each term is divided by the size of its "
+                "target, which makes both squared relative errors:")
+    st.latex(r"\mathcal{L}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} \qquad "
+             r"E_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2}")
+    st.markdown("Then alpha = 1, beta = 80 (the default) gives about the balance of neural-style's published "
+                "pictures with any VGG19 file. With the *paper* loss scale, eq. (2) and (4) are used as written "
+                "and beta must suit the file: the paper's alpha/beta = 1e-3 for the original Caffe VGG19, about "
+                "3e-7 for torchvision's.")
     st.markdown(
         "- **alpha / beta** balance content against style: a larger beta repaints more.\n"
         "- **Style layers**: shallow layers (relu1_1) carry colours and fine strokes, deep ones (relu5_1) larger "
@@ -50,6 +60,11 @@ with st.expander("Settings", expanded=False):
                          format="%.4f", key="lr")
     alpha = c2.number_input("Content weight alpha", 0.0, 1e12, defaults.content_weight, format="%.3g", key="alpha")
     beta = c2.number_input("Style weight beta", 0.0, 1e15, defaults.style_weight, format="%.3g", key="beta")
+    loss_normalization = c2.selectbox(
+        "Loss scale", ["relative", "paper"], key="loss_normalization",
+        format_func={"relative": "Relative (same alpha/beta for any VGG19 file)",
+                     "paper": "Paper (eq. 2 and 4 as written)"}.get,
+        help="Relative: content and style terms divided by their targets' size (see the equations above)")
     tv_weight = c2.number_input("TV weight", 0.0, 1e9, defaults.tv_weight, format="%.3g", key="tv_weight")
     tv_beta = c2.number_input("TV exponent beta", 0.5, 10.0, defaults.tv_beta, key="tv_beta")
     layer_names = [n for n in (model.layer_names if model else []) if n.startswith(("conv", "relu"))] or \
@@ -84,8 +99,11 @@ with st.expander("Colours, scales and photorealism", expanded=False):
     photo = k3.toggle("Photorealistic (Deep Photo Style Transfer)", key="photo",
                       help="Luan et al. 2017: penalize outputs that are not locally affine colour changes of the "
                            "content photo (Matting Laplacian), and match styles region by region")
-    photo_lambda = k3.select_slider("Photorealism weight lambda", [0.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7],
-                                    value=1e4, key="photo_lambda", disabled=not photo, format_func=lambda v: f"{v:g}")
+    photo_lambda = k3.select_slider("Photorealism weight lambda", [0.0, 1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 1e7],
+                                    value=style.DEFAULT_PHOTO_LAMBDA, key="photo_lambda", disabled=not photo,
+                                    format_func=lambda v: f"{v:g}",
+                                    help="With relative losses L_m is per pixel; 1e5 keeps photos photographic "
+                                         "on the real VGG19, smaller values let more of the style's texture in")
     masks = k3.selectbox("Semantic regions", ["none", "auto", "files", "segmentation"], key="masks",
                          format_func={"none": "None (one Gram matrix for the whole image)",
                                       "auto": "Automatic: colour clusters (k-means)",
@@ -120,7 +138,7 @@ settings = None
 try:
     settings = style.StyleSettings(
         size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None), content_weight=alpha,
-        style_weight=beta, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
+        style_weight=beta, loss_normalization=loss_normalization, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
         style_layers=tuple(style_layers), style_layer_weights=(layer_w if layer_w.strip() else None),
         init=init, seed=int(seed), model=model.name if model else "vgg19", pooling=pooling,
         precision=precision, preview_every=int(preview_every), preserve_color=preserve_color,

@@ -44,11 +44,13 @@ with st.expander("What does each parameter do, and what should I look for?"):
         "on its own, so a batched image gets exactly the run it would get alone. L-BFGS keeps one memory of "
         "past gradients for everything it optimizes, so batching would couple the images: with L-BFGS every "
         "seed and ratio is its own run, one after another.")
+    st.markdown("**Ratios** are of the relative losses (each term divided by its target's size, so the same "
+                "numbers hold for any VGG19 file): the default β = 80 is a ratio of about 0.0125; about 1 keeps "
+                "mostly the photo, about 1e-3 mostly the painting.")
     if model is not None and model.weights.untrained:
-        st.markdown("**With untrained weights** the features are not ImageNet's, so the usual ratios (the paper's "
-                    "1e-3 at Caffe's pixel scale, about 1e-6 to 1e-7 here with ImageNet weights) do not balance "
+        st.markdown("**With untrained weights** the features are not ImageNet's, so these ratios do not balance "
                     "content and style the same way: a ratio sweep is exactly how to find the range where the "
-                    "picture changes (from about 1e-9 to 1e-5 at 96 px).")
+                    "picture changes.")
 
 st.subheader("What to vary")
 a1, a2 = st.columns(2)

@@ -1,5 +1,8 @@
-"""Shared fixtures. Every test runs on the CPU with untrained, seeded weights (pretrained
-weights cannot be downloaded on the development and CI machines) and small images."""
+"""Shared fixtures. Tests run on the CPU with small images. Mechanical tests use untrained,
+seeded weights (torchvision's weights cannot be downloaded on the development and CI machines);
+tests marked ``realweights`` use the real trained weights and pictures of the workplace's
+shared folder (``../shared`` beside the repository, or ``EXPLORER_SHARED``): skipped with a
+one-line reason where it is absent, required (a failure) when ``CI`` is set."""
 
 import os
 import sys
@@ -49,3 +52,41 @@ def googlenet():
     from explorer.models import load_model
 
     return load_model("googlenet", weights="untrained", device="cpu")
+
+
+#: The workplace's shared folder of real weights and pictures (never copied into the repository).
+SHARED = Path(os.environ.get("EXPLORER_SHARED") or ROOT.parent / "shared")
+
+
+def shared_path(relative: str) -> Path:
+    """A file or folder of the shared folder; skips the test with a one-line reason when it is
+    missing, or fails it when ``CI`` is set (CI must run the real-weights tier)."""
+    path = SHARED / relative
+    if not path.exists():
+        reason = f"real weights and pictures not found: {path} is missing (set EXPLORER_SHARED to the shared folder)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + "; with CI set the realweights tests must run")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_vgg19():
+    """The original Caffe VGG19 conv layers (real ImageNet training), ``shared/weights``."""
+    from explorer.models import load_model
+
+    return load_model("vgg19", weights=str(shared_path("weights/vgg19-caffe-features-q8.pth")), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def real_mobilenet():
+    """MobileNetV2 trained on ImageNet, with its classifier, ``shared/weights``."""
+    from explorer.models import load_model
+
+    return load_model("mobilenet_v2", weights=str(shared_path("weights/mobilenet_v2-coral-int8.pth")), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> Path:
+    """The folder of real pictures (paintings, photos, neural-style's reference outputs)."""
+    return shared_path("images")
