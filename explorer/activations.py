@@ -298,7 +298,8 @@ def gram_view(acts: np.ndarray, order: str = "cluster") -> tuple[np.ndarray, np.
 
 def walk_layers(model_name: str) -> list[str]:
     """One layer per block, from the first to the last spatial layer, for the "walk through
-    the network" strip (VGG: conv1_1 then each block's last ReLU; Inception: stem and blocks)."""
+    the network" strip (VGG: conv1_1 then each block's last ReLU; the others: their style
+    layers, one per resolution, ``ModelSpec.style_layers``)."""
     names = list_layers(model_name)
     if MODELS[model_name].family == "vgg":
         out = ["conv1_1"]
@@ -306,9 +307,7 @@ def walk_layers(model_name: str) -> list[str]:
             relus = [n for n in names if n.startswith(f"relu{b}_")]
             out.append(relus[-1])
         return out
-    if model_name == "googlenet":
-        return ["conv1", "conv3", "inception3b", "inception4e", "inception5b"]
-    return ["Conv2d_1a_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c"]
+    return list(MODELS[model_name].style_layers)
 
 
 @torch.no_grad()

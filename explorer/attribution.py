@@ -35,6 +35,8 @@ touch what another session's forward pass runs through.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import queue
 import threading
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .memory import check_attribution_run
-from .models import FeatureNet, UnknownLayerError
+from .models import FeatureNet, UnknownLayerError, last_feature_layer
 from .progress import ProgressEvent
 from .settings import RecipeSettings
 from .style import DEFAULT_STYLE_LAYERS, gram_matrix
@@ -221,25 +223,36 @@ def objective_function(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequen
 
 # ----------------------------------------------------------------------------- hook safety
 
+def _private_module(module: nn.Module) -> nn.Module:
+    """A copy of ``module``'s tree of modules that shares its parameters and buffers (no tensor
+    is copied), with every ReLU6 written as ReLU then a clamp at 6 (MobileNetV2), so that
+    guided backprop, which hooks ``nn.ReLU`` modules, sees every rectifier."""
+    memo = {id(t): t for t in (*module.parameters(), *module.buffers())}
+    copy_ = copy.deepcopy(module, memo)
+    if isinstance(copy_, nn.ReLU6):
+        return nn.Sequential(nn.ReLU(), nn.Hardtanh(0.0, 6.0))
+    for parent in list(copy_.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU6):
+                setattr(parent, name, nn.Sequential(nn.ReLU(), nn.Hardtanh(0.0, 6.0)))
+            elif isinstance(child, nn.ReLU) and child.inplace:
+                setattr(parent, name, nn.ReLU(inplace=False))  # backward hooks refuse in-place outputs
+    return copy_
+
+
 def private_copy(model: FeatureNet, hooked_layer: str | None = None) -> FeatureNet:
     """A network for hook-using Captum methods that shares the weights (no copy) but owns every
-    module a hook can be put on: fresh ``nn.ReLU`` modules (guided backprop hooks all ReLUs) and,
-    when ``hooked_layer`` is given, a private container around that layer (Grad-CAM's hook).
-    Hooks on it never fire in another session's forward pass through the shared model.
+    module a hook can be put on: each layer's module tree is copied around the shared
+    parameters (:func:`_private_module`), so guided backprop's hooks on every ReLU and
+    Grad-CAM's hook on ``hooked_layer`` never fire in another session's forward pass through
+    the shared model.
 
     Raises:
         UnknownLayerError: unknown ``hooked_layer``.
     """
     if hooked_layer is not None:
         model.check_layers([hooked_layer])
-    layers = []
-    for name in model.layer_names:
-        m = model.body[name]
-        if isinstance(m, nn.ReLU):
-            m = nn.ReLU(inplace=False)
-        elif name == hooked_layer:
-            m = nn.Sequential(m)
-        layers.append((name, m))
+    layers = [(name, _private_module(model.body[name])) for name in model.layer_names]
     return FeatureNet(model.spec, layers, model.weights).to(model.device)
 
 
@@ -252,7 +265,8 @@ class AttributionSettings(RecipeSettings):
     Attributes:
         method: one of :data:`METHODS`.
         objective: ``style``, ``layer:NAME``, ``channel:NAME:K`` or ``class``.
-        style_layers: layers of the style objective (default relu1_1 ... relu5_1).
+        style_layers: layers of the style objective; empty (the default) = the network's own
+            style layers (``ModelSpec.style_layers``: relu1_1 ... relu5_1 on VGG).
         size: working size, the long side of the style image in pixels.
         window, stride: occlusion window side and step, pixels.
         baseline: what an occluded window shows: ``blur`` (the image under a Gaussian blur of
@@ -263,13 +277,15 @@ class AttributionSettings(RecipeSettings):
         smoothgrad: noisy samples for NoiseTunnel SmoothGrad over integrated gradients (0 = off).
         smoothgrad_sigma: their noise standard deviation, pixels in [0, 1].
         gradcam_layer: the layer Grad-CAM explains; empty = the deepest layer the objective
-            uses (the deepest style layer, the objective's layer, or relu5_4 for ``class``).
+            uses (the deepest style layer, the objective's layer, or for ``class`` the network's
+            last feature layer, :func:`explorer.models.last_feature_layer`: relu5_4 on VGG19,
+            relu5_3 on VGG16).
         fast_occlusion: use the exact incremental occlusion where it applies (same numbers).
     """
 
     method: str = "saliency"
     objective: str = "style"
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layers: tuple[str, ...] = ()
     size: int = 256
     window: int = 32
     stride: int = 16
@@ -291,8 +307,6 @@ class AttributionSettings(RecipeSettings):
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}")
         parse_objective(self.objective)
-        if not self.style_layers:
-            raise ValueError("name at least one style layer")
         for key, lo, hi in (("size", 32, 4096), ("window", 1, 4096), ("stride", 1, 4096),
                             ("perturbations_per_eval", 1, 1024), ("ig_steps", 1, 1000), ("smoothgrad", 0, 1000)):
             v = getattr(self, key)
@@ -457,18 +471,17 @@ class AttributionRun:
 
     def __init__(self, model: FeatureNet, image: torch.Tensor, settings: AttributionSettings):
         settings.validate()
-        if model.spec.family != "vgg":
-            raise ValueError(f"saliency maps are computed on VGG networks; got {model.name}")
         if image.dim() != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"image must have shape (1, 3, H, W), got {tuple(image.shape)}")
         self.model, self.settings = model, settings
         self.image = image.detach().to(model.device, torch.float32)
         self.spec = parse_objective(settings.objective)
-        model.check_layers(settings.style_layers)
+        #: the style objective's layers: the settings' or the network's own
+        self.style_layers = tuple(model.check_layers(settings.style_layers or model.spec.style_layers))
         if settings.method == "gradcam":
             self.gradcam_layer = self._gradcam_layer()
         # validate the objective now (one-line errors before any work)
-        objective_function(model, self.spec, layers=settings.style_layers, image=self.image)
+        objective_function(model, self.spec, layers=self.style_layers, image=self.image)
         check_attribution_run(model, self.image, settings)  # MemoryEstimateError before any work
         self.notes: list[str] = []
         if self.spec.kind == "class" and model.weights.untrained:
@@ -483,7 +496,8 @@ class AttributionRun:
 
     def _gradcam_layer(self) -> str:
         m, s, spec = self.model, self.settings, self.spec
-        deepest = {"style": max(s.style_layers, key=m.depth), "class": "relu5_4"}.get(spec.kind, spec.layer)
+        deepest = {"style": max(self.style_layers, key=m.depth),
+                   "class": last_feature_layer(m.name)}.get(spec.kind, spec.layer)
         layer = s.gradcam_layer or deepest
         _check_spatial(m, layer)
         if m.depth(layer) > m.depth(deepest):
@@ -494,7 +508,7 @@ class AttributionRun:
     # -- the methods ------------------------------------------------------------------------
 
     def _forward(self, net: FeatureNet) -> Callable[[torch.Tensor], torch.Tensor]:
-        return objective_function(net, self.spec, layers=self.settings.style_layers, image=self.image)
+        return objective_function(net, self.spec, layers=self.style_layers, image=self.image)
 
     def _gradient_map(self) -> np.ndarray:
         from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
@@ -534,7 +548,7 @@ class AttributionRun:
             from . import occlusion_fast
 
             try:
-                kw = dict(objective=self.spec.kind, layers=s.style_layers, channel=self.spec.channel)
+                kw = dict(objective=self.spec.kind, layers=self.style_layers, channel=self.spec.channel)
                 if self.spec.kind != "style":
                     kw["layers"] = (self.spec.layer,)
                 out = occlusion_fast.occlusion_fast(self.model, self.image, base, window=s.window, stride=s.stride,
@@ -579,7 +593,8 @@ class AttributionRun:
         values = yield from _events_from(self._work, METHOD_TITLES[self.settings.method])
         if values is None:  # stopped early: no partial heatmap
             return
-        self._result = Heatmap(values, self.image.cpu(), self.settings.method, str(self.spec), self.settings,
+        settings = dataclasses.replace(self.settings, style_layers=self.style_layers)  # the layers used
+        self._result = Heatmap(values, self.image.cpu(), self.settings.method, str(self.spec), settings,
                                self.model.weights.label, time.perf_counter() - start, self.engine,
                                tuple(self.notes))
         yield ProgressEvent(1, 1, self._result.seconds, done=True)

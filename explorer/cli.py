@@ -134,8 +134,7 @@ def _dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", nargs="?",
                    help="a path, sample:NAME, or 'gray' / 'noise' to visualize features from scratch")
     p.add_argument("-o", "--output", help="output PNG path (default: dream.png)")
-    p.add_argument("--model", choices=["googlenet", "inception_v3", "vgg19", "vgg16"], default=S,
-                   help="default googlenet")
+    p.add_argument("--model", choices=list(models.MODELS), default=S, help="default googlenet")
     p.add_argument("--layers", default=S, help="LAYER[:WEIGHT],... (default inception4c for GoogLeNet)")
     p.add_argument("--channels", default=S, help="channel indices, e.g. 12,97: dream those channels only")
     p.add_argument("--center", action="store_true", default=S, help="channel objective at the centre position only")
@@ -173,7 +172,8 @@ def _saliency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", default=S,
                    help="style (default), layer:NAME, channel:NAME:K or class (top ImageNet class)")
     p.add_argument("--style-layers", default=S, dest="style_layers",
-                   help="layers of the style objective (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)")
+                   help="layers of the style objective (default: the network's style layers, "
+                        "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 on VGG)")
     _occlusion_options(p, S)
     p.add_argument("--perturbations-per-eval", type=int, default=S, dest="perturbations_per_eval",
                    help="occluded images per forward pass (default 16)")
@@ -182,7 +182,8 @@ def _saliency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradcam-layer", default=S, dest="gradcam_layer",
                    help="Grad-CAM layer (default: the deepest layer of the objective)")
     p.add_argument("--size", type=int, default=S, help="working size, long side in pixels (default 256)")
-    p.add_argument("--model", choices=["vgg19", "vgg16"], default="vgg19", help="default vgg19")
+    p.add_argument("--model", choices=["vgg19", "vgg16", "mobilenet_v2", "resnet50"], default="vgg19",
+                   help="default vgg19")
     p.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the PNG, 0 to 1 (default 0.5)")
     _common_options(p)
 

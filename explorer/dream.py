@@ -61,7 +61,8 @@ __all__ = [
 ]
 
 #: Classic starting layers per network.
-DEFAULT_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "vgg19": "relu4_3", "vgg16": "relu4_3"}
+DEFAULT_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "vgg19": "relu4_3", "vgg16": "relu4_3",
+                  "mobilenet_v2": "block10", "resnet50": "layer3_3"}
 
 Acts = Mapping[str, torch.Tensor]
 

@@ -450,7 +450,7 @@ def check_attribution_run(model, image: torch.Tensor, settings) -> int:
     if spec.kind == "class":
         layers = [model.spec.logits_layer]
     elif spec.kind == "style":
-        layers = list(settings.style_layers)
+        layers = list(settings.style_layers or model.spec.style_layers)
     else:
         layers = [spec.layer]
     batch = {"integrated_gradients": min(8, int(settings.ig_steps)), "occlusion": 2}.get(settings.method, 1)

@@ -50,6 +50,8 @@ __all__ = [
     "NoClassifierError",
     "list_models",
     "list_layers",
+    "spatial_layers",
+    "last_feature_layer",
     "meta_net",
     "load_model",
     "resolve_device",
@@ -108,6 +110,9 @@ class ModelSpec:
         min_size: smallest input side in pixels the network accepts (from the weights' meta).
         logits_layer: name of the layer that outputs the 1000 ImageNet logits.
         family: ``"vgg"``, ``"googlenet"``, ``"inception_v3"``, ``"mobilenet_v2"`` or ``"resnet"``.
+        style_layers: layers whose Gram matrices describe "style" on this network, one per
+            resolution, shallow to deep (Gatys et al.'s relu1_1 ... relu5_1 on VGG): the default
+            layers of the style-energy heatmaps.
     """
 
     name: str
@@ -120,6 +125,7 @@ class ModelSpec:
     logits_layer: str
     family: str
     description: str = ""
+    style_layers: tuple[str, ...] = ()
 
     @property
     def file_name(self) -> str:
@@ -130,36 +136,41 @@ class ModelSpec:
         return float(self.weights_enum.meta.get("_file_size", 0.0))
 
 
+_VGG_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
 MODELS: dict[str, ModelSpec] = {
     "vgg19": ModelSpec(
         "vgg19", "VGG19", tvm.VGG19_Weights.IMAGENET1K_V1, tvm.vgg19,
         IMAGENET_MEAN, IMAGENET_STD, 32, "fc8", "vgg",
-        "Simonyan & Zisserman 2014; the network of Gatys et al.'s style transfer.",
+        "Simonyan & Zisserman 2014; the network of Gatys et al.'s style transfer.", _VGG_STYLE,
     ),
     "vgg16": ModelSpec(
         "vgg16", "VGG16", tvm.VGG16_Weights.IMAGENET1K_V1, tvm.vgg16,
         IMAGENET_MEAN, IMAGENET_STD, 32, "fc8", "vgg",
-        "Simonyan & Zisserman 2014, 16 weight layers.",
+        "Simonyan & Zisserman 2014, 16 weight layers.", _VGG_STYLE,
     ),
     "googlenet": ModelSpec(
         "googlenet", "GoogLeNet (Inception v1)", tvm.GoogLeNet_Weights.IMAGENET1K_V1, tvm.googlenet,
         TF_MEAN, TF_STD, 15, "fc", "googlenet",
         "Szegedy et al. 2014; the network of the original DeepDream.",
+        ("conv1", "conv3", "inception3b", "inception4e", "inception5b"),
     ),
     "inception_v3": ModelSpec(
         "inception_v3", "Inception v3", tvm.Inception_V3_Weights.IMAGENET1K_V1, tvm.inception_v3,
         TF_MEAN, TF_STD, 75, "fc", "inception_v3",
-        "Szegedy et al. 2015.",
+        "Szegedy et al. 2015.", ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c"),
     ),
     "mobilenet_v2": ModelSpec(
         "mobilenet_v2", "MobileNetV2", tvm.MobileNet_V2_Weights.IMAGENET1K_V1, tvm.mobilenet_v2,
         IMAGENET_MEAN, IMAGENET_STD, 32, "fc", "mobilenet_v2",
         "Sandler et al. 2018: inverted residual blocks with depthwise convolutions; small and fast.",
+        ("conv1", "block3", "block6", "block13", "block16"),
     ),
     "resnet50": ModelSpec(
         "resnet50", "ResNet-50", tvm.ResNet50_Weights.IMAGENET1K_V1, tvm.resnet50,
         IMAGENET_MEAN, IMAGENET_STD, 32, "fc", "resnet",
         "He et al. 2016: residual bottleneck blocks, 50 layers.",
+        ("conv1", "layer1_2", "layer2_3", "layer3_5", "layer4_2"),
     ),
 }
 
@@ -702,6 +713,22 @@ def meta_net(name: str) -> "FeatureNet":
 def list_layers(name: str) -> list[str]:
     """Canonical layer names of a registered network, in forward order (from :func:`meta_net`)."""
     return list(meta_net(name).layer_names)
+
+
+#: Layers after the global pooling: no spatial maps.
+_FLAT_LAYERS = ("avgpool", "fc", "fc6", "relu6", "fc7", "relu7", "fc8")
+
+
+def spatial_layers(name: str) -> list[str]:
+    """The layers of a registered network with spatial maps (N, C, H, W), in forward order:
+    everything before the global average pooling."""
+    return [n for n in list_layers(name) if n not in _FLAT_LAYERS]
+
+
+def last_feature_layer(name: str) -> str:
+    """The deepest spatial layer that is not a pooling layer (VGG19 ``relu5_4``, VGG16
+    ``relu5_3``, MobileNetV2 ``conv_last``, ResNet-50 ``layer4_2``): Grad-CAM's usual layer."""
+    return [n for n in spatial_layers(name) if not n.startswith(("pool", "maxpool"))][-1]
 
 
 def _layers_for(spec: ModelSpec, model: nn.Module, classifier: bool = True) -> list[tuple[str, nn.Module]]:

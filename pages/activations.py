@@ -17,7 +17,8 @@ st.title("Layer activations")
 st.caption("What each layer of a network computes for one picture: its channels' feature maps, their "
            "statistics, and the Gram matrix that style transfer matches.")
 
-model = ui.sidebar_model(("vgg19", "vgg16", "googlenet", "inception_v3"), default="vgg19", key="act_model")
+model = ui.sidebar_model(("vgg19", "vgg16", "googlenet", "inception_v3", "mobilenet_v2", "resnet50"), default="vgg19",
+                         key="act_model")
 model_name = model.name if model else st.session_state.get("act_model_name", "vgg19")
 DEFAULT_LAYER = {"vgg19": "relu3_1", "vgg16": "relu3_1", "googlenet": "inception4c", "inception_v3": "Mixed_5d"}
 SAMPLES = {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}

@@ -13,7 +13,7 @@ from explorer import dream, images, models, plots, ui
 st.title("Deep Dream")
 st.caption("Mordvintsev, Olah & Tyka, *Inceptionism: Going Deeper into Neural Networks*, Google Research 2015.")
 
-model = ui.sidebar_model(("googlenet", "inception_v3", "vgg19"), default="googlenet", key="dream_model")
+model = ui.sidebar_model(tuple(dream.DEFAULT_LAYERS), default="googlenet", key="dream_model")
 model_name = model.name if model else "googlenet"
 
 start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
@@ -70,9 +70,12 @@ if objective == "guide":
     g, _ = ui.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
     guide_img = g.image if g else None
 elif objective == "class" and model is not None:
-    cats = list(model.spec.weights_enum.meta["categories"]) if model.spec.family != "vgg" else []
+    cats = list(model.spec.weights_enum.meta["categories"]) if model.has_classifier else []
     class_name = st.selectbox("ImageNet class", cats, index=cats.index("tabby") if "tabby" in cats else 0,
                               key="dream_class") if cats else None
+    if not cats:
+        st.error(f"{model.weights.label} has no classifier, so there are no class scores to dream towards; "
+                 "pick another objective or weights with a classifier.")
     if model.weights.untrained:
         st.caption("With untrained weights the class logits carry no meaning.")
 

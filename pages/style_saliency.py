@@ -16,9 +16,10 @@ st.caption("Which regions of a style image drive the network? Heatmaps of a styl
            "saliency (Simonyan et al. 2014), guided backprop (Springenberg et al. 2015), integrated gradients "
            "(Sundararajan et al. 2017), occlusion (Zeiler & Fergus 2014) and Grad-CAM (Selvaraju et al. 2017).")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="sal_model")
+model = ui.sidebar_model(("vgg19", "vgg16", "mobilenet_v2", "resnet50"), key="sal_model")
 model_name = model.name if model else "vgg19"
-layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
+layer_names = models.spatial_layers(model_name)
+default_style_layers = list(models.MODELS[model_name].style_layers)
 OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean activation of one layer",
               "channel": "mean activation of one channel", "class": "logit of the top ImageNet class"}
 
@@ -67,11 +68,12 @@ with right:
     method = c2.selectbox("Method", list(attribution.METHODS), key="sal_method",
                           format_func=attribution.METHOD_TITLES.get)
     style_layers = st.multiselect("Style layers (style energy, and the per-layer masks)", layer_names,
-                                  default=list(style.DEFAULT_STYLE_LAYERS), key="sal_style_layers")
+                                  default=default_style_layers, key=f"sal_style_layers_{model_name}")
     objective = kind
     if kind in ("layer", "channel"):
         c1, c2 = st.columns(2)
-        layer = c1.selectbox("Layer", layer_names, index=layer_names.index("relu3_1"), key="sal_layer")
+        layer = c1.selectbox("Layer", layer_names, index=layer_names.index(default_style_layers[2]),
+                             key=f"sal_layer_{model_name}")
         objective = f"layer:{layer}"
         if kind == "channel":
             objective = f"channel:{layer}:{int(c2.number_input('Channel', 0, 4095, 0, key='sal_channel'))}"

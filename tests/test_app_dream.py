@@ -110,3 +110,12 @@ def test_class_objective_notes_untrained_logits(page):
     assert any("carry no meaning" in c.value for c in page.caption)
     run(page)
     assert "Result" in [s.value for s in page.subheader] and not errors(page)
+
+
+@pytest.mark.parametrize("model, layer", [("mobilenet_v2", "block10"), ("resnet50", "layer3_3")])
+def test_mobilenet_and_resnet_dream_on_the_page(page, model, layer):
+    page.sidebar.selectbox(key="dream_model_name").set_value(model).run()
+    assert not page.exception and not errors(page)
+    assert page.multiselect(key=f"dream_layers_{model}").value == [layer]
+    run(page)
+    assert not errors(page) and "Result" in [s.value for s in page.subheader]

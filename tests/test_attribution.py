@@ -192,16 +192,31 @@ def _no_hooks(model) -> bool:
 
 def test_private_copy_shares_weights_and_owns_every_hookable_module(vgg19):
     net = A.private_copy(vgg19, hooked_layer="conv3_1")
-    for name in vgg19.layer_names:
-        mine, shared = net.body[name], vgg19.body[name]
-        if isinstance(shared, torch.nn.ReLU) or name == "conv3_1":
-            assert mine is not shared
-        else:
-            assert mine is shared
-    assert net.body["conv3_1"][0] is vgg19.body["conv3_1"]  # the same weights, not a copy
+    shared_modules = {id(m) for m in vgg19.modules()}
+    assert not any(id(m) in shared_modules for m in net.modules())  # a hook on any of them stays private
+    mine = dict(net.named_parameters())
+    for name, p in vgg19.named_parameters():
+        assert mine[name] is p  # the same weights, not a copy
     x = picture(48, 48)
     torch.testing.assert_close(net.features(x, ["relu5_1"])["relu5_1"], vgg19.features(x, ["relu5_1"])["relu5_1"],
                                rtol=0, atol=0)
+
+
+def test_private_copy_of_mobilenet_exposes_every_rectifier_to_guided_backprop():
+    """MobileNetV2 rectifies with ReLU6, which Captum's guided backprop does not hook: the private
+    copy writes it as ReLU then a clamp at 6 (same outputs) and shares parameters and buffers."""
+    from explorer.models import load_model
+
+    net = load_model("mobilenet_v2", weights="untrained")
+    copy_ = A.private_copy(net)
+    assert any(isinstance(m, torch.nn.ReLU6) for m in net.modules())
+    assert not any(isinstance(m, torch.nn.ReLU6) for m in copy_.modules())
+    assert sum(isinstance(m, torch.nn.ReLU) for m in copy_.modules()) == sum(
+        isinstance(m, torch.nn.ReLU6) for m in net.modules())
+    buffers = dict(copy_.named_buffers())
+    assert all(buffers[k] is b for k, b in net.named_buffers() if k.startswith("body."))  # batch-norm statistics
+    x = picture(64, 64)
+    torch.testing.assert_close(copy_.features(x, ["block6"])["block6"], net.features(x, ["block6"])["block6"])
 
 
 def _plain_gradient(model, x):

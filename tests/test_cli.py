@@ -399,3 +399,25 @@ def test_weights_download_unknown_model(capsys):
     line = error_line(err)
     assert "nosuch" in line and "vgg19" in line
     assert "ok " not in out
+
+
+# --------------------------------------------------------------------------- MobileNetV2 and ResNet-50
+
+@pytest.mark.parametrize("model", ["mobilenet_v2", "resnet50"])
+def test_dream_activations_and_saliency_commands_take_mobilenet_and_resnet(capsys, tmp_path, model):
+    rc, _, err = run_cli(capsys, "dream", "sample:chelsea", "-o", tmp_path / "d.png", "--model", model,
+                         "--octaves", "1", "--steps", "2", "--untrained", *FAST)
+    assert rc == 0, err
+    with Image.open(tmp_path / "d.png") as im:
+        assert max(im.size) == 64
+    layer = "block6" if model == "mobilenet_v2" else "layer2_1"
+    rc, _, err = run_cli(capsys, "activations", "sample:coffee", "--model", model, "--layer", layer, "--untrained",
+                         "--size", "96", "--out", tmp_path / "a.png", "--json", tmp_path / "a.json")
+    assert rc == 0, err
+    info = json.loads((tmp_path / "a.json").read_text())
+    assert info["layer"] == layer and info["shape"][1:] == [8, 12]  # stride 8, coffee at 96 x 64 px
+    rc, _, err = run_cli(capsys, "saliency", "sample:gravel", "-o", tmp_path / "s.png", "--model", model,
+                         "--method", "guided_backprop", "--npy", tmp_path / "s.npy", "--untrained", *FAST)
+    assert rc == 0, err
+    heat = np.load(tmp_path / "s.npy")
+    assert heat.shape == (64, 64) and np.isfinite(heat).all() and heat.max() > 0

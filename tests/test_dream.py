@@ -366,7 +366,7 @@ SETTINGS_BAD = {
     "steps -1": ({"steps": -1}, "steps"),
     "jitter -1": ({"jitter": -1}, "jitter"),
     "tile 10": ({"tile": 10}, "tile"),
-    "model resnet50": ({"model": "resnet50"}, "model must be one of"),
+    "model alexnet": ({"model": "alexnet"}, "model must be one of"),
     "step_size nan": ({"step_size": float("nan")}, "step_size"),
     "channels 3,x": ({"channels": "3,x"}, "channels"),
     "layer weight abc": ({"layers": "inception4c:abc"}, "inception4c:abc"),

@@ -198,3 +198,95 @@ def test_device_and_precision_resolution():
         models.resolve_precision("fp16", cpu)
     with pytest.raises(ValueError):
         models.resolve_precision("int4", cpu)
+
+
+# ----------------------------------------------------------------------------- MobileNetV2, ResNet-50
+
+@pytest.mark.parametrize("name, builder", [("mobilenet_v2", torchvision.models.mobilenet_v2),
+                                           ("resnet50", torchvision.models.resnet50)])
+def test_mobilenet_and_resnet_logits_and_blocks_equal_torchvision(tmp_path, name, builder):
+    tv, path = _state_dict_file(tmp_path, builder)
+    net = load_model(name, weights=path, device="cpu")
+    x = torch.rand(1, 3, 64, 64)
+    xn = (x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), tv(xn), rtol=1e-4, atol=1e-4)
+        if name == "mobilenet_v2":
+            ref, got = tv.features[:7](xn), net.features(x, ["block6"])["block6"]
+        else:
+            ref = tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(xn))))))
+            got = net.features(x, ["layer2_3"])["layer2_3"]
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_mobilenet_and_resnet_layer_names_and_receptive_fields():
+    from explorer.activations import receptive_field
+
+    m = list_layers("mobilenet_v2")
+    assert m[:3] == ["conv1", "block1", "block2"] and m[-3:] == ["conv_last", "avgpool", "fc"] and len(m) == 21
+    r = list_layers("resnet50")
+    assert r[:3] == ["conv1", "maxpool", "layer1_0"] and r[-3:] == ["layer4_2", "avgpool", "fc"]
+    assert sum(n.startswith("layer3_") for n in r) == 6
+    # by hand: 3x3 stem at stride 2; ResNet-50's last block sees 427 px at stride 32 (the shortcut
+    # convolutions run beside the blocks and add nothing)
+    assert receptive_field("mobilenet_v2", "conv1") == (3, 2)
+    assert receptive_field("mobilenet_v2", "block1") == (7, 2)
+    assert receptive_field("resnet50", "maxpool") == (11, 4)
+    assert receptive_field("resnet50", "layer2_0") == (43, 8)
+    assert receptive_field("resnet50", "layer4_2") == (427, 32)
+    assert models.last_feature_layer("vgg16") == "relu5_3" and models.last_feature_layer("resnet50") == "layer4_2"
+
+
+# ----------------------------------------------------------------------------- conv-only VGG files
+
+def _conv_only_file(path, dtype=torch.float16):
+    torch.manual_seed(3)
+    sd = torchvision.models.vgg19(weights=None).features.state_dict()
+    torch.save({f"features.{k}": v.to(dtype) for k, v in sd.items()}, path)
+    return {f"features.{k}": v for k, v in sd.items()}
+
+
+def test_conv_only_vgg_file_loads_and_ends_at_pool5(tmp_path):
+    path = tmp_path / "vgg19-caffe-conv.pth"
+    sd = _conv_only_file(path)
+    net = load_model("vgg19", weights=path, device="cpu")
+    assert net.layer_names[-1] == "pool5" and not net.has_classifier
+    assert net.weights.conv_only and net.weights.label == "weights from vgg19-caffe-conv.pth (conv layers only)"
+    torch.testing.assert_close(net.body["conv1_1"].weight, sd["features.0.weight"].half().float())
+    assert net.features(torch.rand(1, 3, 64, 64), ["relu5_4"])["relu5_4"].shape[1] == 512
+    with pytest.raises(models.NoClassifierError, match="has no classifier") as exc:
+        net(torch.rand(1, 3, 64, 64))
+    assert "vgg19-caffe-conv.pth" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_conv_only_file_is_found_in_the_weights_dir(tmp_path, monkeypatch):
+    _conv_only_file(tmp_path / "vgg19-caffe-conv.pth", torch.bfloat16)
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(tmp_path))
+    assert models.weights_status(["vgg19"])[0]["found"] == str(tmp_path / "vgg19-caffe-conv.pth")
+    net = load_model("vgg19", device="cpu")
+    assert net.weights.kind == "file" and "vgg19-caffe-conv.pth" in net.weights.label
+    assert models.weights_status(["vgg16"])[0]["found"] is None  # vgg19-* is not VGG16's
+
+
+def test_a_conv_file_that_does_not_fit_names_the_key(tmp_path):
+    sd = _conv_only_file(tmp_path / "a.pth")
+    del sd["features.34.bias"]
+    torch.save(sd, tmp_path / "b.pth")
+    with pytest.raises(WeightsError, match=r"missing \['features.34.bias'\]"):
+        load_model("vgg19", weights=tmp_path / "b.pth")
+
+
+def test_class_objectives_and_predictions_say_conv_only_weights_have_no_classifier(tmp_path, capsys):
+    from explorer import activations, dream
+    from tests.helpers import error_line, run_cli
+
+    path = tmp_path / "vgg19-conv.pth"
+    _conv_only_file(path)
+    net = load_model("vgg19", weights=path)
+    assert activations.top_predictions(net, torch.rand(1, 3, 64, 64)) is None
+    rc, _, err = run_cli(capsys, "dream", "gray", "-o", tmp_path / "d.png", "--model", "vgg19", "--objective", "class",
+                         "--class", "tabby", "--weights", path, "--size", "64", "--quiet")
+    assert rc == 2 and "no classifier" in error_line(err)
+    rc, _, err = run_cli(capsys, "saliency", "sample:gravel", "-o", tmp_path / "s.png", "--objective", "class",
+                         "--weights", path, "--size", "64", "--quiet")
+    assert rc == 2 and "no classifier" in error_line(err)
