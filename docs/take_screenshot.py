@@ -1,7 +1,9 @@
 """Take the README screenshot of the style transfer page.
 
-Starts the app with untrained weights (EXPLORER_ALLOW_UNTRAINED=1), runs a short style
-transfer on the bundled samples in headless Chromium and saves a PNG of the result.
+Starts the app with the real trained weights of a folder (``--weights-dir``, default the
+workplace's ``../shared/weights``, given to the app as EXPLORER_WEIGHTS_DIR; ``--untrained``
+for untrained weights), runs a short style transfer on the bundled samples in headless
+Chromium and saves a PNG of the result.
 
     pip install playwright          # the Python package only; the browser comes from the system
     python docs/take_screenshot.py --out docs/screenshot.png
@@ -23,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from tests import browser_support as bs  # noqa: E402
 
 
-def take(base: str, steps: int, chromium: str, timeout_s: float) -> bytes:
+def take(base: str, steps: int, chromium: str, timeout_s: float, label: str, content: str, style: str) -> bytes:
     """Run the style transfer page once and return a PNG of the whole page."""
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=bs.CHROMIUM_ARGS, headless=True)
@@ -37,7 +39,9 @@ def take(base: str, steps: int, chromium: str, timeout_s: float) -> bytes:
                 print("note: dismissed Streamlit's 'Page not found' modal", file=sys.stderr)
             run = page.locator('.st-key-run button[data-testid^="stBaseButton"]')
             expect(run).to_be_enabled()
-            expect(page.get_by_text("untrained", exact=False).first).to_be_visible()
+            expect(page.get_by_text(label, exact=False).first).to_be_visible()  # the weights in use
+            bs.choose(page, "content_sample", content)
+            bs.choose(page, "style_sample", style)
 
             settings = page.locator('[data-testid="stExpander"] summary').filter(has_text="Settings")
             settings.click()
@@ -70,13 +74,24 @@ def main() -> None:
                     help="Chromium executable (default: $EXPLORER_CHROMIUM, /usr/bin/chromium or chromium on the PATH)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for the result")
     ap.add_argument("--colors", type=int, default=256, help="PNG palette size; 0 = full colour (larger file)")
+    ap.add_argument("--weights-dir", type=Path, default=ROOT.parent / "shared" / "weights",
+                    help="folder of weights files for EXPLORER_WEIGHTS_DIR (default ../shared/weights)")
+    ap.add_argument("--untrained", action="store_true", help="use untrained weights instead")
+    ap.add_argument("--content", default="chelsea (cat)", help="content sample as the page lists it")
+    ap.add_argument("--style", default="immunohistochemistry", help="style sample as the page lists it")
     args = ap.parse_args()
 
     chromium = bs.find_chromium() if args.chromium is None else args.chromium
     if not chromium:
         sys.exit("error: no Chromium found; install it (Debian: apt-get install chromium) or pass --chromium")
-    with bs.app_server({"EXPLORER_ALLOW_UNTRAINED": "1"}, port=args.port, timeout=60) as base:
-        png = take(base, args.steps, chromium, args.timeout)
+    if args.untrained:
+        env, label = {"EXPLORER_ALLOW_UNTRAINED": "1", "EXPLORER_WEIGHTS_DIR": None}, "untrained"
+    else:
+        if not args.weights_dir.is_dir():
+            sys.exit(f"error: {args.weights_dir} is not a folder; pass --weights-dir or --untrained")
+        env, label = {"EXPLORER_WEIGHTS_DIR": str(args.weights_dir), "EXPLORER_ALLOW_UNTRAINED": None}, "Weights: "
+    with bs.app_server(env, port=args.port, timeout=60) as base:
+        png = take(base, args.steps, chromium, args.timeout, label, args.content, args.style)
     bs.save_png(png, args.out, args.colors)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
 

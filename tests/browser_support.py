@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -239,3 +240,20 @@ def save_png(png: bytes, out: Path, colors: int = 0) -> None:
         img = img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out, optimize=True)
+
+
+def key(k: str) -> str:
+    """CSS selector of the element container of the widget with key ``k`` (Streamlit gives it
+    the class ``st-key-<key>``)."""
+    return f".st-key-{k}"
+
+
+def choose(page, k: str, option: str) -> None:
+    """Pick ``option`` (its shown text) in the selectbox with key ``k``."""
+    from playwright.sync_api import expect
+
+    box = page.locator(f'{key(k)} input[role="combobox"]')
+    box.click()
+    item = page.get_by_role("option").filter(has_text=option).first
+    settle(page, item.click)
+    expect(box).to_have_value(re.compile("^" + re.escape(option)))

@@ -136,10 +136,7 @@ def pictures(tmp_path):
 
 # ----------------------------------------------------------------------------- helpers
 
-def key(k: str) -> str:
-    """CSS selector of the element container of the widget with key ``k`` (Streamlit gives it
-    the class ``st-key-<key>``)."""
-    return f".st-key-{k}"
+key = bs.key
 
 
 def button_of(page, k: str):
@@ -219,13 +216,7 @@ def set_text(page, k: str, value: str) -> None:
     set_number(page, k, value)
 
 
-def choose(page, k: str, option: str) -> None:
-    """Pick ``option`` (its shown text) in the selectbox with key ``k``."""
-    box = page.locator(f'{key(k)} input[role="combobox"]')
-    box.click()
-    item = page.get_by_role("option").filter(has_text=option).first
-    bs.settle(page, item.click)
-    expect(box).to_have_value(re.compile("^" + re.escape(option)))
+choose = bs.choose
 
 
 def run(page, button_key: str) -> None:
