@@ -53,7 +53,7 @@ from torch import nn
 from .memory import check_attribution_run
 from .models import FeatureNet, UnknownLayerError, last_feature_layer
 from .progress import ProgressEvent
-from .settings import RecipeSettings
+from .settings import RecipeSettings, check_names
 from .style import DEFAULT_STYLE_LAYERS, gram_matrix
 
 __all__ = [
@@ -124,7 +124,7 @@ def parse_objective(text: str) -> ObjectiveSpec:
     Raises:
         ValueError: anything else (one line saying what is allowed).
     """
-    t = (text or "").strip()
+    t = (text if isinstance(text, str) else "").strip()
     parts = t.split(":")
     if t in ("style", "class"):
         return ObjectiveSpec(t)
@@ -137,7 +137,7 @@ def parse_objective(text: str) -> ObjectiveSpec:
             k = -1
         if k >= 0:
             return ObjectiveSpec("channel", parts[1], k)
-    raise ValueError(f"objective must be style, layer:NAME, channel:NAME:K or class; got {text!r}")
+    raise ValueError(f"objective must be style, layer:NAME, channel:NAME:K or class; got {str(text)[:60]!r}")
 
 
 def style_energy(model: FeatureNet, x: torch.Tensor, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
@@ -297,11 +297,12 @@ class AttributionSettings(RecipeSettings):
     gradcam_layer: str = ""
     fast_occlusion: bool = True
 
+    def canonicalize(self) -> None:
+        """``"a,b"`` to a tuple of layer names (no duplicates; empty = the network's own)."""
+        self.style_layers = check_names("style_layers", self.style_layers, allow_empty=True)
+
     def validate(self) -> "AttributionSettings":
         """Raises ValueError (one line) for a bad option."""
-        if isinstance(self.style_layers, str):
-            self.style_layers = tuple(s.strip() for s in self.style_layers.split(",") if s.strip())
-        self.style_layers = tuple(self.style_layers)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.baseline not in BASELINES:

@@ -102,9 +102,8 @@ import torch
 from . import images
 from .models import FeatureNet
 from .progress import ProgressEvent
-from .settings import RecipeSettings
-from .style import (DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleSettings, StyleTransfer, _check_float,
-                    _check_int, style_targets)
+from .settings import RecipeSettings, check_float, check_int
+from .style import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleSettings, StyleTransfer, style_targets
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -127,6 +126,7 @@ __all__ = [
     "read_manifest",
     "rebuild_manifests",
     "Augmentation",
+    "ShardLock",
     "MAX_ZIP_BYTES",
     "MAX_ZIP_FILES",
     "extract_dataset_zip",
@@ -268,17 +268,17 @@ class AugmentSettings(RecipeSettings):
             raise ValueError(f"traditional_at must be before or after; got {self.traditional_at!r}")
         if self.init not in ("content", "noise"):
             raise ValueError(f"init must be content or noise for augmentation; got {self.init!r}")
-        _check_int("variants", self.variants, 1, 10_000)
-        _check_int("batch_size", self.batch_size, 1, 1024)
-        _check_int("blend", self.blend, 1, _MAX_STYLES)
+        check_int("variants", self.variants, 1, 10_000)
+        check_int("batch_size", self.batch_size, 1, 1024)
+        check_int("blend", self.blend, 1, _MAX_STYLES)
         for v in self.steps:
-            _check_int("steps", v, 1, 100_000)
+            check_int("steps", v, 1, 100_000)
         for v in self.size:
-            _check_int("size", v, 32, 4096)
+            check_int("size", v, 32, 4096)
         for v in self.ratio_range:
-            _check_float("ratio", v, 0.0, 1e30, exclusive_min=True)  # beta is a float32
+            check_float("ratio", v, 0.0, 1e30, exclusive_min=True)  # beta is a float32
         for v in self.weight_range:
-            _check_float("blend weight", v, 0.0)
+            check_float("blend weight", v, 0.0)
         if self.weight_range[1] < 0.001:
             raise ValueError(f"the blend weight range must reach at least 0.001; got {self.weight_range}")
         self.style_settings(self.steps[0], self.size[0])  # checks the style options
@@ -409,6 +409,25 @@ def _is_image_name(path: str) -> bool:
     return PurePosixPath(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _is_utf8(path: str) -> bool:
+    """False for a name that is not valid UTF-8 on disk (Python holds its bytes as surrogates):
+    it cannot go into the UTF-8 manifest, so such an input is skipped, not stylized."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _shown(path: str) -> str:
+    """A path as UTF-8 text for the CSV files: invalid bytes written as ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _usable(path: str) -> bool:
+    return _is_image_name(path) and _is_utf8(path)
+
+
 def list_inputs(input_dir: str | os.PathLike) -> list[str]:
     """Every input file of a dataset folder (non-hidden regular files, any extension), as
     paths relative to it with ``/`` separators, sorted: the order every shard agrees on.
@@ -424,28 +443,35 @@ def list_inputs(input_dir: str | os.PathLike) -> list[str]:
     return _walk_files(root)
 
 
-def check_folders(input_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[str]:
+def check_folders(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                  styles_dir: str | os.PathLike | None = None) -> list[str]:
     """Check the input and output folders and return the inputs (:func:`list_inputs`).
 
     Raises:
         AugmentError: no input folder, or an output folder that is a file or lies inside the
-            input folder (its images would become inputs of the next run).
+            input folder or the styles folder (its images would become inputs, or styles, of the
+            next run or shard).
     """
     inputs = list_inputs(input_dir)
     out = Path(out_dir)
     if _inside(out, Path(input_dir)):
         raise AugmentError(f"the output folder {out_dir} must not be inside the input folder {input_dir}")
+    if styles_dir is not None and _inside(out, Path(styles_dir)):
+        raise AugmentError(f"the output folder {out_dir} must not be the styles folder {styles_dir} or inside it "
+                           "(its images would become styles of later runs)")
     if out.exists() and not out.is_dir():
         raise AugmentError(f"output must be a folder: {out_dir}")
     return inputs
 
 
-def load_styles(styles_dir: str | os.PathLike) -> list[StyleImage]:
+def load_styles(styles_dir: str | os.PathLike, notes: list[str] | None = None) -> list[StyleImage]:
     """The style images of a folder (files with an image extension, recursively, sorted).
+    Files that do not decode (or whose names are not UTF-8) are left out, each with a one-line
+    note appended to ``notes``.
 
     Raises:
-        AugmentError: no such folder, or no image files in it.
-        ImageError: a style image that does not decode (one line naming it).
+        AugmentError: no such folder, or no usable image in it (the message gives the first
+            reason when there were image files).
     """
     root = Path(styles_dir)
     if not root.is_dir():
@@ -454,24 +480,61 @@ def load_styles(styles_dir: str | os.PathLike) -> list[StyleImage]:
     names = [p for p in _walk_files(root) if _is_image_name(p)]
     if not names:
         raise AugmentError(f"no style images in {styles_dir} (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return [StyleImage(n, images.load_image(root / n, name=n, role="style image").image) for n in names]
+    styles, skipped = [], []
+    for n in names:
+        if not _is_utf8(n):
+            skipped.append(f"style image '{_shown(n)}': the file name is not valid UTF-8; left out")
+            continue
+        try:
+            styles.append(StyleImage(n, images.load_image(root / n, name=n, role="style image").image))
+        except images.ImageError as exc:
+            skipped.append(f"{exc}; left out")
+    if notes is not None:
+        notes.extend(skipped)
+    if not styles:
+        raise AugmentError(f"no usable style images in {styles_dir}: {skipped[0]}")
+    return styles
+
+
+#: Longest output file name stem, in UTF-8 bytes: with ``__v9999.png`` and the atomic writer's
+#: hidden temporary name (``.NAME.`` + 8 random characters + ``.tmp``) it stays within the
+#: 255 bytes most file systems allow.
+MAX_STEM_BYTES = 200
+
+
+def _digest(path: str) -> str:
+    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def output_stems(inputs: Sequence[str]) -> dict[str, str]:
     """Source path -> output path without the ``__v{k}.png`` ending: the source's folder and
-    stem, plus ``_EXT`` when two inputs of one folder share a stem (case-insensitively, as on
-    macOS and Windows file systems)."""
+    stem, plus ``_EXT`` when two inputs of one folder share a stem. The *final* names are then
+    checked (case-insensitively, as on macOS and Windows file systems): when two inputs would
+    still get one name (``b.png`` and ``b.jpg`` become ``b_png`` and ``b_jpg``, and ``b_png.jpg`` is
+    ``b_png`` too), each of them gets ``_`` and 8 hex digits of its path's SHA-256 appended. A stem
+    longer than :data:`MAX_STEM_BYTES` is cut and given the same digest. The result depends only
+    on the full input list, never on the shard."""
     seen: dict[tuple[str, str], int] = {}
     for p in inputs:
         pp = PurePosixPath(p)
         key = (str(pp.parent), pp.stem.casefold())
         seen[key] = seen.get(key, 0) + 1
-    out = {}
+    stems = {}
     for p in inputs:
         pp = PurePosixPath(p)
         stem = pp.stem if seen[(str(pp.parent), pp.stem.casefold())] == 1 else f"{pp.stem}_{pp.suffix[1:]}"
-        out[p] = str(pp.parent / stem) if str(pp.parent) != "." else stem
-    return out
+        if len(stem.encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES:
+            cut = stem.encode("utf-8", "surrogateescape")[:MAX_STEM_BYTES - 9].decode("utf-8", "ignore")
+            stem = f"{cut}_{_digest(p)}"
+        stems[p] = (str(pp.parent), stem)
+    names: dict[tuple[str, str], list[str]] = {}
+    for p, (parent, stem) in stems.items():
+        names.setdefault((parent, stem.casefold()), []).append(p)
+    for group in names.values():
+        if len(group) > 1:
+            for p in group:
+                stems[p] = (stems[p][0], f"{stems[p][1]}_{_digest(p)}")
+    return {p: str(PurePosixPath(parent) / stem) if parent != "." else stem for p, (parent, stem) in stems.items()}
 
 
 def _label_of(path: str) -> str:
@@ -541,7 +604,8 @@ def plan_jobs(inputs: Sequence[str], n_styles: int, settings: AugmentSettings, s
             and shard membership do not depend on the shard.
         n_styles: how many style images there are (jobs hold indices into that list).
         settings: the run's settings.
-        shard: which inputs to plan for. Inputs without an image extension get no jobs.
+        shard: which inputs to plan for. Inputs without an image extension, or whose name is not
+            valid UTF-8, get no jobs (the run lists them in skipped.csv).
 
     Raises:
         ValueError: more styles per blend than style images.
@@ -556,7 +620,7 @@ def plan_jobs(inputs: Sequence[str], n_styles: int, settings: AugmentSettings, s
     log_lo, log_hi = math.log(s.ratio_range[0]), math.log(s.ratio_range[1])
     jobs = []
     for k, src in enumerate(inputs):
-        if not shard.takes(k) or not _is_image_name(src):
+        if not shard.takes(k) or not _usable(src):
             continue
         for v in range(s.variants):
             def r(what: str) -> random.Random:
@@ -639,10 +703,32 @@ def _job_hash(job: Job, styles: Sequence[StyleImage], settings: AugmentSettings,
 
 # ----------------------------------------------------------------------------- manifests
 
+#: A spreadsheet reads a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: Our CSV files end rows with CRLF (RFC 4180), so that Python's writer quotes every field that
+#: holds a carriage return or a line feed (with "\n" alone it left a bare "\r" unquoted).
+_CRLF = "\r\n"
+
+
+def _cell_out(value) -> str:
+    """A CSV cell as written: a text that a spreadsheet would run as a formula (or that starts
+    with the escaping quote itself) gets a leading ``'``, so ``=HYPERLINK(...)`` in a file name
+    shows as text. :func:`_cell_in` undoes it exactly."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START + ("'",)) else text
+
+
+def _cell_in(text: str) -> str:
+    return text[1:] if text.startswith("'") else text
+
+
 def _read_csv(path: Path, columns: Sequence[str]) -> list[dict]:
-    """Complete rows of one of our CSV files; a row cut short by an interruption is dropped."""
+    """Complete rows of one of our CSV files, cells as they were before :func:`_cell_out`; a row
+    cut short by an interruption is dropped. Read with ``newline=""``, so a carriage return or
+    line feed inside a quoted name stays part of it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
     except (OSError, UnicodeDecodeError):
         return []
     rows = []
@@ -651,7 +737,7 @@ def _read_csv(path: Path, columns: Sequence[str]) -> list[dict]:
             continue
         if "job" in columns and len(row["job"]) != 12:
             continue
-        rows.append({c: row[c] for c in columns})
+        rows.append({c: _cell_in(row[c]) for c in columns})
     return rows
 
 
@@ -672,10 +758,10 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, list[dict]]:
 
 def _csv_text(columns: Sequence[str], rows: Sequence[Mapping]) -> str:
     buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator=_CRLF)
     w.writeheader()
     for row in rows:
-        w.writerow({c: row.get(c, "") for c in columns})
+        w.writerow({c: _cell_out(row.get(c, "")) for c in columns})
     return buf.getvalue()
 
 
@@ -704,7 +790,7 @@ def rebuild_manifests(out_dir: str | os.PathLike, inputs: Sequence[str] | None =
         (rows in manifest.csv, rows in skipped.csv).
     """
     out = Path(out_dir)
-    keep = set(inputs) if inputs is not None else None
+    keep = {_shown(p) for p in inputs} if inputs is not None else None
     for _ in range(20):
         before = _fingerprint(out)
         rows = {}
@@ -726,31 +812,78 @@ def rebuild_manifests(out_dir: str | os.PathLike, inputs: Sequence[str] | None =
 
 
 class _AppendLog:
-    """One shard's CSV log: a header when new, one flushed and fsynced row per call."""
+    """One shard's CSV log, opened for appending: a header when new, one flushed and fsynced
+    row per call. Only the holder of the shard's :class:`ShardLock` opens it."""
 
-    def __init__(self, path: Path, columns: Sequence[str], truncate: bool = False):
+    def __init__(self, path: Path, columns: Sequence[str]):
         self.columns = list(columns)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = truncate or not path.exists() or path.stat().st_size == 0
-        self.fh = open(path, "w" if fresh else "a", encoding="utf-8", newline="")
-        if fresh:
+        self.fh = open(path, "a", encoding="utf-8", newline="")
+        if self.fh.tell() == 0:
             self.fh.write(_csv_text(columns, []))
         elif not path.read_bytes().endswith(b"\n"):
             self.fh.write("\n")  # an interrupted row stays alone on its (dropped) line
         self._sync()
-        self.writer = csv.DictWriter(self.fh, fieldnames=self.columns, lineterminator="\n")
+        self.writer = csv.DictWriter(self.fh, fieldnames=self.columns, lineterminator=_CRLF)
 
     def _sync(self):
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
     def append(self, row: Mapping) -> None:
-        self.writer.writerow({c: row.get(c, "") for c in self.columns})
+        self.writer.writerow({c: _cell_out(row.get(c, "")) for c in self.columns})
         self._sync()
 
     def close(self) -> None:
         if not self.fh.closed:
             self.fh.close()
+
+
+class ShardLock:
+    """An exclusive lock of one shard of an output folder (``.lock.shard-I-of-N`` in it), held
+    while a run writes there, so a second run of the same shard (two plain runs into one folder,
+    or a shard restarted while its old process still runs) is refused instead of overwriting the
+    first one's images and logs. The operating system releases it when the process ends, also
+    when it is killed, so there is never a stale lock to remove by hand.
+
+    Raises (on :meth:`acquire`):
+        AugmentError: another process holds it (one line).
+    """
+
+    def __init__(self, out_dir: Path, shard: "Shard"):
+        self.path = out_dir / f".lock.{shard.tag}"
+        self.shard = shard
+        self._fh = None
+
+    def acquire(self) -> "ShardLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+b")
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.close()
+            which = "" if self.shard.count == 1 else f" (shard {self.shard})"
+            raise AugmentError(f"another augment run is writing into {self.path.parent}{which}; wait for it to "
+                               "finish or stop it, or use another output folder") from None
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the lock
+            self._fh = None
+
+
+def _lock_file(fh) -> None:
+    """Take a non-blocking exclusive lock on an open file (OSError when it is held)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -896,13 +1029,21 @@ class Augmentation:
         s = self.settings
         start = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._manifest = _AppendLog(self.out_dir / f"manifest.{self.shard.tag}.csv", MANIFEST_COLUMNS)
-        # this shard's skipped list describes its latest run: bad inputs are tried again
-        self._skips = _AppendLog(self.out_dir / f"skipped.{self.shard.tag}.csv", SKIPPED_COLUMNS, truncate=True)
+        lock = ShardLock(self.out_dir, self.shard).acquire()
+        try:
+            self._manifest = _AppendLog(self.out_dir / f"manifest.{self.shard.tag}.csv", MANIFEST_COLUMNS)
+            self._skips = _AppendLog(self.out_dir / f"skipped.{self.shard.tag}.csv", SKIPPED_COLUMNS)
+        except BaseException:
+            lock.release()
+            raise
         try:
             yield self._event(start, "starting")
             for path in self.mine:
-                if not _is_image_name(path):
+                if not _is_utf8(path):
+                    yield self._event(start, message=self._skip(
+                        path, f"input '{_shown(path)}': the file name is not valid UTF-8, so the manifest "
+                              "cannot name it; rename the file", 0))
+                elif not _is_image_name(path):
                     ext = PurePosixPath(path).suffix or "none"
                     yield self._event(start, message=self._skip(
                         path, f"input '{path}': not an image file name (extension {ext}; the image "
@@ -951,11 +1092,14 @@ class Augmentation:
             self.seconds = time.perf_counter() - start
             self._manifest.close()
             self._skips.close()
-            self.finish()
+            try:
+                self.finish()
+            finally:
+                lock.release()
 
     def _skip(self, path: str, reason: str, jobs: int) -> str:
         reason = " ".join(reason.split())
-        row = {"path": path, "reason": reason}
+        row = {"path": _shown(path), "reason": reason}
         self.skipped.append(row)
         self._skips.append(row)
         self.done += jobs

@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--top", type=int, default=16, help="how many channels in the grid (default 16)")
     ac.add_argument("--by", choices=["mean", "max"], default="mean", help="rank channels by (default mean)")
     ac.add_argument("--size", type=int, default=256, help="working size, long side in pixels (default 256)")
-    ac.add_argument("--out", metavar="GRID.png", help="write the channel grid here (default activations.png)")
+    ac.add_argument("-o", "--output", "--out", dest="output", metavar="GRID.png",
+                    help="write the channel grid here (default activations.png)")
     ac.add_argument("--json", metavar="STATS.json", help="write layer info and statistics here")
     ac.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     aw = ac.add_mutually_exclusive_group()
@@ -268,16 +269,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Largest recipe file read, bytes (a recipe is a few kilobytes).
+MAX_RECIPE_BYTES = 2**20
+
+
 def _read_recipe(path: str) -> dict:
+    """The recipe's JSON object, its shape checked: ``settings`` (and ``guide``) objects,
+    ``inputs`` an object of strings. A recipe is checked whole before any model is loaded.
+
+    Raises:
+        CliError: not a regular file of at most 1 MB, not JSON (or nested too deep), or of the
+            wrong shape; one line.
+    """
+    raw = images.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CliError(f"recipe file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CliError(f"recipe {path} is not valid JSON: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise CliError(f"recipe {path} is nested too deeply to be a recipe") from None
     if not isinstance(data, dict):
         raise CliError(f"recipe {path} must hold a JSON object")
+    for key in ("settings", "guide", "inputs"):
+        if key in data and not isinstance(data[key], dict):
+            raise CliError(f"recipe {path}: '{key}' must be a JSON object, got {_json_kind(data[key])}")
+    for key, value in (data.get("inputs") or {}).items():
+        if not isinstance(value, str):
+            raise CliError(f"recipe {path}: inputs.{key} must be a file path or sample:NAME, got {_json_kind(value)}")
     return data
+
+
+def _json_kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")
 
 
 def _image_ref(arg: str | None, recipe: dict, key: str) -> str:
@@ -497,11 +521,8 @@ def cmd_saliency(args: argparse.Namespace) -> int:
         raise CliError(f"--npy must name a .npy file; got {args.npy}")
     if not 0.0 <= args.opacity <= 1.0:
         raise CliError("--opacity must be between 0 and 1")
-    fields = attribution.AttributionSettings.__dataclass_fields__
-    try:
-        settings = attribution.AttributionSettings.from_dict({k: getattr(args, k) for k in fields if hasattr(args, k)})
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    recipe = _read_recipe(args.recipe) if args.recipe else {}
+    settings = _settings_from(attribution.AttributionSettings, args, recipe)
     li = _load_ref(args.style, "style image")
     model = _load_net(args, args.model)
     x = images.to_tensor(images.resize_long_side(li.image, settings.size))
@@ -579,9 +600,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
 def cmd_activations(args: argparse.Namespace) -> int:
     from . import activations as act
 
-    out = Path(args.out or "activations.png")
-    if out.suffix.lower() != ".png":
-        raise CliError(f"--out must be a .png file; got {out}")
+    out = _png_out(args, "activations.png")
     if not 1 <= args.top <= 1024:
         raise CliError("--top must be between 1 and 1024")
     if not 32 <= args.size <= 4096:
@@ -623,11 +642,15 @@ def cmd_augment(args: argparse.Namespace) -> int:
         raise CliError("--variants N is required (stylized outputs per input image)")
     settings = _settings_from(augment.AugmentSettings, args, recipe)
     shard = augment.Shard.parse(args.shard) if args.shard else augment.shard_from_env() or augment.Shard()
-    inputs = augment.check_folders(args.input_dir, args.output)
-    styles = augment.load_styles(args.styles_dir)
+    inputs = augment.check_folders(args.input_dir, args.output, args.styles_dir)
+    notes: list[str] = []
+    styles = augment.load_styles(args.styles_dir, notes)
+    for note in notes:
+        _say(f"note: {note}")
     if settings.blend > len(styles):
         raise CliError(f"--blend {settings.blend} needs at least {settings.blend} style images; "
                        f"{args.styles_dir} has {len(styles)}")
+    augment.ShardLock(Path(args.output), shard).acquire().release()  # a second writer: one line, before the model
     args.device = augment.device_from_env(args.device)
     model = _load_net(args, settings.model)
     run = augment.Augmentation(model, args.input_dir, styles, args.output, settings, shard=shard)
@@ -676,11 +699,40 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Output options (attribute, how messages name it). Every command checks the ones it has
+#: before any work, so a bad path costs nothing (augment's output is a folder).
+_OUTPUTS = (("output", "output"), ("report", "--report"), ("npy", "--npy"), ("gif", "--gif"), ("json", "--json"))
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    for attr, label in _OUTPUTS:
+        value = getattr(args, attr, None)
+        if value:
+            images.check_output_path(value, label, folder=args.command == "augment" and attr == "output")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--weight-range -1,1`` -> ``--weight-range=-1,1``: argparse reads a value that starts
+    with ``-`` but is not a plain number (``-1,1``, ``-1/2``) as another option. Values that
+    start with a minus and a digit are joined to the long option before them, so they reach
+    the checks that explain what is allowed."""
+    out: list[str] = []
+    for tok in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and len(tok) > 1 and tok[0] == "-" \
+                and (tok[1].isdigit() or tok[1] == "."):
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit status (0 ok, 2 error, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
+        if args.command != "weights":
+            _check_outputs(args)
         if args.command == "stylize":
             return cmd_stylize(args)
         if args.command == "dream":

@@ -247,8 +247,8 @@ class ControlledTransfer:
         offset, init = 0, None
         n = len(self.plan)
         for i in range(n):
-            self.scale_index = i
-            self.run = self._scale_run(i, init)
+            run = self._scale_run(i, init)  # may be refused (memory): self.run stays the last scale's
+            self.scale_index, self.run = i, run
             h, w = self.run.content.shape[-2:]
             stage = f"scale {i + 1} of {n} ({w}x{h} px)" if n > 1 else None
             self._scale_started = time.perf_counter() - start  # after this scale's set-up
@@ -278,12 +278,18 @@ class ControlledTransfer:
                  "scale": index + 1, "size": size}
                 for h in res.history if not (index > 0 and h["step"] == 0)]
 
+    @property
+    def started(self) -> bool:
+        """True once the first scale's run exists (False when it was refused, e.g. for memory:
+        :meth:`result` then has nothing to give)."""
+        return self.run is not None
+
     def result(self) -> StyleResult:
         """The result at the final size (a run stopped at a smaller scale is upsampled), with
         the content's colours restored in ``luminance`` mode. Valid during and after the run."""
         s = self.settings
         if self.run is None:
-            raise ValueError("the run has not started")
+            raise ValueError("the run has not started (see started)")
         current = self.run.result()
         history = list(self.history)
         if len(self.scale_results) <= self.scale_index:  # stopped mid-scale: add what it did

@@ -34,7 +34,7 @@ import torchvision.transforms.functional as TF
 from .memory import check_dream_run
 from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
 from .progress import ProgressEvent
-from .settings import RecipeSettings
+from .settings import RecipeSettings, check_float, check_name
 
 __all__ = [
     "Objective",
@@ -193,25 +193,41 @@ def class_index(model: FeatureNet, name: str) -> tuple[int, str]:
 
 
 def parse_layer_weights(spec: str | Sequence) -> tuple[tuple[str, float], ...]:
-    """``"inception4c:1,inception4d:0.5"`` -> (("inception4c", 1.0), ("inception4d", 0.5)).
+    """``"inception4c:1,inception4d:0.5"`` -> (("inception4c", 1.0), ("inception4d", 0.5)); a
+    list of ``[layer, weight]`` pairs (a recipe's form) is accepted too.
 
     Raises:
-        ValueError: empty list or a weight that is not a number.
+        ValueError: an empty list, a layer named twice, or a weight that is not a finite number
+            (``nan`` or ``1e400`` would turn the dream into a black picture); one line.
     """
-    if not isinstance(spec, str):
-        return tuple((str(l), float(w)) for l, w in spec)
     out = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        layer, _, w = part.partition(":")
-        try:
-            out.append((layer.strip(), float(w) if w.strip() else 1.0))
-        except ValueError:
-            raise ValueError(f"bad layer weight in {part!r}; write LAYER or LAYER:WEIGHT") from None
+    if isinstance(spec, str):
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            layer, _, w = part.partition(":")
+            try:
+                out.append((layer.strip(), float(w) if w.strip() else 1.0))
+            except ValueError:
+                raise ValueError(f"bad layer weight in {part!r}; write LAYER or LAYER:WEIGHT") from None
+    elif isinstance(spec, (list, tuple)):
+        for item in spec:
+            if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)):
+                raise ValueError(f"layers must be LAYER:WEIGHT text or [layer, weight] pairs; got {str(item)[:40]}")
+            out.append((item[0].strip(), float(item[1])))
+    else:
+        raise ValueError(f"layers must be LAYER:WEIGHT text or [layer, weight] pairs; got {str(spec)[:40]}")
     if not out:
         raise ValueError("name at least one layer")
+    seen = set()
+    for layer, w in out:
+        check_name("layer", layer)
+        check_float(f"the weight of {layer}", w, -1e6, 1e6)
+        if layer in seen:
+            raise ValueError(f"layer {layer} is named twice")
+        seen.add(layer)
     return tuple(out)
 
 
@@ -268,23 +284,33 @@ class DreamSettings(RecipeSettings):
     channels_last: str = "auto"
     preview_every: int = 5
 
+    def canonicalize(self) -> None:
+        """Layers to (name, weight) pairs (``None``: the network's classic layer; ``""`` is an
+        error, not the default), channels to a tuple of ints."""
+        if self.model not in DEFAULT_LAYERS:
+            raise ValueError(f"model must be one of {', '.join(DEFAULT_LAYERS)}; got {str(self.model)[:40]!r}")
+        if self.layers is None:
+            self.layers = ((DEFAULT_LAYERS[self.model], 1.0),)
+        self.layers = parse_layer_weights(self.layers)
+        raw = self.channels
+        try:
+            if isinstance(raw, str):
+                raw = [c for c in raw.split(",") if c.strip()]
+            if not isinstance(raw, (list, tuple)) or any(isinstance(c, (bool, float, list, dict)) for c in raw):
+                raise TypeError
+            self.channels = tuple(int(c) for c in raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"channels must be whole numbers separated by commas; got {str(raw)[:40]!r}") from None
+
     def validate(self) -> "DreamSettings":
-        """Check types and ranges.
+        """Check types and ranges (changes nothing).
 
         Raises:
             ValueError: one line naming the option and what is allowed.
         """
         if self.model not in DEFAULT_LAYERS:
-            raise ValueError(f"model must be one of {', '.join(DEFAULT_LAYERS)}; got {self.model!r}")
-        if self.layers is None or self.layers == "" or self.layers == ():
-            self.layers = ((DEFAULT_LAYERS[self.model], 1.0),)
-        self.layers = parse_layer_weights(self.layers)
-        if isinstance(self.channels, str):
-            try:
-                self.channels = tuple(int(c) for c in self.channels.split(",") if c.strip())
-            except ValueError:
-                raise ValueError(f"channels must be whole numbers separated by commas; got {self.channels!r}") from None
-        self.channels = tuple(int(c) for c in self.channels)
+            raise ValueError(f"model must be one of {', '.join(DEFAULT_LAYERS)}; got {str(self.model)[:40]!r}")
+        parse_layer_weights(self.layers)
         checks = {"objective": ("l2", "mean", "guide", "class"), "normalize": ("mean", "std"),
                   "precision": ("auto", "fp32", "bf16", "fp16"), "channels_last": ("auto", "on", "off")}
         for key, allowed in checks.items():

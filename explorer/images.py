@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +60,18 @@ __all__ = [
     "load_sample",
     "parse_image_ref",
     "load_mask_image",
+    "read_regular_file",
+    "check_output_path",
+    "MAX_FILE_BYTES",
 ]
 
 #: Smallest accepted width and height of a loaded image, in pixels.
 MIN_SIDE = 32
 #: Smallest long side accepted by :func:`resize_long_side`, in pixels.
 MIN_RESIZE_SIDE = 16
+#: Largest file read as an image or mask, in bytes (checked before reading: a huge or endless
+#: file is refused at once instead of filling the memory).
+MAX_FILE_BYTES = 256 * 2**20
 
 #: Bundled scikit-image samples (display name -> ``skimage.data`` function name).
 #: All of these ship inside the scikit-image wheel, so they load with no network.
@@ -129,6 +136,60 @@ def _short(exc: BaseException, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def read_regular_file(path: str | os.PathLike, label: str, limit: int = MAX_FILE_BYTES,
+                      error: type[Exception] = ValueError) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    The file is opened without blocking and checked with ``fstat`` before anything is read, so
+    a named pipe (which would wait for a writer forever), a device such as ``/dev/zero``
+    (endless) or a socket is refused at once, and so is a file larger than ``limit``.
+
+    Args:
+        path: the file.
+        label: how messages name it, e.g. ``"content image 'x.png'"``.
+        limit: the largest size accepted, bytes.
+        error: the exception class raised (one-line message).
+
+    Raises:
+        ``error``: not found, a folder, not a regular file, too large, or unreadable.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise error(f"{label}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{label}: this is a folder, not a file") from None
+    except PermissionError:
+        raise error(f"{label}: could not read the file (permission denied)") from None
+    except OSError as exc:
+        if p.is_dir():
+            raise error(f"{label}: this is a folder, not a file") from None
+        raise error(f"{label}: could not read the file ({_short(exc)})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{label}: this is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device" if (
+                stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "a socket or other special file"
+            raise error(f"{label}: this is {kind}, not a regular file")
+        if st.st_size > limit:
+            raise error(f"{label}: the file is {st.st_size / 2**20:.0f} MB; files up to {limit / 2**20:.0f} MB "
+                        "are accepted")
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{label}: could not read the file ({_short(exc)})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > limit:  # it grew while being read
+        raise error(f"{label}: the file is larger than {limit / 2**20:.0f} MB")
+    return data
+
+
 def _read_source(source: Any, name: str | None, role: str) -> tuple[bytes, str | None, str]:
     """Return ``(data, display_name, error_label)`` for any accepted source."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -140,18 +201,7 @@ def _read_source(source: Any, name: str | None, role: str) -> tuple[bytes, str |
         # "Not found"-type errors name the path as typed (that is what the user can
         # fix); errors about the contents name just the file.
         label = _label(role, name or str(source))
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageError(f"{label}: file not found") from None
-        except IsADirectoryError:
-            raise ImageError(f"{label}: this is a folder, not an image file") from None
-        except PermissionError:
-            raise ImageError(f"{label}: could not read the file (permission denied)") from None
-        except OSError as exc:
-            if path.is_dir():
-                raise ImageError(f"{label}: this is a folder, not an image file") from None
-            raise ImageError(f"{label}: could not read the file ({_short(exc)})") from exc
+        data = read_regular_file(path, label, error=ImageError)
         return data, shown, _label(role, shown)
 
     if hasattr(source, "getvalue") or hasattr(source, "read"):
@@ -670,6 +720,33 @@ def _png_info(pnginfo: Mapping[str, str] | None) -> PngImagePlugin.PngInfo | Non
     for key, value in pnginfo.items():
         info.add_text(str(key), str(value))
     return info
+
+
+def check_output_path(path: str | os.PathLike[str], label: str, *, folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written: it is not an existing folder (or,
+    with ``folder``, not an existing file), and the nearest existing folder above it is a folder
+    this process may write in (missing folders in between are created when writing).
+
+    Returns:
+        the path.
+
+    Raises:
+        ValueError: one line naming the path and what is wrong.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"{label} {path}: this is a file, not a folder")
+    elif p.is_dir():
+        raise ValueError(f"{label} {path}: this is a folder; name a file in it")
+    parent = p if folder and p.is_dir() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{label} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{label} {path}: cannot write in {parent} (permission denied)")
+    return p
 
 
 def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], suffix: str) -> Path:

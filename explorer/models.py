@@ -62,6 +62,14 @@ __all__ = [
     "download_weights",
     "untrained_allowed",
     "UNTRAINED_SEED",
+    "cache_dir",
+    "weights_dir",
+    "offline",
+    "read_state_dict",
+    "load_state_dict_into",
+    "download_file",
+    "fetch_weights",
+    "DOWNLOAD_TIMEOUT",
 ]
 
 #: Seed used before constructing a network with untrained weights, so runs are reproducible.
@@ -308,11 +316,13 @@ def weights_file_name(name: str) -> str:
     return Path(urlparse(_spec(name).weights_enum.url).path).name
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """torch's cache of downloaded weights, ``$TORCH_HOME/hub/checkpoints``."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _weights_dir() -> Path | None:
+def weights_dir() -> Path | None:
+    """The offline weights folder named by ``EXPLORER_WEIGHTS_DIR``, or None."""
     d = os.environ.get("EXPLORER_WEIGHTS_DIR", "").strip()
     return Path(d).expanduser() if d else None
 
@@ -322,7 +332,8 @@ def untrained_allowed() -> bool:
     return os.environ.get("EXPLORER_ALLOW_UNTRAINED", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """True when ``EXPLORER_OFFLINE`` forbids downloads."""
     return os.environ.get("EXPLORER_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -331,11 +342,11 @@ def _find_local(name: str) -> Path | None:
     EXPLORER_WEIGHTS_DIR, another ``.pth``/``.pt`` file named ``<name>-*`` (e.g.
     ``vgg19-caffe-features-q8.pth``), the first in alphabetical order."""
     fname = weights_file_name(name)
-    folders = [f for f in (_weights_dir(), _cache_dir()) if f is not None]
+    folders = [f for f in (weights_dir(), cache_dir()) if f is not None]
     for folder in folders:
         if (folder / fname).is_file():
             return folder / fname
-    wd = _weights_dir()
+    wd = weights_dir()
     if wd is not None and wd.is_dir():
         other = sorted(p for p in wd.glob(f"{name}-*") if p.suffix in (".pth", ".pt") and p.is_file())
         if other:
@@ -345,10 +356,10 @@ def _find_local(name: str) -> Path | None:
 
 def _missing_error(name: str, reason: str) -> WeightsError:
     spec = _spec(name)
-    wd = _weights_dir()
+    wd = weights_dir()
     where = f"EXPLORER_WEIGHTS_DIR ({wd})" if wd else "a folder named by EXPLORER_WEIGHTS_DIR"
     head = (f"no pretrained weights for {name}: {spec.file_name} ({spec.file_size_mb:.0f} MB) is not in "
-            f"{where} nor in torch's cache ({_cache_dir()}), and {reason}. "
+            f"{where} nor in torch's cache ({cache_dir()}), and {reason}. "
             f"Pre-download it with `python -m explorer weights download --models {name}` on a machine with "
             f"internet and copy the file into one of those folders")
     return WeightsError(head + ", pass --weights FILE, or try it with untrained weights "
@@ -357,7 +368,14 @@ def _missing_error(name: str, reason: str) -> WeightsError:
                                            "without them.")
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (``torch.load(weights_only=True)``; a ``state_dict``,
+    ``model`` or ``model_state_dict`` entry is unwrapped, ``module.`` prefixes dropped).
+
+    Raises:
+        WeightsError: missing, not a PyTorch file, or not a dict of tensors (one line).
+    """
+    path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
@@ -375,18 +393,116 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+#: Seconds a weights download may wait to connect, and then for each block of data: behind a
+#: network that accepts connections and never answers, the download gives up with one line
+#: instead of hanging (torchvision's own download has no timeout). ``EXPLORER_DOWNLOAD_TIMEOUT``
+#: sets another value.
+DOWNLOAD_TIMEOUT = 30.0
+
+
+def _download_timeout() -> float:
+    raw = os.environ.get("EXPLORER_DOWNLOAD_TIMEOUT", "").strip()
+    try:
+        value = float(raw) if raw else DOWNLOAD_TIMEOUT
+    except ValueError:
+        raise WeightsError(f"EXPLORER_DOWNLOAD_TIMEOUT must be a number of seconds; got {raw!r}") from None
+    if not 0 < value < 1e6:
+        raise WeightsError(f"EXPLORER_DOWNLOAD_TIMEOUT must be a positive number of seconds; got {raw!r}")
+    return value
+
+
+def download_file(url: str, folder: Path, progress: bool | Callable[[int, int], None] = True,
+                  timeout: float | None = None) -> Path:
+    """Download ``url`` into ``folder`` under its own file name, atomically (a hidden
+    ``.part`` file renamed when complete), checking the SHA-256 prefix torchvision puts in its
+    file names (``vgg19-dcbb9e9d.pth``: the digest starts with ``dcbb9e9d``).
+
+    Args:
+        url: an http(s) address.
+        folder: where the file goes (created).
+        progress: True for a tqdm bar on stderr, False for none, or a function called with
+            (bytes so far, total bytes or 0) after each block.
+        timeout: seconds to connect and for each block (default: ``EXPLORER_DOWNLOAD_TIMEOUT``
+            or :data:`DOWNLOAD_TIMEOUT`).
+
+    Returns:
+        the file's path.
+
+    Raises:
+        OSError: the download failed or timed out, or the digest does not match (one line).
+    """
+    import hashlib
+    import urllib.request
+
+    timeout = _download_timeout() if timeout is None else timeout
+    name = Path(urlparse(url).path).name
+    folder.mkdir(parents=True, exist_ok=True)
+    dest, part = folder / name, folder / f".{name}.part"
+    match = torch.hub.HASH_REGEX.search(name)
+    digest = hashlib.sha256()
+    bar = None
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": "dream-style-explorer"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as fh:
+            total, done = int(resp.headers.get("Content-Length") or 0), 0
+            if progress is True:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=name)
+            while block := resp.read(1 << 20):
+                fh.write(block)
+                digest.update(block)
+                done += len(block)
+                if bar is not None:
+                    bar.update(len(block))
+                elif callable(progress):
+                    progress(done, total)
+        if match and not digest.hexdigest().startswith(match.group(1)):
+            raise OSError(f"{name} is damaged: its SHA-256 does not start with {match.group(1)}")
+        os.replace(part, dest)
+    except TimeoutError:
+        raise OSError(f"no answer from {urlparse(url).netloc} within {timeout:g} s") from None
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            raise OSError(f"no answer from {urlparse(url).netloc} within {timeout:g} s") from None
+        raise OSError(" ".join(str(reason).split()) or type(exc).__name__) from None
+    finally:
+        if bar is not None:
+            bar.close()
+        part.unlink(missing_ok=True)
+    return dest
+
+
+def fetch_weights(weights_enum, progress: bool | Callable[[int, int], None] = True) -> Path:
+    """The file of a torchvision weights entry: from EXPLORER_WEIGHTS_DIR, torch's cache, or
+    downloaded into torch's cache (:func:`download_file`, with a timeout) unless
+    EXPLORER_OFFLINE=1.
+
+    Raises:
+        WeightsError: offline, or the download failed; the message says why in a few words and
+            the caller adds the way forward.
+    """
+    fname = Path(urlparse(weights_enum.url).path).name
+    for folder in (weights_dir(), cache_dir()):
+        if folder is not None and (folder / fname).is_file():
+            return folder / fname
+    if offline():
+        raise WeightsError("EXPLORER_OFFLINE=1 forbids downloading")
+    try:
+        return download_file(weights_enum.url, cache_dir(), progress)
+    except OSError as exc:
+        raise WeightsError(f"the download failed ({exc})") from None
+
+
 def _imagenet_state_dict(name: str, progress: bool = True) -> tuple[dict[str, torch.Tensor], str]:
     local = _find_local(name)
-    if local is not None:
-        return _read_state_dict(local), str(local)
-    if _offline():
-        raise _missing_error(name, "EXPLORER_OFFLINE=1 forbids downloading")
-    try:
-        sd = _spec(name).weights_enum.get_state_dict(progress=progress, check_hash=True, weights_only=True)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _missing_error(name, f"the download failed ({reason})") from None
-    return sd, str(_cache_dir() / weights_file_name(name))
+    if local is None:
+        try:
+            local = fetch_weights(_spec(name).weights_enum, progress)
+        except WeightsError as exc:
+            raise _missing_error(name, str(exc)) from None
+    return read_state_dict(local), str(local)
 
 
 def weights_status(names: Iterable[str] | None = None) -> list[dict]:
@@ -403,14 +519,14 @@ def weights_status(names: Iterable[str] | None = None) -> list[dict]:
         out.append({
             "model": n, "file": spec.file_name, "size_mb": spec.file_size_mb,
             "found": str(found) if found else None,
-            "weights_dir": str(_weights_dir()) if _weights_dir() else None,
-            "cache_dir": str(_cache_dir()),
+            "weights_dir": str(weights_dir()) if weights_dir() else None,
+            "cache_dir": str(cache_dir()),
         })
     return out
 
 
 def download_weights(names: Iterable[str], dest: str | Path | None = None, progress: bool = True) -> list[Path]:
-    """Download ImageNet weights through torchvision's weights API into torch's cache and, when
+    """Download ImageNet weights (torchvision's files, with a timeout) into torch's cache and, when
     ``dest`` is given, copy them there too (to prepare an ``EXPLORER_WEIGHTS_DIR`` for an
     offline classroom machine). Returns the paths written.
 
@@ -422,12 +538,13 @@ def download_weights(names: Iterable[str], dest: str | Path | None = None, progr
     paths = []
     for n in names:
         spec = _spec(n)
-        try:
-            spec.weights_enum.get_state_dict(progress=progress, check_hash=True, weights_only=True)
-        except Exception as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"download of {spec.file_name} ({spec.file_size_mb:.0f} MB) for {n} failed: {reason}") from None
-        cached = _cache_dir() / spec.file_name
+        cached = cache_dir() / spec.file_name
+        if not cached.is_file():
+            try:
+                download_file(spec.weights_enum.url, cache_dir(), progress)
+            except OSError as exc:
+                raise WeightsError(f"download of {spec.file_name} ({spec.file_size_mb:.0f} MB) for {n} failed: "
+                                   f"{exc}") from None
         if dest is not None:
             d = Path(dest).expanduser()
             d.mkdir(parents=True, exist_ok=True)
@@ -458,7 +575,7 @@ def _is_conv_only(spec: ModelSpec, sd: dict[str, torch.Tensor]) -> bool:
     return spec.family == "vgg" and bool(sd) and all(k.startswith("features.") for k in sd)
 
 
-def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source: str) -> bool:
+def load_state_dict_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source: str) -> bool:
     """Load ``sd`` into ``model`` (built on the meta device), strictly, casting any float dtype
     to float32. A VGG state dict with only ``features.*`` keys fills ``model.features``.
 
@@ -780,7 +897,7 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
             sd = None
         else:
             path = Path(w).expanduser()
-            sd, source, kind = _read_state_dict(path), str(path), "file"
+            sd, source, kind = read_state_dict(path), str(path), "file"
         if sd is None:
             info = WeightsInfo("untrained", f"torchvision default initialization, torch.manual_seed({UNTRAINED_SEED})",
                                f"untrained weights (seed {UNTRAINED_SEED})")
@@ -788,7 +905,7 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
         else:
             with torch.device("meta"):  # no random initialization: the state_dict replaces it all
                 model = _build_torchvision(spec, untrained=False)
-            conv_only = _load_into(model, sd, name, source)
+            conv_only = load_state_dict_into(model, sd, name, source)
             what = "ImageNet weights" if kind == "imagenet" else "weights"
             info = WeightsInfo(kind, source, f"{what} from {Path(source).name}" + (" (conv layers only)" if conv_only else ""),
                                conv_only=conv_only)

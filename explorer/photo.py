@@ -721,15 +721,15 @@ def segmentation_weights_file() -> str:
 
 
 def _seg_missing(reason: str):
-    from .models import WeightsError, _cache_dir, _weights_dir
+    from .models import WeightsError, cache_dir, weights_dir
 
     wts = _seg_weights()
     fname = segmentation_weights_file()
     size = float(wts.meta.get("_file_size", 0.0))
-    wd = _weights_dir()
+    wd = weights_dir()
     where = f"EXPLORER_WEIGHTS_DIR ({wd})" if wd else "a folder named by EXPLORER_WEIGHTS_DIR"
     head = (f"no pretrained weights for DeepLabV3 segmentation masks: {fname} ({size:.0f} MB) is not in {where} "
-            f"nor in torch's cache ({_cache_dir()}), and {reason}. Download it on a machine with internet "
+            f"nor in torch's cache ({cache_dir()}), and {reason}. Download it on a machine with internet "
             f"(python -c \"from torchvision.models.segmentation import DeepLabV3_ResNet50_Weights as W; "
             f"W.COCO_WITH_VOC_LABELS_V1.get_state_dict()\" saves it in torch's cache) and copy the file into one "
             f"of those folders")
@@ -739,38 +739,30 @@ def _seg_missing(reason: str):
 
 def _seg_source() -> Path:
     """The DeepLabV3 weights file: EXPLORER_WEIGHTS_DIR, then torch's cache, then a download
-    through torchvision's weights API (unless EXPLORER_OFFLINE=1)."""
-    from .models import _cache_dir, _offline, _weights_dir
+    with a timeout (unless EXPLORER_OFFLINE=1), :func:`explorer.models.fetch_weights`."""
+    from .models import WeightsError, fetch_weights
 
-    fname = segmentation_weights_file()
-    for folder in (_weights_dir(), _cache_dir()):
-        if folder is not None and (folder / fname).is_file():
-            return folder / fname
-    if _offline():
-        raise _seg_missing("EXPLORER_OFFLINE=1 forbids downloading")
     try:
-        _seg_weights().get_state_dict(progress=True, check_hash=True, weights_only=True)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _seg_missing(f"the download failed ({reason})") from None
-    return _cache_dir() / fname
+        return fetch_weights(_seg_weights())
+    except WeightsError as exc:
+        raise _seg_missing(str(exc)) from None
 
 
 def _seg_model(device: torch.device) -> torch.nn.Module:
     """DeepLabV3-ResNet50 with the pretrained COCO/VOC weights (never untrained), cached."""
     from torchvision.models.segmentation import deeplabv3_resnet50
 
-    from .models import _load_into, _read_state_dict
+    from .models import load_state_dict_into, read_state_dict
 
     path = _seg_source()
     key = (str(path), str(device))
     with _seg_lock:
         net = _seg_models.get(key)
         if net is None:
-            sd = _read_state_dict(path)
+            sd = read_state_dict(path)
             with torch.device("meta"):
                 net = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
-            _load_into(net, sd, "deeplabv3_resnet50", str(path))
+            load_state_dict_into(net, sd, "deeplabv3_resnet50", str(path))
             net.aux_classifier = None
             net = net.eval().requires_grad_(False).to(device)
             _seg_models.clear()  # one model (about 160 MB) at a time

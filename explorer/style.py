@@ -54,7 +54,7 @@ import torch
 from .memory import check_style_run
 from .models import FeatureNet, autocast, precision_name, resolve_precision
 from .progress import ProgressEvent
-from .settings import RecipeSettings
+from .settings import RecipeSettings, check_choice, check_float, check_int, check_name, check_names
 
 __all__ = [
     "gram_matrix",
@@ -311,44 +311,58 @@ class StyleSettings(RecipeSettings):
     masks: str = "none"
     mask_k: int = 3
 
-    def validate(self) -> "StyleSettings":
-        """Check types and ranges.
+    def canonicalize(self) -> None:
+        """Bring the accepted spellings to one form (done once, on construction): comma-separated
+        text to tuples of names and numbers.
 
         Raises:
-            ValueError: one-line message naming the bad option and what is allowed.
+            ValueError: values of the wrong shape (one line).
         """
-        if isinstance(self.style_layers, str):
-            self.style_layers = tuple(s.strip() for s in self.style_layers.split(",") if s.strip())
-        self.style_layers = tuple(self.style_layers)
+        from .models import list_layers
+
+        try:
+            most = len(list_layers(self.model))
+        except (ValueError, TypeError):
+            most = None  # an unknown model is reported by validate()
+        self.style_layers = check_names("style_layers", self.style_layers, most=most, allow_empty=True)
+        self.content_layer = check_name("content_layer", self.content_layer)
         if self.style_layer_weights is not None:
             raw = self.style_layer_weights
             try:
                 if isinstance(raw, str):
                     raw = [s for s in raw.split(",") if s.strip()]
+                if not isinstance(raw, (list, tuple)) or any(isinstance(w, (bool, list, dict)) for w in raw):
+                    raise TypeError
                 self.style_layer_weights = tuple(float(w) for w in raw)
             except (TypeError, ValueError):
                 raise ValueError(f"style_layer_weights must be numbers separated by commas; got {raw!r}") from None
+
+    def validate(self) -> "StyleSettings":
+        """Check types and ranges (changes nothing).
+
+        Raises:
+            ValueError: one-line message naming the bad option and what is allowed.
+        """
         for key, allowed in _CHOICES.items():
-            v = getattr(self, key)
-            if v not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {v!r}")
-        _check_int("size", self.size, 32, 4096)
-        _check_int("steps", self.steps, 1, 100_000)
-        _check_int("seed", self.seed, 0, 2**63 - 1)
-        _check_int("preview_every", self.preview_every, 1, 100_000)
+            check_choice(key, getattr(self, key), allowed)
+        check_choice("model", self.model, _vgg_models())
+        check_int("size", self.size, 32, 4096)
+        check_int("steps", self.steps, 1, 100_000)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_int("preview_every", self.preview_every, 1, 100_000)
         for key in ("content_weight", "style_weight", "tv_weight"):
-            _check_float(key, getattr(self, key), 0.0)
-        _check_float("tv_beta", self.tv_beta, 0.5, 10.0)
-        _check_int("scales", self.scales, 0, 12)
-        _check_int("start_size", self.start_size, 32, 4096)
-        _check_float("scale_steps_ratio", self.scale_steps_ratio, 0.0, 1.0, exclusive_min=True)
-        _check_float("photo_lambda", self.photo_lambda, 0.0)
-        _check_int("mask_k", self.mask_k, 2, 8)
+            check_float(key, getattr(self, key), 0.0)
+        check_float("tv_beta", self.tv_beta, 0.5, 10.0)
+        check_int("scales", self.scales, 0, 12)
+        check_int("start_size", self.start_size, 32, 4096)
+        check_float("scale_steps_ratio", self.scale_steps_ratio, 0.0, 1.0, exclusive_min=True)
+        check_float("photo_lambda", self.photo_lambda, 0.0)
+        check_int("mask_k", self.mask_k, 2, 8)
         if self.scales != 1 and self.start_size >= self.size:
             raise ValueError(f"start_size ({self.start_size} px) must be smaller than size ({self.size} px) "
                              "for coarse-to-fine; or use scales 1")
         if self.lr is not None:
-            _check_float("lr", self.lr, 0.0, exclusive_min=True)
+            check_float("lr", self.lr, 0.0, exclusive_min=True)
         if not self.style_layers and self.style_weight > 0:
             raise ValueError("style_layers is empty; name at least one layer or set style_weight to 0")
         if self.style_layer_weights is not None:
@@ -356,7 +370,7 @@ class StyleSettings(RecipeSettings):
                 raise ValueError(f"style_layer_weights has {len(self.style_layer_weights)} values for "
                                  f"{len(self.style_layers)} style layers")
             for w in self.style_layer_weights:
-                _check_float("style layer weight", w, 0.0)
+                check_float("style layer weight", w, 0.0)
         return self
 
     @property
@@ -399,21 +413,6 @@ class StyleSettings(RecipeSettings):
 
 
 
-def _check_int(key, v, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{key} must be a whole number; got {v!r}")
-    if not lo <= v <= hi:
-        raise ValueError(f"{key} must be between {lo} and {hi}; got {v}")
-
-
-def _check_float(key, v, lo, hi=math.inf, exclusive_min=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{key} must be a finite number; got {v!r}")
-    if v < lo or v > hi or (exclusive_min and v <= lo):
-        raise ValueError(f"{key} must be {'>' if exclusive_min else '>='} {lo}" +
-                         (f" and <= {hi}" if hi < math.inf else "") + f"; got {v}")
-
-
 # ----------------------------------------------------------------------------- targets
 
 def prepare_images(content, style, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -423,6 +422,13 @@ def prepare_images(content, style, size: int) -> tuple[torch.Tensor, torch.Tenso
     from .images import resize_long_side, to_tensor
 
     return to_tensor(resize_long_side(content, size)), to_tensor(resize_long_side(style, size))
+
+
+def _vgg_models() -> list[str]:
+    """The registered networks style transfer runs on (the VGGs)."""
+    from .models import MODELS
+
+    return [n for n, spec in MODELS.items() if spec.family == "vgg"]
 
 
 def _use_channels_last(setting: str, device: torch.device) -> bool:

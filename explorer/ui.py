@@ -36,6 +36,7 @@ __all__ = [
     "content_blend_pickers",
     "sweep_axis_picker",
     "run_events",
+    "cancel_run",
     "heavy_runs",
     "result_heading",
     "start_run",
@@ -479,6 +480,7 @@ class _EventView:
         self.preview_slot, self.chart_slot = left.empty(), right.empty()
         self.rows: list[dict] = []
         self.last_chart = 0.0
+        self.charts = 0  # chart keys count renders: a step number repeats at each coarse-to-fine scale
 
     def show(self, ev: ProgressEvent) -> None:
         if ev.losses:
@@ -493,8 +495,9 @@ class _EventView:
             self.preview_slot.image(pil, caption=f"{self.caption}, step {ev.step}")
             now = time.monotonic()
             if self.rows and (now - self.last_chart > 0.5 or ev.done):
+                self.charts += 1
                 self.chart_slot.plotly_chart(plots.loss_figure(self.rows, scale=self.scale),
-                                             key=f"{self.state_key}_chart_{ev.step}")
+                                             key=f"{self.state_key}_chart_{self.charts}")
                 self.last_chart = now
         if ev.message:
             self.box.info(ev.message)
@@ -531,6 +534,13 @@ def start_run(name: str, pending: dict) -> None:
     st.session_state[f"{name}_pending"] = pending
     st.session_state[f"{name}_partial"] = {}
     st.session_state[f"{name}_running"] = True
+
+
+def cancel_run(name: str) -> None:
+    """Forget a run of page ``name`` that ended before its first step (refused for memory, say:
+    :func:`run_events` has shown why in one line); the previous result stays on the page."""
+    st.session_state[f"{name}_running"] = False
+    st.session_state.pop(f"{name}_pending", None)
 
 
 def finish_run(name: str, **fields) -> None:

@@ -135,11 +135,15 @@ if (run_clicked or sweep_clicked) and ready:
         if run_clicked:
             ui.start_run("compare", pending)
             ui.run_events(run, state_key="compare_partial", scale=scale)
-            cmp = run.result()
-            ui.finish_run("compare", full=images.to_pil(cmp.full.image), guided=images.to_pil(cmp.guided.image),
-                          image=images.to_pil(cmp.guided.image), weight=ui.mask_image(cmp.guidance.weight),
-                          guidance=cmp.guidance.report(), metrics=cmp.metrics,
-                          history={"full": cmp.full.history, "guided": cmp.guided.history})
+            try:
+                cmp = run.result()
+            except RuntimeError:  # a part was refused for memory: run_events showed why in one line
+                ui.cancel_run("compare")
+            else:
+                ui.finish_run("compare", full=images.to_pil(cmp.full.image), guided=images.to_pil(cmp.guided.image),
+                              image=images.to_pil(cmp.guided.image), weight=ui.mask_image(cmp.guidance.weight),
+                              guidance=cmp.guidance.report(), metrics=cmp.metrics,
+                              history={"full": cmp.full.history, "guided": cmp.guided.history})
         else:
             ui.run_events(run, state_key="sweep_partial", scale=scale, preview_caption="Current image")
             state["compare_sweep"] = {**pending, "results": [(k, images.to_pil(r.image), m)

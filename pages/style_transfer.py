@@ -178,11 +178,14 @@ if run_clicked and ready:
         ui.run_events(run, state_key="style_partial",
                       scale={"content": settings.content_weight, "style": settings.style_weight,
                              "tv": settings.tv_weight, "photo": settings.photo_lambda})
-        result = run.result()
-        report = run.report(result)
-        report["inputs"] = state["style_pending"]["inputs"]
-        ui.finish_run("style", image=images.to_pil(result.image), history=result.history, report=report,
-                      stopped=result.stopped)
+        if not run.started:  # its first scale was refused: run_events showed why in one line
+            ui.cancel_run("style")
+        else:
+            result = run.result()
+            report = run.report(result)
+            report["inputs"] = state["style_pending"]["inputs"]
+            ui.finish_run("style", image=images.to_pil(result.image), history=result.history, report=report,
+                          stopped=result.stopped)
 
 res = state.get("style_result")
 if res:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from typing import Iterator
+
 import torch
 
 from explorer import cli
@@ -46,3 +51,33 @@ def app_env(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("EXPLORER_OFFLINE", "1")
     monkeypatch.delenv("EXPLORER_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers (the network that made the
+    weights download hang); yields its ``host:port``. Used directly as a URL's host, or as an
+    ``https_proxy``, which urllib connects to instead of the real host."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    conns, stop = [], threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conns.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        t.join(2)
+        for c in conns:
+            c.close()
+        srv.close()

@@ -440,3 +440,60 @@ def test_dataset_augmentation(page, server, tmp_path):
         skipped = list(csv.DictReader(io.StringIO(zf.read("skipped.csv").decode())))
         assert [r["path"] for r in skipped] == ["dogs/bad.png"]
     screenshot(page, "08-augment")
+
+
+def test_a_hanging_download_ends_in_one_line_and_the_server_stops_on_sigterm(browser, tmp_path):
+    """Behind a network that accepts connections and never answers, the weights download used to
+    spin forever and the server then ignored SIGTERM. Here urllib's proxy (https_proxy) is a
+    loopback server that never answers, so nothing leaves the machine. With a 3 s timeout the
+    style page ends in one line that says what to do; with a long one, SIGTERM during the download
+    still stops the server."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import silent_server
+
+    def start(timeout_s: str, proxy: str, log: Path):
+        port = bs.free_port()
+        env = {**os.environ, "https_proxy": f"http://{proxy}", "HTTPS_PROXY": f"http://{proxy}",
+               "no_proxy": "", "NO_PROXY": "", "EXPLORER_DOWNLOAD_TIMEOUT": timeout_s,
+               "TORCH_HOME": str(tmp_path / "torch_home"), "PYTHONUNBUFFERED": "1"}
+        for k in ("EXPLORER_OFFLINE", "EXPLORER_ALLOW_UNTRAINED", "EXPLORER_WEIGHTS_DIR"):
+            env.pop(k, None)
+        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, cwd=bs.ROOT, env=env, start_new_session=True, stdout=out, stderr=out)
+        bs.wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, 60)
+        return proc, f"http://127.0.0.1:{port}"
+
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        with silent_server() as proxy:
+            proc, base = start("3", proxy, tmp_path / "short.log")
+            try:
+                pg = ctx.new_page()
+                pg.goto(f"{base}/style_transfer")
+                alert = pg.locator('[data-testid="stAlertContentError"]').filter(has_text="no answer")
+                expect(alert).to_be_visible(timeout=LOAD_MS)
+                text = alert.inner_text()
+                assert "untrained" in text and "EXPLORER_WEIGHTS_DIR" in text, text
+                assert not pg.locator('[data-testid="stException"]').count()
+            finally:
+                bs._stop(proc)
+            proc, base = start("600", proxy, tmp_path / "long.log")
+            try:
+                pg = ctx.new_page()
+                pg.goto(f"{base}/style_transfer")
+                expect(pg.get_by_text("Downloading VGG19", exact=False)).to_be_visible(timeout=LOAD_MS)
+                os.killpg(proc.pid, signal.SIGTERM)
+                started = time.monotonic()
+                proc.wait(timeout=60)  # raises TimeoutExpired (the test fails) if SIGTERM is ignored
+                print(f"server stopped {time.monotonic() - started:.1f} s after SIGTERM, mid-download")
+            finally:
+                bs._stop(proc)
+    finally:
+        ctx.close()

@@ -379,8 +379,9 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
     (tmp_path / models.weights_file_name("vgg16")).write_bytes(path.read_bytes())
     models.load_model("vgg16", weights="imagenet", device="cpu")  # an offline weights folder
     assert calls == [True, True]
-    # every call that reads weights passes weights_only=True, including torchvision's download
-    # (torch.hub.load_state_dict_from_url defaults to weights_only=False)
+    # every call that reads weights passes weights_only=True; downloads are plain files
+    # (models.download_file, with a timeout) read by the same torch.load, so torchvision's own
+    # loaders (torch.hub.load_state_dict_from_url defaults to weights_only=False) are not used
     checked = 0
     for source in sorted(ROOT.glob("explorer/*.py")):
         for node in ast.walk(ast.parse(source.read_text())):
@@ -392,4 +393,4 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
                 assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, \
                     (source.name, node.lineno, ast.unparse(node))
                 checked += 1
-    assert checked >= 3
+    assert checked >= 1

@@ -165,6 +165,24 @@ def test_page_out_of_gpu_memory_is_one_error_and_the_session_goes_on(monkeypatch
     assert not any("Partial result" in w.value for w in at.warning)
 
 
+def test_compare_page_out_of_gpu_memory_is_one_error_and_the_next_run_works(monkeypatch, tmp_path, cuda_oom):
+    """The comparison's result() raised RuntimeError (a traceback) when a run ran out of memory."""
+    app_env(monkeypatch, tmp_path)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/compare.py").run()
+    at.slider(key="cmp_size").set_value(64)
+    at.number_input(key="cmp_steps").set_value(2).run()
+    at.button(key="cmp_run").click().run()
+    assert not at.exception
+    errs = [e.value for e in at.error]
+    assert len(errs) == 1 and "ran out of GPU memory" in errs[0], errs
+    cuda_oom["on"] = False
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error
+    assert "Result" in [s.value for s in at.subheader]
+
+
 # --------------------------------------------------------------------------- estimate vs measured
 
 
