@@ -13,7 +13,7 @@ Part 1, ``--sizes 512,1024`` (time to a given loss):
 * ``multi S``: ``scales=0`` (sqrt(2) steps from ``--start-size``, default 128) with
   ``--multi-steps`` steps at the first scale and half as many at each next one.
 
-Both record eq. (5) at S px after every step of their last scale, with seconds since the run
+Both record eq. (7) at S px after every step of their last scale, with seconds since the run
 began (set-up of every scale included). The table gives, for the single-scale run's losses
 after 25 %, 50 % and 100 % of its steps, the time each run first reached that loss.
 
@@ -196,7 +196,7 @@ def main() -> None:
                                "time_to_loss": rows}
         print(f"\n## {size} px: single scale ({args.single_steps} steps) vs coarse-to-fine "
               f"{' -> '.join(f'{s}x{n}' for s, n in multi['plan'])} ({single['precision']})")
-        print("| loss at the final size (eq. 5) | single scale reaches it at | coarse-to-fine reaches it at |\n|---|---|---|")
+        print("| loss at the final size (eq. 7) | single scale reaches it at | coarse-to-fine reaches it at |\n|---|---|---|")
         for r in rows:
             print(f"| {r['loss']:.4g} ({r['what']}) | {fmt_t(r['single_s'])} | {fmt_t(r['multi_s'])} |")
         at = multi["curve"][-1][0]

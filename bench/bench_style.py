@@ -21,7 +21,7 @@ images (scikit-image's "astronaut" as content, "gravel" as style) and the same w
 
 Every configuration runs in a fresh child process (this script re-invoked with a hidden
 ``--one CONFIG`` flag), so each one's peak RSS is its own. The final image of every run is
-then scored in another child by one function: eq. (5) evaluated in fp32 with the project's
+then scored in another child by one function: eq. (7) evaluated in fp32 with the project's
 fp32 loss code (``StyleTransfer(...).losses``, precision fp32, channels_last off).
 
 Usage (from the repository root)::
@@ -264,7 +264,7 @@ def child_bare(cfg: dict) -> dict:
 # ---------------------------------------------------------------------------- reference loop
 
 def _plain_losses(torch):
-    """The project's eq. (1), (2), (4) written the tutorial's way (view + mm), in this file, so
+    """The project's eq. (3), (4), (1) written the tutorial's way (view + mm), in this file, so
     that the reference does not speed up when explorer.style's functions do (--ref-losses plain).
     Same definitions: content 1/2 sum (F - P)^2; style 1/(4 N^2) sum (G/M - A)^2."""
 
@@ -477,7 +477,7 @@ def child_proj(cfg: dict) -> dict:
 # ---------------------------------------------------------------------------- scoring
 
 def child_score(cfg: dict) -> dict:
-    """Score every final image with eq. (5) in fp32, using the project's fp32 loss code."""
+    """Score every final image with eq. (7) in fp32, using the project's fp32 loss code."""
     torch = _import_torch()
     from explorer.models import load_model
     from explorer.style import StyleSettings, StyleTransfer

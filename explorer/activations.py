@@ -265,7 +265,7 @@ def channel_grid(acts: np.ndarray, channels: Sequence[int], cols: int = 4, cell:
 
 
 def gram_view(acts: np.ndarray, order: str = "cluster") -> tuple[np.ndarray, np.ndarray]:
-    """The layer's position-normalized Gram matrix (what style transfer matches, eq. (1) / M)
+    """The layer's position-normalized Gram matrix (what style transfer matches, eq. (3) / M)
     with its channels reordered so that structure is visible.
 
     Args:
@@ -335,7 +335,7 @@ class Comparison:
     Attributes:
         top_a, top_b: top channels of each image (by mean activation).
         cosine: cosine similarity of the two (C,) mean-activation vectors, in [-1, 1].
-        style_distance: E_l between them, Gatys et al. 2016 eq. (2) (image A as the generated
+        style_distance: E_l between them, Gatys et al. 2016 eq. (4) (image A as the generated
             image, B as the style target), the per-layer term style transfer minimizes;
             computed in float64.
         shared_top: channels in both top lists.

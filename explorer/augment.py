@@ -141,8 +141,8 @@ TRADITIONAL_OPS = ("flip", "crop", "jitter")
 #: to the output and input folder (POSIX separators); ``styles`` and ``style_weights`` are
 #: ``;``-separated (style file names relative to the style folder; weights normalized to sum
 #: to 1); ``seed`` is the run's seed and ``job_seed`` the one derived for this output (it seeds
-#: the noise start, ``init="noise"``); losses are the final, unweighted content (eq. 4) and
-#: style (eq. 3) losses and the weighted total; ``seconds`` is this image's share of its batch's
+#: the noise start, ``init="noise"``); losses are the final, unweighted content (eq. 1) and
+#: style (eq. 5) losses and the weighted total; ``seconds`` is this image's share of its batch's
 #: optimization time (batch time / ``batch``); ``stopped`` is empty unless the loss became
 #: non-finite (then the reason; the image is the last finite one); ``job`` is the job hash.
 MANIFEST_COLUMNS = ("output", "source", "class", "variant", "styles", "style_weights", "ratio", "steps", "size",

@@ -341,7 +341,7 @@ class SweepCell:
         row_label, col_label: the axis values as labels (``row_label`` is ``""`` with one axis).
         values: axis name -> this cell's value.
         image: the result, (1, 3, H, W), float32 in [0, 1], CPU.
-        losses: the image's losses: ``content`` (eq. 4), ``style`` (eq. 3), ``tv`` (unweighted)
+        losses: the image's losses: ``content`` (eq. 1), ``style`` (eq. 5), ``tv`` (unweighted)
             and ``total`` (alpha content + beta style + TV weight tv, what the optimizer minimized).
         step: the iteration the image belongs to (``settings.steps``, or the column of a
             ``steps`` axis); lower when its run stopped early.

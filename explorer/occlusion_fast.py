@@ -25,7 +25,7 @@ computes the same numbers exactly by recomputing only what a window changes:
    ``F.relu``, ``F.max_pool2d`` / ``F.avg_pool2d``).
 4. The objective's statistic is updated from the region alone. With D = A_o - A_c the
    difference of the region's occluded and clean features as (positions x channels) matrices,
-   the Gram matrix (Gatys et al. 2016 eq. 1) changes by
+   the Gram matrix (Gatys et al. 2016 eq. 3) changes by
    Delta = A_o^T A_o - A_c^T A_c = D^T A_o + (D^T A_c)^T, and the energy term
    ||G||^2 / (4 N^2 M^2) by (2 <G, Delta> + ||Delta||^2) / (4 N^2 M^2): no difference of two
    large numbers, so float32 is enough. Sums change by sum(D).
@@ -268,7 +268,7 @@ def objective_value(model: FeatureNet, x: torch.Tensor, objective: str = "style"
     objectives in the project):
 
     * ``"style"``: E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2), G_l the Gram matrix of
-      Gatys et al. 2016 eq. (1) (eq. (2) against an all-zero target); w_l default 1/L.
+      Gatys et al. 2016 eq. (3) (eq. (4) against an all-zero target); w_l default 1/L.
     * ``"layer"``: the mean activation of ``layers[0]`` (over channels and positions).
     * ``"channel"``: the mean activation of channel ``channel`` of ``layers[0]``.
 

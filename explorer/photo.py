@@ -29,7 +29,7 @@ so it can be found in any version of the papers):
   G_{l,c} the Gram matrix of the layer-l features under the region's mask. Here G_{l,c} is the
   *normalized* masked Gram of :func:`explorer.guided.masked_gram`, G_w = F diag(w) F^T / sum(w),
   the weighted mean of f_k f_k^T over the region's positions, and the constant is the
-  1/(4 N^2) of Gatys et al. 2016 eq. (2) (:func:`explorer.style.style_layer_loss`), so that a
+  1/(4 N^2) of Gatys et al. 2016 eq. (4) (:func:`explorer.style.style_layer_loss`), so that a
   single all-ones region gives exactly the plain style term. (Luan et al. write F_{l,c} =
   F_l M_{l,c} and 1/(2 N_{l,c}^2); the constant factors are absorbed in the layer weights, and
   with area-averaged fractional masks diag(w) is the weighted mean where F M would weigh by
@@ -996,7 +996,7 @@ def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets
     (:func:`explorer.guided.masked_gram`'s formula), and G_{l,c}[S] the target from
     :func:`region_style_targets`. With one all-ones region this is exactly
     :func:`explorer.style.style_layer_loss` against ``gram_matrix(F_s, normalize=True)``
-    (Gatys et al. 2016 eq. (2)).
+    (Gatys et al. 2016 eq. (4)).
 
     Region c contributes 0 (and no gradient) when its content mask is empty at this layer
     (:func:`region_valid`), or when it is not valid on the style side: ``valid[c]`` False, or,

@@ -72,7 +72,7 @@ def test_default_transfer_converges_on_the_real_vgg19(real_vgg19, shared_images,
 
 
 def test_the_paper_objective_converges_too(real_vgg19, shared_images):
-    """The unnormalized eq. (2)/(4) with beta 1e6 on the Caffe file (totals near 1e16, the run
+    """The unnormalized eq. (4)/(1) with beta 1e6 on the Caffe file (totals near 1e16, the run
     that diverged to coloured noise) now falls steadily."""
     c, s = _pictures(shared_images, "tubingen", "starry_night", 96)
     res = _run(real_vgg19, c, s, steps=30, precision="fp32", loss_normalization="paper", style_weight=1e6)

@@ -32,7 +32,7 @@ def test_style_layer_loss_is_eq2_with_unnormalized_grams():
     s = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).view(1, 2, 1, 2)
     g, a = gram_matrix(f)[0], gram_matrix(s)[0]
     n, m = 2, 2
-    expected = ((g - a) ** 2).sum() / (4 * n**2 * m**2)  # eq. (2) as printed
+    expected = ((g - a) ** 2).sum() / (4 * n**2 * m**2)  # eq. (4) as printed
     got = style_layer_loss(f, gram_matrix(s, normalize=True)[0])
     assert got.item() == pytest.approx(expected.item())
     # G = [[5, 11], [11, 25]], A = [[1, 0], [0, 1]]: sum of squares = 16 + 121 + 121 + 576 = 834
