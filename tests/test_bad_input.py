@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import cli, images, style
+from explorer import cli, commands, images, style
 from tests.corpus import CorpusFile, build_corpus, good_png
 from tests.helpers import app_env, error_line, run_cli
 
@@ -47,7 +47,7 @@ def corpus(tmp_path_factory) -> dict[str, CorpusFile]:
 def shared_models(monkeypatch, vgg19, googlenet):
     """The CLI's model loading answers with the session's untrained networks."""
     nets = {"vgg19": vgg19, "googlenet": googlenet}
-    monkeypatch.setattr(cli.models, "load_model", lambda name, **kw: nets[name])
+    monkeypatch.setattr(commands.models, "load_model", lambda name, **kw: nets[name])
 
 
 def expected_size(f: CorpusFile, side: int = 64) -> tuple[int, int]:

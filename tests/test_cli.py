@@ -263,6 +263,7 @@ def _subprocess(*args, env_extra=None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU; -m "not slow" leaves it out
 def test_subprocess_exit_codes(tmp_path):
     bad = tmp_path / "photo.png"
     bad.write_text("not an image", encoding="utf-8")
@@ -421,3 +422,14 @@ def test_dream_activations_and_saliency_commands_take_mobilenet_and_resnet(capsy
     assert rc == 0, err
     heat = np.load(tmp_path / "s.npy")
     assert heat.shape == (64, 64) and np.isfinite(heat).all() and heat.max() > 0
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["stylize", "--help"], ["stylize", "a.png", "b.png", "--steps", "x"],
+                                  ["nonsense"]])
+def test_help_and_argument_errors_do_not_import_torch(argv):
+    """``--help`` and argument errors answer without importing torch (5-35 s on a loaded 2-core
+    machine); the commands import it only once they run."""
+    code = ("import sys\nfrom explorer import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'explorer.models' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr

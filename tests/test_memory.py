@@ -15,7 +15,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import cli, memory, style
+from explorer import cli, commands, memory, style
 from tests.helpers import app_env, error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ STYLE = dict(kind="style", optimizer="lbfgs", layers=["relu4_2", "relu1_1", "rel
 @pytest.fixture
 def shared_models(monkeypatch, vgg19, googlenet):
     nets = {"vgg19": vgg19, "googlenet": googlenet}
-    monkeypatch.setattr(cli.models, "load_model", lambda name, **kw: nets[name])
+    monkeypatch.setattr(commands.models, "load_model", lambda name, **kw: nets[name])
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -186,6 +186,7 @@ def test_compare_page_out_of_gpu_memory_is_one_error_and_the_next_run_works(monk
 # --------------------------------------------------------------------------- estimate vs measured
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU; -m "not slow" leaves it out
 def test_estimate_against_measured_peak_memory():
     """One style-transfer step at 128 and 256 px in a child process (bench/bench_memory.py):
     the estimate is within a factor of 3 of the measured peak RSS growth (measured on the
