@@ -28,6 +28,7 @@ def home() -> None:
         "iterations, seed, starting image, style layers, optimizer) and shows them side by side with their losses; "
         "the style transfer page also blends up to six style images with weights."
     )
+    untrained = ui.untrained_switch("home")
     st.subheader("This machine")
     st.write(f"Compute: {ui.device_summary()}.")
     rows = models.weights_status()
@@ -36,12 +37,14 @@ def home() -> None:
           "size (MB)": round(r["size_mb"], 1), "found at": r["found"] or "not downloaded yet"} for r in rows],
         hide_index=True,
     )
-    if not any(r["found"] for r in rows):
+    if not any(r["found"] for r in rows) and not untrained:
         st.info(
             "No pretrained weights are on this machine yet. With internet they download on first use "
             "(VGG19 is 548 MB), or run `python -m explorer weights download` beforehand. Without them, "
-            "tick **Use untrained weights** in the sidebar to try everything; results are then labelled."
+            "tick **Use untrained weights** in the sidebar (on the left) to try everything; results are then labelled."
         )
+    elif untrained:
+        st.caption("Untrained weights are on: every page uses them, and every result says so.")
 
 
 pages = {

@@ -4,8 +4,8 @@ The thing explained is a per-image scalar of the style image x_s (Captum's forwa
 returns shape (N,)):
 
 * ``style``: the style-representation energy  E(x) = sum_l w_l ||G_l(x)||_F^2 / (4 N_l^2 M_l^2)
-  over the style layers, with G_l the Gram matrix of Gatys et al. 2016 eq. (1), N_l channels
-  and M_l positions. It is eq. (2) measured against an all-zero target: how much "style" the
+  over the style layers, with G_l the Gram matrix of Gatys et al. 2016 eq. (3), N_l channels
+  and M_l positions. It is eq. (4) measured against an all-zero target: how much "style" the
   network sees, and which pixels feed it.
 * ``layer:NAME``: the mean activation of one layer.
 * ``channel:NAME:K``: the mean activation of channel K of one layer.
@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import choices
 from .memory import check_attribution_run
 from .models import FeatureNet, UnknownLayerError, last_feature_layer
 from .progress import ProgressEvent
@@ -73,7 +74,7 @@ __all__ = [
 ]
 
 #: Attribution methods, in the order pages list them.
-METHODS = ("saliency", "guided_backprop", "integrated_gradients", "occlusion", "gradcam")
+METHODS = choices.METHODS
 METHOD_TITLES = {
     "saliency": "Saliency (|gradient|)",
     "guided_backprop": "Guided backprop",
@@ -82,7 +83,7 @@ METHOD_TITLES = {
     "gradcam": "Grad-CAM",
 }
 #: What an occluded window is filled with.
-BASELINES = ("blur", "mean", "zero")
+BASELINES = choices.BASELINES
 #: What an occluded window shows by default. On the real VGG19 a black window adds strong edges,
 #: so hiding any region *raises* the style energy and the whole map is negative (gravel, chelsea:
 #: no positive window); a blurred copy removes the window's texture and keeps its colours.
@@ -144,8 +145,8 @@ def style_energy(model: FeatureNet, x: torch.Tensor, layers: Sequence[str] = DEF
                  weights: Sequence[float] | None = None, pooling: str = "max") -> torch.Tensor:
     """Style-representation energy E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2).
 
-    G_l is the Gram matrix of Gatys et al. 2016 eq. (1); the term is their eq. (2) with an
-    all-zero target A_l, so E is the style loss eq. (3) that a blank style would give. Written
+    G_l is the Gram matrix of Gatys et al. 2016 eq. (3); the term is their eq. (4) with an
+    all-zero target A_l, so E is the style loss eq. (5) that a blank style would give. Written
     with the position-normalized Gram g = G/M: sum_l w_l ||g_l||^2 / (4 N_l^2). Float32.
 
     Args:

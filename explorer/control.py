@@ -47,6 +47,29 @@ class MaskInputs:
     style: Any = None
 
 
+def unsupported(settings: StyleSettings, n_styles: int, *, guided: bool = False,
+                mask_inputs: MaskInputs | None = None) -> str | None:
+    """Why this combination of options cannot run, in one line, or None when it can. Checked
+    before Run, so the page can disable its button and say why (and :class:`ControlledTransfer`
+    refuses the same combinations with the same words).
+
+    Args:
+        settings: the run's settings.
+        n_styles: how many style images are blended.
+        guided: saliency-guided (or channel-selected) style targets are used.
+        mask_inputs: the uploaded masks when ``settings.masks == "files"``.
+    """
+    if guided and (len(settings.scale_plan()) > 1 or settings.preserve_color != "none" or settings.masks != "none"):
+        return ("saliency-guided style targets work with one scale, no colour preservation and no semantic "
+                "masks")
+    if settings.masks != "none" and n_styles != 1:
+        return ("semantic regions pair the regions of one style image with the content's; remove the extra "
+                "style images or choose no semantic regions")
+    if settings.masks == "files" and (mask_inputs is None or mask_inputs.content is None or mask_inputs.style is None):
+        return "semantic regions from files need a colour-coded mask for the content and one for the style image"
+    return None
+
+
 def describe(settings: StyleSettings, run: "ControlledTransfer | None" = None) -> str:
     """A short ", ..." phrase naming the controls in use, for the CLI's run line."""
     parts = []
@@ -109,14 +132,11 @@ class ControlledTransfer:
         self.plan = settings.scale_plan()
         self.targets_fn = targets_fn or (lambda m, blend, s: style_targets(m, blend, s.style_layers,
                                                                            pooling=s.pooling, precision="fp32"))
-        if (targets is not None or style_channels) and (len(self.plan) > 1 or settings.preserve_color != "none"
-                                                       or settings.masks != "none"):
-            raise ValueError("saliency-guided style targets work with one scale, no colour preservation "
-                             "and no semantic masks")
+        reason = unsupported(settings, len(self.style_images), guided=targets is not None or bool(style_channels),
+                             mask_inputs=mask_inputs)
+        if reason:
+            raise ValueError(reason)
         self.fixed_targets, self.style_channels = targets, style_channels
-        if settings.masks != "none" and len(self.style_images) != 1:
-            raise ValueError("semantic masks pair regions of one style image with the content; "
-                             "blend several styles without masks")
         self._check_smallest_scale()
         # the final size's images: the masks are resolved there once and resampled per scale
         self.content_final, blend = prepare_blend(content, self.style_images, settings.size)
@@ -143,9 +163,7 @@ class ControlledTransfer:
         from . import photo
 
         c = self.content_final
-        if s.masks == "files":
-            if mask_inputs is None or mask_inputs.content is None or mask_inputs.style is None:
-                raise ValueError("masks 'files' needs a colour-coded mask for the content and one for the style image")
+        if s.masks == "files":  # both masks are there (unsupported() checked it)
             cl, cc = photo.load_color_mask(mask_inputs.content, tuple(c.shape[-2:]), role="content mask")
             sl, sc = photo.load_color_mask(mask_inputs.style, tuple(style_final.shape[-2:]), role="style mask")
             return photo.match_regions(cl, cc, sl, sc)

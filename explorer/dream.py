@@ -495,6 +495,19 @@ def _smooth(g: torch.Tensor, sigma: float) -> torch.Tensor:
     return out / len(sigmas)
 
 
+#: How :func:`dead_start_note` begins (pages and the CLI look for it).
+DEAD_START = "the objective is exactly 0 on this starting image"
+
+
+def dead_start_note(objective: Objective) -> str:
+    """Why a dream stays as it started, and the fix: the objective (a channel or layer behind a
+    ReLU) is exactly 0 everywhere on the start image (a flat gray one, typically), and a ReLU's
+    output of 0 has a gradient of 0, so gradient ascent cannot begin."""
+    return (f"{DEAD_START} ({objective.description}): what it measures is not active anywhere, and a ReLU "
+            "output of 0 has a gradient of 0 too, so nothing can grow. Start from noise instead (Start from: "
+            "noise on the page, IMAGE noise on the command line), or pick another channel or layer")
+
+
 def dream_step(model: FeatureNet, objective: Objective, x: torch.Tensor, settings: DreamSettings,
                rng: random.Random, dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[torch.Tensor, float]:
     """One gradient-ascent step (the notebook's ``make_step``), on a copy of x.
@@ -641,6 +654,8 @@ class DreamRun:
             for _ in range(s.steps):
                 x, value = dream_step(self.model, self.objective, x, s, rng, self.dtype, self.channels_last)
                 step += 1
+                if step == 1 and value == 0.0:
+                    self.notes.append(dead_start_note(self.objective))
                 self.seconds = time.perf_counter() - start
                 self.history.append({"step": step, "octave": o + 1, "objective": value,
                                      "seconds": round(self.seconds, 4)})
@@ -658,6 +673,11 @@ class DreamRun:
             self.frames.append((f"octave {o + 1} ({w}x{h})", self.image.cpu().clone()))
         if total == 0:
             yield ProgressEvent(0, 0, 0.0, {}, preview=self.image.cpu(), done=True)
+
+    @property
+    def dead_start(self) -> bool:
+        """True when the objective was exactly 0 at the first step (:func:`dead_start_note`)."""
+        return any(n.startswith(DEAD_START) for n in self.notes)
 
     def result(self) -> DreamResult:
         """The dream so far (also valid after stopping early)."""

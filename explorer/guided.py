@@ -15,7 +15,7 @@ matrices are built. How that wording is read here:
 
   the weighted mean over positions of the per-position outer products f_k f_k^T. With an
   all-ones map sum_k w_k = M_l, so G^l_w = G^l / M_l: exactly the position-normalized Gram that
-  the full transfer uses, and eq. (2) of Gatys et al. 2016 is unchanged. With a 0/1 map it is
+  the full transfer uses, and eq. (4) of Gatys et al. 2016 is unchanged. With a 0/1 map it is
   the normalized Gram of the selected positions' features alone. The generated image's Gram is
   the ordinary full one: the result is asked to have, everywhere, the texture statistics of the
   important regions only.
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import choices
 from .attribution import DEFAULT_BASELINE, AttributionRun, AttributionSettings, Heatmap, private_copy, style_energy
 from .models import FeatureNet
 from .progress import ProgressEvent
@@ -62,19 +63,54 @@ __all__ = [
 ]
 
 #: Heatmap methods that can guide the transfer (see :data:`explorer.attribution.METHODS`).
-GUIDES = ("saliency", "guided_backprop", "integrated_gradients", "occlusion", "gradcam")
-VARIANTS = ("positions", "channels")
+GUIDES = choices.GUIDES
+VARIANTS = choices.GUIDE_VARIANTS
 
 
 # ----------------------------------------------------------------------------- masks
 
+#: The one line for a heatmap with nothing positive to keep.
+NO_POSITIVE = ("the heatmap has no positive value, so no region can be kept (for occlusion: hiding no window "
+               "lowers the objective); try another method, or another occlusion baseline such as blur")
+
+
+def guide_notes(importance, weight: torch.Tensor, keep: float) -> list[str]:
+    """One-line warnings about a weight map that will not guide much, for the pages and the CLI:
+    fewer positive positions than ``keep`` asked for, or a mask that keeps almost nothing or
+    almost everything (then guided and full Gram transfer look alike).
+
+    Args:
+        importance: the (H, W) heatmap the map came from (negative values count as 0).
+        weight: the (H, W) weight map of :func:`weight_map`.
+        keep: the fraction asked for.
+    """
+    h = np.maximum(np.asarray(importance, dtype=np.float32), 0.0)
+    notes = []
+    share = float((h > 0).mean())
+    if share < keep - 1e-9:
+        notes.append(f"only {share:.0%} of the positions have a positive importance, so the mask keeps those "
+                     f"{share:.0%} instead of {keep:.0%}")
+    kept = float(weight.gt(0).float().mean())
+    if kept < 0.01:
+        notes.append(f"the mask keeps {kept:.1%} of the style image: the guided style comes from a few pixels")
+    elif kept > 0.95 and keep < 0.95:
+        notes.append(f"the mask keeps {kept:.0%} of the style image: guided and full Gram transfer will look alike")
+    return notes
+
+
 def weight_map(importance, keep: float = 0.3, soft: bool = False, power: float = 1.0) -> torch.Tensor:
     """Turn a heatmap into a spatial weight map in [0, 1].
 
+    The rule: positions are ranked by their positive importance (for occlusion, how much hiding
+    the window around them lowers the objective), and only positions with a positive value can
+    be kept; when fewer than ``ceil(keep * H * W)`` are positive, the mask keeps just those
+    (:func:`guide_notes` says so). Zero positions are never kept to fill up the fraction, which
+    used to keep a strip along the top of the image in reading order.
+
     Args:
         importance: (H, W) non-negative importance (NumPy or tensor); negative values count as 0.
-        keep: fraction of positions kept, in (0, 1]: the ``ceil(keep * H * W)`` largest values
-            (ties broken by position). 1 keeps everything.
+        keep: fraction of positions kept, in (0, 1]: the ``ceil(keep * H * W)`` largest positive
+            values (ties broken by position). 1 keeps every positive position.
         soft: False: kept positions weigh 1 (the seed's "select the most important pixels").
             True: kept positions weigh (h / max h) ** power, a graded map.
         power: exponent (inverse temperature) of the soft map; > 1 sharpens, < 1 flattens.
@@ -83,8 +119,8 @@ def weight_map(importance, keep: float = 0.3, soft: bool = False, power: float =
         (H, W) float32 tensor with values in [0, 1] and at least one positive value.
 
     Raises:
-        ValueError: keep or power out of range, a map that is not 2-D or not finite, or a soft
-            map of an all-zero heatmap.
+        ValueError: keep or power out of range, a map that is not 2-D or not finite, or a map
+            with no positive value (nothing to keep; one line saying so).
     """
     h = torch.as_tensor(np.asarray(importance, dtype=np.float32)).clamp_min(0)
     if h.dim() != 2:
@@ -96,8 +132,11 @@ def weight_map(importance, keep: float = 0.3, soft: bool = False, power: float =
     if not (0.0 < float(power) <= 100.0):
         raise ValueError(f"power must be in (0, 100]; got {power!r}")
     n = h.numel()
-    k = min(n, max(1, math.ceil(float(keep) * n - 1e-9)))
     flat = h.flatten()
+    positive = int((flat > 0).sum())
+    if positive == 0:
+        raise ValueError(NO_POSITIVE)
+    k = min(positive, max(1, math.ceil(float(keep) * n - 1e-9)))
     # stable: equal values are kept in position order, so the result is deterministic
     order = torch.argsort(flat, descending=True, stable=True)
     kept = torch.zeros(n, dtype=torch.bool)
@@ -163,7 +202,7 @@ def layer_masks(weight: torch.Tensor, model: FeatureNet, layers: Sequence[str]) 
 def masked_gram(features: torch.Tensor, weight: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """Masked Gram matrix G_w = F diag(w) F^T (normalized: divided by sum_k w_k).
 
-    With an all-ones ``weight``, G_w is the Gram matrix of Gatys et al. 2016 eq. (1) (and the
+    With an all-ones ``weight``, G_w is the Gram matrix of Gatys et al. 2016 eq. (3) (and the
     normalized one equals ``gram_matrix(features, normalize=True)``, i.e. G / M); with a 0/1
     weight it is the Gram matrix of the selected positions' features.
 
@@ -327,9 +366,12 @@ class Guidance:
     masks: dict[str, torch.Tensor]
     heatmap: Heatmap | None
     settings: GuideSettings
+    notes: tuple[str, ...] = ()
 
     def report(self) -> dict:
         d = {"guide": self.settings.to_dict(), "kept_fraction": float(self.weight.gt(0).float().mean())}
+        if self.notes:
+            d["notes"] = list(self.notes)
         if self.channels is not None:
             d["kept_channels"] = {k: len(v) for k, v in self.channels.items()}
         if self.heatmap is not None:
@@ -371,8 +413,10 @@ def prepare_guidance(model: FeatureNet, style: torch.Tensor, style_settings: Sty
         raise ValueError("guided transfer needs a heatmap or a mask")
     if tuple(weight.shape) != (h, w):
         raise ValueError(f"the weight map is {weight.shape[1]}x{weight.shape[0]} px but the style image is {w}x{h} px")
+    notes = guide_notes(heatmap.importance, weight, guide.keep) if mask is None else guide_notes(
+        weight.numpy(), weight, 0.0)
     targets = guided_targets(model, style, layers, weight, style_settings.pooling)
-    return Guidance(targets, None, weight, layer_masks(weight, model, layers), heatmap, guide)
+    return Guidance(targets, None, weight, layer_masks(weight, model, layers), heatmap, guide, tuple(notes))
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -391,8 +435,8 @@ def transfer_metrics(model: FeatureNet, image: torch.Tensor, content: torch.Tens
         full_targets: the style image's full Gram targets, if already computed.
 
     Returns:
-        ``content``: eq. (4) at the content layer; ``style_full``: eq. (3) against the style
-        image's full Grams; ``style_masked``: eq. (3) against the guided targets; ``ssim``: SSIM
+        ``content``: eq. (1) at the content layer; ``style_full``: eq. (5) against the style
+        image's full Grams; ``style_masked``: eq. (5) against the guided targets; ``ssim``: SSIM
         of the result to the content image (scikit-image, data range 1, over RGB);
         ``seconds``. All evaluated in float32 with max pooling as in ``settings``.
     """

@@ -539,7 +539,7 @@ def _decode_sample(func_name: str) -> tuple[Image.Image, tuple[str, ...]]:
     return rgb, tuple(_dedupe(notes))
 
 
-def load_sample(key: str, *, role: str = "sample image") -> LoadedImage:
+def load_sample(key: str, *, role: str = "sample image", spelling: str = "") -> LoadedImage:
     """Load one of the bundled scikit-image samples as 8-bit RGB (no network).
 
     Args:
@@ -547,6 +547,8 @@ def load_sample(key: str, *, role: str = "sample image") -> LoadedImage:
             (``"chelsea (cat)"``) or its ``skimage.data`` function name
             (``"chelsea"``); case and surrounding spaces are ignored.
         role: prefixes error messages.
+        spelling: put before each name in the list of valid names of the error message
+            (``"sample:"`` on the command line, where that is how a sample is named).
 
     Returns:
         :class:`LoadedImage` with a fresh copy of the cached ``"RGB"`` image
@@ -559,8 +561,8 @@ def load_sample(key: str, *, role: str = "sample image") -> LoadedImage:
     """
     resolved = _resolve_sample(key)
     if resolved is None:
-        valid = ", ".join(f"'{k}'" for k in _all_samples())
-        raise ImageError(f"{role}: unknown sample '{key}'; valid names: {valid}")
+        valid = ", ".join(f"{spelling}{func}" for func in _all_samples().values())
+        raise ImageError(f"{role}: unknown sample '{key}'; the samples are {valid}")
     display, func = resolved
     try:
         image, notes = _decode_sample(func)
@@ -608,7 +610,7 @@ def parse_image_ref(ref: str, *, role: str = "image") -> LoadedImage:
     """
     text = str(ref)
     if text.lower().startswith(_SAMPLE_PREFIX):
-        return load_sample(text[len(_SAMPLE_PREFIX):], role=role)
+        return load_sample(text[len(_SAMPLE_PREFIX):], role=role, spelling=_SAMPLE_PREFIX)
     return load_image(Path(text), role=role)
 
 

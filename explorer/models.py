@@ -40,6 +40,8 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import nn
 
+from . import choices
+
 __all__ = [
     "MODELS",
     "ModelSpec",
@@ -89,12 +91,14 @@ class WeightsError(RuntimeError):
     which file is needed, its size, where to put it and how to pre-download it.
 
     Attributes:
-        app_message: the same advice worded for the Streamlit app (no command-line flags).
+        app_message: the same advice worded for the Streamlit app, what to do first.
+        app_detail: where the app looked (paths), shown below it; may be empty.
     """
 
-    def __init__(self, message: str, app_message: str | None = None):
+    def __init__(self, message: str, app_message: str | None = None, app_detail: str = ""):
         super().__init__(message)
         self.app_message = app_message or message
+        self.app_detail = app_detail
 
 
 class UnknownLayerError(ValueError):
@@ -181,6 +185,9 @@ MODELS: dict[str, ModelSpec] = {
         ("conv1", "layer1_2", "layer2_3", "layer3_5", "layer4_2"),
     ),
 }
+
+if {n: s.family for n, s in MODELS.items()} != choices.MODEL_FAMILIES:  # pragma: no cover - a developer's slip
+    raise ImportError("explorer.choices.MODEL_FAMILIES must list the registry's networks and families in order")
 
 
 def list_models() -> list[str]:
@@ -362,10 +369,15 @@ def _missing_error(name: str, reason: str) -> WeightsError:
             f"{where} nor in torch's cache ({cache_dir()}), and {reason}. "
             f"Pre-download it with `python -m explorer weights download --models {name}` on a machine with "
             f"internet and copy the file into one of those folders")
+    # the page leads with what to do; the paths follow as detail
+    app = (f"{spec.title} needs its ImageNet weights ({spec.file_name}, {spec.file_size_mb:.0f} MB), and "
+           f"{reason}. To go on, tick “Use untrained weights” in the sidebar (results are labelled), or "
+           f"pre-download the file with `python -m explorer weights download --models {name}` and put it in "
+           "the folder named by EXPLORER_WEIGHTS_DIR or in torch's cache.")
+    detail = (f"Looked in {where} and torch's cache ({cache_dir()}). Offline classrooms: see “Weights and "
+              "offline use” in the README.")
     return WeightsError(head + ", pass --weights FILE, or try it with untrained weights "
-                               "(--untrained or EXPLORER_ALLOW_UNTRAINED=1).",
-                        app_message=head + ", or tick “Use untrained weights” in the sidebar to try the app "
-                                           "without them.")
+                               "(--untrained or EXPLORER_ALLOW_UNTRAINED=1).", app_message=app, app_detail=detail)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -13,19 +13,33 @@ from PIL import Image
 
 __all__ = ["loss_figure", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
 
+
+def _plain_numbers(fig: go.Figure) -> go.Figure:
+    """Axis and colour-bar numbers in plain scientific notation (``5e-7``), never Plotly's
+    default SI suffixes (``500n``, ``100µ``), which read as units."""
+    fig.update_xaxes(exponentformat="e")
+    fig.update_yaxes(exponentformat="e")
+    fig.update_traces(colorbar_exponentformat="e", selector={"type": "heatmap"})
+    return fig
+
+#: What each curve is once scaled by its weight (Gatys et al. 2016 eq. 1, 5, 7; Luan et al. 2017 eq. 2).
 _LABELS = {
-    "total": "total (eq. 5 + TV)",
-    "content": "alpha * content (eq. 4)",
-    "style": "beta * style (eq. 3)",
-    "tv": "TV weight * R_V^beta",
-    "photo": "lambda * photorealism L_m (Luan eq. 2)",
+    "total": "weighted total α·L_content + β·L_style + TV (+ λ·L_m)",
+    "content": "α·L_content (Gatys eq. 1)",
+    "style": "β·L_style (Gatys eq. 5)",
+    "tv": "TV weight·R_V^β",
+    "photo": "λ·L_m photorealism (Luan eq. 2)",
+}
+#: The same terms unscaled (total stays the weighted sum: the optimizer minimizes it).
+_RAW_LABELS = {
+    "total": "weighted total", "content": "L_content", "style": "L_style", "tv": "R_V^β", "photo": "L_m",
 }
 
 
 def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None = None,
                 keys: Sequence[str] = ("total", "content", "style", "tv", "photo"), per_layer: bool = False,
-                layer_scale: float = 1.0, title: str = "Loss per step", height: int = 320,
-                log: bool = True) -> go.Figure:
+                layer_scale: float = 1.0, layer_weights: Mapping[str, float] | None = None,
+                title: str = "Loss per step", height: int = 320, log: bool = True) -> go.Figure:
     """Loss curves, one trace per term, log-scale y axis.
 
     Args:
@@ -35,8 +49,10 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
             "style": beta, "tv": tv_weight}``) so the curves show what the optimizer adds up.
             Terms scaled by 0 are left out.
         keys: which terms to draw. Terms that are never positive are left out (log axis).
-        per_layer: also draw each style layer's E_l (from ``row["style_layers"]``), dotted,
-            times ``layer_scale``.
+        per_layer: also draw each style layer's term (``row["style_layers"]`` holds E_l),
+            dotted, as ``layer_scale * w_l * E_l`` with w_l from ``layer_weights`` (1 when not
+            given): with ``layer_scale`` = beta and the run's w_l the dotted curves add up to the
+            ``style`` curve. Each is labelled with exactly that product.
         title, height: figure title and height in pixels.
         log: log-scale y axis (non-positive values are then left out).
 
@@ -54,23 +70,26 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
         vals = [y * f if y is not None and (y * f > 0 or not log) else None for y in ys]
         if not any(v is not None for v in vals):
             continue
-        label = _LABELS.get(k, k) if scale else k
+        label = _LABELS.get(k, k) if scale else _RAW_LABELS.get(k, k)
         # markers too when there are few points: a single step's value is otherwise invisible
         fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines+markers" if len(steps) <= 10 else "lines",
                                  name=label, connectgaps=False))
     if per_layer and history and "style_layers" in history[0]:
         for layer in history[0]["style_layers"]:
-            vals = [r["style_layers"].get(layer, 0) * layer_scale for r in history]
+            w = 1.0 if layer_weights is None else float(layer_weights.get(layer, 0.0))
+            vals = [r["style_layers"].get(layer, 0) * layer_scale * w for r in history]
             vals = [v if v > 0 else None for v in vals]
+            parts = ([] if layer_scale == 1 else ["β"]) + ([] if layer_weights is None else ["w_l"]) + ["E_l"]
             if any(v is not None for v in vals):
-                fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines", name=f"E_l {layer}",
+                fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines", name=f"{'·'.join(parts)} {layer}",
                                          line={"dash": "dot", "width": 1}))
     fig.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       xaxis_title="step", yaxis_title="value (log scale)" if log else "value",
                       legend={"orientation": "h", "y": -0.25})
     if log:
         fig.update_yaxes(type="log")
-    return fig
+    fig.update_traces(hovertemplate="step %{x}: %{y:.4g}")
+    return _plain_numbers(fig)
 
 
 # ----------------------------------------------------------------------------- activation views
@@ -136,7 +155,7 @@ def channel_overlay(image: Image.Image, channel_map: np.ndarray, opacity: float 
     fig.update_yaxes(range=[height - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",
                      constrain="domain")
     fig.update_layout(title=title, margin=_MARGIN, height=max(320, min(720, int(560 * height / max(width, 1)))))
-    return fig
+    return _plain_numbers(fig)
 
 
 def activation_histogram(values: np.ndarray, title: str = "Activations", bins: int = 60) -> go.Figure:
@@ -151,7 +170,8 @@ def activation_histogram(values: np.ndarray, title: str = "Activations", bins: i
         lo, hi = float(v.min()), float(v.max())
         if hi <= lo:
             hi = lo + (abs(lo) or 1.0) * 1e-6
-        counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+        # float64 edges: a nearly constant layer (values 3e-7 +- 1e-13) has no room for 60 float32 bins
+        counts, edges = np.histogram(v, bins=bins, range=(np.float64(lo), np.float64(hi)))
         centers = (edges[:-1] + edges[1:]) / 2
         fig.add_trace(go.Bar(x=centers, y=counts, width=np.diff(edges), customdata=np.stack([edges[:-1], edges[1:]], 1),
                              marker={"line": {"width": 0}}, name="values",
@@ -159,7 +179,7 @@ def activation_histogram(values: np.ndarray, title: str = "Activations", bins: i
     fig.update_layout(title=title, margin=_MARGIN, height=320, bargap=0, xaxis_title="activation",
                       yaxis_title="count (log scale)", showlegend=False)
     fig.update_yaxes(type="log")
-    return fig
+    return _plain_numbers(fig)
 
 
 def channel_bar(means: np.ndarray, title: str = "Mean activation per channel") -> go.Figure:
@@ -170,7 +190,7 @@ def channel_bar(means: np.ndarray, title: str = "Mean activation per channel") -
                            hovertemplate="channel #%{customdata}<br>mean %{y:.4g}<extra></extra>"))
     fig.update_layout(title=title, margin=_MARGIN, height=320, bargap=0, showlegend=False,
                       xaxis_title="channels, sorted by mean activation", yaxis_title="mean activation")
-    return fig
+    return _plain_numbers(fig)
 
 
 def gram_heatmap(g: np.ndarray, order_indices: Sequence[int], title: str = "Gram matrix",
@@ -207,4 +227,4 @@ def gram_heatmap(g: np.ndarray, order_indices: Sequence[int], title: str = "Gram
     fig.update_yaxes(type="category", showticklabels=ticks, title="channel", autorange="reversed",
                      scaleanchor="x", constrain="domain")
     fig.update_layout(title=title, margin=_MARGIN, height=560)
-    return fig
+    return _plain_numbers(fig)

@@ -1,30 +1,32 @@
 """Gatys et al. neural style transfer: Gram matrices, losses and the optimization loop.
 
 Equation numbers refer to L. A. Gatys, A. S. Ecker, M. Bethge, "Image Style Transfer Using
-Convolutional Neural Networks", CVPR 2016 (the same numbering as the seed papers):
+Convolutional Neural Networks", CVPR 2016, in that paper's own numbering:
 
-* eq. (1)  Gram matrix      G^l_ij = sum_k F^l_ik F^l_jk
-* eq. (2)  layer style term E_l = 1 / (4 N_l^2 M_l^2) sum_ij (G^l_ij - A^l_ij)^2
-* eq. (3)  style loss       L_style = sum_l w_l E_l
-* eq. (4)  content loss     L_content = 1/2 sum_ij (F^l_ij - P^l_ij)^2
-* eq. (5)  total loss       L_total = alpha L_content + beta L_style
+* eq. (1)  content loss     L_content = 1/2 sum_ij (F^l_ij - P^l_ij)^2
+* eq. (3)  Gram matrix      G^l_ij = sum_k F^l_ik F^l_jk
+* eq. (4)  layer style term E_l = 1 / (4 N_l^2 M_l^2) sum_ij (G^l_ij - A^l_ij)^2
+* eq. (5)  style loss       L_style = sum_l w_l E_l
+* eq. (7)  total loss       L_total = alpha L_content + beta L_style
+
+(eq. (2) and (6) are the gradients of eq. (1) and (4)),
 
 plus the total-variation regularizer R_{V^beta} of Mahendran & Vedaldi, "Understanding Deep
 Image Representations by Inverting Them", CVPR 2015, eq. (5), which the seed paper adds with
 its own weight.
 
-**Relative losses** (``loss_normalization="relative"``, the default). Eq. (4) grows with the
-square and eq. (2) with the fourth power of the activations' magnitude, which differs between
+**Relative losses** (``loss_normalization="relative"``, the default). Eq. (1) grows with the
+square and eq. (4) with the fourth power of the activations' magnitude, which differs between
 VGG19 files by large factors (the Caffe file's activations are about 58x torchvision's), so a
 fixed alpha/beta cannot suit every file. The default therefore divides each term by its
 target's magnitude:
 
-* content  L_c = ||F^l - P^l||^2 / ||P^l||^2            (= eq. (4) * 2 / ||P^l||^2)
-* style    E_l = ||G^l - A^l||_F^2 / ||A^l||_F^2         (= eq. (2) * 4 N_l^2 M_l^2 / ||A^l||_F^2)
+* content  L_c = ||F^l - P^l||^2 / ||P^l||^2            (= eq. (1) * 2 / ||P^l||^2)
+* style    E_l = ||G^l - A^l||_F^2 / ||A^l||_F^2         (= eq. (4) * 4 N_l^2 M_l^2 / ||A^l||_F^2)
 
 both squared relative errors, unchanged when every activation is scaled by the same factor:
 alpha and beta then mean the same for any VGG19 file. ``loss_normalization="paper"`` keeps
-eq. (2) and (4) as written.
+eq. (4) and (1) as written.
 
 **The image stays in [0, 1] without corrupting L-BFGS.** The optimizer's variable x is
 unconstrained and the network sees (and the user gets) clamp(x, 0, 1). The loss is thus one
@@ -47,10 +49,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
+from . import choices
 from .memory import check_style_run
 from .models import FeatureNet, autocast, precision_name, resolve_precision
 from .progress import ProgressEvent
@@ -68,19 +71,19 @@ __all__ = [
     "style_targets",
     "prepare_images",
     "run_style_transfer",
+    "describe_final_losses",
     "DEFAULT_STYLE_LAYERS",
     "DEFAULT_CONTENT_LAYER",
 ]
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
-#: beta of eq. (5) with relative losses and alpha = 1 (calibrated on the real VGG19 against
-#: neural-style's published outputs; README "Defaults on real weights").
-DEFAULT_STYLE_WEIGHT = 80.0
-#: lambda of the photorealism regularizer (relative losses, L_m per pixel) that keeps a photo
-#: photographic on the real VGG19 (golden_gate + hoovertowernight, 256 px: 3e4 still shows the
-#: style's shapes, 3e5 mostly the content's colours).
-DEFAULT_PHOTO_LAMBDA = 1e5
+#: beta of eq. (7) with relative losses and alpha = 1 (calibrated on the real VGG19 against
+#: neural-style's published outputs; README "Defaults on real weights"), and the lambda of the
+#: photorealism regularizer (relative losses, L_m per pixel) that keeps a photo photographic on
+#: the real VGG19 (golden_gate + hoovertowernight, 256 px: 3e4 still shows the style's shapes,
+#: 3e5 mostly the content's colours). Defined in :mod:`explorer.choices` (the CLI's help states them).
+DEFAULT_STYLE_WEIGHT, DEFAULT_PHOTO_LAMBDA = choices.DEFAULT_STYLE_WEIGHT, choices.DEFAULT_PHOTO_LAMBDA
 #: Most loss evaluations the strong-Wolfe line search may spend on one L-BFGS step.
 MAX_LINE_SEARCH_EVALS = 20
 #: Past loss evaluations L-BFGS can reuse (the point its line search accepted is the next
@@ -93,13 +96,13 @@ MIN_SCALE_STEPS = 10
 # ----------------------------------------------------------------------------- the maths
 
 def gram_matrix(features: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """Gram matrix, Gatys et al. 2016 eq. (1): G_ij = sum_k F_ik F_jk.
+    """Gram matrix, Gatys et al. 2016 eq. (3): G_ij = sum_k F_ik F_jk.
 
     Args:
         features: activations, shape (B, N, H, W) or (N, H, W); N channels, M = H*W positions.
             Computed in float32 for lower-precision inputs (float64 input stays float64).
         normalize: divide by M (the number of positions), giving the per-position average.
-            Eq. (2) with the normalized Gram of both images is exactly eq. (2) as written when
+            Eq. (4) with the normalized Gram of both images is exactly eq. (4) as written when
             both images have the same M, and stays comparable when they do not.
 
     Returns:
@@ -152,7 +155,7 @@ class _Gram(torch.autograd.Function):
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Content loss, Gatys et al. 2016 eq. (4): 1/2 sum_ij (F_ij - P_ij)^2.
+    """Content loss, Gatys et al. 2016 eq. (1): 1/2 sum_ij (F_ij - P_ij)^2.
 
     Args:
         features: activations of the generated image at the content layer, (B, N, H, W).
@@ -166,7 +169,7 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """One layer's style term, Gatys et al. 2016 eq. (2): 1/(4 N^2 M^2) sum_ij (G_ij - A_ij)^2.
+    """One layer's style term, Gatys et al. 2016 eq. (4): 1/(4 N^2 M^2) sum_ij (G_ij - A_ij)^2.
 
     Written with position-normalized Gram matrices (G/M, A/M), which is the same quantity:
     1/(4 N^2) sum_ij (G_ij/M - A_ij/M)^2.
@@ -185,7 +188,7 @@ def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch
 
 
 def style_loss(layer_losses: dict[str, torch.Tensor], layer_weights: dict[str, float]) -> torch.Tensor:
-    """Style loss, Gatys et al. 2016 eq. (3): sum_l w_l E_l.
+    """Style loss, Gatys et al. 2016 eq. (5): sum_l w_l E_l.
 
     Args:
         layer_losses: E_l per layer name, each of shape (B,).
@@ -218,14 +221,14 @@ def total_variation(image: torch.Tensor, beta: float = 2.0, eps: float = 1e-8) -
 # ----------------------------------------------------------------------------- settings
 
 _CHOICES = {
-    "optimizer": ("lbfgs", "adam"),
-    "loss_normalization": ("relative", "paper"),
-    "init": ("content", "noise", "style"),
-    "pooling": ("max", "avg"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
-    "channels_last": ("auto", "on", "off"),
-    "preserve_color": ("none", "luminance", "histogram"),
-    "masks": ("none", "files", "auto", "segmentation"),
+    "optimizer": choices.OPTIMIZERS,
+    "loss_normalization": choices.LOSS_NORMALIZATIONS,
+    "init": choices.INITS,
+    "pooling": choices.POOLINGS,
+    "precision": choices.PRECISIONS,
+    "channels_last": choices.CHANNELS_LAST,
+    "preserve_color": choices.PRESERVE_COLORS,
+    "masks": choices.MASK_SOURCES,
 }
 
 
@@ -238,8 +241,8 @@ class StyleSettings(RecipeSettings):
         steps: optimizer steps; one step is one forward+backward pass (one L-BFGS iteration).
         optimizer: ``"lbfgs"`` (Gatys et al.) or ``"adam"``.
         lr: learning rate; ``None`` means 1.0 for L-BFGS and 0.02 for Adam (pixels in [0, 1]).
-        content_weight: alpha of eq. (5).
-        style_weight: beta of eq. (5). With the default relative losses alpha = 1, beta = 80
+        content_weight: alpha of eq. (7).
+        style_weight: beta of eq. (7). With the default relative losses alpha = 1, beta = 80
             gives a balance like the published outputs of neural-style (content readable,
             strokes and palette of the style); the same numbers hold for any VGG19 file.
             With ``loss_normalization="paper"`` the balance depends on the file: the paper's
@@ -247,11 +250,11 @@ class StyleSettings(RecipeSettings):
             torchvision's file needs about 3e-7 (its activations are about 58x smaller; content
             scales with s^2, style with s^4).
         loss_normalization: ``"relative"`` (each term divided by its target's squared norm,
-            see the module docstring) or ``"paper"`` (eq. (2) and (4) as written).
+            see the module docstring) or ``"paper"`` (eq. (4) and (1) as written).
         tv_weight: weight of the total-variation regularizer.
         tv_beta: exponent beta of R_{V^beta}.
-        content_layer: layer of eq. (4).
-        style_layers: layers of eq. (3).
+        content_layer: layer of eq. (1).
+        style_layers: layers of eq. (5).
         style_layer_weights: w_l, one per style layer; ``None`` = equal weights 1/L (the paper's 1/5).
         init: start from the content image, white noise, or the style image.
         seed: seeds the noise initialization (and anything random).
@@ -415,6 +418,33 @@ class StyleSettings(RecipeSettings):
 
 # ----------------------------------------------------------------------------- targets
 
+def describe_final_losses(row: Mapping, settings: Mapping) -> str:
+    """One line that labels every final loss with exactly what it is, for the page and reports:
+    the unweighted terms, then the weighted total the optimizer minimized, with its weights.
+
+    Args:
+        row: a history row (``content``, ``style``, ``tv``, ``total``, maybe ``photo``).
+        settings: :meth:`StyleSettings.to_dict` of the run (alpha, beta, TV weight, lambda).
+
+    Returns:
+        e.g. ``"Final losses, unweighted: L_content 0.412, L_style 0.00113, R_V^p 0. Weighted
+        total α·L_content + β·L_style + TV = 1·0.412 + 80·0.00113 + 0 = 0.502."``
+    """
+    a, b = settings.get("content_weight", 1.0), settings.get("style_weight", DEFAULT_STYLE_WEIGHT)
+    tv_w, lam = settings.get("tv_weight", 0.0), settings.get("photo_lambda", 0.0)
+    names = {"content": "L_content", "style": "L_style", "tv": "R_V^p", "photo": "L_m"}
+    raw = ", ".join(f"{names[k]} {row[k]:.4g}" for k in names if k in row)
+    terms, values = ["α·L_content", "β·L_style"], [f"{a:g}·{row['content']:.4g}", f"{b:g}·{row['style']:.4g}"]
+    if tv_w:
+        terms.append("TV weight·R_V^p")
+        values.append(f"{tv_w:g}·{row.get('tv', 0.0):.4g}")
+    if lam and "photo" in row:
+        terms.append("λ·L_m")
+        values.append(f"{lam:g}·{row['photo']:.4g}")
+    return (f"Final losses, unweighted: {raw}. Weighted total {' + '.join(terms)} = {' + '.join(values)} "
+            f"= {row['total']:.4g}.")
+
+
 def prepare_images(content, style, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale a content and a style image (PIL, RGB) so each long side is ``size`` pixels and
     return them as tensors (1, 3, H, W) in [0, 1]. Both images share the working size so that
@@ -487,8 +517,8 @@ class StyleResult:
             losses were finite (the final image unless the run stopped early).
         history: one dict per step k = 0..steps, the losses of the image after k updates
             (k = 0 is the starting image; the last entry belongs to ``image``): ``step``,
-            ``content``, ``style``, ``tv``, ``total`` (unweighted eq. (4), (3), R_V^beta and the
-            weighted total of eq. (5) + TV), ``style_layers`` (E_l per layer) and ``seconds``
+            ``content``, ``style``, ``tv``, ``total`` (unweighted eq. (1), (5), R_V^beta and the
+            weighted total of eq. (7) + TV), ``style_layers`` (E_l per layer) and ``seconds``
             (elapsed wall clock).
         snapshots: (step, image) pairs taken every ``preview_every`` steps (and at the
             ``snapshot_steps`` asked for), in step order.
@@ -663,7 +693,7 @@ class StyleTransfer:
         self.evaluations = 0
 
     def _term_scales(self) -> tuple[torch.Tensor, dict[str, float]]:
-        """Factors that turn eq. (4) and each E_l of eq. (2) into the relative losses of the
+        """Factors that turn eq. (1) and each E_l of eq. (4) into the relative losses of the
         module docstring (all 1 with ``loss_normalization="paper"``): 2 / ||P||^2 per content
         image, and 4 N^2 / ||A||_F^2 per style layer (A position-normalized, as the targets
         are; for (R, N, N) region targets the mean ||A_c||^2 of the non-empty regions)."""
@@ -706,7 +736,7 @@ class StyleTransfer:
         except ``style_layers`` (dict of E_l): ``content`` (L_c), ``style`` (sum_l w_l E_l),
         ``tv`` (R_V^beta), each regularizer's value, all unweighted and relative or as in the
         paper per ``loss_normalization``; ``total`` is alpha L_c + beta L_style + the weighted
-        TV and regularizer terms (eq. (5) plus TV)."""
+        TV and regularizer terms (eq. (7) plus TV)."""
         s = self.settings
         img = x.clamp(0.0, 1.0)
         with autocast(self.device, self.dtype):

@@ -29,6 +29,7 @@ __all__ = [
     "cached_heatmap",
     "mask_image",
     "sidebar_model",
+    "untrained_switch",
     "weights_notice",
     "image_picker",
     "content_style_pickers",
@@ -38,6 +39,7 @@ __all__ = [
     "run_events",
     "cancel_run",
     "heavy_runs",
+    "queue_message",
     "result_heading",
     "start_run",
     "finish_run",
@@ -181,6 +183,20 @@ def _default_untrained(name: str) -> bool:
     return models.untrained_allowed() and not any(r["found"] for r in models.weights_status([name]))
 
 
+def untrained_switch(key: str, name: str = "vgg19") -> bool:
+    """The sidebar's “Use untrained weights” box (Home's and every page's: one choice that
+    follows the user from page to page). Ticked by default only when ``EXPLORER_ALLOW_UNTRAINED``
+    is set and network ``name`` has no weights on this machine. Returns whether it is ticked."""
+    state = st.session_state
+    pref = state.setdefault(UNTRAINED_KEY, _default_untrained(name))
+    untrained = st.sidebar.checkbox(
+        "Use untrained weights", value=pref, key=f"{key}_untrained",
+        help="Random weights (torch.manual_seed(0)) to try the app without downloading anything. "
+             "Results are labelled: they show what an untrained network computes.")
+    state[UNTRAINED_KEY] = untrained
+    return untrained
+
+
 def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "vgg19",
                   key: str = "model") -> models.FeatureNet | None:
     """Sidebar controls for network, device and weights; returns the cached model, or ``None``
@@ -197,12 +213,7 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
     device = sb.selectbox("Device", options, index=options.index(dev_pref) if dev_pref in options else 0,
                           key=f"{key}_device", help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
     state["pref_device"] = device
-    pref = state.setdefault(UNTRAINED_KEY, _default_untrained(name))
-    untrained = sb.checkbox(
-        "Use untrained weights", value=pref, key=f"{key}_untrained",
-        help="Random weights (torch.manual_seed(0)) to try the app without downloading anything. "
-             "Results are labelled: they show what an untrained network computes.")
-    state[UNTRAINED_KEY] = untrained
+    untrained = untrained_switch(key, name)
     weights = "untrained" if untrained else "imagenet"
     spec = models.MODELS[name]
     try:
@@ -212,6 +223,8 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
             model = cached_model(name, weights, device)
     except models.WeightsError as exc:
         st.error(" ".join(exc.app_message.split()))
+        if exc.app_detail:
+            st.caption(exc.app_detail)
         return None
     except ValueError as exc:
         st.error(one_line(exc))
@@ -492,7 +505,8 @@ class _EventView:
         if ev.preview is not None:
             pil = images.to_pil(ev.preview)
             partial["preview"] = pil
-            self.preview_slot.image(pil, caption=f"{self.caption}, step {ev.step}")
+            # as wide as the chart beside it: a 256 px preview at its own size looked tiny
+            self.preview_slot.image(pil, caption=f"{self.caption}, step {ev.step}", width="stretch")
             now = time.monotonic()
             if self.rows and (now - self.last_chart > 0.5 or ev.done):
                 self.charts += 1
@@ -510,12 +524,24 @@ def heavy_runs() -> RunQueue:
     return RunQueue(default_slots())
 
 
+def queue_message(position: int, running: int, slots: int) -> str:
+    """What a waiting run's progress bar says: what it waits for, and that it starts by itself.
+
+    Args:
+        position: 1 for the next run to start, 2 for the one after it, ...
+        running: heavy runs in progress now (in any browser), ``slots``: how many may run at once.
+    """
+    others = f"{running} run{'s' if running != 1 else ''} from other browsers or tabs"
+    ahead = "" if position <= 1 else f", and {position - 1} queued before yours"
+    return (f"Waiting for the machine: {others} in progress{ahead}. It runs {slots} at a time, so that each "
+            "finishes sooner; yours starts by itself as soon as one ends.")
+
+
 def _queued(events: Iterable[ProgressEvent], bar) -> Iterator[ProgressEvent]:
     queue = heavy_runs()
 
     def waiting(position: int) -> None:
-        bar.progress(0.0, text=f"Queued: {position - 1} other run(s) before yours; the machine runs "
-                               f"{queue.slots} at a time so each finishes sooner. It starts by itself.")
+        bar.progress(0.0, text=queue_message(position, queue.running, queue.slots))
 
     with queue.slot(on_wait=waiting):
         yield from events
@@ -641,13 +667,16 @@ def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, setting
     return heatmap
 
 
-def mask_image(weight, cell: int = 160):
-    """A weight map or mask ((h, w) in [0, 1], NumPy or tensor) as a grayscale PIL image (white
-    = 1), blown up with square pixels so its long side is about ``cell`` px (a 4x4 layer mask
-    stays readable)."""
-    from PIL import Image
+def mask_image(weight, cell: int = 160, border: int = 3):
+    """A weight map or mask ((h, w) in [0, 1], NumPy or tensor) as an RGB PIL image (white = 1,
+    black = 0), blown up with square pixels so its long side is about ``cell`` px (a 4x4 layer
+    mask stays readable), framed by a ``border`` px mid-gray line so that kept (white) regions
+    at the edge stay visible on a white page."""
+    from PIL import Image, ImageOps
 
     w = np.asarray(weight.detach().cpu() if isinstance(weight, torch.Tensor) else weight, dtype=np.float32)
     im = Image.fromarray((np.clip(w, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L")
     k = max(1, cell // max(im.size))
-    return im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST) if k > 1 else im
+    if k > 1:
+        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
+    return ImageOps.expand(im.convert("RGB"), border=border, fill=(128, 128, 128)) if border else im.convert("RGB")

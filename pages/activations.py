@@ -20,7 +20,8 @@ st.caption("What each layer of a network computes for one picture: its channels'
 model = ui.sidebar_model(("vgg19", "vgg16", "googlenet", "inception_v3", "mobilenet_v2", "resnet50"), default="vgg19",
                          key="act_model")
 model_name = model.name if model else st.session_state.get("act_model_name", "vgg19")
-DEFAULT_LAYER = {"vgg19": "relu3_1", "vgg16": "relu3_1", "googlenet": "inception4c", "inception_v3": "Mixed_5d"}
+DEFAULT_LAYER = {"vgg19": "relu3_1", "vgg16": "relu3_1", "googlenet": "inception4c", "inception_v3": "Mixed_5d",
+                 "mobilenet_v2": "block10", "resnet50": "layer3_3"}
 SAMPLES = {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}
 
 
@@ -66,8 +67,14 @@ with right:
     height, width = (pil.height, pil.width) if pil is not None else (size, size)
     labels = layer_labels(model_name, height, width)
     names = list(labels)
-    layer = st.selectbox("Layer (in forward order)", names, index=names.index(DEFAULT_LAYER[model_name]),
-                         key=f"act_layer_{model_name}", format_func=labels.get)
+    # The labels hold each layer's output shape at this image size, so the picker is a new widget
+    # for every size (its key names the size): a browser never keeps showing the shapes of the
+    # previous size. The chosen layer is carried over from the last size (per network).
+    pref_key = f"act_layer_pref_{model_name}"
+    chosen = st.session_state.get(pref_key, DEFAULT_LAYER.get(model_name, names[len(names) // 2]))
+    layer = st.selectbox("Layer (in forward order)", names, index=names.index(chosen) if chosen in names else 0,
+                         key=f"act_layer_{model_name}_{width}x{height}", format_func=labels.get)
+    st.session_state[pref_key] = layer
     info = act.layer_info(model_name, layer)
     if info.receptive_field is None:
         sees = "It comes after global pooling: each of its values depends on the whole image."
@@ -89,6 +96,11 @@ if model is not None and x is not None:
             acts = ui.cached_activations(model, x, layer)
     except ValueError as exc:  # image too small for the network at this layer
         st.error(ui.one_line(exc))
+    else:  # the shape of the maps just computed, so the page never shows a stale one
+        right.markdown(f"Output of **{layer}** for this {pil.width}×{pil.height} px image: "
+                       + ("×".join(str(d) for d in acts.shape) if acts.ndim != 3 else
+                          f"**{acts.shape[0]} channels × {acts.shape[1]} × {acts.shape[2]}** positions"
+                          f" (height × width)"))
 
 if acts is not None:
     with left:
@@ -175,14 +187,14 @@ if acts is not None:
             g, idx = act.gram_view(acts, order)
             st.plotly_chart(plots.gram_heatmap(g, idx, f"Gram matrix of {layer} ({g.shape[0]} channels)"),
                             key="act_gram")
-            st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \quad (1)")
+            st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \qquad \text{(Gatys et al. 2016, eq. 3)}")
             st.markdown("Entry *(i, j)* says how strongly channels *i* and *j* fire **together**, summed over all "
                         "positions *k* (shown divided by the number of positions M). It forgets *where* things are "
                         "and keeps *which features occur together*: that is the picture's **style** as Gatys et al. "
                         "define it. Style transfer changes an image until its Gram matrices match the style image's "
-                        "(eq. (1), compared by eq. (2)). Ordering by similarity groups channels that fire together, "
+                        "(compared by Gatys et al.'s eq. 4). Ordering by similarity groups channels that fire together, "
                         "so blocks appear.")
-            st.page_link("pages/style_transfer.py", label="Equations (1) to (5) and style transfer itself", icon="🖌️")
+            st.page_link("pages/style_transfer.py", label="The equations of style transfer, and style transfer itself", icon="🖌️")
 
     with t_walk:
         try:
@@ -220,7 +232,7 @@ if acts is not None:
                 m3.metric("Shared top channels", f"{len(cmp.shared_top)} of {len(cmp.top_a)}")
                 st.caption("**Cosine similarity** compares the two images' average activation per channel: 1 means "
                            "the same channels fire in the same proportions, near 0 that they share little at this "
-                           "layer. **E_l** (eq. (2) on the Style transfer page) is the difference of the two Gram "
+                           "layer. **E_l** (Gatys et al. 2016, eq. 4; see the Style transfer page) is the difference of the two Gram "
                            "matrices, the quantity style transfer makes small at this layer: 0 means the same style "
                            "statistics. **Shared top channels** are among both images' strongest.")
                 c1, c2 = st.columns(2)

@@ -114,9 +114,9 @@ elif not styles:
     st.info("Choose at least one style image.")
 
 ready = model is not None and up is not None and bool(styles) and settings is not None
-b1, b2 = st.columns([1, 5])
-run_clicked = b1.button("Augment", type="primary", disabled=not ready, key="aug_run")
-if b2.button("Stop", key="aug_stop"):
+b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
+run_clicked = b1.button("Augment", type="primary", disabled=not ready, key="aug_run", width="stretch")
+if b2.button("Stop", key="aug_stop", width="stretch"):
     st.toast("Stopped: the images finished so far are kept.")
 
 SHOWN = 6

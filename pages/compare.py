@@ -22,7 +22,7 @@ KEEPS = (0.1, 0.3, 0.6, 1.0)
 content, content_ref, style_img, style_ref = ui.content_style_pickers("cmp_content", "cmp_style", width=240)
 
 with st.expander("What does this comparison show, and what not?"):
-    st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 1). "
+    st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 3). "
                 "The **guided** run first computes a heatmap of the style image (see the *Style saliency* page), "
                 "keeps its most important k % of pixels, and builds each style layer's target from those positions "
                 "only, each weighted by the mask w resampled to that layer:")
@@ -31,8 +31,8 @@ with st.expander("What does this comparison show, and what not?"):
                 "run matches: **keep = 100 % with a hard mask is the full-Gram transfer**. The *channels* variant "
                 "instead keeps, per layer, the k % of channels with the largest attribution and compares Gram "
                 "matrices on those channels only.")
-    st.markdown("The table measures both results the same way: the **content loss** (eq. 4), the **style loss "
-                "against the full Gram** targets and against the **masked Gram** targets (eq. 3), the **SSIM** of "
+    st.markdown("The table measures both results the same way: the **content loss** (eq. 1), the **style loss "
+                "against the full Gram** targets and against the **masked Gram** targets (eq. 5), the **SSIM** of "
                 "the result to the content image (1 = identical structure), and the wall-clock **seconds**.\n\n"
                 "What it does **not** show: it is one content/style pair with one seed and one set of settings, "
                 "not a study; style losses measure Gram statistics, not how good or how stylish the picture looks; "
@@ -95,11 +95,11 @@ elif painted:
 
 ready = model is not None and content is not None and style_img is not None and settings is not None \
     and guide is not None and (mask is not None or not painted)
-b1, b2, b3 = st.columns([1.2, 1.2, 4])
-run_clicked = b1.button("Run comparison", type="primary", disabled=not ready, key="cmp_run")
-sweep_clicked = b2.button("k% sweep", disabled=not ready or painted, key="cmp_sweep",
+b1, b2, b3, _ = st.columns([1.4, 1, 1, 5])  # Run, sweep and Stop side by side at any width
+run_clicked = b1.button("Run comparison", type="primary", disabled=not ready, key="cmp_run", width="stretch")
+sweep_clicked = b2.button("k% sweep", disabled=not ready or painted, key="cmp_sweep", width="stretch",
                           help="Guided transfer with keep = 10, 30, 60 and 100 % (a painted mask has no k)")
-b3.button("Stop", key="cmp_stop")
+b3.button("Stop", key="cmp_stop", width="stretch")
 
 state = st.session_state
 ui.recover_stopped_run("compare")
@@ -125,6 +125,8 @@ if (run_clicked or sweep_clicked) and ready:
         heatmap = heatmap_for(s)
         if run_clicked:
             guidance = guided.prepare_guidance(model, s, settings, guide, heatmap, mask)
+            for note in guidance.notes:
+                st.warning(f"Guide: {note}.")
             run = guided.CompareRun(model, c, s, settings, guidance,
                                     full_targets=ui.cached_style_targets(model, s, settings))
         else:
@@ -175,7 +177,7 @@ if res:
                                     ("content loss", "style loss (full Gram)", "style loss (masked Gram)")}
                      | {"SSIM to content": st.column_config.NumberColumn(format="%.3f"),
                         "seconds": st.column_config.NumberColumn(format="%.1f")})
-        st.caption("Losses are unweighted (eq. 4 and eq. 3) and evaluated the same way for both images. Each run "
+        st.caption("Losses are unweighted (eq. 1 and eq. 5) and evaluated the same way for both images. Each run "
                    "makes its own style loss small: the full run the full-Gram one, the guided run the masked one; "
                    "the cross terms show how far each result is from the other target.")
         s_ = res["settings"]
@@ -185,7 +187,7 @@ if res:
             if res["history"][k]:
                 col.plotly_chart(plots.loss_figure(res["history"][k], scale=used, title=f"{name}: loss per step"),
                                  key=f"cmp_chart_{k}")
-        d1, d2, _ = st.columns([1, 1, 3])
+        d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
         info = {"weights": res["weights_label"]}
         d1.download_button("Download full-Gram PNG", images.png_bytes(res["full"], pnginfo=info),
                            file_name="full_gram.png", mime="image/png", key="cmp_download_full")

@@ -91,9 +91,9 @@ except ValueError as exc:
 
 ready = model is not None and settings is not None and (img is not None or start != "an image") and \
     (objective != "guide" or guide_img is not None) and (objective != "class" or class_name)
-b1, b2 = st.columns([1, 5])
-run_clicked = b1.button("Run", type="primary", disabled=not ready, key="dream_run")
-b2.button("Stop", key="dream_stop")
+b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
+run_clicked = b1.button("Run", type="primary", disabled=not ready, key="dream_run", width="stretch")
+b2.button("Stop", key="dream_stop", width="stretch")
 
 state = st.session_state
 ui.recover_stopped_run("dream")
@@ -124,6 +124,11 @@ if run_clicked and ready:
 res = state.get("dream_result")
 if res:
     ui.result_heading(res)
+    for note in (res.get("report") or {}).get("notes") or []:
+        if note.startswith(dream.DEAD_START):  # a flat start and a dead channel: say why, offer the fix
+            st.warning(f"Nothing changed: {note}.")
+            st.button("Start from noise instead", key="dream_use_noise",
+                      on_click=lambda: st.session_state.update(dream_start="noise"))
     cols = st.columns(2)
     cols[0].image(res["input_image"], caption="Input", width="stretch")
     cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})", width="stretch")

@@ -26,7 +26,7 @@ OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean acti
 with st.expander("What do these maps compute?"):
     st.markdown("Every method explains one number computed from the image, the **objective**. The default is the "
                 "**style energy**: how much Gram-matrix “style” the network finds in the picture, summed over the "
-                "style layers. It is the style loss of Gatys et al. (eq. 1 and 2) measured against an all-zero "
+                "style layers. It is the style loss of Gatys et al. (eq. 3 and 4) measured against an all-zero "
                 "target, so it is large where the picture has strong, co-occurring features.")
     st.latex(r"E(x) = \sum_l w_l \, \frac{\lVert G^l(x) \rVert_F^2}{4 N_l^2 M_l^2}, \qquad "
              r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk}")
@@ -118,10 +118,10 @@ except ValueError as exc:
     settings = {}
 
 ready = model is not None and pil is not None and bool(settings)
-b1, b2 = st.columns([1, 5])
+b1, b2, _ = st.columns([2, 1, 5])
 run_clicked = b1.button("Compute heatmap" + ("s" if len(methods) > 1 else ""), type="primary", disabled=not ready,
-                        key="sal_run")
-b2.button("Stop", key="sal_stop")
+                        key="sal_run", width="stretch")
+b2.button("Stop", key="sal_stop", width="stretch")
 
 state = st.session_state
 ui.recover_stopped_run("saliency")
@@ -172,12 +172,13 @@ if res:
                     "network responds to (colour, contrast and edges pass through random filters), not what a "
                     "trained one has learned to look for.")
         overlay = attribution.overlay_image(main.image, main.values, opacity)
-        d1, d2, _ = st.columns([1, 1, 1])
-        d1.download_button("Download overlay PNG",
-                           images.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
-                                                              "heatmap": json.dumps(main.report())}),
-                           file_name="saliency_overlay.png", mime="image/png", key="sal_download_png")
-        d2.download_button("Download heatmap (.npy)", images.npy_bytes(main.values), file_name="saliency_heatmap.npy",
+        d1, d2 = st.columns(2)
+        overlay_png = images.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
+                                                         "heatmap": json.dumps(main.report())})
+        d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
+                           mime="image/png", key="sal_download_png")
+        d2.download_button("Download heatmap (.npy)", images.npy_bytes(main.values), width="stretch",
+                           file_name="saliency_heatmap.npy",
                            mime="application/octet-stream", key="sal_download_npy",
                            help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")
 
@@ -185,8 +186,8 @@ if res:
         st.markdown("**Top-k mask**")
         c1, c2 = st.columns(2)
         keep = c1.slider("Keep (% of pixels)", 1, 100, 30, key="sal_keep")
-        soft = c2.checkbox("Soft (graded) mask", key="sal_soft",
-                           help="Kept pixels weigh (heatmap / max) ** power instead of 1")
+        soft = c2.checkbox("Soft mask", key="sal_soft",
+                           help="A graded mask: kept pixels weigh (heatmap / max) ** power instead of 1")
         power = c2.slider("Power", 0.25, 4.0, 1.0, step=0.25, key="sal_power", disabled=not soft)
         weight = None
         try:
@@ -195,9 +196,13 @@ if res:
             st.error(ui.one_line(exc))
         if weight is not None:
             kept = int(weight.gt(0).sum())
+            for note in guided.guide_notes(main.importance, weight, keep / 100):
+                st.warning(f"This mask as a guide: {note}.")
             st.image(ui.mask_image(weight, cell=320), width="stretch",
                      caption=f"Kept {kept:,} of {weight.numel():,} px ({kept / weight.numel():.0%}), "
-                             + ("graded by importance" if soft else "white = kept"))
+                             + ("graded by importance" if soft else "white = kept") + "; ranked by "
+                             + ("the positive part of the map (where hiding a window lowers the objective)"
+                                if main.method == "occlusion" else "importance"))
             if model is not None:
                 masks = guided.layer_masks(weight, model, res["style_layers"])
                 cols = st.columns(len(masks))

@@ -22,20 +22,26 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
     st.markdown("The network describes the **content** of an image by its activations at one deep layer, "
                 "and its **style** by the correlations between channels (the Gram matrix) at several layers. "
                 "Starting from the content photo, the optimizer changes pixels to match both at once.")
-    st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \quad (1)")
-    st.latex(r"E_l = \frac{1}{4 N_l^2 M_l^2} \sum_{i,j} \left(G^l_{ij} - A^l_{ij}\right)^2 \quad (2) \qquad "
-             r"\mathcal{L}_{style} = \sum_l w_l E_l \quad (3)")
-    st.latex(r"\mathcal{L}_{content} = \tfrac12 \sum_{i,j} \left(F^l_{ij} - P^l_{ij}\right)^2 \quad (4)")
+    st.markdown("Each equation carries its paper and that paper's own number.")
+    st.latex(r"\mathcal{L}_{content} = \tfrac12 \sum_{i,j} \left(F^l_{ij} - P^l_{ij}\right)^2 "
+             r"\qquad \text{(Gatys et al. 2016, eq. 1)}")
+    st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \qquad \text{(Gatys et al. 2016, eq. 3)}")
+    st.latex(r"E_l = \frac{1}{4 N_l^2 M_l^2} \sum_{i,j} \left(G^l_{ij} - A^l_{ij}\right)^2 "
+             r"\qquad \text{(Gatys et al. 2016, eq. 4)}")
+    st.latex(r"\mathcal{L}_{style} = \sum_l w_l E_l \qquad \text{(Gatys et al. 2016, eq. 5)}")
     st.latex(r"\mathcal{L}_{total} = \alpha \mathcal{L}_{content} + \beta \mathcal{L}_{style} "
-             r"+ \lambda_{TV} \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{\beta_{TV}/2} \quad (5)")
-    st.markdown("**Relative losses** (the default *loss scale*): eq. (4) grows with the square and eq. (2) with "
-                "the fourth power of the activations, whose size differs between VGG19 files (the original "
-                "Caffe file's are about 58 times torchvision's). So each term is divided by the size of its "
-                "target, which makes both squared relative errors:")
+             r"\qquad \text{(Gatys et al. 2016, eq. 7)}")
+    st.latex(r"\; + \; \lambda_{TV} \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{p/2} "
+             r"\qquad \text{(total variation } R_{V^p}\text{, Mahendran \& Vedaldi 2015)}")
+    st.markdown("**Relative losses** (the default *loss scale*): Gatys et al.'s eq. 1 grows with the square and "
+                "eq. 4 with the fourth power of the activations, whose size differs between VGG19 files (the "
+                "original Caffe file's are about 58 times torchvision's). So each term is divided by the size of "
+                "its target, which makes both squared relative errors:")
     st.latex(r"\mathcal{L}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} \qquad "
-             r"E_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2}")
+             r"E_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
+             r"\qquad \text{(relative losses, this app)}")
     st.markdown("Then alpha = 1, beta = 80 (the default) gives about the balance of neural-style's published "
-                "pictures with any VGG19 file. With the *paper* loss scale, eq. (2) and (4) are used as written "
+                "pictures with any VGG19 file. With the *paper* loss scale, Gatys et al.'s eq. 1 and 4 are used as written "
                 "and beta must suit the file: the paper's alpha/beta = 1e-3 for the original Caffe VGG19, about "
                 "3e-7 for torchvision's.")
     st.markdown(
@@ -44,7 +50,7 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
         "patterns. **Content layer** relu4_2 keeps the layout but not exact pixels.\n"
         "- **Naming**: the papers' `conv1_1` is rectified in Caffe, so the defaults here are the post-ReLU "
         "`relu*` outputs; the pre-ReLU `conv*` outputs can be picked too.\n"
-        "- **TV** (total variation) smooths the image; its exponent below 2 keeps edges sharper.\n"
+        "- **TV** (total variation) smooths the image; its exponent p below 2 keeps edges sharper.\n"
         "- **Several style images** (*Add style image*): the style target of each layer is the weighted mean "
         "of their Gram matrices, with the weights divided by their sum. Each style image is scaled to the "
         "working size (long side, aspect ratio kept) and each Gram matrix is divided by its own number of "
@@ -62,11 +68,13 @@ with st.expander("Settings", expanded=False):
     beta = c2.number_input("Style weight beta", 0.0, 1e15, defaults.style_weight, format="%.3g", key="beta")
     loss_normalization = c2.selectbox(
         "Loss scale", ["relative", "paper"], key="loss_normalization",
-        format_func={"relative": "Relative (same alpha/beta for any VGG19 file)",
-                     "paper": "Paper (eq. 2 and 4 as written)"}.get,
-        help="Relative: content and style terms divided by their targets' size (see the equations above)")
+        format_func={"relative": "Relative (any VGG19 file)", "paper": "Paper (eq. 1 and 4)"}.get,
+        help="Relative: content and style terms divided by their targets' size, so that alpha/beta mean the "
+             "same for any VGG19 file. Paper: Gatys et al.'s eq. 1 and 4 as written (see the equations above)")
     tv_weight = c2.number_input("TV weight", 0.0, 1e9, defaults.tv_weight, format="%.3g", key="tv_weight")
-    tv_beta = c2.number_input("TV exponent beta", 0.5, 10.0, defaults.tv_beta, key="tv_beta")
+    tv_beta = c2.number_input("TV exponent p", 0.5, 10.0, defaults.tv_beta, key="tv_beta",
+                              help="The exponent of the total-variation term R_{V^p} (Mahendran & Vedaldi 2015, "
+                                   "who call it beta; not the style weight): 2 smooths evenly, below 2 keeps edges")
     layer_names = [n for n in (model.layer_names if model else []) if n.startswith(("conv", "relu"))] or \
         list(defaults.style_layers) + [defaults.content_layer]
     content_layer = c3.selectbox("Content layer", layer_names,
@@ -96,8 +104,8 @@ with st.expander("Colours, scales and photorealism", expanded=False):
                            disabled=scales == 1)
     ratio = k2.slider("Steps at each larger scale (fraction of the previous)", 0.1, 1.0,
                       defaults.scale_steps_ratio, step=0.05, key="scale_steps_ratio", disabled=scales == 1)
-    photo = k3.toggle("Photorealistic (Deep Photo Style Transfer)", key="photo",
-                      help="Luan et al. 2017: penalize outputs that are not locally affine colour changes of the "
+    photo = k3.toggle("Photorealistic mode", key="photo",
+                      help="Deep Photo Style Transfer (Luan et al. 2017): penalize outputs that are not locally affine colour changes of the "
                            "content photo (Matting Laplacian), and match styles region by region")
     photo_lambda = k3.select_slider("Photorealism weight lambda", [0.0, 1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 1e7],
                                     value=style.DEFAULT_PHOTO_LAMBDA, key="photo_lambda", disabled=not photo,
@@ -127,12 +135,14 @@ with st.expander("Colours, scales and photorealism", expanded=False):
         "are, in every 3x3 window, an affine function of the content's colours; the loss adds lambda times it, "
         "so edges stay where the photo has them.\n"
         "- **Semantic regions**: one Gram matrix per region (sky to sky, building to building), so styles do not "
-        "spill across regions; regions present in only one image are ignored. Each region's Gram matrix is "
-        "averaged over the region's positions and weighted 1/(4N^2) as in eq. (2) above, so a single region "
+        "spill across regions; regions present in only one image are ignored. Luan et al. weight each "
+        "region's term 1/(2N²) (their eq. 3a, below); this app averages each region's Gram matrix over the "
+        "region's positions and weights the term 1/(4N²) like Gatys et al.'s eq. 4, so that a single region "
         "covering the whole image gives exactly the plain style loss.")
-    st.latex(r"\mathcal{L}_m = \sum_{c=1}^{3} V_c[O]^\top \mathcal{M}_I V_c[O] \quad (2) \qquad "
-             r"\mathcal{L}_{s+} = \sum_l \sum_{c=1}^{C} \frac{1}{2N_{l,c}^2} \sum_{ij} "
-             r"\left(G_{l,c}[O] - G_{l,c}[S]\right)_{ij}^2 \quad (3)")
+    st.latex(r"\mathcal{L}_m = \sum_{c=1}^{3} V_c[O]^\top \mathcal{M}_I V_c[O] "
+             r"\qquad \text{(Luan et al. 2017, eq. 2)}")
+    st.latex(r"\mathcal{L}_{s+} = \sum_l \sum_{c=1}^{C} \frac{1}{2N_{l,c}^2} \sum_{ij} "
+             r"\left(G_{l,c}[O] - G_{l,c}[S]\right)_{ij}^2 \qquad \text{(Luan et al. 2017, eq. 3a)}")
 
 settings = None
 try:
@@ -147,10 +157,14 @@ try:
 except ValueError as exc:
     st.error(ui.one_line(exc))
 
-ready = model is not None and content is not None and styles is not None and settings is not None
-b1, b2 = st.columns([1, 5])
-run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run")
-if b2.button("Stop", key="stop"):
+blocked = control.unsupported(settings, len(styles), mask_inputs=mask_uploads) \
+    if settings is not None and styles is not None else None
+if blocked:  # said before Run, not after
+    st.warning(f"Run is off: {blocked}.")
+ready = model is not None and content is not None and styles is not None and settings is not None and not blocked
+b1, b2, _ = st.columns([1, 1, 6])
+run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run", width="stretch")
+if b2.button("Stop", key="stop", width="stretch"):
     st.toast("Stopped: the last preview is kept.")
 
 state = st.session_state
@@ -215,9 +229,8 @@ if res:
         s_ = res["settings"]
         st.plotly_chart(plots.loss_figure(hist, scale={"content": s_["content_weight"], "style": s_["style_weight"],
                                                        "tv": s_["tv_weight"], "photo": s_.get("photo_lambda", 0)},
-                                          per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"]),
+                                          per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"],
+                                          layer_weights=style.StyleSettings.from_dict(s_).layer_weights),
                         key="final_chart")
-        last = hist[-1]
         took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
-        st.caption(took + "Final losses (unweighted): " + ", ".join(
-            f"{k} {last[k]:.4g}" for k in ("content", "style", "tv", "photo", "total") if k in last))
+        st.caption(took + style.describe_final_losses(hist[-1], s_))

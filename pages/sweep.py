@@ -37,7 +37,7 @@ with st.expander("What does each parameter do, and what should I look for?"):
         "style losses of different sets are not comparable with each other.\n"
         "- **Optimizer**: L-BFGS (the paper's) usually gets lower in fewer steps; Adam moves each pixel by at "
         "most about its learning rate per step, slower but steady.\n\n"
-        "Under each cell: its **content** loss (eq. 4), **style** loss (eq. 3, unweighted) and the **total** the "
+        "Under each cell: its **content** loss (eq. 1), **style** loss (eq. 5, unweighted) and the **total** the "
         "optimizer minimized (α content + β style). Compare totals only between cells with the same α and β.\n\n"
         "**Batching**: cells that differ only in the seed (and, with Adam, in α/β) are computed together, as one "
         "batch of images through the network, which is faster than one after another. Adam treats every pixel "
@@ -105,9 +105,9 @@ if sweep is not None:
                f"run(s) of {sweep.run_steps} steps" + (f", batches of {', '.join(map(str, sizes))} images"
                                                        if max(sizes) > 1 else "") + ".")
 
-b1, b2 = st.columns([1, 5])
-run_clicked = b1.button("Run sweep", type="primary", disabled=sweep is None, key="sweep_run")
-b2.button("Stop", key="sweep_stop")
+b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
+run_clicked = b1.button("Run sweep", type="primary", disabled=sweep is None, key="sweep_run", width="stretch")
+b2.button("Stop", key="sweep_stop", width="stretch")
 
 state = st.session_state
 
@@ -151,9 +151,12 @@ if res and res.get("grid") is not None:
     ui.result_heading(res)
     st.image(res["grid"], caption=f"Sweep ({res['weights_label']})")
     st.caption(res["summary"] + " Cells of one batch share their run's seconds.")
-    st.dataframe(res["table"], hide_index=True)
+    # significant digits, not fixed decimals: style losses of 3e-4 would all read 0.0003
+    st.dataframe(res["table"], hide_index=True, key="sweep_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.4g") for c in
+                                ("content", "style", "tv", "total", "ratio", "content_weight", "style_weight")})
     pnginfo = {"weights": res["weights_label"], "sweep": json.dumps({**res["report"], "inputs": res["inputs"]})}
-    d1, d2, _ = st.columns([1, 1, 3])
+    d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
     d1.download_button("Download grid (PNG)", images.png_bytes(res["grid"], pnginfo=pnginfo), file_name="sweep.png",
                        mime="image/png", key="sweep_download_png")
     d2.download_button("Download numbers (CSV)", res["csv"], file_name="sweep.csv", mime="text/csv",

@@ -115,8 +115,13 @@ def check_result(at: AppTest) -> None:
     assert {"download_png", "download_json"} <= keys
     final = [c.value for c in at.caption if "Final losses" in c.value]
     assert len(final) == 1
-    for term in ("content", "style", "tv", "total"):
-        assert re.search(rf"\b{term} -?[0-9.]+(e[+-]?[0-9]+)?\b", final[0]), final[0]
+    # each number is labelled with what it is: unweighted terms, then the weighted total
+    num = r"-?[0-9.]+(e[+-]?[0-9]+)?"
+    for term in ("L_content", "L_style", "R_V\\^p"):
+        assert re.search(rf"{term} {num}\b", final[0]), final[0]
+    assert re.search(rf"Weighted total α·L_content \+ β·L_style( \+ [^=]+)? = 1·{num} \+ 80·{num}( \+ [^=]+)? = {num}\.$",
+                     final[0]), final[0]
+    assert "(unweighted): " not in final[0]
 
 
 # --------------------------------------------------------------------------- home page
@@ -130,6 +135,9 @@ def test_home_page_shows_weights_and_device(home):
     assert {"vgg19-dcbb9e9d.pth", "vgg16-397923af.pth", "googlenet-1378be20.pth",
             "inception_v3_google-0cc3c7bd.pth"} <= files
     assert set(table["found at"]) == {"not downloaded yet"}
+    # EXPLORER_ALLOW_UNTRAINED ticks Home's switch: it says so; unticked, Home says what to do
+    assert any("Untrained weights are on" in c.value for c in home.caption)
+    next(c for c in home.sidebar.checkbox if c.label == "Use untrained weights").uncheck().run()
     assert any("python -m explorer weights download" in i.value for i in home.info)
     assert not errors(home)
 
@@ -214,8 +222,11 @@ def test_without_untrained_and_no_weights_one_error_line(page):
     errs = errors(page)
     assert len(errs) == 1, errs
     assert "\n" not in errs[0]
-    assert "no pretrained weights for vgg19" in errs[0]
-    assert "python -m explorer weights download" in errs[0]
+    # it leads with what to do; where the app looked follows as a caption
+    assert errs[0].startswith("VGG19 needs its ImageNet weights (vgg19-dcbb9e9d.pth, 548 MB)")
+    assert errs[0].index("To go on, tick “Use untrained weights”") < errs[0].index("python -m explorer weights download")
+    assert "/" not in errs[0].split("To go on")[0]  # no file paths before the advice
+    assert any(c.value.startswith("Looked in ") for c in page.caption)
     assert page.button(key="run").disabled
     assert not any("untrained weights" in w.value for w in page.warning)
 

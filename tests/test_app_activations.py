@@ -48,6 +48,36 @@ def open_page(network: str = "vgg19", size: int = 64) -> AppTest:
     return at
 
 
+def layer_picker(at: AppTest):
+    """The layer selectbox (its key names the network and the image size, see the page)."""
+    boxes = [b for b in at.selectbox if b.label == "Layer (in forward order)"]
+    assert len(boxes) == 1, [b.label for b in at.selectbox]
+    return boxes[0]
+
+
+def test_layer_shapes_follow_the_working_size():
+    """The picker's shapes and the shape line under it are those of the current size, also
+    right after the size changes (they once showed the previous size's 256x64x64 at 128 px)."""
+    at = open_page("vgg19", 64)
+    layer_picker(at).set_value("relu3_1").run()
+    for size in (128, 96):
+        at.slider(key="act_size").set_value(size).run()
+        assert not at.exception
+        picker = layer_picker(at)
+        assert picker.value == "relu3_1"  # the choice survives the new widget
+        h, w = act.output_shape("vgg19", "relu3_1", *_working_hw(at))[1:]
+        option = next(o for o in picker.options if o.startswith("relu3_1 · "))
+        assert option.startswith(f"relu3_1 · 256×{h}×{w} · "), option
+        line = [m.value for m in at.markdown if m.value.startswith("Output of **relu3_1**")]
+        assert len(line) == 1 and f"256 channels × {h} × {w}" in line[0], line
+
+
+def _working_hw(at: AppTest) -> tuple[int, int]:
+    cap = next(c for img in at.image for c in img.captions if " px" in c and "×" in c)
+    w, h = re.search(r"(\d+)×(\d+) px", cap).groups()
+    return int(h), int(w)
+
+
 def charts(at: AppTest) -> dict[str, dict]:
     """Plotly figures on the page by title."""
     out = {}
@@ -75,7 +105,7 @@ def test_every_view_renders_for_every_network(network, size, layer):
     assert not errors(at)
     assert any("untrained weights" in w.value for w in at.warning)
     # layer picker in forward order, each option with shape, receptive field, stride and parameters
-    picker = at.selectbox(key=f"act_layer_{network}")
+    picker = layer_picker(at)
     assert picker.value == layer
     names = [o.split(" · ")[0] for o in picker.options]
     assert names == models.list_layers(network)
@@ -92,7 +122,7 @@ def test_every_view_renders_for_every_network(network, size, layer):
     assert any(re.fullmatch(rf"All [\d,]+ values of {layer}", t) for t in figs), list(figs)
     assert f"Mean activation per channel of {layer}" in figs
     assert [d["type"] for d in figs[f"Gram matrix of {layer} ({info.shape[0]} channels)"]["data"]] == ["heatmap"]
-    assert any(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \quad (1)" in m.value for m in at.latex)  # eq. (1)
+    assert any(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \qquad \text{(Gatys et al. 2016, eq. 3)}" in m.value for m in at.latex)
     overlay = next(f for t, f in figs.items() if t.startswith(f"{layer} · channel #"))
     assert [d["type"] for d in overlay["data"]] == ["image", "heatmap"]
     walk = [c for c in captions(at) if re.fullmatch(r"\S+ · channel #\d+", c)]
@@ -102,13 +132,13 @@ def test_every_view_renders_for_every_network(network, size, layer):
 
 def test_pooled_layer_says_so_in_one_line():
     at = open_page("googlenet", 64)
-    at.selectbox(key="act_layer_googlenet").set_value("avgpool").run()
+    layer_picker(at).set_value("avgpool").run()
     assert not at.exception and not errors(at)
     infos = [i.value for i in at.info]
     assert len(infos) == 5 and all("after global pooling" in i and "\n" not in i for i in infos)  # one per map view
     assert not at.get("plotly_chart")
     assert len([c for c in captions(at) if " · channel #" in c]) == 5  # the walk strip still works
-    assert "avgpool · 1024 values · whole image · no weights" in at.selectbox(key="act_layer_googlenet").options
+    assert "avgpool · 1024 values · whole image · no weights" in layer_picker(at).options
 
 
 def test_bad_upload_is_one_error_and_the_page_keeps_working():
@@ -130,7 +160,7 @@ def test_missing_pretrained_weights_is_one_error():
     next(c for c in at.sidebar.checkbox if c.label == "Use untrained weights").uncheck().run()
     assert not at.exception
     errs = errors(at)
-    assert len(errs) == 1 and "no pretrained weights for vgg19" in errs[0] and "\n" not in errs[0]
+    assert len(errs) == 1 and errs[0].startswith("VGG19 needs its ImageNet weights") and "\n" not in errs[0]
     assert not at.tabs
 
 
@@ -185,9 +215,9 @@ def test_views_reuse_activations_and_a_layer_change_computes_once(monkeypatch):
     overlay = next(f for t, f in charts(at).items() if t.startswith("inception4c · channel #"))
     assert overlay["data"][1]["opacity"] == 0.3
     assert calls == [] and walks == []  # five view changes, no new forward pass
-    at.selectbox(key="act_layer_googlenet").set_value("inception3a").run()
+    layer_picker(at).set_value("inception3a").run()
     assert calls == ["inception3a"] and walks == []
-    at.selectbox(key="act_layer_googlenet").set_value("inception4c").run()
+    layer_picker(at).set_value("inception4c").run()
     assert calls == ["inception3a"]  # back to a layer seen before: cached
     at.slider(key="act_size").set_value(80).run()  # another image: new activations and walk
     assert calls == ["inception3a", "inception4c"] and walks == [1]

@@ -49,7 +49,7 @@ def test_photorealistic_mode_with_automatic_regions(page, downloads):  # noqa: F
     captions = [c for img in page.image for c in img.captions]
     assert "Content regions" in captions and "Style regions (same colour = matched)" in captions
     final = [c.value for c in page.caption if "Final losses" in c.value][0]
-    assert "photo" in final
+    assert "L_m" in final and "λ·L_m" in final
     report = json.loads(downloads["recipe.json"])
     assert report["settings"]["photo_lambda"] == style.DEFAULT_PHOTO_LAMBDA and report["settings"]["masks"] == "auto"
     assert report["regions"] and report["history"][-1]["photo"] >= 0

@@ -122,7 +122,7 @@ def test_outputs_keep_the_class_folders_and_the_manifest_lists_every_output(vgg1
             assert "untrained" in im.text["weights"]
         c, s_, total = float(r["content_loss"]), float(r["style_loss"]), float(r["total_loss"])
         assert all(math.isfinite(v) for v in (c, s_, total)) and float(r["seconds"]) >= 0
-        # alpha = 1, beta = ratio, no TV: the total is eq. (5) of the recorded terms
+        # alpha = 1, beta = ratio, no TV: the total is eq. (7) of the recorded terms
         assert total == pytest.approx(c + job.ratio * s_, rel=1e-3)
     # both style images are used across 10 outputs, and each image's variants differ
     assert {r["styles"] for r in rows} == set(style_names)
@@ -438,10 +438,10 @@ def test_zip_folder_holds_the_layout_and_the_two_csv_files(vgg19, data, tmp_path
 def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsys, monkeypatch):
     """The real command; only the network is the session's untrained VGG19 instead of a fresh
     one (building VGG19 takes seconds; test_cli covers loading)."""
-    from explorer import cli
+    from explorer import commands
 
     loads = []
-    monkeypatch.setattr(cli.models, "load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
+    monkeypatch.setattr(commands.models, "load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
     input_dir, styles_dir = data
     add_bad_files(input_dir)
     out = tmp_path / "out"

@@ -265,9 +265,26 @@ def shown_image(page, caption: str) -> bytes:
     return resp.body()
 
 
+#: Window widths every page is checked and photographed at: a projector or laptop, a desktop.
+WIDTHS = (1280, 1920)
+
+# Streamlit cuts long labels and selected values with "text-overflow: ellipsis" on some wrapper:
+# every visible element that ellipsizes and whose text does not fit is a cut label.
+_CUT_LABELS_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] *, [data-testid="stSidebar"] *')]
+  .filter(e => e.offsetParent !== null && getComputedStyle(e).textOverflow === 'ellipsis'
+               && e.scrollWidth > e.clientWidth + 1 && e.innerText.trim())
+  .map(e => e.innerText.trim().slice(0, 80))"""
+
+
 def screenshot(page, name: str) -> None:
+    """Check the page at each of :data:`WIDTHS` (no exception or error, no label cut off with an
+    ellipsis) and save a full-page screenshot per width, ``NAME-1280.png`` and ``NAME-1920.png``."""
     assert_clean(page)
-    bs.save_png(bs.page_png(page), ARTIFACTS / f"{name}.png")
+    for width in WIDTHS:
+        png = bs.page_png(page, width=width)
+        cut = page.evaluate(_CUT_LABELS_JS)
+        assert not cut, f"labels cut off at {width} px: {cut}"
+        bs.save_png(png, ARTIFACTS / f"{name}-{width}.png")
 
 
 # ----------------------------------------------------------------------------- tests

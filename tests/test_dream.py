@@ -272,6 +272,7 @@ print(json.dumps({"base_mib": base, "peak_mib": mib(), "shape": list(r.image.sha
 """
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU; -m "not slow" leaves it out
 @pytest.mark.skipif(sys.platform == "win32", reason="resource.getrusage is POSIX only")
 def test_1536px_dream_with_tiles_has_bounded_peak_memory(tmp_path):
     # Measured on the 2-core development machine (torch 2.14 with CUDA libraries, whose import

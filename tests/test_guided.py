@@ -25,7 +25,7 @@ LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 def test_all_ones_mask_gives_the_full_gram_exactly():
     f = torch.randn(2, 8, 6, 5, generator=torch.Generator().manual_seed(0))
     ones = torch.ones(6, 5)
-    assert torch.equal(G.masked_gram(f, ones, normalize=False), gram_matrix(f))  # eq. (1)
+    assert torch.equal(G.masked_gram(f, ones, normalize=False), gram_matrix(f))  # eq. (3)
     torch.testing.assert_close(G.masked_gram(f, ones), gram_matrix(f, normalize=True), rtol=1e-6, atol=0)
 
 
@@ -68,7 +68,7 @@ def test_hard_weight_map_keeps_exactly_the_top_fraction():
     w = G.weight_map(h, keep=0.3)
     assert set(np.unique(w.numpy())) == {0.0, 1.0} and int(w.sum()) == 30
     assert w.numpy()[h >= 70].all() and not w.numpy()[h < 70].any()
-    assert int(G.weight_map(h, keep=1.0).sum()) == 100
+    assert int(G.weight_map(h, keep=1.0).sum()) == 99  # every positive position; the 0 is not important
     assert int(G.weight_map(h, keep=0.001).sum()) == 1
 
 
@@ -92,9 +92,27 @@ def test_weight_map_rejects_bad_options(kwargs, message):
         G.weight_map(np.ones((4, 4), np.float32), **kwargs)
 
 
-def test_soft_map_of_a_zero_heatmap_is_refused():
-    with pytest.raises(ValueError, match="zero everywhere"):
-        G.weight_map(np.zeros((4, 4), np.float32), soft=True)
+@pytest.mark.parametrize("soft", [False, True])
+def test_a_heatmap_with_nothing_positive_is_refused_in_one_line(soft):
+    """An all-negative occlusion map (hiding any window raises the style energy) used to give a
+    hard mask of the first 30 % of positions in reading order: a strip along the top."""
+    for h in (np.zeros((4, 4), np.float32), -np.arange(1, 17, dtype=np.float32).reshape(4, 4)):
+        with pytest.raises(ValueError, match="no positive value") as e:
+            G.weight_map(h, keep=0.3, soft=soft)
+        assert "\n" not in str(e.value)
+
+
+def test_a_mostly_negative_map_keeps_only_its_positive_part_and_says_so():
+    h = -np.ones((10, 10), np.float32)
+    h[6:, 3:5] = [[1.0, 2.0]] * 4  # 8 positive positions, far from the top rows
+    w = G.weight_map(h, keep=0.3)
+    assert int(w.sum()) == 8 and w.numpy()[6:, 3:5].all() and not w.numpy()[:6].any()
+    notes = G.guide_notes(h, w, 0.3)
+    assert any("only 8% of the positions have a positive importance" in n and "instead of 30%" in n for n in notes)
+    assert G.guide_notes(np.arange(1, 101, dtype=np.float32).reshape(10, 10),
+                         G.weight_map(np.arange(1, 101, dtype=np.float32).reshape(10, 10), keep=0.3), 0.3) == []
+    tiny = G.weight_map(np.arange(1, 10_001, dtype=np.float32).reshape(100, 100), keep=0.001)
+    assert any("keeps 0.1% of the style image" in n for n in G.guide_notes(np.ones((100, 100)), tiny, 0.001))
 
 
 def test_layer_masks_have_each_layers_resolution_and_average_the_area(vgg19):
@@ -148,7 +166,7 @@ def test_channel_selection_keeps_the_most_important_channels(vgg19):
 
 def test_style_loss_on_selected_channels_uses_only_those_channels(vgg19, images64):
     content, style = images64
-    # the paper's E_l (eq. (2)), so that the expected value is the plain formula
+    # the paper's E_l (eq. (4)), so that the expected value is the plain formula
     settings = StyleSettings(size=64, steps=1, precision="fp32", style_layers=("relu2_1",), loss_normalization="paper")
     idx = {"relu2_1": torch.tensor([3, 10, 50])}
     full = style_targets(vgg19, style, ["relu2_1"])["relu2_1"]
@@ -173,6 +191,7 @@ def test_keeping_everything_reproduces_full_gram_transfer(vgg19, images64):
     torch.testing.assert_close(guided.image, full.image, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU; -m "not slow" leaves it out
 def test_guided_targets_differ_and_the_comparison_measures_both(vgg19, images64):
     content, style = images64
     # style only (alpha = 0): with untrained weights the content term would otherwise dominate

@@ -568,8 +568,15 @@ def test_unknown_sample():
     with pytest.raises(ImageError) as ei:
         load_sample("mona lisa", role="style image")
     msg = assert_image_error(ei, "style image", "unknown sample 'mona lisa'")
-    for display in {**SAMPLE_CONTENT, **SAMPLE_STYLE}:
-        assert display in msg
+    for func in {**SAMPLE_CONTENT, **SAMPLE_STYLE}.values():
+        assert func in msg
+    # on the command line the names are listed as they are written there
+    with pytest.raises(ImageError) as ei:
+        parse_image_ref("sample:mona lisa", role="style image")
+    msg = str(ei.value)
+    for func in {**SAMPLE_CONTENT, **SAMPLE_STYLE}.values():
+        assert f"sample:{func}" in msg
+    assert "(cat)" not in msg
 
 
 def test_parse_image_ref(tmp_path):

@@ -14,6 +14,7 @@ in progress. Bounded: 8 sessions, 64 px, 2 steps, a 300 s overall timeout; no ti
 from __future__ import annotations
 
 import gc
+import re
 import sys
 import threading
 import time
@@ -41,8 +42,9 @@ class Bar:
         self.positions: list[int] = []
 
     def progress(self, value, text=""):
-        if text.startswith("Queued"):
-            self.positions.append(int(text.split(":")[1].split()[0]) + 1)
+        if text.startswith("Waiting for the machine"):
+            ahead = re.search(r"and (\d+) queued before yours", text)
+            self.positions.append(int(ahead.group(1)) + 1 if ahead else 1)
 
 
 def rss_peak_reset() -> bool:
@@ -136,6 +138,7 @@ def run_threads(target, n: int) -> list:
     return results
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU; -m "not slow" leaves it out
 def test_eight_sessions_share_one_model_and_match_their_runs_alone(fresh_caches):
     tracker = {"lock": threading.Lock(), "now": 0, "max": 0}
     reset = rss_peak_reset()
@@ -394,3 +397,12 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
                     (source.name, node.lineno, ast.unparse(node))
                 checked += 1
     assert checked >= 1
+
+
+def test_the_queue_message_says_what_a_run_waits_for():
+    """A second browser read "Queued: 0 other run(s) before yours" while it waited."""
+    first = ui.queue_message(1, running=1, slots=1)
+    assert first.startswith("Waiting for the machine: 1 run from other browsers or tabs in progress.")
+    assert "0 " not in first and "starts by itself" in first
+    later = ui.queue_message(3, running=2, slots=2)
+    assert "2 runs from other browsers or tabs in progress, and 2 queued before yours" in later
