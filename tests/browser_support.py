@@ -65,7 +65,39 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer 'ok' within {timeout:.0f} s")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def launch_server(env: Mapping[str, str | None] | None = None, *, port: int = 0,
+                  log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``streamlit run app.py`` headless on 127.0.0.1 in its own process group; return the
+    process and its base URL without waiting (see :func:`wait_healthy`, :func:`stop_server`).
+
+    Args:
+        env: changes to this process's environment (a value of None removes the variable).
+        port: 0 picks a free port.
+        log: file for the server's stdout and stderr (tracebacks); None discards stdout.
+    """
+    full_env = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            full_env.pop(k, None)
+        else:
+            full_env[k] = v
+    p = port or free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(p), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+           # other edits of the tree must not rerun or disturb a running server
+           "--server.fileWatcherType", "none"]
+    out = open(log, "ab") if log else None
+    try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, start_new_session=True,
+                                stdout=out or subprocess.DEVNULL, stderr=out or None)
+    finally:
+        if out:
+            out.close()
+    return proc, f"http://127.0.0.1:{p}"
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, then SIGKILL it if it has not ended within 10 s."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -90,26 +122,8 @@ def app_server(env: Mapping[str, str | None] | None = None, *, port: int = 0, lo
 
     The server runs in its own process group, which is terminated (then killed) at the end.
     """
-    full_env = dict(os.environ)
-    for k, v in (env or {}).items():
-        if v is None:
-            full_env.pop(k, None)
-        else:
-            full_env[k] = v
     for attempt in range(attempts):
-        p = port or free_port()
-        base = f"http://127.0.0.1:{p}"
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(p), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-               # other edits of the tree must not rerun or disturb a running server
-               "--server.fileWatcherType", "none"]
-        out = open(log, "ab") if log else None
-        try:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, start_new_session=True,
-                                    stdout=out or subprocess.DEVNULL, stderr=out or None)
-        finally:
-            if out:
-                out.close()
+        proc, base = launch_server(env, port=port, log=log)
         try:
             try:
                 wait_healthy(f"{base}/_stcore/health", proc, timeout)
@@ -120,7 +134,7 @@ def app_server(env: Mapping[str, str | None] | None = None, *, port: int = 0, lo
             yield base
             return
         finally:
-            _stop(proc)
+            stop_server(proc)
 
 
 # --------------------------------------------------------------------------- Playwright helpers

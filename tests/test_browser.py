@@ -466,26 +466,18 @@ def test_a_hanging_download_ends_in_one_line_and_the_server_stops_on_sigterm(bro
     style page ends in one line that says what to do; with a long one, SIGTERM during the download
     still stops the server."""
     import signal
-    import subprocess
-    import sys
     import time
 
     from tests.helpers import silent_server
 
     def start(timeout_s: str, proxy: str, log: Path):
-        port = bs.free_port()
-        env = {**os.environ, "https_proxy": f"http://{proxy}", "HTTPS_PROXY": f"http://{proxy}",
-               "no_proxy": "", "NO_PROXY": "", "EXPLORER_DOWNLOAD_TIMEOUT": timeout_s,
-               "TORCH_HOME": str(tmp_path / "torch_home"), "PYTHONUNBUFFERED": "1"}
-        for k in ("EXPLORER_OFFLINE", "EXPLORER_ALLOW_UNTRAINED", "EXPLORER_WEIGHTS_DIR"):
-            env.pop(k, None)
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, cwd=bs.ROOT, env=env, start_new_session=True, stdout=out, stderr=out)
-        bs.wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, 60)
-        return proc, f"http://127.0.0.1:{port}"
+        proc, base = bs.launch_server(
+            {"https_proxy": f"http://{proxy}", "HTTPS_PROXY": f"http://{proxy}", "no_proxy": "", "NO_PROXY": "",
+             "EXPLORER_DOWNLOAD_TIMEOUT": timeout_s, "TORCH_HOME": str(tmp_path / "torch_home"),
+             "PYTHONUNBUFFERED": "1", "EXPLORER_OFFLINE": None, "EXPLORER_ALLOW_UNTRAINED": None,
+             "EXPLORER_WEIGHTS_DIR": None}, log=log)
+        bs.wait_healthy(f"{base}/_stcore/health", proc, 60)
+        return proc, base
 
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
@@ -500,7 +492,7 @@ def test_a_hanging_download_ends_in_one_line_and_the_server_stops_on_sigterm(bro
                 assert "untrained" in text and "EXPLORER_WEIGHTS_DIR" in text, text
                 assert not pg.locator('[data-testid="stException"]').count()
             finally:
-                bs._stop(proc)
+                bs.stop_server(proc)
             proc, base = start("600", proxy, tmp_path / "long.log")
             try:
                 pg = ctx.new_page()
@@ -511,6 +503,6 @@ def test_a_hanging_download_ends_in_one_line_and_the_server_stops_on_sigterm(bro
                 proc.wait(timeout=60)  # raises TimeoutExpired (the test fails) if SIGTERM is ignored
                 print(f"server stopped {time.monotonic() - started:.1f} s after SIGTERM, mid-download")
             finally:
-                bs._stop(proc)
+                bs.stop_server(proc)
     finally:
         ctx.close()
