@@ -34,7 +34,7 @@ import torchvision.transforms.functional as TF
 from .memory import check_dream_run
 from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
 from .progress import ProgressEvent
-from .settings import RecipeSettings, check_float, check_name
+from .settings import RecipeSettings, check_choice, check_float, check_name
 
 __all__ = [
     "Objective",
@@ -287,8 +287,7 @@ class DreamSettings(RecipeSettings):
     def canonicalize(self) -> None:
         """Layers to (name, weight) pairs (``None``: the network's classic layer; ``""`` is an
         error, not the default), channels to a tuple of ints."""
-        if self.model not in DEFAULT_LAYERS:
-            raise ValueError(f"model must be one of {', '.join(DEFAULT_LAYERS)}; got {str(self.model)[:40]!r}")
+        check_choice("model", self.model, DEFAULT_LAYERS)
         if self.layers is None:
             self.layers = ((DEFAULT_LAYERS[self.model], 1.0),)
         self.layers = parse_layer_weights(self.layers)
@@ -308,8 +307,7 @@ class DreamSettings(RecipeSettings):
         Raises:
             ValueError: one line naming the option and what is allowed.
         """
-        if self.model not in DEFAULT_LAYERS:
-            raise ValueError(f"model must be one of {', '.join(DEFAULT_LAYERS)}; got {str(self.model)[:40]!r}")
+        check_choice("model", self.model, DEFAULT_LAYERS)
         parse_layer_weights(self.layers)
         checks = {"objective": ("l2", "mean", "guide", "class"), "normalize": ("mean", "std"),
                   "precision": ("auto", "fp32", "bf16", "fp16"), "channels_last": ("auto", "on", "off")}
