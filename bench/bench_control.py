@@ -64,7 +64,7 @@ def _images(style_name: str):
 
 
 def _settings(**kw):
-    from explorer.style import StyleSettings
+    from explorer.style_settings import StyleSettings
 
     return StyleSettings(**kw)
 

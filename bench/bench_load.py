@@ -47,6 +47,7 @@ def render_home(n: int) -> list[float]:
 
 def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
     from explorer import batch, images, style, ui
+    from explorer import style_settings
     from tests.test_load import Bar
 
     os.environ["EXPLORER_MAX_RUNS"] = str(slots)
@@ -56,7 +57,7 @@ def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
     content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
 
     def run(k):
-        settings = style.StyleSettings(size=128, steps=100_000, seed=k, optimizer="adam")
+        settings = style_settings.StyleSettings(size=128, steps=100_000, seed=k, optimizer="adam")
         c, blend = batch.prepare_blend(content, [(style_img, 1.0)], settings.size)
         gen = ui._queued(style.StyleTransfer(model, c, blend, settings), Bar())
         try:

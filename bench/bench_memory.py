@@ -55,9 +55,10 @@ def one(sizes: list[int], precision: str) -> list[dict]:
     import torch
 
     from explorer import models, style
+    from explorer import style_settings
 
     model = models.load_model("vgg19", weights="untrained", device="cpu")
-    warm = style.StyleSettings(size=64, steps=1, precision=precision)
+    warm = style_settings.StyleSettings(size=64, steps=1, precision=precision)
     for _ in style.StyleTransfer(model, torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), warm):
         pass
     return [_measure(model, size, precision) for size in sorted(sizes)]
@@ -70,7 +71,7 @@ def _measure(model, size: int, precision: str) -> dict:
 
     g = torch.Generator().manual_seed(0)
     content, style_img = torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
-    settings = style.StyleSettings(size=size, steps=1, precision=precision)
+    settings = style_settings.StyleSettings(size=size, steps=1, precision=precision)
     _trim()
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:

@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explorer import images, models, style  # noqa: E402
+from explorer import gatys
+from explorer import style_settings
 
 SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
 PHOTOS = ("tubingen", "golden_gate", "hoovertowernight")
@@ -89,8 +91,8 @@ def gatys_balance(net, image: torch.Tensor, content: torch.Tensor, style_img: to
 
 
 def run_pair(net, photo: str, painting: str, size: int, steps: int, precision: str, beta: float | None = None) -> dict:
-    c, s = style.prepare_images(picture(photo), picture(painting), size)
-    settings = style.StyleSettings(size=size, steps=steps, precision=precision,
+    c, s = gatys.prepare_images(picture(photo), picture(painting), size)
+    settings = style_settings.StyleSettings(size=size, steps=steps, precision=precision,
                                    **({} if beta is None else {"style_weight": beta}))
     run = style.StyleTransfer(net, c, s, settings)
     for _ in run:
@@ -150,7 +152,7 @@ def main() -> int:
               f"{a.steps} steps)")
         print(f"{'pair':22s} {'ref content':>11s} {'ours':>8s} {'ref style':>10s} {'ours':>8s}")
         for ref_name, (photo, painting) in REFERENCES.items():
-            c, s = style.prepare_images(picture(photo), picture(painting), size)
+            c, s = gatys.prepare_images(picture(photo), picture(painting), size)
             ref = images.load_image(SHARED / "images" / "reference-outputs" / f"{ref_name}.png").image
             ref_t = images.to_tensor(ref.resize((c.shape[-1], c.shape[-2]), images.Image.Resampling.LANCZOS))
             r = run_pair(net, photo, painting, size, a.steps, "auto", a.beta)

@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from explorer import attribution as A  # noqa: E402
 from explorer import guided as G  # noqa: E402
 from explorer import images, models  # noqa: E402
-from explorer.style import StyleSettings, StyleTransfer  # noqa: E402
+from explorer.style import StyleTransfer  # noqa: E402
+from explorer.style_settings import StyleSettings
 
 METHODS = {
     "saliency": {},
@@ -78,8 +79,8 @@ def bench_guided_step(model, sizes, steps, repeats) -> None:
         channels = G.prepare_guidance(model, s, settings, G.GuideSettings(keep=0.3, variant="channels"))
 
         def run(guidance):
-            t = StyleTransfer(model, c, s, settings, targets=guidance.targets if guidance else None,
-                              style_channels=guidance.channels if guidance else None)
+            t = StyleTransfer(model, c, s, settings,
+                              objective=guidance.objective(model, c, settings) if guidance else None)
             for _ in t:
                 pass
 

@@ -9,7 +9,7 @@ images (scikit-image's "astronaut" as content, "gravel" as style) and the same w
   (style), truncated after the last loss module), fp32, contiguous memory,
   ``torch.optim.LBFGS([img])`` with its defaults (max_iter=20) and a closure that clamps the
   image to [0, 1] and counts evaluations, run until N closure evaluations. Its losses are the
-  project's (``explorer.style.content_loss`` / ``style_layer_loss`` / ``gram_matrix``) with
+  project's (``explorer.losses.content_loss`` / ``style_layer_loss`` / ``gram_matrix``) with
   content weight 1 and the style weight and layer weights of ``StyleSettings()``, so alpha and
   beta mean the same thing in both.
 * ``project``: ``explorer.style.StyleTransfer`` with ``StyleSettings(size=S, steps=N,
@@ -133,7 +133,7 @@ class _Memory:
 
 def _images(size: int):
     from explorer.images import load_sample
-    from explorer.style import prepare_images
+    from explorer.gatys import prepare_images
 
     content = load_sample(CONTENT_SAMPLE).image
     style = load_sample(STYLE_SAMPLE).image
@@ -296,7 +296,7 @@ def _build_reference(torch, cnn, content, style, content_layer, style_layers, pl
     if plain:
         content_loss, gram_matrix, style_layer_loss = _plain_losses(torch)
     else:
-        from explorer.style import content_loss, gram_matrix, style_layer_loss
+        from explorer.losses import content_loss, gram_matrix, style_layer_loss
 
     class Normalization(nn.Module):
         def __init__(self, mean, std):
@@ -382,7 +382,7 @@ def child_ref(cfg: dict) -> dict:
     torch = _import_torch()
     import torchvision
 
-    from explorer.style import StyleSettings
+    from explorer.style_settings import StyleSettings
 
     size, steps = cfg["size"], cfg["steps"]
     settings = StyleSettings(size=size, steps=steps)
@@ -447,7 +447,8 @@ def child_ref(cfg: dict) -> dict:
 def child_proj(cfg: dict) -> dict:
     torch = _import_torch()
     from explorer.models import load_model
-    from explorer.style import StyleSettings, StyleTransfer
+    from explorer.style import StyleTransfer
+    from explorer.style_settings import StyleSettings
 
     size, steps = cfg["size"], cfg["steps"]
     content, style = _images(size)
@@ -480,7 +481,8 @@ def child_score(cfg: dict) -> dict:
     """Score every final image with eq. (7) in fp32, using the project's fp32 loss code."""
     torch = _import_torch()
     from explorer.models import load_model
-    from explorer.style import StyleSettings, StyleTransfer
+    from explorer.style import StyleTransfer
+    from explorer.style_settings import StyleSettings
 
     size = cfg["size"]
     content, style = _images(size)

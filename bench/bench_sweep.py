@@ -48,7 +48,9 @@ import torch  # noqa: E402
 from explorer import batch  # noqa: E402
 from explorer.images import load_sample  # noqa: E402
 from explorer.models import load_model, precision_name, resolve_precision  # noqa: E402
-from explorer.style import StyleSettings, prepare_images, run_style_transfer  # noqa: E402
+from explorer.style import run_style_transfer  # noqa: E402
+from explorer.gatys import prepare_images
+from explorer.style_settings import StyleSettings
 
 
 def loadavg() -> str:

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explorer import activations, attribution, dream, images, models, style  # noqa: E402
+from explorer import gatys
+from explorer import style_settings
 
 OUT = ROOT / "docs" / "gallery"
 
@@ -57,8 +59,8 @@ def style_grid(vgg: models.FeatureNet) -> None:
     cell, cells = 200, {}
     for c in contents:
         for s in styles:
-            ct, st = style.prepare_images(images.load_sample(c).image, images.load_sample(s).image, 256)
-            run = style.StyleTransfer(vgg, ct, st, style.StyleSettings(size=256))
+            ct, st = gatys.prepare_images(images.load_sample(c).image, images.load_sample(s).image, 256)
+            run = style.StyleTransfer(vgg, ct, st, style_settings.StyleSettings(size=256))
             for _ in run:
                 pass
             pil = images.to_pil(run.result().image)

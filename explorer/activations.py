@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from .models import MODELS, FeatureNet, list_layers, meta_net
-from .style import gram_matrix, style_layer_loss
+from .losses import gram_matrix, style_layer_loss
 
 __all__ = [
     "LayerInfo",

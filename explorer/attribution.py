@@ -51,11 +51,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import choices
-from .memory import check_attribution_run
+from .memory import check_fits
 from .models import FeatureNet, UnknownLayerError, last_feature_layer
 from .progress import ProgressEvent
 from .settings import RecipeSettings, check_names
-from .style import DEFAULT_STYLE_LAYERS, gram_matrix
+from .style_settings import DEFAULT_STYLE_LAYERS
+from . import losses
 
 __all__ = [
     "METHODS",
@@ -164,18 +165,7 @@ def style_energy(model: FeatureNet, x: torch.Tensor, layers: Sequence[str] = DEF
     layers = list(layers)
     if not layers:
         raise ValueError("name at least one style layer")
-    w = [1.0 / len(layers)] * len(layers) if weights is None else [float(v) for v in weights]
-    if len(w) != len(layers):
-        raise ValueError(f"{len(w)} layer weights for {len(layers)} style layers")
-    feats = model.features(x, layers, pooling=pooling)
-    total = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
-    for wl, name in zip(w, layers):
-        f = feats[name]
-        if f.dim() != 4:
-            raise ValueError(f"style layer {name} has no spatial maps; pick a convolutional layer")
-        g = gram_matrix(f, normalize=True)
-        total = total + wl * g.pow(2).flatten(1).sum(1) / (4.0 * g.shape[-1] ** 2)
-    return total
+    return losses.style_energy(model.features(x, layers, pooling=pooling), layers, weights)
 
 
 def _check_spatial(model: FeatureNet, layer: str, channel: int | None = None) -> None:
@@ -458,6 +448,27 @@ def _events_from(work: Callable[[Callable[[int, int], None]], object], stage: st
         worker.join()
 
 
+def check_attribution_memory(model: FeatureNet, image: torch.Tensor, settings: AttributionSettings) -> int:
+    """:func:`explorer.memory.check_fits` for an :class:`AttributionRun` about to start on
+    ``image`` (1, 3, H, W). Integrated gradients pass 8 images at a time with gradients;
+    occlusion keeps the clean image's activations and passes batches of occluded images
+    (counted as two images with gradients); the other methods pass one image with gradients.
+
+    Returns:
+        the estimated bytes. Raises :class:`~explorer.memory.MemoryEstimateError` when it does not fit.
+    """
+    spec = parse_objective(settings.objective)
+    if spec.kind == "class":
+        layers = [model.spec.logits_layer]
+    elif spec.kind == "style":
+        layers = list(settings.style_layers or model.spec.style_layers)
+    else:
+        layers = [spec.layer]
+    batch = {"integrated_gradients": min(8, int(settings.ig_steps)), "occlusion": 2}.get(settings.method, 1)
+    return check_fits(model, int(image.shape[-2]), int(image.shape[-1]), kind="saliency", device=model.device,
+                      batch=batch, layers=layers)
+
+
 class AttributionRun:
     """One heatmap as an iterable of :class:`ProgressEvent` (occlusion reports every batch of
     windows; the gradient methods report start and end), then :meth:`result`.
@@ -484,7 +495,7 @@ class AttributionRun:
             self.gradcam_layer = self._gradcam_layer()
         # validate the objective now (one-line errors before any work)
         objective_function(model, self.spec, layers=self.style_layers, image=self.image)
-        check_attribution_run(model, self.image, settings)  # MemoryEstimateError before any work
+        check_attribution_memory(model, self.image, settings)  # MemoryEstimateError before any work
         self.notes: list[str] = []
         if self.spec.kind == "class" and model.weights.untrained:
             self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")

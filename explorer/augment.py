@@ -24,7 +24,7 @@ draws:
 
 * styles: ``blend`` distinct style images chosen uniformly (``blend = 1``: one style per output);
 * blend weights: each uniform in ``weight_range``, rounded to 3 decimals; the Gram targets are
-  the weighted mean with the weights normalized to sum to 1 (as :func:`explorer.style.style_targets`);
+  the weighted mean with the weights normalized to sum to 1 (as :func:`explorer.gatys.style_targets`);
 * ratio beta/alpha: log-uniform in ``ratio_range`` (4 significant digits); alpha = 1, beta = ratio;
 * steps, size: uniform over a grid from LO to HI (steps every 10, sizes every 32 px, HI
   included); a single number means that value. Only images with equal working shape and steps
@@ -103,7 +103,9 @@ from . import images
 from .models import FeatureNet
 from .progress import ProgressEvent
 from .settings import RecipeSettings, check_float, check_int
-from .style import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleSettings, StyleTransfer, style_targets
+from .style import StyleTransfer
+from .gatys import gatys_objective, style_targets
+from .style_settings import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleSettings
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -221,7 +223,7 @@ class AugmentSettings(RecipeSettings):
         lr: Adam learning rate (None = 0.02, pixels in [0, 1]).
         init: ``"content"`` or ``"noise"`` (seeded per output).
         tv_weight, content_layer, style_layers, model, pooling, precision, channels_last: as in
-            :class:`explorer.style.StyleSettings`.
+            :class:`explorer.style_settings.StyleSettings`.
     """
 
     variants: int = 1
@@ -1000,7 +1002,7 @@ class Augmentation:
         """The (N, N) Gram targets of a job's style set: each style image's position-normalized
         Gram matrices (computed once per working size, cached), averaged with the job's weights
         normalized to sum to 1, in the same order and arithmetic as
-        :func:`explorer.style.style_targets` of the blend."""
+        :func:`explorer.gatys.style_targets` of the blend."""
         total = float(sum(job.weights))
         out: dict[str, torch.Tensor] = {}
         for i, w in zip(job.styles, job.weights):
@@ -1114,13 +1116,14 @@ class Augmentation:
         targets = {layer: torch.stack([t[layer] for t in per_job]) for layer in per_job[0]}
         alphas = torch.ones(b)
         betas = torch.tensor([j.ratio for j in jobs], dtype=torch.float32)
-        run = StyleTransfer(self.model, torch.cat([it.x for it in items]), None, st, targets=targets,
-                            seeds=[j.seed for j in jobs], loss_weights=(alphas, betas))
+        content = torch.cat([it.x for it in items])
+        objective = gatys_objective(self.model, content, st, targets, alpha=alphas, beta=betas)
+        run = StyleTransfer(self.model, content, None, st, objective=objective, seeds=[j.seed for j in jobs])
         what = f"batch of {b} ({w}x{h} px)"
         for ev in run:
             if not ev.done:
                 yield self._event(start, f"{what}, step {ev.step}/{steps}", partial=b * ev.step / steps)
-        results = run.results()
+        results = run.results([{"content_weight": float(a), "style_weight": float(w)} for a, w in zip(alphas, betas)])
         share = run.seconds / b
         first = None
         for it, res in zip(items, results):

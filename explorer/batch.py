@@ -4,7 +4,7 @@ augmentation lives in :mod:`explorer.augment`).
 Multi-style blending
 --------------------
 The style target of each layer is the weighted mean of the style images' position-normalized
-Gram matrices (:func:`explorer.style.style_targets`), with the weights normalized to sum to 1:
+Gram matrices (:func:`explorer.gatys.style_targets`), with the weights normalized to sum to 1:
 ``A^l = sum_i (w_i / sum_j w_j) G^l(s_i) / M^l(s_i)``. Each style image is scaled so that its
 long side is the working size (its aspect ratio is kept), and each Gram matrix is divided by
 its own number of positions M, so images of different sizes and shapes contribute on the same
@@ -49,7 +49,9 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .progress import ProgressEvent
-from .style import DEFAULT_STYLE_LAYERS, StyleSettings, StyleTransfer, style_targets
+from .style import StyleTransfer
+from .gatys import gatys_objective, style_targets
+from .style_settings import DEFAULT_STYLE_LAYERS, StyleSettings
 
 __all__ = [
     "MAX_STYLES",
@@ -130,7 +132,7 @@ def prepare_blend(content, styles: Sequence[tuple[Any, float]],
         content: the content image (PIL, RGB).
         styles: (PIL image, weight) pairs, weights >= 0 as given (not yet normalized).
         size: working size, the long side in pixels; every image keeps its aspect ratio
-            (:func:`explorer.style.prepare_images`).
+            (:func:`explorer.gatys.prepare_images`).
 
     Returns:
         (content (1, 3, H, W), [(style (1, 3, H_i, W_i), weight), ...]) in [0, 1]; images of
@@ -570,12 +572,16 @@ class Sweep:
         n = len(self.plan)
         for i, run in enumerate(self.plan):
             b = run.batch
-            extra = {}
-            if b > 1:
-                extra = {"seeds": run.seeds, "loss_weights": (torch.tensor(run.content_weights),
-                                                              torch.tensor(run.style_weights))}
-            st = StyleTransfer(self.model, self.content.repeat(b, 1, 1, 1), self.style, run.settings,
-                               targets=self.targets, snapshot_steps=run.snapshot_steps, **extra)
+            content = self.content.repeat(b, 1, 1, 1)
+            overrides, seeds, alpha, beta = None, None, None, None
+            if b > 1:  # per-image seeds and weights alpha, beta in one batch
+                alpha, beta = torch.tensor(run.content_weights), torch.tensor(run.style_weights)
+                overrides = [{"content_weight": a, "style_weight": w}
+                             for a, w in zip(run.content_weights, run.style_weights)]
+                seeds = run.seeds
+            objective = gatys_objective(self.model, content, run.settings, self.targets, alpha=alpha, beta=beta)
+            st = StyleTransfer(self.model, content, self.style, run.settings, objective=objective, seeds=seeds,
+                               snapshot_steps=run.snapshot_steps)
             for ev in st:
                 self.seconds = time.perf_counter() - start
                 stage = f"run {i + 1} of {n}" + (f" ({run.label})" if run.label else "") + \
@@ -584,7 +590,7 @@ class Sweep:
                                     preview=None if ev.preview is None else _side_by_side(ev.preview),
                                     message=f"run {i + 1}: {ev.message}" if ev.message else None,
                                     done=ev.done and i == n - 1, stage=stage)
-            self._collect(i, run, st.results(), st.stopped)
+            self._collect(i, run, st.results(overrides), st.stopped)
             done_steps += run.settings.steps
         self.seconds = time.perf_counter() - start
 

@@ -50,3 +50,6 @@ DREAM_NORMALIZE: tuple[str, ...] = ("mean", "std")
 DEFAULT_STYLE_WEIGHT = 80.0
 #: Default photorealism weight lambda (Luan et al. 2017, eq. 4) with relative losses (per pixel).
 DEFAULT_PHOTO_LAMBDA = 1e5
+#: Classic starting layer of a Deep Dream per network (what the page and the CLI offer first).
+DEFAULT_DREAM_LAYERS: dict[str, str] = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "vgg19": "relu4_3",
+                                        "vgg16": "relu4_3", "mobilenet_v2": "block10", "resnet50": "layer3_3"}

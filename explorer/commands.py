@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from . import control, images, models, style
+from . import gatys
+from . import style_settings
 from .batch import parse_style_spec
 
 __all__ = ["run", "CliError", "MAX_RECIPE_BYTES"]
@@ -74,7 +76,7 @@ def _settings_from(cls, args: argparse.Namespace, recipe: dict):
     if recipe and "settings" not in recipe:
         raise CliError("recipe has no 'settings' object")
     merged = dict(recipe.get("settings", {})) if recipe else {}
-    if cls is style.StyleSettings and "style_weight" in merged and "loss_normalization" not in merged:
+    if cls is style_settings.StyleSettings and "style_weight" in merged and "loss_normalization" not in merged:
         merged["loss_normalization"] = "paper"  # a recipe from before relative losses: its beta is the paper's
     for f in cls.__dataclass_fields__:
         if hasattr(args, f):
@@ -141,7 +143,7 @@ def _write_outputs(args, out: Path, image, report: dict) -> None:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     recipe = _read_recipe(args.recipe) if args.recipe else {}
-    settings = _settings_from(style.StyleSettings, args, recipe)
+    settings = _settings_from(style_settings.StyleSettings, args, recipe)
     if args.style_spec and args.style:
         raise CliError("give the style image either as STYLE or with --style, not both")
     content_ref = _image_ref(args.content, recipe, "content")
@@ -158,7 +160,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     model = _load_net(args, settings.model)
     guidance = None
     if guide:  # the heatmap and guided targets are of the style image at the working size
-        guidance = _guidance(args, model, style.prepare_images(content.image, style_img.image, settings.size)[1],
+        guidance = _guidance(args, model, gatys.prepare_images(content.image, style_img.image, settings.size)[1],
                              settings, guide)
     run = control.ControlledTransfer(model, content.image, [(li.image, w) for li, w in style_imgs], settings,
                                      mask_inputs=mask_inputs, targets=guidance.targets if guidance else None,
@@ -194,7 +196,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def _control_flags(args: argparse.Namespace, settings: style.StyleSettings) -> control.MaskInputs | None:
+def _control_flags(args: argparse.Namespace, settings: style_settings.StyleSettings) -> control.MaskInputs | None:
     """Apply the flags that settings cannot take as they are (the semantic-mask source, and
     ``--start-size`` without ``--scales``), validate again, and return the mask files."""
     given = [flag for flag, on in (("--content-mask/--style-mask", args.content_mask or args.style_mask),

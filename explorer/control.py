@@ -29,11 +29,16 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import color
-from .memory import check_style_run
+from . import color, guides, objectives, photo
+from .batch import prepare_blend
+from .gatys import gatys_objective, style_targets
+from .losses import region_plan
 from .models import FeatureNet, resolve_precision
+from .objectives import LayerGuide
 from .progress import ProgressEvent
-from .style import StyleResult, StyleSettings, StyleTransfer, style_targets
+from .runs import Run
+from .style import StyleResult, StyleTransfer, check_style_memory
+from .style_settings import StyleSettings
 
 __all__ = ["ControlledTransfer", "MaskInputs", "describe"]
 
@@ -95,7 +100,7 @@ def _resize(x: torch.Tensor, hw: tuple[int, int], mode: str = "bicubic") -> torc
     return F.interpolate(x, size=hw, mode=mode, align_corners=False, antialias=True).clamp(0, 1)
 
 
-class ControlledTransfer:
+class ControlledTransfer(Run):
     """A style transfer with colour control, coarse-to-fine scales, photorealism and semantic
     masks, as an iterable of :class:`ProgressEvent` (same use as :class:`StyleTransfer`)::
 
@@ -111,7 +116,7 @@ class ControlledTransfer:
         settings: :class:`StyleSettings` (``size`` is the final long side in pixels).
         mask_inputs: the mask images when ``settings.masks == "files"``.
         targets_fn: computes Gram targets from (model, [(style tensor, weight)], settings);
-            default :func:`explorer.style.style_targets` (the page passes a cached one).
+            default :func:`explorer.gatys.style_targets` (the page passes a cached one).
         targets, style_channels: precomputed targets of a saliency-guided run (single scale,
             no colour change and no masks only).
 
@@ -124,8 +129,7 @@ class ControlledTransfer:
                  *, mask_inputs: MaskInputs | None = None,
                  targets_fn: Callable[[FeatureNet, list, StyleSettings], dict] | None = None,
                  targets: dict | None = None, style_channels: dict | None = None):
-        from .batch import prepare_blend
-
+        super().__init__()
         settings.validate()
         self.model, self.settings = model, settings
         self.content_image, self.style_images = content, list(styles)
@@ -143,13 +147,14 @@ class ControlledTransfer:
         self._final_blend = blend  # the last scale reuses these instead of resizing again
         self.regions = self._resolve_masks(blend[0][0] if blend else None, mask_inputs)
         self.dtype = resolve_precision(settings.precision, model.device)
-        check_style_run(model, self.content_final, settings, self.dtype)  # the largest scale must fit
-        self.notes: list[str] = list(self.regions.notes) if self.regions is not None else []
+        check_style_memory(model, self.content_final, settings, self.dtype)  # the largest scale must fit
+        self.notes = list(self.regions.notes) if self.regions is not None else []
         self.run: StyleTransfer | None = None
         self.scale_results: list[StyleResult] = []
         self.history: list[dict] = []
         self.seconds = 0.0
-        self.stopped: str | None = None
+        self.targets: dict | None = None  # the current scale's style targets and layer guides
+        self.layer_guides: dict[str, LayerGuide] = {}
         self.scale_index = 0
         self._scale_started = 0.0
         self._content_at_scale: torch.Tensor | None = None
@@ -160,8 +165,6 @@ class ControlledTransfer:
         s = self.settings
         if s.masks == "none":
             return None
-        from . import photo
-
         c = self.content_final
         if s.masks == "files":  # both masks are there (unsupported() checked it)
             cl, cc = photo.load_color_mask(mask_inputs.content, tuple(c.shape[-2:]), role="content mask")
@@ -186,8 +189,6 @@ class ControlledTransfer:
 
     def _images_at(self, size: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, float]]]:
         """(colour content, content the network sees, styles the network sees) at ``size``."""
-        from .batch import prepare_blend
-
         if size == self.settings.size:
             c, blend = self.content_final, self._final_blend
         else:
@@ -207,32 +208,32 @@ class ControlledTransfer:
         colour_content, content, blend = self._images_at(size)
         self._content_at_scale = colour_content
         settings = StyleSettings.from_dict({**s.to_dict(), "size": size, "steps": steps, "scales": 1})
-        targets, region_masks, regularizers = self.fixed_targets, None, {}
+        targets = self.fixed_targets
+        layer_guides = {l: LayerGuide(channels=idx) for l, idx in (self.style_channels or {}).items()}
         if self.regions is not None:
-            from . import photo
-
             layers = list(s.style_layers)
             style_t = blend[0][0]
             sm = _resize(self.regions.style[:, None], tuple(style_t.shape[-2:]), "area")[:, 0]
             cm = _resize(self.regions.content[:, None], tuple(content.shape[-2:]), "area")[:, 0]
-            targets = photo.region_style_targets(self.model, style_t, sm, layers, pooling=s.pooling)
-            region_masks = photo.region_layer_masks(cm, self.model, layers)
+            targets = guides.region_style_targets(self.model, style_t, sm, layers, pooling=s.pooling)
+            masks = guides.region_layer_masks(cm.to(self.model.device), self.model, layers)
+            layer_guides = {l: LayerGuide(masks=m, plan=region_plan(m)) for l, m in masks.items()}
         elif targets is None:
             targets = self.targets_fn(self.model, blend, settings)
+        self.targets, self.layer_guides = targets, layer_guides
+        objective = gatys_objective(self.model, content, settings, targets, guides=layer_guides)
         if s.photo_lambda > 0:
-            from . import photo
-
             lap = photo.MattingLaplacian(colour_content[0], device=self.model.device)
             if s.loss_normalization == "relative":  # per pixel, like the size-independent relative losses
                 pixels = colour_content.shape[-1] * colour_content.shape[-2]
-                regularizers["photo"] = (s.photo_lambda, lambda x, lap=lap, n=pixels: lap.loss(x) / n)
+                term = objectives.image_term("photo", lambda x, lap=lap, n=pixels: lap.loss(x) / n,
+                                             "L_m / pixels (Matting Laplacian)")
             else:
-                regularizers["photo"] = (s.photo_lambda, lap.loss)
+                term = objectives.image_term("photo", lap.loss, "L_m (Matting Laplacian)")
+            objective = objective + s.photo_lambda * term
         if init is not None:
             init = self._upsample_start(init, content)
-        return StyleTransfer(self.model, content, blend, settings, targets=targets,
-                             style_channels=self.style_channels, init_image=init,
-                             regularizers=regularizers, region_masks=region_masks)
+        return StyleTransfer(self.model, content, blend, settings, objective=objective, init_image=init)
 
     def _upsample_start(self, result: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         """The start of the next scale: the previous scale's result upsampled (bicubic), plus

@@ -24,17 +24,21 @@ import functools
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from .memory import check_dream_run
+from . import choices
+from .memory import check_fits
 from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
+from .objectives import INPUT, Objective, channel, class_logit, guide, layer_l2, layer_mean, total
 from .progress import ProgressEvent
-from .settings import RecipeSettings, check_choice, check_float, check_name
+from .runs import Run
+from .settings import RecipeSettings, check_choice, check_float, check_int, check_name
+from .transforms import Jitter, roll, unroll
 
 __all__ = [
     "Objective",
@@ -60,118 +64,11 @@ __all__ = [
     "ZoomRun",
 ]
 
-#: Classic starting layers per network.
-DEFAULT_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "vgg19": "relu4_3", "vgg16": "relu4_3",
-                  "mobilenet_v2": "block10", "resnet50": "layer3_3"}
-
-Acts = Mapping[str, torch.Tensor]
+#: Classic starting layers per network (:data:`explorer.choices.DEFAULT_DREAM_LAYERS`).
+DEFAULT_LAYERS = choices.DEFAULT_DREAM_LAYERS
 
 
 # ----------------------------------------------------------------------------- objectives
-
-class Objective:
-    """A scalar per image computed from named activations; larger is "more dream".
-
-    Call it with the dict returned by :meth:`FeatureNet.features`; it returns a float32 tensor
-    of shape (B,). ``layers`` lists the activations it reads. Objectives compose:
-    ``a + b``, ``a - b``, ``2.0 * a``, ``-a``.
-    """
-
-    def __init__(self, fn: Callable[[Acts], torch.Tensor], layers: Iterable[str], description: str):
-        self.fn = fn
-        self.layers = tuple(dict.fromkeys(layers))
-        self.description = description
-
-    def __call__(self, acts: Acts) -> torch.Tensor:
-        return self.fn(acts)
-
-    def __add__(self, other: "Objective") -> "Objective":
-        return Objective(lambda a: self(a) + other(a), self.layers + other.layers,
-                         f"{self.description} + {other.description}")
-
-    def __sub__(self, other: "Objective") -> "Objective":
-        return self + (-1.0) * other
-
-    def __mul__(self, k: float) -> "Objective":
-        k = float(k)
-        return Objective(lambda a: k * self(a), self.layers, f"{k:g} * {self.description}")
-
-    __rmul__ = __mul__
-
-    def __neg__(self) -> "Objective":
-        return (-1.0) * self
-
-    def __repr__(self) -> str:
-        return f"Objective({self.description})"
-
-
-def _spatial(acts: Acts, layer: str) -> torch.Tensor:
-    a = acts[layer].float()
-    if a.dim() != 4:
-        raise ValueError(f"{layer} has no spatial activations (shape {tuple(a.shape)}); pick a convolutional layer")
-    return a
-
-
-def layer_l2(layer: str) -> Objective:
-    """Mean of squared activations of ``layer`` over channels and positions (the original
-    DeepDream L2 objective, whose gradient is the activation itself). Shape (B,)."""
-    return Objective(lambda a: _spatial(a, layer).pow(2).mean(dim=(1, 2, 3)), [layer], f"L2({layer})")
-
-
-def layer_mean(layer: str) -> Objective:
-    """Mean activation of ``layer`` over channels and positions. Shape (B,)."""
-    return Objective(lambda a: _spatial(a, layer).mean(dim=(1, 2, 3)), [layer], f"mean({layer})")
-
-
-def channel(layer: str, channels: Sequence[int], center: bool = False) -> Objective:
-    """Mean activation of some channels of ``layer`` ("what does channel 139 of inception4d
-    see"), over all positions or, with ``center=True``, at the centre position only.
-
-    Raises (when evaluated):
-        ValueError: a channel index outside the layer's channel count.
-    """
-    chans = [int(c) for c in channels]
-    if not chans:
-        raise ValueError("name at least one channel")
-
-    def fn(acts: Acts) -> torch.Tensor:
-        a = _spatial(acts, layer)
-        bad = [c for c in chans if not 0 <= c < a.shape[1]]
-        if bad:
-            raise ValueError(f"{layer} has {a.shape[1]} channels (0-{a.shape[1] - 1}); channel {bad[0]} does not exist")
-        sel = a[:, chans]
-        if center:
-            return sel[:, :, sel.shape[2] // 2, sel.shape[3] // 2].mean(dim=1)
-        return sel.mean(dim=(1, 2, 3))
-
-    where = "centre of " if center else ""
-    return Objective(fn, [layer], f"{where}{layer} channel{'s' if len(chans) > 1 else ''} {','.join(map(str, chans))}")
-
-
-def guide(layer: str, guide_acts: torch.Tensor) -> Objective:
-    """Guided dream (the notebook's ``objective_guide``): each position i of the dreamed image's
-    features x_i is pulled towards the guide feature y_j it already matches best, i.e. maximize
-    ``mean_i max_j <x_i, y_j>``; its gradient at x_i is y_argmax, as in the notebook.
-
-    Args:
-        layer: layer name.
-        guide_acts: the guide image's activations at ``layer``, shape (1, C, h, w).
-    """
-    y = guide_acts.detach().float().flatten(2)[0]  # (C, Pg)
-
-    def fn(acts: Acts) -> torch.Tensor:
-        x = _spatial(acts, layer).flatten(2)  # (B, C, P)
-        dots = torch.einsum("bcp,cq->bpq", x, y.to(x.device))
-        return dots.max(dim=2).values.mean(dim=1)
-
-    return Objective(fn, [layer], f"guide({layer})")
-
-
-def class_logit(logits_layer: str, index: int, name: str = "") -> Objective:
-    """The ImageNet logit of class ``index`` (towards that class). Shape (B,)."""
-    return Objective(lambda a: a[logits_layer].float()[:, index], [logits_layer],
-                     f"logit {index}{f' ({name})' if name else ''}")
-
 
 def class_index(model: FeatureNet, name: str) -> tuple[int, str]:
     """Look up an ImageNet class by name (case-insensitive) or number in the weights' category list.
@@ -314,17 +211,17 @@ class DreamSettings(RecipeSettings):
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
-        _int("octaves", self.octaves, 1, 12)
-        _int("steps", self.steps, 0, 10_000)
-        _int("jitter", self.jitter, 0, 4096)
-        _int("tile", self.tile, 64, 8192)
-        _int("seed", self.seed, 0, 2**63 - 1)
-        _int("preview_every", self.preview_every, 1, 100_000)
+        check_int("octaves", self.octaves, 1, 12)
+        check_int("steps", self.steps, 0, 10_000)
+        check_int("jitter", self.jitter, 0, 4096)
+        check_int("tile", self.tile, 64, 8192)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_int("preview_every", self.preview_every, 1, 100_000)
         if self.size is not None:
-            _int("size", self.size, 32, 8192)
-        _num("octave_scale", self.octave_scale, 1.01, 4.0)
-        _num("step_size", self.step_size, 0.0, 1.0)
-        _num("smooth", self.smooth, 0.0, 50.0)
+            check_int("size", self.size, 32, 8192)
+        check_float("octave_scale", self.octave_scale, 1.01, 4.0)
+        check_float("step_size", self.step_size, 0.0, 1.0)
+        check_float("smooth", self.smooth, 0.0, 50.0)
         if any(c < 0 for c in self.channels):
             raise ValueError("channel indices must be >= 0")
         if self.objective == "class" and not self.class_name:
@@ -337,16 +234,6 @@ class DreamSettings(RecipeSettings):
         d["channels"] = list(self.channels)
         return d
 
-
-
-def _int(key, v, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"{key} must be a whole number between {lo} and {hi}; got {v!r}")
-
-
-def _num(key, v, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise ValueError(f"{key} must be a number between {lo} and {hi}; got {v!r}")
 
 
 def build_objective(model: FeatureNet, settings: DreamSettings, guide_image: torch.Tensor | None = None) -> Objective:
@@ -380,10 +267,7 @@ def build_objective(model: FeatureNet, settings: DreamSettings, guide_image: tor
     else:
         make = layer_l2 if s.objective == "l2" else layer_mean
         parts = [w * make(l) for l, w in s.layers]
-    obj = parts[0]
-    for p in parts[1:]:
-        obj = obj + p
-    return obj
+    return total(parts)
 
 
 def _fit_min(x: torch.Tensor, min_side: int) -> torch.Tensor:
@@ -474,7 +358,7 @@ def gradient(model: FeatureNet, objective: Objective, x: torch.Tensor, *, tile: 
             inp = t.contiguous(memory_format=torch.channels_last) if channels_last else t
             with autocast(x.device, dtype):
                 acts = model.features(inp, objective.layers)
-            val = objective(acts).sum()
+            val = objective({**acts, INPUT: t}).sum()
             (g,) = torch.autograd.grad(val, t)
             grad[..., y0:y1, x0:x1] = g.float()
             total += float(val.detach())
@@ -519,18 +403,17 @@ def dream_step(model: FeatureNet, objective: Objective, x: torch.Tensor, setting
     """
     s = settings
     h, w = x.shape[-2:]
-    dy = rng.randint(-s.jitter, s.jitter) if s.jitter else 0
-    dx = rng.randint(-s.jitter, s.jitter) if s.jitter else 0
-    if max(h, w) > s.tile:  # random tile offset so seams move every step
-        dy += rng.randint(-s.tile // 2, s.tile // 2)
-        dx += rng.randint(-s.tile // 2, s.tile // 2)
-    rolled = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    jitter = Jitter(s.jitter)
+    if max(h, w) > s.tile:  # and a random tile offset, so that seams move every step
+        jitter = jitter + Jitter(s.tile // 2)
+    offset = jitter.draw(rng)
+    rolled = roll(x, offset)
     g, value = gradient(model, objective, rolled, tile=s.tile, dtype=dtype, channels_last=channels_last)
     g = _smooth(g, s.smooth)
     norm = g.abs().mean() if s.normalize == "mean" else g.std()
     # no additive epsilon: untrained networks can have gradients far below 1e-8
     rolled = rolled + s.step_size * g / norm.clamp_min(torch.finfo(torch.float32).tiny)
-    return torch.roll(rolled, shifts=(-dy, -dx), dims=(-2, -1)).clamp(0.0, 1.0), value
+    return unroll(rolled, offset).clamp(0.0, 1.0), value
 
 
 # ----------------------------------------------------------------------------- the run
@@ -577,7 +460,20 @@ class DreamResult:
         }
 
 
-class DreamRun:
+def check_dream_memory(model: FeatureNet, height: int, width: int, settings: DreamSettings, layers: Sequence[str],
+                       dtype: torch.dtype | None, octaves: int) -> int:
+    """:func:`explorer.memory.check_fits` for a :class:`DreamRun` about to start: each gradient
+    pass sees at most one tile of ``settings.tile`` px; the full-size image (``height`` x
+    ``width`` px), its octaves and frames are kept.
+
+    Returns:
+        the estimated bytes. Raises :class:`~explorer.memory.MemoryEstimateError` when it does not fit.
+    """
+    return check_fits(model, int(height), int(width), kind="dream", device=model.device, dtype=dtype,
+                      layers=list(layers), tile=int(settings.tile), octaves=int(octaves))
+
+
+class DreamRun(Run):
     """One dream as an iterable of :class:`ProgressEvent` (``losses = {"objective": value}``).
 
     Args:
@@ -592,6 +488,7 @@ class DreamRun:
 
     def __init__(self, model: FeatureNet, image: torch.Tensor, settings: DreamSettings,
                  guide_image: torch.Tensor | None = None, objective: Objective | None = None):
+        super().__init__()
         settings.validate()
         if image.dim() != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"image must have shape (1, 3, H, W), got {tuple(image.shape)}")
@@ -601,7 +498,6 @@ class DreamRun:
         self.channels_last = settings.channels_last == "on" or (
             settings.channels_last == "auto" and self.device.type in ("cuda", "cpu"))
         self.objective = objective or build_objective(model, settings, guide_image)
-        self.notes: list[str] = []
         if settings.objective == "class" and model.weights.untrained:
             self.notes.append("class logits of untrained weights carry no meaning; the dream shows noise patterns")
         layers = [l for l in self.objective.layers]
@@ -619,13 +515,14 @@ class DreamRun:
                               f"{min_side} px a side at {', '.join(layers)}")
             settings = dataclasses.replace(settings, tile=2 * min_side)
             self.settings = settings
-        check_dream_run(model, h, w, settings, layers, self.dtype, len(self.sizes))  # MemoryEstimateError
+        check_dream_memory(model, h, w, settings, layers, self.dtype, len(self.sizes))  # MemoryEstimateError
         # fail early on bad channels etc.: evaluate the objective once on a small crop of the
         # smallest octave (a crop, so that memory stays bounded by the tile, not the image)
         small = _resize(self.base, self.sizes[0])
         crop = min(small.shape[-2], small.shape[-1], max(2 * min_side, 64))
         with torch.no_grad(), autocast(self.device, self.dtype):
-            self.objective(model.features(small[..., :crop, :crop], layers))
+            x0 = small[..., :crop, :crop]
+            self.objective({**model.features(x0, layers), INPUT: x0})
         self.image = self.base.clone()
         self.history: list[dict] = []
         self.frames: list[tuple[str, torch.Tensor]] = []
@@ -745,7 +642,7 @@ def layer_hint(model_name: str, layer: str) -> str:
     return "object parts"
 
 
-class ZoomRun:
+class ZoomRun(Run):
     """A dream-zoom sequence (:func:`zoom_frames`) as one iterable of :class:`ProgressEvent`
     with steps counted across all frames; ``frames`` collects the finished frames
     ((1, 3, H, W) in [0, 1], CPU) and stays valid when the run is stopped early."""
@@ -758,10 +655,15 @@ class ZoomRun:
             raise ValueError("zoom must be between 0 and 0.5")
         self.model, self.image, self.settings = model, image, settings
         self.n_frames, self.zoom = frames, zoom
+        super().__init__()
         self.objective = build_objective(model, settings, guide_image)
         # the first frame's run checks layers, channels and sizes before any work, as DreamRun does
-        self.notes: list[str] = DreamRun(model, image, settings, objective=self.objective).notes
+        self.notes = DreamRun(model, image, settings, objective=self.objective).notes
         self.frames: list[torch.Tensor] = []
+
+    def result(self) -> list[torch.Tensor]:
+        """The finished frames so far, each (1, 3, H, W) in [0, 1] on the CPU."""
+        return list(self.frames)
 
     def report(self) -> dict:
         """JSON-ready report of the sequence so far (CLI ``--report`` and the page's recipe)."""

@@ -9,7 +9,7 @@ matrices are built. How that wording is read here:
   spatial weight map w in [0, 1] (:func:`weight_map`: the top ``keep`` fraction of positions,
   hard 0/1, or graded by the normalized heatmap to a power), resampled to every style layer's
   resolution by area averaging (:func:`layer_masks`). The style target of layer l is the
-  *masked Gram* (:func:`masked_gram`)
+  *masked Gram* (:func:`guided_gram`)
 
       G^l_w = F^l diag(w^l) F^l^T / sum_k w^l_k,
 
@@ -38,19 +38,22 @@ import torch.nn.functional as F
 
 from . import choices
 from .attribution import DEFAULT_BASELINE, AttributionRun, AttributionSettings, Heatmap, private_copy, style_energy
+from .gatys import gatys_objective, style_targets
+from .guides import guided_targets, layer_masks
+from .losses import gram_matrix
 from .models import FeatureNet
+from .objectives import LayerGuide, Objective
 from .progress import ProgressEvent
+from .runs import Run
 from .settings import RecipeSettings
-from .style import StyleSettings, StyleTransfer, gram_matrix, style_targets
+from .style import StyleTransfer
+from .style_settings import StyleSettings
 
 __all__ = [
     "GUIDES",
     "VARIANTS",
     "weight_map",
     "load_mask",
-    "layer_masks",
-    "masked_gram",
-    "guided_targets",
     "channel_importance",
     "select_channels",
     "GuideSettings",
@@ -179,84 +182,6 @@ def load_mask(ref, size: tuple[int, int]) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
-def layer_masks(weight: torch.Tensor, model: FeatureNet, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Resample a weight map to every layer's spatial resolution by area averaging (each layer
-    cell gets the mean weight of the input pixels it covers: ``F.adaptive_avg_pool2d``).
-
-    Args:
-        weight: (H, W) in [0, 1], at the size of the image the network sees.
-        model: the network (only its architecture is used, for output shapes).
-        layers: layer names.
-
-    Returns:
-        dict layer -> (H_l, W_l) float32 tensor in [0, 1].
-
-    Raises:
-        UnknownLayerError; ValueError for a layer without spatial maps.
-    """
-    from .photo import region_layer_masks
-
-    return {name: m[0] for name, m in region_layer_masks(weight[None], model, layers).items()}
-
-
-def masked_gram(features: torch.Tensor, weight: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """Masked Gram matrix G_w = F diag(w) F^T (normalized: divided by sum_k w_k).
-
-    With an all-ones ``weight``, G_w is the Gram matrix of Gatys et al. 2016 eq. (3) (and the
-    normalized one equals ``gram_matrix(features, normalize=True)``, i.e. G / M); with a 0/1
-    weight it is the Gram matrix of the selected positions' features.
-
-    Args:
-        features: (B, N, H, W) activations (any float dtype; computed in float32).
-        weight: (H, W) or (B, H, W) weights >= 0 at the layer's resolution.
-        normalize: divide by the total weight sum_k w_k (the weighted mean of f_k f_k^T).
-
-    Returns:
-        (B, N, N) float32 tensor.
-
-    Raises:
-        ValueError: shapes that do not match, or a weight map that sums to 0 when normalizing.
-    """
-    if features.dim() != 4:
-        raise ValueError(f"expected features of shape (B, N, H, W), got {tuple(features.shape)}")
-    b, n, h, w = features.shape
-    wt = weight.to(features.device, torch.float32)
-    if wt.shape[-2:] != (h, w):
-        raise ValueError(f"weight map {tuple(wt.shape[-2:])} does not match the features' {h}x{w} positions")
-    wt = wt.reshape(-1, 1, h * w)
-    f = features.float().reshape(b, n, h * w)
-    g = torch.bmm(f * wt, f.transpose(1, 2))
-    if normalize:
-        total = wt.sum(-1, keepdim=True)
-        if bool((total <= 0).any()):
-            raise ValueError("the weight map is zero everywhere at this layer")
-        g = g / total
-    return g
-
-
-@torch.no_grad()
-def guided_targets(model: FeatureNet, style: torch.Tensor, layers: Sequence[str], weight: torch.Tensor,
-                   pooling: str = "max") -> dict[str, torch.Tensor]:
-    """Saliency-guided style targets: per layer the normalized masked Gram of the style image.
-
-    Args:
-        model: the feature network.
-        style: (1, 3, H, W) in [0, 1].
-        layers: style layers.
-        weight: (H, W) weight map in [0, 1] at the style image's size.
-        pooling: as in :class:`~explorer.style.StyleSettings`.
-
-    Returns:
-        dict layer -> (N_l, N_l) float32 tensor on the model's device; an all-ones weight gives
-        exactly :func:`explorer.style.style_targets`.
-    """
-    if tuple(weight.shape) != tuple(style.shape[-2:]):
-        raise ValueError(f"weight map {tuple(weight.shape)} does not match the style image {tuple(style.shape[-2:])}")
-    masks = layer_masks(weight, model, layers)
-    feats = model.features(style.to(model.device, torch.float32), layers, pooling=pooling)
-    return {name: masked_gram(feats[name], masks[name])[0] for name in layers}
-
-
 def channel_importance(model: FeatureNet, style: torch.Tensor, layers: Sequence[str],
                        pooling: str = "max") -> dict[str, torch.Tensor]:
     """Per-channel attribution of the style energy (:func:`explorer.attribution.style_energy`)
@@ -368,6 +293,16 @@ class Guidance:
     settings: GuideSettings
     notes: tuple[str, ...] = ()
 
+    def layer_guides(self) -> dict[str, LayerGuide]:
+        """Per style layer, the :class:`~explorer.objectives.LayerGuide` of the channel variant
+        (empty for the position variant, whose guide is in the targets already)."""
+        return {l: LayerGuide(channels=idx) for l, idx in (self.channels or {}).items()}
+
+    def objective(self, model: FeatureNet, content: torch.Tensor, settings: StyleSettings) -> Objective:
+        """The guided style transfer's objective: :func:`explorer.gatys.gatys_objective` with
+        the guided targets and, for the channel variant, the channel guides."""
+        return gatys_objective(model, content, settings, self.targets, guides=self.layer_guides())
+
     def report(self) -> dict:
         d = {"guide": self.settings.to_dict(), "kept_fraction": float(self.weight.gt(0).float().mean())}
         if self.notes:
@@ -446,13 +381,13 @@ def transfer_metrics(model: FeatureNet, image: torch.Tensor, content: torch.Tens
     full = full_targets if full_targets is not None else style_targets(model, style, fp32.style_layers,
                                                                          pooling=fp32.pooling)
     x = image.to(model.device, torch.float32)
-    t_full = StyleTransfer(model, content, None, fp32, targets=full)
+    t_full = StyleTransfer(model, content, full, fp32)
     lf = t_full.losses(x)
     out = {"content": float(lf["content"][0]), "style_full": float(lf["style"][0])}
     if guidance is None:
         out["style_masked"] = out["style_full"]
     else:
-        t_g = StyleTransfer(model, content, None, fp32, targets=guidance.targets, style_channels=guidance.channels)
+        t_g = StyleTransfer(model, content, None, fp32, objective=guidance.objective(model, content, fp32))
         out["style_masked"] = float(t_g.losses(x)["style"][0])
     a = image[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
     b = content[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
@@ -478,27 +413,33 @@ class Comparison:
     metrics: dict[str, dict[str, float]]
     guidance: Guidance
 
+    def report(self) -> dict:
+        """JSON-ready: both runs' reports, the metrics and the guidance."""
+        return {"full": self.full.report(), "guided": self.guided.report(), "metrics": self.metrics,
+                "guidance": self.guidance.report()}
 
-class CompareRun:
+
+class CompareRun(Run):
     """Full-Gram transfer, then guided transfer, with the same content, seed and settings, as one
     iterable of :class:`ProgressEvent` (``stage`` says which run; steps count over both).
 
     Args:
         model, content, style: as for :class:`~explorer.style.StyleTransfer` ((1, 3, H, W) in [0, 1]).
-        settings: :class:`~explorer.style.StyleSettings` shared by both runs.
+        settings: :class:`~explorer.style_settings.StyleSettings` shared by both runs.
         guidance: from :func:`prepare_guidance`.
         full_targets: the style image's full Gram targets if already computed (cached by pages).
     """
 
     def __init__(self, model: FeatureNet, content: torch.Tensor, style: torch.Tensor, settings: StyleSettings,
                  guidance: Guidance, full_targets: dict[str, torch.Tensor] | None = None):
+        super().__init__()
         self.model, self.content, self.style, self.settings, self.guidance = model, content, style, settings, guidance
         self.full_targets = full_targets if full_targets is not None else \
             style_targets(model, style, settings.style_layers, pooling=settings.pooling)
         self.runs = [
-            ("full Gram", StyleTransfer(model, content, style, settings, targets=self.full_targets)),
-            ("saliency-guided", StyleTransfer(model, content, style, settings, targets=guidance.targets,
-                                              style_channels=guidance.channels)),
+            ("full Gram", StyleTransfer(model, content, self.full_targets, settings)),
+            ("saliency-guided", StyleTransfer(model, content, style, settings,
+                                              objective=guidance.objective(model, content, settings))),
         ]
         self._comparison: Comparison | None = None
 
@@ -523,7 +464,7 @@ class CompareRun:
         return self._comparison
 
 
-class KeepSweep:
+class KeepSweep(Run):
     """Guided transfers for several kept fractions (e.g. 10/30/60/100 %) from one heatmap, as
     one iterable of :class:`ProgressEvent`; then :attr:`results`, a list of (keep, StyleResult,
     metrics). keep = 1 with a hard mask is the full-Gram transfer.
@@ -539,6 +480,7 @@ class KeepSweep:
     def __init__(self, model: FeatureNet, content: torch.Tensor, style: torch.Tensor, settings: StyleSettings,
                  guide: GuideSettings, heatmap: Heatmap | None, keeps: Sequence[float] = (0.1, 0.3, 0.6, 1.0),
                  mask: torch.Tensor | None = None):
+        super().__init__()
         if not keeps:
             raise ValueError("name at least one kept fraction")
         self.model, self.content, self.style, self.settings = model, content, style, settings
@@ -551,8 +493,8 @@ class KeepSweep:
         steps, n = self.settings.steps, len(self.guides)
         for i, g in enumerate(self.guides):
             guidance = prepare_guidance(self.model, self.style, self.settings, g, self.heatmap, self.mask)
-            run = StyleTransfer(self.model, self.content, self.style, self.settings, targets=guidance.targets,
-                                style_channels=guidance.channels)
+            run = StyleTransfer(self.model, self.content, self.style, self.settings,
+                                objective=guidance.objective(self.model, self.content, self.settings))
             for ev in run:
                 yield ProgressEvent(i * (steps + 1) + ev.step, n * (steps + 1) - 1, ev.elapsed, ev.losses,
                                     ev.preview, ev.message, done=ev.done and i == n - 1,
@@ -561,3 +503,12 @@ class KeepSweep:
             self.results.append((g.keep, res, transfer_metrics(self.model, res.image, self.content, self.style,
                                                                self.settings, guidance, res.seconds,
                                                                self.full_targets)))
+
+    def result(self) -> list[tuple[float, object, dict[str, float]]]:
+        """(keep, :class:`~explorer.style.StyleResult`, metrics) per kept fraction done so far."""
+        return list(self.results)
+
+    def report(self) -> dict:
+        """JSON-ready: per kept fraction, its metrics (:func:`transfer_metrics`)."""
+        return {"settings": self.settings.to_dict(),
+                "keeps": [{"keep": keep, **metrics} for keep, _, metrics in self.results]}

@@ -29,9 +29,13 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
+
+from . import choices
+from .activations import output_shape
+from .models import FeatureNet, meta_net
 
 __all__ = [
     "MemoryEstimateError",
@@ -40,7 +44,6 @@ __all__ = [
     "estimate_bytes",
     "available_bytes",
     "check_fits",
-    "check_style_run",
     "largest_fitting_size",
     "format_bytes",
     "is_out_of_memory",
@@ -94,8 +97,6 @@ class Estimate:
 # ----------------------------------------------------------------------------- tracing
 
 def _net(model_name_or_net):
-    from .models import FeatureNet, meta_net
-
     if isinstance(model_name_or_net, FeatureNet):
         return model_name_or_net.name
     if isinstance(model_name_or_net, str):
@@ -109,15 +110,11 @@ def _net(model_name_or_net):
 
 
 def _deepest(name: str, layers: Sequence[str] | None, kind: str) -> list[str]:
-    from .models import meta_net
-
     net = meta_net(name)
     if layers:
         return net.check_layers(layers)
     if kind == "dream":
-        from .dream import DEFAULT_LAYERS
-
-        return [DEFAULT_LAYERS.get(name, net.layer_names[-1])]
+        return [choices.DEFAULT_DREAM_LAYERS.get(name, net.layer_names[-1])]
     if net.spec.family == "vgg":
         return ["relu5_1"]
     spatial = [n for n in net.layer_names if n not in ("avgpool", "fc", "fc6", "fc7", "fc8")]
@@ -132,8 +129,6 @@ def _trace(name: str, height: int, width: int, deepest: str, pooling: str) -> tu
     Every op's non-aliasing outputs are counted (views and in-place ops are skipped), traced on
     the meta device; cached per (model, size, layer, pooling)."""
     from torch.utils._python_dispatch import TorchDispatchMode
-
-    from .models import meta_net
 
     counts = {"float": 0, "int": 0, "largest": 0, "pair": 0, "prev": 0}
 
@@ -197,8 +192,6 @@ def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style",
         ValueError: unknown model or layer, or an image smaller than the network accepts.
     """
     name = _net(model_name_or_net)
-    from .models import meta_net
-
     net = meta_net(name)
     wanted = _deepest(name, layers, kind)
     deepest = max(wanted, key=net.layer_names.index)
@@ -237,8 +230,6 @@ def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style",
 
 
 def _layer_numel(name: str, h: int, w: int, layer: str) -> int:
-    from .activations import output_shape
-
     return math.prod(output_shape(name, layer, h, w))
 
 
@@ -337,8 +328,6 @@ def largest_fitting_size(model_name_or_net, height: int, width: int, budget: int
                          **options) -> int | None:
     """The largest long side (a multiple of ``step``, below the asked one) at which the run
     fits in ``budget`` bytes, keeping the aspect ratio; None when not even the smallest does."""
-    from .models import meta_net
-
     name = _net(model_name_or_net)
     long_side = max(height, width)
     smallest = max(meta_net(name).spec.min_size, step)
@@ -393,13 +382,6 @@ def check_fits(model_name_or_net, height: int, width: int, *, kind: str = "style
                               f"{format_bytes(free)} free; {advice}")
 
 
-def check_style_run(model, content: torch.Tensor, settings, dtype) -> int:
-    """:func:`check_fits` for an :class:`explorer.style.StyleTransfer` about to start (content
-    (B, 3, H, W) at the working size, its settings and compute dtype)."""
-    layers = [settings.content_layer, *settings.style_layers]
-    return check_fits(model, int(content.shape[-2]), int(content.shape[-1]), kind="style",
-                      device=model.device, batch=int(content.shape[0]), dtype=dtype, layers=layers,
-                      pooling=settings.pooling, optimizer=settings.optimizer, steps=settings.steps)
 
 
 # ----------------------------------------------------------------------------- out of memory anyway
@@ -430,29 +412,3 @@ def out_of_memory_message(exc: BaseException, what: str = "the run") -> str:
     where = "GPU memory" if isinstance(exc, torch.cuda.OutOfMemoryError) else "memory"
     return (f"{what} ran out of {where} and was stopped (the memory is freed); try a smaller size "
             f"or batch, or wait until other runs finish")
-
-
-def check_dream_run(model, height: int, width: int, settings, layers: Sequence[str], dtype, octaves: int) -> int:
-    """:func:`check_fits` for an :class:`explorer.dream.DreamRun` about to start (each gradient
-    pass sees at most one tile; the full-size image, its octaves and frames are kept)."""
-    return check_fits(model, int(height), int(width), kind="dream", device=model.device, dtype=dtype,
-                      layers=list(layers), tile=int(settings.tile), octaves=int(octaves))
-
-
-def check_attribution_run(model, image: torch.Tensor, settings) -> int:
-    """:func:`check_fits` for an :class:`explorer.attribution.AttributionRun` about to start.
-    Integrated gradients pass 8 images at a time with gradients; occlusion keeps the clean
-    image's activations and passes batches of occluded images (counted as two images with
-    gradients); the other methods pass one image with gradients."""
-    from .attribution import parse_objective
-
-    spec = parse_objective(settings.objective)
-    if spec.kind == "class":
-        layers = [model.spec.logits_layer]
-    elif spec.kind == "style":
-        layers = list(settings.style_layers or model.spec.style_layers)
-    else:
-        layers = [spec.layer]
-    batch = {"integrated_gradients": min(8, int(settings.ig_steps)), "occlusion": 2}.get(settings.method, 1)
-    return check_fits(model, int(image.shape[-2]), int(image.shape[-1]), kind="saliency", device=model.device,
-                      batch=batch, layers=layers)

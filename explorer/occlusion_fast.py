@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import FeatureNet
-from .style import DEFAULT_STYLE_LAYERS
+from .style_settings import DEFAULT_STYLE_LAYERS
 
 __all__ = ["OBJECTIVES", "DEFAULT_BATCH_SIZE", "UnsupportedNetworkError", "occlusion_windows", "occlusion_fast",
            "objective_value"]

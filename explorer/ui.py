@@ -101,15 +101,15 @@ def _tensor_key(model: models.FeatureNet, image: torch.Tensor) -> tuple:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _style_targets(_model: models.FeatureNet, _style, key: tuple, layers: tuple, pooling: str) -> dict:
-    from .style import style_targets
+    from .gatys import style_targets
 
     return {k: v.cpu() for k, v in style_targets(_model, _style, layers, pooling=pooling).items()}
 
 
 def cached_style_targets(model: models.FeatureNet, style, settings, layers: Sequence[str] | None = None) -> dict:
     """Style Gram targets (float32) of a style image already at the run's working size
-    ((1, 3, H, W) in [0, 1], as :func:`explorer.style.prepare_images` returns it), or of a blend:
-    a list of (image, weight) pairs (:func:`explorer.style.style_targets` normalizes the weights
+    ((1, 3, H, W) in [0, 1], as :func:`explorer.gatys.prepare_images` returns it), or of a blend:
+    a list of (image, weight) pairs (:func:`explorer.gatys.style_targets` normalizes the weights
     to sum to 1). Cached per image content and weight of every image, model, layers and pooling
     (``st.cache_data``), so re-running with other alpha/beta or step counts does not recompute
     them. ``layers`` defaults to ``settings.style_layers``.

@@ -8,6 +8,8 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import gatys
+from explorer import style_settings
 
 st.title("Full vs guided Gram")
 st.caption("Style transfer twice with the same content, seed and settings: once matching the Gram matrices of the "
@@ -39,7 +41,7 @@ with st.expander("What does this comparison show, and what not?"):
                 "with untrained weights both the heatmap and the losses describe an untrained network, and the "
                 "usual content/style weights do not balance the same way as with ImageNet weights.")
 
-defaults = style.StyleSettings()
+defaults = style_settings.StyleSettings()
 with st.expander("Style transfer settings"):
     c1, c2, c3 = st.columns(3)
     size = c1.slider("Working size (long side, px)", 64, 512, 128, step=16, key="cmp_size")
@@ -72,7 +74,7 @@ upload = g3.file_uploader("Mask (white = transfer this region's style)", key="cm
 
 settings = guide = None
 try:
-    settings = style.StyleSettings(size=int(size), steps=int(steps), content_weight=float(alpha),
+    settings = style_settings.StyleSettings(size=int(size), steps=int(steps), content_weight=float(alpha),
                                    style_weight=float(beta), seed=int(seed), style_layers=tuple(style_layers),
                                    model=model_name)
     guide = guided.GuideSettings(method=method, keep=keep / 100, soft=bool(soft) and not painted, variant=variant,
@@ -117,7 +119,7 @@ def heatmap_for(s_tensor):
 
 
 if (run_clicked or sweep_clicked) and ready:
-    c, s = style.prepare_images(content.image, style_img.image, settings.size)
+    c, s = gatys.prepare_images(content.image, style_img.image, settings.size)
     pending = {"inputs": {"content": content_ref, "style": style_ref}, "settings": settings.to_dict(),
                "guide": guide.to_dict(), "weights_label": model.weights.label,
                "content_image": images.to_pil(c), "style_image": images.to_pil(s)}

@@ -10,6 +10,7 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import guides
 
 st.title("Style saliency")
 st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "
@@ -204,7 +205,7 @@ if res:
                              + ("the positive part of the map (where hiding a window lowers the objective)"
                                 if main.method == "occlusion" else "importance"))
             if model is not None:
-                masks = guided.layer_masks(weight, model, res["style_layers"])
+                masks = guides.layer_masks(weight, model, res["style_layers"])
                 cols = st.columns(len(masks))
                 for col, (name, m) in zip(cols, masks.items()):
                     col.image(ui.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",

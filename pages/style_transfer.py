@@ -9,6 +9,7 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import batch, control, images, models, plots, style, ui
+from explorer import style_settings
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -56,7 +57,7 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
         "working size (long side, aspect ratio kept) and each Gram matrix is divided by its own number of "
         "positions, so images of different sizes count the same.")
 
-defaults = style.StyleSettings()
+defaults = style_settings.StyleSettings()
 with st.expander("Settings", expanded=False):
     c1, c2, c3 = st.columns(3)
     size = c1.slider("Working size (long side, px)", 64, 1024, defaults.size, step=32, key="size")
@@ -108,7 +109,7 @@ with st.expander("Colours, scales and photorealism", expanded=False):
                       help="Deep Photo Style Transfer (Luan et al. 2017): penalize outputs that are not locally affine colour changes of the "
                            "content photo (Matting Laplacian), and match styles region by region")
     photo_lambda = k3.select_slider("Photorealism weight lambda", [0.0, 1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 1e7],
-                                    value=style.DEFAULT_PHOTO_LAMBDA, key="photo_lambda", disabled=not photo,
+                                    value=style_settings.DEFAULT_PHOTO_LAMBDA, key="photo_lambda", disabled=not photo,
                                     format_func=lambda v: f"{v:g}",
                                     help="With relative losses L_m is per pixel; 1e5 keeps photos photographic "
                                          "on the real VGG19, smaller values let more of the style's texture in")
@@ -146,7 +147,7 @@ with st.expander("Colours, scales and photorealism", expanded=False):
 
 settings = None
 try:
-    settings = style.StyleSettings(
+    settings = style_settings.StyleSettings(
         size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None), content_weight=alpha,
         style_weight=beta, loss_normalization=loss_normalization, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
         style_layers=tuple(style_layers), style_layer_weights=(layer_w if layer_w.strip() else None),
@@ -230,7 +231,7 @@ if res:
         st.plotly_chart(plots.loss_figure(hist, scale={"content": s_["content_weight"], "style": s_["style_weight"],
                                                        "tv": s_["tv_weight"], "photo": s_.get("photo_lambda", 0)},
                                           per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"],
-                                          layer_weights=style.StyleSettings.from_dict(s_).layer_weights),
+                                          layer_weights=style_settings.StyleSettings.from_dict(s_).layer_weights),
                         key="final_chart")
         took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
-        st.caption(took + style.describe_final_losses(hist[-1], s_))
+        st.caption(took + style_settings.describe_final_losses(hist[-1], s_))

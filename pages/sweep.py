@@ -10,6 +10,8 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import batch, images, style, ui
+from explorer import gatys
+from explorer import style_settings
 
 st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
@@ -60,7 +62,7 @@ with a2:
     axis2, ok2 = ui.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
                                       exclude=(axis1.name,) if axis1 is not None else ())
 
-defaults = style.StyleSettings()
+defaults = style_settings.StyleSettings()
 with st.expander("Base settings (every cell starts from these)"):
     c1, c2, c3 = st.columns(3)
     size = c1.slider("Working size (long side, px)", 64, 256, 96, step=16, key="sweep_size",
@@ -89,12 +91,12 @@ if "seed" in names and init != "noise" and "init" not in names:
 
 settings = sweep = None
 try:
-    settings = style.StyleSettings(size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None),
+    settings = style_settings.StyleSettings(size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None),
                                    content_weight=float(alpha), style_weight=float(beta), init=init, seed=int(seed),
                                    style_layers=batch.STYLE_LAYER_SETS[layer_set], preview_every=5,
                                    model=model.name if model else "vgg19")
     if model is not None and content is not None and style_img is not None and axis1 is not None and ok2:
-        c, s = style.prepare_images(content.image, style_img.image, settings.size)
+        c, s = gatys.prepare_images(content.image, style_img.image, settings.size)
         sweep = batch.Sweep(model, c, s, settings, axis1, axis2)  # plans only; runs when iterated
 except ValueError as exc:
     st.error(ui.one_line(exc))

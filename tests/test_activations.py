@@ -25,7 +25,7 @@ from tests.helpers import error_line, picture, run_cli
 from explorer import activations as act
 from explorer import cli, images, models
 from explorer.models import FeatureNet, UnknownLayerError, WeightsInfo, list_layers, load_model
-from explorer.style import gram_matrix, style_layer_loss
+from explorer.losses import gram_matrix, style_layer_loss
 
 
 # ----------------------------------------------------------------------------- helpers

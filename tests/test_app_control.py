@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from explorer import style
+from explorer import style_settings
 from tests.test_app import STYLE_PAGE, check_result, click_run, downloads, errors, home, page  # noqa: F401
 from tests.test_app import _env, small_settings  # noqa: F401
 
@@ -51,7 +52,7 @@ def test_photorealistic_mode_with_automatic_regions(page, downloads):  # noqa: F
     final = [c.value for c in page.caption if "Final losses" in c.value][0]
     assert "L_m" in final and "λ·L_m" in final
     report = json.loads(downloads["recipe.json"])
-    assert report["settings"]["photo_lambda"] == style.DEFAULT_PHOTO_LAMBDA and report["settings"]["masks"] == "auto"
+    assert report["settings"]["photo_lambda"] == style_settings.DEFAULT_PHOTO_LAMBDA and report["settings"]["masks"] == "auto"
     assert report["regions"] and report["history"][-1]["photo"] >= 0
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from explorer import attribution as A
-from explorer.style import gram_matrix, style_layer_loss
+from explorer.losses import gram_matrix, style_layer_loss
 from tests.helpers import picture, stripes
 
 

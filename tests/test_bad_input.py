@@ -23,6 +23,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer import cli, commands, images, style
+from explorer import gatys
+from explorer import style_settings
 from tests.corpus import CorpusFile, build_corpus, good_png
 from tests.helpers import app_env, error_line, run_cli
 
@@ -300,7 +302,7 @@ def test_cli_overflowing_weight_keeps_the_starting_image(capsys, tmp_path, share
     assert len(warning) == 1 and "infinite at step 0" in warning[0] and "the starting image" in warning[0], err
     r = json.loads(report.read_text())
     assert r["stopped"] and r["history"] == []
-    start = images.to_pil(style.prepare_images(images.load_sample("astronaut").image,
+    start = images.to_pil(gatys.prepare_images(images.load_sample("astronaut").image,
                                                images.load_sample("gravel").image, 64)[0])
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(start))
@@ -310,7 +312,7 @@ def test_nan_mid_run_keeps_the_last_finite_image(vgg19, images64):
     """A loss that turns NaN at step 2: the run stops, reports it and keeps the image of step 1
     (the one the last finite losses belong to)."""
     content, style_img = images64
-    settings = style.StyleSettings(size=64, steps=5, optimizer="adam", lr=0.05, preview_every=1, precision="fp32")
+    settings = style_settings.StyleSettings(size=64, steps=5, optimizer="adam", lr=0.05, preview_every=1, precision="fp32")
     run = style.StyleTransfer(vgg19, content, style_img, settings)
     original, calls = run.losses, [0]
 

@@ -13,7 +13,9 @@ import torch
 from explorer import batch
 from explorer.batch import (Sweep, SweepAxis, format_style_spec, log_ratios, parse_axis, parse_style_spec,
                             sweep_csv, sweep_grid_image, sweep_table)
-from explorer.style import StyleSettings, StyleTransfer, run_style_transfer, style_targets
+from explorer.style import StyleTransfer, run_style_transfer
+from explorer.gatys import style_targets
+from explorer.style_settings import StyleSettings
 from tests.helpers import picture, stripes
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1"]

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from explorer import color, control, images, style
-from explorer.style import StyleSettings, StyleTransfer
+from explorer import gatys
+from explorer.style import StyleTransfer
+from explorer.style_settings import StyleSettings
 from helpers import error_line, picture, run_cli, stripes
 
 
@@ -84,10 +86,10 @@ def test_histogram_mode_targets_the_recoloured_style(vgg19):
     content, st_img = _mid_colour_content(48, 64), stripes(64, 64)
     run = control.ControlledTransfer(vgg19, _pil(content), [(_pil(st_img), 1.0)], _settings(preserve_color="histogram"))
     list(run)
-    plain = style.style_targets(vgg19, images.to_tensor(_pil(st_img)), run.settings.style_layers)
-    recoloured = style.style_targets(vgg19, color.match_color_histogram(images.to_tensor(_pil(st_img)),
+    plain = gatys.style_targets(vgg19, images.to_tensor(_pil(st_img)), run.settings.style_layers)
+    recoloured = gatys.style_targets(vgg19, color.match_color_histogram(images.to_tensor(_pil(st_img)),
                                                                        run.content_final), run.settings.style_layers)
-    used = run.run.targets
+    used = run.targets
     assert torch.allclose(used["relu1_1"], recoloured["relu1_1"], rtol=1e-4, atol=1e-7)
     assert not torch.allclose(used["relu1_1"], plain["relu1_1"], rtol=1e-2)
 
@@ -152,7 +154,7 @@ def test_coarse_to_fine_returns_the_target_size_and_reports_every_scale(vgg19):
     fresh = StyleTransfer(vgg19, c68, images.to_tensor(images.resize_long_side(_pil(stripes(64, 64)), 68)),
                           StyleSettings.from_dict({**s.to_dict(), "size": 68, "steps": 1, "scales": 1}),
                           init_image=start)
-    blurred = StyleTransfer(vgg19, c68, None, fresh.settings, targets=fresh.targets, init_image=up(first.image))
+    blurred = StyleTransfer(vgg19, c68, fresh.targets, fresh.settings, init_image=up(first.image))
     assert second.history[0]["total"] == pytest.approx(fresh.losses(fresh.x)["total"].item(), rel=1e-4)
     assert second.history[0]["total"] != pytest.approx(blurred.losses(blurred.x)["total"].item(), rel=1e-4)
 
@@ -263,11 +265,11 @@ def test_mask_files_give_one_gram_per_shared_region(vgg19):
     run = control.ControlledTransfer(vgg19, content, [(st_img, 1.0)], _settings(masks="files"), mask_inputs=masks)
     assert run.regions.names == ["#0000ff"] and any("only" in n for n in run.notes)
     list(run)
-    t = run.run.targets["relu1_1"]
-    assert t.shape[0] == 1 and run.run.region_masks["relu1_1"].shape[0] == 1
+    t = run.targets["relu1_1"]
+    assert t.shape[0] == 1 and run.layer_guides["relu1_1"].masks.shape[0] == 1
     # the content's blue region is its right half; the style's is its left half
     assert float(run.run.region_masks["relu1_1"][0, :, :28].max()) == 0.0
-    full = style.style_targets(vgg19, images.to_tensor(st_img), ["relu1_1"])["relu1_1"]
+    full = gatys.style_targets(vgg19, images.to_tensor(st_img), ["relu1_1"])["relu1_1"]
     assert not torch.allclose(t[0], full, rtol=1e-2)
 
 

@@ -14,7 +14,14 @@ from PIL import Image
 
 from explorer import attribution as A
 from explorer import guided as G
-from explorer.style import StyleSettings, StyleTransfer, gram_matrix, run_style_transfer, style_layer_loss, style_targets
+from explorer import guides as GD
+from explorer import losses as L
+from explorer.gatys import gatys_objective
+from explorer.objectives import LayerGuide
+from explorer.style import StyleTransfer, run_style_transfer
+from explorer.gatys import style_targets
+from explorer.style_settings import StyleSettings
+from explorer.losses import gram_matrix, style_layer_loss
 from tests.helpers import error_line, picture, run_cli, stripes
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -25,14 +32,14 @@ LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 def test_all_ones_mask_gives_the_full_gram_exactly():
     f = torch.randn(2, 8, 6, 5, generator=torch.Generator().manual_seed(0))
     ones = torch.ones(6, 5)
-    assert torch.equal(G.masked_gram(f, ones, normalize=False), gram_matrix(f))  # eq. (3)
-    torch.testing.assert_close(G.masked_gram(f, ones), gram_matrix(f, normalize=True), rtol=1e-6, atol=0)
+    assert torch.equal(L.guided_gram(f, ones, normalize=False), gram_matrix(f))  # eq. (3)
+    torch.testing.assert_close(L.guided_gram(f, ones), gram_matrix(f, normalize=True), rtol=1e-6, atol=0)
 
 
 def test_all_ones_weight_map_gives_the_full_style_targets(vgg19):
     s = stripes(48, 64)
     full = style_targets(vgg19, s, LAYERS)
-    masked = G.guided_targets(vgg19, s, LAYERS, torch.ones(48, 64))
+    masked = GD.guided_targets(vgg19, s, LAYERS, torch.ones(48, 64))
     for l in LAYERS:
         torch.testing.assert_close(masked[l], full[l], rtol=1e-5, atol=0)
 
@@ -42,23 +49,23 @@ def test_a_region_mask_gives_the_gram_of_that_region():
     w = torch.zeros(6, 7)
     w[1:4, 2:6] = 1
     region = f[:, :, 1:4, 2:6]
-    torch.testing.assert_close(G.masked_gram(f, w, normalize=False), gram_matrix(region), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(G.masked_gram(f, w), gram_matrix(region, normalize=True), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(L.guided_gram(f, w, normalize=False), gram_matrix(region), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(L.guided_gram(f, w), gram_matrix(region, normalize=True), rtol=1e-5, atol=1e-6)
 
 
 def test_masked_gram_weights_positions_linearly():
     f = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(2))
     w = torch.rand(4, 4, generator=torch.Generator().manual_seed(3))
     by_hand = sum(w[i, j] * torch.outer(f[0, :, i, j], f[0, :, i, j]) for i in range(4) for j in range(4)) / w.sum()
-    torch.testing.assert_close(G.masked_gram(f, w)[0], by_hand, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(L.guided_gram(f, w)[0], by_hand, rtol=1e-5, atol=1e-6)
 
 
 def test_masked_gram_errors():
     f = torch.zeros(1, 3, 4, 4)
     with pytest.raises(ValueError, match="does not match"):
-        G.masked_gram(f, torch.ones(3, 4))
+        L.guided_gram(f, torch.ones(3, 4))
     with pytest.raises(ValueError, match="zero everywhere"):
-        G.masked_gram(f, torch.zeros(4, 4))
+        L.guided_gram(f, torch.zeros(4, 4))
 
 
 # --------------------------------------------------------------------------- weight maps
@@ -118,7 +125,7 @@ def test_a_mostly_negative_map_keeps_only_its_positive_part_and_says_so():
 def test_layer_masks_have_each_layers_resolution_and_average_the_area(vgg19):
     w = torch.zeros(48, 64)
     w[:, :16] = 1  # the left quarter
-    masks = G.layer_masks(w, vgg19, LAYERS)
+    masks = GD.layer_masks(w, vgg19, LAYERS)
     for l in LAYERS:
         assert masks[l].shape == vgg19.features(torch.zeros(1, 3, 48, 64), [l])[l].shape[-2:]
         assert float(masks[l].min()) >= 0 and float(masks[l].max()) <= 1
@@ -170,8 +177,9 @@ def test_style_loss_on_selected_channels_uses_only_those_channels(vgg19, images6
     settings = StyleSettings(size=64, steps=1, precision="fp32", style_layers=("relu2_1",), loss_normalization="paper")
     idx = {"relu2_1": torch.tensor([3, 10, 50])}
     full = style_targets(vgg19, style, ["relu2_1"])["relu2_1"]
-    run = StyleTransfer(vgg19, content, style, settings, targets={"relu2_1": full[idx["relu2_1"]][:, idx["relu2_1"]]},
-                        style_channels=idx)
+    objective = gatys_objective(vgg19, content, settings, {"relu2_1": full[idx["relu2_1"]][:, idx["relu2_1"]]},
+                                guides={"relu2_1": LayerGuide(channels=idx["relu2_1"])})
+    run = StyleTransfer(vgg19, content, style, settings, objective=objective)
     f = vgg19.features(content, ["relu2_1"])["relu2_1"]
     expected = style_layer_loss(f[:, [3, 10, 50]], gram_matrix(
         vgg19.features(style, ["relu2_1"])["relu2_1"][:, [3, 10, 50]], normalize=True)[0])
@@ -187,7 +195,7 @@ def test_keeping_everything_reproduces_full_gram_transfer(vgg19, images64):
     guidance = G.prepare_guidance(vgg19, style, settings, G.GuideSettings(keep=1.0), heatmap=heat)
     assert guidance.weight.eq(1).all()
     full = run_style_transfer(vgg19, content, style, settings)
-    guided = run_style_transfer(vgg19, content, style, settings, targets=guidance.targets)
+    guided = run_style_transfer(vgg19, content, style, settings, objective=guidance.objective(vgg19, content, settings))
     torch.testing.assert_close(guided.image, full.image, rtol=0, atol=1e-5)
 
 

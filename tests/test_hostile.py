@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from explorer import augment, commands, dream, images, models, style
+from explorer import style_settings
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -282,9 +283,9 @@ def test_layer_lists_longer_than_the_network_or_with_duplicates_are_refused():
     """Item 8: a list of 2,000,000 style layers ran for minutes."""
     n = len(models.list_layers("vgg19"))
     with pytest.raises(ValueError, match=f"there are only {n}"):
-        style.StyleSettings(style_layers=",".join(["relu1_1"] * 2_000_000))
+        style_settings.StyleSettings(style_layers=",".join(["relu1_1"] * 2_000_000))
     with pytest.raises(ValueError, match="twice"):
-        style.StyleSettings(style_layers="relu1_1,relu2_1,relu1_1")
+        style_settings.StyleSettings(style_layers="relu1_1,relu2_1,relu1_1")
 
 
 def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
@@ -391,14 +392,14 @@ def test_a_first_scale_refused_for_memory_gives_one_line_and_the_next_run_works(
 
     app_env(monkeypatch, tmp_path)
     refuse = {"on": True}
-    real_check = style.check_style_run
+    real_check = style.check_style_memory
 
     def check(*a, **k):
         if refuse["on"]:
             raise memory.MemoryEstimateError("a 64 px style transfer needs about 9 GB of memory; try a smaller size")
         return real_check(*a, **k)
 
-    monkeypatch.setattr(style, "check_style_run", check)  # the per-scale check, after the run's own
+    monkeypatch.setattr(style, "check_style_memory", check)  # the per-scale check, after the run's own
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     at.switch_page(STYLE_PAGE).run()
     small_settings(at)

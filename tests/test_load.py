@@ -27,6 +27,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import attribution, batch, images, models, style, ui
+from explorer import style_settings
 from tests.corpus import good_png
 from tests.helpers import app_env
 
@@ -69,7 +70,7 @@ def session_work(i: int, tracker: dict | None = None) -> dict:
     (session 0: guided backprop, which hooks a private copy; the others: plain saliency)."""
     model = ui.cached_model("vgg19", "untrained", "cpu")
     content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
-    settings = style.StyleSettings(size=64, steps=2, seed=100 + i, init="noise", optimizer="adam", lr=0.05)
+    settings = style_settings.StyleSettings(size=64, steps=2, seed=100 + i, init="noise", optimizer="adam", lr=0.05)
     c, blend = batch.prepare_blend(content, [(style_img, 1.0)], settings.size)
     targets = ui.cached_style_targets(model, blend[0][0], settings)
     run = style.StyleTransfer(model, c, blend, settings, targets=targets)
@@ -185,7 +186,7 @@ def test_home_page_renders_while_four_runs_are_in_progress(monkeypatch, tmp_path
     content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
 
     def long_run(k):
-        settings = style.StyleSettings(size=128, steps=500, seed=k, optimizer="adam")
+        settings = style_settings.StyleSettings(size=128, steps=500, seed=k, optimizer="adam")
         c, blend = batch.prepare_blend(content, [(style_img, 1.0)], settings.size)
         run = style.StyleTransfer(vgg19, c, blend, settings)
         gen = ui._queued(run, Bar())
@@ -228,7 +229,7 @@ def test_home_page_renders_while_four_runs_are_in_progress(monkeypatch, tmp_path
 def test_stopping_a_run_frees_its_slot_and_its_tensors(vgg19, images64):
     content, style_img = images64
     ui.heavy_runs.clear()
-    settings = style.StyleSettings(size=64, steps=50, optimizer="lbfgs")
+    settings = style_settings.StyleSettings(size=64, steps=50, optimizer="lbfgs")
     run = style.StyleTransfer(vgg19, content, style_img, settings)
     x, last_good = weakref.ref(run.x), weakref.ref(run.last_good)
     gen = ui._queued(run, Bar())
@@ -242,7 +243,7 @@ def test_stopping_a_run_frees_its_slot_and_its_tensors(vgg19, images64):
     gc.collect()
     assert x() is None and last_good() is None  # the image, its optimizer state and history are gone
     # the app stays usable: the next run takes the slot and finishes
-    nxt = style.StyleTransfer(vgg19, content, style_img, style.StyleSettings(size=64, steps=2))
+    nxt = style.StyleTransfer(vgg19, content, style_img, style_settings.StyleSettings(size=64, steps=2))
     assert [ev.step for ev in ui._queued(nxt, Bar())] == [0, 1, 2]
     assert ui.heavy_runs().running == 0
     ui.heavy_runs.clear()
@@ -264,7 +265,7 @@ def test_streamlit_stop_in_the_progress_view_ends_the_run(monkeypatch, vgg19, im
             raise StopException()
 
     monkeypatch.setattr(ui._EventView, "show", show)
-    run = style.StyleTransfer(vgg19, content, style_img, style.StyleSettings(size=64, steps=100))
+    run = style.StyleTransfer(vgg19, content, style_img, style_settings.StyleSettings(size=64, steps=100))
     ref = weakref.ref(run.x)
     with pytest.raises(StopException):
         ui.run_events(run, state_key="stop_test")

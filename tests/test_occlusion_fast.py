@@ -9,7 +9,7 @@ from captum.attr import Occlusion
 
 from explorer.models import meta_net
 from explorer.occlusion_fast import UnsupportedNetworkError, objective_value, occlusion_fast, occlusion_windows
-from explorer.style import DEFAULT_STYLE_LAYERS
+from explorer.style_settings import DEFAULT_STYLE_LAYERS
 from tests.helpers import picture, stripes
 
 CONV_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

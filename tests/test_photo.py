@@ -14,10 +14,14 @@ import torch
 from PIL import Image
 
 from explorer import photo as P
-from explorer.guided import layer_masks, masked_gram
+from explorer import guides as GD
+from explorer import losses as L
+from explorer.losses import guided_gram
+from explorer.guides import layer_masks
 from explorer.images import ImageError
 from explorer.models import WeightsError
-from explorer.style import gram_matrix, style_layer_loss, style_targets
+from explorer.gatys import style_targets
+from explorer.losses import gram_matrix, style_layer_loss
 from tests.helpers import picture, stripes
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")
@@ -189,9 +193,9 @@ def test_photorealism_loss_rejects_other_sizes():
 def test_one_all_ones_region_is_the_plain_gram_style_loss(vgg19):
     content, style = picture(48, 64), stripes(48, 64)
     ones = torch.ones(1, 48, 64)
-    targets = P.region_style_targets(vgg19, style, ones, LAYERS)
+    targets = GD.region_style_targets(vgg19, style, ones, LAYERS)
     plain = style_targets(vgg19, style, LAYERS)
-    masks = P.region_layer_masks(ones, vgg19, LAYERS)
+    masks = GD.region_layer_masks(ones, vgg19, LAYERS)
     noise = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(0))
     x = (0.3 * content + 0.7 * noise).requires_grad_(True)
     feats = vgg19.features(x, LAYERS)
@@ -200,7 +204,7 @@ def test_one_all_ones_region_is_the_plain_gram_style_loss(vgg19):
         torch.testing.assert_close(targets[layer][0], plain[layer], rtol=1e-5, atol=1e-7)
         assert bool(targets.valid[layer].all())
         f = feats[layer]
-        got = P.region_style_layer_loss(f, masks[layer], targets[layer])
+        got = L.region_style_layer_loss(f, masks[layer], targets[layer])
         want = style_layer_loss(f, plain[layer])
         assert got.shape == (2,) and got.dtype == torch.float32
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-9)
@@ -219,14 +223,14 @@ def halves(h: int, w: int) -> torch.Tensor:
 def test_two_regions_each_target_is_the_gram_of_its_part(vgg19):
     style = stripes(48, 64) * torch.linspace(0.3, 1, 64)  # left and right halves differ
     masks = halves(48, 64)
-    targets = P.region_style_targets(vgg19, style, masks, LAYERS)
-    layer_m = P.region_layer_masks(masks, vgg19, LAYERS)
+    targets = GD.region_style_targets(vgg19, style, masks, LAYERS)
+    layer_m = GD.region_layer_masks(masks, vgg19, LAYERS)
     feats = vgg19.features(style, LAYERS)
     for layer in LAYERS:
         for r in range(2):
             # the vectorized resampling is guided.layer_masks per region
             torch.testing.assert_close(layer_m[layer][r], layer_masks(masks[r], vgg19, [layer])[layer])
-            torch.testing.assert_close(targets[layer][r], masked_gram(feats[layer], layer_m[layer][r])[0],
+            torch.testing.assert_close(targets[layer][r], guided_gram(feats[layer], layer_m[layer][r])[0],
                                        rtol=1e-5, atol=1e-7)
     # at full resolution the masked Gram of a half is the normalized Gram of that half's features
     f = feats["relu1_1"]
@@ -240,12 +244,12 @@ def test_region_loss_is_the_sum_of_per_region_gram_losses():
     f = torch.rand(2, 6, 8, 10, generator=gen)
     masks = halves(8, 10)
     targets = torch.rand(2, 6, 6, generator=gen)
-    got = P.region_style_layer_loss(f, masks, targets)
+    got = L.region_style_layer_loss(f, masks, targets)
     want = sum(((gram_matrix(part, normalize=True) - targets[r]) ** 2).sum((1, 2)) / (4 * 36)
                for r, part in enumerate((f[..., :5], f[..., 5:])))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
     # each region on its own gives its own term
-    first = P.region_style_layer_loss(f, masks[:1], targets[:1])
+    first = L.region_style_layer_loss(f, masks[:1], targets[:1])
     torch.testing.assert_close(first, ((gram_matrix(f[..., :5], normalize=True) - targets[0]) ** 2).sum((1, 2)) / 144)
 
 
@@ -256,41 +260,41 @@ def test_empty_regions_contribute_nothing():
     masks[0, :, :3] = 1
     masks[1, :, 3:] = 1                       # region 2 is empty in the content at this layer
     targets = torch.rand(3, 4, 4, generator=gen)
-    only0 = P.region_style_layer_loss(f, masks[:1], targets[:1])
-    only1 = P.region_style_layer_loss(f, masks[1:2], targets[1:2])
-    full = P.region_style_layer_loss(f, masks, targets)
+    only0 = L.region_style_layer_loss(f, masks[:1], targets[:1])
+    only1 = L.region_style_layer_loss(f, masks[1:2], targets[1:2])
+    full = L.region_style_layer_loss(f, masks, targets)
     torch.testing.assert_close(full, only0 + only1)
     assert torch.isfinite(full).all()
     # a zero target marks a region empty in the style image: skipped
     t2 = targets.clone()
     t2[1] = 0
-    torch.testing.assert_close(P.region_style_layer_loss(f, masks, t2), only0)
+    torch.testing.assert_close(L.region_style_layer_loss(f, masks, t2), only0)
     # ... unless valid says otherwise, and valid can skip a region too
-    torch.testing.assert_close(P.region_style_layer_loss(f, masks, t2, valid=torch.tensor([True, True, True])),
-                               only0 + P.region_style_layer_loss(f, masks[1:2], torch.zeros(1, 4, 4),
+    torch.testing.assert_close(L.region_style_layer_loss(f, masks, t2, valid=torch.tensor([True, True, True])),
+                               only0 + L.region_style_layer_loss(f, masks[1:2], torch.zeros(1, 4, 4),
                                                                  valid=torch.tensor([True])))
-    torch.testing.assert_close(P.region_style_layer_loss(f, masks, targets, valid=torch.tensor([False, True, True])),
+    torch.testing.assert_close(L.region_style_layer_loss(f, masks, targets, valid=torch.tensor([False, True, True])),
                                only1)
-    g, = torch.autograd.grad(P.region_style_layer_loss(f, masks, t2).sum(), f)
+    g, = torch.autograd.grad(L.region_style_layer_loss(f, masks, t2).sum(), f)
     assert torch.isfinite(g).all() and g[..., :3].abs().sum() > 0 and g[..., 3:].abs().sum() == 0
 
 
 def test_style_region_missing_at_a_layer_gets_a_zero_target(vgg19):
     masks = torch.zeros(2, 48, 64)
     masks[0] = 1
-    targets = P.region_style_targets(vgg19, stripes(48, 64), masks, ["relu1_1"])
+    targets = GD.region_style_targets(vgg19, stripes(48, 64), masks, ["relu1_1"])
     assert targets.valid["relu1_1"].tolist() == [True, False]
     assert torch.count_nonzero(targets["relu1_1"][1]) == 0 and torch.count_nonzero(targets["relu1_1"][0]) > 0
-    assert P.region_valid(P.region_layer_masks(masks, vgg19, ["relu1_1"])["relu1_1"]).tolist() == [True, False]
+    assert L.region_valid(GD.region_layer_masks(masks, vgg19, ["relu1_1"])["relu1_1"]).tolist() == [True, False]
 
 
 def test_region_loss_shape_errors():
     f = torch.rand(1, 4, 6, 6)
     with pytest.raises(ValueError, match="do not match") as e:
-        P.region_style_layer_loss(f, torch.ones(1, 5, 6), torch.zeros(1, 4, 4))
+        L.region_style_layer_loss(f, torch.ones(1, 5, 6), torch.zeros(1, 4, 4))
     one_line(e)
     with pytest.raises(ValueError, match=r"\(2, 4, 4\)"):
-        P.region_style_layer_loss(f, torch.ones(2, 6, 6), torch.zeros(1, 4, 4))
+        L.region_style_layer_loss(f, torch.ones(2, 6, 6), torch.zeros(1, 4, 4))
 
 
 # --------------------------------------------------------------------------- colour masks
@@ -493,12 +497,12 @@ def test_region_plan_gives_the_same_loss_and_gradient_as_the_masks(channels_last
     x = feats.contiguous(memory_format=torch.channels_last) if channels_last else feats.clone()
     a = x.clone().requires_grad_(True)
     b = x.clone().requires_grad_(True)
-    slow = P.region_style_layer_loss(a, masks, targets)
-    fast = P.region_style_layer_loss(b, masks, targets, plan=P.region_plan(masks))
+    slow = L.region_style_layer_loss(a, masks, targets)
+    fast = L.region_style_layer_loss(b, masks, targets, plan=L.region_plan(masks))
     assert torch.allclose(fast, slow, rtol=1e-5, atol=1e-7)
     slow.sum().backward()
     fast.sum().backward()
     assert torch.allclose(b.grad, a.grad, rtol=1e-4, atol=1e-8)
     assert float(a.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="2 regions for 3 masks"):
-        P.region_style_layer_loss(b, masks, targets, plan=P.region_plan(masks[:2]))
+        L.region_style_layer_loss(b, masks, targets, plan=L.region_plan(masks[:2]))

@@ -14,6 +14,8 @@ import torch
 
 from explorer import attribution as A
 from explorer import dream, images, models, style
+from explorer import gatys
+from explorer import style_settings
 from tests.test_attribution import planted, quadrant_share
 
 pytestmark = pytest.mark.realweights
@@ -26,7 +28,7 @@ CATS = range(281, 286)
 def _pictures(folder, content: str, painting: str, size: int):
     c = images.load_image(folder / f"{content}.jpg").image
     s = images.load_image(folder / f"{painting}.jpg").image
-    return style.prepare_images(c, s, size)
+    return gatys.prepare_images(c, s, size)
 
 
 def _scaled_file(tmp_path, factor: float):
@@ -42,7 +44,7 @@ def _scaled_file(tmp_path, factor: float):
 
 
 def _run(net, content, style_img, **kw):
-    run = style.StyleTransfer(net, content, style_img, style.StyleSettings(size=max(content.shape[-2:]), **kw))
+    run = style.StyleTransfer(net, content, style_img, style_settings.StyleSettings(size=max(content.shape[-2:]), **kw))
     for _ in run:
         pass
     return run.result()
@@ -95,7 +97,7 @@ def test_relative_losses_mean_the_same_for_any_file_scale(real_vgg19, shared_ima
     x = c.clone()
     paper = {}
     for name, net in (("caffe", real_vgg19), ("small", small)):
-        run = style.StyleTransfer(net, c, s, style.StyleSettings(size=64, precision="fp32", loss_normalization="paper"))
+        run = style.StyleTransfer(net, c, s, style_settings.StyleSettings(size=64, precision="fp32", loss_normalization="paper"))
         paper[name] = run.losses(x + 0.05 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0)))
     assert float(paper["small"]["content"] / paper["caffe"]["content"]) == pytest.approx(58 ** -2, rel=0.02)
     assert float(paper["small"]["style"] / paper["caffe"]["style"]) == pytest.approx(58 ** -4, rel=0.02)

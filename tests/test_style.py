@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from explorer.models import UnknownLayerError
-from explorer.style import (StyleSettings, StyleTransfer, content_loss, gram_matrix, run_style_transfer,
-                            style_layer_loss, style_loss, style_targets, total_variation)
+from explorer.style import StyleTransfer, run_style_transfer
+from explorer import gatys
+from explorer.gatys import style_targets
+from explorer.style_settings import StyleSettings
+from explorer.losses import content_loss, gram_matrix, style_layer_loss, style_loss, total_variation
 
 # ----------------------------------------------------------------------------- maths
 
@@ -193,7 +196,7 @@ def test_final_losses_belong_to_the_returned_image(vgg19, images64):
 
 
 def test_gram_backward_matches_autograd_in_both_memory_formats():
-    from explorer.style import _Gram
+    from explorer.losses import _Gram
 
     for fmt in (torch.contiguous_format, torch.channels_last):
         f = torch.randn(2, 5, 4, 3, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
@@ -231,10 +234,12 @@ def test_a_batch_of_two_contents_follows_the_two_single_runs(vgg19):
     style = stripes(64, 64)
     settings = StyleSettings(size=64, steps=5, optimizer="adam", precision="fp32", init="noise")
     alphas, betas = torch.tensor([1.0, 2.0]), torch.tensor([1e6, 1e5])
-    run = StyleTransfer(vgg19, contents, style, settings, seeds=[3, 4], loss_weights=(alphas, betas))
+    objective = gatys.gatys_objective(vgg19, contents, settings, gatys.style_targets(vgg19, style, settings.style_layers),
+                                      alpha=alphas, beta=betas)
+    run = StyleTransfer(vgg19, contents, style, settings, objective=objective, seeds=[3, 4])
     for _ in run:
         pass
-    batched = run.results()
+    batched = run.results([{"content_weight": float(a), "style_weight": float(b)} for a, b in zip(alphas, betas)])
     assert len(batched) == 2 and batched[0].image.shape == (1, 3, 64, 64)
     for i in range(2):
         single_settings = StyleSettings.from_dict({**settings.to_dict(), "seed": 3 + i,
