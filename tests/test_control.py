@@ -268,7 +268,7 @@ def test_mask_files_give_one_gram_per_shared_region(vgg19):
     t = run.targets["relu1_1"]
     assert t.shape[0] == 1 and run.layer_guides["relu1_1"].masks.shape[0] == 1
     # the content's blue region is its right half; the style's is its left half
-    assert float(run.run.region_masks["relu1_1"][0, :, :28].max()) == 0.0
+    assert float(run.layer_guides["relu1_1"].masks[0, :, :28].max()) == 0.0
     full = gatys.style_targets(vgg19, images.to_tensor(st_img), ["relu1_1"])["relu1_1"]
     assert not torch.allclose(t[0], full, rtol=1e-2)
 
