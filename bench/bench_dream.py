@@ -45,6 +45,7 @@ def one(cfg: dict) -> dict:
     import torch
 
     from explorer import dream
+    from explorer import dream_settings
     from explorer.models import load_model, resolve_precision
 
     torch.manual_seed(0)
@@ -54,7 +55,7 @@ def one(cfg: dict) -> dict:
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     out: dict = {"config": cfg, "weights": model.weights.label}
     if cfg["kind"] == "reference":
-        layer = dream.DEFAULT_LAYERS[cfg["model"]]
+        layer = dream_settings.DEFAULT_LAYERS[cfg["model"]]
         img = x.clone()
 
         def step(img):
@@ -70,7 +71,7 @@ def one(cfg: dict) -> dict:
             img = step(img)
         out["s_per_step"] = (time.perf_counter() - t) / cfg["steps"]
     elif cfg["kind"] == "step":
-        s = dream.DreamSettings(model=cfg["model"], precision=cfg["precision"], octaves=1, tile=cfg.get("tile", 4096))
+        s = dream_settings.DreamSettings(model=cfg["model"], precision=cfg["precision"], octaves=1, tile=cfg.get("tile", 4096))
         obj = dream.build_objective(model, s)
         dtype = resolve_precision(s.precision, model.device)
         rng = random.Random(0)
@@ -81,8 +82,8 @@ def one(cfg: dict) -> dict:
             x1, _ = dream.dream_step(model, obj, x1, s, rng, dtype, cl)
         out["s_per_step"] = (time.perf_counter() - t) / cfg["steps"]
     elif cfg["kind"] == "dream":
-        s = dream.DreamSettings(model=cfg["model"], precision=cfg["precision"], steps=cfg.get("steps", 10))
-        warm = dream.DreamRun(model, x[..., :128, :128], dream.DreamSettings(model=cfg["model"], steps=1,
+        s = dream_settings.DreamSettings(model=cfg["model"], precision=cfg["precision"], steps=cfg.get("steps", 10))
+        warm = dream.DreamRun(model, x[..., :128, :128], dream_settings.DreamSettings(model=cfg["model"], steps=1,
                                                                               precision=cfg["precision"]))
         for _ in warm:
             pass

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explorer import activations, attribution, dream, images, models, style  # noqa: E402
+from explorer import dream_settings
 from explorer import gatys
 from explorer import style_settings
 
@@ -79,7 +80,7 @@ def style_grid(vgg: models.FeatureNet) -> None:
 def dreams(vgg: models.FeatureNet, mobilenet: models.FeatureNet) -> None:
     x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 320))
     for net, name in ((vgg, "dream_vgg19.png"), (mobilenet, "dream_mobilenet_v2.png")):
-        run = dream.DreamRun(net, x, dream.DreamSettings(model=net.name, seed=0))
+        run = dream.DreamRun(net, x, dream_settings.DreamSettings(model=net.name, seed=0))
         for _ in run:
             pass
         _save(images.to_pil(run.result().image), name, net.weights.label)

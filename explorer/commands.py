@@ -306,9 +306,11 @@ def cmd_saliency(args: argparse.Namespace) -> int:
 
 def cmd_dream(args: argparse.Namespace) -> int:
     from . import dream
+    from . import zoom
+    from . import dream_settings
 
     recipe = _read_recipe(args.recipe) if args.recipe else {}
-    settings = _settings_from(dream.DreamSettings, args, recipe)
+    settings = _settings_from(dream_settings.DreamSettings, args, recipe)
     ref = _image_ref(args.image, recipe, "image") if args.image not in ("gray", "noise") else args.image
     out = _png_out(args, "dream.png")
     if args.gif and Path(args.gif).suffix.lower() != ".gif":
@@ -331,7 +333,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
         guide_img = images.to_tensor(images.resize_long_side(g.image, max(x.shape[-2:])))
     model = _load_net(args, settings.model)
     _say(f"dreaming {ref} ({x.shape[-1]}x{x.shape[-2]} px) on {model.device}, {model.weights.label}")
-    run = dream.ZoomRun(model, x, settings, args.zoom_frames, args.zoom, guide_img) if args.zoom_frames \
+    run = zoom.ZoomRun(model, x, settings, args.zoom_frames, args.zoom, guide_img) if args.zoom_frames \
         else dream.DreamRun(model, x, settings, guide_image=guide_img)
     for note in run.notes:
         _say(f"note: {note}")

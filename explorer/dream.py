@@ -24,48 +24,35 @@ import functools
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from . import choices
 from .memory import check_fits
 from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
 from .objectives import INPUT, Objective, channel, class_logit, guide, layer_l2, layer_mean, total
 from .progress import ProgressEvent
 from .runs import Run
-from .settings import RecipeSettings, check_choice, check_float, check_int, check_name
+from .dream_settings import DreamSettings
 from .transforms import Jitter, roll, unroll
 
 __all__ = [
-    "Objective",
-    "layer_l2",
-    "layer_mean",
-    "channel",
-    "guide",
-    "class_logit",
     "build_objective",
-    "parse_layer_weights",
-    "DreamSettings",
     "DreamRun",
     "DreamResult",
-    "DEFAULT_LAYERS",
     "layer_hint",
     "min_input_size",
     "octave_sizes",
     "gradient",
     "dream_step",
-    "zoom_frames",
     "class_index",
     "start_image",
-    "ZoomRun",
+    "check_dream_memory",
 ]
 
-#: Classic starting layers per network (:data:`explorer.choices.DEFAULT_DREAM_LAYERS`).
-DEFAULT_LAYERS = choices.DEFAULT_DREAM_LAYERS
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -87,153 +74,6 @@ def class_index(model: FeatureNet, name: str) -> tuple[int, str]:
     close = difflib.get_close_matches(key, low, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(cats[low.index(c)]) for c in close)}?" if close else ""
     raise ValueError(f"unknown ImageNet class {name!r}{hint}")
-
-
-def parse_layer_weights(spec: str | Sequence) -> tuple[tuple[str, float], ...]:
-    """``"inception4c:1,inception4d:0.5"`` -> (("inception4c", 1.0), ("inception4d", 0.5)); a
-    list of ``[layer, weight]`` pairs (a recipe's form) is accepted too.
-
-    Raises:
-        ValueError: an empty list, a layer named twice, or a weight that is not a finite number
-            (``nan`` or ``1e400`` would turn the dream into a black picture); one line.
-    """
-    out = []
-    if isinstance(spec, str):
-        for part in spec.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            layer, _, w = part.partition(":")
-            try:
-                out.append((layer.strip(), float(w) if w.strip() else 1.0))
-            except ValueError:
-                raise ValueError(f"bad layer weight in {part!r}; write LAYER or LAYER:WEIGHT") from None
-    elif isinstance(spec, (list, tuple)):
-        for item in spec:
-            if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
-                    and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)):
-                raise ValueError(f"layers must be LAYER:WEIGHT text or [layer, weight] pairs; got {str(item)[:40]}")
-            out.append((item[0].strip(), float(item[1])))
-    else:
-        raise ValueError(f"layers must be LAYER:WEIGHT text or [layer, weight] pairs; got {str(spec)[:40]}")
-    if not out:
-        raise ValueError("name at least one layer")
-    seen = set()
-    for layer, w in out:
-        check_name("layer", layer)
-        check_float(f"the weight of {layer}", w, -1e6, 1e6)
-        if layer in seen:
-            raise ValueError(f"layer {layer} is named twice")
-        seen.add(layer)
-    return tuple(out)
-
-
-# ----------------------------------------------------------------------------- settings
-
-@dataclass
-class DreamSettings(RecipeSettings):
-    """Every option of a dream (what a recipe JSON holds).
-
-    Attributes:
-        model: ``googlenet`` (default), ``inception_v3``, ``vgg19`` or ``vgg16``.
-        layers: (layer, weight) pairs, or ``"inception4c:1,inception4d:0.5"``; their objectives
-            are summed with the weights. ``None``: the model's classic layer (:data:`DEFAULT_LAYERS`).
-        objective: ``"l2"`` (mean squared activation), ``"mean"``, ``"guide"`` (needs a guide
-            image) or ``"class"`` (needs ``class_name``).
-        channels: channel indices; when given, the objective is the mean of these channels of
-            each layer instead of the whole layer.
-        center: channel objective at the centre position only.
-        class_name: ImageNet class (name or index) for ``objective="class"``.
-        octaves: pyramid levels; reduced automatically (with a note) when the smallest would be
-            too small for the network.
-        octave_scale: size ratio between octaves (> 1).
-        steps: gradient steps per octave.
-        step_size: eta, the mean absolute pixel change per step (pixels in [0, 1]; 0.01 is about
-            2.5 of 255 levels).
-        jitter: largest random roll per step, in pixels.
-        smooth: sigma in pixels of a Gaussian smoothing of the gradient (cascade of sigma/2,
-            sigma, 2 sigma, averaged); 0 = off.
-        normalize: divide the gradient by its mean absolute value (``"mean"``) or std.
-        tile: tile size in pixels for the gradient of large images.
-        size: working size (long side in pixels) or ``None`` to keep the input size.
-        seed: seeds jitter, tile shifts and noise starts.
-        precision, channels_last: as for style transfer.
-        preview_every: emit a preview every this many steps (and at every octave's end).
-    """
-
-    model: str = "googlenet"
-    layers: tuple | str | None = None
-    objective: str = "l2"
-    channels: tuple[int, ...] = ()
-    center: bool = False
-    class_name: str | None = None
-    octaves: int = 4
-    octave_scale: float = 1.4
-    steps: int = 10
-    step_size: float = 0.01
-    jitter: int = 32
-    smooth: float = 0.0
-    normalize: str = "mean"
-    tile: int = 512
-    size: int | None = None
-    seed: int = 0
-    precision: str = "auto"
-    channels_last: str = "auto"
-    preview_every: int = 5
-
-    def canonicalize(self) -> None:
-        """Layers to (name, weight) pairs (``None``: the network's classic layer; ``""`` is an
-        error, not the default), channels to a tuple of ints."""
-        check_choice("model", self.model, DEFAULT_LAYERS)
-        if self.layers is None:
-            self.layers = ((DEFAULT_LAYERS[self.model], 1.0),)
-        self.layers = parse_layer_weights(self.layers)
-        raw = self.channels
-        try:
-            if isinstance(raw, str):
-                raw = [c for c in raw.split(",") if c.strip()]
-            if not isinstance(raw, (list, tuple)) or any(isinstance(c, (bool, float, list, dict)) for c in raw):
-                raise TypeError
-            self.channels = tuple(int(c) for c in raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"channels must be whole numbers separated by commas; got {str(raw)[:40]!r}") from None
-
-    def validate(self) -> "DreamSettings":
-        """Check types and ranges (changes nothing).
-
-        Raises:
-            ValueError: one line naming the option and what is allowed.
-        """
-        check_choice("model", self.model, DEFAULT_LAYERS)
-        parse_layer_weights(self.layers)
-        checks = {"objective": ("l2", "mean", "guide", "class"), "normalize": ("mean", "std"),
-                  "precision": ("auto", "fp32", "bf16", "fp16"), "channels_last": ("auto", "on", "off")}
-        for key, allowed in checks.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
-        check_int("octaves", self.octaves, 1, 12)
-        check_int("steps", self.steps, 0, 10_000)
-        check_int("jitter", self.jitter, 0, 4096)
-        check_int("tile", self.tile, 64, 8192)
-        check_int("seed", self.seed, 0, 2**63 - 1)
-        check_int("preview_every", self.preview_every, 1, 100_000)
-        if self.size is not None:
-            check_int("size", self.size, 32, 8192)
-        check_float("octave_scale", self.octave_scale, 1.01, 4.0)
-        check_float("step_size", self.step_size, 0.0, 1.0)
-        check_float("smooth", self.smooth, 0.0, 50.0)
-        if any(c < 0 for c in self.channels):
-            raise ValueError("channel indices must be >= 0")
-        if self.objective == "class" and not self.class_name:
-            raise ValueError("the class objective needs a class name (--class NAME)")
-        return self
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layers"] = [[l, w] for l, w in self.layers]
-        d["channels"] = list(self.channels)
-        return d
-
 
 
 def build_objective(model: FeatureNet, settings: DreamSettings, guide_image: torch.Tensor | None = None) -> Objective:
@@ -584,32 +424,6 @@ class DreamRun(Run):
             octave_sizes=list(self.sizes), input_image=self.base.cpu().clone())
 
 
-def zoom_frames(model: FeatureNet, image: torch.Tensor, settings: DreamSettings, frames: int,
-                zoom: float = 0.05, guide_image: torch.Tensor | None = None,
-                objective: Objective | None = None) -> Iterator[tuple[int, ProgressEvent | torch.Tensor]]:
-    """Dream-zoom sequence: dream, zoom in by ``zoom`` (fraction, e.g. 0.05 = 5 %) and crop back
-    to the same size, dream again; ``frames`` times.
-
-    Yields ``(frame_index, event)`` for progress and ``(frame_index, image)`` once each frame is
-    done (image (1, 3, H, W) in [0, 1], CPU).
-    """
-    if not 0 <= zoom < 0.5:
-        raise ValueError("zoom must be between 0 and 0.5")
-    x = image
-    objective = objective or build_objective(model, settings, guide_image)
-    h, w = image.shape[-2:]
-    for i in range(frames):
-        run = DreamRun(model, x, settings, objective=objective)
-        for ev in run:
-            yield i, ev
-        x = run.result().image
-        yield i, x
-        zh, zw = round(h * (1 + zoom)), round(w * (1 + zoom))
-        big = F.interpolate(x, size=(zh, zw), mode="bilinear", align_corners=False)
-        top, left = (zh - h) // 2, (zw - w) // 2
-        x = big[..., top:top + h, left:left + w]
-
-
 def start_image(kind: str, size: int = 256, seed: int = 0) -> torch.Tensor:
     """A start for feature visualization from scratch: ``"gray"`` (0.5 plus faint noise) or
     ``"noise"`` (uniform), shape (1, 3, size, size) in [0, 1], seeded.
@@ -642,47 +456,3 @@ def layer_hint(model_name: str, layer: str) -> str:
     return "object parts"
 
 
-class ZoomRun(Run):
-    """A dream-zoom sequence (:func:`zoom_frames`) as one iterable of :class:`ProgressEvent`
-    with steps counted across all frames; ``frames`` collects the finished frames
-    ((1, 3, H, W) in [0, 1], CPU) and stays valid when the run is stopped early."""
-
-    def __init__(self, model: FeatureNet, image: torch.Tensor, settings: DreamSettings, frames: int,
-                 zoom: float = 0.05, guide_image: torch.Tensor | None = None):
-        if not 1 <= frames <= 500:
-            raise ValueError("zoom frames must be between 1 and 500")
-        if not 0 <= zoom < 0.5:
-            raise ValueError("zoom must be between 0 and 0.5")
-        self.model, self.image, self.settings = model, image, settings
-        self.n_frames, self.zoom = frames, zoom
-        super().__init__()
-        self.objective = build_objective(model, settings, guide_image)
-        # the first frame's run checks layers, channels and sizes before any work, as DreamRun does
-        self.notes = DreamRun(model, image, settings, objective=self.objective).notes
-        self.frames: list[torch.Tensor] = []
-
-    def result(self) -> list[torch.Tensor]:
-        """The finished frames so far, each (1, 3, H, W) in [0, 1] on the CPU."""
-        return list(self.frames)
-
-    def report(self) -> dict:
-        """JSON-ready report of the sequence so far (CLI ``--report`` and the page's recipe)."""
-        return {"settings": self.settings.to_dict(), "objective": self.objective.description,
-                "weights": self.model.weights.kind, "weights_label": self.model.weights.label,
-                "zoom_frames": len(self.frames), "zoom": self.zoom}
-
-    def __iter__(self) -> Iterator[ProgressEvent]:
-        offset, per = 0, None
-        for i, item in zoom_frames(self.model, self.image, self.settings, self.n_frames, self.zoom,
-                                   objective=self.objective):
-            if isinstance(item, torch.Tensor):
-                self.frames.append(item)
-                offset += per or 0
-                continue
-            per = item.total
-            total = per * self.n_frames
-            preview = item.preview if item.preview is not None and item.step > 0 else None
-            yield ProgressEvent(offset + item.step, total, item.elapsed, item.losses, preview=preview,
-                                message=item.message if item.step == 0 else None,
-                                done=item.done and i == self.n_frames - 1,
-                                stage=f"frame {i + 1} of {self.n_frames}" + (f", {item.stage}" if item.stage else ""))

@@ -9,11 +9,13 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import dream, images, models, plots, ui
+from explorer import zoom
+from explorer import dream_settings
 
 st.title("Deep Dream")
 st.caption("Mordvintsev, Olah & Tyka, *Inceptionism: Going Deeper into Neural Networks*, Google Research 2015.")
 
-model = ui.sidebar_model(tuple(dream.DEFAULT_LAYERS), default="googlenet", key="dream_model")
+model = ui.sidebar_model(tuple(dream_settings.DEFAULT_LAYERS), default="googlenet", key="dream_model")
 model_name = model.name if model else "googlenet"
 
 start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
@@ -37,7 +39,7 @@ with st.expander("What is Deep Dream?"):
                 "- **Shallow layers** amplify edges and colours; **deep layers** textures, patterns, object parts.")
 
 layer_opts = [n for n in models.list_layers(model_name) if not n.startswith(("fc", "avgpool", "relu6", "relu7"))]
-default_layer = dream.DEFAULT_LAYERS[model_name]
+default_layer = dream_settings.DEFAULT_LAYERS[model_name]
 with st.expander("Settings", expanded=True):
     c1, c2, c3 = st.columns(3)
     layers = c1.multiselect("Layers", layer_opts, default=[default_layer], key=f"dream_layers_{model_name}",
@@ -81,7 +83,7 @@ elif objective == "class" and model is not None:
 
 settings = None
 try:
-    settings = dream.DreamSettings(
+    settings = dream_settings.DreamSettings(
         model=model_name, layers=tuple((l, float(weights[l])) for l in layers) or None, objective=objective,
         channels=channels, center=center, class_name=class_name, octaves=octaves, octave_scale=float(octave_scale),
         steps=steps, step_size=float(step_size), jitter=jitter, smooth=float(smooth), tile=int(tile),
@@ -103,7 +105,7 @@ if run_clicked and ready:
         dream.start_image(ref, settings.size, settings.seed)
     guide_t = images.to_tensor(images.resize_long_side(guide_img, settings.size)) if guide_img is not None else None
     try:
-        run = dream.ZoomRun(model, x, settings, zoom_frames, zoom, guide_t) if zoom_mode else \
+        run = zoom.ZoomRun(model, x, settings, zoom_frames, zoom, guide_t) if zoom_mode else \
             dream.DreamRun(model, x, settings, guide_image=guide_t)
         for note in run.notes:
             st.info(note)

@@ -22,9 +22,10 @@ from PIL import Image
 
 from tests.helpers import error_line, picture, run_cli, stripes
 from explorer import cli
-from explorer.dream import (DEFAULT_LAYERS, DreamRun, DreamSettings, ZoomRun, build_objective, channel,
-                            class_index, dream_step, gradient, guide, layer_hint, layer_l2, layer_mean,
-                            min_input_size, octave_sizes, parse_layer_weights, zoom_frames)
+from explorer.dream import DreamRun, build_objective, class_index, dream_step, gradient, layer_hint, min_input_size, octave_sizes
+from explorer.objectives import channel, guide, layer_l2, layer_mean
+from explorer.zoom import ZoomRun, zoom_frames
+from explorer.dream_settings import DEFAULT_LAYERS, DreamSettings, parse_layer_weights
 from explorer.models import UnknownLayerError, list_layers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,7 +247,8 @@ import json, resource, sys
 import torch
 torch.set_num_threads(2)  # the same on every machine (per-thread scratch memory)
 from explorer.models import load_model
-from explorer.dream import DreamRun, DreamSettings
+from explorer.dream import DreamRun
+from explorer.dream_settings import DreamSettings
 model = load_model("googlenet", weights="untrained", device="cpu")
 x = torch.rand(1, 3, 1536, 1536, generator=torch.Generator().manual_seed(0))
 # ru_maxrss survives fork+exec on Linux (a child starts with its parent's peak, here pytest's),

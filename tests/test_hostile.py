@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from explorer import augment, commands, dream, images, models, style
+from explorer import dream_settings
 from explorer import style_settings
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
@@ -256,7 +257,7 @@ def test_dream_layer_weights_must_be_finite_and_present(tmp_path, capsys, monkey
     rc, _, err = run_cli(capsys, "dream", "gray", "-o", tmp_path / "o.png", "--layers", layers, "--untrained")
     assert rc == 2 and words in error_line(err)
     with pytest.raises(ValueError, match=words):
-        dream.DreamSettings(layers=layers)
+        dream_settings.DreamSettings(layers=layers)
     assert not (tmp_path / "o.png").exists()
 
 

@@ -15,6 +15,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import dream, images, plots, style, ui
+from explorer import dream_settings
 from explorer import style_settings
 from tests.helpers import app_env, error_line, run_cli
 
@@ -139,7 +140,7 @@ def test_a_dead_channel_from_gray_says_why_and_what_to_do(vgg19, tmp_path, capsy
     """Deep Dream from gray on a channel that is 0 everywhere gave a gray picture, silently."""
     start = dream.start_image("gray", 64, 0)
     k = _dead_channel(vgg19, "relu3_1", start)
-    settings = dream.DreamSettings(model="vgg19", layers="relu3_1", channels=str(k), octaves=1, steps=2, size=64)
+    settings = dream_settings.DreamSettings(model="vgg19", layers="relu3_1", channels=str(k), octaves=1, steps=2, size=64)
     run = dream.DreamRun(vgg19, start, settings)
     for _ in run:
         pass

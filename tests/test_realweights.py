@@ -14,6 +14,7 @@ import torch
 
 from explorer import attribution as A
 from explorer import dream, images, models, style
+from explorer import dream_settings
 from explorer import gatys
 from explorer import style_settings
 from tests.test_attribution import planted, quadrant_share
@@ -147,7 +148,7 @@ def test_deep_dream_on_the_real_vgg19_paints_new_things_untrained_weights_do_not
     another trained network (MobileNetV2) no longer sees a cat. Untrained weights change the
     pixels at least as much (only noise), and the cat stays a cat."""
     x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 224))
-    settings = dream.DreamSettings(model="vgg19", octaves=3, steps=10, seed=0)
+    settings = dream_settings.DreamSettings(model="vgg19", octaves=3, steps=10, seed=0)
     out = {}
     for name, net in (("real", real_vgg19), ("untrained", models.load_model("vgg19", weights="untrained"))):
         run = dream.DreamRun(net, x, settings)
@@ -194,5 +195,5 @@ def test_conv_only_weights_say_they_have_no_classifier(real_vgg19):
     assert not real_vgg19.has_classifier and real_vgg19.layer_names[-1] == "pool5"
     assert "vgg19-caffe-features-q8.pth" in real_vgg19.weights.label
     with pytest.raises(models.NoClassifierError, match="no classifier") as e:
-        dream.build_objective(real_vgg19, dream.DreamSettings(model="vgg19", objective="class", class_name="tabby"))
+        dream.build_objective(real_vgg19, dream_settings.DreamSettings(model="vgg19", objective="class", class_name="tabby"))
     assert "\n" not in str(e.value)
