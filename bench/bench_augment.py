@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from explorer import augment, images, models  # noqa: E402
+from explorer import augment, augment_io, augment_plan, images, models  # noqa: E402
 
 VGG19_CONVS = [(3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 2), (128, 256, 4), (256, 256, 4), (256, 256, 4),
                (256, 256, 4), (256, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 16)]
@@ -100,7 +100,7 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
 
     model = models.load_model("vgg19", weights="untrained", device="cpu")
-    styles = [augment.StyleImage(f"sample:{k}", images.load_sample(k).image) for k in ("gravel", "brick")]
+    styles = [augment_io.StyleImage(f"sample:{k}", images.load_sample(k).image) for k in ("gravel", "brick")]
     load0 = os.getloadavg()
     log(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, precision {args.precision}, OMP_WAIT_POLICY="
@@ -114,12 +114,12 @@ def main() -> int:
             data = Path(tmp) / f"in{size}"
             write_dataset(data, args.images, size)
             # warm-up: oneDNN picks its kernels for this shape on the first passes
-            warm = augment.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
+            warm = augment_plan.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
             for _ in augment.Augmentation(model, data, styles, Path(tmp) / f"warm{size}", warm):
                 pass
             for b in batches:
-                s = augment.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
-                                            ratio_range=(1e5, 1e6), precision=args.precision, seed=0)
+                s = augment_plan.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
+                                            beta_range=(1e5, 1e6), precision=args.precision, seed=0)
                 run = augment.Augmentation(model, data, styles, Path(tmp) / f"out{size}-{b}", s)
                 start = time.perf_counter()
                 for _ in run:

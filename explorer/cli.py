@@ -188,8 +188,9 @@ def _augment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", default=S, metavar="N|LO,HI", help="Adam steps, or a range sampled per output (default 50)")
     p.add_argument("--size", default=S, metavar="N|LO,HI",
                    help="working size, long side in px, or a range sampled per output in steps of 32 (default 128)")
-    p.add_argument("--ratio-range", default=S, dest="ratio_range", metavar="LO,HI",
-                   help="style/content weight ratio beta/alpha, sampled log-uniformly (default 30,200)")
+    p.add_argument("--beta-range", default=S, dest="beta_range", metavar="LO,HI",
+                   help="style weight beta (alpha = 1), sampled log-uniformly per output (default 30,200)")
+    p.add_argument("--ratio-range", default=S, dest="beta_range", help=S)  # the flag's old name, hidden
     p.add_argument("--blend", type=int, default=S, metavar="K",
                    help="style images blended per output (default 1: one style chosen per output)")
     p.add_argument("--weight-range", default=S, dest="weight_range", metavar="LO,HI",

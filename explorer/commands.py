@@ -398,23 +398,23 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    from . import augment
+    from . import augment, augment_io, augment_plan
 
     recipe = _read_recipe(args.recipe) if args.recipe else {}
     if not hasattr(args, "variants") and "variants" not in (recipe.get("settings") or {}):
         raise CliError("--variants N is required (stylized outputs per input image)")
-    settings = _settings_from(augment.AugmentSettings, args, recipe)
-    shard = augment.Shard.parse(args.shard) if args.shard else augment.shard_from_env() or augment.Shard()
-    inputs = augment.check_folders(args.input_dir, args.output, args.styles_dir)
+    settings = _settings_from(augment_plan.AugmentSettings, args, recipe)
+    shard = augment_plan.Shard.parse(args.shard) if args.shard else augment_plan.shard_from_env() or augment_plan.Shard()
+    inputs = augment_io.check_folders(args.input_dir, args.output, args.styles_dir)
     notes: list[str] = []
-    styles = augment.load_styles(args.styles_dir, notes)
+    styles = augment_io.load_styles(args.styles_dir, notes)
     for note in notes:
         _say(f"note: {note}")
     if settings.blend > len(styles):
         raise CliError(f"--blend {settings.blend} needs at least {settings.blend} style images; "
                        f"{args.styles_dir} has {len(styles)}")
-    augment.ShardLock(Path(args.output), shard).acquire().release()  # a second writer: one line, before the model
-    args.device = augment.device_from_env(args.device)
+    augment_io.ShardLock(Path(args.output), shard).acquire().release()  # a second writer: one line, before the model
+    args.device = augment_plan.device_from_env(args.device)
     model = _load_net(args, settings.model)
     run = augment.Augmentation(model, args.input_dir, styles, args.output, settings, shard=shard)
     _say(f"augmenting shard {shard}: {len(run.mine)} of {len(inputs)} inputs, {len(run.jobs)} outputs "

@@ -12,11 +12,11 @@ ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from PIL import Image  # noqa: E402
 
-from explorer import augment, images, ui  # noqa: E402
+from explorer import augment, augment_io, augment_plan, images, ui  # noqa: E402
 
 st.title("Dataset augmentation")
 st.caption("Stylized copies of a training set with Gatys style transfer: every image gets N variants, each with its "
-           "own randomly chosen style (or blend of styles), style/content ratio, steps and size, drawn from the seed. "
+           "own randomly chosen style (or blend of styles), style weight, steps and size, drawn from the seed. "
            "For large datasets, resuming and several GPUs or machines, use `python -m explorer augment`.")
 
 model = ui.sidebar_model(("vgg19", "vgg16"), key="aug_model")
@@ -25,18 +25,18 @@ state = st.session_state
 left, right = st.columns(2)
 with left:
     up = st.file_uploader("Dataset (.zip, one folder per class: cats/1.jpg, dogs/2.png, …)", type=["zip"],
-                          key="aug_zip", help=f"At most {augment.MAX_ZIP_FILES} files and "
-                                              f"{augment.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
+                          key="aug_zip", help=f"At most {augment_io.MAX_ZIP_FILES} files and "
+                                              f"{augment_io.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
                                               "and listed in skipped.csv.")
 with right:
     sample_names = st.multiselect("Style images: samples", list(images.SAMPLE_STYLE),
                                   default=list(images.SAMPLE_STYLE)[2:4], key="aug_style_samples")
     uploads = st.file_uploader("Style images: uploads", accept_multiple_files=True, key="aug_style_upload")
 
-styles: list[augment.StyleImage] = []
+styles: list[augment_io.StyleImage] = []
 for name in sample_names:
     try:
-        styles.append(augment.StyleImage(f"sample:{images.SAMPLE_STYLE[name]}",
+        styles.append(augment_io.StyleImage(f"sample:{images.SAMPLE_STYLE[name]}",
                                          images.load_sample(images.SAMPLE_STYLE[name]).image))
     except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
         st.error(ui.one_line(exc))
@@ -52,7 +52,7 @@ for f in uploads or []:
         k += 1
         name = f"{Path(f.name).stem}_{k}{Path(f.name).suffix}"
     taken.add(name)
-    styles.append(augment.StyleImage(name, img.image))
+    styles.append(augment_io.StyleImage(name, img.image))
 if styles:
     cols = st.columns(min(len(styles), 6))
     for i, s in enumerate(styles[:6]):
@@ -64,16 +64,16 @@ with st.expander("What is drawn per output, and how to read manifest.csv"):
         "settings give the same dataset, bit for bit:\n"
         "- **style**: one style image chosen at random, or with *Styles per output* K > 1 a blend of K different "
         "ones with random weights (their Gram matrices are averaged with the weights normalized to sum to 1);\n"
-        "- **style/content ratio** beta/alpha, drawn log-uniformly from its range;\n"
+        "- **style weight** beta (the content weight alpha is 1), drawn log-uniformly from its range;\n"
         "- **steps** and **working size**, drawn from their ranges (equal ranges = a fixed value);\n"
         "- **traditional augmentation** (flip, crop, colour jitter) with random parameters, before or after "
         "the stylization.\n\n"
         "Several images are optimized together in one batch (Adam, so each follows exactly its own run). "
-        "`manifest.csv` has one row per output: source, class, styles and weights, ratio, steps, size, seed, "
+        "`manifest.csv` has one row per output: source, class, styles and weights, beta, steps, size, seed, "
         "traditional parameters, final losses and seconds; `skipped.csv` lists the files that could not be used "
         "and why.")
 
-defaults = augment.AugmentSettings()
+defaults = augment_plan.AugmentSettings()
 with st.expander("Settings", expanded=True):
     c1, c2, c3 = st.columns(3)
     variants = c1.number_input("Variants per image", 1, 20, 2, key="aug_variants")
@@ -83,13 +83,13 @@ with st.expander("Settings", expanded=True):
     size = c2.slider("Working size range (long side, px)", 32, 512, defaults.size, step=16, key="aug_size",
                      help="A range draws each output's size in steps of 32 px from the low end")
     steps = c2.slider("Steps range", 1, 500, defaults.steps, key="aug_steps")
-    ratio_lo = c2.number_input("Style/content ratio from", 1e-3, 1e15, defaults.ratio_range[0], format="%.3g",
-                               key="aug_ratio_lo")
-    ratio_hi = c2.number_input("… to", 1e-3, 1e15, defaults.ratio_range[1], format="%.3g", key="aug_ratio_hi")
+    beta_lo = c2.number_input("Style weight β from (α = 1)", 1e-3, 1e15, defaults.beta_range[0], format="%.3g",
+                              key="aug_beta_lo")
+    beta_hi = c2.number_input("… to", 1e-3, 1e15, defaults.beta_range[1], format="%.3g", key="aug_beta_hi")
     blend = c3.number_input("Styles per output (blend)", 1, 6, 1, key="aug_blend")
     weight_range = c3.slider("Blend weight range", 0.0, 1.0, defaults.weight_range, step=0.05,
                              key="aug_weight_range", disabled=blend == 1)
-    traditional = c3.multiselect("Traditional augmentation", list(augment.TRADITIONAL_OPS), key="aug_traditional",
+    traditional = c3.multiselect("Traditional augmentation", list(augment_plan.TRADITIONAL_OPS), key="aug_traditional",
                                  format_func={"flip": "horizontal flip", "crop": "random resized crop",
                                               "jitter": "colour jitter"}.get)
     traditional_at = c3.radio("Apply it", ["before", "after"], horizontal=True, key="aug_traditional_at",
@@ -97,9 +97,9 @@ with st.expander("Settings", expanded=True):
 
 settings = None
 try:
-    settings = augment.AugmentSettings(
+    settings = augment_plan.AugmentSettings(
         variants=int(variants), batch_size=int(batch_size), steps=tuple(steps), size=tuple(size),
-        ratio_range=(float(ratio_lo), float(ratio_hi)), blend=int(blend), weight_range=tuple(weight_range),
+        beta_range=(float(beta_lo), float(beta_hi)), blend=int(blend), weight_range=tuple(weight_range),
         traditional=tuple(traditional), traditional_at=traditional_at, seed=int(seed),
         model=model.name if model else "vgg19")
 except ValueError as exc:
@@ -124,14 +124,14 @@ SHOWN = 6
 
 def collect(run: augment.Augmentation, out: Path, stopped: str | None) -> dict:
     """What the result section shows, read from the output folder before it is removed."""
-    rows = list(augment.read_manifest(out).values())
+    rows = list(augment_io.read_manifest(out).values())
     rows = sorted((found[-1] for found in rows if (out / found[-1]["output"]).is_file()), key=lambda r: r["output"])
     shown = []
     for r in rows[:SHOWN]:
         with Image.open(out / r["output"]) as im:
             shown.append((im.convert("RGB"), r))
     return {"rows": rows, "skipped": list(run.skipped), "shown": shown,
-            "zip": augment.zip_folder(out) if out.is_dir() else b"", "summary": run.summary(),
+            "zip": augment_io.zip_folder(out) if out.is_dir() else b"", "summary": run.summary(),
             "weights_label": model.weights.label, "stopped": stopped}
 
 
@@ -140,7 +140,7 @@ if run_clicked and ready:
     with tempfile.TemporaryDirectory(prefix="explorer-augment-") as tmp:
         src, out = Path(tmp) / "input", Path(tmp) / "output"
         try:
-            augment.extract_dataset_zip(up.getvalue(), src)
+            augment_io.extract_dataset_zip(up.getvalue(), src)
             run = augment.Augmentation(model, src, styles, out, settings)
         except ValueError as exc:  # not a zip, unsafe names, too large, unknown layers
             st.error(ui.one_line(exc))
@@ -163,9 +163,9 @@ if res:
     if res["shown"]:
         cols = st.columns(len(res["shown"]))
         for col, (im, row) in zip(cols, res["shown"]):
-            col.image(im, caption=f"{row['output']} · {row['styles']} · ratio {row['ratio']}", width="stretch")
+            col.image(im, caption=f"{row['output']} · {row['styles']} · β {row['beta']}", width="stretch")
     if res["rows"]:
-        st.dataframe([{k: r[k] for k in ("output", "class", "styles", "style_weights", "ratio", "steps", "size",
+        st.dataframe([{k: r[k] for k in ("output", "class", "styles", "style_weights", "beta", "steps", "size",
                                          "traditional", "style_loss", "seconds")} for r in res["rows"]],
                      hide_index=True, key="aug_manifest")
     if res["skipped"]:

@@ -20,8 +20,10 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import augment, images
-from explorer.augment import AugmentSettings, Augmentation, Shard
+from explorer import augment, augment_io, augment_plan, cli, images
+from explorer.augment import Augmentation
+from explorer.augment_plan import AugmentSettings, Shard
+from explorer.runs import Run
 from tests.helpers import error_line, picture, run_cli, stripes
 
 GOOD = ["cats/a.png", "cats/b.jpg", "dogs/c.png", "dogs/d.png", "dogs/e.png"]
@@ -68,12 +70,12 @@ def data(tmp_path):
 
 
 def settings(**kw) -> AugmentSettings:
-    base = dict(variants=2, batch_size=2, steps=1, size=48, ratio_range=(1e4, 1e6), seed=7)
+    base = dict(variants=2, batch_size=2, steps=1, size=48, beta_range=(1e4, 1e6), seed=7)
     return AugmentSettings(**{**base, **kw})
 
 
 def run_all(model, input_dir, styles_dir, out, s=None, shard=Shard()):
-    run = Augmentation(model, input_dir, augment.load_styles(styles_dir), out, s or settings(), shard=shard)
+    run = Augmentation(model, input_dir, augment_io.load_styles(styles_dir), out, s or settings(), shard=shard)
     events = list(run)
     return run, events
 
@@ -101,11 +103,14 @@ def test_outputs_keep_the_class_folders_and_the_manifest_lists_every_output(vgg1
     run, events = run_all(vgg19, input_dir, styles_dir, out)
     assert outputs(out) == expected_outputs()
     assert {p.name for p in out.iterdir() if p.is_dir()} == {"cats", "dogs"}
+    # the Run contract: result() is the rows written, report() the summary
+    assert isinstance(run, Run) and run.notes == [] and run.stopped is None
+    assert run.result() == run.written and len(run.result()) == 10 and run.report() == run.summary()
 
     rows = read_rows(out / "manifest.csv")
-    assert list(rows[0]) == list(augment.MANIFEST_COLUMNS)
+    assert list(rows[0]) == list(augment_io.MANIFEST_COLUMNS)
     assert sorted(r["output"] for r in rows) == sorted(expected_outputs())
-    plan = {j.output: j for j in augment.plan_jobs(augment.list_inputs(input_dir), 2, run.settings)}
+    plan = {j.output: j for j in augment_plan.plan_jobs(augment_io.list_inputs(input_dir), 2, run.settings)}
     style_names = ["disc.png", "stripes.png"]  # sorted
     for r in rows:
         job = plan[r["output"]]
@@ -113,7 +118,7 @@ def test_outputs_keep_the_class_folders_and_the_manifest_lists_every_output(vgg1
         assert int(r["variant"]) == job.variant and r["output"].endswith(f"__v{job.variant}.png")
         assert r["styles"] == style_names[job.styles[0]]
         assert float(r["style_weights"]) == 1.0
-        assert float(r["ratio"]) == job.ratio and 1e4 <= job.ratio <= 1e6
+        assert float(r["beta"]) == job.beta and 1e4 <= job.beta <= 1e6
         assert int(r["steps"]) == 1 and int(r["size"]) == 48 and int(r["seed"]) == 7
         assert int(r["job_seed"]) == job.seed and int(r["batch"]) in (1, 2)
         assert "untrained" in r["weights"] and len(r["job"]) == 12
@@ -122,8 +127,8 @@ def test_outputs_keep_the_class_folders_and_the_manifest_lists_every_output(vgg1
             assert "untrained" in im.text["weights"]
         c, s_, total = float(r["content_loss"]), float(r["style_loss"]), float(r["total_loss"])
         assert all(math.isfinite(v) for v in (c, s_, total)) and float(r["seconds"]) >= 0
-        # alpha = 1, beta = ratio, no TV: the total is eq. (7) of the recorded terms
-        assert total == pytest.approx(c + job.ratio * s_, rel=1e-3)
+        # alpha = 1, beta = the job's style weight, no TV: the total is eq. (7) of the recorded terms
+        assert total == pytest.approx(c + job.beta * s_, rel=1e-3)
     # both style images are used across 10 outputs, and each image's variants differ
     assert {r["styles"] for r in rows} == set(style_names)
     assert read_rows(out / "skipped.csv") == []
@@ -151,16 +156,16 @@ def test_traditional_after_is_applied_to_the_stylized_image(vgg19, data, tmp_pat
 
 def test_apply_traditional_keeps_the_shape_and_describes_what_it_did():
     x = picture(40, 48)
-    job = augment.Job("c/x.png", "c", 0, "c/x__v0.png", (0,), (1.0,), 1.0, 1, 48, 0,
-                      flip=True, crop=(0.6, 1.2, 0.5, 0.0), jitter=(1.2, 0.8, 1.1, 0.02))
-    y, how = augment.apply_traditional(x, job)
+    job = augment_plan.Job("c/x.png", "c", 0, "c/x__v0.png", (0,), (1.0,), 1.0, 1, 48, 0,
+                           flip=True, crop=(0.6, 1.2, 0.5, 0.0), jitter=(1.2, 0.8, 1.1, 0.02))
+    y, how = augment_plan.apply_traditional(x, job)
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
     flip, crop, jitter = how.split(";")
     assert flip == "flip=yes" and jitter == "jitter=1.2,0.8,1.1,+0.02"
     top, left, h, w = (int(v) for v in crop[len("crop="):].split(","))
     assert top == 0 and 0 < h <= 40 and 0 < w <= 48 and h * w == pytest.approx(0.6 * 40 * 48, rel=0.1)
-    only_flip = augment.Job(**{**job.__dict__, "crop": None, "jitter": None})
-    y, how = augment.apply_traditional(x, only_flip)
+    only_flip = augment_plan.Job(**{**job.__dict__, "crop": None, "jitter": None})
+    y, how = augment_plan.apply_traditional(x, only_flip)
     assert how == "flip=yes" and torch.equal(y, x.flip(-1))
 
 
@@ -191,23 +196,23 @@ def test_same_seed_gives_identical_images_and_manifest(vgg19, data, tmp_path):
         assert flip in ("flip=yes", "flip=no") and crop.startswith("crop=") and jitter.startswith("jitter=")
         assert r["traditional_at"] == "before"
     assert len({r["style_weights"] for r in rows}) == 5  # every output has its own blend
-    # another seed draws other weights, ratios and crops
-    other = augment.plan_jobs(GOOD, 2, settings(**s, seed=8))
-    mine = augment.plan_jobs(GOOD, 2, settings(**s))
-    assert [(j.ratio, j.weights, j.crop) for j in other] != [(j.ratio, j.weights, j.crop) for j in mine]
+    # another seed draws other weights, betas and crops
+    other = augment_plan.plan_jobs(GOOD, 2, settings(**s, seed=8))
+    mine = augment_plan.plan_jobs(GOOD, 2, settings(**s))
+    assert [(j.beta, j.weights, j.crop) for j in other] != [(j.beta, j.weights, j.crop) for j in mine]
 
 
 def test_a_job_depends_only_on_seed_source_and_variant():
     """Draws do not move when other files come and go, when a shard or more variants are asked
     for, or when another traditional op is switched on."""
     s = settings(traditional="flip", variants=2)
-    base = {(j.source, j.variant): j for j in augment.plan_jobs(GOOD, 2, s)}
-    more = augment.plan_jobs(["aaa/new.png", *GOOD, "zzz/new.png"], 2, settings(traditional="flip", variants=3))
+    base = {(j.source, j.variant): j for j in augment_plan.plan_jobs(GOOD, 2, s)}
+    more = augment_plan.plan_jobs(["aaa/new.png", *GOOD, "zzz/new.png"], 2, settings(traditional="flip", variants=3))
     for j in more:
         if (j.source, j.variant) in base:
             assert j == base[(j.source, j.variant)]
-    jitter = augment.plan_jobs(GOOD, 2, settings(traditional="flip,jitter", variants=2))
-    assert [(j.styles, j.ratio, j.flip) for j in jitter] == [(j.styles, j.ratio, j.flip) for j in base.values()]
+    jitter = augment_plan.plan_jobs(GOOD, 2, settings(traditional="flip,jitter", variants=2))
+    assert [(j.styles, j.beta, j.flip) for j in jitter] == [(j.styles, j.beta, j.flip) for j in base.values()]
 
 
 # --------------------------------------------------------------------------- resuming
@@ -227,7 +232,7 @@ class _Counter:
 def test_a_rerun_skips_what_is_done_and_resumes_an_interrupted_run(vgg19, data, tmp_path, monkeypatch):
     input_dir, styles_dir = data
     out = tmp_path / "out"
-    styles = augment.load_styles(styles_dir)
+    styles = augment_io.load_styles(styles_dir)
     # interrupted after the second batch was written: close the loop there
     run = Augmentation(vgg19, input_dir, styles, out, settings())
     it = iter(run)
@@ -261,7 +266,7 @@ def test_a_rerun_skips_what_is_done_and_resumes_an_interrupted_run(vgg19, data, 
     (out / gone).unlink()
     shard_log = out / "manifest.shard-0-of-1.csv"
     kept = [r for r in read_rows(shard_log) if r["output"] != unlisted]
-    shard_log.write_text(augment._csv_text(augment.MANIFEST_COLUMNS, kept))
+    shard_log.write_text(augment_io.csv_text(augment_io.MANIFEST_COLUMNS, kept))
     (out / "manifest.csv").unlink()
     run = Augmentation(vgg19, input_dir, styles, out, settings())
     assert sorted(j.output for j in run.pending) == sorted([gone, unlisted])
@@ -273,11 +278,54 @@ def test_a_rerun_skips_what_is_done_and_resumes_an_interrupted_run(vgg19, data, 
 def test_a_folder_made_with_other_settings_is_refused(vgg19, data, tmp_path):
     input_dir, styles_dir = data
     run_all(vgg19, input_dir, styles_dir, tmp_path / "out", settings(variants=1))
-    with pytest.raises(augment.AugmentError, match="made with other settings"):
-        Augmentation(vgg19, input_dir, augment.load_styles(styles_dir), tmp_path / "out", settings(variants=1, seed=8))
+    with pytest.raises(augment_io.AugmentError, match="made with other settings"):
+        Augmentation(vgg19, input_dir, augment_io.load_styles(styles_dir), tmp_path / "out",
+                     settings(variants=1, seed=8))
     # more variants of the same settings are fine: the first ones are kept
-    run = Augmentation(vgg19, input_dir, augment.load_styles(styles_dir), tmp_path / "out", settings(variants=2))
+    run = Augmentation(vgg19, input_dir, augment_io.load_styles(styles_dir), tmp_path / "out", settings(variants=2))
     assert run.already_done == 5 and run.total == 5
+
+
+def test_a_folder_from_before_the_beta_rename_resumes(vgg19, data, tmp_path):
+    """Manifests whose column is still called ``ratio`` are read as ``beta``; appending to such a
+    shard log keeps its columns in place, and manifest.csv is rebuilt with ``beta``."""
+    input_dir, styles_dir = data
+    out = tmp_path / "out"
+    run_all(vgg19, input_dir, styles_dir, out, settings(variants=1))
+    old = tuple("ratio" if c == "beta" else c for c in augment_io.MANIFEST_COLUMNS)
+    for name in ("manifest.csv", "manifest.shard-0-of-1.csv"):
+        rows = [{("ratio" if k == "beta" else k): v for k, v in r.items()} for r in read_rows(out / name)]
+        (out / name).write_text(augment_io.csv_text(old, rows), encoding="utf-8")
+    assert len(augment_io.read_manifest(out)) == 5
+    run, _ = run_all(vgg19, input_dir, styles_dir, out, settings(variants=2))
+    assert run.already_done == 5 and len(run.written) == 5
+    rows = read_rows(out / "manifest.csv")
+    assert list(rows[0]) == list(augment_io.MANIFEST_COLUMNS) and len(rows) == 10
+    assert all(1e4 <= float(r["beta"]) <= 1e6 for r in rows)
+
+
+def test_the_job_hash_is_unchanged_by_the_beta_rename(vgg19, tmp_path):
+    """Pinned hashes (computed before ``ratio`` became ``beta``): outputs made then stay
+    resumable. Planning reads no pixels, so an empty input file and a flat style image do."""
+    (tmp_path / "in" / "cats").mkdir(parents=True)
+    (tmp_path / "in" / "cats" / "a.png").write_bytes(b"")
+    styles = [augment_io.StyleImage("grey.png", Image.new("RGB", (40, 40), (128, 128, 128)))]
+    run = Augmentation(vgg19, tmp_path / "in", styles, tmp_path / "out", settings(steps=1, batch_size=4))
+    assert [j.beta for j in run.jobs] == [19330.0, 101100.0]
+    assert run.hashes == {"cats/a__v0.png": "6301d4a9e17c", "cats/a__v1.png": "7caef842ff90"}
+
+
+def test_the_old_name_ratio_range_still_works_in_recipes_and_on_the_command_line(capsys):
+    assert AugmentSettings.from_dict({"ratio_range": [5, 50]}).beta_range == (5.0, 50.0)
+    # a --beta-range flag merged over an older recipe wins
+    assert AugmentSettings.from_dict({"ratio_range": [5, 50], "beta_range": "6,60"}).beta_range == (6.0, 60.0)
+    parser = cli.build_parser()
+    args = parser.parse_args(["augment", "in", "styles", "-o", "out", "--ratio-range", "1,2"])
+    assert args.beta_range == "1,2" and not hasattr(args, "ratio_range")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["augment", "--help"])
+    shown = capsys.readouterr().out
+    assert "--beta-range" in shown and "--ratio-range" not in shown  # the old name is hidden
 
 
 # --------------------------------------------------------------------------- bad inputs, atomic writes
@@ -327,7 +375,7 @@ def test_writes_are_atomic_and_a_failed_write_loses_nothing_written(vgg19, data,
         return HalfWritten(original(t)) if len(calls) == 3 else original(t)
 
     monkeypatch.setattr(augment.images, "to_pil", failing)
-    run = Augmentation(vgg19, input_dir, augment.load_styles(styles_dir), tmp_path / "out2", settings(variants=1))
+    run = Augmentation(vgg19, input_dir, augment_io.load_styles(styles_dir), tmp_path / "out2", settings(variants=1))
     with pytest.raises(OSError, match="No space left"):
         list(run)
     out2 = tmp_path / "out2"
@@ -345,14 +393,14 @@ def test_writes_are_atomic_and_a_failed_write_loses_nothing_written(vgg19, data,
 def test_shards_partition_the_inputs_exactly_and_share_one_output_folder(vgg19, data, tmp_path):
     input_dir, styles_dir = data
     add_bad_files(input_dir)
-    inputs = augment.list_inputs(input_dir)
+    inputs = augment_io.list_inputs(input_dir)
     assert inputs == sorted(inputs) and len(inputs) == 9
     for n in (1, 2, 3, 4):
         parts = [[p for k, p in enumerate(inputs) if Shard(i, n).takes(k)] for i in range(n)]
         assert sorted(sum(parts, [])) == inputs  # every input exactly once
-        plans = [augment.plan_jobs(inputs, 2, settings(), Shard(i, n)) for i in range(n)]
+        plans = [augment_plan.plan_jobs(inputs, 2, settings(), Shard(i, n)) for i in range(n)]
         assert sorted((j for p in plans for j in p), key=lambda j: j.output) == \
-            sorted(augment.plan_jobs(inputs, 2, settings()), key=lambda j: j.output)
+            sorted(augment_plan.plan_jobs(inputs, 2, settings()), key=lambda j: j.output)
 
     out = tmp_path / "out"
     runs = [run_all(vgg19, input_dir, styles_dir, out, settings(variants=1), shard=Shard(i, 2))[0] for i in range(2)]
@@ -369,22 +417,22 @@ def test_shard_parsing_and_the_torchrun_environment(monkeypatch):
     for bad in ("3/2", "2/2", "-1/2", "1", "a/b", "1/0"):
         with pytest.raises(ValueError):
             Shard.parse(bad)
-    assert augment.shard_from_env({}) is None
-    assert augment.shard_from_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}) == Shard(3, 8)
+    assert augment_plan.shard_from_env({}) is None
+    assert augment_plan.shard_from_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}) == Shard(3, 8)
     with pytest.raises(ValueError, match="RANK"):
-        augment.shard_from_env({"RANK": "8", "WORLD_SIZE": "8"})
+        augment_plan.shard_from_env({"RANK": "8", "WORLD_SIZE": "8"})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert augment.device_from_env("auto", {"LOCAL_RANK": "1"}) == "auto"  # no GPU: unchanged
+    assert augment_plan.device_from_env("auto", {"LOCAL_RANK": "1"}) == "auto"  # no GPU: unchanged
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert augment.device_from_env("auto", {"LOCAL_RANK": "1"}) == "cuda:1"
-    assert augment.device_from_env("cuda", {"LOCAL_RANK": "2"}) == "cuda:2"
-    assert augment.device_from_env("cpu", {"LOCAL_RANK": "2"}) == "cpu"
-    assert augment.device_from_env("auto", {}) == "auto"
+    assert augment_plan.device_from_env("auto", {"LOCAL_RANK": "1"}) == "cuda:1"
+    assert augment_plan.device_from_env("cuda", {"LOCAL_RANK": "2"}) == "cuda:2"
+    assert augment_plan.device_from_env("cpu", {"LOCAL_RANK": "2"}) == "cpu"
+    assert augment_plan.device_from_env("auto", {}) == "auto"
 
 
 def test_output_names_keep_the_stem_and_stay_distinct():
-    stems = augment.output_stems(["c/a.png", "c/a.JPG", "c/b.png", "d/a.png", "top.png"])
+    stems = augment_plan.output_stems(["c/a.png", "c/a.JPG", "c/b.png", "d/a.png", "top.png"])
     assert stems == {"c/a.png": "c/a_png", "c/a.JPG": "c/a_JPG", "c/b.png": "c/b", "d/a.png": "d/a", "top.png": "top"}
 
 
@@ -407,29 +455,29 @@ def test_dataset_zips_are_unpacked_safely(tmp_path):
     png = (tmp_path / "x.png")
     _pil(picture(40, 40)).save(png)
     data = png.read_bytes()
-    n = augment.extract_dataset_zip(_zip({"ds/cats/a.png": data, "ds/dogs/b.png": data, "ds/.DS_Store": b"x",
+    n = augment_io.extract_dataset_zip(_zip({"ds/cats/a.png": data, "ds/dogs/b.png": data, "ds/.DS_Store": b"x",
                                           "__MACOSX/ds/cats/._a.png": b"x"}, symlink="ds/cats/link.png"),
                                     tmp_path / "one")
-    assert n == 2 and augment.list_inputs(tmp_path / "one") == ["cats/a.png", "dogs/b.png"]  # top folder dropped
-    augment.extract_dataset_zip(_zip({"cats/a.png": data, "cats\\b.png": data}), tmp_path / "two")
-    assert augment.list_inputs(tmp_path / "two") == ["cats/a.png", "cats/b.png"]
+    assert n == 2 and augment_io.list_inputs(tmp_path / "one") == ["cats/a.png", "dogs/b.png"]  # top folder dropped
+    augment_io.extract_dataset_zip(_zip({"cats/a.png": data, "cats\\b.png": data}), tmp_path / "two")
+    assert augment_io.list_inputs(tmp_path / "two") == ["cats/a.png", "cats/b.png"]
     for evil in ("../evil.png", "cats/../../evil.png", "/etc/evil.png", "C:/evil.png"):
-        with pytest.raises(augment.AugmentError, match="refusing"):
-            augment.extract_dataset_zip(_zip({"cats/a.png": data, evil: data}), tmp_path / "three")
+        with pytest.raises(augment_io.AugmentError, match="refusing"):
+            augment_io.extract_dataset_zip(_zip({"cats/a.png": data, evil: data}), tmp_path / "three")
     assert not (tmp_path / "evil.png").exists()
-    with pytest.raises(augment.AugmentError, match="limit"):
-        augment.extract_dataset_zip(_zip({"cats/a.png": b"0" * 5000}), tmp_path / "four", max_bytes=4000)
-    with pytest.raises(augment.AugmentError, match="not a zip"):
-        augment.extract_dataset_zip(b"PK not really", tmp_path / "five")
+    with pytest.raises(augment_io.AugmentError, match="limit"):
+        augment_io.extract_dataset_zip(_zip({"cats/a.png": b"0" * 5000}), tmp_path / "four", max_bytes=4000)
+    with pytest.raises(augment_io.AugmentError, match="not a zip"):
+        augment_io.extract_dataset_zip(b"PK not really", tmp_path / "five")
 
 
 def test_zip_folder_holds_the_layout_and_the_two_csv_files(vgg19, data, tmp_path):
     input_dir, styles_dir = data
     run_all(vgg19, input_dir, styles_dir, tmp_path / "out", settings(variants=1))
-    blob = augment.zip_folder(tmp_path / "out")
+    blob = augment_io.zip_folder(tmp_path / "out")
     names = zipfile.ZipFile(io.BytesIO(blob)).namelist()
     assert sorted(names) == sorted(expected_outputs(variants=1) | {"manifest.csv", "skipped.csv"})
-    assert augment.zip_folder(tmp_path / "out") == blob  # same folder, same bytes
+    assert augment_io.zip_folder(tmp_path / "out") == blob  # same folder, same bytes
 
 
 # --------------------------------------------------------------------------- the command line
@@ -446,7 +494,7 @@ def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsy
     add_bad_files(input_dir)
     out = tmp_path / "out"
     args = ["augment", input_dir, styles_dir, "-o", out, "--variants", "1", "--batch-size", "2", "--steps", "1",
-            "--size", "48", "--ratio-range", "1e4,1e5", "--traditional", "flip,jitter", "--seed", "3",
+            "--size", "48", "--beta-range", "1e4,1e5", "--traditional", "flip,jitter", "--seed", "3",
             "--untrained", "--quiet", "--report", tmp_path / "report.json"]
     rc, _, err = run_cli(capsys, *args)
     assert rc == 0, err
@@ -454,7 +502,7 @@ def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsy
     assert outputs(out) == expected_outputs(variants=1)
     rows = read_rows(out / "manifest.csv")
     assert {r["traditional_at"] for r in rows} == {"before"} and all("jitter=" in r["traditional"] for r in rows)
-    assert all(1e4 <= float(r["ratio"]) <= 1e5 and r["seed"] == "3" for r in rows)
+    assert all(1e4 <= float(r["beta"]) <= 1e5 and r["seed"] == "3" for r in rows)
     assert loads == [("vgg19", {"weights": "untrained", "device": "auto"})]
     assert json.loads((tmp_path / "report.json").read_text())["written"] == 5
     rc, _, err = run_cli(capsys, *args, "--shard", "1/2")
@@ -463,7 +511,7 @@ def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsy
 
 @pytest.mark.parametrize("extra, message", [
     (["--shard", "3/2"], "shard 3/2"),
-    (["--ratio-range", "5,1"], "LO must not be above HI"),
+    (["--beta-range", "5,1"], "LO must not be above HI"),
     (["--steps", "ten"], "steps must be a number or a range"),
     (["--traditional", "rotate"], "traditional augmentation must be among flip, crop, jitter"),
     (["--blend", "3"], "--blend 3 needs at least 3 style images"),

@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explorer import augment, commands, dream, images, models, style
-from explorer import dream_settings
-from explorer import style_settings
+from explorer import augment, augment_io, augment_plan, commands, dream, dream_settings, images, models, style, style_settings
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -63,19 +61,19 @@ def _hostile_dataset(root: Path) -> list[str]:
     images.to_pil(picture(44, 48)).save(buf, "PNG")
     with open(raw, "wb") as fh:
         fh.write(buf.getvalue())
-    return augment.list_inputs(root)
+    return augment_io.list_inputs(root)
 
 
 def test_final_output_names_never_collide():
     """Item 1: cats/b.png and cats/b_png.jpg both became cats/b_png__v0.png."""
     inputs = ["cats/b.png", "cats/b.jpg", "cats/b_png.jpg", "cats/B_PNG.jpeg", "dogs/b.png", "a.png"]
-    stems = augment.output_stems(inputs)
+    stems = augment_plan.output_stems(inputs)
     finals = [stems[p].casefold() for p in inputs]
     assert len(set(finals)) == len(inputs), stems
     assert stems["dogs/b.png"] == "dogs/b" and stems["a.png"] == "a"  # no collision, no change
-    assert augment.output_stems(inputs) == stems  # deterministic: every shard agrees
+    assert augment_plan.output_stems(inputs) == stems  # deterministic: every shard agrees
     long = "cats/" + "x" * 250 + ".png"
-    assert len(augment.output_stems([long])[long].split("/")[-1].encode()) <= augment.MAX_STEM_BYTES
+    assert len(augment_plan.output_stems([long])[long].split("/")[-1].encode()) <= augment_plan.MAX_STEM_BYTES
 
 
 def test_every_hostile_name_is_stylized_or_skipped_and_the_manifest_names_real_files(vgg19, tmp_path):
@@ -86,13 +84,13 @@ def test_every_hostile_name_is_stylized_or_skipped_and_the_manifest_names_real_f
     assert len(inputs) == len(HOSTILE_NAMES) + 1
     styles = make_styles(tmp_path / "styles")
     run, _ = run_all(vgg19, src, styles, out, settings(variants=1))
-    rows = augment._read_csv(out / "manifest.csv", augment.MANIFEST_COLUMNS)
+    rows = augment_io.read_csv(out / "manifest.csv", augment_io.MANIFEST_COLUMNS)
     sources = {r["source"] for r in rows}
-    skipped = {r["path"] for r in augment._read_csv(out / "skipped.csv", augment.SKIPPED_COLUMNS)}
-    shown = {augment._shown(p) for p in inputs}
+    skipped = {r["path"] for r in augment_io.read_csv(out / "skipped.csv", augment_io.SKIPPED_COLUMNS)}
+    shown = {augment_plan.shown_name(p) for p in inputs}
     assert sources | skipped == shown and not sources & skipped
     assert len(sources) == len(HOSTILE_NAMES)  # only the non-UTF-8 name is skipped
-    assert [augment._shown(os.fsdecode(NON_UTF8))] == sorted(skipped)
+    assert [augment_plan.shown_name(os.fsdecode(NON_UTF8))] == sorted(skipped)
     outputs = [r["output"] for r in rows]
     assert len(set(outputs)) == len(outputs) == len(HOSTILE_NAMES)
     for r in rows:
@@ -108,7 +106,7 @@ def test_every_hostile_name_is_stylized_or_skipped_and_the_manifest_names_real_f
     # a rerun finds everything done: nothing recomputed, nothing lost
     again, _ = run_all(vgg19, src, styles, out, settings(variants=1))
     assert again.summary()["written"] == 0
-    assert len(augment._read_csv(out / "manifest.csv", augment.MANIFEST_COLUMNS)) == len(HOSTILE_NAMES)
+    assert len(augment_io.read_csv(out / "manifest.csv", augment_io.MANIFEST_COLUMNS)) == len(HOSTILE_NAMES)
 
 
 def test_a_second_writer_is_refused_in_one_line(vgg19, tmp_path, capsys, monkeypatch):
@@ -116,15 +114,15 @@ def test_a_second_writer_is_refused_in_one_line(vgg19, tmp_path, capsys, monkeyp
     any model is loaded, and the lock goes with the process (no stale lock after it ends)."""
     src, styles, out = tmp_path / "in", make_styles(tmp_path / "styles"), tmp_path / "out"
     _png(src / "cats" / "a.png")
-    held = augment.ShardLock(out, augment.Shard()).acquire()
+    held = augment_io.ShardLock(out, augment_plan.Shard()).acquire()
     try:
         _no_model(monkeypatch)
         rc, _, err = run_cli(capsys, "augment", src, styles, "-o", out, "--variants", "1", "--untrained")
         assert rc == 2 and "another augment run is writing" in error_line(err)
-        with pytest.raises(augment.AugmentError, match="another augment run"):
-            list(augment.Augmentation(vgg19, src, augment.load_styles(styles), out, settings(variants=1)))
+        with pytest.raises(augment_io.AugmentError, match="another augment run"):
+            list(augment.Augmentation(vgg19, src, augment_io.load_styles(styles), out, settings(variants=1)))
         # another shard of the same folder is a different writer and may run beside it
-        other = augment.ShardLock(out, augment.Shard(1, 2)).acquire()
+        other = augment_io.ShardLock(out, augment_plan.Shard(1, 2)).acquire()
         other.release()
     finally:
         held.release()
@@ -143,7 +141,7 @@ def test_shard_logs_are_appended_not_truncated(vgg19, tmp_path):
     (src / "cats" / "c.png").write_bytes((src / "cats" / "a.png").read_bytes())
     run_all(vgg19, src, styles, out, settings(variants=1))
     assert log.read_bytes().startswith(before)
-    assert len(augment.read_manifest(out)) == 3
+    assert len(augment_io.read_manifest(out)) == 3
 
 
 def test_output_folder_may_not_be_the_styles_folder_and_broken_styles_are_skipped(vgg19, tmp_path, capsys,
@@ -157,21 +155,21 @@ def test_output_folder_may_not_be_the_styles_folder_and_broken_styles_are_skippe
         assert rc == 2 and "styles folder" in error_line(err)
     (styles / "broken.png").write_text("not a picture")
     notes: list[str] = []
-    loaded = augment.load_styles(styles, notes)
+    loaded = augment_io.load_styles(styles, notes)
     assert [s.name for s in loaded] == ["disc.png", "stripes.png"]
     assert len(notes) == 1 and "broken.png" in notes[0] and "left out" in notes[0]
     for good in ("disc.png", "stripes.png"):
         (styles / good).unlink()
-    with pytest.raises(augment.AugmentError, match="no usable style images"):
-        augment.load_styles(styles)
+    with pytest.raises(augment_io.AugmentError, match="no usable style images"):
+        augment_io.load_styles(styles)
 
 
 def test_formula_cells_are_neutralized_and_read_back_exactly():
     """Item 5 (OWASP's CSV injection rule): a leading quote on write, removed on read."""
     for text in ("=HYPERLINK(\"x\")", "+1", "-2", "@A1", "'quoted", "plain", "\tTab"):
-        cell = augment._cell_out(text)
+        cell = augment_io.cell_out(text)
         assert not cell.startswith(FORMULA_STARTS)
-        assert augment._cell_in(cell) == text
+        assert augment_io.cell_in(cell) == text
 
 
 # ----------------------------------------------------------------------------- one line, exit 2
