@@ -17,7 +17,8 @@ Methods, all from Captum (nothing here computes a gradient attribution of its ow
   describes).
 * ``guided_backprop``: Springenberg et al. 2015, |guided gradient|, max over RGB.
 * ``integrated_gradients``: Sundararajan et al. 2017 (black-image baseline), optionally
-  averaged over noisy copies with NoiseTunnel (SmoothGrad, Smilkov et al. 2017); |sum over RGB|.
+  averaged over noisy copies (SmoothGrad, Smilkov et al. 2017, as Captum's NoiseTunnel averages
+  them, the noise from a private seeded generator); |sum over RGB|.
 * ``occlusion``: Zeiler & Fergus 2014, f(x) - f(x with a window replaced by a baseline), averaged
   over the windows that cover a pixel (Captum's definition). Signed: positive where hiding the
   region lowers the objective. For the VGG objectives that are sums over positions (style,
@@ -43,18 +44,24 @@ import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from . import choices
+from .activations import channel_map_rgb, fast_layout, output_shape
+from .images import to_pil
 from .memory import check_attribution_run
 from .models import FeatureNet, UnknownLayerError, last_feature_layer
+from .occlusion_fast import (UnsupportedNetworkError, check_objective, layer_list, layer_weight_list, occlusion_fast,
+                             occlusion_windows)
 from .progress import ProgressEvent
-from .settings import RecipeSettings, check_names
+from .settings import RecipeSettings, check_choice, check_float, check_int, check_names
 from .style import DEFAULT_STYLE_LAYERS, gram_matrix
 
 __all__ = [
@@ -64,6 +71,7 @@ __all__ = [
     "parse_objective",
     "style_energy",
     "objective_function",
+    "objective_value",
     "private_copy",
     "baseline_image",
     "AttributionSettings",
@@ -180,8 +188,6 @@ def style_energy(model: FeatureNet, x: torch.Tensor, layers: Sequence[str] = DEF
 
 def _check_spatial(model: FeatureNet, layer: str, channel: int | None = None) -> None:
     model.check_layers([layer])
-    from .activations import output_shape
-
     shape = output_shape(model.name, layer, 224, 224)
     if len(shape) != 3:
         raise ValueError(f"{layer} has no spatial maps (shape {shape}); pick a convolutional layer")
@@ -220,6 +226,50 @@ def objective_function(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequen
     with torch.no_grad():
         idx = int(model(image.to(model.device, torch.float32)).argmax(1)[0])
     return lambda x: model(x).float()[:, idx]
+
+
+def objective_value(model: FeatureNet, x: torch.Tensor, objective: str = "style",
+                    layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
+                    layer_weights: Sequence[float] | Mapping[str, float] | None = None,
+                    channel: int | None = None, pooling: str = "max") -> torch.Tensor:
+    """The objective of a batch of images, computed the ordinary way (a full forward pass);
+    the forward function to hand to Captum, and what :func:`explorer.occlusion_fast.occlusion_fast` explains.
+
+    The objectives of :mod:`explorer.occlusion_fast` (``objective`` one of
+    :data:`explorer.occlusion_fast.OBJECTIVES`, its argument names), evaluated by
+    :func:`objective_function` (one definition of the objectives in the project):
+
+    * ``"style"``: E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2), G_l the Gram matrix of
+      Gatys et al. 2016 eq. (3) (eq. (4) against an all-zero target); w_l default 1/L.
+    * ``"layer"``: the mean activation of ``layers[0]`` (over channels and positions).
+    * ``"channel"``: the mean activation of channel ``channel`` of ``layers[0]``.
+
+    Args:
+        model: the feature network (any family).
+        x: images (N, 3, H, W) in [0, 1].
+        objective: one of :data:`explorer.occlusion_fast.OBJECTIVES`.
+        layers: layer names (a single name is allowed); exactly one for layer/channel.
+        layer_weights: w_l, a sequence aligned with ``layers`` or a dict by name (style only).
+        channel: channel index for ``"channel"``.
+        pooling: ``"max"`` or ``"avg"`` (see :meth:`FeatureNet.features`).
+
+    Returns:
+        (N,) float32 tensor on the model's device (unitless: activations are unitless).
+
+    Raises:
+        ValueError: unknown objective, wrong number of layers or weights, a channel out of
+            range, a layer without spatial maps; ``UnknownLayerError`` (a ``ValueError``) for
+            unknown layer names.
+    """
+    layers = layer_list(layers)
+    check_objective(objective, layers, channel)
+    if objective == "style":
+        f = objective_function(model, ObjectiveSpec("style"), layers=layers,
+                               weights=layer_weight_list(layers, layer_weights), pooling=pooling)
+    else:
+        f = objective_function(model, ObjectiveSpec(objective, layers[0], channel if objective == "channel" else None),
+                               pooling=pooling)
+    return f(x)
 
 
 # ----------------------------------------------------------------------------- hook safety
@@ -304,19 +354,13 @@ class AttributionSettings(RecipeSettings):
 
     def validate(self) -> "AttributionSettings":
         """Raises ValueError (one line) for a bad option."""
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if self.baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}")
+        check_choice("method", self.method, METHODS)
+        check_choice("baseline", self.baseline, BASELINES)
         parse_objective(self.objective)
         for key, lo, hi in (("size", 32, 4096), ("window", 1, 4096), ("stride", 1, 4096),
                             ("perturbations_per_eval", 1, 1024), ("ig_steps", 1, 1000), ("smoothgrad", 0, 1000)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{key} must be a whole number from {lo} to {hi}; got {v!r}")
-        s = self.smoothgrad_sigma
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (0 < s <= 1):
-            raise ValueError(f"smoothgrad_sigma must be in (0, 1]; got {s!r}")
+            check_int(key, getattr(self, key), lo, hi)
+        check_float("smoothgrad_sigma", self.smoothgrad_sigma, 0.0, 1.0, exclusive_min=True)
         return self
 
     def to_dict(self) -> dict:
@@ -345,8 +389,6 @@ def baseline_image(image: torch.Tensor, kind: str, window: int = 32) -> torch.Te
     if kind == "mean":
         return image.mean((2, 3), keepdim=True).expand_as(image).clone()
     if kind == "blur":
-        from torchvision.transforms.v2.functional import gaussian_blur
-
         sigma = max(window / 4.0, 0.5)
         k = 2 * math.ceil(3 * sigma) + 1
         k = min(k, 2 * ((min(image.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs k <= side
@@ -398,11 +440,6 @@ class Heatmap:
 def overlay_image(image: torch.Tensor, values: np.ndarray, opacity: float = 0.5):
     """The heatmap over the image as an RGB PIL image (Viridis, scaled to the map's own range),
     blended with ``opacity`` in [0, 1] (0 = image only)."""
-    from PIL import Image
-
-    from .activations import channel_map_rgb
-    from .images import to_pil
-
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1]; got {opacity}")
     base = to_pil(image)
@@ -490,8 +527,6 @@ class AttributionRun:
             self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
         h, w = self.image.shape[-2:]
         if settings.method == "occlusion":
-            from .occlusion_fast import occlusion_windows
-
             occlusion_windows(h, w, settings.window, settings.stride)  # one-line ValueError for bad geometry
         self._result: Heatmap | None = None
         self.engine = "captum"
@@ -513,12 +548,10 @@ class AttributionRun:
         return objective_function(net, self.spec, layers=self.style_layers, image=self.image)
 
     def _gradient_map(self) -> np.ndarray:
-        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
-
-        from .activations import _fast_layout
+        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
         # channels_last on CPU and CUDA: saliency at 256 px 0.87 -> 0.70 s on the 2-core CPU
-        s, x = self.settings, _fast_layout(self.image).clone().requires_grad_(True)
+        s, x = self.settings, fast_layout(self.image).clone().requires_grad_(True)
         if s.method == "saliency":
             a = Saliency(self._forward(self.model)).attribute(x, abs=True)
             return a.amax(1)[0]
@@ -530,9 +563,7 @@ class AttributionRun:
             ig = IntegratedGradients(self._forward(self.model))
             kw = dict(baselines=torch.zeros_like(x), n_steps=s.ig_steps, internal_batch_size=8)
             if s.smoothgrad > 0:
-                torch.manual_seed(0)  # NoiseTunnel draws its noise from torch's global generator
-                a = NoiseTunnel(ig).attribute(x, nt_type="smoothgrad", nt_samples=s.smoothgrad,
-                                              nt_samples_batch_size=1, stdevs=float(s.smoothgrad_sigma), **kw)
+                a = _smoothgrad(ig, x, s.smoothgrad, float(s.smoothgrad_sigma), **kw)
             else:
                 a = ig.attribute(x, **kw)
             return a.sum(1).abs()[0]
@@ -547,31 +578,28 @@ class AttributionRun:
         s = self.settings
         base = baseline_image(self.image, s.baseline, s.window)
         if s.fast_occlusion and self.spec.kind != "class":
-            from . import occlusion_fast
-
             try:
                 kw = dict(objective=self.spec.kind, layers=self.style_layers, channel=self.spec.channel)
                 if self.spec.kind != "style":
                     kw["layers"] = (self.spec.layer,)
-                out = occlusion_fast.occlusion_fast(self.model, self.image, base, window=s.window, stride=s.stride,
-                                                    batch_size=s.perturbations_per_eval, progress=progress, **kw)
+                out = occlusion_fast(self.model, self.image, base, window=s.window, stride=s.stride,
+                                     batch_size=s.perturbations_per_eval, progress=progress, **kw)
                 self.engine = "fast"
                 return out
-            except occlusion_fast.UnsupportedNetworkError:
+            except UnsupportedNetworkError:
                 pass  # not a plain VGG stack: Captum below
         from captum.attr import Occlusion
 
-        from .occlusion_fast import occlusion_windows
-
         total = len(occlusion_windows(*self.image.shape[-2:], s.window, s.stride))
         f = self._forward(self.model)
-        seen = [0]
+        evals = [0, 0]  # forward calls, occluded images scored
 
         def counted(x: torch.Tensor) -> torch.Tensor:
             out = f(x)
-            if seen[0] > 0 or x.shape[0] > 1:
-                progress(min(seen[0] + x.shape[0], total), total)
-            seen[0] += x.shape[0]
+            evals[0] += 1
+            if evals[0] > 1:  # Captum's first call scores the image itself, not a window
+                evals[1] += x.shape[0]
+                progress(min(evals[1], total), total)
             return out
 
         with torch.no_grad():
@@ -610,6 +638,22 @@ class AttributionRun:
         if self._result is None:
             raise RuntimeError("the attribution run did not finish")
         return self._result
+
+
+def _smoothgrad(ig, x: torch.Tensor, samples: int, sigma: float, **kw) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017) over Captum's integrated gradients ``ig``: the mean of
+    ``ig.attribute(x + noise_i, **kw)`` over ``samples`` draws of N(0, sigma^2) noise, computed
+    as ``captum.attr.NoiseTunnel(ig).attribute(x, nt_type="smoothgrad", nt_samples_batch_size=1)``
+    does, but with the noise drawn from a private generator seeded 0 (NoiseTunnel draws from
+    torch's global generator, which reseeding would change for every other thread)."""
+    g = torch.Generator(device=x.device).manual_seed(0)
+    std = torch.tensor(sigma, device=x.device).repeat(x.shape)
+    total = None
+    for _ in range(samples):
+        noisy = (x + torch.normal(0, std, generator=g)).requires_grad_()
+        a = ig.attribute(noisy, **kw)
+        total = a if total is None else total + a
+    return total * 1 / samples
 
 
 def _guided(net: FeatureNet, forward: Callable, x: torch.Tensor) -> torch.Tensor:

@@ -109,6 +109,26 @@ def test_smoothgrad_is_seeded_and_differs_from_plain_integrated_gradients(vgg19)
     assert not np.allclose(a, plain)
 
 
+def test_smoothgrad_leaves_torchs_global_generator_alone(vgg19):
+    """SmoothGrad's noise comes from a private generator: the global RNG state is the same
+    before and after (it used to be reseeded to 0, in the worker thread, for every thread), and
+    the map is what Captum's NoiseTunnel gives after that reseeding."""
+    from captum.attr import IntegratedGradients, NoiseTunnel
+
+    x = stripes(48, 48)
+    s = A.AttributionSettings(method="integrated_gradients", ig_steps=4, smoothgrad=2, smoothgrad_sigma=0.2)
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    got = A.attribute(vgg19, x, s).values
+    assert torch.equal(torch.get_rng_state(), state)
+    ig = IntegratedGradients(A.objective_function(vgg19, A.parse_objective("style"), layers=vgg19.spec.style_layers))
+    xl = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    torch.manual_seed(0)
+    want = NoiseTunnel(ig).attribute(xl, nt_type="smoothgrad", nt_samples=2, nt_samples_batch_size=1, stdevs=0.2,
+                                     baselines=torch.zeros_like(xl), n_steps=4, internal_batch_size=8)
+    np.testing.assert_allclose(got, want.sum(1).abs()[0].detach().numpy(), rtol=1e-5, atol=1e-8)
+
+
 @pytest.mark.parametrize("quadrant", [(0, 0), (1, 1), (0, 1)])
 def test_saliency_mass_lies_in_the_textured_quadrant(vgg19, quadrant):
     x = planted(64, quadrant)
@@ -145,6 +165,30 @@ def test_occlusion_reports_progress_per_batch_of_windows(vgg19):
     steps = [e.step for e in events if not e.done]
     assert steps == sorted(steps) and steps[-1] == 25 and events[0].total == 25  # 5 x 5 windows
     assert events[-1].done and run.result().values.shape == (48, 48)
+
+
+@pytest.mark.parametrize("per_eval", [1, 4, 7])
+def test_captum_occlusion_counts_each_window_once(vgg19, per_eval):
+    """Captum's first forward call scores the image itself; only the windows count: 25 windows
+    in batches of ``per_eval`` report ``per_eval``, 2 ``per_eval``, ... and end at exactly 25."""
+    run = A.AttributionRun(vgg19, picture(48, 48), A.AttributionSettings(
+        method="occlusion", window=16, stride=8, perturbations_per_eval=per_eval, fast_occlusion=False))
+    steps = [e.step for e in run if not e.done]
+    assert steps == [min(k, 25) for k in range(per_eval, 25 + per_eval, per_eval)]
+    assert max(steps) == steps[-1] == 25
+
+
+@pytest.mark.parametrize("objective, layer", [("class", "relu5_3"), ("style", "relu5_1"), ("layer:relu4_2", "relu4_2")])
+def test_gradcam_default_layer_exists_on_vgg16(objective, layer):
+    """Grad-CAM's default layer is the deepest the objective uses, for ``class`` the network's
+    last feature layer: relu5_3 on VGG16 (relu5_4, VGG19's, does not exist there)."""
+    from explorer.models import load_model
+
+    vgg16 = load_model("vgg16", weights="untrained", device="cpu")
+    run = A.AttributionRun(vgg16, picture(48, 48), A.AttributionSettings(method="gradcam", objective=objective))
+    assert run.gradcam_layer == layer
+    list(run)
+    assert run.result().values.shape == (48, 48)
 
 
 @pytest.mark.parametrize("kind", A.BASELINES)
