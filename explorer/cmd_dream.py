@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         else dream.DreamRun(model, x, settings, guide_image=guide_img)
     for note in run.notes:
         common.say(f"note: {note}")
-    interrupted = common.drive(run, "zoom" if args.zoom_frames else "dream", args.quiet)
+    interrupted = common.drive(run, "zoom" if args.zoom_frames else "dream", args.quiet, keys=("objective",))
     for note in ([] if args.zoom_frames else run.notes):
         if note.startswith(dream.DEAD_START):
             common.say(f"warning: {note}")
