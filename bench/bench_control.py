@@ -112,11 +112,11 @@ def step_costs(cfg: dict) -> dict:
             next(it)
         out[name] = {"s_per_step": (time.perf_counter() - t1) / cfg["steps"], "setup_s": setup}
         it.close()
-    from explorer import images, photo
+    from explorer import images, matting
 
     c = images.to_tensor(images.resize_long_side(content, cfg["size"]))
     t0 = time.perf_counter()
-    photo.MattingLaplacian(c[0])
+    matting.MattingLaplacian(c[0])
     out["laplacian_build_s"] = time.perf_counter() - t0
     return out
 

@@ -26,6 +26,7 @@ __all__ = [
     "receptive_field",
     "output_shape",
     "layer_activations",
+    "fast_layout",
     "ChannelStats",
     "channel_stats",
     "top_channels",
@@ -165,12 +166,22 @@ def layer_activations(model: FeatureNet, image: torch.Tensor, layer: str) -> np.
     Raises:
         UnknownLayerError, ValueError: unknown layer or an image too small for the network.
     """
-    a = model.features(_fast_layout(image.to(model.device, torch.float32)), [layer])[layer]
+    a = model.features(fast_layout(image.to(model.device, torch.float32)), [layer])[layer]
     return np.ascontiguousarray(a[0].float().cpu().numpy())
 
 
-def _fast_layout(x: torch.Tensor) -> torch.Tensor:
-    """channels_last on CPU and CUDA: VGG19 to pool5 at 512 px, fp32, 0.84 -> 0.54 s here."""
+def fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """A batch of images in the memory layout the convolutions run fastest in: channels_last on
+    CPU and CUDA (VGG19 to pool5 at 512 px, fp32: 0.84 -> 0.54 s on a 2-core CPU), unchanged on
+    other devices.
+
+    Args:
+        x: (N, C, H, W) tensor, any dtype and device.
+
+    Returns:
+        the same values and shape; a channels_last copy (or ``x`` itself when it already is)
+        on CPU and CUDA, ``x`` elsewhere.
+    """
     return x.contiguous(memory_format=torch.channels_last) if x.device.type in ("cpu", "cuda") else x
 
 
@@ -319,7 +330,7 @@ def walk_network(model: FeatureNet, image: torch.Tensor, layers: Sequence[str] |
         (layer, channel index, channel map (H_l, W_l) float32) per layer.
     """
     layers = list(layers or walk_layers(model.name))
-    feats = model.features(_fast_layout(image.to(model.device, torch.float32)), layers)
+    feats = model.features(fast_layout(image.to(model.device, torch.float32)), layers)
     out = []
     for l in layers:
         a = np.ascontiguousarray(feats[l][0].float().cpu().numpy())

@@ -17,7 +17,8 @@ Methods, all from Captum (nothing here computes a gradient attribution of its ow
   describes).
 * ``guided_backprop``: Springenberg et al. 2015, |guided gradient|, max over RGB.
 * ``integrated_gradients``: Sundararajan et al. 2017 (black-image baseline), optionally
-  averaged over noisy copies with NoiseTunnel (SmoothGrad, Smilkov et al. 2017); |sum over RGB|.
+  averaged over noisy copies (SmoothGrad, Smilkov et al. 2017, as Captum's NoiseTunnel averages
+  them, the noise from a private seeded generator); |sum over RGB|.
 * ``occlusion``: Zeiler & Fergus 2014, f(x) - f(x with a window replaced by a baseline), averaged
   over the windows that cover a pixel (Captum's definition). Signed: positive where hiding the
   region lowers the objective. For the VGG objectives that are sums over positions (style,
@@ -43,28 +44,28 @@ import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from . import choices
+from .activations import channel_map_rgb, fast_layout
+from .images import to_pil
 from .memory import check_fits
-from .models import FeatureNet, UnknownLayerError, last_feature_layer
+from .models import FeatureNet, last_feature_layer
+from .occlusion_fast import UnsupportedNetworkError, occlusion_fast, occlusion_windows
 from .progress import ProgressEvent
-from .settings import RecipeSettings, check_names
-from .style_settings import DEFAULT_STYLE_LAYERS
-from . import losses
+from .runs import Run
+from .saliency_objectives import check_spatial, objective_function, parse_objective
+from .settings import RecipeSettings, check_choice, check_float, check_int, check_names
 
 __all__ = [
     "METHODS",
     "BASELINES",
-    "ObjectiveSpec",
-    "parse_objective",
-    "style_energy",
-    "objective_function",
     "private_copy",
     "baseline_image",
     "AttributionSettings",
@@ -92,124 +93,6 @@ DEFAULT_BASELINE = "blur"
 
 # Captum warns on every GuidedBackprop call that it sets hooks; we know, and use a private copy.
 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
-
-
-# ----------------------------------------------------------------------------- objectives
-
-@dataclass(frozen=True)
-class ObjectiveSpec:
-    """A parsed objective: ``kind`` is ``style``, ``layer``, ``channel`` or ``class``; ``layer``
-    and ``channel`` are set for the layer and channel kinds."""
-
-    kind: str
-    layer: str | None = None
-    channel: int | None = None
-
-    def __str__(self) -> str:
-        if self.kind == "layer":
-            return f"layer:{self.layer}"
-        if self.kind == "channel":
-            return f"channel:{self.layer}:{self.channel}"
-        return self.kind
-
-    def describe(self) -> str:
-        """Plain words for pages and reports."""
-        return {"style": "style energy sum_l w_l ||G_l||^2 / (4 N_l^2 M_l^2)",
-                "layer": f"mean activation of {self.layer}",
-                "channel": f"mean activation of channel {self.channel} of {self.layer}",
-                "class": "logit of the top ImageNet class"}[self.kind]
-
-
-def parse_objective(text: str) -> ObjectiveSpec:
-    """Parse ``style``, ``layer:NAME``, ``channel:NAME:K`` or ``class``.
-
-    Raises:
-        ValueError: anything else (one line saying what is allowed).
-    """
-    t = (text if isinstance(text, str) else "").strip()
-    parts = t.split(":")
-    if t in ("style", "class"):
-        return ObjectiveSpec(t)
-    if parts[0] == "layer" and len(parts) == 2 and parts[1]:
-        return ObjectiveSpec("layer", parts[1])
-    if parts[0] == "channel" and len(parts) == 3 and parts[1]:
-        try:
-            k = int(parts[2])
-        except ValueError:
-            k = -1
-        if k >= 0:
-            return ObjectiveSpec("channel", parts[1], k)
-    raise ValueError(f"objective must be style, layer:NAME, channel:NAME:K or class; got {str(text)[:60]!r}")
-
-
-def style_energy(model: FeatureNet, x: torch.Tensor, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-                 weights: Sequence[float] | None = None, pooling: str = "max") -> torch.Tensor:
-    """Style-representation energy E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2).
-
-    G_l is the Gram matrix of Gatys et al. 2016 eq. (3); the term is their eq. (4) with an
-    all-zero target A_l, so E is the style loss eq. (5) that a blank style would give. Written
-    with the position-normalized Gram g = G/M: sum_l w_l ||g_l||^2 / (4 N_l^2). Float32.
-
-    Args:
-        model: the feature network.
-        x: images (N, 3, H, W) in [0, 1]; gradients flow to it.
-        layers: style layer names; ``weights``: w_l per layer (default 1/L each).
-        pooling: ``"max"`` or ``"avg"``, as in :meth:`FeatureNet.features`.
-
-    Returns:
-        (N,) float32 tensor.
-
-    Raises:
-        UnknownLayerError: unknown layer; ValueError: no layers, or weights of another length.
-    """
-    layers = list(layers)
-    if not layers:
-        raise ValueError("name at least one style layer")
-    return losses.style_energy(model.features(x, layers, pooling=pooling), layers, weights)
-
-
-def _check_spatial(model: FeatureNet, layer: str, channel: int | None = None) -> None:
-    model.check_layers([layer])
-    from .activations import output_shape
-
-    shape = output_shape(model.name, layer, 224, 224)
-    if len(shape) != 3:
-        raise ValueError(f"{layer} has no spatial maps (shape {shape}); pick a convolutional layer")
-    if channel is not None and not 0 <= channel < shape[0]:
-        raise ValueError(f"{layer} has {shape[0]} channels; channel {channel} does not exist")
-
-
-def objective_function(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-                       weights: Sequence[float] | None = None, image: torch.Tensor | None = None,
-                       pooling: str = "max") -> Callable[[torch.Tensor], torch.Tensor]:
-    """The objective as Captum's forward function: images (N, 3, H, W) in [0, 1] -> (N,) float32.
-
-    Args:
-        model: the network that evaluates it (pass a :func:`private_copy` for hook-using methods).
-        spec: from :func:`parse_objective`.
-        layers, weights, pooling: for the ``style`` objective.
-        image: for ``class``, the image whose top class is explained (fixed once, so the
-            occluded or noisy copies are scored on the same class).
-
-    Raises:
-        UnknownLayerError: unknown layer; ValueError: a layer without spatial maps, a channel
-        out of range, or ``class`` without ``image``.
-    """
-    if spec.kind == "style":
-        model.check_layers(layers)
-        return lambda x: style_energy(model, x, layers, weights, pooling)
-    if spec.kind in ("layer", "channel"):
-        _check_spatial(model, spec.layer, spec.channel)
-        if spec.kind == "layer":
-            return lambda x: model.features(x, [spec.layer], pooling=pooling)[spec.layer].float().mean((1, 2, 3))
-        k = spec.channel
-        return lambda x: model.features(x, [spec.layer], pooling=pooling)[spec.layer][:, k].float().mean((1, 2))
-    model.logits_layer("the class objective")  # NoClassifierError for conv-only weights
-    if image is None:
-        raise ValueError("the class objective needs the image whose top class it explains")
-    with torch.no_grad():
-        idx = int(model(image.to(model.device, torch.float32)).argmax(1)[0])
-    return lambda x: model(x).float()[:, idx]
 
 
 # ----------------------------------------------------------------------------- hook safety
@@ -294,19 +177,13 @@ class AttributionSettings(RecipeSettings):
 
     def validate(self) -> "AttributionSettings":
         """Raises ValueError (one line) for a bad option."""
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if self.baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}")
+        check_choice("method", self.method, METHODS)
+        check_choice("baseline", self.baseline, BASELINES)
         parse_objective(self.objective)
         for key, lo, hi in (("size", 32, 4096), ("window", 1, 4096), ("stride", 1, 4096),
                             ("perturbations_per_eval", 1, 1024), ("ig_steps", 1, 1000), ("smoothgrad", 0, 1000)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{key} must be a whole number from {lo} to {hi}; got {v!r}")
-        s = self.smoothgrad_sigma
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (0 < s <= 1):
-            raise ValueError(f"smoothgrad_sigma must be in (0, 1]; got {s!r}")
+            check_int(key, getattr(self, key), lo, hi)
+        check_float("smoothgrad_sigma", self.smoothgrad_sigma, 0.0, 1.0, exclusive_min=True)
         return self
 
     def to_dict(self) -> dict:
@@ -335,8 +212,6 @@ def baseline_image(image: torch.Tensor, kind: str, window: int = 32) -> torch.Te
     if kind == "mean":
         return image.mean((2, 3), keepdim=True).expand_as(image).clone()
     if kind == "blur":
-        from torchvision.transforms.v2.functional import gaussian_blur
-
         sigma = max(window / 4.0, 0.5)
         k = 2 * math.ceil(3 * sigma) + 1
         k = min(k, 2 * ((min(image.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs k <= side
@@ -388,11 +263,6 @@ class Heatmap:
 def overlay_image(image: torch.Tensor, values: np.ndarray, opacity: float = 0.5):
     """The heatmap over the image as an RGB PIL image (Viridis, scaled to the map's own range),
     blended with ``opacity`` in [0, 1] (0 = image only)."""
-    from PIL import Image
-
-    from .activations import channel_map_rgb
-    from .images import to_pil
-
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1]; got {opacity}")
     base = to_pil(image)
@@ -469,7 +339,7 @@ def check_attribution_memory(model: FeatureNet, image: torch.Tensor, settings: A
                       batch=batch, layers=layers)
 
 
-class AttributionRun:
+class AttributionRun(Run):
     """One heatmap as an iterable of :class:`ProgressEvent` (occlusion reports every batch of
     windows; the gradient methods report start and end), then :meth:`result`.
 
@@ -483,6 +353,7 @@ class AttributionRun:
     """
 
     def __init__(self, model: FeatureNet, image: torch.Tensor, settings: AttributionSettings):
+        super().__init__()
         settings.validate()
         if image.dim() != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"image must have shape (1, 3, H, W), got {tuple(image.shape)}")
@@ -496,13 +367,10 @@ class AttributionRun:
         # validate the objective now (one-line errors before any work)
         objective_function(model, self.spec, layers=self.style_layers, image=self.image)
         check_attribution_memory(model, self.image, settings)  # MemoryEstimateError before any work
-        self.notes: list[str] = []
         if self.spec.kind == "class" and model.weights.untrained:
             self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
         h, w = self.image.shape[-2:]
         if settings.method == "occlusion":
-            from .occlusion_fast import occlusion_windows
-
             occlusion_windows(h, w, settings.window, settings.stride)  # one-line ValueError for bad geometry
         self._result: Heatmap | None = None
         self.engine = "captum"
@@ -512,7 +380,7 @@ class AttributionRun:
         deepest = {"style": max(self.style_layers, key=m.depth),
                    "class": last_feature_layer(m.name)}.get(spec.kind, spec.layer)
         layer = s.gradcam_layer or deepest
-        _check_spatial(m, layer)
+        check_spatial(m, layer)
         if m.depth(layer) > m.depth(deepest):
             raise ValueError(f"Grad-CAM layer {layer} comes after {deepest}, the deepest layer the objective "
                              f"uses; pick {deepest} or an earlier layer")
@@ -524,12 +392,10 @@ class AttributionRun:
         return objective_function(net, self.spec, layers=self.style_layers, image=self.image)
 
     def _gradient_map(self) -> np.ndarray:
-        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
-
-        from .activations import _fast_layout
+        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
         # channels_last on CPU and CUDA: saliency at 256 px 0.87 -> 0.70 s on the 2-core CPU
-        s, x = self.settings, _fast_layout(self.image).clone().requires_grad_(True)
+        s, x = self.settings, fast_layout(self.image).clone().requires_grad_(True)
         if s.method == "saliency":
             a = Saliency(self._forward(self.model)).attribute(x, abs=True)
             return a.amax(1)[0]
@@ -541,9 +407,7 @@ class AttributionRun:
             ig = IntegratedGradients(self._forward(self.model))
             kw = dict(baselines=torch.zeros_like(x), n_steps=s.ig_steps, internal_batch_size=8)
             if s.smoothgrad > 0:
-                torch.manual_seed(0)  # NoiseTunnel draws its noise from torch's global generator
-                a = NoiseTunnel(ig).attribute(x, nt_type="smoothgrad", nt_samples=s.smoothgrad,
-                                              nt_samples_batch_size=1, stdevs=float(s.smoothgrad_sigma), **kw)
+                a = _smoothgrad(ig, x, s.smoothgrad, float(s.smoothgrad_sigma), **kw)
             else:
                 a = ig.attribute(x, **kw)
             return a.sum(1).abs()[0]
@@ -558,31 +422,28 @@ class AttributionRun:
         s = self.settings
         base = baseline_image(self.image, s.baseline, s.window)
         if s.fast_occlusion and self.spec.kind != "class":
-            from . import occlusion_fast
-
             try:
                 kw = dict(objective=self.spec.kind, layers=self.style_layers, channel=self.spec.channel)
                 if self.spec.kind != "style":
                     kw["layers"] = (self.spec.layer,)
-                out = occlusion_fast.occlusion_fast(self.model, self.image, base, window=s.window, stride=s.stride,
-                                                    batch_size=s.perturbations_per_eval, progress=progress, **kw)
+                out = occlusion_fast(self.model, self.image, base, window=s.window, stride=s.stride,
+                                     batch_size=s.perturbations_per_eval, progress=progress, **kw)
                 self.engine = "fast"
                 return out
-            except occlusion_fast.UnsupportedNetworkError:
+            except UnsupportedNetworkError:
                 pass  # not a plain VGG stack: Captum below
         from captum.attr import Occlusion
 
-        from .occlusion_fast import occlusion_windows
-
         total = len(occlusion_windows(*self.image.shape[-2:], s.window, s.stride))
         f = self._forward(self.model)
-        seen = [0]
+        evals = [0, 0]  # forward calls, occluded images scored
 
         def counted(x: torch.Tensor) -> torch.Tensor:
             out = f(x)
-            if seen[0] > 0 or x.shape[0] > 1:
-                progress(min(seen[0] + x.shape[0], total), total)
-            seen[0] += x.shape[0]
+            evals[0] += 1
+            if evals[0] > 1:  # Captum's first call scores the image itself, not a window
+                evals[1] += x.shape[0]
+                progress(min(evals[1], total), total)
             return out
 
         with torch.no_grad():
@@ -621,6 +482,22 @@ class AttributionRun:
         if self._result is None:
             raise RuntimeError("the attribution run did not finish")
         return self._result
+
+
+def _smoothgrad(ig, x: torch.Tensor, samples: int, sigma: float, **kw) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017) over Captum's integrated gradients ``ig``: the mean of
+    ``ig.attribute(x + noise_i, **kw)`` over ``samples`` draws of N(0, sigma^2) noise, computed
+    as ``captum.attr.NoiseTunnel(ig).attribute(x, nt_type="smoothgrad", nt_samples_batch_size=1)``
+    does, but with the noise drawn from a private generator seeded 0 (NoiseTunnel draws from
+    torch's global generator, which reseeding would change for every other thread)."""
+    g = torch.Generator(device=x.device).manual_seed(0)
+    std = torch.tensor(sigma, device=x.device).repeat(x.shape)
+    total = None
+    for _ in range(samples):
+        noisy = (x + torch.normal(0, std, generator=g)).requires_grad_()
+        a = ig.attribute(noisy, **kw)
+        total = a if total is None else total + a
+    return total * 1 / samples
 
 
 def _guided(net: FeatureNet, forward: Callable, x: torch.Tensor) -> torch.Tensor:

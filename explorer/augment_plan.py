@@ -160,7 +160,7 @@ class AugmentSettings(RecipeSettings):
         lr: Adam learning rate (None = 0.02, pixels in [0, 1]).
         init: ``"content"`` or ``"noise"`` (seeded per output).
         tv_weight, content_layer, style_layers, model, pooling, precision, channels_last: as in
-            :class:`explorer.style.StyleSettings`.
+            :class:`explorer.style_settings.StyleSettings`.
     """
 
     variants: int = 1

@@ -16,8 +16,9 @@ the default settings it is exactly one :class:`explorer.style.StyleTransfer`; ot
 3. **Deep Photo Style Transfer** (F. Luan, S. Paris, E. Shechtman, K. Bala, "Deep Photo Style
    Transfer", CVPR 2017): with ``photo_lambda`` > 0 the loss gains lambda * L_m, the
    photorealism regularizer of eq. (2) on the Matting Laplacian of the content image at each
-   scale (:mod:`explorer.photo`); with ``masks`` the style loss becomes the augmented style
-   loss of eq. (3a)-(3b), one Gram matrix per semantic region shared by the content and style images.
+   scale (:mod:`explorer.matting`); with ``masks`` the style loss becomes the augmented style
+   loss of eq. (3a)-(3b) (:func:`explorer.losses.region_style_layer_loss`), one Gram matrix per semantic region shared by the content and
+   style images (:mod:`explorer.regions`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import color, guides, objectives, photo
+from . import color, guides, matting, objectives, regions
 from .batch import prepare_blend
 from .gatys import gatys_objective, style_targets
 from .losses import region_plan
@@ -86,8 +87,8 @@ def describe(settings: StyleSettings, run: "ControlledTransfer | None" = None) -
     if settings.photo_lambda > 0:
         parts.append(f"photorealism lambda {settings.photo_lambda:g}")
     if settings.masks != "none":
-        regions = f"{len(run.regions.names)} " if run is not None and run.regions is not None else ""
-        parts.append(f"{regions}semantic regions from {settings.masks}"
+        count = f"{len(run.regions.names)} " if run is not None and run.regions is not None else ""
+        parts.append(f"{count}semantic regions from {settings.masks}"
                      + (f" (k={settings.mask_k})" if settings.masks == "auto" else ""))
     return "".join(", " + p for p in parts)
 
@@ -167,12 +168,12 @@ class ControlledTransfer(Run):
             return None
         c = self.content_final
         if s.masks == "files":  # both masks are there (unsupported() checked it)
-            cl, cc = photo.load_color_mask(mask_inputs.content, tuple(c.shape[-2:]), role="content mask")
-            sl, sc = photo.load_color_mask(mask_inputs.style, tuple(style_final.shape[-2:]), role="style mask")
-            return photo.match_regions(cl, cc, sl, sc)
+            cl, cc = regions.load_color_mask(mask_inputs.content, tuple(c.shape[-2:]), role="content mask")
+            sl, sc = regions.load_color_mask(mask_inputs.style, tuple(style_final.shape[-2:]), role="style mask")
+            return regions.match_regions(cl, cc, sl, sc)
         if s.masks == "auto":
-            return photo.auto_masks(c, style_final, s.mask_k, seed=s.seed)
-        return photo.segmentation_masks(c, style_final, device=self.model.device)
+            return regions.auto_masks(c, style_final, s.mask_k, seed=s.seed)
+        return regions.segmentation_masks(c, style_final, device=self.model.device)
 
     def _check_smallest_scale(self) -> None:
         """Refuse, before any work, a first scale whose images are smaller than the network takes."""
@@ -223,7 +224,7 @@ class ControlledTransfer(Run):
         self.targets, self.layer_guides = targets, layer_guides
         objective = gatys_objective(self.model, content, settings, targets, guides=layer_guides)
         if s.photo_lambda > 0:
-            lap = photo.MattingLaplacian(colour_content[0], device=self.model.device)
+            lap = matting.MattingLaplacian(colour_content[0], device=self.model.device)
             if s.loss_normalization == "relative":  # per pixel, like the size-independent relative losses
                 pixels = colour_content.shape[-1] * colour_content.shape[-2]
                 term = objectives.image_term("photo", lambda x, lap=lap, n=pixels: lap.loss(x) / n,

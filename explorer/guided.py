@@ -28,8 +28,7 @@ matrices are built. How that wording is read here:
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -37,10 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from . import choices
-from .attribution import DEFAULT_BASELINE, AttributionRun, AttributionSettings, Heatmap, private_copy, style_energy
+from .attribution import DEFAULT_BASELINE, AttributionSettings, Heatmap, private_copy
+from .saliency_objectives import style_energy
 from .gatys import gatys_objective, style_targets
 from .guides import guided_targets, layer_masks
-from .losses import gram_matrix
 from .models import FeatureNet
 from .objectives import LayerGuide, Objective
 from .progress import ProgressEvent
@@ -184,7 +183,7 @@ def load_mask(ref, size: tuple[int, int]) -> torch.Tensor:
 
 def channel_importance(model: FeatureNet, style: torch.Tensor, layers: Sequence[str],
                        pooling: str = "max") -> dict[str, torch.Tensor]:
-    """Per-channel attribution of the style energy (:func:`explorer.attribution.style_energy`)
+    """Per-channel attribution of the style energy (:func:`explorer.saliency_objectives.style_energy`)
     at each style layer: Captum's LayerGradientXActivation (Shrikumar et al. 2016's
     gradient x input at a layer), absolute value summed over positions. Runs on a
     :func:`~explorer.attribution.private_copy` (Captum hooks the layers).

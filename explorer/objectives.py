@@ -17,7 +17,7 @@ objectives do:
 (what a run records in its history: ``content``, ``style``, ``tv``, ``photo`` ...). This module
 imports only :mod:`explorer.losses` (README, "Layout"); the runs that own a network build their
 objectives from these factories (:func:`explorer.gatys.gatys_objective`,
-:func:`explorer.dream.build_objective`, :func:`explorer.attribution.objective_function`).
+:func:`explorer.dream.build_objective`, :func:`explorer.saliency_objectives.objective_function`).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ from .models import FeatureNet
 from .style_settings import DEFAULT_STYLE_LAYERS
 
 __all__ = ["OBJECTIVES", "DEFAULT_BATCH_SIZE", "UnsupportedNetworkError", "occlusion_windows", "occlusion_fast",
-           "objective_value"]
+           "check_objective", "layer_list", "layer_weight_list"]
 
 #: Objectives this engine computes: the style energy, a layer's mean, a channel's mean.
 OBJECTIVES = ("style", "layer", "channel")
@@ -227,11 +227,21 @@ def _check_model(model: FeatureNet, deepest: str) -> list[tuple[str, str, nn.Mod
 
 # ----------------------------------------------------------------------------- objective
 
-def _layer_list(layers: str | Sequence[str]) -> list[str]:
+def layer_list(layers: str | Sequence[str]) -> list[str]:
+    """``layers`` as a list of names (a single name becomes a one-element list)."""
     return [layers] if isinstance(layers, str) else list(layers)
 
 
-def _weights(layers: list[str], layer_weights) -> list[float]:
+def layer_weight_list(layers: list[str], layer_weights) -> list[float]:
+    """The style objective's w_l as a list aligned with ``layers``.
+
+    Args:
+        layers: layer names.
+        layer_weights: None (1/L each), a sequence aligned with ``layers``, or a dict by name.
+
+    Raises:
+        ValueError: a dict without some layer, or a sequence of another length.
+    """
     if layer_weights is None:
         return [1.0 / len(layers)] * len(layers)
     if isinstance(layer_weights, Mapping):
@@ -245,7 +255,14 @@ def _weights(layers: list[str], layer_weights) -> list[float]:
     return w
 
 
-def _check_objective(objective: str, layers: list[str], channel) -> None:
+def check_objective(objective: str, layers: list[str], channel) -> None:
+    """Check an objective of :data:`OBJECTIVES` with its layers and channel (the names
+    themselves are checked against the network elsewhere).
+
+    Raises:
+        ValueError: an unknown objective, no layer, more than one layer for ``"layer"`` or
+            ``"channel"``, or a channel that is not a whole number >= 0.
+    """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     if not layers:
@@ -255,51 +272,6 @@ def _check_objective(objective: str, layers: list[str], channel) -> None:
     if objective == "channel" and (channel is None or isinstance(channel, bool) or int(channel) != channel
                                    or channel < 0):
         raise ValueError(f"the channel objective needs a channel number >= 0, got {channel!r}")
-
-
-def objective_value(model: FeatureNet, x: torch.Tensor, objective: str = "style",
-                    layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
-                    layer_weights: Sequence[float] | Mapping[str, float] | None = None,
-                    channel: int | None = None, pooling: str = "max") -> torch.Tensor:
-    """The objective of a batch of images, computed the ordinary way (a full forward pass);
-    the forward function to hand to Captum, and what :func:`occlusion_fast` explains.
-
-    This delegates to :func:`explorer.attribution.objective_function` (one definition of the
-    objectives in the project):
-
-    * ``"style"``: E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2), G_l the Gram matrix of
-      Gatys et al. 2016 eq. (3) (eq. (4) against an all-zero target); w_l default 1/L.
-    * ``"layer"``: the mean activation of ``layers[0]`` (over channels and positions).
-    * ``"channel"``: the mean activation of channel ``channel`` of ``layers[0]``.
-
-    Args:
-        model: the feature network (any family).
-        x: images (N, 3, H, W) in [0, 1].
-        objective: one of :data:`OBJECTIVES`.
-        layers: layer names (a single name is allowed); exactly one for layer/channel.
-        layer_weights: w_l, a sequence aligned with ``layers`` or a dict by name (style only).
-        channel: channel index for ``"channel"``.
-        pooling: ``"max"`` or ``"avg"`` (see :meth:`FeatureNet.features`).
-
-    Returns:
-        (N,) float32 tensor on the model's device (unitless: activations are unitless).
-
-    Raises:
-        ValueError: unknown objective, wrong number of layers or weights, a channel out of
-            range, a layer without spatial maps; ``UnknownLayerError`` (a ``ValueError``) for
-            unknown layer names.
-    """
-    from .attribution import ObjectiveSpec, objective_function
-
-    layers = _layer_list(layers)
-    _check_objective(objective, layers, channel)
-    if objective == "style":
-        f = objective_function(model, ObjectiveSpec("style"), layers=layers,
-                               weights=_weights(layers, layer_weights), pooling=pooling)
-    else:
-        f = objective_function(model, ObjectiveSpec(objective, layers[0], channel if objective == "channel" else None),
-                               pooling=pooling)
-    return f(x)
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -347,7 +319,8 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
     Equal (up to float32 rounding) to one channel of
     ``captum.attr.Occlusion(f).attribute(image, sliding_window_shapes=(3, window, window),
     strides=(3, stride, stride), baselines=baseline)`` with
-    ``f = lambda x: objective_value(model, x, objective, layers, layer_weights, channel, pooling)``:
+    ``f = lambda x: explorer.saliency_objectives.objective_value(model, x, objective, layers, layer_weights, channel,
+    pooling)``:
     for each window of :func:`occlusion_windows`, d = f(image) - f(image with the window's
     pixels replaced by the baseline's, all three channels), and each pixel gets the mean of d
     over the windows that cover it (Zeiler & Fergus 2014, sec. 4.2; Captum's ``Occlusion``).
@@ -384,8 +357,8 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
             than the image or a stride larger than the window, ``batch_size < 1``.
     """
     _check_family(model)
-    layers = _layer_list(layers)
-    _check_objective(objective, layers, channel)
+    layers = layer_list(layers)
+    check_objective(objective, layers, channel)
     model.check_layers(layers)
     if pooling not in ("max", "avg"):
         raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
@@ -394,7 +367,7 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
     names = list(model.layer_names)
     deepest = max(layers, key=names.index)
     steps_spec = _check_model(model, deepest)
-    weights = _weights(layers, layer_weights) if objective == "style" else [1.0]
+    weights = layer_weight_list(layers, layer_weights) if objective == "style" else [1.0]
     if image.dim() != 4 or image.shape[:2] != (1, 3):
         raise ValueError(f"image must have shape (1, 3, H, W), got {tuple(image.shape)}")
     H, W = int(image.shape[-2]), int(image.shape[-1])

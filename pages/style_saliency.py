@@ -10,6 +10,7 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import saliency_objectives
 from explorer import guides
 
 st.title("Style saliency")
@@ -162,7 +163,7 @@ if res:
                                               zmid=0.0 if signed else None, max_cells=128),
                         key="sal_overlay")
         engine = f" ({'exact incremental' if main.engine == 'fast' else 'Captum'} engine)" if signed else ""
-        st.caption(f"Objective: {attribution.parse_objective(main.objective).describe()}. Heatmap "
+        st.caption(f"Objective: {saliency_objectives.parse_objective(main.objective).describe()}. Heatmap "
                    f"{main.values.shape[1]}×{main.values.shape[0]} px, {main.seconds:.1f} s{engine}. "
                    "Hover to read the value at a pixel."
                    + (" Red: hiding this region lowers the objective; blue: raises it." if signed else ""))

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from explorer import attribution as A
+from explorer import saliency_objectives as SO
 from explorer.losses import gram_matrix, style_layer_loss
 from tests.helpers import picture, stripes
 
@@ -45,21 +46,21 @@ def test_style_energy_is_eq2_against_a_zero_target(vgg19):
     feats = vgg19.features(x, layers)
     expected = sum(w * style_layer_loss(feats[l], torch.zeros(feats[l].shape[1], feats[l].shape[1]))
                    for w, l in zip(weights, layers))
-    got = A.style_energy(vgg19, x, layers, weights)
+    got = SO.style_energy(vgg19, x, layers, weights)
     assert got.shape == (2,) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
     # and by hand for one layer: ||G||^2 / (4 N^2 M^2) with the unnormalized Gram
     f = feats["relu1_1"][0]
     n, m = f.shape[0], f.shape[1] * f.shape[2]
     by_hand = gram_matrix(f).double().pow(2).sum() / (4 * n * n * m * m)
-    torch.testing.assert_close(A.style_energy(vgg19, x[:1], ["relu1_1"])[0].double(), by_hand, rtol=1e-5, atol=0)
+    torch.testing.assert_close(SO.style_energy(vgg19, x[:1], ["relu1_1"])[0].double(), by_hand, rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("text, kind, layer, channel", [
     ("style", "style", None, None), ("class", "class", None, None),
     ("layer:relu3_1", "layer", "relu3_1", None), ("channel:conv2_1:7", "channel", "conv2_1", 7)])
 def test_parse_objective(text, kind, layer, channel):
-    spec = A.parse_objective(text)
+    spec = SO.parse_objective(text)
     assert (spec.kind, spec.layer, spec.channel) == (kind, layer, channel)
     assert str(spec) == text
 
@@ -67,7 +68,7 @@ def test_parse_objective(text, kind, layer, channel):
 @pytest.mark.parametrize("text", ["", "styles", "layer:", "channel:relu1_1", "channel:relu1_1:x", "channel:relu1_1:-1"])
 def test_parse_objective_rejects_with_one_line(text):
     with pytest.raises(ValueError, match="objective must be") as e:
-        A.parse_objective(text)
+        SO.parse_objective(text)
     assert "\n" not in str(e.value)
 
 
@@ -80,7 +81,7 @@ def test_bad_objective_layers_are_refused_before_any_work(vgg19, objective, mess
 
 def test_channel_objective_is_the_channel_mean(vgg19):
     x = picture(64, 64)
-    f = A.objective_function(vgg19, A.parse_objective("channel:relu2_1:5"))
+    f = SO.objective_function(vgg19, SO.parse_objective("channel:relu2_1:5"))
     expected = vgg19.features(x, ["relu2_1"])["relu2_1"][0, 5].mean()
     torch.testing.assert_close(f(x)[0], expected)
 
@@ -107,6 +108,26 @@ def test_smoothgrad_is_seeded_and_differs_from_plain_integrated_gradients(vgg19)
     a, b = A.attribute(vgg19, x, s).values, A.attribute(vgg19, x, s).values
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, plain)
+
+
+def test_smoothgrad_leaves_torchs_global_generator_alone(vgg19):
+    """SmoothGrad's noise comes from a private generator: the global RNG state is the same
+    before and after (it used to be reseeded to 0, in the worker thread, for every thread), and
+    the map is what Captum's NoiseTunnel gives after that reseeding."""
+    from captum.attr import IntegratedGradients, NoiseTunnel
+
+    x = stripes(48, 48)
+    s = A.AttributionSettings(method="integrated_gradients", ig_steps=4, smoothgrad=2, smoothgrad_sigma=0.2)
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    got = A.attribute(vgg19, x, s).values
+    assert torch.equal(torch.get_rng_state(), state)
+    ig = IntegratedGradients(SO.objective_function(vgg19, SO.parse_objective("style"), layers=vgg19.spec.style_layers))
+    xl = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    torch.manual_seed(0)
+    want = NoiseTunnel(ig).attribute(xl, nt_type="smoothgrad", nt_samples=2, nt_samples_batch_size=1, stdevs=0.2,
+                                     baselines=torch.zeros_like(xl), n_steps=4, internal_batch_size=8)
+    np.testing.assert_allclose(got, want.sum(1).abs()[0].detach().numpy(), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("quadrant", [(0, 0), (1, 1), (0, 1)])
@@ -145,6 +166,30 @@ def test_occlusion_reports_progress_per_batch_of_windows(vgg19):
     steps = [e.step for e in events if not e.done]
     assert steps == sorted(steps) and steps[-1] == 25 and events[0].total == 25  # 5 x 5 windows
     assert events[-1].done and run.result().values.shape == (48, 48)
+
+
+@pytest.mark.parametrize("per_eval", [1, 4, 7])
+def test_captum_occlusion_counts_each_window_once(vgg19, per_eval):
+    """Captum's first forward call scores the image itself; only the windows count: 25 windows
+    in batches of ``per_eval`` report ``per_eval``, 2 ``per_eval``, ... and end at exactly 25."""
+    run = A.AttributionRun(vgg19, picture(48, 48), A.AttributionSettings(
+        method="occlusion", window=16, stride=8, perturbations_per_eval=per_eval, fast_occlusion=False))
+    steps = [e.step for e in run if not e.done]
+    assert steps == [min(k, 25) for k in range(per_eval, 25 + per_eval, per_eval)]
+    assert max(steps) == steps[-1] == 25
+
+
+@pytest.mark.parametrize("objective, layer", [("class", "relu5_3"), ("style", "relu5_1"), ("layer:relu4_2", "relu4_2")])
+def test_gradcam_default_layer_exists_on_vgg16(objective, layer):
+    """Grad-CAM's default layer is the deepest the objective uses, for ``class`` the network's
+    last feature layer: relu5_3 on VGG16 (relu5_4, VGG19's, does not exist there)."""
+    from explorer.models import load_model
+
+    vgg16 = load_model("vgg16", weights="untrained", device="cpu")
+    run = A.AttributionRun(vgg16, picture(48, 48), A.AttributionSettings(method="gradcam", objective=objective))
+    assert run.gradcam_layer == layer
+    list(run)
+    assert run.result().values.shape == (48, 48)
 
 
 @pytest.mark.parametrize("kind", A.BASELINES)
@@ -221,7 +266,7 @@ def test_private_copy_of_mobilenet_exposes_every_rectifier_to_guided_backprop():
 
 def _plain_gradient(model, x):
     x = x.clone().requires_grad_(True)
-    A.style_energy(model, x).sum().backward()
+    SO.style_energy(model, x).sum().backward()
     return x.grad
 
 
@@ -240,7 +285,7 @@ def test_guided_backprop_hooks_never_reach_the_shared_model(vgg19):
         def f(t):
             with torch.enable_grad():
                 seen["grad"] = _plain_gradient(vgg19, other)
-            return A.style_energy(net, t)
+            return SO.style_energy(net, t)
         return f
 
     net = A.private_copy(vgg19)

@@ -433,3 +433,43 @@ def test_help_and_argument_errors_do_not_import_torch(argv):
             "print('torch' in sys.modules, 'explorer.models' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
+
+
+# --------------------------------------------------------------------------- progress bar
+
+class _Bar:
+    """A stand-in for tqdm that records the postfix of every update."""
+
+    posts: list[dict] = []
+
+    def __init__(self, *args, **kwargs):
+        self.n = 0
+
+    def set_postfix(self, post, refresh=False):
+        _Bar.posts.append(dict(post))
+
+    def refresh(self):
+        pass
+
+    def write(self, message):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_dream_progress_bar_shows_the_objective(capsys, tmp_path, monkeypatch, googlenet):
+    """The dream's events carry ``losses = {"objective": value}``; the bar showed only total,
+    content and style losses, so a dream's bar never showed its objective."""
+    import tqdm.auto
+
+    from explorer import models
+
+    _Bar.posts = []
+    monkeypatch.setattr(tqdm.auto, "tqdm", _Bar)
+    monkeypatch.setattr(models, "load_model", lambda name, **kw: googlenet)
+    rc, _, err = run_cli(capsys, "dream", "gray", "-o", tmp_path / "d.png", "--octaves", "1", "--steps", "2",
+                         "--size", "64", "--untrained")
+    assert rc == 0, err
+    shown = [p["objective"] for p in _Bar.posts if "objective" in p]
+    assert len(shown) >= 2 and all(float(v) == float(v) for v in shown)  # one per step, numbers

@@ -6,8 +6,7 @@ import json
 import pytest
 import torch
 
-from explorer import color, control, images, style
-from explorer import gatys
+from explorer import color, control, gatys, images, matting
 from explorer.style import StyleTransfer
 from explorer.style_settings import StyleSettings
 from helpers import error_line, picture, run_cli, stripes
@@ -236,15 +235,13 @@ def test_photorealism_weight_keeps_the_result_locally_affine_in_the_content(vgg1
     ends far below an unregularized run's (same seed, steps and Adam settings; with relative
     losses L_m is per pixel (about 0.25 here) and beta is 1e4, so lambda = 4e5 makes it count
     against the style term of this untrained network at 64 px)."""
-    from explorer import photo
-
     c, s = _pil(picture(64, 64)), _pil(stripes(64, 64))
     energy = {}
     for lam in (0.0, 4e5):
         run = control.ControlledTransfer(vgg19, c, [(s, 1.0)], _settings(steps=5, photo_lambda=lam))
         list(run)
         res = run.result()
-        energy[lam] = float(photo.MattingLaplacian(run.content_final[0]).loss(res.image))
+        energy[lam] = float(matting.MattingLaplacian(run.content_final[0]).loss(res.image))
         if lam:
             assert res.history[-1]["photo"] == pytest.approx(energy[lam] / (64 * 64), rel=1e-3)  # per pixel
             assert "photo" in res.final_losses and "size" not in res.final_losses

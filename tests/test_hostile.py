@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explorer import augment, augment_io, augment_plan, commands, dream, dream_settings, images, models, style, style_settings
+from explorer import augment, augment_io, augment_plan, cmd_common, dream_settings, images, models, style, style_settings
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -37,7 +37,7 @@ def _no_model(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(commands, "_load_net", refuse)
+    monkeypatch.setattr(cmd_common, "load_net", refuse)
 
 
 # ----------------------------------------------------------------------------- augment names
@@ -241,7 +241,7 @@ def test_a_deeply_nested_or_huge_recipe_gives_one_line(tmp_path, capsys, monkeyp
     assert rc == 2 and "nested too deeply" in error_line(err)
     huge = tmp_path / "huge.json"
     with open(huge, "wb") as fh:
-        fh.truncate(commands.MAX_RECIPE_BYTES + 1)
+        fh.truncate(cmd_common.MAX_RECIPE_BYTES + 1)
     rc, _, err = run_cli(capsys, "dream", "gray", "-o", tmp_path / "o.png", "--recipe", huge, "--untrained")
     assert rc == 2 and "MB" in error_line(err)
 

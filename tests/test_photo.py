@@ -1,5 +1,5 @@
-"""Deep Photo Style Transfer building blocks (explorer.photo): the Matting Laplacian (Levin et al.
-2008 eq. (12)) against a loop-based construction, the photorealism regularizer (Luan et al. 2017
+"""Deep Photo Style Transfer building blocks (explorer.matting, explorer.regions, explorer.photo):
+the Matting Laplacian (Levin et al. 2008 eq. (12)) against a loop-based construction, the photorealism regularizer (Luan et al. 2017
 eq. (2)) and its analytic gradient, colour / k-means / segmentation region masks, and the
 augmented style loss (Luan et al. 2017 eq. (4)-(5)). CPU, untrained VGG19 (seed 0), 9-64 px."""
 
@@ -13,11 +13,12 @@ import scipy.sparse as sp
 import torch
 from PIL import Image
 
-from explorer import photo as P
+from explorer import matting as M
 from explorer import guides as GD
 from explorer import losses as L
-from explorer.losses import guided_gram
+from explorer import regions as R
 from explorer.guides import layer_masks
+from explorer.losses import guided_gram
 from explorer.images import ImageError
 from explorer.models import WeightsError
 from explorer.gatys import style_targets
@@ -58,7 +59,7 @@ def dense_laplacian(img: np.ndarray, eps: float = 1e-7, r: int = 1) -> np.ndarra
 @pytest.mark.parametrize("h, w, r", [(12, 12, 1), (9, 13, 1), (8, 11, 2), (6, 3, 1)])
 def test_laplacian_equals_the_loop_construction_of_eq12(h, w, r):
     img = np.random.default_rng(h * w + r).random((h, w, 3))
-    m = P.matting_laplacian(img, win_rad=r)
+    m = M.matting_laplacian(img, win_rad=r)
     assert isinstance(m, sp.csr_matrix) and m.dtype == np.float64 and m.shape == (h * w, h * w)
     assert m.has_canonical_format  # sorted column indices, no duplicates
     ref = dense_laplacian(img, r=r)
@@ -67,7 +68,7 @@ def test_laplacian_equals_the_loop_construction_of_eq12(h, w, r):
 
 def test_laplacian_is_symmetric_psd_with_constants_in_its_null_space():
     img = np.random.default_rng(0).random((12, 12, 3))
-    m = P.matting_laplacian(img)
+    m = M.matting_laplacian(img)
     dense = m.toarray()
     assert np.array_equal(dense, dense.T)  # each pair is computed once and stored twice
     eig = np.linalg.eigvalsh(dense)
@@ -79,23 +80,23 @@ def test_laplacian_is_symmetric_psd_with_constants_in_its_null_space():
 def test_laplacian_row_major_order_and_band_structure():
     h, w = 10, 14
     img = np.random.default_rng(1).random((h, w, 3))
-    m = P.matting_laplacian(img)
+    m = M.matting_laplacian(img)
     # pixel (y, x) couples with the pixels within 2 rows and 2 columns, and only those
     near = lambda n: sum(min(n - 1, i + 2) - max(0, i - 2) + 1 for i in range(n))  # noqa: E731
     assert m.nnz == near(h) * near(w)
     rows, cols = m.nonzero()
     assert (np.abs(rows // w - cols // w) <= 2).all() and (np.abs(rows % w - cols % w) <= 2).all()
     # the transpose of the image gives the same matrix under the transposed pixel order
-    mt = P.matting_laplacian(img.transpose(1, 0, 2).copy())
+    mt = M.matting_laplacian(img.transpose(1, 0, 2).copy())
     perm = np.arange(h * w).reshape(h, w).T.reshape(-1)
     np.testing.assert_allclose(mt.toarray(), m.toarray()[np.ix_(perm, perm)], atol=1e-9)
 
 
 def test_laplacian_accepts_tensors_and_arrays_alike():
     x = picture(9, 11)
-    a = P.matting_laplacian(x)
-    b = P.matting_laplacian(x[0])
-    c = P.matting_laplacian(x[0].permute(1, 2, 0).numpy().astype(np.float64))
+    a = M.matting_laplacian(x)
+    b = M.matting_laplacian(x[0])
+    c = M.matting_laplacian(x[0].permute(1, 2, 0).numpy().astype(np.float64))
     assert (a != b).nnz == 0
     np.testing.assert_allclose(a.toarray(), c.toarray(), atol=1e-6)  # float32 -> float64 rounding
 
@@ -113,7 +114,7 @@ def test_laplacian_accepts_tensors_and_arrays_alike():
 ])
 def test_laplacian_bad_input(image, kwargs, match):
     with pytest.raises(ValueError, match=match) as e:
-        P.matting_laplacian(image, **kwargs)
+        M.matting_laplacian(image, **kwargs)
     one_line(e)
 
 
@@ -121,7 +122,7 @@ def test_laplacian_bad_input(image, kwargs, match):
 
 def test_regularizer_value_and_gradient_equal_the_dense_quadratic_form():
     content = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(0))
-    lap = P.MattingLaplacian(content)
+    lap = M.MattingLaplacian(content)
     assert lap.shape == (7, 9)
     dense = torch.from_numpy(lap.matrix.toarray())
     x = torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -145,7 +146,7 @@ def test_regularizer_value_and_gradient_equal_the_dense_quadratic_form():
 
 
 def test_regularizer_passes_gradcheck_in_float64():
-    lap = P.MattingLaplacian(picture(5, 6))
+    lap = M.MattingLaplacian(picture(5, 6))
     x = torch.rand(1, 3, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2), requires_grad=True)
     assert lap(x).dtype == torch.float64
     assert torch.autograd.gradcheck(lambda t: lap(t), (x,), eps=1e-6, atol=1e-5)
@@ -153,7 +154,7 @@ def test_regularizer_passes_gradcheck_in_float64():
 
 def test_locally_affine_recolouring_costs_almost_nothing():
     content = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    lap = P.MattingLaplacian(content)
+    lap = M.MattingLaplacian(content)
     recolour = 0.5 * content + 0.2                          # an affine map of the colours
     mix = torch.einsum("dc,bchw->bdhw", torch.tensor([[0.2, 0.5, 0.1], [0.3, 0.1, 0.4], [0.6, 0.2, 0.1]]), content)
     noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
@@ -168,24 +169,24 @@ def test_locally_affine_recolouring_costs_almost_nothing():
 
 def test_photorealism_loss_entry_points_agree():
     content = picture(8, 8)
-    lap = P.MattingLaplacian(content)
+    lap = M.MattingLaplacian(content)
     x = stripes(8, 8)
     want = lap.loss(x)
-    assert torch.equal(P.photorealism_loss(x, lap), want)
+    assert torch.equal(M.photorealism_loss(x, lap), want)
     assert torch.equal(lap.photorealism_loss(x), want)
-    torch.testing.assert_close(P.photorealism_loss(x, lap.matrix), want)
+    torch.testing.assert_close(M.photorealism_loss(x, lap.matrix), want)
     torch.testing.assert_close(lap(torch.cat([x, content]))[0], want[0])
 
 
 def test_photorealism_loss_rejects_other_sizes():
-    lap = P.MattingLaplacian(picture(8, 10))
+    lap = M.MattingLaplacian(picture(8, 10))
     with pytest.raises(ValueError, match="10x8 px") as e:
         lap(torch.rand(1, 3, 10, 8))
     one_line(e)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         lap(torch.rand(3, 8, 10))
     with pytest.raises(ValueError, match="MattingLaplacian"):
-        P.photorealism_loss(torch.rand(1, 3, 8, 10), np.eye(80))
+        M.photorealism_loss(torch.rand(1, 3, 8, 10), np.eye(80))
 
 
 # --------------------------------------------------------------------------- augmented style loss
@@ -320,24 +321,24 @@ def test_color_mask_regions_are_read_and_speckles_merged(tmp_path):
     a[20, 60] = (5, 5, 230)    # ... and next to blue
     path = tmp_path / "content_mask.png"
     path.write_bytes(png(a))
-    labels, colors = P.load_color_mask(path, (48, 64))
+    labels, colors = R.load_color_mask(path, (48, 64))
     assert labels.dtype == torch.long and labels.shape == (48, 64)
     assert sorted(colors) == sorted([RED, GREEN, BLUE])
     lut = np.asarray(colors)[labels.numpy()]
     want = painted()
     np.testing.assert_array_equal(lut, want)  # speckles now carry the colour of their region
     # a smaller working size: nearest-neighbour resampling, no new colours
-    small, colors2 = P.load_color_mask(png(a), (24, 32), role="style mask")
+    small, colors2 = R.load_color_mask(png(a), (24, 32), role="style mask")
     assert sorted(colors2) == sorted(colors)
     np.testing.assert_array_equal(np.asarray(colors2)[small.numpy()], want[::2, ::2])
 
 
 def test_color_mask_with_another_aspect_ratio_is_refused():
     with pytest.raises(ValueError, match="64x48 px.*96x48 px") as e:
-        P.load_color_mask(png(painted()), (48, 96))
+        R.load_color_mask(png(painted()), (48, 96))
     one_line(e)
     # 4 % off is accepted (resized)
-    labels, _ = P.load_color_mask(png(painted()), (46, 64))
+    labels, _ = R.load_color_mask(png(painted()), (46, 64))
     assert labels.shape == (46, 64)
 
 
@@ -345,21 +346,21 @@ def test_color_mask_broken_file_is_a_one_line_image_error(tmp_path):
     bad = tmp_path / "mask.png"
     bad.write_bytes(png(painted())[:60])
     with pytest.raises(ImageError, match="style mask") as e:
-        P.load_color_mask(bad, (48, 64), role="style mask")
+        R.load_color_mask(bad, (48, 64), role="style mask")
     one_line(e)
 
 
 def test_photo_instead_of_mask_is_refused():
     noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3))
     with pytest.raises(ValueError, match="flat colours") as e:
-        P.load_color_mask(png(noise), (48, 64))
+        R.load_color_mask(png(noise), (48, 64))
     one_line(e)
 
 
 def test_match_regions_keeps_shared_colours_and_notes_the_rest():
     c_labels = torch.tensor([[0, 0, 1], [2, 2, 1]])
     s_labels = torch.tensor([[1, 1], [0, 2], [2, 2]])
-    m = P.match_regions(c_labels, [RED, GREEN, BLUE], s_labels, [BLUE, YELLOW, RED])
+    m = R.match_regions(c_labels, [RED, GREEN, BLUE], s_labels, [BLUE, YELLOW, RED])
     assert m.names == ["#ff0000", "#0000ff"] and m.colors == [RED, BLUE]
     assert m.content.dtype == torch.float32 and m.content.shape == (2, 2, 3) and m.style.shape == (2, 3, 2)
     assert m.content[0].tolist() == [[1, 1, 0], [0, 0, 0]]
@@ -373,14 +374,14 @@ def test_match_regions_keeps_shared_colours_and_notes_the_rest():
 
 def test_match_regions_with_nothing_shared_is_refused():
     with pytest.raises(ValueError, match="^the content and style masks share no colour: .*#ff0000.*#0000ff") as e:
-        P.match_regions(torch.zeros(3, 3, dtype=torch.long), [RED], torch.zeros(3, 3, dtype=torch.long), [BLUE])
+        R.match_regions(torch.zeros(3, 3, dtype=torch.long), [RED], torch.zeros(3, 3, dtype=torch.long), [BLUE])
     one_line(e)
     with pytest.raises(ValueError, match="labels must be in 0..0"):
-        P.match_regions(torch.ones(3, 3, dtype=torch.long), [RED], torch.zeros(3, 3, dtype=torch.long), [RED])
+        R.match_regions(torch.ones(3, 3, dtype=torch.long), [RED], torch.zeros(3, 3, dtype=torch.long), [RED])
 
 
 def test_preview_images_show_each_region_in_its_colour():
-    m = P.match_regions(torch.tensor([[0, 1], [0, 1]]), [RED, GREEN], torch.tensor([[0, 0, 0]]), [RED])
+    m = R.match_regions(torch.tensor([[0, 1], [0, 1]]), [RED, GREEN], torch.tensor([[0, 0, 0]]), [RED])
     c_img, s_img = m.preview_images()
     assert c_img.size == (2, 2) and s_img.size == (3, 1) and c_img.mode == "RGB"
     assert c_img.getpixel((0, 0)) == RED and c_img.getpixel((0, 1)) == RED
@@ -403,7 +404,7 @@ def two_colour(h: int, w: int, vertical: bool) -> torch.Tensor:
 
 def test_auto_masks_clusters_correspond_across_images():
     content, style = two_colour(32, 32, True), two_colour(24, 40, False)
-    m = P.auto_masks(content, style, k=2)
+    m = R.auto_masks(content, style, k=2)
     assert m.count == 2 and m.names == ["cluster 1", "cluster 2"] and not m.notes
     red_c = (m.content[:, :, 0] == 1).all(1)       # the region holding the content's red column
     assert red_c.sum() == 1
@@ -415,21 +416,21 @@ def test_auto_masks_clusters_correspond_across_images():
 
 def test_auto_masks_are_deterministic_under_a_seed():
     content, style = picture(32, 40), stripes(36, 36)
-    a = P.auto_masks(content, style, k=4, seed=3)
-    b = P.auto_masks(content, style, k=4, seed=3)
+    a = R.auto_masks(content, style, k=4, seed=3)
+    b = R.auto_masks(content, style, k=4, seed=3)
     assert a.names == b.names and torch.equal(a.content, b.content) and torch.equal(a.style, b.style)
     assert a.content.shape[1:] == (32, 40) and a.style.shape[1:] == (36, 36)
 
 
 def test_auto_masks_with_fewer_colours_than_k_and_bad_k():
-    m = P.auto_masks(two_colour(32, 32, True), two_colour(32, 32, False), k=5)
+    m = R.auto_masks(two_colour(32, 32, True), two_colour(32, 32, False), k=5)
     assert m.count == 2 and any("2 distinct colours" in n for n in m.notes)
     for k in (1, 9, 2.5):
         with pytest.raises(ValueError, match="from 2 to 8") as e:
-            P.auto_masks(picture(32, 32), stripes(32, 32), k=k)
+            R.auto_masks(picture(32, 32), stripes(32, 32), k=k)
         one_line(e)
     with pytest.raises(ValueError, match=r"\(1, 3, H, W\)"):
-        P.auto_masks(picture(32, 32)[0], stripes(32, 32), k=2)
+        R.auto_masks(picture(32, 32)[0], stripes(32, 32), k=2)
 
 
 # --------------------------------------------------------------------------- segmentation masks
@@ -439,9 +440,9 @@ def test_segmentation_masks_without_weights_is_a_weights_error(monkeypatch, tmp_
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv("EXPLORER_WEIGHTS_DIR", raising=False)
     with pytest.raises(WeightsError) as e:
-        P.segmentation_masks(picture(64, 64), stripes(64, 64), device="cpu")
+        R.segmentation_masks(picture(64, 64), stripes(64, 64), device="cpu")
     msg = one_line(e)
-    assert P.segmentation_weights_file() in msg and "EXPLORER_WEIGHTS_DIR" in msg and "EXPLORER_OFFLINE=1" in msg
+    assert R.segmentation_weights_file() in msg and "EXPLORER_WEIGHTS_DIR" in msg and "EXPLORER_OFFLINE=1" in msg
     assert "\n" not in e.value.app_message
 
 
@@ -449,9 +450,9 @@ def test_segmentation_masks_refuse_a_file_that_is_not_deeplab(monkeypatch, tmp_p
     monkeypatch.setenv("EXPLORER_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(tmp_path))
-    torch.save({"conv.weight": torch.zeros(2, 3, 3, 3)}, tmp_path / P.segmentation_weights_file())
+    torch.save({"conv.weight": torch.zeros(2, 3, 3, 3)}, tmp_path / R.segmentation_weights_file())
     with pytest.raises(WeightsError, match="not a deeplabv3_resnet50 state_dict") as e:
-        P.segmentation_masks(picture(64, 64), stripes(64, 64), device="cpu")
+        R.segmentation_masks(picture(64, 64), stripes(64, 64), device="cpu")
     one_line(e)
 
 
@@ -466,20 +467,20 @@ def test_segmentation_masks_run_with_a_weights_file(monkeypatch, tmp_path):
     torch.manual_seed(0)
     net = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
-               tmp_path / P.segmentation_weights_file())
+               tmp_path / R.segmentation_weights_file())
     del net
     try:
         content = picture(48, 64)
-        m = P.segmentation_masks(content, content.clone(), device="cpu", size=48)
+        m = R.segmentation_masks(content, content.clone(), device="cpu", size=48)
         from torchvision.models.segmentation import DeepLabV3_ResNet50_Weights as W
 
         names = ["background"] + W.COCO_WITH_VOC_LABELS_V1.meta["categories"][1:]
         assert m.count >= 1 and set(m.names) <= set(names) and not m.notes
         assert m.content.shape == (m.count, 48, 64) and torch.equal(m.content, m.style)
         assert m.content.sum(0).eq(1).all()   # every pixel has exactly one class, all shared
-        assert m.colors[0] == P._voc_color(names.index(m.names[0]))
+        assert m.colors[0] == R.voc_color(names.index(m.names[0]))
     finally:
-        P._seg_models.clear()
+        R.clear_segmentation_cache()
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

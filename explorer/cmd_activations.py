@@ -1,0 +1,57 @@
+"""``python -m explorer activations``: the top channels of one layer as a grid PNG, with the
+layer's shape, receptive field and channel statistics as JSON (:mod:`explorer.activations`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from . import activations as act
+from . import images
+from . import cmd_common as common
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Activations: the channel grid PNG and, with ``--json``, the layer's statistics.
+
+    Returns:
+        the exit status.
+
+    Raises:
+        explorer.cmd_common.CliError and the errors :func:`explorer.commands.run` turns into one line.
+    """
+    out = common.png_out(args, "activations.png")
+    if not 1 <= args.top <= 1024:
+        raise common.CliError("--top must be between 1 and 1024")
+    if not 32 <= args.size <= 4096:
+        raise common.CliError("--size must be between 32 and 4096")
+    li = common.load_ref(args.image, "image")
+    model = common.load_net(args, args.model)
+    model.check_layers([args.layer])
+    x = images.to_tensor(images.resize_long_side(li.image, args.size))
+    info = act.layer_info(model.name, args.layer, max(x.shape[-2:]))
+    acts = act.layer_activations(model, x, args.layer)
+    if acts.ndim != 3:
+        raise common.CliError(f"{args.layer} has no spatial maps (shape {acts.shape}); pick a convolutional layer")
+    stats = act.channel_stats(acts)
+    top = act.top_channels(acts, args.top, by=args.by)
+    images.save_png_atomic(act.channel_grid(acts, top), out, pnginfo={"weights": model.weights.label,
+                                                                      "layer": f"{model.name} {args.layer}"})
+    report = {
+        "image": args.image, "model": model.name, "layer": args.layer, "weights": model.weights.kind,
+        "weights_label": model.weights.label, "input_hw": list(x.shape[-2:]),
+        "shape": list(acts.shape), "receptive_field": info.receptive_field, "stride": info.stride,
+        "params": info.params, "params_total": info.params_total, "sparsity": stats.sparsity,
+        "top_channels": [{"channel": int(c), "mean": float(stats.mean[c]), "max": float(stats.max[c])} for c in top],
+        "channel_mean": [float(v) for v in stats.mean],
+        "predictions": act.top_predictions(model, x),
+    }
+    if args.json:
+        images.write_text_atomic(json.dumps(report, indent=2), args.json)
+    common.say(f"wrote {out}: top {len(top)} of {acts.shape[0]} channels of {model.name} {args.layer} "
+         f"({acts.shape[1]}x{acts.shape[2]}, receptive field {info.receptive_field} px, stride {info.stride}); "
+         f"sparsity {stats.sparsity:.1%}" + (f"; stats in {args.json}" if args.json else ""))
+    return 0

@@ -1,0 +1,68 @@
+"""``python -m explorer augment``: stylize a folder of images into a dataset, resumable and
+sharded (:mod:`explorer.augment`); finished images and manifest rows survive an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import augment, images
+from . import augment_io
+from . import augment_plan
+from . import cmd_common as common
+from .progress import tqdm_events
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Augment: the shard's outputs, ``manifest.csv`` and ``skipped.csv`` in the output folder; 130 when interrupted.
+
+    Returns:
+        the exit status.
+
+    Raises:
+        explorer.cmd_common.CliError and the errors :func:`explorer.commands.run` turns into one line.
+    """
+    recipe = common.read_recipe(args.recipe) if args.recipe else {}
+    if not hasattr(args, "variants") and "variants" not in (recipe.get("settings") or {}):
+        raise common.CliError("--variants N is required (stylized outputs per input image)")
+    settings = common.settings_from(augment_plan.AugmentSettings, args, recipe)
+    shard = augment_plan.Shard.parse(args.shard) if args.shard else augment_plan.shard_from_env() or augment_plan.Shard()
+    inputs = augment_io.check_folders(args.input_dir, args.output, args.styles_dir)
+    notes: list[str] = []
+    styles = augment_io.load_styles(args.styles_dir, notes)
+    for note in notes:
+        common.say(f"note: {note}")
+    if settings.blend > len(styles):
+        raise common.CliError(f"--blend {settings.blend} needs at least {settings.blend} style images; "
+                       f"{args.styles_dir} has {len(styles)}")
+    augment_io.ShardLock(Path(args.output), shard).acquire().release()  # a second writer: one line, before the model
+    args.device = augment_plan.device_from_env(args.device)
+    model = common.load_net(args, settings.model)
+    run = augment.Augmentation(model, args.input_dir, styles, args.output, settings, shard=shard)
+    common.say(f"augmenting shard {shard}: {len(run.mine)} of {len(inputs)} inputs, {len(run.jobs)} outputs "
+         f"({run.already_done} already done) with {len(styles)} style image(s) on {model.device}, "
+         f"{model.weights.label}")
+    interrupted, events = False, iter(run)
+    try:  # not common.drive: there is no "last image" to write, finished images are already on disk
+        for _ in tqdm_events(events, desc="augment", disable=True if args.quiet else None):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        events.close()  # closes this shard's logs
+    rows, skipped = run.finish()
+    summary = run.summary()
+    if args.report:
+        images.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
+    out = Path(args.output)
+    common.say(f"wrote {summary['written']} image(s) in {summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} "
+         f"images/min); {out / 'manifest.csv'} lists {rows} output(s)")
+    if skipped:
+        common.say(f"warning: {skipped} input(s) skipped, reasons in {out / 'skipped.csv'}")
+    if interrupted:
+        common.say("interrupted: the finished images and their manifest rows are kept; run the same command to resume")
+    return 130 if interrupted else 0

@@ -1,0 +1,199 @@
+"""What the commands of ``python -m explorer`` share (one module per command, ``cmd_*.py``;
+:mod:`explorer.commands` dispatches): the one-line user error :class:`CliError`, reading and
+checking a recipe, merging defaults < recipe < flags into settings, loading the network and the
+images with their notes, the tqdm bar over a run's progress events, and the output files.
+
+Every message goes to stderr (:func:`say`); results go to files. This module imports torch
+and the networks; :mod:`explorer.cli` imports the commands only once one runs, so ``--help``
+and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from . import images, models
+from . import style_settings
+from .progress import ProgressEvent, tqdm_events
+
+__all__ = ["CliError", "MAX_RECIPE_BYTES", "read_recipe", "image_ref", "settings_from", "say", "load_net",
+           "load_ref", "drive", "png_out", "write_outputs", "check_outputs"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one ``error: ...`` line, exit status 2."""
+
+#: Largest recipe file read, bytes (a recipe is a few kilobytes).
+MAX_RECIPE_BYTES = 2**20
+
+
+def read_recipe(path: str) -> dict:
+    """The recipe's JSON object, its shape checked: ``settings`` (and ``guide``) objects,
+    ``inputs`` an object of strings. A recipe is checked whole before any model is loaded.
+
+    Raises:
+        CliError: not a regular file of at most 1 MB, not JSON (or nested too deep), or of the
+            wrong shape; one line.
+    """
+    raw = images.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"recipe {path} is not valid JSON: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise CliError(f"recipe {path} is nested too deeply to be a recipe") from None
+    if not isinstance(data, dict):
+        raise CliError(f"recipe {path} must hold a JSON object")
+    for key in ("settings", "guide", "inputs"):
+        if key in data and not isinstance(data[key], dict):
+            raise CliError(f"recipe {path}: '{key}' must be a JSON object, got {_json_kind(data[key])}")
+    for key, value in (data.get("inputs") or {}).items():
+        if not isinstance(value, str):
+            raise CliError(f"recipe {path}: inputs.{key} must be a file path or sample:NAME, got {_json_kind(value)}")
+    return data
+
+
+def _json_kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def image_ref(arg: str | None, recipe: dict, key: str) -> str:
+    """The image reference (a path or ``sample:NAME``) given on the command line, else the
+    recipe's ``inputs[key]``.
+
+    Raises:
+        CliError: neither, or a recipe whose image was uploaded in the browser (no path).
+    """
+    if arg:
+        return arg
+    ref = recipe.get("inputs", {}).get(key) if isinstance(recipe.get("inputs"), dict) else None
+    if isinstance(ref, str) and ref.startswith("upload:"):
+        raise CliError(f"the recipe's {key} image was uploaded in the browser ({ref[7:]}); "
+                       f"pass its path as {key.upper()}")
+    if isinstance(ref, str) and ref:
+        return ref  # sample:NAME or a path the CLI recorded
+    raise CliError(f"missing {key.upper()} image (a path or sample:NAME)")
+
+
+def settings_from(cls, args: argparse.Namespace, recipe: dict):
+    """A settings dataclass ``cls`` (a :class:`~explorer.settings.RecipeSettings`) from
+    defaults < the recipe's settings < flags given on the command line (flags not given are
+    absent from ``args``).
+
+    Raises:
+        CliError: a recipe without ``settings``, or a bad value (the settings' one-line message).
+    """
+    if recipe and "settings" not in recipe:
+        raise CliError("recipe has no 'settings' object")
+    merged = dict(recipe.get("settings", {})) if recipe else {}
+    if cls is style_settings.StyleSettings and "style_weight" in merged and "loss_normalization" not in merged:
+        merged["loss_normalization"] = "paper"  # a recipe from before relative losses: its beta is the paper's
+    for f in cls.__dataclass_fields__:
+        if hasattr(args, f):
+            merged[f] = getattr(args, f)
+    try:
+        return cls.from_dict(merged)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _weights_arg(args) -> str:
+    if args.untrained:
+        return "untrained"
+    if args.weights:
+        return args.weights
+    return "auto"
+
+
+def say(msg: str) -> None:
+    """Print one message line for the user on stderr."""
+    print(msg, file=sys.stderr)
+
+
+def load_net(args: argparse.Namespace, name: str) -> models.FeatureNet:
+    """The network ``name`` with the weights the flags ask for (``--untrained``, ``--weights``,
+    default auto) on ``--device``; warns on stderr when the weights are untrained.
+
+    Raises:
+        explorer.models.WeightsError: no usable weights; ValueError: unknown model or device.
+    """
+    model = models.load_model(name, weights=_weights_arg(args), device=args.device)
+    if model.weights.untrained:
+        say(f"warning: using {model.weights.label}: the result shows what an untrained network "
+            "computes, not what a trained one sees")
+    return model
+
+
+def load_ref(ref: str, role: str) -> images.LoadedImage:
+    """The image a reference names (:func:`explorer.images.parse_image_ref`), its notes (e.g.
+    an EXIF rotation) printed on stderr.
+
+    Raises:
+        explorer.images.ImageError: an unreadable image (one line starting with ``role``).
+    """
+    li = images.parse_image_ref(ref, role=role)
+    for note in li.notes:
+        say(f"note: {li.name}: {note}")
+    return li
+
+
+def drive(run: Iterable[ProgressEvent], desc: str, quiet: bool,
+          keys: tuple[str, ...] = ("total", "content", "style")) -> bool:
+    """Run an iterable of progress events under a tqdm bar on stderr (hidden with ``quiet`` or
+    when stderr is not a terminal), its postfix showing the events' ``losses[k]`` for ``k`` in
+    ``keys`` (a dream's events carry ``objective``).
+
+    Returns:
+        True when Ctrl-C stopped it (after saying so), False when it ran to the end.
+    """
+    try:
+        for _ in tqdm_events(run, desc=desc, disable=True if quiet else None, keys=keys):
+            pass
+    except KeyboardInterrupt:
+        say("interrupted: writing the last image")
+        return True
+    return False
+
+
+def png_out(args: argparse.Namespace, default: str) -> Path:
+    """The ``-o/--output`` path, ``default`` when not given.
+
+    Raises:
+        CliError: a name that does not end in ``.png``.
+    """
+    out = Path(args.output or default)
+    if out.suffix.lower() != ".png":
+        raise CliError(f"output must be a .png file; got {out}")
+    return out
+
+
+def write_outputs(args, out: Path, image, report: dict) -> None:
+    """Write the result ``image`` ((1, 3, H, W) in [0, 1]) as the PNG ``out`` (the weights and
+    settings in its text chunks) and, with ``--report``, the JSON ``report``; both atomic."""
+    images.save_png_atomic(images.to_pil(image), out,
+                           pnginfo={"weights": report["weights_label"], "settings": json.dumps(report["settings"])})
+    if args.report:
+        images.write_text_atomic(json.dumps(report, indent=2), args.report)
+
+
+#: Output options (attribute, how messages name it). Every command checks the ones it has
+#: before any work, so a bad path costs nothing (augment's output is a folder).
+_OUTPUTS = (("output", "output"), ("report", "--report"), ("npy", "--npy"), ("gif", "--gif"), ("json", "--json"))
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Check every output path the command has (:func:`explorer.images.check_output_path`)
+    before any work.
+
+    Raises:
+        ValueError: from :func:`explorer.images.check_output_path` (one line naming the path).
+    """
+    for attr, label in _OUTPUTS:
+        value = getattr(args, attr, None)
+        if value:
+            images.check_output_path(value, label, folder=args.command == "augment" and attr == "output")
