@@ -45,7 +45,8 @@ def one(cfg: dict) -> dict:
     import torch
 
     from explorer import dream
-    from explorer.models import load_model, resolve_precision
+    from explorer.devices import resolve_precision
+    from explorer.models import load_model
 
     torch.manual_seed(0)
     weights = "imagenet" if cfg.get("pretrained") else "untrained"

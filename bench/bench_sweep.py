@@ -47,7 +47,8 @@ import torch  # noqa: E402
 
 from explorer import batch  # noqa: E402
 from explorer.images import load_sample  # noqa: E402
-from explorer.models import load_model, precision_name, resolve_precision  # noqa: E402
+from explorer.devices import precision_name, resolve_precision  # noqa: E402
+from explorer.models import load_model  # noqa: E402
 from explorer.style import StyleSettings, prepare_images, run_style_transfer  # noqa: E402
 
 

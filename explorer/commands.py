@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import control, images, models, style
+from . import control, devices, images, models, registry, style, weights
 from .batch import parse_style_spec
 
 __all__ = ["run", "CliError", "MAX_RECIPE_BYTES"]
@@ -172,7 +172,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         if len(blend) > 1 else style_img.name
     c = run.content_final
     _say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {names} on {model.device}, "
-         f"{models.precision_name(run.dtype)}, {model.weights.label}{how}")
+         f"{devices.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = _drive(run, "stylize", args.quiet)
     result = run.result()
     report = run.report(result)
@@ -442,18 +442,18 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     if args.weights_command == "status":
-        rows = models.weights_status()
+        rows = weights.weights_status()
         for row in rows:
             where = row["found"] or "missing"
             print(f"{row['model']:13s} {row['file']:34s} {row['size_mb']:7.1f} MB  {where}")
         print(f"torch cache: {rows[0]['cache_dir']}")
         print(f"EXPLORER_WEIGHTS_DIR: {rows[0]['weights_dir'] or '(not set)'}")
         return 0
-    names = list(models.MODELS) if args.models.strip() == "all" else [n.strip() for n in args.models.split(",") if n.strip()]
+    names = list(registry.MODELS) if args.models.strip() == "all" else [n.strip() for n in args.models.split(",") if n.strip()]
     for n in names:
-        if n not in models.MODELS:
-            raise CliError(f"unknown model {n!r}; choose from {', '.join(models.MODELS)} or 'all'")
-    for p in models.download_weights(names, dest=args.dir):
+        if n not in registry.MODELS:
+            raise CliError(f"unknown model {n!r}; choose from {', '.join(registry.MODELS)} or 'all'")
+    for p in weights.download_weights(names, dest=args.dir):
         print(f"ok {p}")
     return 0
 
@@ -486,7 +486,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "augment":
             return cmd_augment(args)
         return cmd_weights(args)
-    except (CliError, images.ImageError, models.WeightsError, ValueError, OSError) as exc:
+    except (CliError, images.ImageError, weights.WeightsError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from . import color
+from .devices import resolve_precision
 from .memory import check_style_run
-from .models import FeatureNet, resolve_precision
+from .models import FeatureNet
 from .progress import ProgressEvent
 from .style import StyleResult, StyleSettings, StyleTransfer, style_targets
 
@@ -117,7 +118,7 @@ class ControlledTransfer:
 
     Raises:
         ValueError: combinations that are not supported (one-line messages), bad masks.
-        explorer.models.WeightsError: ``masks="segmentation"`` without pretrained weights.
+        explorer.weights.WeightsError: ``masks="segmentation"`` without pretrained weights.
     """
 
     def __init__(self, model: FeatureNet, content, styles: Sequence[tuple[Any, float]], settings: StyleSettings,

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from .devices import autocast, precision_name, resolve_precision
 from .memory import check_dream_run
-from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
+from .models import FeatureNet, list_layers, meta_net
 from .progress import ProgressEvent
 from .settings import RecipeSettings, check_choice, check_float, check_name
 

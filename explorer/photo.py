@@ -721,7 +721,7 @@ def segmentation_weights_file() -> str:
 
 
 def _seg_missing(reason: str):
-    from .models import WeightsError, cache_dir, weights_dir
+    from .weights import WeightsError, cache_dir, weights_dir
 
     wts = _seg_weights()
     fname = segmentation_weights_file()
@@ -739,8 +739,8 @@ def _seg_missing(reason: str):
 
 def _seg_source() -> Path:
     """The DeepLabV3 weights file: EXPLORER_WEIGHTS_DIR, then torch's cache, then a download
-    with a timeout (unless EXPLORER_OFFLINE=1), :func:`explorer.models.fetch_weights`."""
-    from .models import WeightsError, fetch_weights
+    with a timeout (unless EXPLORER_OFFLINE=1), :func:`explorer.weights.fetch_weights`."""
+    from .weights import WeightsError, fetch_weights
 
     try:
         return fetch_weights(_seg_weights())
@@ -752,7 +752,7 @@ def _seg_model(device: torch.device) -> torch.nn.Module:
     """DeepLabV3-ResNet50 with the pretrained COCO/VOC weights (never untrained), cached."""
     from torchvision.models.segmentation import deeplabv3_resnet50
 
-    from .models import load_state_dict_into, read_state_dict
+    from .weights import load_state_dict_into, read_state_dict
 
     path = _seg_source()
     key = (str(path), str(device))
@@ -808,7 +808,7 @@ def segmentation_masks(content: torch.Tensor, style: torch.Tensor, device: str |
     the image's size before the arg-max. Classes found in both images become the regions
     (:func:`match_regions`' rules), named by the weights' categories, in the VOC colour map.
 
-    Weights are found as for the classification networks (:mod:`explorer.models`):
+    Weights are found as for the classification networks (:mod:`explorer.weights`):
     ``EXPLORER_WEIGHTS_DIR``, then torch's cache (``$TORCH_HOME/hub/checkpoints``), then a
     download through torchvision's weights API unless ``EXPLORER_OFFLINE=1``; loaded with
     ``torch.load(weights_only=True)``. There is never an untrained fallback: untrained
@@ -816,18 +816,18 @@ def segmentation_masks(content: torch.Tensor, style: torch.Tensor, device: str |
 
     Args:
         content, style: (1, 3, H, W) images in [0, 1].
-        device: where the network runs (:func:`explorer.models.resolve_device`; default auto).
+        device: where the network runs (:func:`explorer.devices.resolve_device`; default auto).
         size: the shorter side, pixels, the network sees (>= 32).
 
     Returns:
         :class:`RegionMasks` at the content's and the style's sizes.
 
     Raises:
-        explorer.models.WeightsError: no pretrained weights (one line saying how to get them),
+        explorer.weights.WeightsError: no pretrained weights (one line saying how to get them),
             or a file that is not these weights.
         ValueError: bad shapes or values, or no class found in both images.
     """
-    from .models import resolve_device
+    from .devices import resolve_device
 
     _image_hwc(content, "content")
     _image_hwc(style, "style")

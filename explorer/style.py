@@ -54,8 +54,9 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 
 from . import choices
+from .devices import autocast, precision_name, resolve_precision
 from .memory import check_style_run
-from .models import FeatureNet, autocast, precision_name, resolve_precision
+from .models import FeatureNet
 from .progress import ProgressEvent
 from .settings import RecipeSettings, check_choice, check_float, check_int, check_name, check_names
 
@@ -456,7 +457,7 @@ def prepare_images(content, style, size: int) -> tuple[torch.Tensor, torch.Tenso
 
 def _vgg_models() -> list[str]:
     """The registered networks style transfer runs on (the VGGs)."""
-    from .models import MODELS
+    from .registry import MODELS
 
     return [n for n, spec in MODELS.items() if spec.family == "vgg"]
 

@@ -9,7 +9,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import attribution, guided, images, models, plots, registry, style, ui
 
 st.title("Style saliency")
 st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "
@@ -19,7 +19,7 @@ st.caption("Which regions of a style image drive the network? Heatmaps of a styl
 model = ui.sidebar_model(("vgg19", "vgg16", "mobilenet_v2", "resnet50"), key="sal_model")
 model_name = model.name if model else "vgg19"
 layer_names = models.spatial_layers(model_name)
-default_style_layers = list(models.MODELS[model_name].style_layers)
+default_style_layers = list(registry.MODELS[model_name].style_layers)
 OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean activation of one layer",
               "channel": "mean activation of one channel", "class": "logit of the top ImageNet class"}
 

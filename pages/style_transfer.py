@@ -8,7 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, control, images, models, plots, style, ui
+from explorer import batch, control, images, plots, style, ui, weights
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -175,7 +175,7 @@ if run_clicked and ready:
         run = control.ControlledTransfer(
             model, content.image, [(img.image, w) for img, _, w in styles], settings, mask_inputs=mask_uploads,
             targets_fn=lambda m, blend, s: ui.cached_style_targets(m, blend if len(blend) > 1 else blend[0][0], s))
-    except (ValueError, models.WeightsError) as exc:
+    except (ValueError, weights.WeightsError) as exc:
         st.error(ui.one_line(exc))
     else:
         total_w = sum(w for _, _, w in styles)

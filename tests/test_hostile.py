@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explorer import augment, commands, dream, images, models, style
+from explorer import augment, commands, dream, images, models, registry, style, weights
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -338,15 +338,15 @@ def test_a_download_that_gets_no_answer_gives_up_in_one_line(silent, tmp_path):
     """Item 10: the download waited forever."""
     url = f"http://{silent}/vgg19-dcbb9e9d.pth"
     with pytest.raises(OSError, match=r"no answer from 127\.0\.0\.1:\d+ within 0\.5 s"):
-        models.download_file(url, tmp_path, progress=False, timeout=0.5)
+        weights.download_file(url, tmp_path, progress=False, timeout=0.5)
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 
 def test_the_cli_says_the_way_forward_when_the_download_hangs(silent, tmp_path, capsys, monkeypatch):
     """Item 10, as a user meets it: a model load that needs a download, behind that network."""
-    spec = models.MODELS["vgg19"]
+    spec = registry.MODELS["vgg19"]
     fake = types.SimpleNamespace(url=f"http://{silent}/vgg19-dcbb9e9d.pth", meta=spec.weights_enum.meta)
-    monkeypatch.setitem(models.MODELS, "vgg19", dataclasses.replace(spec, weights_enum=fake))
+    monkeypatch.setitem(registry.MODELS, "vgg19", dataclasses.replace(spec, weights_enum=fake))
     monkeypatch.delenv("EXPLORER_OFFLINE", raising=False)
     monkeypatch.setenv("EXPLORER_DOWNLOAD_TIMEOUT", "0.5")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -355,7 +355,7 @@ def test_the_cli_says_the_way_forward_when_the_download_hangs(silent, tmp_path, 
     line = error_line(err)
     assert rc == 2 and "no answer" in line and "EXPLORER_WEIGHTS_DIR" in line and "untrained" in line
     monkeypatch.setenv("EXPLORER_DOWNLOAD_TIMEOUT", "soon")
-    with pytest.raises(models.WeightsError, match="EXPLORER_DOWNLOAD_TIMEOUT"):
+    with pytest.raises(weights.WeightsError, match="EXPLORER_DOWNLOAD_TIMEOUT"):
         models.load_model("vgg19")
 
 

@@ -16,8 +16,8 @@ from PIL import Image
 from explorer import photo as P
 from explorer.guided import layer_masks, masked_gram
 from explorer.images import ImageError
-from explorer.models import WeightsError
 from explorer.style import gram_matrix, style_layer_loss, style_targets
+from explorer.weights import WeightsError
 from tests.helpers import picture, stripes
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")
