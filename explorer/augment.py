@@ -99,7 +99,7 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-from . import images
+from . import images, outputs
 from .models import FeatureNet
 from .progress import ProgressEvent
 from .settings import RecipeSettings, check_float, check_int
@@ -803,8 +803,8 @@ def rebuild_manifests(out_dir: str | os.PathLike, inputs: Sequence[str] | None =
             for row in _read_csv(path, SKIPPED_COLUMNS):
                 if row["path"] not in done_sources and (keep is None or row["path"] in keep):
                     skipped[row["path"]] = row
-        images.write_text_atomic(_csv_text(MANIFEST_COLUMNS, [rows[k] for k in sorted(rows)]), out / "manifest.csv")
-        images.write_text_atomic(_csv_text(SKIPPED_COLUMNS, [skipped[k] for k in sorted(skipped)]),
+        outputs.write_text_atomic(_csv_text(MANIFEST_COLUMNS, [rows[k] for k in sorted(rows)]), out / "manifest.csv")
+        outputs.write_text_atomic(_csv_text(SKIPPED_COLUMNS, [skipped[k] for k in sorted(skipped)]),
                                  out / "skipped.csv")
         if _fingerprint(out) == before:
             break
@@ -1151,7 +1151,7 @@ class Augmentation:
                 "augment": json.dumps({k: row[k] for k in ("source", "class", "variant", "styles", "style_weights",
                                                             "ratio", "steps", "size", "seed", "job_seed",
                                                             "traditional", "traditional_at", "job")})}
-        images.save_png_atomic(images.to_pil(img), self.out_dir / job.output, pnginfo=info)
+        outputs.save_png_atomic(images.to_pil(img), self.out_dir / job.output, pnginfo=info)
         self._manifest.append(row)  # after the image is in place: listed => complete
         self.written.append(row)
         self.done += 1

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import control, devices, images, models, registry, style, weights
+from . import control, decoding, devices, images, models, outputs, registry, style, weights
 from .batch import parse_style_spec
 
 __all__ = ["run", "CliError", "MAX_RECIPE_BYTES"]
@@ -34,7 +34,7 @@ def _read_recipe(path: str) -> dict:
         CliError: not a regular file of at most 1 MB, not JSON (or nested too deep), or of the
             wrong shape; one line.
     """
-    raw = images.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
+    raw = decoding.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -133,10 +133,10 @@ def _png_out(args: argparse.Namespace, default: str) -> Path:
 
 
 def _write_outputs(args, out: Path, image, report: dict) -> None:
-    images.save_png_atomic(images.to_pil(image), out,
+    outputs.save_png_atomic(images.to_pil(image), out,
                            pnginfo={"weights": report["weights_label"], "settings": json.dumps(report["settings"])})
     if args.report:
-        images.write_text_atomic(json.dumps(report, indent=2), args.report)
+        outputs.write_text_atomic(json.dumps(report, indent=2), args.report)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -290,12 +290,12 @@ def cmd_saliency(args: argparse.Namespace) -> int:
     if _drive(run, settings.method, args.quiet):
         return 130
     heat = run.result()
-    images.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity), out,
+    outputs.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity), out,
                            pnginfo={"weights": model.weights.label, "heatmap": json.dumps(heat.report())})
     if args.npy:
-        images.write_bytes_atomic(images.npy_bytes(heat.values), args.npy)
+        outputs.write_bytes_atomic(outputs.npy_bytes(heat.values), args.npy)
     if args.report:
-        images.write_text_atomic(json.dumps({**heat.report(), "inputs": {"style": args.style}}, indent=2), args.report)
+        outputs.write_text_atomic(json.dumps({**heat.report(), "inputs": {"style": args.style}}, indent=2), args.report)
     _say(f"wrote {out}" + (f" and {args.npy}" if args.npy else "") +
          f" ({heat.values.shape[1]}x{heat.values.shape[0]}, values {heat.values.min():.3g} to "
          f"{heat.values.max():.3g}, {heat.seconds:.1f} s" + (f", {heat.engine} occlusion" if settings.method == "occlusion" else "") + ")")
@@ -351,7 +351,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
         report["stopped"] = "interrupted"
     _write_outputs(args, out, last, report)
     if args.gif:
-        images.write_bytes_atomic(images.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif)
+        outputs.write_bytes_atomic(outputs.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif)
     _say(f"wrote {out}" + (f" and {args.gif}" if args.gif else ""))
     return 130 if interrupted else 0
 
@@ -374,7 +374,7 @@ def cmd_activations(args: argparse.Namespace) -> int:
         raise CliError(f"{args.layer} has no spatial maps (shape {acts.shape}); pick a convolutional layer")
     stats = act.channel_stats(acts)
     top = act.top_channels(acts, args.top, by=args.by)
-    images.save_png_atomic(act.channel_grid(acts, top), out, pnginfo={"weights": model.weights.label,
+    outputs.save_png_atomic(act.channel_grid(acts, top), out, pnginfo={"weights": model.weights.label,
                                                                       "layer": f"{model.name} {args.layer}"})
     report = {
         "image": args.image, "model": model.name, "layer": args.layer, "weights": model.weights.kind,
@@ -386,7 +386,7 @@ def cmd_activations(args: argparse.Namespace) -> int:
         "predictions": act.top_predictions(model, x),
     }
     if args.json:
-        images.write_text_atomic(json.dumps(report, indent=2), args.json)
+        outputs.write_text_atomic(json.dumps(report, indent=2), args.json)
     _say(f"wrote {out}: top {len(top)} of {acts.shape[0]} channels of {model.name} {args.layer} "
          f"({acts.shape[1]}x{acts.shape[2]}, receptive field {info.receptive_field} px, stride {info.stride}); "
          f"sparsity {stats.sparsity:.1%}" + (f"; stats in {args.json}" if args.json else ""))
@@ -429,7 +429,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     rows, skipped = run.finish()
     summary = run.summary()
     if args.report:
-        images.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
+        outputs.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
     out = Path(args.output)
     _say(f"wrote {summary['written']} image(s) in {summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} "
          f"images/min); {out / 'manifest.csv'} lists {rows} output(s)")
@@ -467,7 +467,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for attr, label in _OUTPUTS:
         value = getattr(args, attr, None)
         if value:
-            images.check_output_path(value, label, folder=args.command == "augment" and attr == "output")
+            outputs.check_output_path(value, label, folder=args.command == "augment" and attr == "output")
 
 
 def run(args: argparse.Namespace) -> int:

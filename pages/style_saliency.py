@@ -9,7 +9,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import attribution, guided, images, models, plots, registry, style, ui
+from explorer import attribution, guided, images, models, outputs, plots, registry, style, ui
 
 st.title("Style saliency")
 st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "
@@ -173,11 +173,11 @@ if res:
                     "trained one has learned to look for.")
         overlay = attribution.overlay_image(main.image, main.values, opacity)
         d1, d2 = st.columns(2)
-        overlay_png = images.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
+        overlay_png = outputs.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
                                                          "heatmap": json.dumps(main.report())})
         d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
                            mime="image/png", key="sal_download_png")
-        d2.download_button("Download heatmap (.npy)", images.npy_bytes(main.values), width="stretch",
+        d2.download_button("Download heatmap (.npy)", outputs.npy_bytes(main.values), width="stretch",
                            file_name="saliency_heatmap.npy",
                            mime="application/octet-stream", key="sal_download_npy",
                            help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")

@@ -8,7 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, control, images, plots, style, ui, weights
+from explorer import batch, control, images, outputs, plots, style, ui, weights
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -216,7 +216,7 @@ if res:
         st.caption(f"Note: {note}")
     pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
     d1, d2, _ = st.columns([1, 1.4, 2])
-    d1.download_button("Download PNG", images.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
+    d1.download_button("Download PNG", outputs.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
                        mime="image/png", key="download_png")
     report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
                                    "weights_label": res["weights_label"], "stopped": res.get("stopped"),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explorer import augment, commands, dream, images, models, registry, style, weights
+from explorer import augment, commands, decoding, dream, images, models, registry, style, weights
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -271,11 +271,11 @@ def test_special_files_are_refused_at_once(tmp_path, capsys, monkeypatch):
             images.load_image(path)
     big = tmp_path / "big.png"
     with open(big, "wb") as fh:
-        fh.truncate(images.MAX_FILE_BYTES + 1)
+        fh.truncate(decoding.MAX_FILE_BYTES + 1)
     with pytest.raises(images.ImageError, match="MB"):
         images.load_image(big)
     with pytest.raises(ValueError, match="MB"):
-        images.read_regular_file(big, "x", limit=1000)
+        decoding.read_regular_file(big, "x", limit=1000)
 
 
 def test_layer_lists_longer_than_the_network_or_with_duplicates_are_refused():
