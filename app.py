@@ -5,7 +5,7 @@ Page config, navigation over ``pages/``, device and weights status, home text.
 
 import streamlit as st
 
-from explorer import models, ui
+from explorer import registry, ui, weights
 
 st.set_page_config(page_title="Deep Dream & style explorer", page_icon="🎨", layout="wide")
 
@@ -31,9 +31,9 @@ def home() -> None:
     untrained = ui.untrained_switch("home")
     st.subheader("This machine")
     st.write(f"Compute: {ui.device_summary()}.")
-    rows = models.weights_status()
+    rows = weights.weights_status()
     st.dataframe(
-        [{"network": models.MODELS[r["model"]].title, "weights file": r["file"],
+        [{"network": registry.MODELS[r["model"]].title, "weights file": r["file"],
           "size (MB)": round(r["size_mb"], 1), "found at": r["found"] or "not downloaded yet"} for r in rows],
         hide_index=True,
     )

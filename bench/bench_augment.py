@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from explorer import augment, augment_io, augment_plan, images, models  # noqa: E402
+from explorer import devices
 
 VGG19_CONVS = [(3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 2), (128, 256, 4), (256, 256, 4), (256, 256, 4),
                (256, 256, 4), (256, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 16)]
@@ -71,11 +72,11 @@ def write_dataset(root: Path, n: int, size: int) -> None:
 
 def network_floor(model, size: int, batch: int, precision: str, iters: int = 3) -> float:
     """Seconds per forward+backward of VGG19 up to relu5_1 for a batch (channels_last, as the runs)."""
-    dtype = models.resolve_precision(precision, model.device)
+    dtype = devices.resolve_precision(precision, model.device)
     x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last).requires_grad_(True)
 
     def once():
-        with models.autocast(model.device, dtype):
+        with devices.autocast(model.device, dtype):
             f = model.features(x, ["relu5_1"])["relu5_1"]
         f.float().pow(2).sum().backward()
         x.grad = None

@@ -46,7 +46,8 @@ def one(cfg: dict) -> dict:
 
     from explorer import dream
     from explorer import dream_settings
-    from explorer.models import load_model, resolve_precision
+    from explorer.models import load_model
+    from explorer.devices import resolve_precision
 
     torch.manual_seed(0)
     weights = "imagenet" if cfg.get("pretrained") else "untrained"

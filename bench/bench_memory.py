@@ -67,7 +67,7 @@ def one(sizes: list[int], precision: str) -> list[dict]:
 def _measure(model, size: int, precision: str) -> dict:
     import torch
 
-    from explorer import memory, models, style
+    from explorer import devices, memory, style, style_settings
 
     g = torch.Generator().manual_seed(0)
     content, style_img = torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
@@ -83,7 +83,7 @@ def _measure(model, size: int, precision: str) -> dict:
     for _ in run:
         pass
     peak = _status("VmHWM")
-    dtype = models.resolve_precision(precision, torch.device("cpu"))
+    dtype = devices.resolve_precision(precision, torch.device("cpu"))
     est = memory.estimate("vgg19", size, size, kind="style", dtype=dtype, optimizer="lbfgs", steps=1,
                           layers=[settings.content_layer, *settings.style_layers])
     return {"size": size, "precision": precision, "baseline_mb": base / 2**20, "measured_mb": (peak - base) / 2**20,
@@ -104,9 +104,9 @@ def main(argv=None) -> int:
         print("JSON " + json.dumps(one([int(v) for v in args.one[0].split(",")], args.one[1])))
         return 0
     sys.path.insert(0, str(ROOT))
-    from explorer.models import _cpu_has_bf16
+    from explorer.devices import cpu_has_bf16
 
-    precisions = [p for p in args.precisions.split(",") if p and (p != "bf16" or _cpu_has_bf16())]
+    precisions = [p for p in args.precisions.split(",") if p and (p != "bf16" or cpu_has_bf16())]
     rows = []
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     sizes = [v for v in args.sizes.split(",") if v]

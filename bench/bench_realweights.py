@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from explorer import images, models, style  # noqa: E402
 from explorer import gatys
-from explorer import style_settings
+from explorer import devices, style_settings
 
 SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
 PHOTOS = ("tubingen", "golden_gate", "hoovertowernight")
@@ -121,7 +121,7 @@ def main() -> int:
         print(f"error: {src} not found (set EXPLORER_SHARED to the shared folder)", file=sys.stderr)
         return 2
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, bf16 {models._cpu_has_bf16()}; load average {os.getloadavg()[0]:.2f}")
+          f"threads {torch.get_num_threads()}, bf16 {devices.cpu_has_bf16()}; load average {os.getloadavg()[0]:.2f}")
     rows, out = [], ROOT / "bench" / "out"
     for scale in [float(v) for v in a.scales.split(",")]:
         path = src if scale == 1.0 else scaled_copy(src, scale, out / f"vgg19-caffe-x{scale:g}.pth")

@@ -47,7 +47,8 @@ import torch  # noqa: E402
 
 from explorer import batch  # noqa: E402
 from explorer.images import load_sample  # noqa: E402
-from explorer.models import load_model, precision_name, resolve_precision  # noqa: E402
+from explorer.models import load_model, resolve_precision  # noqa: E402
+from explorer.devices import precision_name
 from explorer.style import run_style_transfer  # noqa: E402
 from explorer.gatys import prepare_images
 from explorer.style_settings import StyleSettings

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explorer import activations, attribution, dream, images, models, style  # noqa: E402
+from explorer import outputs
 from explorer import dream_settings
 from explorer import gatys
 from explorer import style_settings
@@ -44,7 +45,7 @@ def _find(folder: Path, prefix: str) -> Path:
 
 def _save(img: Image.Image, name: str, label: str) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    images.save_png_atomic(img, OUT / name, pnginfo={"weights": label})
+    outputs.save_png_atomic(img, OUT / name, pnginfo={"weights": label})
     print(f"wrote docs/gallery/{name}", file=sys.stderr)
 
 

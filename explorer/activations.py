@@ -17,7 +17,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from .models import MODELS, FeatureNet, list_layers, meta_net
+from .models import FeatureNet, list_layers, meta_net
+from .registry import MODELS
 from .losses import gram_matrix, style_layer_loss
 
 __all__ = [

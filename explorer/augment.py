@@ -56,6 +56,7 @@ from typing import Iterator, Sequence
 import torch
 
 from . import images
+from . import outputs
 from .augment_io import (MANIFEST_COLUMNS, SKIPPED_COLUMNS, AppendLog, AugmentError, ShardLock, StyleImage,
                          check_folders, read_manifest, rebuild_manifests)
 from .augment_plan import (IMAGE_EXTENSIONS, AugmentSettings, Job, Shard, apply_traditional, is_image_name,
@@ -352,7 +353,7 @@ class Augmentation(Run):
                 "augment": json.dumps({k: row[k] for k in ("source", "class", "variant", "styles", "style_weights",
                                                             "beta", "steps", "size", "seed", "job_seed",
                                                             "traditional", "traditional_at", "job")})}
-        images.save_png_atomic(images.to_pil(img), self.out_dir / job.output, pnginfo=info)
+        outputs.save_png_atomic(images.to_pil(img), self.out_dir / job.output, pnginfo=info)
         self._manifest.append(row)  # after the image is in place: listed => complete
         self.written.append(row)
         self.done += 1

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import images
+from . import outputs
 from .augment_plan import IMAGE_EXTENSIONS, Shard, is_image_name, is_utf8_name, shown_name
 
 __all__ = [
@@ -325,8 +326,8 @@ def rebuild_manifests(out_dir: str | os.PathLike, inputs: Sequence[str] | None =
             for row in read_csv(path, SKIPPED_COLUMNS):
                 if row["path"] not in done_sources and (keep is None or row["path"] in keep):
                     skipped[row["path"]] = row
-        images.write_text_atomic(csv_text(MANIFEST_COLUMNS, [rows[k] for k in sorted(rows)]), out / "manifest.csv")
-        images.write_text_atomic(csv_text(SKIPPED_COLUMNS, [skipped[k] for k in sorted(skipped)]),
+        outputs.write_text_atomic(csv_text(MANIFEST_COLUMNS, [rows[k] for k in sorted(rows)]), out / "manifest.csv")
+        outputs.write_text_atomic(csv_text(SKIPPED_COLUMNS, [skipped[k] for k in sorted(skipped)]),
                                  out / "skipped.csv")
         if _fingerprint(out) == before:
             break

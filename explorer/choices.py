@@ -2,7 +2,7 @@
 optimizers, precisions, colour modes and the other choice lists, plus the two defaults the
 command line's help states. The settings classes check against these lists, the command line
 offers them as ``choices`` (so ``python -m explorer --help`` answers without importing torch),
-and the pages show them. ``explorer.models`` checks at import that its registry matches
+and the pages show them. ``explorer.registry`` checks at import that its registry matches
 :data:`MODEL_FAMILIES`.
 """
 

@@ -9,6 +9,7 @@ import json
 
 from . import activations as act
 from . import images
+from . import outputs
 from . import cmd_common as common
 
 __all__ = ["run"]
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError(f"{args.layer} has no spatial maps (shape {acts.shape}); pick a convolutional layer")
     stats = act.channel_stats(acts)
     top = act.top_channels(acts, args.top, by=args.by)
-    images.save_png_atomic(act.channel_grid(acts, top), out, pnginfo={"weights": model.weights.label,
+    outputs.save_png_atomic(act.channel_grid(acts, top), out, pnginfo={"weights": model.weights.label,
                                                                       "layer": f"{model.name} {args.layer}"})
     report = {
         "image": args.image, "model": model.name, "layer": args.layer, "weights": model.weights.kind,
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         "predictions": act.top_predictions(model, x),
     }
     if args.json:
-        images.write_text_atomic(json.dumps(report, indent=2), args.json)
+        outputs.write_text_atomic(json.dumps(report, indent=2), args.json)
     common.say(f"wrote {out}: top {len(top)} of {acts.shape[0]} channels of {model.name} {args.layer} "
          f"({acts.shape[1]}x{acts.shape[2]}, receptive field {info.receptive_field} px, stride {info.stride}); "
          f"sparsity {stats.sparsity:.1%}" + (f"; stats in {args.json}" if args.json else ""))

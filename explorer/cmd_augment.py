@@ -8,7 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
-from . import augment, images
+from . import augment
+from . import outputs
 from . import augment_io
 from . import augment_plan
 from . import cmd_common as common
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     rows, skipped = run.finish()
     summary = run.summary()
     if args.report:
-        images.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
+        outputs.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
     out = Path(args.output)
     common.say(f"wrote {summary['written']} image(s) in {summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} "
          f"images/min); {out / 'manifest.csv'} lists {rows} output(s)")

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Iterable
 
 from . import images, models
+from . import decoding
+from . import outputs
 from . import style_settings
 from .progress import ProgressEvent, tqdm_events
 
@@ -39,7 +41,7 @@ def read_recipe(path: str) -> dict:
         CliError: not a regular file of at most 1 MB, not JSON (or nested too deep), or of the
             wrong shape; one line.
     """
-    raw = images.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
+    raw = decoding.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -120,7 +122,7 @@ def load_net(args: argparse.Namespace, name: str) -> models.FeatureNet:
     default auto) on ``--device``; warns on stderr when the weights are untrained.
 
     Raises:
-        explorer.models.WeightsError: no usable weights; ValueError: unknown model or device.
+        explorer.weights.WeightsError: no usable weights; ValueError: unknown model or device.
     """
     model = models.load_model(name, weights=_weights_arg(args), device=args.device)
     if model.weights.untrained:
@@ -175,10 +177,10 @@ def png_out(args: argparse.Namespace, default: str) -> Path:
 def write_outputs(args, out: Path, image, report: dict) -> None:
     """Write the result ``image`` ((1, 3, H, W) in [0, 1]) as the PNG ``out`` (the weights and
     settings in its text chunks) and, with ``--report``, the JSON ``report``; both atomic."""
-    images.save_png_atomic(images.to_pil(image), out,
+    outputs.save_png_atomic(images.to_pil(image), out,
                            pnginfo={"weights": report["weights_label"], "settings": json.dumps(report["settings"])})
     if args.report:
-        images.write_text_atomic(json.dumps(report, indent=2), args.report)
+        outputs.write_text_atomic(json.dumps(report, indent=2), args.report)
 
 
 #: Output options (attribute, how messages name it). Every command checks the ones it has
@@ -187,13 +189,13 @@ _OUTPUTS = (("output", "output"), ("report", "--report"), ("npy", "--npy"), ("gi
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Check every output path the command has (:func:`explorer.images.check_output_path`)
+    """Check every output path the command has (:func:`explorer.outputs.check_output_path`)
     before any work.
 
     Raises:
-        ValueError: from :func:`explorer.images.check_output_path` (one line naming the path).
+        ValueError: from :func:`explorer.outputs.check_output_path` (one line naming the path).
     """
     for attr, label in _OUTPUTS:
         value = getattr(args, attr, None)
         if value:
-            images.check_output_path(value, label, folder=args.command == "augment" and attr == "output")
+            outputs.check_output_path(value, label, folder=args.command == "augment" and attr == "output")

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from . import dream, images
+from . import outputs
 from . import zoom
 from . import dream_settings
 from . import cmd_common as common
@@ -70,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         report["stopped"] = "interrupted"
     common.write_outputs(args, out, last, report)
     if args.gif:
-        images.write_bytes_atomic(images.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif)
+        outputs.write_bytes_atomic(outputs.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif)
     common.say(f"wrote {out}" + (f" and {args.gif}" if args.gif else ""))
     return 130 if interrupted else 0

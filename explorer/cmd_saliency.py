@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from . import attribution, images
+from . import outputs
 from . import cmd_common as common
 
 __all__ = ["run"]
@@ -41,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
     if common.drive(run, settings.method, args.quiet):
         return 130
     heat = run.result()
-    images.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity), out,
+    outputs.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity), out,
                            pnginfo={"weights": model.weights.label, "heatmap": json.dumps(heat.report())})
     if args.npy:
-        images.write_bytes_atomic(images.npy_bytes(heat.values), args.npy)
+        outputs.write_bytes_atomic(outputs.npy_bytes(heat.values), args.npy)
     if args.report:
-        images.write_text_atomic(json.dumps({**heat.report(), "inputs": {"style": args.style}}, indent=2), args.report)
+        outputs.write_text_atomic(json.dumps({**heat.report(), "inputs": {"style": args.style}}, indent=2), args.report)
     common.say(f"wrote {out}" + (f" and {args.npy}" if args.npy else "") +
          f" ({heat.values.shape[1]}x{heat.values.shape[0]}, values {heat.values.min():.3g} to "
          f"{heat.values.max():.3g}, {heat.seconds:.1f} s" + (f", {heat.engine} occlusion" if settings.method == "occlusion" else "") + ")")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import attribution, control, guided, models
-from . import gatys
-from . import style_settings
+from . import attribution, control, devices, gatys, guided, style_settings
 from . import cmd_common as common
 from .batch import parse_style_spec
 
@@ -58,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if len(blend) > 1 else style_img.name
     c = run.content_final
     common.say(f"stylizing {content.name} ({c.shape[-1]}x{c.shape[-2]} px) with {names} on {model.device}, "
-         f"{models.precision_name(run.dtype)}, {model.weights.label}{how}")
+         f"{devices.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = common.drive(run, "stylize", args.quiet)
     result = run.result()
     report = run.report(result)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import models
+from . import registry, weights
 from . import cmd_common as common
 
 __all__ = ["run"]
@@ -22,17 +22,17 @@ def run(args: argparse.Namespace) -> int:
         explorer.cmd_common.CliError and the errors :func:`explorer.commands.run` turns into one line.
     """
     if args.weights_command == "status":
-        rows = models.weights_status()
+        rows = weights.weights_status()
         for row in rows:
             where = row["found"] or "missing"
             print(f"{row['model']:13s} {row['file']:34s} {row['size_mb']:7.1f} MB  {where}")
         print(f"torch cache: {rows[0]['cache_dir']}")
         print(f"EXPLORER_WEIGHTS_DIR: {rows[0]['weights_dir'] or '(not set)'}")
         return 0
-    names = list(models.MODELS) if args.models.strip() == "all" else [n.strip() for n in args.models.split(",") if n.strip()]
+    names = list(registry.MODELS) if args.models.strip() == "all" else [n.strip() for n in args.models.split(",") if n.strip()]
     for n in names:
-        if n not in models.MODELS:
-            raise common.CliError(f"unknown model {n!r}; choose from {', '.join(models.MODELS)} or 'all'")
-    for p in models.download_weights(names, dest=args.dir):
+        if n not in registry.MODELS:
+            raise common.CliError(f"unknown model {n!r}; choose from {', '.join(registry.MODELS)} or 'all'")
+    for p in weights.download_weights(names, dest=args.dir):
         print(f"ok {p}")
     return 0

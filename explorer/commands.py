@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Callable
 
-from . import cmd_activations, cmd_augment, cmd_dream, cmd_saliency, cmd_stylize, cmd_weights, images, models
+from . import cmd_activations, cmd_augment, cmd_dream, cmd_saliency, cmd_stylize, cmd_weights, images, weights
 from .cmd_common import CliError, check_outputs
 from .memory import free_cached_memory, is_out_of_memory, out_of_memory_message
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command != "weights":
             check_outputs(args)
         return COMMANDS[args.command](args)
-    except (CliError, images.ImageError, models.WeightsError, ValueError, OSError) as exc:
+    except (CliError, images.ImageError, weights.WeightsError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -34,7 +34,8 @@ from . import color, guides, matting, objectives, regions
 from .batch import prepare_blend
 from .gatys import gatys_objective, style_targets
 from .losses import region_plan
-from .models import FeatureNet, resolve_precision
+from .models import FeatureNet
+from .devices import resolve_precision
 from .objectives import LayerGuide
 from .progress import ProgressEvent
 from .runs import Run
@@ -123,7 +124,7 @@ class ControlledTransfer(Run):
 
     Raises:
         ValueError: combinations that are not supported (one-line messages), bad masks.
-        explorer.models.WeightsError: ``masks="segmentation"`` without pretrained weights.
+        explorer.weights.WeightsError: ``masks="segmentation"`` without pretrained weights.
     """
 
     def __init__(self, model: FeatureNet, content, styles: Sequence[tuple[Any, float]], settings: StyleSettings,

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from .memory import check_fits
-from .models import FeatureNet, autocast, list_layers, meta_net, precision_name, resolve_precision
+from .models import FeatureNet, list_layers, meta_net
+from .devices import autocast, precision_name, resolve_precision
 from .objectives import INPUT, Objective, channel, class_logit, guide, layer_l2, layer_mean, total
 from .progress import ProgressEvent
 from .runs import Run

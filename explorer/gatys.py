@@ -26,7 +26,8 @@ import torch
 from . import objectives
 from .images import resize_long_side, to_tensor
 from .losses import gram_matrix
-from .models import FeatureNet, autocast, resolve_precision
+from .models import FeatureNet
+from .devices import autocast, resolve_precision
 from .objectives import LayerGuide, Objective
 from .style_settings import StyleSettings
 

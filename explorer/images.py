@@ -1,4 +1,4 @@
-"""Decode, validate and convert images; tensor <-> PIL; atomic writes.
+"""Decode, validate and convert images; tensor <-> PIL.
 
 Every image a user gives us (a Streamlit upload, a path on the command line, a
 bundled sample) goes through :func:`load_image` / :func:`load_sample`, which
@@ -21,24 +21,27 @@ Safety notes
 * Nothing here mutates Pillow's global settings, so the module is safe to use from
   Streamlit's threads.
 
-No Streamlit import here; the pages and the CLI share this module.
+The low-level steps (bounded file reading, header identification, mode conversion to RGB,
+EXIF orientation) are in :mod:`explorer.decoding`; writing results (atomic writes, PNG/GIF/npy
+encoders) is :mod:`explorer.outputs`. No Streamlit import here; the pages and the CLI share this
+module.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import os
-import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin
+from PIL import Image, ImageFile
+
+from .decoding import (ANIMATED_FORMATS, apply_exif_orientation, clear_info, identify, read_regular_file, short_reason,
+                       to_rgb)
 
 __all__ = [
     "ImageError",
@@ -49,29 +52,17 @@ __all__ = [
     "resize_long_side",
     "to_tensor",
     "to_pil",
-    "save_png_atomic",
-    "write_bytes_atomic",
-    "write_text_atomic",
-    "png_bytes",
-    "npy_bytes",
-    "gif_bytes",
     "SAMPLE_CONTENT",
     "SAMPLE_STYLE",
     "load_sample",
     "parse_image_ref",
     "load_mask_image",
-    "read_regular_file",
-    "check_output_path",
-    "MAX_FILE_BYTES",
 ]
 
 #: Smallest accepted width and height of a loaded image, in pixels.
 MIN_SIDE = 32
 #: Smallest long side accepted by :func:`resize_long_side`, in pixels.
 MIN_RESIZE_SIDE = 16
-#: Largest file read as an image or mask, in bytes (checked before reading: a huge or endless
-#: file is refused at once instead of filling the memory).
-MAX_FILE_BYTES = 256 * 2**20
 
 #: Bundled scikit-image samples (display name -> ``skimage.data`` function name).
 #: All of these ship inside the scikit-image wheel, so they load with no network.
@@ -130,66 +121,6 @@ def _label(role: str, name: str | None) -> str:
     return f"{role} '{name}'" if name else role
 
 
-def _short(exc: BaseException, limit: int = 120) -> str:
-    """One-line, length-limited text of an exception, for parenthesised details."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def read_regular_file(path: str | os.PathLike, label: str, limit: int = MAX_FILE_BYTES,
-                      error: type[Exception] = ValueError) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes.
-
-    The file is opened without blocking and checked with ``fstat`` before anything is read, so
-    a named pipe (which would wait for a writer forever), a device such as ``/dev/zero``
-    (endless) or a socket is refused at once, and so is a file larger than ``limit``.
-
-    Args:
-        path: the file.
-        label: how messages name it, e.g. ``"content image 'x.png'"``.
-        limit: the largest size accepted, bytes.
-        error: the exception class raised (one-line message).
-
-    Raises:
-        ``error``: not found, a folder, not a regular file, too large, or unreadable.
-    """
-    p = Path(os.fspath(path)).expanduser()
-    try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise error(f"{label}: file not found") from None
-    except IsADirectoryError:
-        raise error(f"{label}: this is a folder, not a file") from None
-    except PermissionError:
-        raise error(f"{label}: could not read the file (permission denied)") from None
-    except OSError as exc:
-        if p.is_dir():
-            raise error(f"{label}: this is a folder, not a file") from None
-        raise error(f"{label}: could not read the file ({_short(exc)})") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise error(f"{label}: this is a folder, not a file")
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device" if (
-                stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "a socket or other special file"
-            raise error(f"{label}: this is {kind}, not a regular file")
-        if st.st_size > limit:
-            raise error(f"{label}: the file is {st.st_size / 2**20:.0f} MB; files up to {limit / 2**20:.0f} MB "
-                        "are accepted")
-        with os.fdopen(fd, "rb", closefd=True) as fh:
-            fd = -1
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        raise error(f"{label}: could not read the file ({_short(exc)})") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if len(data) > limit:  # it grew while being read
-        raise error(f"{label}: the file is larger than {limit / 2**20:.0f} MB")
-    return data
-
-
 def _read_source(source: Any, name: str | None, role: str) -> tuple[bytes, str | None, str]:
     """Return ``(data, display_name, error_label)`` for any accepted source."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -216,7 +147,7 @@ def _read_source(source: Any, name: str | None, role: str) -> tuple[bytes, str |
             else:
                 data = source.read()
         except OSError as exc:
-            raise ImageError(f"{label}: could not read the file ({_short(exc)})") from exc
+            raise ImageError(f"{label}: could not read the file ({short_reason(exc)})") from exc
         if isinstance(data, str):
             raise TypeError(
                 f"{label}: the file object was opened in text mode; open it in binary mode ('rb')"
@@ -231,48 +162,8 @@ def _read_source(source: Any, name: str | None, role: str) -> tuple[bytes, str |
 
 
 # --------------------------------------------------------------------------- #
-# identifying the format (header only, no decoding, no bomb warning)
+# size checks
 # --------------------------------------------------------------------------- #
-
-_plugins_ready = False
-
-
-def _ensure_plugins() -> None:
-    global _plugins_ready
-    if not _plugins_ready:
-        Image.preinit()  # common formats first, in Pillow's own order
-        Image.init()
-        _plugins_ready = True
-
-
-def _identify(data: bytes) -> ImageFile.ImageFile | None:
-    """Open ``data`` with the first Pillow plugin that accepts it; header only.
-
-    Mirrors the format search in :func:`PIL.Image.open` but without its built-in
-    decompression-bomb check (which warns), so the caller can check the size itself.
-    Returns None when no plugin recognises the data.  Raises the first plugin
-    error when a plugin recognised the magic bytes but could not parse the header
-    (and no other plugin could open it).
-    """
-    _ensure_plugins()
-    prefix = data[:16]
-    matched_error: BaseException | None = None
-    for fmt in list(Image.ID):
-        factory, accept = Image.OPEN[fmt]
-        result = True if accept is None else accept(prefix)
-        if not result or isinstance(result, str):
-            continue
-        try:
-            return factory(io.BytesIO(data), "")
-        except Exception as exc:
-            # Like Image.open, go on to the next format; but remember the failure
-            # when the magic bytes matched: then the file is a broken image of
-            # that format rather than not an image at all.
-            if accept is not None and matched_error is None:
-                matched_error = exc
-    if matched_error is not None:
-        raise matched_error
-    return None
 
 
 def _bomb_message(label: str, width: int, height: int) -> str:
@@ -297,103 +188,6 @@ def _check_min_side(label: str, size: tuple[int, int]) -> None:
             f"{label}: {width} x {height} pixels is too small; "
             f"each side must be at least {MIN_SIDE} pixels"
         )
-
-
-# --------------------------------------------------------------------------- #
-# conversion to 8-bit RGB
-# --------------------------------------------------------------------------- #
-
-_ANIMATED_FORMATS = {"GIF", "PNG", "WEBP", "FLI", "AVIF"}
-
-
-def _composite_on_white(rgba: Image.Image, notes: list[str]) -> Image.Image:
-    """RGBA -> RGB over a white background; note it only if something is transparent."""
-    if rgba.getchannel("A").getextrema()[0] < 255:
-        notes.append("transparent areas composited on white")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
-
-
-def _gray_array_to_rgb(values: np.ndarray) -> Image.Image:
-    gray = Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), mode="L")
-    return gray.convert("RGB")
-
-
-def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
-    """Convert any decoded Pillow image to a new 8-bit ``"RGB"`` image.
-
-    Raises:
-        ValueError / OSError from Pillow for modes it cannot convert (the caller
-        turns these into :class:`ImageError`).
-    """
-    mode = im.mode
-    if mode == "RGB":
-        return im.copy()
-    if mode in ("L", "1"):
-        notes.append(
-            "black-and-white (1-bit) image converted to RGB" if mode == "1" else "grayscale converted to RGB"
-        )
-        return im.convert("RGB")
-    if mode == "P":
-        if "transparency" in im.info:
-            return _composite_on_white(im.convert("RGBA"), notes)
-        return im.convert("RGB")
-    if mode == "RGBA":
-        return _composite_on_white(im, notes)
-    if mode in ("LA", "La", "PA", "RGBa"):
-        if mode in ("LA", "La"):
-            notes.append("grayscale converted to RGB")
-        return _composite_on_white(im.convert("RGBA"), notes)
-    if mode.startswith("I;16"):
-        # Pillow's convert() clips 16-bit values to 0..255; scale instead.
-        values = np.asarray(im).astype(np.float64)
-        notes.append("16-bit image converted to 8-bit")
-        notes.append("grayscale converted to RGB")
-        return _gray_array_to_rgb(np.clip(np.round(values / 257.0), 0, 255))
-    if mode == "I":
-        # 32-bit integer grayscale: in practice 16-bit data (PNG/TIFF); scale 0..65535.
-        values = np.asarray(im).astype(np.float64)
-        notes.append("16-bit image converted to 8-bit")
-        notes.append("grayscale converted to RGB")
-        return _gray_array_to_rgb(np.clip(np.round(values / 257.0), 0, 255))
-    if mode == "F":
-        values = np.asarray(im).astype(np.float64)
-        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
-        notes.append("floating-point image clipped to 0-255 and converted to 8-bit")
-        notes.append("grayscale converted to RGB")
-        return _gray_array_to_rgb(np.clip(np.round(values), 0, 255))
-    if mode == "CMYK":
-        notes.append("CMYK converted to RGB")
-        return im.convert("RGB")
-    if mode in ("YCbCr", "LAB", "HSV", "RGBX"):
-        return im.convert("RGB")
-    # Anything else Pillow might produce: let Pillow try, via RGBA to keep alpha right.
-    try:
-        return _composite_on_white(im.convert("RGBA"), notes)
-    except (ValueError, OSError):
-        return im.convert("RGB")
-
-
-def _apply_exif_orientation(im: Image.Image, notes: list[str]) -> Image.Image:
-    """Return a transposed copy following the EXIF Orientation tag (2..8)."""
-    try:
-        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
-    except Exception:  # broken EXIF block: the pixels are fine, keep them as stored
-        notes.append("EXIF data could not be read; orientation left as stored")
-        return im
-    if orientation in (3, 6, 8):
-        notes.append("rotated according to EXIF orientation")
-    elif orientation in (2, 4, 5, 7):
-        notes.append("rotated/flipped according to EXIF orientation")
-    else:
-        return im
-    return ImageOps.exif_transpose(im)
-
-
-def _finish(im: Image.Image) -> Image.Image:
-    """Detach metadata that no longer describes the pixels (EXIF orientation etc.)."""
-    im.info = {}
-    return im
 
 
 # --------------------------------------------------------------------------- #
@@ -441,7 +235,7 @@ def load_image(
     im: ImageFile.ImageFile | None = None
     try:
         try:
-            im = _identify(data)
+            im = identify(data)
         except Image.DecompressionBombError:
             raise ImageError(
                 f"{label}: the image is above the safety limit of "
@@ -450,7 +244,7 @@ def load_image(
         except MemoryError:
             raise ImageError(f"{label}: not enough memory to open this image") from None
         except Exception as exc:
-            raise ImageError(f"{label}: the file is truncated or corrupt ({_short(exc)})") from exc
+            raise ImageError(f"{label}: the file is truncated or corrupt ({short_reason(exc)})") from exc
         if im is None:
             hint = ""
             head = data[:1024].lstrip().lower()
@@ -463,7 +257,7 @@ def load_image(
 
         try:
             # Integrity pass (PNG: verifies every chunk checksum); needs its own instance.
-            checker = _identify(data)
+            checker = identify(data)
             if checker is not None:
                 checker.verify()
                 checker.close()
@@ -472,7 +266,7 @@ def load_image(
             if frames > 1:
                 im.seek(0)
                 kind, unit = (
-                    ("animated image", "frames") if im.format in _ANIMATED_FORMATS else ("multi-page image", "pages")
+                    ("animated image", "frames") if im.format in ANIMATED_FORMATS else ("multi-page image", "pages")
                 )
                 notes.append(f"{kind}: using the first of {frames} {unit}")
             im.load()
@@ -483,26 +277,26 @@ def load_image(
         except Exception as exc:
             # OSError ("image file is truncated", "broken data stream"), SyntaxError
             # ("broken PNG file"), ValueError, EOFError, struct.error, ...
-            raise ImageError(f"{label}: the file is truncated or corrupt ({_short(exc)})") from exc
+            raise ImageError(f"{label}: the file is truncated or corrupt ({short_reason(exc)})") from exc
 
         # Decoding may change the size (e.g. ICO picks its largest icon): re-check.
         _check_bomb(label, im.size)
 
         try:
-            oriented = _apply_exif_orientation(im, notes)
-            rgb = _to_rgb(oriented, notes)
+            oriented = apply_exif_orientation(im, notes)
+            rgb = to_rgb(oriented, notes)
         except MemoryError:
             raise ImageError(f"{label}: not enough memory to convert this image") from None
         except Exception as exc:
             raise ImageError(
-                f"{label}: unsupported pixel format '{im.mode}' ({_short(exc)})"
+                f"{label}: unsupported pixel format '{im.mode}' ({short_reason(exc)})"
             ) from exc
     finally:
         if im is not None:
             im.close()
 
     _check_min_side(label, rgb.size)
-    return LoadedImage(image=_finish(rgb), name=shown or role, notes=_dedupe(notes))
+    return LoadedImage(image=clear_info(rgb), name=shown or role, notes=_dedupe(notes))
 
 
 def _dedupe(notes: list[str]) -> list[str]:
@@ -535,7 +329,7 @@ def _decode_sample(func_name: str) -> tuple[Image.Image, tuple[str, ...]]:
         array = np.clip(np.round(array.astype(np.float64) * (255.0 if array.max() <= 1 else 1.0)), 0, 255)
         array = array.astype(np.uint8)
     notes: list[str] = []
-    rgb = _finish(_to_rgb(Image.fromarray(np.ascontiguousarray(array)), notes))
+    rgb = clear_info(to_rgb(Image.fromarray(np.ascontiguousarray(array)), notes))
     return rgb, tuple(_dedupe(notes))
 
 
@@ -567,7 +361,7 @@ def load_sample(key: str, *, role: str = "sample image", spelling: str = "") -> 
     try:
         image, notes = _decode_sample(func)
     except Exception as exc:
-        raise ImageError(f"{_label(role, display)}: could not load the sample ({_short(exc)})") from exc
+        raise ImageError(f"{_label(role, display)}: could not load the sample ({short_reason(exc)})") from exc
     return LoadedImage(image=image.copy(), name=display, notes=list(notes))
 
 
@@ -708,165 +502,3 @@ def to_pil(t: torch.Tensor) -> Image.Image:
     t = torch.nan_to_num(t, nan=0.0).clamp(0.0, 1.0)
     as_bytes = t.mul(255.0).round().to(torch.uint8)
     return TF.to_pil_image(as_bytes, mode="RGB")
-
-
-# --------------------------------------------------------------------------- #
-# writing
-# --------------------------------------------------------------------------- #
-
-
-def _png_info(pnginfo: Mapping[str, str] | None) -> PngImagePlugin.PngInfo | None:
-    if not pnginfo:
-        return None
-    info = PngImagePlugin.PngInfo()
-    for key, value in pnginfo.items():
-        info.add_text(str(key), str(value))
-    return info
-
-
-def check_output_path(path: str | os.PathLike[str], label: str, *, folder: bool = False) -> Path:
-    """Check, before any work, that ``path`` can be written: it is not an existing folder (or,
-    with ``folder``, not an existing file), and the nearest existing folder above it is a folder
-    this process may write in (missing folders in between are created when writing).
-
-    Returns:
-        the path.
-
-    Raises:
-        ValueError: one line naming the path and what is wrong.
-    """
-    p = Path(os.fspath(path)).expanduser()
-    if folder:
-        if p.exists() and not p.is_dir():
-            raise ValueError(f"{label} {path}: this is a file, not a folder")
-    elif p.is_dir():
-        raise ValueError(f"{label} {path}: this is a folder; name a file in it")
-    parent = p if folder and p.is_dir() else p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{label} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{label} {path}: cannot write in {parent} (permission denied)")
-    return p
-
-
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], suffix: str) -> Path:
-    """Write through ``write(file)`` into a temp file next to ``path``, then os.replace.
-
-    The temp file is removed if anything fails, so ``path`` is either the old
-    file, untouched, or the complete new one.
-    """
-    target = Path(os.fspath(path)).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = target.stat().st_mode & 0o777  # keep an existing file's permissions
-    except OSError:
-        mode = 0o644
-    tmp = tempfile.NamedTemporaryFile(
-        dir=target.parent, prefix=f".{target.name}.", suffix=suffix, delete=False
-    )
-    tmp_path = Path(tmp.name)
-    try:
-        with tmp:
-            write(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_path, mode)
-        os.replace(tmp_path, target)
-    except BaseException:
-        try:
-            tmp_path.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    return target
-
-
-def save_png_atomic(
-    img: Image.Image, path: str | os.PathLike[str], *, pnginfo: Mapping[str, str] | None = None
-) -> Path:
-    """Save ``img`` as PNG at ``path`` atomically.
-
-    Args:
-        img: any image mode PNG can store (normally 8-bit RGB).
-        path: destination; missing parent folders are created.
-        pnginfo: optional text chunks, e.g. ``{"weights": "untrained"}``.
-
-    Returns:
-        The destination path (``Path``).
-
-    Raises:
-        OSError / ValueError from Pillow or the file system (e.g. a mode PNG cannot
-        store). On any failure the temporary file is removed and an existing file
-        at ``path`` is left intact.
-    """
-    info = _png_info(pnginfo)
-    return _write_atomic(path, lambda f: img.save(f, format="PNG", pnginfo=info), ".png")
-
-
-def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``).
-
-    Returns the destination ``Path``; missing parent folders are created.
-    Raises ``OSError`` on file-system errors, leaving any existing file intact.
-    """
-    payload = bytes(data)
-    return _write_atomic(path, lambda f: f.write(payload), ".tmp")
-
-
-def write_text_atomic(text: str, path: str | os.PathLike[str], *, encoding: str = "utf-8") -> Path:
-    """Write ``text`` (encoded as UTF-8 by default) to ``path`` atomically.
-
-    Returns the destination ``Path``; missing parent folders are created.
-    Raises ``OSError`` on file-system errors (``UnicodeEncodeError`` for text the
-    encoding cannot represent), leaving any existing file intact.
-    """
-    return write_bytes_atomic(text.encode(encoding), path)
-
-
-def png_bytes(img: Image.Image, pnginfo: Mapping[str, str] | None = None) -> bytes:
-    """Encode ``img`` as PNG in memory (for download buttons).
-
-    Args:
-        img: any image mode PNG can store.
-        pnginfo: optional text chunks.
-
-    Returns:
-        The PNG file contents.
-
-    Raises:
-        OSError / ValueError from Pillow for modes PNG cannot store.
-    """
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG", pnginfo=_png_info(pnginfo))
-    return buffer.getvalue()
-
-
-def gif_bytes(frames: list[Image.Image], duration_ms: int = 400, loop: int = 0) -> bytes:
-    """Encode frames as an animated GIF in memory (Pillow's GIF writer, adaptive palette).
-
-    Args:
-        frames: RGB images; all are resized to the first frame's size.
-        duration_ms: display time of each frame in milliseconds.
-        loop: 0 = loop forever.
-
-    Raises:
-        ValueError: no frames.
-    """
-    if not frames:
-        raise ValueError("an animation needs at least one frame")
-    size = frames[0].size
-    frames = [f if f.size == size else f.resize(size, Image.Resampling.LANCZOS) for f in frames]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms,
-                   loop=loop, optimize=False)
-    return buffer.getvalue()
-
-
-def npy_bytes(values) -> bytes:
-    """An array as the bytes of a ``.npy`` file (``numpy.save`` without pickling; read back
-    with ``numpy.load``)."""
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(values), allow_pickle=False)
-    return buf.getvalue()

@@ -32,8 +32,8 @@ from torchvision.models.segmentation import DeepLabV3_ResNet50_Weights, deeplabv
 
 from .images import load_mask_image
 from .matting import as_hwc
-from .models import (WeightsError, cache_dir, fetch_weights, load_state_dict_into, read_state_dict,
-                     resolve_device, weights_dir)
+from .weights import WeightsError, cache_dir, fetch_weights, load_state_dict_into, read_state_dict, weights_dir
+from .devices import resolve_device
 
 __all__ = [
     "MIN_COLOR_FRACTION",
@@ -377,7 +377,7 @@ def _seg_missing(reason: str):
 
 def _seg_source() -> Path:
     """The DeepLabV3 weights file: EXPLORER_WEIGHTS_DIR, then torch's cache, then a download
-    with a timeout (unless EXPLORER_OFFLINE=1), :func:`explorer.models.fetch_weights`."""
+    with a timeout (unless EXPLORER_OFFLINE=1), :func:`explorer.weights.fetch_weights`."""
     try:
         return fetch_weights(_seg_weights())
     except WeightsError as exc:
@@ -456,14 +456,14 @@ def segmentation_masks(content: torch.Tensor, style: torch.Tensor, device: str |
 
     Args:
         content, style: (1, 3, H, W) images in [0, 1].
-        device: where the network runs (:func:`explorer.models.resolve_device`; default auto).
+        device: where the network runs (:func:`explorer.devices.resolve_device`; default auto).
         size: the shorter side, pixels, the network sees (>= 32).
 
     Returns:
         :class:`RegionMasks` at the content's and the style's sizes.
 
     Raises:
-        explorer.models.WeightsError: no pretrained weights (one line saying how to get them),
+        explorer.weights.WeightsError: no pretrained weights (one line saying how to get them),
             or a file that is not these weights.
         ValueError: bad shapes or values, or no class found in both images.
     """

@@ -31,7 +31,8 @@ import torch
 
 from .gatys import gatys_objective, style_targets, to_memory_format, use_channels_last
 from .memory import check_fits
-from .models import FeatureNet, autocast, precision_name, resolve_precision
+from .models import FeatureNet
+from .devices import autocast, precision_name, resolve_precision
 from .objectives import INPUT, Objective
 from .progress import ProgressEvent
 from .runs import Run, run_to_end

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from . import choices
-from .models import MODELS
+from .registry import MODELS
 from .settings import RecipeSettings, check_choice, check_float, check_int, check_name, check_names
 
 __all__ = ["StyleSettings", "describe_final_losses", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYER",

@@ -14,9 +14,10 @@ import numpy as np
 import streamlit as st
 import torch
 
-from . import activations, batch, images, memory, models, plots
+from . import activations, batch, devices, images, memory, models, plots, registry
 from .progress import ProgressEvent
 from .runqueue import RunQueue, default_slots
+from .weights import WeightsError, untrained_allowed, weights_status
 
 __all__ = [
     "run_app",
@@ -168,8 +169,8 @@ def cached_predictions(model: models.FeatureNet, image_tensor: torch.Tensor) -> 
 
 def device_summary() -> str:
     """One line on the compute device, e.g. ``CPU (2 threads), bf16 mixed precision``."""
-    dev = models.resolve_device("auto")
-    prec = models.precision_name(models.resolve_precision("auto", dev))
+    dev = devices.resolve_device("auto")
+    prec = devices.precision_name(devices.resolve_precision("auto", dev))
     if dev.type == "cuda":
         what = f"GPU {torch.cuda.get_device_name(0)}"
     elif dev.type == "mps":
@@ -180,7 +181,7 @@ def device_summary() -> str:
 
 
 def _default_untrained(name: str) -> bool:
-    return models.untrained_allowed() and not any(r["found"] for r in models.weights_status([name]))
+    return untrained_allowed() and not any(r["found"] for r in weights_status([name]))
 
 
 def untrained_switch(key: str, name: str = "vgg19") -> bool:
@@ -203,7 +204,7 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
     after showing a one-line error (e.g. no pretrained weights and untrained not chosen)."""
     sb = st.sidebar
     name = sb.selectbox("Network", list(choices), index=list(choices).index(default), key=f"{key}_name",
-                        format_func=lambda n: models.MODELS[n].title)
+                        format_func=lambda n: registry.MODELS[n].title)
     options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
         (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
     # Choices that should follow the user from page to page live in plain session-state keys
@@ -215,13 +216,13 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
     state["pref_device"] = device
     untrained = untrained_switch(key, name)
     weights = "untrained" if untrained else "imagenet"
-    spec = models.MODELS[name]
+    spec = registry.MODELS[name]
     try:
-        label = f"Loading {spec.title}" if untrained or models.weights_status([name])[0]["found"] else \
+        label = f"Loading {spec.title}" if untrained or weights_status([name])[0]["found"] else \
             f"Downloading {spec.title} ImageNet weights ({spec.file_name}, {spec.file_size_mb:.0f} MB; first run only)"
         with st.spinner(label):
             model = cached_model(name, weights, device)
-    except models.WeightsError as exc:
+    except WeightsError as exc:
         st.error(" ".join(exc.app_message.split()))
         if exc.app_detail:
             st.caption(exc.app_detail)

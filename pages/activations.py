@@ -11,7 +11,7 @@ ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 from PIL import Image
 
 from explorer import activations as act
-from explorer import images, models, plots, ui
+from explorer import images, models, outputs, plots, ui
 
 st.title("Layer activations")
 st.caption("What each layer of a network computes for one picture: its channels' feature maps, their "
@@ -131,7 +131,7 @@ if acts is not None:
             top = act.top_channels(acts, n_top, by=rank)
             grid = act.channel_grid(acts, top, cols=min(8, len(top)), cell=128)
             st.image(grid, caption=f"Top {len(top)} of {acts.shape[0]} channels of {layer}, by {rank}")
-            st.download_button("Download grid (PNG)", images.png_bytes(grid, pnginfo={"weights": model.weights.label,
+            st.download_button("Download grid (PNG)", outputs.png_bytes(grid, pnginfo={"weights": model.weights.label,
                                                                                        "layer": layer}),
                                file_name=f"{layer}-top{len(top)}.png", mime="image/png", key="download_grid")
             st.caption("Each tile is one channel's feature map, coloured from its own minimum (dark purple) to its own "

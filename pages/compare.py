@@ -8,6 +8,7 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import outputs
 from explorer import gatys
 from explorer import style_settings
 
@@ -191,9 +192,9 @@ if res:
                                  key=f"cmp_chart_{k}")
         d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
         info = {"weights": res["weights_label"]}
-        d1.download_button("Download full-Gram PNG", images.png_bytes(res["full"], pnginfo=info),
+        d1.download_button("Download full-Gram PNG", outputs.png_bytes(res["full"], pnginfo=info),
                            file_name="full_gram.png", mime="image/png", key="cmp_download_full")
-        d2.download_button("Download guided PNG", images.png_bytes(res["guided"], pnginfo=info),
+        d2.download_button("Download guided PNG", outputs.png_bytes(res["guided"], pnginfo=info),
                            file_name="guided_gram.png", mime="image/png", key="cmp_download_guided")
 
 sweep = state.get("compare_sweep")

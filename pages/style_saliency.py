@@ -10,6 +10,8 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import outputs
+from explorer import registry
 from explorer import saliency_objectives
 from explorer import guides
 
@@ -21,7 +23,7 @@ st.caption("Which regions of a style image drive the network? Heatmaps of a styl
 model = ui.sidebar_model(("vgg19", "vgg16", "mobilenet_v2", "resnet50"), key="sal_model")
 model_name = model.name if model else "vgg19"
 layer_names = models.spatial_layers(model_name)
-default_style_layers = list(models.MODELS[model_name].style_layers)
+default_style_layers = list(registry.MODELS[model_name].style_layers)
 OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean activation of one layer",
               "channel": "mean activation of one channel", "class": "logit of the top ImageNet class"}
 
@@ -175,11 +177,11 @@ if res:
                     "trained one has learned to look for.")
         overlay = attribution.overlay_image(main.image, main.values, opacity)
         d1, d2 = st.columns(2)
-        overlay_png = images.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
+        overlay_png = outputs.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
                                                          "heatmap": json.dumps(main.report())})
         d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
                            mime="image/png", key="sal_download_png")
-        d2.download_button("Download heatmap (.npy)", images.npy_bytes(main.values), width="stretch",
+        d2.download_button("Download heatmap (.npy)", outputs.npy_bytes(main.values), width="stretch",
                            file_name="saliency_heatmap.npy",
                            mime="application/octet-stream", key="sal_download_npy",
                            help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")

@@ -9,6 +9,8 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import batch, control, images, models, plots, style, ui
+from explorer import outputs
+from explorer import weights
 from explorer import style_settings
 
 st.title("Style transfer")
@@ -176,7 +178,7 @@ if run_clicked and ready:
         run = control.ControlledTransfer(
             model, content.image, [(img.image, w) for img, _, w in styles], settings, mask_inputs=mask_uploads,
             targets_fn=lambda m, blend, s: ui.cached_style_targets(m, blend if len(blend) > 1 else blend[0][0], s))
-    except (ValueError, models.WeightsError) as exc:
+    except (ValueError, weights.WeightsError) as exc:
         st.error(ui.one_line(exc))
     else:
         total_w = sum(w for _, _, w in styles)
@@ -217,7 +219,7 @@ if res:
         st.caption(f"Note: {note}")
     pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
     d1, d2, _ = st.columns([1, 1.4, 2])
-    d1.download_button("Download PNG", images.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
+    d1.download_button("Download PNG", outputs.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
                        mime="image/png", key="download_png")
     report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
                                    "weights_label": res["weights_label"], "stopped": res.get("stopped"),

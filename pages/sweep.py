@@ -10,6 +10,7 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import batch, images, style, ui
+from explorer import outputs
 from explorer import gatys
 from explorer import style_settings
 
@@ -159,7 +160,7 @@ if res and res.get("grid") is not None:
                                 ("content", "style", "tv", "total", "ratio", "content_weight", "style_weight")})
     pnginfo = {"weights": res["weights_label"], "sweep": json.dumps({**res["report"], "inputs": res["inputs"]})}
     d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
-    d1.download_button("Download grid (PNG)", images.png_bytes(res["grid"], pnginfo=pnginfo), file_name="sweep.png",
+    d1.download_button("Download grid (PNG)", outputs.png_bytes(res["grid"], pnginfo=pnginfo), file_name="sweep.png",
                        mime="image/png", key="sweep_download_png")
     d2.download_button("Download numbers (CSV)", res["csv"], file_name="sweep.csv", mime="text/csv",
                        key="sweep_download_csv")

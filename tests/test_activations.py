@@ -24,7 +24,9 @@ from torch import nn
 from tests.helpers import error_line, picture, run_cli
 from explorer import activations as act
 from explorer import cli, images, models
-from explorer.models import FeatureNet, UnknownLayerError, WeightsInfo, list_layers, load_model
+from explorer import registry
+from explorer.models import FeatureNet, UnknownLayerError, list_layers, load_model
+from explorer.weights import WeightsInfo
 from explorer.losses import gram_matrix, style_layer_loss
 
 
@@ -101,7 +103,7 @@ def test_receptive_field_googlenet_inception4c_by_hand():
 
 
 def test_receptive_field_grows_along_the_network_and_is_none_after_global_pooling():
-    for name in models.MODELS:
+    for name in registry.MODELS:
         prev = (0, 0)
         for layer in list_layers(name):
             rf = act.receptive_field(name, layer)
@@ -150,7 +152,7 @@ def _positive_copy(net: FeatureNet, layer: str) -> FeatureNet:
 def inception_v3_probe():
     """Inception v3 up to its first Inception block, architecture only (torchvision's fast
     default init: the weights are replaced by positive ones in the test anyway)."""
-    spec = models.MODELS["inception_v3"]
+    spec = registry.MODELS["inception_v3"]
     tv = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
     layers = models._layers_for(spec, tv)
     return FeatureNet(spec, layers, WeightsInfo("untrained", "", "test probe")).truncated("Mixed_5b")
@@ -445,7 +447,7 @@ def test_channel_map_rgb():
 # ----------------------------------------------------------------------------- walk through the network
 
 
-@pytest.mark.parametrize("name", list(models.MODELS))
+@pytest.mark.parametrize("name", list(registry.MODELS))
 def test_walk_layers_are_spatial_layers_in_forward_order(name):
     layers = act.walk_layers(name)
     names = list_layers(name)
@@ -500,7 +502,7 @@ def test_top_predictions_with_a_weights_file(googlenet_file):
     x = picture(96, 112)
     preds = act.top_predictions(net, x)
     assert isinstance(preds, list) and len(preds) == 5
-    cats = models.MODELS["googlenet"].weights_enum.meta["categories"]
+    cats = registry.MODELS["googlenet"].weights_enum.meta["categories"]
     names, probs = [p[0] for p in preds], [p[1] for p in preds]
     assert all(n in cats for n in names) and len(set(names)) == 5
     assert probs == sorted(probs, reverse=True)

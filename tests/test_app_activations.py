@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from tests.helpers import app_env
 
 from explorer import activations as act
-from explorer import models, plots
+from explorer import models, plots, registry, weights
 from tests.test_app import downloads, errors, png_of  # noqa: F401 (downloads is a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,8 +230,8 @@ def test_top5_predictions_with_pretrained_weights(monkeypatch, tmp_path):
 
     folder = tmp_path / "weights"
     folder.mkdir()
-    torch.save(models._build_torchvision(models.MODELS["googlenet"], untrained=True).state_dict(),
-               folder / models.weights_file_name("googlenet"))
+    torch.save(models._build_torchvision(registry.MODELS["googlenet"], untrained=True).state_dict(),
+               folder / weights.weights_file_name("googlenet"))
     monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
     try:
         at = open_page("googlenet", 64)
@@ -240,7 +240,7 @@ def test_top5_predictions_with_pretrained_weights(monkeypatch, tmp_path):
         assert not at.exception and not errors(at)
         table = at.dataframe[0].value
         assert len(table) == 5 and set(table.columns) == {"class", "probability"}
-        assert set(table["class"]) <= set(models.MODELS["googlenet"].weights_enum.meta["categories"])
+        assert set(table["class"]) <= set(registry.MODELS["googlenet"].weights_enum.meta["categories"])
         assert not any("need pretrained weights" in c.value for c in at.caption)
     finally:
         ui.cached_model.clear()  # the random "pretrained" GoogLeNet must not outlive this test

@@ -489,7 +489,7 @@ def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsy
     from explorer import commands
 
     loads = []
-    monkeypatch.setattr(commands.models, "load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
+    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
     input_dir, styles_dir = data
     add_bad_files(input_dir)
     out = tmp_path / "out"

@@ -49,7 +49,7 @@ def corpus(tmp_path_factory) -> dict[str, CorpusFile]:
 def shared_models(monkeypatch, vgg19, googlenet):
     """The CLI's model loading answers with the session's untrained networks."""
     nets = {"vgg19": vgg19, "googlenet": googlenet}
-    monkeypatch.setattr(commands.models, "load_model", lambda name, **kw: nets[name])
+    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: nets[name])
 
 
 def expected_size(f: CorpusFile, side: int = 64) -> tuple[int, int]:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from explorer import color, control, gatys, images, matting
+from explorer import outputs
 from explorer.style import StyleTransfer
 from explorer.style_settings import StyleSettings
 from helpers import error_line, picture, run_cli, stripes
@@ -252,7 +253,7 @@ def _halves(h, w, left, right):
     t = torch.zeros(1, 3, h, w)
     t[..., : w // 2] = torch.tensor(left, dtype=torch.float32).view(1, 3, 1, 1) / 255
     t[..., w // 2:] = torch.tensor(right, dtype=torch.float32).view(1, 3, 1, 1) / 255
-    return images.png_bytes(images.to_pil(t))
+    return outputs.png_bytes(images.to_pil(t))
 
 
 def test_mask_files_give_one_gram_per_shared_region(vgg19):

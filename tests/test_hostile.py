@@ -20,6 +20,9 @@ import pytest
 from PIL import Image
 
 from explorer import augment, augment_io, augment_plan, cmd_common, dream_settings, images, models, style, style_settings
+from explorer import decoding
+from explorer import weights
+from explorer import registry
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -271,11 +274,11 @@ def test_special_files_are_refused_at_once(tmp_path, capsys, monkeypatch):
             images.load_image(path)
     big = tmp_path / "big.png"
     with open(big, "wb") as fh:
-        fh.truncate(images.MAX_FILE_BYTES + 1)
+        fh.truncate(decoding.MAX_FILE_BYTES + 1)
     with pytest.raises(images.ImageError, match="MB"):
         images.load_image(big)
     with pytest.raises(ValueError, match="MB"):
-        images.read_regular_file(big, "x", limit=1000)
+        decoding.read_regular_file(big, "x", limit=1000)
 
 
 def test_layer_lists_longer_than_the_network_or_with_duplicates_are_refused():
@@ -338,15 +341,15 @@ def test_a_download_that_gets_no_answer_gives_up_in_one_line(silent, tmp_path):
     """Item 10: the download waited forever."""
     url = f"http://{silent}/vgg19-dcbb9e9d.pth"
     with pytest.raises(OSError, match=r"no answer from 127\.0\.0\.1:\d+ within 0\.5 s"):
-        models.download_file(url, tmp_path, progress=False, timeout=0.5)
+        weights.download_file(url, tmp_path, progress=False, timeout=0.5)
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 
 def test_the_cli_says_the_way_forward_when_the_download_hangs(silent, tmp_path, capsys, monkeypatch):
     """Item 10, as a user meets it: a model load that needs a download, behind that network."""
-    spec = models.MODELS["vgg19"]
+    spec = registry.MODELS["vgg19"]
     fake = types.SimpleNamespace(url=f"http://{silent}/vgg19-dcbb9e9d.pth", meta=spec.weights_enum.meta)
-    monkeypatch.setitem(models.MODELS, "vgg19", dataclasses.replace(spec, weights_enum=fake))
+    monkeypatch.setitem(registry.MODELS, "vgg19", dataclasses.replace(spec, weights_enum=fake))
     monkeypatch.delenv("EXPLORER_OFFLINE", raising=False)
     monkeypatch.setenv("EXPLORER_DOWNLOAD_TIMEOUT", "0.5")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -355,7 +358,7 @@ def test_the_cli_says_the_way_forward_when_the_download_hangs(silent, tmp_path, 
     line = error_line(err)
     assert rc == 2 and "no answer" in line and "EXPLORER_WEIGHTS_DIR" in line and "untrained" in line
     monkeypatch.setenv("EXPLORER_DOWNLOAD_TIMEOUT", "soon")
-    with pytest.raises(models.WeightsError, match="EXPLORER_DOWNLOAD_TIMEOUT"):
+    with pytest.raises(weights.WeightsError, match="EXPLORER_DOWNLOAD_TIMEOUT"):
         models.load_model("vgg19")
 
 

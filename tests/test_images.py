@@ -23,14 +23,11 @@ from explorer.images import (
     load_image,
     load_sample,
     parse_image_ref,
-    png_bytes,
     resize_long_side,
-    save_png_atomic,
     to_pil,
     to_tensor,
-    write_bytes_atomic,
-    write_text_atomic,
 )
+from explorer.outputs import png_bytes, save_png_atomic, write_bytes_atomic, write_text_atomic
 
 # --------------------------------------------------------------------------- helpers
 

@@ -27,6 +27,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import attribution, batch, images, models, style, ui
+from explorer import weights
 from explorer import style_settings
 from tests.corpus import good_png
 from tests.helpers import app_env
@@ -380,11 +381,11 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
     torch.save({k: torch.zeros(v.shape, dtype=v.dtype) for k, v in shapes.items()}, path)
     models.load_model("vgg16", weights=str(path), device="cpu")  # --weights FILE
     monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(tmp_path))
-    (tmp_path / models.weights_file_name("vgg16")).write_bytes(path.read_bytes())
+    (tmp_path / weights.weights_file_name("vgg16")).write_bytes(path.read_bytes())
     models.load_model("vgg16", weights="imagenet", device="cpu")  # an offline weights folder
     assert calls == [True, True]
     # every call that reads weights passes weights_only=True; downloads are plain files
-    # (models.download_file, with a timeout) read by the same torch.load, so torchvision's own
+    # (weights.download_file, with a timeout) read by the same torch.load, so torchvision's own
     # loaders (torch.hub.load_state_dict_from_url defaults to weights_only=False) are not used
     checked = 0
     for source in sorted(ROOT.glob("explorer/*.py")):

@@ -25,7 +25,7 @@ STYLE = dict(kind="style", optimizer="lbfgs", layers=["relu4_2", "relu1_1", "rel
 @pytest.fixture
 def shared_models(monkeypatch, vgg19, googlenet):
     nets = {"vgg19": vgg19, "googlenet": googlenet}
-    monkeypatch.setattr(commands.models, "load_model", lambda name, **kw: nets[name])
+    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: nets[name])
 
 
 # --------------------------------------------------------------------------- arithmetic

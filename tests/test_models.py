@@ -6,8 +6,9 @@ import pytest
 import torch
 import torchvision
 
-from explorer import models
-from explorer.models import UnknownLayerError, WeightsError, list_layers, load_model
+from explorer import devices, models, registry, weights
+from explorer.models import UnknownLayerError, list_layers, load_model
+from explorer.weights import WeightsError
 
 
 def test_vgg19_layers_have_canonical_names_in_forward_order():
@@ -42,7 +43,7 @@ def test_named_vgg_activations_equal_torchvision_features(tmp_path):
     net = load_model("vgg19", weights=path, device="cpu")
     assert net.weights.kind == "file"
     x = torch.rand(2, 3, 64, 48)
-    xn = (x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    xn = (x - torch.tensor(registry.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(registry.IMAGENET_STD).view(1, 3, 1, 1)
     wanted = ["conv1_1", "relu2_1", "pool3", "relu4_2", "conv5_1"]
     got = net.features(x, wanted)
     with torch.no_grad():
@@ -60,7 +61,7 @@ def test_googlenet_logits_match_torchvision_with_transform_input(tmp_path):
                                 transform_input=True, init_weights=True)
     net = load_model("googlenet", weights=path, device="cpu")
     x = torch.rand(1, 3, 64, 64)
-    xn = (x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    xn = (x - torch.tensor(registry.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(registry.IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(net(x), tv(xn), rtol=1e-4, atol=1e-4)
 
@@ -113,12 +114,12 @@ def test_auto_uses_untrained_only_when_allowed(monkeypatch):
 def test_weights_dir_is_searched_for_torchvision_file_names(tmp_path, monkeypatch):
     torch.manual_seed(3)
     sd = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).state_dict()
-    torch.save(sd, tmp_path / models.weights_file_name("googlenet"))
+    torch.save(sd, tmp_path / weights.weights_file_name("googlenet"))
     monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(tmp_path))
     net = load_model("googlenet", weights="imagenet", device="cpu")
     assert net.weights.kind == "imagenet" and str(tmp_path) in net.weights.source
     torch.testing.assert_close(net.body["conv1"].conv.weight, sd["conv1.conv.weight"])
-    status = {r["model"]: r for r in models.weights_status()}
+    status = {r["model"]: r for r in weights.weights_status()}
     assert status["googlenet"]["found"] and status["vgg19"]["found"] is None
 
 
@@ -184,20 +185,20 @@ def test_two_threads_sharing_one_model_get_the_serial_results(vgg19):
 
 
 def test_device_and_precision_resolution():
-    assert models.resolve_device("auto").type in ("cpu", "cuda", "mps")
-    assert models.resolve_device("cpu") == torch.device("cpu")
+    assert devices.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert devices.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="unknown device"):
-        models.resolve_device("tpu9")
+        devices.resolve_device("tpu9")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
-            models.resolve_device("cuda")
+            devices.resolve_device("cuda")
     cpu = torch.device("cpu")
-    assert models.resolve_precision("fp32", cpu) is None
-    assert models.resolve_precision("bf16", cpu) is torch.bfloat16
+    assert devices.resolve_precision("fp32", cpu) is None
+    assert devices.resolve_precision("bf16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="fp16 is not supported on the CPU"):
-        models.resolve_precision("fp16", cpu)
+        devices.resolve_precision("fp16", cpu)
     with pytest.raises(ValueError):
-        models.resolve_precision("int4", cpu)
+        devices.resolve_precision("int4", cpu)
 
 
 # ----------------------------------------------------------------------------- MobileNetV2, ResNet-50
@@ -208,7 +209,7 @@ def test_mobilenet_and_resnet_logits_and_blocks_equal_torchvision(tmp_path, name
     tv, path = _state_dict_file(tmp_path, builder)
     net = load_model(name, weights=path, device="cpu")
     x = torch.rand(1, 3, 64, 64)
-    xn = (x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    xn = (x - torch.tensor(registry.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(registry.IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(net(x), tv(xn), rtol=1e-4, atol=1e-4)
         if name == "mobilenet_v2":
@@ -262,10 +263,10 @@ def test_conv_only_vgg_file_loads_and_ends_at_pool5(tmp_path):
 def test_conv_only_file_is_found_in_the_weights_dir(tmp_path, monkeypatch):
     _conv_only_file(tmp_path / "vgg19-caffe-conv.pth", torch.bfloat16)
     monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(tmp_path))
-    assert models.weights_status(["vgg19"])[0]["found"] == str(tmp_path / "vgg19-caffe-conv.pth")
+    assert weights.weights_status(["vgg19"])[0]["found"] == str(tmp_path / "vgg19-caffe-conv.pth")
     net = load_model("vgg19", device="cpu")
     assert net.weights.kind == "file" and "vgg19-caffe-conv.pth" in net.weights.label
-    assert models.weights_status(["vgg16"])[0]["found"] is None  # vgg19-* is not VGG16's
+    assert weights.weights_status(["vgg16"])[0]["found"] is None  # vgg19-* is not VGG16's
 
 
 def test_a_conv_file_that_does_not_fit_names_the_key(tmp_path):

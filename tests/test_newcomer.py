@@ -176,7 +176,7 @@ def test_incompatible_options_turn_run_off_before_it_is_clicked():
 def test_activations_writes_with_o_like_every_other_command(vgg19, tmp_path, capsys, monkeypatch):
     from explorer import commands
 
-    monkeypatch.setattr(commands.models, "load_model", lambda name, **kw: vgg19)
+    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: vgg19)
     out = tmp_path / "grid.png"
     rc, _, err = run_cli(capsys, "activations", "sample:coffee", "-o", out, "--size", "64", "--top", "4",
                          "--untrained")

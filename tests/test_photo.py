@@ -20,7 +20,7 @@ from explorer import regions as R
 from explorer.guides import layer_masks
 from explorer.losses import guided_gram
 from explorer.images import ImageError
-from explorer.models import WeightsError
+from explorer.weights import WeightsError
 from explorer.gatys import style_targets
 from explorer.losses import gram_matrix, style_layer_loss
 from tests.helpers import picture, stripes
