@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import control, images, models, style
-from .batch import parse_style_spec
+from .blend import parse_style_spec
 
 __all__ = ["run", "CliError", "MAX_RECIPE_BYTES"]
 

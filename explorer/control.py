@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import color
+from .blend import prepare_blend
 from .memory import check_style_run
 from .models import FeatureNet, resolve_precision
 from .progress import ProgressEvent
@@ -124,8 +125,6 @@ class ControlledTransfer:
                  *, mask_inputs: MaskInputs | None = None,
                  targets_fn: Callable[[FeatureNet, list, StyleSettings], dict] | None = None,
                  targets: dict | None = None, style_channels: dict | None = None):
-        from .batch import prepare_blend
-
         settings.validate()
         self.model, self.settings = model, settings
         self.content_image, self.style_images = content, list(styles)
@@ -186,8 +185,6 @@ class ControlledTransfer:
 
     def _images_at(self, size: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, float]]]:
         """(colour content, content the network sees, styles the network sees) at ``size``."""
-        from .batch import prepare_blend
-
         if size == self.settings.size:
             c, blend = self.content_final, self._final_blend
         else:

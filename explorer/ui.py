@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from . import activations, batch, images, memory, models, plots
+from . import activations, blend, images, memory, models, plots, sweep_axes
 from .progress import ProgressEvent
 from .runqueue import RunQueue, default_slots
 
@@ -322,7 +322,7 @@ def _remove_style_slot(slots_key: str, slot: int) -> None:
     st.session_state[slots_key] = [s for s in st.session_state[slots_key] if s != slot]
 
 
-def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = batch.MAX_STYLES):
+def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = blend.MAX_STYLES):
     """One to ``max_styles`` style pickers (:func:`image_picker` over the bundled style samples),
     with "Add style image" and "Remove" buttons and, when there are two or more, a weight slider
     each (0 to 1) and the normalized weights (they are divided by their sum).
@@ -394,46 +394,48 @@ _AXIS_DEFAULTS = {"steps": "10, 20, 40", "seed": "0, 1, 2"}
 _AXIS_CHOICES = {
     "init": (["content", "noise", "style"], ["content", "noise", "style"]),
     "optimizer": (["adam", "lbfgs"], ["adam", "lbfgs"]),
-    "style_layers": (list(batch.STYLE_LAYER_SETS), ["shallow", "middle", "deep"]),
+    "style_layers": (list(sweep_axes.STYLE_LAYER_SETS), ["shallow", "middle", "deep"]),
 }
-_RATIO_STOPS = [float(f"1e{k}") for k in range(-14, 4)]
+_ALPHA_BETA_STOPS = [float(f"1e{k}") for k in range(-14, 4)]
 
 
-def sweep_axis_picker(label: str, key: str, *, default: str = "ratio", optional: bool = False,
-                      exclude: Sequence[str] = ()) -> tuple[batch.SweepAxis | None, bool]:
-    """Choose a sweep parameter and its values: a selectbox over :data:`explorer.batch.AXIS_NAMES`
-    (without ``exclude``; with a "none" entry when ``optional``), then the values: a log-scale
-    range and a count for the ratio (:func:`explorer.batch.log_ratios`), a comma-separated list
-    for steps and seeds, a multiselect for initialization, layer sets and optimizer.
+def sweep_axis_picker(label: str, key: str, *, default: str = "alpha_beta", optional: bool = False,
+                      exclude: Sequence[str] = ()) -> tuple[sweep_axes.SweepAxis | None, bool]:
+    """Choose a sweep parameter and its values: a selectbox over
+    :data:`explorer.sweep_axes.AXIS_NAMES` (without ``exclude``; with a "none" entry when
+    ``optional``), then the values: a log-scale range and a count for the content/style ratio
+    alpha/beta (:func:`explorer.sweep_axes.log_alpha_beta`; widget keys ``{key}_alpha_beta_range``
+    and ``{key}_alpha_beta_count``), a comma-separated list for steps and seeds, a multiselect
+    for initialization, layer sets and optimizer.
 
     Returns:
         (axis, ok): the axis, or None when "none" is chosen (ok True) or the values are bad
         (ok False; a one-line error is shown).
     """
-    names = [n for n in batch.AXIS_NAMES if n not in exclude]
+    names = [n for n in sweep_axes.AXIS_NAMES if n not in exclude]
     options = (["none"] if optional else []) + names
     name = st.selectbox(label, options, index=options.index(default) if default in options else 0,
                         key=f"{key}_name",
-                        format_func=lambda n: "nothing (one row)" if n == "none" else batch.AXIS_TITLES[n])
+                        format_func=lambda n: "nothing (one row)" if n == "none" else sweep_axes.AXIS_TITLES[n])
     if name == "none":
         return None, True
     try:
-        if name == "ratio":
-            lo, hi = st.select_slider("Ratio α/β from … to (log scale)", _RATIO_STOPS, value=(1e-3, 1.0),
-                                      key=f"{key}_ratio_range", format_func=lambda v: f"{v:.0e}")
-            n = st.slider("How many ratios", 1, batch.MAX_AXIS_VALUES, 3, key=f"{key}_ratio_count")
-            axis = batch.SweepAxis("ratio", batch.log_ratios(lo, hi, n))
+        if name == "alpha_beta":
+            lo, hi = st.select_slider("Ratio α/β from … to (log scale)", _ALPHA_BETA_STOPS, value=(1e-3, 1.0),
+                                      key=f"{key}_alpha_beta_range", format_func=lambda v: f"{v:.0e}")
+            n = st.slider("How many ratios", 1, sweep_axes.MAX_AXIS_VALUES, 3, key=f"{key}_alpha_beta_count")
+            axis = sweep_axes.SweepAxis("alpha_beta", sweep_axes.log_alpha_beta(lo, hi, n))
         elif name in _AXIS_DEFAULTS:
             text = st.text_input("Steps to show (one run, photographed at each)" if name == "steps" else "Seeds",
                                  _AXIS_DEFAULTS[name], key=f"{key}_{name}_values",
                                  help="Numbers separated by commas")
-            axis = batch.parse_axis(name, text)
+            axis = sweep_axes.parse_axis(name, text)
         else:
             choices, default_values = _AXIS_CHOICES[name]
-            fmt = (lambda v: batch.SweepAxis(name, (v,)).labels[0]) if name != "init" else str
+            fmt = (lambda v: sweep_axes.SweepAxis(name, (v,)).labels[0]) if name != "init" else str
             picked = st.multiselect("Values", choices, default=default_values, key=f"{key}_{name}_values",
                                     format_func=fmt)
-            axis = batch.SweepAxis(name, tuple(picked))
+            axis = sweep_axes.SweepAxis(name, tuple(picked))
     except ValueError as exc:
         st.error(one_line(exc))
         return None, False

@@ -8,7 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, control, images, models, plots, style, ui
+from explorer import blend, control, images, models, plots, style, ui
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -174,13 +174,13 @@ if run_clicked and ready:
     try:
         run = control.ControlledTransfer(
             model, content.image, [(img.image, w) for img, _, w in styles], settings, mask_inputs=mask_uploads,
-            targets_fn=lambda m, blend, s: ui.cached_style_targets(m, blend if len(blend) > 1 else blend[0][0], s))
+            targets_fn=lambda m, pairs, s: ui.cached_style_targets(m, pairs if len(pairs) > 1 else pairs[0][0], s))
     except (ValueError, models.WeightsError) as exc:
         st.error(ui.one_line(exc))
     else:
         total_w = sum(w for _, _, w in styles)
         ui.start_run("style", {"inputs": {"content": content_ref,
-                                          "style": batch.format_style_spec([(r, w) for _, r, w in styles])},
+                                          "style": blend.format_style_spec([(r, w) for _, r, w in styles])},
                                "settings": settings.to_dict(), "weights_label": model.weights.label,
                                "content_image": content.image, "style_images": [img.image for img, _, _ in styles],
                                "style_captions": ["Style"] if len(styles) == 1 else

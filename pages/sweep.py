@@ -9,7 +9,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, images, style, ui
+from explorer import batch, images, style, sweep_axes, sweep_render, ui
 
 st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
@@ -55,7 +55,7 @@ with st.expander("What does each parameter do, and what should I look for?"):
 st.subheader("What to vary")
 a1, a2 = st.columns(2)
 with a1:
-    axis1, ok1 = ui.sweep_axis_picker("Rows", "sweep_rows", default="ratio")
+    axis1, ok1 = ui.sweep_axis_picker("Rows", "sweep_rows", default="alpha_beta")
 with a2:
     axis2, ok2 = ui.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
                                       exclude=(axis1.name,) if axis1 is not None else ())
@@ -77,9 +77,9 @@ with st.expander("Base settings (every cell starts from these)"):
                            help="Not used by a ratio axis")
     init = c3.selectbox("Start from", ["content", "noise", "style"], key="sweep_init")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="sweep_seed")
-    layer_set = c3.selectbox("Style layers", list(batch.STYLE_LAYER_SETS), key="sweep_layers",
-                             index=list(batch.STYLE_LAYER_SETS).index("all five"),
-                             format_func=lambda n: f"{n} ({', '.join(batch.STYLE_LAYER_SETS[n])})")
+    layer_set = c3.selectbox("Style layers", list(sweep_axes.STYLE_LAYER_SETS), key="sweep_layers",
+                             index=list(sweep_axes.STYLE_LAYER_SETS).index("all five"),
+                             format_func=lambda n: f"{n} ({', '.join(sweep_axes.STYLE_LAYER_SETS[n])})")
 
 axes = [a for a in (axis1, axis2) if a is not None]
 names = {a.name for a in axes}
@@ -91,7 +91,7 @@ settings = sweep = None
 try:
     settings = style.StyleSettings(size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None),
                                    content_weight=float(alpha), style_weight=float(beta), init=init, seed=int(seed),
-                                   style_layers=batch.STYLE_LAYER_SETS[layer_set], preview_every=5,
+                                   style_layers=sweep_axes.STYLE_LAYER_SETS[layer_set], preview_every=5,
                                    model=model.name if model else "vgg19")
     if model is not None and content is not None and style_img is not None and axis1 is not None and ok2:
         c, s = style.prepare_images(content.image, style_img.image, settings.size)
@@ -118,13 +118,13 @@ def outputs(sw: batch.Sweep) -> dict | None:
     if not cells:
         return None
     rows, cols = sw.row_labels, sw.col_labels
-    grid = batch.sweep_grid_image(cells, rows=rows, cols=cols, row_title=sw.axes[0].title if len(sw.axes) > 1 else "",
+    grid = sweep_render.sweep_grid_image(cells, rows=rows, cols=cols, row_title=sw.axes[0].title if len(sw.axes) > 1 else "",
                                   col_title=sw.axes[-1].title, title=f"{model.weights.label if model else ''}",
                                   cell_px=max(160, *sw.content.shape[-2:]))  # readable on a projector
     n_runs = len({c.run for c in cells})
     summary = (f"{len(cells)} cells from {n_runs} optimization run(s) in {sw.seconds:.1f} s: "
                f"{sw.seconds / len(cells):.2f} s per cell.")
-    return {"grid": grid, "table": batch.sweep_table(cells), "csv": batch.sweep_csv(cells), "summary": summary,
+    return {"grid": grid, "table": sweep_render.sweep_table(cells), "csv": sweep_render.sweep_csv(cells), "summary": summary,
             "report": sw.report()}
 
 

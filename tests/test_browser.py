@@ -395,7 +395,7 @@ def test_parameter_sweep(page, server, pictures, tmp_path):
     untrained_label(page)
     upload_image(page, "sweep_content", pictures["content"])
     upload_image(page, "sweep_style", pictures["style"])
-    set_slider(page, "sweep_rows_ratio_count", 1)
+    set_slider(page, "sweep_rows_alpha_beta_count", 1)
     set_text(page, "sweep_cols_steps_values", "1, 2")
     open_expander(page, "Base settings")
     set_slider(page, "sweep_size", WORK)
