@@ -7,7 +7,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import attribution, guided, images, models, pickers, plots, style, ui
 
 st.title("Full vs guided Gram")
 st.caption("Style transfer twice with the same content, seed and settings: once matching the Gram matrices of the "
@@ -19,7 +19,7 @@ model_name = model.name if model else "vgg19"
 layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
 KEEPS = (0.1, 0.3, 0.6, 1.0)
 
-content, content_ref, style_img, style_ref = ui.content_style_pickers("cmp_content", "cmp_style", width=240)
+content, content_ref, style_img, style_ref = pickers.content_style_pickers("cmp_content", "cmp_style", width=240)
 
 with st.expander("What does this comparison show, and what not?"):
     st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 3). "
@@ -89,7 +89,7 @@ if painted and upload is not None and style_img is not None and settings is not 
     except ValueError as exc:  # not an image, other aspect ratio, all black
         st.error(ui.one_line(exc))
     else:
-        g3.image(ui.mask_image(mask), caption=f"Mask {upload.name}, at {s_size[0]}×{s_size[1]} px")
+        g3.image(pickers.mask_image(mask), caption=f"Mask {upload.name}, at {s_size[0]}×{s_size[1]} px")
 elif painted:
     g3.caption("Upload a grayscale image with the style image's aspect ratio: white regions' style is transferred.")
 
@@ -143,7 +143,7 @@ if (run_clicked or sweep_clicked) and ready:
                 ui.cancel_run("compare")
             else:
                 ui.finish_run("compare", full=images.to_pil(cmp.full.image), guided=images.to_pil(cmp.guided.image),
-                              image=images.to_pil(cmp.guided.image), weight=ui.mask_image(cmp.guidance.weight),
+                              image=images.to_pil(cmp.guided.image), weight=pickers.mask_image(cmp.guidance.weight),
                               guidance=cmp.guidance.report(), metrics=cmp.metrics,
                               history={"full": cmp.full.history, "guided": cmp.guided.history})
         else:

@@ -8,7 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import dream, images, models, plots, ui
+from explorer import dream, images, models, pickers, plots, ui
 
 st.title("Deep Dream")
 st.caption("Mordvintsev, Olah & Tyka, *Inceptionism: Going Deeper into Neural Networks*, Google Research 2015.")
@@ -19,7 +19,7 @@ model_name = model.name if model else "googlenet"
 start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
 img = ref = None
 if start == "an image":
-    img, ref = ui.image_picker("Input image", {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}, key="dream_input")
+    img, ref = pickers.image_picker("Input image", {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}, key="dream_input")
 else:
     ref = "gray" if start.startswith("gray") else "noise"
 
@@ -67,7 +67,7 @@ with st.expander("Settings", expanded=True):
 
 guide_img = class_name = None
 if objective == "guide":
-    g, _ = ui.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
+    g, _ = pickers.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
     guide_img = g.image if g else None
 elif objective == "class" and model is not None:
     cats = list(model.spec.weights_enum.meta["categories"]) if model.has_classifier else []

@@ -9,7 +9,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import attribution, guided, images, models, plots, style, ui
+from explorer import attribution, guided, images, models, pickers, plots, style, ui
 
 st.title("Style saliency")
 st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "
@@ -55,7 +55,7 @@ with st.expander("What do these maps compute?"):
 
 left, right = st.columns([1, 2])
 with left:
-    img, ref = ui.image_picker("Style image", images.SAMPLE_STYLE, key="sal_style")
+    img, ref = pickers.image_picker("Style image", images.SAMPLE_STYLE, key="sal_style")
     size = st.slider("Working size (long side, px)", 64, 512, 256, step=16, key="sal_size",
                      help="The image is scaled so its long side has this many pixels; the heatmap has the same size.")
     pil = images.resize_long_side(img.image, int(size)) if img is not None else None
@@ -198,7 +198,7 @@ if res:
             kept = int(weight.gt(0).sum())
             for note in guided.guide_notes(main.importance, weight, keep / 100):
                 st.warning(f"This mask as a guide: {note}.")
-            st.image(ui.mask_image(weight, cell=320), width="stretch",
+            st.image(pickers.mask_image(weight, cell=320), width="stretch",
                      caption=f"Kept {kept:,} of {weight.numel():,} px ({kept / weight.numel():.0%}), "
                              + ("graded by importance" if soft else "white = kept") + "; ranked by "
                              + ("the positive part of the map (where hiding a window lowers the objective)"
@@ -207,7 +207,7 @@ if res:
                 masks = guided.layer_masks(weight, model, res["style_layers"])
                 cols = st.columns(len(masks))
                 for col, (name, m) in zip(cols, masks.items()):
-                    col.image(ui.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",
+                    col.image(pickers.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",
                               width="stretch")
                 st.caption("The same mask at each style layer's resolution (area-averaged): each cell's grey is the "
                            "share of its pixels that are kept. Saliency-guided Gram transfer weighs each position's "

@@ -8,7 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import blend, control, images, models, plots, style, ui
+from explorer import blend, control, images, models, pickers, plots, style, ui
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -16,7 +16,7 @@ st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neu
 model = ui.sidebar_model(("vgg19", "vgg16"), key="style_model")
 
 # one style image by default; "Add style image" blends up to 6 (weighted mean of their Gram matrices)
-content, content_ref, styles = ui.content_blend_pickers("content", "style", width=320)
+content, content_ref, styles = pickers.content_blend_pickers("content", "style", width=320)
 
 with st.expander("What do alpha, beta, the layers and TV do?"):
     st.markdown("The network describes the **content** of an image by its activations at one deep layer, "

@@ -9,14 +9,14 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, images, style, sweep_axes, sweep_render, ui
+from explorer import batch, images, pickers, style, sweep_axes, sweep_render, ui
 
 st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
            "what each does to the picture and to the losses (Gatys, Ecker & Bethge, CVPR 2016).")
 
 model = ui.sidebar_model(("vgg19", "vgg16"), key="sweep_model")
-content, content_ref, style_img, style_ref = ui.content_style_pickers("sweep_content", "sweep_style", width=200)
+content, content_ref, style_img, style_ref = pickers.content_style_pickers("sweep_content", "sweep_style", width=200)
 
 with st.expander("What does each parameter do, and what should I look for?"):
     st.markdown(
@@ -55,9 +55,9 @@ with st.expander("What does each parameter do, and what should I look for?"):
 st.subheader("What to vary")
 a1, a2 = st.columns(2)
 with a1:
-    axis1, ok1 = ui.sweep_axis_picker("Rows", "sweep_rows", default="alpha_beta")
+    axis1, ok1 = pickers.sweep_axis_picker("Rows", "sweep_rows", default="alpha_beta")
 with a2:
-    axis2, ok2 = ui.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
+    axis2, ok2 = pickers.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
                                       exclude=(axis1.name,) if axis1 is not None else ())
 
 defaults = style.StyleSettings()

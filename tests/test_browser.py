@@ -168,7 +168,7 @@ def untrained_label(page) -> None:
 
 
 def upload_image(page, picker: str, path: Path) -> None:
-    """Switch ui.image_picker ``picker`` to "Upload" and choose ``path`` in its file chooser."""
+    """Switch pickers.image_picker ``picker`` to "Upload" and choose ``path`` in its file chooser."""
     radio = page.locator(key(f"{picker}_source"))
     bs.settle(page, lambda: radio.get_by_text("Upload", exact=True).click())
     chooser = page.locator(f'{key(f"{picker}_upload")} [data-testid="stFileUploaderDropzoneInput"]')
