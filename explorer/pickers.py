@@ -30,7 +30,8 @@ __all__ = [
 ]
 
 
-def image_picker(label: str, samples: Mapping[str, str], key: str, default: int = 0) -> tuple[images.LoadedImage | None, str | None]:
+def image_picker(label: str, samples: Mapping[str, str], key: str,
+                 default: int = 0) -> tuple[images.LoadedImage | None, str | None]:
     """Pick a bundled sample or upload an image.
 
     Returns:

@@ -1,8 +1,8 @@
 """The few Streamlit helpers every page shares: the app shell (entry point, page guard, the
-weights/device sidebar), the cached model, style targets, activations and heatmaps, and the
-run/progress widget (:func:`run_events`, the shared queue of heavy runs, a page's run state).
-Pages stay thin: widgets in, explorer calls, results out. The input pickers are in
-:mod:`explorer.pickers`.
+weights/device sidebar), the cached model, style targets, activations and heatmaps, the
+run/progress widget (:func:`run_events`, the shared queue of heavy runs) and a page's run state
+(:class:`PageRun`). Pages stay thin: widgets in, explorer calls, results out. The input pickers
+are in :mod:`explorer.pickers`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from . import activations, images, memory, models, plots
 from .progress import ProgressEvent
+from .runs import Run
 from .runqueue import RunQueue, default_slots
 
 __all__ = [
@@ -34,13 +35,10 @@ __all__ = [
     "untrained_switch",
     "weights_notice",
     "run_events",
-    "cancel_run",
     "heavy_runs",
     "queue_message",
     "result_heading",
-    "start_run",
-    "finish_run",
-    "recover_stopped_run",
+    "PageRun",
     "one_line",
     "device_summary",
 ]
@@ -250,7 +248,11 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     queue) and gives its slot back when it ends or the user stops it. A part of the run that
     is refused for memory (:class:`~explorer.memory.MemoryEstimateError`) or that runs out of
     memory anyway (CUDA's OutOfMemoryError: the cache is emptied) ends the run with one
-    ``st.error`` line; the run keeps what it had (its ``stopped`` says why, where it has one).
+    ``st.error`` line; the run keeps what it had: an :class:`explorer.runs.Run` is marked with
+    :meth:`~explorer.runs.Run.stop` (its ``stopped`` says why and its result reports itself as
+    partial); a plain iterable of events has no result to mark.
+
+    Pages call it through :meth:`PageRun.events`, which passes the page's ``state_key``.
 
     Returns:
         the last event seen.
@@ -274,8 +276,8 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
         queued.close()  # gives the slot back at once, also when the user stopped the page
     if failed is not None:  # the exception (and the frames holding the run's tensors) is gone now
         memory.free_cached_memory()
-        if hasattr(events, "stopped"):
-            events.stopped = failed  # the run's result() then reports itself as partial
+        if isinstance(events, Run):
+            events.stop(failed)  # the run's result() then reports itself as partial
         st.error(failed)
         return last
     area.empty()
@@ -353,49 +355,97 @@ def result_heading(result: dict) -> None:
         st.warning(f"Partial result: {result['stopped']}.")
 
 
-def start_run(name: str, pending: dict) -> None:
-    """Mark a run of page ``name`` as in progress; ``pending`` (inputs, settings, labels) is
-    merged into the result when it finishes or is stopped."""
-    st.session_state[f"{name}_pending"] = pending
-    st.session_state[f"{name}_partial"] = {}
-    st.session_state[f"{name}_running"] = True
+class PageRun:
+    """The run state of one page's run, kept in the session under ``name``: its result, the
+    inputs of the run in progress, whether one is in progress, and the partial state
+    :func:`run_events` keeps (its last preview and loss rows) so that a Stop keeps something.
 
+    On a page: ``page_run = ui.PageRun("style")``, ``page_run.recover()`` near the top; on Run
+    ``start(pending)``, ``events(run)``, then ``finish(image=...)`` (or ``cancel()``); then draw
+    ``page_run.result``. The session keys are ``{name}_result``, ``{name}_pending``,
+    ``{name}_running`` and ``{name}_partial`` (:attr:`state_key`); pages use this class instead.
 
-def cancel_run(name: str) -> None:
-    """Forget a run of page ``name`` that ended before its first step (refused for memory, say:
-    :func:`run_events` has shown why in one line); the previous result stays on the page."""
-    st.session_state[f"{name}_running"] = False
-    st.session_state.pop(f"{name}_pending", None)
+    Args:
+        name: the page's run name (``"style"``, ``"dream"``, ``"saliency"``, ...), unique per run
+            kind of the app.
+    """
 
+    def __init__(self, name: str):
+        self.name = name
 
-def finish_run(name: str, **fields) -> None:
-    """Store the finished run's result (``image`` and anything else) in the session."""
-    st.session_state[f"{name}_running"] = False
-    st.session_state[f"{name}_result"] = {**st.session_state.get(f"{name}_pending", {}), "stopped": None, **fields}
+    @property
+    def state_key(self) -> str:
+        """The session key of the partial state :func:`run_events` keeps for this run."""
+        return f"{self.name}_partial"
 
+    @property
+    def result(self) -> dict | None:
+        """The stored result (the pending fields merged with the finished or partial run's
+        fields and ``stopped``), or None when there is none yet."""
+        return st.session_state.get(f"{self.name}_result")
 
-def recover_stopped_run(name: str, partial_result: Callable[[dict], dict | None] | None = None) -> None:
-    """Call near the top of a page: if the previous script run was interrupted mid-run (Stop,
-    or any widget change, reruns the script), keep its last preview as a partial result.
+    @property
+    def pending(self) -> dict:
+        """The fields of the run in progress (or of the last one started), ``{}`` when none."""
+        return st.session_state.get(f"{self.name}_pending", {})
 
-    ``partial_result``, when given, builds the result fields from the partial state (the dict
-    :func:`run_events` kept: ``preview``, ``rows``, ``step``, ``total``) instead, e.g. the cells
-    a sweep finished; returning None keeps no result."""
-    state = st.session_state
-    if not state.get(f"{name}_running"):
-        return
-    state[f"{name}_running"] = False
-    partial = state.get(f"{name}_partial") or {}
-    if partial_result is not None:
-        fields = partial_result(partial)
-        if fields:
-            state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), **fields,
-                                       "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
-        return
-    if partial.get("preview") is not None:
-        state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), "image": partial["preview"],
-                                   "history": partial.get("rows", []), "report": None,
-                                   "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until :meth:`finish`, :meth:`cancel` or :meth:`recover`."""
+        return bool(st.session_state.get(f"{self.name}_running"))
+
+    def start(self, pending: dict) -> None:
+        """Mark a run as in progress; ``pending`` (inputs, settings, labels) is merged into the
+        result when it finishes or is stopped."""
+        st.session_state[f"{self.name}_pending"] = pending
+        st.session_state[self.state_key] = {}
+        st.session_state[f"{self.name}_running"] = True
+
+    def events(self, run: Iterable[ProgressEvent], *, scale: Mapping[str, float] | None = None,
+               preview_caption: str = "Current image") -> ProgressEvent | None:
+        """:func:`run_events` for this page's run (progress bar, preview, loss chart; the
+        partial state under :attr:`state_key`). Returns the last event seen."""
+        return run_events(run, state_key=self.state_key, scale=scale, preview_caption=preview_caption)
+
+    def cancel(self) -> None:
+        """Forget a run that ended before its first step (refused for memory, say:
+        :func:`run_events` has shown why in one line); the previous result stays on the page."""
+        st.session_state[f"{self.name}_running"] = False
+        st.session_state.pop(f"{self.name}_pending", None)
+
+    def finish(self, **fields) -> None:
+        """Store the finished run's result: the pending fields, ``stopped=None`` and ``fields``
+        (``image`` and anything else; a ``stopped`` among them wins)."""
+        st.session_state[f"{self.name}_running"] = False
+        st.session_state[f"{self.name}_result"] = {**self.pending, "stopped": None, **fields}
+
+    def clear(self) -> None:
+        """Forget the stored result (the page shows none until the next one)."""
+        st.session_state.pop(f"{self.name}_result", None)
+
+    def recover(self, partial_result: Callable[[dict], dict | None] | None = None) -> None:
+        """Call near the top of a page: if the previous script run was interrupted mid-run
+        (Stop, or any widget change, reruns the script), keep its last preview as a partial
+        result (``image``, ``history``, ``report=None`` and ``stopped`` "stopped at step k of
+        n").
+
+        ``partial_result``, when given, builds the result fields from the partial state (the
+        dict :func:`run_events` kept: ``preview``, ``rows``, ``step``, ``total``) instead, e.g.
+        the cells a sweep finished; returning None keeps no result (the previous one stays)."""
+        state = st.session_state
+        if not state.get(f"{self.name}_running"):
+            return
+        state[f"{self.name}_running"] = False
+        partial = state.get(self.state_key) or {}
+        stopped = f"stopped at step {partial.get('step')} of {partial.get('total')}"
+        if partial_result is not None:
+            fields = partial_result(partial)
+            if fields:
+                state[f"{self.name}_result"] = {**self.pending, **fields, "stopped": stopped}
+            return
+        if partial.get("preview") is not None:
+            state[f"{self.name}_result"] = {**self.pending, "image": partial["preview"],
+                                            "history": partial.get("rows", []), "report": None, "stopped": stopped}
 
 
 # ----------------------------------------------------------------------------- heatmaps
@@ -431,14 +481,15 @@ def heatmap_cache() -> _HeatmapCache:
     return _HeatmapCache()
 
 
-def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, settings, *, state_key: str):
+def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, settings, *, page_run: PageRun):
     """The :class:`~explorer.attribution.Heatmap` of ``image_tensor`` ((1, 3, H, W) in [0, 1])
     for ``settings`` (:class:`~explorer.attribution.AttributionSettings`).
 
     Computed once per (image content, model, weights, device, settings) and shared by every
     page and session: a heatmap computed on the Style saliency page is reused by the Full vs
     guided page. When it is not cached yet, the :class:`~explorer.attribution.AttributionRun`
-    is rendered with :func:`run_events` (progress bar; it takes its turn in :func:`heavy_runs`).
+    is rendered with ``page_run.events`` (:meth:`PageRun.events`: progress bar; it takes its
+    turn in :func:`heavy_runs`).
     The heatmap is shared: do not modify it.
 
     Returns:
@@ -457,7 +508,7 @@ def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, setting
     if heatmap is not None:
         return heatmap
     run = attribution.AttributionRun(model, image_tensor, settings)
-    run_events(run, state_key=state_key)
+    page_run.events(run)
     try:
         heatmap = run.result()
     except RuntimeError:

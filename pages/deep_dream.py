@@ -95,8 +95,8 @@ b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
 run_clicked = b1.button("Run", type="primary", disabled=not ready, key="dream_run", width="stretch")
 b2.button("Stop", key="dream_stop", width="stretch")
 
-state = st.session_state
-ui.recover_stopped_run("dream")
+page_run = ui.PageRun("dream")
+page_run.recover()
 
 if run_clicked and ready:
     x = images.to_tensor(images.resize_long_side(img.image, settings.size)) if img is not None else \
@@ -107,21 +107,21 @@ if run_clicked and ready:
             dream.DreamRun(model, x, settings, guide_image=guide_t)
         for note in run.notes:
             st.info(note)
-        ui.start_run("dream", {"inputs": {"image": ref}, "settings": settings.to_dict(),
-                               "weights_label": model.weights.label, "input_image": images.to_pil(x)})
-        ui.run_events(run, state_key="dream_partial", preview_caption="Dream")
+        page_run.start({"inputs": {"image": ref}, "settings": settings.to_dict(),
+                        "weights_label": model.weights.label, "input_image": images.to_pil(x)})
+        page_run.events(run, preview_caption="Dream")
     except ValueError as exc:  # bad channel, unknown class, guide problems: checked before the run starts
         st.error(ui.one_line(exc))
     else:
         if zoom_mode:
             frames = [images.to_pil(f) for f in run.frames]
-            ui.finish_run("dream", image=frames[-1], frames=frames, report=run.report(), history=[])
+            page_run.finish(image=frames[-1], frames=frames, report=run.report(), history=[])
         else:
             result = run.result()
-            ui.finish_run("dream", image=images.to_pil(result.image), report=result.report(),
-                          frames=[images.to_pil(f) for f in result.animation_frames()], history=result.history)
+            page_run.finish(image=images.to_pil(result.image), report=result.report(),
+                            frames=[images.to_pil(f) for f in result.animation_frames()], history=result.history)
 
-res = state.get("dream_result")
+res = page_run.result
 if res:
     ui.result_heading(res)
     for note in (res.get("report") or {}).get("notes") or []:

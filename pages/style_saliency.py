@@ -123,29 +123,29 @@ run_clicked = b1.button("Compute heatmap" + ("s" if len(methods) > 1 else ""), t
                         key="sal_run", width="stretch")
 b2.button("Stop", key="sal_stop", width="stretch")
 
-state = st.session_state
-ui.recover_stopped_run("saliency")
+page_run = ui.PageRun("saliency")
+page_run.recover()
 
 if run_clicked and ready:
     x = images.to_tensor(pil)
-    ui.start_run("saliency", {"inputs": {"style": ref}, "image_name": img.name, "image": pil,
-                              "weights_label": model.weights.label, "untrained": model.weights.untrained,
-                              "style_layers": tuple(style_layers)})
+    page_run.start({"inputs": {"style": ref}, "image_name": img.name, "image": pil,
+                    "weights_label": model.weights.label, "untrained": model.weights.untrained,
+                    "style_layers": tuple(style_layers)})
     done = []
     try:
         for m in methods:
-            heatmap = ui.cached_heatmap(model, x, settings[m], state_key="saliency_partial")
+            heatmap = ui.cached_heatmap(model, x, settings[m], page_run=page_run)
             if heatmap is None:
                 break
             done.append(heatmap)
     except ValueError as exc:  # unknown layer, channel out of range, window larger than the image
         st.error(ui.one_line(exc))
     if done:
-        ui.finish_run("saliency", heatmaps=done)
+        page_run.finish(heatmaps=done)
     else:
-        state["saliency_running"] = False
+        page_run.cancel()
 
-res = state.get("saliency_result")
+res = page_run.result
 if res:
     heatmaps = res["heatmaps"]
     main = heatmaps[0]

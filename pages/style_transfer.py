@@ -167,8 +167,8 @@ run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run", wi
 if b2.button("Stop", key="stop", width="stretch"):
     st.toast("Stopped: the last preview is kept.")
 
-state = st.session_state
-ui.recover_stopped_run("style")
+page_run = ui.PageRun("style")
+page_run.recover()
 
 if run_clicked and ready:
     try:
@@ -179,29 +179,28 @@ if run_clicked and ready:
         st.error(ui.one_line(exc))
     else:
         total_w = sum(w for _, _, w in styles)
-        ui.start_run("style", {"inputs": {"content": content_ref,
-                                          "style": blend.format_style_spec([(r, w) for _, r, w in styles])},
-                               "settings": settings.to_dict(), "weights_label": model.weights.label,
-                               "content_image": content.image, "style_images": [img.image for img, _, _ in styles],
-                               "style_captions": ["Style"] if len(styles) == 1 else
-                               [f"Style {img.name} ({w / total_w:.0%})" for img, _, w in styles],
-                               "regions": run.regions.preview_images() if run.regions is not None else None,
-                               "notes": run.notes})
+        page_run.start({"inputs": {"content": content_ref,
+                                   "style": blend.format_style_spec([(r, w) for _, r, w in styles])},
+                        "settings": settings.to_dict(), "weights_label": model.weights.label,
+                        "content_image": content.image, "style_images": [img.image for img, _, _ in styles],
+                        "style_captions": ["Style"] if len(styles) == 1 else
+                                          [f"Style {img.name} ({w / total_w:.0%})" for img, _, w in styles],
+                        "regions": run.regions.preview_images() if run.regions is not None else None,
+                        "notes": run.notes})
         for note in run.notes:
             st.caption(f"Note: {note}")
-        ui.run_events(run, state_key="style_partial",
-                      scale={"content": settings.content_weight, "style": settings.style_weight,
-                             "tv": settings.tv_weight, "photo": settings.photo_lambda})
+        page_run.events(run, scale={"content": settings.content_weight, "style": settings.style_weight,
+                                    "tv": settings.tv_weight, "photo": settings.photo_lambda})
         if not run.started:  # its first scale was refused: run_events showed why in one line
-            ui.cancel_run("style")
+            page_run.cancel()
         else:
             result = run.result()
             report = run.report(result)
-            report["inputs"] = state["style_pending"]["inputs"]
-            ui.finish_run("style", image=images.to_pil(result.image), history=result.history, report=report,
-                          stopped=result.stopped)
+            report["inputs"] = page_run.pending["inputs"]
+            page_run.finish(image=images.to_pil(result.image), history=result.history, report=report,
+                            stopped=result.stopped)
 
-res = state.get("style_result")
+res = page_run.result
 if res:
     ui.result_heading(res)
     cols = st.columns(3)

@@ -129,7 +129,8 @@ def outputs(sw: batch.Sweep) -> dict | None:
 
 
 # a Stop (or any widget change) mid-sweep reruns this script: keep the cells finished so far
-ui.recover_stopped_run("sweep", lambda partial: outputs(state["sweep_live"]) if state.get("sweep_live") else None)
+page_run = ui.PageRun("sweep")
+page_run.recover(lambda partial: outputs(state["sweep_live"]) if state.get("sweep_live") else None)
 state.pop("sweep_live", None)
 
 if run_clicked and sweep is not None:
@@ -139,14 +140,14 @@ if run_clicked and sweep is not None:
     except ValueError as exc:
         st.error(ui.one_line(exc))
     else:
-        ui.start_run("sweep", {"inputs": {"content": content_ref, "style": style_ref},
-                               "weights_label": model.weights.label})
+        page_run.start({"inputs": {"content": content_ref, "style": style_ref},
+                        "weights_label": model.weights.label})
         state["sweep_live"] = sweep
-        ui.run_events(sweep, state_key="sweep_partial", preview_caption="Current run's images")
-        ui.finish_run("sweep", **(outputs(sweep) or {}))
+        page_run.events(sweep, preview_caption="Current run's images")
+        page_run.finish(**(outputs(sweep) or {}))
         state.pop("sweep_live", None)
 
-res = state.get("sweep_result")
+res = page_run.result
 if res and res.get("grid") is not None:
     ui.result_heading(res)
     st.image(res["grid"], caption=f"Sweep ({res['weights_label']})")
