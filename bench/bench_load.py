@@ -46,8 +46,9 @@ def render_home(n: int) -> list[float]:
 
 
 def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
-    from explorer import batch, images, style, ui
+    from explorer import images, style, ui
     from explorer import style_settings
+    from explorer.blend import prepare_blend
     from tests.test_load import Bar
 
     os.environ["EXPLORER_MAX_RUNS"] = str(slots)
@@ -58,7 +59,7 @@ def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
 
     def run(k):
         settings = style_settings.StyleSettings(size=128, steps=100_000, seed=k, optimizer="adam")
-        c, blend = batch.prepare_blend(content, [(style_img, 1.0)], settings.size)
+        c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
         gen = ui._queued(style.StyleTransfer(model, c, blend, settings), Bar())
         try:
             for ev in gen:

@@ -4,7 +4,7 @@ Prints figures; asserts nothing about time. On the same images (scikit-image's "
 content, "gravel" as style, scaled to --size px) and the same untrained VGG19 (torchvision init
 under torch.manual_seed(0)), it times, for Adam and L-BFGS:
 
-* ``ratio x seed``: 3 content/style ratios (log_ratios(1e-9, 1e-5, 3)) x 3 seeds, init noise.
+* ``ratio x seed``: 3 content/style ratios alpha/beta (log_alpha_beta(1e-9, 1e-5, 3)) x 3 seeds, init noise.
   Adam: ONE batched run of 9 images; L-BFGS: 9 runs one after another.
 * ``steps x seed``: iterations (10, 25, 50 for 50 steps) x 3 seeds, init noise. The iterations
   are snapshots of one run per seed group. Adam: ONE batched run of 3 images; L-BFGS: 3 runs.
@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from explorer import batch  # noqa: E402
+from explorer import batch, sweep_axes  # noqa: E402
 from explorer.images import load_sample  # noqa: E402
 from explorer.models import load_model, resolve_precision  # noqa: E402
 from explorer.devices import precision_name
@@ -119,10 +119,10 @@ def main(argv=None) -> int:
     snaps = sorted({max(1, round(steps / 5)), max(1, round(steps / 2)), steps})
     if len(snaps) < 3:
         snaps = [1, 2, 3] if steps >= 3 else snaps
-    seeds = batch.SweepAxis("seed", (0, 1, 2))
+    seeds = sweep_axes.SweepAxis("seed", (0, 1, 2))
     sweeps = {
-        "ratio x seed": (batch.SweepAxis("ratio", batch.log_ratios(1e-9, 1e-5, 3)), seeds),
-        "steps x seed": (batch.SweepAxis("steps", tuple(snaps)), seeds),
+        "ratio x seed": (sweep_axes.SweepAxis("alpha_beta", sweep_axes.log_alpha_beta(1e-9, 1e-5, 3)), seeds),
+        "steps x seed": (sweep_axes.SweepAxis("steps", tuple(snaps)), seeds),
     }
     prec = precision_name(resolve_precision(args.precision, model.device))
     print(f"bench_sweep: 3 x 3 sweeps at {args.size} px ({tuple(content.shape[-2:])}), {steps} steps, untrained "

@@ -10,7 +10,7 @@ import argparse
 
 from . import attribution, control, devices, gatys, guided, style_settings
 from . import cmd_common as common
-from .batch import parse_style_spec
+from .blend import parse_style_spec
 
 __all__ = ["run"]
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import color, guides, matting, objectives, regions
-from .batch import prepare_blend
+from .blend import prepare_blend
 from .gatys import gatys_objective, style_targets
 from .losses import region_plan
 from .models import FeatureNet

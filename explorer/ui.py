@@ -1,6 +1,8 @@
-"""The few Streamlit helpers every page shares: the cached model, the weights/device sidebar,
-the image picker and the run/progress widget. Pages stay thin: widgets in, explorer calls,
-results out.
+"""The few Streamlit helpers every page shares: the app shell (entry point, page guard, the
+weights/device sidebar), the cached model, style targets, activations and heatmaps, the
+run/progress widget (:func:`run_events`, the shared queue of heavy runs) and a page's run state
+(:class:`PageRun`). Pages stay thin: widgets in, explorer calls, results out. The input pickers
+are in :mod:`explorer.pickers`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import numpy as np
 import streamlit as st
 import torch
 
-from . import activations, batch, devices, images, memory, models, plots, registry
+from . import activations, devices, images, memory, models, plots, registry
 from .progress import ProgressEvent
+from .runs import Run
 from .runqueue import RunQueue, default_slots
 from .weights import WeightsError, untrained_allowed, weights_status
 
@@ -28,23 +31,15 @@ __all__ = [
     "cached_walk",
     "cached_predictions",
     "cached_heatmap",
-    "mask_image",
+    "heatmap_cache",
     "sidebar_model",
     "untrained_switch",
     "weights_notice",
-    "image_picker",
-    "content_style_pickers",
-    "style_blend_picker",
-    "content_blend_pickers",
-    "sweep_axis_picker",
     "run_events",
-    "cancel_run",
     "heavy_runs",
     "queue_message",
     "result_heading",
-    "start_run",
-    "finish_run",
-    "recover_stopped_run",
+    "PageRun",
     "one_line",
     "device_summary",
 ]
@@ -244,204 +239,6 @@ def weights_notice(model: models.FeatureNet) -> None:
                    "ImageNet weights are available.", icon="⚠️")
 
 
-def image_picker(label: str, samples: Mapping[str, str], key: str, default: int = 0) -> tuple[images.LoadedImage | None, str | None]:
-    """Pick a bundled sample or upload an image.
-
-    Returns:
-        (image, ref): the decoded image (RGB) and a reference a recipe can store
-        (``sample:NAME`` or ``upload:FILENAME``), or (None, None) when nothing usable is chosen.
-        A bad upload shows a one-line error and keeps the last good image of this picker.
-    """
-    source = st.radio(label, ["Sample", "Upload"], horizontal=True, key=f"{key}_source")
-    good_key = f"{key}_last_good"
-    if source == "Sample":
-        names = list(samples)
-        choice = st.selectbox(f"{label}: sample", names, index=min(default, len(names) - 1), key=f"{key}_sample",
-                              label_visibility="collapsed")
-        try:
-            img = images.load_sample(samples[choice])
-        except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
-            st.error(one_line(exc))
-            return None, None
-        return img, f"sample:{samples[choice]}"
-    up = st.file_uploader(f"{label}: upload", key=f"{key}_upload", label_visibility="collapsed",
-                          type=None, help="PNG, JPEG, WebP, GIF, BMP, TIFF; large images are scaled down")
-    if up is None:
-        st.session_state.pop(good_key, None)
-        st.info("Choose an image file.")
-        return None, None
-    data = up.getvalue()
-    digest = hashlib.sha1(data).hexdigest()
-    last = st.session_state.get(good_key)
-    if last is not None and last[0] == digest:
-        img = last[1]
-    else:
-        try:
-            img = images.load_image(data, name=up.name, role=label.lower())
-        except images.ImageError as exc:
-            st.error(one_line(exc))
-            if last is not None:
-                st.caption(f"Still using the previous image, {last[1].name}.")
-                return last[1], f"upload:{last[1].name}"
-            return None, None
-        st.session_state[good_key] = (digest, img)
-    for note in img.notes:
-        st.caption(f"Note: {note}")
-    return img, f"upload:{img.name}"
-
-
-def _content_picker(key: str, width: int):
-    content, ref = image_picker("Content image", images.SAMPLE_CONTENT, key=key)
-    if content is not None:
-        st.image(content.image, caption=f"Content: {content.name}", width=width)
-    return content, ref
-
-
-def content_style_pickers(content_key: str = "content", style_key: str = "style", width: int = 320):
-    """Two columns: a content picker and a style picker (:func:`image_picker` over the bundled
-    samples), each showing its image ``width`` px wide.
-
-    Returns:
-        (content, content_ref, style, style_ref) as :func:`image_picker` returns them.
-    """
-    left, right = st.columns(2)
-    with left:
-        content, content_ref = _content_picker(content_key, width)
-    with right:
-        style_img, style_ref = image_picker("Style image", images.SAMPLE_STYLE, key=style_key)
-        if style_img is not None:
-            st.image(style_img.image, caption=f"Style: {style_img.name}", width=width)
-    return content, content_ref, style_img, style_ref
-
-
-def _add_style_slot(slots_key: str) -> None:
-    slots = st.session_state[slots_key]
-    st.session_state[slots_key] = [*slots, max(slots) + 1]
-
-
-def _remove_style_slot(slots_key: str, slot: int) -> None:
-    st.session_state[slots_key] = [s for s in st.session_state[slots_key] if s != slot]
-
-
-def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = batch.MAX_STYLES):
-    """One to ``max_styles`` style pickers (:func:`image_picker` over the bundled style samples),
-    with "Add style image" and "Remove" buttons and, when there are two or more, a weight slider
-    each (0 to 1) and the normalized weights (they are divided by their sum).
-
-    One style image is the default, and then the picker looks like a single image picker (its
-    widget keys are those of ``image_picker(key=key)``). Further images use the keys
-    ``{key}_2``, ``{key}_3``, ... (by the order they were added, not their position), weight
-    sliders ``{key}_weight_N``, buttons ``{key}_add`` and ``{key}_remove_N``.
-
-    Returns:
-        list of (image, ref, weight) (weight 1.0 for a single image), or ``None`` when a picker
-        has no usable image yet or all weights are 0 (an error line is shown).
-    """
-    state = st.session_state
-    slots_key = f"{key}_slots"
-    slots = state.setdefault(slots_key, [0])
-    multi = len(slots) > 1
-    names = list(images.SAMPLE_STYLE)
-    picked = []
-    for n, slot in enumerate(slots):
-        pkey = key if slot == 0 else f"{key}_{slot + 1}"
-        if multi:
-            st.markdown(f"**Style image {n + 1}**")
-        img, ref = image_picker("Style image", images.SAMPLE_STYLE, key=pkey, default=slot % len(names))
-        weight = 1.0
-        if multi:
-            weight = st.slider("Weight", 0.0, 1.0, 1.0, 0.05, key=f"{key}_weight_{slot}",
-                               help="Weights are divided by their sum: two images at 1.0 blend 50/50")
-        if img is not None:
-            st.image(img.image, caption=f"Style: {img.name}", width=width // 2 if multi else width)
-        if multi:
-            st.button("Remove", key=f"{key}_remove_{slot}", on_click=_remove_style_slot, args=(slots_key, slot),
-                      help="Remove this style image from the blend")
-        picked.append((img, ref, float(weight)))
-    if len(slots) < max_styles:
-        st.button("Add style image", key=f"{key}_add", on_click=_add_style_slot, args=(slots_key,),
-                  help=f"Blend up to {max_styles} style images: the style target is the weighted mean of their "
-                       "Gram matrices")
-    if multi:
-        total = sum(w for _, _, w in picked)
-        if not total > 0:
-            st.error("The style weights sum to 0: give at least one style image a positive weight.")
-            return None
-        st.caption("Blend (normalized weights): " + ", ".join(
-            f"{img.name if img is not None else '?'} {w / total:.0%}" for img, _, w in picked))
-    if any(img is None for img, _, _ in picked):
-        return None
-    return picked
-
-
-def content_blend_pickers(content_key: str = "content", style_key: str = "style", width: int = 320):
-    """Two columns: a content picker and a :func:`style_blend_picker` (1 to 6 style images with
-    weights). With one style image it looks and behaves like :func:`content_style_pickers`
-    (same widget keys).
-
-    Returns:
-        (content, content_ref, styles): content and ref as :func:`image_picker` returns them;
-        styles as :func:`style_blend_picker` returns them (list of (image, ref, weight) or None).
-    """
-    left, right = st.columns(2)
-    with left:
-        content, content_ref = _content_picker(content_key, width)
-    with right:
-        styles = style_blend_picker(style_key, width=width)
-    return content, content_ref, styles
-
-
-_AXIS_DEFAULTS = {"steps": "10, 20, 40", "seed": "0, 1, 2"}
-_AXIS_CHOICES = {
-    "init": (["content", "noise", "style"], ["content", "noise", "style"]),
-    "optimizer": (["adam", "lbfgs"], ["adam", "lbfgs"]),
-    "style_layers": (list(batch.STYLE_LAYER_SETS), ["shallow", "middle", "deep"]),
-}
-_RATIO_STOPS = [float(f"1e{k}") for k in range(-14, 4)]
-
-
-def sweep_axis_picker(label: str, key: str, *, default: str = "ratio", optional: bool = False,
-                      exclude: Sequence[str] = ()) -> tuple[batch.SweepAxis | None, bool]:
-    """Choose a sweep parameter and its values: a selectbox over :data:`explorer.batch.AXIS_NAMES`
-    (without ``exclude``; with a "none" entry when ``optional``), then the values: a log-scale
-    range and a count for the ratio (:func:`explorer.batch.log_ratios`), a comma-separated list
-    for steps and seeds, a multiselect for initialization, layer sets and optimizer.
-
-    Returns:
-        (axis, ok): the axis, or None when "none" is chosen (ok True) or the values are bad
-        (ok False; a one-line error is shown).
-    """
-    names = [n for n in batch.AXIS_NAMES if n not in exclude]
-    options = (["none"] if optional else []) + names
-    name = st.selectbox(label, options, index=options.index(default) if default in options else 0,
-                        key=f"{key}_name",
-                        format_func=lambda n: "nothing (one row)" if n == "none" else batch.AXIS_TITLES[n])
-    if name == "none":
-        return None, True
-    try:
-        if name == "ratio":
-            lo, hi = st.select_slider("Ratio α/β from … to (log scale)", _RATIO_STOPS, value=(1e-3, 1.0),
-                                      key=f"{key}_ratio_range", format_func=lambda v: f"{v:.0e}")
-            n = st.slider("How many ratios", 1, batch.MAX_AXIS_VALUES, 3, key=f"{key}_ratio_count")
-            axis = batch.SweepAxis("ratio", batch.log_ratios(lo, hi, n))
-        elif name in _AXIS_DEFAULTS:
-            text = st.text_input("Steps to show (one run, photographed at each)" if name == "steps" else "Seeds",
-                                 _AXIS_DEFAULTS[name], key=f"{key}_{name}_values",
-                                 help="Numbers separated by commas")
-            axis = batch.parse_axis(name, text)
-        else:
-            choices, default_values = _AXIS_CHOICES[name]
-            fmt = (lambda v: batch.SweepAxis(name, (v,)).labels[0]) if name != "init" else str
-            picked = st.multiselect("Values", choices, default=default_values, key=f"{key}_{name}_values",
-                                    format_func=fmt)
-            axis = batch.SweepAxis(name, tuple(picked))
-    except ValueError as exc:
-        st.error(one_line(exc))
-        return None, False
-    st.caption(f"{len(axis.values)} value(s): " + ", ".join(axis.labels))
-    return axis, True
-
-
 def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mapping[str, float] | None = None,
                preview_caption: str = "Current image") -> ProgressEvent | None:
     """Render a computation's progress events: a progress bar with step count and elapsed
@@ -452,7 +249,11 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     queue) and gives its slot back when it ends or the user stops it. A part of the run that
     is refused for memory (:class:`~explorer.memory.MemoryEstimateError`) or that runs out of
     memory anyway (CUDA's OutOfMemoryError: the cache is emptied) ends the run with one
-    ``st.error`` line; the run keeps what it had (its ``stopped`` says why, where it has one).
+    ``st.error`` line; the run keeps what it had: an :class:`explorer.runs.Run` is marked with
+    :meth:`~explorer.runs.Run.stop` (its ``stopped`` says why and its result reports itself as
+    partial); a plain iterable of events has no result to mark.
+
+    Pages call it through :meth:`PageRun.events`, which passes the page's ``state_key``.
 
     Returns:
         the last event seen.
@@ -476,8 +277,8 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
         queued.close()  # gives the slot back at once, also when the user stopped the page
     if failed is not None:  # the exception (and the frames holding the run's tensors) is gone now
         memory.free_cached_memory()
-        if hasattr(events, "stopped"):
-            events.stopped = failed  # the run's result() then reports itself as partial
+        if isinstance(events, Run):
+            events.stop(failed)  # the run's result() then reports itself as partial
         st.error(failed)
         return last
     area.empty()
@@ -555,49 +356,97 @@ def result_heading(result: dict) -> None:
         st.warning(f"Partial result: {result['stopped']}.")
 
 
-def start_run(name: str, pending: dict) -> None:
-    """Mark a run of page ``name`` as in progress; ``pending`` (inputs, settings, labels) is
-    merged into the result when it finishes or is stopped."""
-    st.session_state[f"{name}_pending"] = pending
-    st.session_state[f"{name}_partial"] = {}
-    st.session_state[f"{name}_running"] = True
+class PageRun:
+    """The run state of one page's run, kept in the session under ``name``: its result, the
+    inputs of the run in progress, whether one is in progress, and the partial state
+    :func:`run_events` keeps (its last preview and loss rows) so that a Stop keeps something.
 
+    On a page: ``page_run = ui.PageRun("style")``, ``page_run.recover()`` near the top; on Run
+    ``start(pending)``, ``events(run)``, then ``finish(image=...)`` (or ``cancel()``); then draw
+    ``page_run.result``. The session keys are ``{name}_result``, ``{name}_pending``,
+    ``{name}_running`` and ``{name}_partial`` (:attr:`state_key`); pages use this class instead.
 
-def cancel_run(name: str) -> None:
-    """Forget a run of page ``name`` that ended before its first step (refused for memory, say:
-    :func:`run_events` has shown why in one line); the previous result stays on the page."""
-    st.session_state[f"{name}_running"] = False
-    st.session_state.pop(f"{name}_pending", None)
+    Args:
+        name: the page's run name (``"style"``, ``"dream"``, ``"saliency"``, ...), unique per run
+            kind of the app.
+    """
 
+    def __init__(self, name: str):
+        self.name = name
 
-def finish_run(name: str, **fields) -> None:
-    """Store the finished run's result (``image`` and anything else) in the session."""
-    st.session_state[f"{name}_running"] = False
-    st.session_state[f"{name}_result"] = {**st.session_state.get(f"{name}_pending", {}), "stopped": None, **fields}
+    @property
+    def state_key(self) -> str:
+        """The session key of the partial state :func:`run_events` keeps for this run."""
+        return f"{self.name}_partial"
 
+    @property
+    def result(self) -> dict | None:
+        """The stored result (the pending fields merged with the finished or partial run's
+        fields and ``stopped``), or None when there is none yet."""
+        return st.session_state.get(f"{self.name}_result")
 
-def recover_stopped_run(name: str, partial_result: Callable[[dict], dict | None] | None = None) -> None:
-    """Call near the top of a page: if the previous script run was interrupted mid-run (Stop,
-    or any widget change, reruns the script), keep its last preview as a partial result.
+    @property
+    def pending(self) -> dict:
+        """The fields of the run in progress (or of the last one started), ``{}`` when none."""
+        return st.session_state.get(f"{self.name}_pending", {})
 
-    ``partial_result``, when given, builds the result fields from the partial state (the dict
-    :func:`run_events` kept: ``preview``, ``rows``, ``step``, ``total``) instead, e.g. the cells
-    a sweep finished; returning None keeps no result."""
-    state = st.session_state
-    if not state.get(f"{name}_running"):
-        return
-    state[f"{name}_running"] = False
-    partial = state.get(f"{name}_partial") or {}
-    if partial_result is not None:
-        fields = partial_result(partial)
-        if fields:
-            state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), **fields,
-                                       "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
-        return
-    if partial.get("preview") is not None:
-        state[f"{name}_result"] = {**state.get(f"{name}_pending", {}), "image": partial["preview"],
-                                   "history": partial.get("rows", []), "report": None,
-                                   "stopped": f"stopped at step {partial.get('step')} of {partial.get('total')}"}
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until :meth:`finish`, :meth:`cancel` or :meth:`recover`."""
+        return bool(st.session_state.get(f"{self.name}_running"))
+
+    def start(self, pending: dict) -> None:
+        """Mark a run as in progress; ``pending`` (inputs, settings, labels) is merged into the
+        result when it finishes or is stopped."""
+        st.session_state[f"{self.name}_pending"] = pending
+        st.session_state[self.state_key] = {}
+        st.session_state[f"{self.name}_running"] = True
+
+    def events(self, run: Iterable[ProgressEvent], *, scale: Mapping[str, float] | None = None,
+               preview_caption: str = "Current image") -> ProgressEvent | None:
+        """:func:`run_events` for this page's run (progress bar, preview, loss chart; the
+        partial state under :attr:`state_key`). Returns the last event seen."""
+        return run_events(run, state_key=self.state_key, scale=scale, preview_caption=preview_caption)
+
+    def cancel(self) -> None:
+        """Forget a run that ended before its first step (refused for memory, say:
+        :func:`run_events` has shown why in one line); the previous result stays on the page."""
+        st.session_state[f"{self.name}_running"] = False
+        st.session_state.pop(f"{self.name}_pending", None)
+
+    def finish(self, **fields) -> None:
+        """Store the finished run's result: the pending fields, ``stopped=None`` and ``fields``
+        (``image`` and anything else; a ``stopped`` among them wins)."""
+        st.session_state[f"{self.name}_running"] = False
+        st.session_state[f"{self.name}_result"] = {**self.pending, "stopped": None, **fields}
+
+    def clear(self) -> None:
+        """Forget the stored result (the page shows none until the next one)."""
+        st.session_state.pop(f"{self.name}_result", None)
+
+    def recover(self, partial_result: Callable[[dict], dict | None] | None = None) -> None:
+        """Call near the top of a page: if the previous script run was interrupted mid-run
+        (Stop, or any widget change, reruns the script), keep its last preview as a partial
+        result (``image``, ``history``, ``report=None`` and ``stopped`` "stopped at step k of
+        n").
+
+        ``partial_result``, when given, builds the result fields from the partial state (the
+        dict :func:`run_events` kept: ``preview``, ``rows``, ``step``, ``total``) instead, e.g.
+        the cells a sweep finished; returning None keeps no result (the previous one stays)."""
+        state = st.session_state
+        if not state.get(f"{self.name}_running"):
+            return
+        state[f"{self.name}_running"] = False
+        partial = state.get(self.state_key) or {}
+        stopped = f"stopped at step {partial.get('step')} of {partial.get('total')}"
+        if partial_result is not None:
+            fields = partial_result(partial)
+            if fields:
+                state[f"{self.name}_result"] = {**self.pending, **fields, "stopped": stopped}
+            return
+        if partial.get("preview") is not None:
+            state[f"{self.name}_result"] = {**self.pending, "image": partial["preview"],
+                                            "history": partial.get("rows", []), "report": None, "stopped": stopped}
 
 
 # ----------------------------------------------------------------------------- heatmaps
@@ -633,14 +482,15 @@ def heatmap_cache() -> _HeatmapCache:
     return _HeatmapCache()
 
 
-def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, settings, *, state_key: str):
+def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, settings, *, page_run: PageRun):
     """The :class:`~explorer.attribution.Heatmap` of ``image_tensor`` ((1, 3, H, W) in [0, 1])
     for ``settings`` (:class:`~explorer.attribution.AttributionSettings`).
 
     Computed once per (image content, model, weights, device, settings) and shared by every
     page and session: a heatmap computed on the Style saliency page is reused by the Full vs
     guided page. When it is not cached yet, the :class:`~explorer.attribution.AttributionRun`
-    is rendered with :func:`run_events` (progress bar; it takes its turn in :func:`heavy_runs`).
+    is rendered with ``page_run.events`` (:meth:`PageRun.events`: progress bar; it takes its
+    turn in :func:`heavy_runs`).
     The heatmap is shared: do not modify it.
 
     Returns:
@@ -659,25 +509,10 @@ def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, setting
     if heatmap is not None:
         return heatmap
     run = attribution.AttributionRun(model, image_tensor, settings)
-    run_events(run, state_key=state_key)
+    page_run.events(run)
     try:
         heatmap = run.result()
     except RuntimeError:
         return None
     cache.put(key, heatmap)
     return heatmap
-
-
-def mask_image(weight, cell: int = 160, border: int = 3):
-    """A weight map or mask ((h, w) in [0, 1], NumPy or tensor) as an RGB PIL image (white = 1,
-    black = 0), blown up with square pixels so its long side is about ``cell`` px (a 4x4 layer
-    mask stays readable), framed by a ``border`` px mid-gray line so that kept (white) regions
-    at the edge stay visible on a white page."""
-    from PIL import Image, ImageOps
-
-    w = np.asarray(weight.detach().cpu() if isinstance(weight, torch.Tensor) else weight, dtype=np.float32)
-    im = Image.fromarray((np.clip(w, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L")
-    k = max(1, cell // max(im.size))
-    if k > 1:
-        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
-    return ImageOps.expand(im.convert("RGB"), border=border, fill=(128, 128, 128)) if border else im.convert("RGB")

@@ -11,7 +11,8 @@ ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 from PIL import Image
 
 from explorer import activations as act
-from explorer import images, models, outputs, plots, ui
+from explorer import images, models, pickers, plots, ui
+from explorer import outputs
 
 st.title("Layer activations")
 st.caption("What each layer of a network computes for one picture: its channels' feature maps, their "
@@ -54,7 +55,7 @@ def small_map(channel_map) -> Image.Image:
 
 left, right = st.columns([1, 2])
 with left:
-    img, ref = ui.image_picker("Input image", SAMPLES, key="act_input")
+    img, ref = pickers.image_picker("Input image", SAMPLES, key="act_input")
     size = st.slider("Working size (long side, px)", 64, 512, 256, step=16, key="act_size",
                      help="The image is scaled so its long side has this many pixels before it enters the network.")
 x = pil = None
@@ -213,7 +214,7 @@ if acts is not None:
         if not spatial:
             st.info(no_maps)
         elif st.checkbox("Compare with a second image", key="act_compare_on"):
-            other, _ = ui.image_picker("Second image", SAMPLES, key="act_other", default=1)
+            other, _ = pickers.image_picker("Second image", SAMPLES, key="act_other", default=1)
             acts_b = None
             if other is not None:
                 pil_b = images.resize_long_side(other.image, int(size))

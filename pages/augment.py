@@ -20,7 +20,6 @@ st.caption("Stylized copies of a training set with Gatys style transfer: every i
            "For large datasets, resuming and several GPUs or machines, use `python -m explorer augment`.")
 
 model = ui.sidebar_model(("vgg19", "vgg16"), key="aug_model")
-state = st.session_state
 
 left, right = st.columns(2)
 with left:
@@ -135,8 +134,10 @@ def collect(run: augment.Augmentation, out: Path, stopped: str | None) -> dict:
             "weights_label": model.weights.label, "stopped": stopped}
 
 
+page_run = ui.PageRun("augment")
+
 if run_clicked and ready:
-    state.pop("augment_result", None)
+    page_run.clear()
     with tempfile.TemporaryDirectory(prefix="explorer-augment-") as tmp:
         src, out = Path(tmp) / "input", Path(tmp) / "output"
         try:
@@ -147,13 +148,13 @@ if run_clicked and ready:
         else:
             stopped = "stopped before the end"
             try:
-                ui.run_events(run, state_key="augment_partial", preview_caption="Latest output")
+                page_run.events(run, preview_caption="Latest output")
                 stopped = None
             finally:  # also when the user stops the page: keep what was written
                 run.finish()
-                state["augment_result"] = collect(run, out, stopped)
+                page_run.finish(**collect(run, out, stopped))
 
-res = state.get("augment_result")
+res = page_run.result
 if res:
     ui.result_heading(res)
     summary = res["summary"]

@@ -7,10 +7,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import attribution, guided, images, models, plots, style, ui
-from explorer import outputs
-from explorer import gatys
-from explorer import style_settings
+from explorer import attribution, gatys, guided, images, models, outputs, pickers, plots, style_settings, ui
 
 st.title("Full vs guided Gram")
 st.caption("Style transfer twice with the same content, seed and settings: once matching the Gram matrices of the "
@@ -22,7 +19,7 @@ model_name = model.name if model else "vgg19"
 layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
 KEEPS = (0.1, 0.3, 0.6, 1.0)
 
-content, content_ref, style_img, style_ref = ui.content_style_pickers("cmp_content", "cmp_style", width=240)
+content, content_ref, style_img, style_ref = pickers.content_style_pickers("cmp_content", "cmp_style", width=240)
 
 with st.expander("What does this comparison show, and what not?"):
     st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 3). "
@@ -92,7 +89,7 @@ if painted and upload is not None and style_img is not None and settings is not 
     except ValueError as exc:  # not an image, other aspect ratio, all black
         st.error(ui.one_line(exc))
     else:
-        g3.image(ui.mask_image(mask), caption=f"Mask {upload.name}, at {s_size[0]}×{s_size[1]} px")
+        g3.image(pickers.mask_image(mask), caption=f"Mask {upload.name}, at {s_size[0]}×{s_size[1]} px")
 elif painted:
     g3.caption("Upload a grayscale image with the style image's aspect ratio: white regions' style is transferred.")
 
@@ -104,8 +101,11 @@ sweep_clicked = b2.button("k% sweep", disabled=not ready or painted, key="cmp_sw
                           help="Guided transfer with keep = 10, 30, 60 and 100 % (a painted mask has no k)")
 b3.button("Stop", key="cmp_stop", width="stretch")
 
-state = st.session_state
-ui.recover_stopped_run("compare")
+page_run = ui.PageRun("compare")  # the comparison
+keep_run = ui.PageRun("compare_sweep")  # the k% sweep
+heatmap_run = ui.PageRun("compare_heatmap")  # the guide's heatmap, when computed
+page_run.recover()
+keep_run.recover(lambda partial: None)  # a stopped k% sweep keeps the previous one
 scale = {"content": settings.content_weight, "style": settings.style_weight, "tv": settings.tv_weight} \
     if settings is not None else None
 
@@ -116,7 +116,7 @@ def heatmap_for(s_tensor):
     if guide.variant != "positions" or painted:
         return None
     return ui.cached_heatmap(model, s_tensor, guide.attribution(settings.style_layers, settings.size),
-                             state_key="compare_heatmap_partial")
+                             page_run=heatmap_run)
 
 
 if (run_clicked or sweep_clicked) and ready:
@@ -138,23 +138,23 @@ if (run_clicked or sweep_clicked) and ready:
         st.error(ui.one_line(exc))
     else:
         if run_clicked:
-            ui.start_run("compare", pending)
-            ui.run_events(run, state_key="compare_partial", scale=scale)
+            page_run.start(pending)
+            page_run.events(run, scale=scale)
             try:
                 cmp = run.result()
             except RuntimeError:  # a part was refused for memory: run_events showed why in one line
-                ui.cancel_run("compare")
+                page_run.cancel()
             else:
-                ui.finish_run("compare", full=images.to_pil(cmp.full.image), guided=images.to_pil(cmp.guided.image),
-                              image=images.to_pil(cmp.guided.image), weight=ui.mask_image(cmp.guidance.weight),
-                              guidance=cmp.guidance.report(), metrics=cmp.metrics,
-                              history={"full": cmp.full.history, "guided": cmp.guided.history})
+                page_run.finish(full=images.to_pil(cmp.full.image), guided=images.to_pil(cmp.guided.image),
+                                image=images.to_pil(cmp.guided.image), weight=pickers.mask_image(cmp.guidance.weight),
+                                guidance=cmp.guidance.report(), metrics=cmp.metrics,
+                                history={"full": cmp.full.history, "guided": cmp.guided.history})
         else:
-            ui.run_events(run, state_key="sweep_partial", scale=scale, preview_caption="Current image")
-            state["compare_sweep"] = {**pending, "results": [(k, images.to_pil(r.image), m)
-                                                             for k, r, m in run.results]}
+            keep_run.start(pending)
+            keep_run.events(run, scale=scale, preview_caption="Current image")
+            keep_run.finish(results=[(k, images.to_pil(r.image), m) for k, r, m in run.results])
 
-res = state.get("compare_result")
+res = page_run.result
 if res:
     ui.result_heading(res)
     if "full" not in res:  # stopped mid-run: only the last preview is left
@@ -197,7 +197,7 @@ if res:
         d2.download_button("Download guided PNG", outputs.png_bytes(res["guided"], pnginfo=info),
                            file_name="guided_gram.png", mime="image/png", key="cmp_download_guided")
 
-sweep = state.get("compare_sweep")
+sweep = keep_run.result
 if sweep:
     st.subheader("k% sweep")
     cols = st.columns(len(sweep["results"]))

@@ -8,9 +8,9 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import dream, images, models, plots, ui
+from explorer import dream, images, models, pickers, plots, ui
 from explorer import outputs
-from explorer import zoom
+from explorer.zoom import ZoomRun
 from explorer import dream_settings
 
 st.title("Deep Dream")
@@ -22,7 +22,7 @@ model_name = model.name if model else "googlenet"
 start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
 img = ref = None
 if start == "an image":
-    img, ref = ui.image_picker("Input image", {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}, key="dream_input")
+    img, ref = pickers.image_picker("Input image", {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}, key="dream_input")
 else:
     ref = "gray" if start.startswith("gray") else "noise"
 
@@ -70,7 +70,7 @@ with st.expander("Settings", expanded=True):
 
 guide_img = class_name = None
 if objective == "guide":
-    g, _ = ui.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
+    g, _ = pickers.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
     guide_img = g.image if g else None
 elif objective == "class" and model is not None:
     cats = list(model.spec.weights_enum.meta["categories"]) if model.has_classifier else []
@@ -98,33 +98,33 @@ b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
 run_clicked = b1.button("Run", type="primary", disabled=not ready, key="dream_run", width="stretch")
 b2.button("Stop", key="dream_stop", width="stretch")
 
-state = st.session_state
-ui.recover_stopped_run("dream")
+page_run = ui.PageRun("dream")
+page_run.recover()
 
 if run_clicked and ready:
     x = images.to_tensor(images.resize_long_side(img.image, settings.size)) if img is not None else \
         dream.start_image(ref, settings.size, settings.seed)
     guide_t = images.to_tensor(images.resize_long_side(guide_img, settings.size)) if guide_img is not None else None
     try:
-        run = zoom.ZoomRun(model, x, settings, zoom_frames, zoom, guide_t) if zoom_mode else \
+        run = ZoomRun(model, x, settings, zoom_frames, zoom, guide_t) if zoom_mode else \
             dream.DreamRun(model, x, settings, guide_image=guide_t)
         for note in run.notes:
             st.info(note)
-        ui.start_run("dream", {"inputs": {"image": ref}, "settings": settings.to_dict(),
-                               "weights_label": model.weights.label, "input_image": images.to_pil(x)})
-        ui.run_events(run, state_key="dream_partial", preview_caption="Dream")
+        page_run.start({"inputs": {"image": ref}, "settings": settings.to_dict(),
+                        "weights_label": model.weights.label, "input_image": images.to_pil(x)})
+        page_run.events(run, preview_caption="Dream")
     except ValueError as exc:  # bad channel, unknown class, guide problems: checked before the run starts
         st.error(ui.one_line(exc))
     else:
         if zoom_mode:
             frames = [images.to_pil(f) for f in run.frames]
-            ui.finish_run("dream", image=frames[-1], frames=frames, report=run.report(), history=[])
+            page_run.finish(image=frames[-1], frames=frames, report=run.report(), history=[])
         else:
             result = run.result()
-            ui.finish_run("dream", image=images.to_pil(result.image), report=result.report(),
-                          frames=[images.to_pil(f) for f in result.animation_frames()], history=result.history)
+            page_run.finish(image=images.to_pil(result.image), report=result.report(),
+                            frames=[images.to_pil(f) for f in result.animation_frames()], history=result.history)
 
-res = state.get("dream_result")
+res = page_run.result
 if res:
     ui.result_heading(res)
     for note in (res.get("report") or {}).get("notes") or []:

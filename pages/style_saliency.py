@@ -9,11 +9,8 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import attribution, guided, images, models, plots, style, ui
-from explorer import outputs
-from explorer import registry
-from explorer import saliency_objectives
-from explorer import guides
+from explorer import (attribution, guided, guides, images, models, outputs, pickers, plots, registry,
+                      saliency_objectives, ui)
 
 st.title("Style saliency")
 st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "
@@ -59,7 +56,7 @@ with st.expander("What do these maps compute?"):
 
 left, right = st.columns([1, 2])
 with left:
-    img, ref = ui.image_picker("Style image", images.SAMPLE_STYLE, key="sal_style")
+    img, ref = pickers.image_picker("Style image", images.SAMPLE_STYLE, key="sal_style")
     size = st.slider("Working size (long side, px)", 64, 512, 256, step=16, key="sal_size",
                      help="The image is scaled so its long side has this many pixels; the heatmap has the same size.")
     pil = images.resize_long_side(img.image, int(size)) if img is not None else None
@@ -127,29 +124,29 @@ run_clicked = b1.button("Compute heatmap" + ("s" if len(methods) > 1 else ""), t
                         key="sal_run", width="stretch")
 b2.button("Stop", key="sal_stop", width="stretch")
 
-state = st.session_state
-ui.recover_stopped_run("saliency")
+page_run = ui.PageRun("saliency")
+page_run.recover()
 
 if run_clicked and ready:
     x = images.to_tensor(pil)
-    ui.start_run("saliency", {"inputs": {"style": ref}, "image_name": img.name, "image": pil,
-                              "weights_label": model.weights.label, "untrained": model.weights.untrained,
-                              "style_layers": tuple(style_layers)})
+    page_run.start({"inputs": {"style": ref}, "image_name": img.name, "image": pil,
+                    "weights_label": model.weights.label, "untrained": model.weights.untrained,
+                    "style_layers": tuple(style_layers)})
     done = []
     try:
         for m in methods:
-            heatmap = ui.cached_heatmap(model, x, settings[m], state_key="saliency_partial")
+            heatmap = ui.cached_heatmap(model, x, settings[m], page_run=page_run)
             if heatmap is None:
                 break
             done.append(heatmap)
     except ValueError as exc:  # unknown layer, channel out of range, window larger than the image
         st.error(ui.one_line(exc))
     if done:
-        ui.finish_run("saliency", heatmaps=done)
+        page_run.finish(heatmaps=done)
     else:
-        state["saliency_running"] = False
+        page_run.cancel()
 
-res = state.get("saliency_result")
+res = page_run.result
 if res:
     heatmaps = res["heatmaps"]
     main = heatmaps[0]
@@ -202,7 +199,7 @@ if res:
             kept = int(weight.gt(0).sum())
             for note in guided.guide_notes(main.importance, weight, keep / 100):
                 st.warning(f"This mask as a guide: {note}.")
-            st.image(ui.mask_image(weight, cell=320), width="stretch",
+            st.image(pickers.mask_image(weight, cell=320), width="stretch",
                      caption=f"Kept {kept:,} of {weight.numel():,} px ({kept / weight.numel():.0%}), "
                              + ("graded by importance" if soft else "white = kept") + "; ranked by "
                              + ("the positive part of the map (where hiding a window lowers the objective)"
@@ -211,7 +208,7 @@ if res:
                 masks = guides.layer_masks(weight, model, res["style_layers"])
                 cols = st.columns(len(masks))
                 for col, (name, m) in zip(cols, masks.items()):
-                    col.image(ui.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",
+                    col.image(pickers.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",
                               width="stretch")
                 st.caption("The same mask at each style layer's resolution (area-averaged): each cell's grey is the "
                            "share of its pixels that are kept. Saliency-guided Gram transfer weighs each position's "

@@ -8,10 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, control, images, models, plots, style, ui
-from explorer import outputs
-from explorer import weights
-from explorer import style_settings
+from explorer import blend, control, images, outputs, pickers, plots, style_settings, ui, weights
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -19,7 +16,7 @@ st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neu
 model = ui.sidebar_model(("vgg19", "vgg16"), key="style_model")
 
 # one style image by default; "Add style image" blends up to 6 (weighted mean of their Gram matrices)
-content, content_ref, styles = ui.content_blend_pickers("content", "style", width=320)
+content, content_ref, styles = pickers.content_blend_pickers("content", "style", width=320)
 
 with st.expander("What do alpha, beta, the layers and TV do?"):
     st.markdown("The network describes the **content** of an image by its activations at one deep layer, "
@@ -170,41 +167,40 @@ run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run", wi
 if b2.button("Stop", key="stop", width="stretch"):
     st.toast("Stopped: the last preview is kept.")
 
-state = st.session_state
-ui.recover_stopped_run("style")
+page_run = ui.PageRun("style")
+page_run.recover()
 
 if run_clicked and ready:
     try:
         run = control.ControlledTransfer(
             model, content.image, [(img.image, w) for img, _, w in styles], settings, mask_inputs=mask_uploads,
-            targets_fn=lambda m, blend, s: ui.cached_style_targets(m, blend if len(blend) > 1 else blend[0][0], s))
+            targets_fn=lambda m, pairs, s: ui.cached_style_targets(m, pairs if len(pairs) > 1 else pairs[0][0], s))
     except (ValueError, weights.WeightsError) as exc:
         st.error(ui.one_line(exc))
     else:
         total_w = sum(w for _, _, w in styles)
-        ui.start_run("style", {"inputs": {"content": content_ref,
-                                          "style": batch.format_style_spec([(r, w) for _, r, w in styles])},
-                               "settings": settings.to_dict(), "weights_label": model.weights.label,
-                               "content_image": content.image, "style_images": [img.image for img, _, _ in styles],
-                               "style_captions": ["Style"] if len(styles) == 1 else
-                               [f"Style {img.name} ({w / total_w:.0%})" for img, _, w in styles],
-                               "regions": run.regions.preview_images() if run.regions is not None else None,
-                               "notes": run.notes})
+        page_run.start({"inputs": {"content": content_ref,
+                                   "style": blend.format_style_spec([(r, w) for _, r, w in styles])},
+                        "settings": settings.to_dict(), "weights_label": model.weights.label,
+                        "content_image": content.image, "style_images": [img.image for img, _, _ in styles],
+                        "style_captions": ["Style"] if len(styles) == 1 else
+                                          [f"Style {img.name} ({w / total_w:.0%})" for img, _, w in styles],
+                        "regions": run.regions.preview_images() if run.regions is not None else None,
+                        "notes": run.notes})
         for note in run.notes:
             st.caption(f"Note: {note}")
-        ui.run_events(run, state_key="style_partial",
-                      scale={"content": settings.content_weight, "style": settings.style_weight,
-                             "tv": settings.tv_weight, "photo": settings.photo_lambda})
+        page_run.events(run, scale={"content": settings.content_weight, "style": settings.style_weight,
+                                    "tv": settings.tv_weight, "photo": settings.photo_lambda})
         if not run.started:  # its first scale was refused: run_events showed why in one line
-            ui.cancel_run("style")
+            page_run.cancel()
         else:
             result = run.result()
             report = run.report(result)
-            report["inputs"] = state["style_pending"]["inputs"]
-            ui.finish_run("style", image=images.to_pil(result.image), history=result.history, report=report,
-                          stopped=result.stopped)
+            report["inputs"] = page_run.pending["inputs"]
+            page_run.finish(image=images.to_pil(result.image), history=result.history, report=report,
+                            stopped=result.stopped)
 
-res = state.get("style_result")
+res = page_run.result
 if res:
     ui.result_heading(res)
     cols = st.columns(3)

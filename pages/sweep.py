@@ -9,17 +9,15 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, images, style, ui
-from explorer import outputs
-from explorer import gatys
-from explorer import style_settings
+from explorer import batch, gatys, pickers, style_settings, sweep_axes, sweep_render, ui
+from explorer.outputs import png_bytes
 
 st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
            "what each does to the picture and to the losses (Gatys, Ecker & Bethge, CVPR 2016).")
 
 model = ui.sidebar_model(("vgg19", "vgg16"), key="sweep_model")
-content, content_ref, style_img, style_ref = ui.content_style_pickers("sweep_content", "sweep_style", width=200)
+content, content_ref, style_img, style_ref = pickers.content_style_pickers("sweep_content", "sweep_style", width=200)
 
 with st.expander("What does each parameter do, and what should I look for?"):
     st.markdown(
@@ -58,9 +56,9 @@ with st.expander("What does each parameter do, and what should I look for?"):
 st.subheader("What to vary")
 a1, a2 = st.columns(2)
 with a1:
-    axis1, ok1 = ui.sweep_axis_picker("Rows", "sweep_rows", default="ratio")
+    axis1, ok1 = pickers.sweep_axis_picker("Rows", "sweep_rows", default="alpha_beta")
 with a2:
-    axis2, ok2 = ui.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
+    axis2, ok2 = pickers.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
                                       exclude=(axis1.name,) if axis1 is not None else ())
 
 defaults = style_settings.StyleSettings()
@@ -80,9 +78,9 @@ with st.expander("Base settings (every cell starts from these)"):
                            help="Not used by a ratio axis")
     init = c3.selectbox("Start from", ["content", "noise", "style"], key="sweep_init")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="sweep_seed")
-    layer_set = c3.selectbox("Style layers", list(batch.STYLE_LAYER_SETS), key="sweep_layers",
-                             index=list(batch.STYLE_LAYER_SETS).index("all five"),
-                             format_func=lambda n: f"{n} ({', '.join(batch.STYLE_LAYER_SETS[n])})")
+    layer_set = c3.selectbox("Style layers", list(sweep_axes.STYLE_LAYER_SETS), key="sweep_layers",
+                             index=list(sweep_axes.STYLE_LAYER_SETS).index("all five"),
+                             format_func=lambda n: f"{n} ({', '.join(sweep_axes.STYLE_LAYER_SETS[n])})")
 
 axes = [a for a in (axis1, axis2) if a is not None]
 names = {a.name for a in axes}
@@ -94,7 +92,7 @@ settings = sweep = None
 try:
     settings = style_settings.StyleSettings(size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None),
                                    content_weight=float(alpha), style_weight=float(beta), init=init, seed=int(seed),
-                                   style_layers=batch.STYLE_LAYER_SETS[layer_set], preview_every=5,
+                                   style_layers=sweep_axes.STYLE_LAYER_SETS[layer_set], preview_every=5,
                                    model=model.name if model else "vgg19")
     if model is not None and content is not None and style_img is not None and axis1 is not None and ok2:
         c, s = gatys.prepare_images(content.image, style_img.image, settings.size)
@@ -121,18 +119,19 @@ def outputs(sw: batch.Sweep) -> dict | None:
     if not cells:
         return None
     rows, cols = sw.row_labels, sw.col_labels
-    grid = batch.sweep_grid_image(cells, rows=rows, cols=cols, row_title=sw.axes[0].title if len(sw.axes) > 1 else "",
+    grid = sweep_render.sweep_grid_image(cells, rows=rows, cols=cols, row_title=sw.axes[0].title if len(sw.axes) > 1 else "",
                                   col_title=sw.axes[-1].title, title=f"{model.weights.label if model else ''}",
                                   cell_px=max(160, *sw.content.shape[-2:]))  # readable on a projector
     n_runs = len({c.run for c in cells})
     summary = (f"{len(cells)} cells from {n_runs} optimization run(s) in {sw.seconds:.1f} s: "
                f"{sw.seconds / len(cells):.2f} s per cell.")
-    return {"grid": grid, "table": batch.sweep_table(cells), "csv": batch.sweep_csv(cells), "summary": summary,
+    return {"grid": grid, "table": sweep_render.sweep_table(cells), "csv": sweep_render.sweep_csv(cells), "summary": summary,
             "report": sw.report()}
 
 
 # a Stop (or any widget change) mid-sweep reruns this script: keep the cells finished so far
-ui.recover_stopped_run("sweep", lambda partial: outputs(state["sweep_live"]) if state.get("sweep_live") else None)
+page_run = ui.PageRun("sweep")
+page_run.recover(lambda partial: outputs(state["sweep_live"]) if state.get("sweep_live") else None)
 state.pop("sweep_live", None)
 
 if run_clicked and sweep is not None:
@@ -142,14 +141,14 @@ if run_clicked and sweep is not None:
     except ValueError as exc:
         st.error(ui.one_line(exc))
     else:
-        ui.start_run("sweep", {"inputs": {"content": content_ref, "style": style_ref},
-                               "weights_label": model.weights.label})
+        page_run.start({"inputs": {"content": content_ref, "style": style_ref},
+                        "weights_label": model.weights.label})
         state["sweep_live"] = sweep
-        ui.run_events(sweep, state_key="sweep_partial", preview_caption="Current run's images")
-        ui.finish_run("sweep", **(outputs(sweep) or {}))
+        page_run.events(sweep, preview_caption="Current run's images")
+        page_run.finish(**(outputs(sweep) or {}))
         state.pop("sweep_live", None)
 
-res = state.get("sweep_result")
+res = page_run.result
 if res and res.get("grid") is not None:
     ui.result_heading(res)
     st.image(res["grid"], caption=f"Sweep ({res['weights_label']})")
@@ -160,7 +159,7 @@ if res and res.get("grid") is not None:
                                 ("content", "style", "tv", "total", "ratio", "content_weight", "style_weight")})
     pnginfo = {"weights": res["weights_label"], "sweep": json.dumps({**res["report"], "inputs": res["inputs"]})}
     d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
-    d1.download_button("Download grid (PNG)", outputs.png_bytes(res["grid"], pnginfo=pnginfo), file_name="sweep.png",
+    d1.download_button("Download grid (PNG)", png_bytes(res["grid"], pnginfo=pnginfo), file_name="sweep.png",
                        mime="image/png", key="sweep_download_png")
     d2.download_button("Download numbers (CSV)", res["csv"], file_name="sweep.csv", mime="text/csv",
                        key="sweep_download_csv")

@@ -45,7 +45,7 @@ def test_sweep_page_renders_with_defaults(sweep_page):
     assert [t.value for t in at.title] == ["Parameter sweep"]
     assert not errors(at)
     assert any("untrained weights" in w.value for w in at.warning)
-    assert at.selectbox(key="sweep_rows_name").value == "ratio"
+    assert at.selectbox(key="sweep_rows_name").value == "alpha_beta"
     assert at.selectbox(key="sweep_cols_name").value == "steps"
     captions = [c.value for c in at.caption]
     assert any(c.startswith("Plan: 9 cells from 1 optimization run(s) of 40 steps, batches of 3") for c in captions), \
@@ -65,8 +65,8 @@ def test_bad_axis_values_are_one_error_and_disable_run(sweep_page):
 
 def test_a_two_by_two_sweep_runs_and_downloads(sweep_page, downloads):
     at = sweep_page
-    at.select_slider(key="sweep_rows_ratio_range").set_value((1e-8, 1e-6))
-    at.slider(key="sweep_rows_ratio_count").set_value(2)
+    at.select_slider(key="sweep_rows_alpha_beta_range").set_value((1e-8, 1e-6))
+    at.slider(key="sweep_rows_alpha_beta_count").set_value(2)
     at.selectbox(key="sweep_cols_name").set_value("seed").run()
     at.text_input(key="sweep_cols_seed_values").set_value("0, 1")
     at.selectbox(key="sweep_init").set_value("noise")
@@ -88,7 +88,7 @@ def test_a_two_by_two_sweep_runs_and_downloads(sweep_page, downloads):
         assert im.format == "PNG" and im.width > 2 * 128 and im.height > 2 * 128
         assert "untrained" in im.text["weights"]
         info = json.loads(im.text["sweep"])
-        assert [a["name"] for a in info["axes"]] == ["ratio", "seed"] and info["cells_done"] == 4
+        assert [a["name"] for a in info["axes"]] == ["alpha_beta", "seed"] and info["cells_done"] == 4
     rows = list(csv.DictReader(io.StringIO(downloads["sweep.csv"].decode("utf-8"))))
     assert len(rows) == 4
     assert [(r["row_label"], r["col_label"]) for r in rows] == [

@@ -1,5 +1,6 @@
-"""explorer.batch: style blend specs, blended Gram targets and parameter sweeps (CPU, untrained
-VGG19, 48 px, a few steps)."""
+"""Style blend specs and blended Gram targets (explorer.blend), sweep axes (explorer.sweep_axes),
+parameter sweeps (explorer.batch) and their table, CSV and grid image (explorer.sweep_render)
+(CPU, untrained VGG19, 48 px, a few steps)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 import torch
 
 from explorer import batch
-from explorer.batch import (Sweep, SweepAxis, format_style_spec, log_ratios, parse_axis, parse_style_spec,
-                            sweep_csv, sweep_grid_image, sweep_table)
+from explorer.batch import Sweep
+from explorer.blend import format_style_spec, parse_style_spec
+from explorer.sweep_axes import SweepAxis, log_alpha_beta, parse_axis
+from explorer.sweep_render import sweep_csv, sweep_grid_image, sweep_table
 from explorer.style import StyleTransfer, run_style_transfer
 from explorer.gatys import style_targets
 from explorer.style_settings import StyleSettings
@@ -110,17 +113,18 @@ def test_blend_of_images_of_different_sizes(vgg19):
 # --------------------------------------------------------------------------- axes
 
 
-def test_log_ratios_and_axis_validation():
-    assert log_ratios(1e-8, 1e-4, 3) == [1e-8, 1e-6, 1e-4]
-    assert log_ratios(1e-2, 1e-4, 3) == [1e-2, 1e-3, 1e-4]
-    assert log_ratios(5e-7, 5e-7, 1) == [5e-7]
+def test_log_alpha_beta_and_axis_validation():
+    assert log_alpha_beta(1e-8, 1e-4, 3) == [1e-8, 1e-6, 1e-4]
+    assert log_alpha_beta(1e-2, 1e-4, 3) == [1e-2, 1e-3, 1e-4]
+    assert log_alpha_beta(5e-7, 5e-7, 1) == [5e-7]
     assert parse_axis("steps", "10, 20,40").values == (10, 20, 40)
-    assert parse_axis("ratio", "1e-6, 1e-4").values == (1e-6, 1e-4)
+    assert parse_axis("alpha_beta", "1e-6, 1e-4").values == (1e-6, 1e-4)
+    assert parse_axis("ratio", "1e-6, 1e-4") == SweepAxis("alpha_beta", (1e-6, 1e-4))  # the old name of saved commands
     assert parse_axis("optimizer", "Adam, L-BFGS").values == ("adam", "lbfgs")
     layers = parse_axis("style_layers", "shallow; relu4_1, relu5_1; relu1_1,relu3_1")
     assert layers.values == ("shallow", "deep", "relu1_1,relu3_1")
     assert layers.labels == ["shallow (relu1_1, relu2_1)", "deep (relu4_1, relu5_1)", "relu1_1, relu3_1"]
-    for bad, message in [(lambda: log_ratios(0, 1, 3), "positive"), (lambda: log_ratios(1, 2, 9), "1 to 8"),
+    for bad, message in [(lambda: log_alpha_beta(0, 1, 3), "positive"), (lambda: log_alpha_beta(1, 2, 9), "1 to 8"),
                          (lambda: SweepAxis("lr", (1,)), "unknown sweep parameter"),
                          (lambda: SweepAxis("seed", ()), "at least one"),
                          (lambda: SweepAxis("seed", (1, 1)), "twice"),
@@ -138,7 +142,7 @@ def test_sweep_rejects_bad_combinations(vgg19):
     with pytest.raises(ValueError, match="two different parameters"):
         Sweep(vgg19, c, s, _settings(), seeds, SweepAxis("seed", (2, 3)))
     with pytest.raises(ValueError, match="content weight alpha > 0"):
-        Sweep(vgg19, c, s, _settings(content_weight=0.0), SweepAxis("ratio", (1e-6,)))
+        Sweep(vgg19, c, s, _settings(content_weight=0.0), SweepAxis("alpha_beta", (1e-6,)))
     with pytest.raises(ValueError, match="relu9_9"):
         Sweep(vgg19, c, s, _settings(), SweepAxis("style_layers", ("relu9_9",)))
     with pytest.raises(ValueError, match="style image"):
@@ -162,7 +166,7 @@ def test_one_axis_grid_is_one_row_in_the_given_order(vgg19, counted):
 def test_two_axis_grid_cells_labels_and_order(vgg19, counted):
     ratios = (1e-6, 1e-4)
     sweep = Sweep(vgg19, picture(48, 48), stripes(48, 48), _settings(steps=2),
-                  SweepAxis("ratio", ratios), SweepAxis("optimizer", ("adam", "lbfgs")))
+                  SweepAxis("alpha_beta", ratios), SweepAxis("optimizer", ("adam", "lbfgs")))
     assert sweep.shape == (2, 2)
     assert sweep.row_labels == ["ratio 1e-06", "ratio 0.0001"] and sweep.col_labels == ["Adam", "L-BFGS"]
     events = _run(sweep)
@@ -170,7 +174,7 @@ def test_two_axis_grid_cells_labels_and_order(vgg19, counted):
     assert [(c.row, c.col) for c in cells] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert [(c.row_label, c.col_label) for c in cells] == [(r, o) for r in sweep.row_labels for o in sweep.col_labels]
     for c in cells:
-        assert c.values == {"ratio": ratios[c.row], "optimizer": ("adam", "lbfgs")[c.col]}
+        assert c.values == {"alpha_beta": ratios[c.row], "optimizer": ("adam", "lbfgs")[c.col]}
         assert c.settings.content_weight == 1.0
         assert c.settings.style_weight == pytest.approx(1.0 / ratios[c.row])
         assert c.image.shape == (1, 3, 48, 48) and c.step == 2
@@ -228,11 +232,11 @@ def test_seeds_with_adam_run_as_one_batch_that_follows_the_single_runs(vgg19, co
 
 def test_lbfgs_runs_seeds_one_after_another_and_batches_are_capped(vgg19):
     c, s = picture(48, 48), stripes(48, 48)
-    lbfgs = Sweep(vgg19, c, s, _settings(optimizer="lbfgs"), SweepAxis("ratio", (1e-6, 1e-4)),
+    lbfgs = Sweep(vgg19, c, s, _settings(optimizer="lbfgs"), SweepAxis("alpha_beta", (1e-6, 1e-4)),
                   SweepAxis("seed", (0, 1, 2)))
     assert [p.batch for p in lbfgs.plan] == [1] * 6
     assert len({(p.seeds[0], p.settings.style_weight) for p in lbfgs.plan}) == 6
-    adam = Sweep(vgg19, c, s, _settings(), SweepAxis("ratio", (1e-6, 1e-4)), SweepAxis("seed", (0, 1, 2)),
+    adam = Sweep(vgg19, c, s, _settings(), SweepAxis("alpha_beta", (1e-6, 1e-4)), SweepAxis("seed", (0, 1, 2)),
                  max_batch=4)
     assert [p.batch for p in adam.plan] == [4, 2]
     assert sorted(cell for p in adam.plan for cell, _, _ in p.cells) == list(range(6))
@@ -250,7 +254,7 @@ def test_lbfgs_runs_seeds_one_after_another_and_batches_are_capped(vgg19):
 
 def test_csv_has_one_row_per_cell_with_its_final_losses(vgg19):
     sweep = Sweep(vgg19, picture(48, 48), stripes(48, 48), _settings(steps=2), SweepAxis("seed", (0, 1)),
-                  SweepAxis("ratio", (1e-6, 1e-5)))
+                  SweepAxis("alpha_beta", (1e-6, 1e-5)))
     _run(sweep)
     text = sweep_csv(sweep.cells)
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -261,14 +265,14 @@ def test_csv_has_one_row_per_cell_with_its_final_losses(vgg19):
         for key in ("content", "style", "tv", "total"):
             assert float(row[key]) == cell.losses[key]
         assert int(row["seed"]) == cell.settings.seed and int(row["step"]) == 2
-        assert float(row["ratio"]) == pytest.approx(cell.values["ratio"])
+        assert float(row["ratio"]) == pytest.approx(cell.values["alpha_beta"])
         assert float(row["seconds"]) > 0 and int(row["batch"]) == 4
     assert sweep_table(sweep.cells)[0].keys() == rows[0].keys()
 
 
 def test_grid_image_lays_out_every_cell_and_marks_missing_ones(vgg19):
     sweep = Sweep(vgg19, picture(48, 48), stripes(48, 48), _settings(steps=1), SweepAxis("seed", (0, 1)),
-                  SweepAxis("ratio", (1e-6, 1e-5, 1e-4)))
+                  SweepAxis("alpha_beta", (1e-6, 1e-5, 1e-4)))
     _run(sweep)
     full = sweep_grid_image(sweep.cells, row_title=sweep.axes[0].title, col_title=sweep.axes[1].title,
                             title="untrained weights")

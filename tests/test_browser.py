@@ -168,7 +168,7 @@ def untrained_label(page) -> None:
 
 
 def upload_image(page, picker: str, path: Path) -> None:
-    """Switch ui.image_picker ``picker`` to "Upload" and choose ``path`` in its file chooser."""
+    """Switch pickers.image_picker ``picker`` to "Upload" and choose ``path`` in its file chooser."""
     radio = page.locator(key(f"{picker}_source"))
     bs.settle(page, lambda: radio.get_by_text("Upload", exact=True).click())
     chooser = page.locator(f'{key(f"{picker}_upload")} [data-testid="stFileUploaderDropzoneInput"]')
@@ -395,7 +395,7 @@ def test_parameter_sweep(page, server, pictures, tmp_path):
     untrained_label(page)
     upload_image(page, "sweep_content", pictures["content"])
     upload_image(page, "sweep_style", pictures["style"])
-    set_slider(page, "sweep_rows_ratio_count", 1)
+    set_slider(page, "sweep_rows_alpha_beta_count", 1)
     set_text(page, "sweep_cols_steps_values", "1, 2")
     open_expander(page, "Base settings")
     set_slider(page, "sweep_size", WORK)

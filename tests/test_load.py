@@ -26,9 +26,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import attribution, batch, images, models, style, ui
+from explorer import attribution, images, models, style, ui
 from explorer import weights
 from explorer import style_settings
+from explorer.blend import prepare_blend
 from tests.corpus import good_png
 from tests.helpers import app_env
 
@@ -72,7 +73,7 @@ def session_work(i: int, tracker: dict | None = None) -> dict:
     model = ui.cached_model("vgg19", "untrained", "cpu")
     content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
     settings = style_settings.StyleSettings(size=64, steps=2, seed=100 + i, init="noise", optimizer="adam", lr=0.05)
-    c, blend = batch.prepare_blend(content, [(style_img, 1.0)], settings.size)
+    c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
     targets = ui.cached_style_targets(model, blend[0][0], settings)
     run = style.StyleTransfer(model, c, blend, settings, targets=targets)
     bar = Bar()
@@ -188,7 +189,7 @@ def test_home_page_renders_while_four_runs_are_in_progress(monkeypatch, tmp_path
 
     def long_run(k):
         settings = style_settings.StyleSettings(size=128, steps=500, seed=k, optimizer="adam")
-        c, blend = batch.prepare_blend(content, [(style_img, 1.0)], settings.size)
+        c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
         run = style.StyleTransfer(vgg19, c, blend, settings)
         gen = ui._queued(run, Bar())
         try:

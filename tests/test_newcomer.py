@@ -14,9 +14,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import dream, images, plots, style, ui
-from explorer import dream_settings
-from explorer import style_settings
+from explorer import dream, dream_settings, images, pickers, plots, style_settings
 from tests.helpers import app_env, error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +119,7 @@ def test_figures_use_plain_scientific_notation_not_si_suffixes():
 def test_masks_are_framed_so_white_regions_show_on_a_white_page():
     w = torch.zeros(8, 8)
     w[:2] = 1.0  # a strip along the top edge
-    im = np.asarray(ui.mask_image(w, cell=64, border=3))
+    im = np.asarray(pickers.mask_image(w, cell=64, border=3))
     assert im.shape == (64 + 6, 64 + 6, 3)
     assert (im[:3] == 128).all() and (im[:, :3] == 128).all()  # the frame
     assert (im[3:19, 3:-3] == 255).all() and (im[19:-3, 3:-3] == 0).all()
