@@ -466,3 +466,19 @@ def test_top_dataset_crop_excites_its_channel_more_than_the_median_crop(real_vgg
         top, median = res.examples[0], res.examples[len(res.examples) // 2]
         assert top.value > median.value
         assert D.crop_value(real_vgg19, "relu3_1", c, top.crop) > D.crop_value(real_vgg19, "relu3_1", c, median.crop)
+
+
+def test_stopped_runs_report_themselves_as_partial(vgg19, planted):
+    run = FV.FeatureVisualization(vgg19, small(steps=5))
+    for ev in run:
+        if ev.step == 2:
+            run.stop("stopped by the user")
+            break
+    rep = run.report()
+    assert rep["partial"] and rep["stopped"] == "stopped by the user" and len(rep["history"]) == 2
+    ex = D.DatasetExamples(vgg19, "relu2_1", 0, planted, size=48, batch=2, use_cache=False)
+    for ev in ex:
+        if ev.step == 2:
+            ex.stop("stopped by the user")
+            break
+    assert ex.report()["partial"] and ex.result().examples == []
