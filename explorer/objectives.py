@@ -10,6 +10,8 @@ objectives do:
 * style transfer minimizes ``alpha * content(...) + beta * style(...) + tv_weight * tv()``
   (Gatys et al. 2016 eq. (7) plus total variation), to which a photorealism regularizer or any
   other :func:`image_term` can be added;
+* feature visualization (:mod:`explorer.featurevis`) maximizes :func:`channel`, :func:`neuron`,
+  :func:`direction` or :func:`class_logit`, plus ``w * diversity(layer)`` across a batch;
 * the saliency maps explain :func:`style_energy`, :func:`layer_mean`, :func:`channel` or
   :func:`class_logit` of the style image.
 
@@ -38,6 +40,9 @@ __all__ = [
     "layer_l2",
     "layer_mean",
     "channel",
+    "neuron",
+    "direction",
+    "diversity",
     "guide",
     "class_logit",
     "style_energy",
@@ -216,6 +221,75 @@ def channel(layer: str, channels: Sequence[int], center: bool = False) -> Object
 
     where = "centre of " if center else ""
     return Objective(fn, [layer], f"{where}{layer} channel{'s' if len(chans) > 1 else ''} {','.join(map(str, chans))}")
+
+
+def neuron(layer: str, channel_index: int, y: int | None = None, x: int | None = None) -> Objective:
+    """One neuron: the activation of channel ``channel_index`` of ``layer`` at one position,
+    by default the centre (row H // 2, column W // 2 of the layer's map; Olah et al.,
+    "Feature Visualization", Distill 2017, fig. "Different optimization objectives": neuron
+    ``layer_n[x, y, z]``; Lucent's ``neuron``). Shape (B,).
+
+    Raises:
+        ValueError: a negative index (at once); a channel or position outside the layer (when
+            evaluated).
+    """
+    c = int(channel_index)
+    if c < 0 or (y is not None and y < 0) or (x is not None and x < 0):
+        raise ValueError("neuron channel and position must be >= 0")
+
+    def fn(acts: Acts) -> torch.Tensor:
+        a = _spatial(acts, layer)
+        if c >= a.shape[1]:
+            raise ValueError(f"{layer} has {a.shape[1]} channels (0-{a.shape[1] - 1}); channel {c} does not exist")
+        row = a.shape[2] // 2 if y is None else y
+        col = a.shape[3] // 2 if x is None else x
+        if row >= a.shape[2] or col >= a.shape[3]:
+            raise ValueError(f"{layer}'s map is {a.shape[3]} x {a.shape[2]}; position ({row}, {col}) is outside it")
+        return a[:, c, row, col]
+
+    where = "centre" if y is None and x is None else f"({y if y is not None else 'centre'}, {x if x is not None else 'centre'})"
+    return Objective(fn, [layer], f"{layer} neuron {c} at {where}")
+
+
+def direction(layer: str, vector: Sequence[float] | torch.Tensor) -> Objective:
+    """A direction in ``layer``'s activation space: the mean over positions p of <a_p, v>, with
+    a_p the (C,) activation vector at p and v the (C,) ``vector`` (Olah et al., Distill 2017,
+    "direction"; Lucent's ``direction`` uses the cosine instead). Shape (B,).
+
+    Raises:
+        ValueError: an empty or non-finite vector (at once); one whose length is not the
+            layer's channel count (when evaluated).
+    """
+    v = torch.as_tensor(vector, dtype=torch.float32).flatten().detach().clone()
+    if v.numel() == 0 or not bool(torch.isfinite(v).all()):
+        raise ValueError("a direction needs a non-empty vector of finite numbers")
+
+    def fn(acts: Acts) -> torch.Tensor:
+        a = _spatial(acts, layer)
+        if a.shape[1] != v.numel():
+            raise ValueError(f"{layer} has {a.shape[1]} channels; the direction has {v.numel()} entries")
+        return torch.einsum("bchw,c->bhw", a, v.to(a.device)).mean(dim=(1, 2))
+
+    return Objective(fn, [layer], f"direction({layer}, {v.numel()} channels)")
+
+
+def diversity(layer: str) -> Objective:
+    """Diversity across a batch (Olah et al., Distill 2017, "Diversity"; Lucent's ``diversity``):
+    for image i, minus the mean over the other images j of the cosine similarity of their Gram
+    matrices G = F F^T at ``layer`` (F: (C, H W)), so the batch mean is minus the mean pairwise
+    similarity; maximizing it pushes the images' styles apart. Term name ``"diversity"``;
+    shape (B,), values in [-1, 0] for non-negative activations; 0 for a batch of one.
+    """
+    def fn(acts: Acts) -> torch.Tensor:
+        f = _spatial(acts, layer).flatten(2)  # (B, C, P)
+        b = f.shape[0]
+        if b < 2:
+            return f.new_zeros(b)
+        g = torch.nn.functional.normalize(torch.bmm(f, f.transpose(1, 2)).flatten(1), dim=1)  # (B, C*C)
+        sim = g @ g.T
+        return -(sim.sum(dim=1) - sim.diagonal()) / (b - 1)
+
+    return Objective(fn, [layer], f"diversity({layer})", name="diversity")
 
 
 def guide(layer: str, guide_acts: torch.Tensor) -> Objective:
