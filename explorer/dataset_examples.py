@@ -32,7 +32,8 @@ from PIL import Image, ImageDraw
 
 from .activations import receptive_field
 from .images import SAMPLE_CONTENT, SAMPLE_STYLE, ImageError, LoadedImage, load_image, load_sample, to_pil, to_tensor
-from .models import FeatureNet, autocast, precision_name, resolve_precision
+from .models import FeatureNet
+from .devices import autocast, precision_name, resolve_precision
 from .progress import ProgressEvent
 from .runs import Run
 

@@ -35,7 +35,9 @@ from PIL import Image, ImageDraw
 from .activations import output_shape
 from .images import to_pil
 from .memory import check_fits
-from .models import MODELS, FeatureNet, autocast, list_models, precision_name, resolve_precision
+from .models import FeatureNet
+from .registry import MODELS, list_models
+from .devices import autocast, precision_name, resolve_precision
 from .parameterizations import (COLOR_CORRELATION_SVD_SQRT, PARAMETERIZATIONS, ImageParam, correlate_colors,
                                decorrelate_colors, fourier_scale, high_frequency_share)
 from .objectives import INPUT, Objective, channel, class_logit, direction, diversity, neuron, total
