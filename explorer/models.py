@@ -76,9 +76,13 @@ def _build_torchvision(spec: ModelSpec, untrained: bool) -> nn.Module:
     kwargs: dict = {"weights": None}
     if spec.family in ("googlenet", "inception_v3"):
         kwargs.update(aux_logits=False, transform_input=False, init_weights=untrained)
-    if untrained:
+    if not untrained:
+        return spec.builder(**kwargs)
+    # torchvision's initializers draw from the global generator: seed it for this build only, and
+    # give every other user of the generator (another session's run) its state back afterwards
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(UNTRAINED_SEED)
-    return spec.builder(**kwargs)
+        return spec.builder(**kwargs)
 
 
 def _vgg_layers(model: nn.Module, classifier: bool = True) -> list[tuple[str, nn.Module]]:

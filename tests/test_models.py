@@ -291,3 +291,17 @@ def test_class_objectives_and_predictions_say_conv_only_weights_have_no_classifi
     rc, _, err = run_cli(capsys, "saliency", "sample:gravel", "-o", tmp_path / "s.png", "--objective", "class",
                          "--weights", path, "--size", "64", "--quiet")
     assert rc == 2 and "no classifier" in error_line(err)
+
+
+def test_building_untrained_weights_leaves_the_global_generator_alone():
+    """The untrained build seeds torch's generator for itself only (fork_rng): another session's
+    random draws do not repeat because a model was built meanwhile."""
+    import torch
+
+    from explorer import models
+
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    models.load_model("vgg16", weights="untrained", device="cpu")
+    assert torch.equal(torch.rand(3), expected)
