@@ -75,7 +75,7 @@ def session_work(i: int, tracker: dict | None = None) -> dict:
     settings = style_settings.StyleSettings(size=64, steps=2, seed=100 + i, init="noise", optimizer="adam", lr=0.05)
     c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
     targets = ui.cached_style_targets(model, blend[0][0], settings)
-    run = style.StyleTransfer(model, c, blend, settings, targets=targets)
+    run = style.StyleTransfer(model, c, targets, settings)
     bar = Bar()
     for _ in ui._queued(_tracked(run, tracker), bar):
         pass
