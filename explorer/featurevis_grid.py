@@ -36,7 +36,8 @@ from .progress import ProgressEvent
 from .runs import Run
 
 __all__ = ["EXAMPLES_SIZE", "MAX_UPLOAD_IMAGES", "UploadedSource", "upload_sources", "GridResult", "GridRun",
-           "examples_sheet", "ComparisonResult", "ComparisonRun", "estimate_seconds", "example_objectives"]
+           "examples_sheet", "ComparisonResult", "ComparisonRun", "estimate_seconds", "example_objectives",
+           "parse_channels", "MAX_GRID_CHANNELS"]
 
 #: The side in pixels each dataset image is prepared at before its crops are taken.
 EXAMPLES_SIZE = 224
@@ -44,6 +45,42 @@ EXAMPLES_SIZE = 224
 MAX_UPLOAD_IMAGES = 500
 #: The objectives whose units have dataset examples (a direction or a class is not one channel).
 example_objectives = ("channel", "neuron")
+#: Most channels in one grid (one image each, optimized together as one batch).
+MAX_GRID_CHANNELS = 64
+
+
+def parse_channels(text: str, most: int = MAX_GRID_CHANNELS) -> tuple[int, ...]:
+    """``"0-3,7"`` -> (0, 1, 2, 3, 7): indices and ranges (both ends included) separated by
+    commas, in the order given.
+
+    Raises:
+        ValueError: empty, not whole numbers, a range that runs backwards, an index twice, or
+            more than ``most`` channels (one line).
+    """
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if dash else a
+        except ValueError:
+            raise ValueError(f"channels must be whole numbers or ranges such as 0-7, separated by commas; "
+                             f"got {part[:20]!r}") from None
+        if b < a:
+            raise ValueError(f"the range {part} runs backwards; write {b}-{a}")
+        if b - a >= most:
+            raise ValueError(f"at most {most} channels at once; {part} names {b - a + 1}")
+        out.extend(range(a, b + 1))
+    if not out:
+        raise ValueError("name at least one channel, e.g. 0,1,2,3 or 0-7")
+    if len(out) > most:
+        raise ValueError(f"at most {most} channels at once; got {len(out)}")
+    if len(set(out)) != len(out):
+        raise ValueError("a channel is named twice")
+    return tuple(out)
 
 
 # ----------------------------------------------------------------------------- uploads
