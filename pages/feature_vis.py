@@ -108,8 +108,9 @@ def timing(settings, *results) -> None:
     est = None
     for res in results:
         est = est or G.estimate_seconds(settings, (res or {}).get("report"))
-    guess = f"about {est:.0f} s here (scaled from the last run)" if est else \
-        "about 15 s for 4 channels at 128 px and 64 steps on a 2-core CPU with VGG19 (1 channel: about 5 s)"
+    guess = f"about {est:.0f} s here (scaled from the last run)" if est else (
+        "about 15 s for 4 channels at 128 px and 64 steps on an idle 2-core CPU with VGG19 (1 channel: about 5 s; "
+        "more when the machine is busy)")
     st.caption(f"Time: {guess}; it grows with steps × images × pixels. 32-64 steps show the pattern; 256-512 "
                "(Lucent's default is 512) make it sharper and more saturated. Pixels without transforms need far "
                "more steps than the Fourier parameterization.")

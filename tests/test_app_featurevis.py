@@ -139,3 +139,19 @@ def test_parameterizations_compared(page):
     assert not errors(page)
     metrics = [m.label for m in page.metric]
     assert metrics.count("High-frequency share") == 4
+
+
+def test_class_objective_and_mobilenet(page, downloads):  # noqa: F811
+    page.selectbox(key="fv_objective").set_value("class").run()
+    assert page.selectbox(key="fv_class").value == "tabby"
+    assert any("carry no meaning" in c.value for c in page.caption)
+    click(page, "fv_one_run")
+    assert not errors(page) and "Result" in [s.value for s in page.subheader]
+    page.sidebar.selectbox(key="fv_model_name").set_value("mobilenet_v2").run()
+    assert not page.exception and not errors(page)
+    page.selectbox(key="fv_layer_mobilenet_v2").set_value("block3").run()
+    click(page, "fv_grid_run")
+    assert not errors(page)
+    assert "Result" in [s.value for s in page.subheader]
+    recipe = json.loads(downloads["featurevis-recipe.json"])
+    assert (recipe["settings"]["model"], recipe["settings"]["layer"]) == ("mobilenet_v2", "block3")
