@@ -55,6 +55,7 @@ pages = {
         st.Page("pages/style_transfer.py", title="Style transfer", icon="🖌️"),
         st.Page("pages/deep_dream.py", title="Deep Dream", icon="🌀"),
         st.Page("pages/activations.py", title="Layer activations", icon="🔬"),
+        st.Page("pages/feature_vis.py", title="Feature visualization", icon="🔭"),
         st.Page("pages/style_saliency.py", title="Style saliency", icon="🔥"),
         st.Page("pages/compare.py", title="Full vs guided Gram", icon="⚖️"),
         st.Page("pages/sweep.py", title="Parameter sweep", icon="🧮"),

@@ -13,6 +13,7 @@ __all__ = [
     "METHODS", "GUIDES", "GUIDE_VARIANTS", "BASELINES",
     "OPTIMIZERS", "LOSS_NORMALIZATIONS", "INITS", "POOLINGS", "PRECISIONS", "CHANNELS_LAST",
     "PRESERVE_COLORS", "MASK_SOURCES", "DREAM_OBJECTIVES", "DREAM_NORMALIZE",
+    "FEATUREVIS_OBJECTIVES", "PARAMETERIZATIONS",
     "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA",
 ]
 
@@ -44,6 +45,10 @@ PRESERVE_COLORS: tuple[str, ...] = ("none", "luminance", "histogram")
 MASK_SOURCES: tuple[str, ...] = ("none", "files", "auto", "segmentation")
 DREAM_OBJECTIVES: tuple[str, ...] = ("l2", "mean", "guide", "class")
 DREAM_NORMALIZE: tuple[str, ...] = ("mean", "std")
+#: Feature visualization's objectives and image parameterizations (the command line's choices;
+#: tests/test_cli_featurevis.py checks that they are explorer.featurevis's own lists).
+FEATUREVIS_OBJECTIVES: tuple[str, ...] = ("channel", "neuron", "direction", "class")
+PARAMETERIZATIONS: tuple[str, ...] = ("pixel", "fourier")
 
 #: Default style weight beta with relative losses, calibrated on the real Caffe VGG19 against
 #: neural-style's published outputs (README, "Defaults on real weights").

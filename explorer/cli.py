@@ -3,6 +3,7 @@
 Commands:
     stylize CONTENT STYLE -o OUT.png [options]   Gatys style transfer (see ``--help``)
     dream IMAGE -o OUT.png [options]             Deep Dream with octaves, jitter and tiles
+    featurevis -o GRID.png [--layer L --channels 0-3] [--examples N]   what channels look for, from scratch
     activations IMAGE --layer L [--out GRID.png] [--json STATS.json]   what a layer computes
     saliency STYLE -o HEAT.png [--method ...] [--npy HEAT.npy]   which regions drive the style
     augment INPUT_DIR STYLES_DIR -o OUT_DIR --variants N [options]   stylized copies of a dataset
@@ -151,6 +152,41 @@ def _dream_options(p: argparse.ArgumentParser) -> None:
     _common_options(p)
 
 
+def _featurevis_options(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
+    p.add_argument("-o", "--output", help="the grid of pictures, a PNG (default: featurevis.png)")
+    p.add_argument("--model", choices=list(choices.MODEL_NAMES), default=S, help="default vgg19")
+    p.add_argument("--layer", default=S, help="canonical layer name (default: the 4th style layer, relu4_1 on VGG)")
+    p.add_argument("--objective", choices=list(choices.FEATUREVIS_OBJECTIVES), default=S,
+                   help="channel: mean over positions (default); neuron: the centre position; direction: "
+                        "--channels weighted by --direction-weights; class: ImageNet class indices")
+    p.add_argument("--channels", default=S, metavar="0,1,2,3",
+                   help="channel (or class) indices, default 0; each gets its own picture unless --together")
+    p.add_argument("--direction-weights", default=S, dest="direction_weights", metavar="W,W",
+                   help="the direction's entry per channel (default all 1)")
+    p.add_argument("--together", action="store_true", help="one picture for all channels (their mean)")
+    p.add_argument("--diversity", type=float, default=S,
+                   help="weight of the diversity term across the batch (default 0; Lucent's example uses 100)")
+    p.add_argument("--parameterization", choices=list(choices.PARAMETERIZATIONS), default=S,
+                   help="fourier (default): a scaled spectrum; pixel: the pixels themselves")
+    p.add_argument("--decorrelate", action=argparse.BooleanOptionalAction, default=S,
+                   help="optimize in ImageNet's decorrelated colour space (default on)")
+    p.add_argument("--transforms", default=S, metavar="SPECS",
+                   help="transformation robustness: standard (default: pad:12,jitter:8,scale:0.1,rotate:10,"
+                        "jitter:4), none, or specs such as pad:12,jitter:8")
+    p.add_argument("--steps", type=int, default=S, help="Adam steps (default 256)")
+    p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 0.05)")
+    p.add_argument("--size", type=int, default=S, help="image side in pixels (default 128)")
+    p.add_argument("--batch", type=int, default=S, help="images optimized together (default one per channel)")
+    p.add_argument("--seed", type=int, default=S, help="default 0")
+    p.add_argument("--precision", choices=list(choices.PRECISIONS), default=S, help="default auto")
+    p.add_argument("--examples", type=int, metavar="N",
+                   help="also write OUT-examples.png: each picture beside its channel's top-N dataset crops")
+    p.add_argument("--images-dir", dest="images_dir", metavar="DIR",
+                   help="the images the examples are drawn from (default: the bundled samples)")
+    _common_options(p)
+
+
 def _saliency_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS
     p.add_argument("style", help="style image: a path or sample:NAME")
@@ -223,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser("dream", help="Deep Dream: gradient ascent on a layer's activations",
                         description="Deep Dream with octaves, jitter and tiles (Mordvintsev et al. 2015).")
     _dream_options(dr)
+    fv = sub.add_parser("featurevis", help="feature visualization: what channels look for, optimized from scratch",
+                        description="Feature visualization by optimization (Olah, Mordvintsev & Schubert, "
+                                    "Distill 2017; Lucent): Fourier + decorrelated parameterization, "
+                                    "transformation robustness, diversity, and dataset examples.")
+    _featurevis_options(fv)
     ac = sub.add_parser("activations", help="what a layer computes for an image: channel grid and statistics",
                         description="Top channels of one layer as an image grid, plus statistics as JSON.")
     ac.add_argument("image", help="a path or sample:NAME")

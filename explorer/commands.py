@@ -1,5 +1,5 @@
 """The commands of ``python -m explorer`` (see :mod:`explorer.cli` for the parser): one module
-per command (:mod:`explorer.cmd_stylize`, :mod:`explorer.cmd_saliency`, :mod:`explorer.cmd_dream`,
+per command (:mod:`explorer.cmd_stylize`, :mod:`explorer.cmd_saliency`, :mod:`explorer.cmd_dream`, :mod:`explorer.cmd_featurevis`,
 :mod:`explorer.cmd_activations`, :mod:`explorer.cmd_augment`, :mod:`explorer.cmd_weights`), each
 with ``run(args)`` returning the exit status, on the helpers of :mod:`explorer.cmd_common`.
 :func:`run` dispatches and turns every user error into one ``error: ...`` line (exit status 2).
@@ -14,7 +14,8 @@ import argparse
 import sys
 from typing import Callable
 
-from . import cmd_activations, cmd_augment, cmd_dream, cmd_saliency, cmd_stylize, cmd_weights, images, weights
+from . import (cmd_activations, cmd_augment, cmd_dream, cmd_featurevis, cmd_saliency, cmd_stylize, cmd_weights, images,
+               weights)
 from .cmd_common import CliError, check_outputs
 from .memory import free_cached_memory, is_out_of_memory, out_of_memory_message
 
@@ -25,6 +26,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "stylize": cmd_stylize.run,
     "saliency": cmd_saliency.run,
     "dream": cmd_dream.run,
+    "featurevis": cmd_featurevis.run,
     "activations": cmd_activations.run,
     "augment": cmd_augment.run,
     "weights": cmd_weights.run,

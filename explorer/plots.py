@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-__all__ = ["loss_figure", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
+__all__ = ["loss_figure", "objective_curves", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
 
 
 def _plain_numbers(fig: go.Figure) -> go.Figure:
@@ -88,6 +88,23 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
                       legend={"orientation": "h", "y": -0.25})
     if log:
         fig.update_yaxes(type="log")
+    fig.update_traces(hovertemplate="step %{x}: %{y:.4g}")
+    return _plain_numbers(fig)
+
+
+def objective_curves(runs: Mapping[str, Sequence[Mapping]], key: str = "objective",
+                     title: str = "Objective per step", height: int = 320) -> go.Figure:
+    """One curve per run (label -> history rows with ``step`` and ``key``), linear y axis: the
+    objective a feature visualization maximizes, for runs side by side (e.g. the
+    parameterizations compared)."""
+    fig = go.Figure()
+    for label, history in runs.items():
+        steps = [r["step"] for r in history]
+        fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in history], name=str(label),
+                                 mode="lines+markers" if len(steps) <= 10 else "lines"))
+    fig.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="step",
+                      yaxis_title=key,
+                      legend={"orientation": "h", "y": -0.25})
     fig.update_traces(hovertemplate="step %{x}: %{y:.4g}")
     return _plain_numbers(fig)
 

@@ -295,8 +295,8 @@ def test_home(page, server):
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
     # every page is in the navigation
     nav = page.locator('[data-testid="stSidebarNav"]')
-    for title in ("Style transfer", "Deep Dream", "Layer activations", "Style saliency", "Full vs guided Gram",
-                  "Parameter sweep", "Dataset augmentation"):
+    for title in ("Style transfer", "Deep Dream", "Layer activations", "Feature visualization", "Style saliency",
+                  "Full vs guided Gram", "Parameter sweep", "Dataset augmentation"):
         expect(nav.get_by_text(title, exact=True)).to_be_visible()
     screenshot(page, "01-home")
 
@@ -366,6 +366,18 @@ def test_layer_activations(page, server, pictures):
     grid = shown_image(page, "Top 16 of 256 channels of relu3_1")
     assert png_size(grid, "JPEG") == (8 * 128, 2 * (128 + 16))  # explorer.activations.channel_grid, 8 columns
     screenshot(page, "04-activations")
+
+
+def test_feature_visualization(page, server, tmp_path):
+    """One channel of the default layer (relu4_1) at the default 128 px and 64 steps, beside its
+    crops from the bundled samples; the grid downloads."""
+    visit(page, server, "feature_vis", "Feature visualization")
+    untrained_label(page)
+    set_text(page, "fv_grid_channels", "0")
+    run(page, "fv_grid_run")
+    expect(page.locator('[data-testid="stImage"]').filter(has_text="top dataset crops")).to_be_visible()
+    assert png_size(download(page, "fv_grid_download_png", "featurevis-grid.png", tmp_path))[0] == 128
+    screenshot(page, "10-feature_vis")
 
 
 def test_style_saliency(page, server, pictures, tmp_path):

@@ -425,7 +425,7 @@ def test_dream_activations_and_saliency_commands_take_mobilenet_and_resnet(capsy
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["stylize", "--help"], ["stylize", "a.png", "b.png", "--steps", "x"],
-                                  ["nonsense"]])
+                                  ["nonsense"], ["featurevis", "--help"], ["featurevis", "--objective", "x"]])
 def test_help_and_argument_errors_do_not_import_torch(argv):
     """``--help`` and argument errors answer without importing torch (5-35 s on a loaded 2-core
     machine); the commands import it only once they run."""
