@@ -29,7 +29,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from .gatys import gatys_objective, style_targets, to_memory_format, use_channels_last
+from .devices import to_memory_format, use_channels_last
+from .gatys import gatys_objective, style_targets
 from .memory import check_fits
 from .models import FeatureNet
 from .devices import autocast, precision_name, resolve_precision
