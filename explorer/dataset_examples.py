@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .activations import receptive_field
 from .images import SAMPLE_CONTENT, SAMPLE_STYLE, ImageError, LoadedImage, load_image, load_sample, to_pil, to_tensor
 from .models import FeatureNet
 from .devices import autocast, precision_name, resolve_precision
+from .grids import image_grid
 from .progress import ProgressEvent
 from .runs import Run
 
@@ -258,7 +259,7 @@ class DatasetExamplesResult:
             return Image.new("RGB", (1, 1), "white")
         crops = torch.cat([to_tensor(e.crop.resize((cell, cell), Image.Resampling.LANCZOS)) for e in self.examples])
         labels = [f"{e.value:.3g} {e.name}" for e in self.examples]
-        return _grid(crops, labels, cols or len(self.examples), cell)
+        return image_grid(crops, labels, cols=cols or len(self.examples), cell=cell)
 
     def report(self) -> dict:
         """JSON-ready report."""
@@ -269,17 +270,6 @@ class DatasetExamplesResult:
                 "weights": self.weights, "weights_label": self.weights_label, "precision": self.precision,
                 "seconds": round(self.seconds, 3), "cached": self.cached, "notes": self.notes,
                 "stopped": self.stopped, "partial": self.stopped is not None}
-
-
-def _grid(crops: torch.Tensor, labels: list[str], cols: int, cell: int, gap: int = 4) -> Image.Image:
-    rows = -(-crops.shape[0] // cols)
-    out = Image.new("RGB", (cols * cell + (cols - 1) * gap, rows * (cell + 14) + (rows - 1) * gap), "white")
-    draw = ImageDraw.Draw(out)
-    for i in range(crops.shape[0]):
-        r, c = divmod(i, cols)
-        out.paste(to_pil(crops[i:i + 1]), (c * (cell + gap), r * (cell + 14 + gap)))
-        draw.text((c * (cell + gap) + 2, r * (cell + 14 + gap) + cell + 1), labels[i][: cell // 6], fill="black")
-    return out
 
 
 def _result_for(index: LayerIndex, channel: int, k: int, field_px: int, like) -> DatasetExamplesResult:

@@ -15,7 +15,7 @@ objective of one unit with Adam, where three things keep the high-frequency nois
 
 :class:`FeatureVisualization` is a :class:`~explorer.runs.Run` (an iterable of
 :class:`~explorer.progress.ProgressEvent` with ``losses={"objective": ...}``); its settings are
-:class:`FeatureVisSettings`. For the page: :func:`image_grid` (the channel grid as a PIL image),
+:class:`FeatureVisSettings`. For the page: :func:`explorer.grids.image_grid` (the channel grid as a PIL image),
 :func:`channel_grid_settings` (one image per channel), :func:`comparison_settings` and
 :func:`high_frequency_share` (parameterizations and transforms side by side). Dataset examples
 are in :mod:`explorer.dataset_examples`.
@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass
 from typing import Iterator, Sequence
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .activations import output_shape
-from .images import to_pil
+from .grids import image_grid
 from .memory import check_fits
 from .models import FeatureNet
 from .registry import MODELS, list_models
@@ -56,7 +56,6 @@ __all__ = [
     "build_objective",
     "FeatureVisualization",
     "FeatureVisResult",
-    "image_grid",
     "channel_grid_settings",
     "comparison_settings",
     "high_frequency_share",
@@ -270,7 +269,7 @@ class FeatureVisResult:
     stopped: str | None = None
 
     def grid(self, cols: int | None = None, cell: int | None = None) -> Image.Image:
-        """:func:`image_grid` of the images with their labels."""
+        """:func:`explorer.grids.image_grid` of the images with their labels."""
         return image_grid(self.image, self.labels, cols=cols, cell=cell)
 
     def report(self) -> dict:
@@ -404,36 +403,6 @@ def _labels(s: FeatureVisSettings, batch: int, objective: Objective) -> list[str
 
 
 # ----------------------------------------------------------------------------- for the page
-
-def image_grid(images: torch.Tensor, labels: Sequence[str] | None = None, cols: int | None = None,
-               cell: int | None = None, gap: int = 4) -> Image.Image:
-    """A grid of images (B, 3, H, W) in [0, 1] as one RGB PIL image: ``cols`` per row
-    (default ceil(sqrt(B))), each ``cell`` px wide (default its own width), ``gap`` px of white
-    between, each with its label (if given) in a strip of 14 px beneath.
-
-    Raises:
-        ValueError: not (B, 3, H, W), or as many labels as images.
-    """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"image_grid takes images of shape (B, 3, H, W); got {tuple(getattr(images, 'shape', ()))}")
-    b, _, h, w = images.shape
-    if labels is not None and len(labels) != b:
-        raise ValueError(f"{len(labels)} labels for {b} images")
-    cols = max(1, min(b, cols or math.ceil(math.sqrt(b))))
-    rows = math.ceil(b / cols)
-    cw = int(cell or w)
-    ch = max(1, round(h * cw / w))
-    strip = 14 if labels else 0
-    out = Image.new("RGB", (cols * cw + (cols - 1) * gap, rows * (ch + strip) + (rows - 1) * gap), "white")
-    draw = ImageDraw.Draw(out)
-    for i in range(b):
-        r, c = divmod(i, cols)
-        x0, y0 = c * (cw + gap), r * (ch + strip + gap)
-        out.paste(to_pil(images[i:i + 1]).resize((cw, ch), Image.Resampling.LANCZOS), (x0, y0))
-        if labels:
-            draw.text((x0 + 2, y0 + ch + 1), str(labels[i])[: max(4, cw // 6)], fill="black")
-    return out
-
 
 def channel_grid_settings(layer: str, channels: Sequence[int], **options) -> FeatureVisSettings:
     """Settings for one image per channel of ``layer`` (``separate``, batch = number of

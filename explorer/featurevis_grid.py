@@ -29,7 +29,8 @@ from PIL import Image
 from . import augment_io
 from .dataset_examples import DatasetExamples, DatasetExamplesResult, ImageSource
 from .featurevis import (FeatureVisResult, FeatureVisSettings, FeatureVisualization, comparison_settings,
-                         high_frequency_share, image_grid)
+                         high_frequency_share)
+from .grids import image_grid
 from .images import LoadedImage, load_image, to_tensor
 from .models import FeatureNet
 from .progress import ProgressEvent

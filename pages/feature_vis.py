@@ -12,7 +12,7 @@ ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 from explorer import activations as act
 from explorer import featurevis as FV
 from explorer import featurevis_grid as G
-from explorer import choices, models, outputs, plots, ui
+from explorer import choices, grids, models, outputs, plots, ui
 from explorer.transforms import STANDARD_TRANSFORMS
 
 DISTILL = ("Olah, Mordvintsev & Schubert, [*Feature Visualization*](https://distill.pub/2017/feature-visualization/), "
@@ -240,7 +240,7 @@ with t_one:
             one_run.events(run, preview_caption="Visualization")
             result = run.result()
             ex = next(iter(result.examples.values()), None)
-            one_run.finish(image=result.grid(), images=[FV.image_grid(result.vis.image[i:i + 1])
+            one_run.finish(image=result.grid(), images=[grids.image_grid(result.vis.image[i:i + 1])
                                                          for i in range(result.vis.image.shape[0])],
                            crops=[(e.crop, f"{e.value:.3g} · {e.name}") for e in (ex.examples if ex else [])],
                            field_px=ex.field_px if ex else None, report={**result.report(),
@@ -289,7 +289,7 @@ with t_cmp:
             cmp_run.start({"settings": cmp.to_dict(), "weights_label": model.weights.label})
             cmp_run.events(run, preview_caption="Current run")
             result = run.result()
-            cmp_run.finish(image=result.grid(), rows=[(label, FV.image_grid(r.image[:1]), share, r.history)
+            cmp_run.finish(image=result.grid(), rows=[(label, grids.image_grid(r.image[:1]), share, r.history)
                                                       for label, r, share in result.rows],
                            report=result.report(), history=[], stopped=result.stopped)
     res = cmp_run.result

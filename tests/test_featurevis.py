@@ -15,6 +15,7 @@ from PIL import Image
 
 from explorer import dataset_examples as D
 from explorer import featurevis as FV
+from explorer import grids
 from explorer import objectives as O
 from explorer import transforms as T
 from explorer.runs import run_to_end
@@ -325,10 +326,10 @@ def test_comparison_settings_and_high_frequency_share():
 
 
 def test_image_grid_layout():
-    g = FV.image_grid(torch.rand(5, 3, 10, 20), ["a"] * 5, cols=3, cell=20)
+    g = grids.image_grid(torch.rand(5, 3, 10, 20), ["a"] * 5, cols=3, cell=20)
     assert g.size == (3 * 20 + 2 * 4, 2 * (10 + 14) + 4)
     with pytest.raises(ValueError, match="2 labels for 5 images"):
-        FV.image_grid(torch.rand(5, 3, 10, 20), ["a", "b"])
+        grids.image_grid(torch.rand(5, 3, 10, 20), ["a", "b"])
 
 
 # ----------------------------------------------------------------------------- dataset examples
