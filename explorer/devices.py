@@ -16,6 +16,7 @@ __all__ = [
     "resolve_precision",
     "precision_name",
     "autocast",
+    "no_autocast",
     "use_channels_last",
     "to_memory_format",
 ]
@@ -108,6 +109,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def no_autocast(device: torch.device):
+    """A context manager with autocast off on ``device`` (CPU or CUDA; a no-op elsewhere), so
+    that losses computed inside stay in float32 under a mixed-precision run."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def use_channels_last(setting: str, device: torch.device) -> bool:

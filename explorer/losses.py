@@ -1,8 +1,8 @@
 """The ground floor of the explorer: the losses and the one guided Gram matrix, in plain torch.
 
-Nothing here imports another module of the explorer (README, "Layout"): the style-transfer loop
-(:mod:`explorer.style`), the guided and photorealistic variants, the objectives
-(:mod:`explorer.objectives`) and the attribution maps all build on these functions.
+Nothing here imports the explorer but :mod:`explorer.devices` (README, "Layout"): the
+style-transfer loop (:mod:`explorer.style`), the guided and photorealistic variants, the
+objectives (:mod:`explorer.objectives`) and the attribution maps all build on these functions.
 
 Equation numbers refer to L. A. Gatys, A. S. Ecker, M. Bethge, "Image Style Transfer Using
 Convolutional Neural Networks", CVPR 2016, in that paper's own numbering:
@@ -25,11 +25,12 @@ all-zero target, the objective the saliency maps explain.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
+
+from .devices import no_autocast
 
 __all__ = [
     "gram_matrix",
@@ -44,19 +45,11 @@ __all__ = [
     "RegionPlan",
     "region_plan",
     "region_style_layer_loss",
-    "no_autocast",
     "EMPTY_REGION_WEIGHT",
 ]
 
 #: Total weight (in layer positions) below which a region counts as empty at a layer.
 EMPTY_REGION_WEIGHT = 1e-6
-
-
-def no_autocast(device: torch.device):
-    """A context with autocast off on ``device`` (losses stay in float32)."""
-    if device.type in ("cpu", "cuda"):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- Gram matrices and Gatys losses

@@ -30,7 +30,6 @@ The semantic-region masks are in :mod:`explorer.regions`, the augmented style lo
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import threading
 import warnings
@@ -39,10 +38,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .devices import no_autocast
+
 __all__ = [
     "MAX_LAPLACIAN_PIXELS",
     "as_hwc",
-    "no_autocast",
     "matting_laplacian",
     "MattingLaplacian",
     "photorealism_loss",
@@ -187,14 +187,6 @@ def matting_laplacian(image, eps: float = 1e-7, win_rad: int = 1) -> sp.csr_matr
     m = sp.csr_matrix((data, indices, indptr), shape=(h * w, h * w))
     m.sort_indices()
     return m
-
-
-def no_autocast(device: torch.device):
-    """A context manager with autocast off on ``device`` (CPU or CUDA; a no-op elsewhere), so
-    that losses computed inside stay in float32 under a mixed-precision run."""
-    if device.type in ("cpu", "cuda"):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _torch_csr(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
