@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import winograd
 from .devices import resolve_device
 from .registry import ModelSpec, get_spec
 from .weights import (WeightsError, WeightsInfo, imagenet_state_dict, load_state_dict_into, read_state_dict,
@@ -174,6 +175,7 @@ class FeatureNet(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
+        self.winograd_weights = winograd.FlippedWeights()
 
     @property
     def name(self) -> str:
@@ -210,7 +212,8 @@ class FeatureNet(nn.Module):
         MobileNetV2 and ResNet, [-1, 1] for GoogLeNet and Inception v3)."""
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
-    def features(self, x: torch.Tensor, layers: Iterable[str], *, pooling: str = "max") -> dict[str, torch.Tensor]:
+    def features(self, x: torch.Tensor, layers: Iterable[str], *, pooling: str = "max",
+                 conv: str = "direct") -> dict[str, torch.Tensor]:
         """Activations of the requested layers, by name.
 
         The walk stops after the deepest requested layer (the network is truncated there).
@@ -220,6 +223,11 @@ class FeatureNet(nn.Module):
             layers: canonical layer names, e.g. ``["relu1_1", "relu4_2"]``.
             pooling: ``"max"`` (as trained) or ``"avg"``: VGG max pooling replaced by average
                 pooling of the same window, as Gatys et al. (2016, sec. 2) recommend for synthesis.
+            conv: how float32 3x3 convolutions run on the CPU (:mod:`explorer.winograd`):
+                ``"direct"`` (torch's own), ``"auto"`` (Winograd on large feature maps,
+                :func:`explorer.winograd.prefers`) or ``"winograd"`` (wherever it can). Elsewhere
+                (GPU, bf16/fp16 autocast, other kernels) torch's own always runs. The Winograd
+                path gives gradients with respect to ``x`` only (the weights are frozen).
 
         Returns:
             dict name -> activation tensor (N, C, H_l, W_l) (or (N, K) after ``avgpool``), in the
@@ -227,7 +235,8 @@ class FeatureNet(nn.Module):
 
         Raises:
             UnknownLayerError: unknown layer name.
-            ValueError: wrong input shape or an image smaller than the network accepts.
+            ValueError: wrong input shape, an image smaller than the network accepts, or an
+                unknown pooling or conv setting.
         """
         wanted = set(self.check_layers(layers))
         if not wanted:
@@ -239,6 +248,8 @@ class FeatureNet(nn.Module):
                              f"got {x.shape[-1]} x {x.shape[-2]}")
         if pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+        if conv not in winograd.CONV_ALGORITHMS:
+            raise ValueError(f"conv must be one of {', '.join(winograd.CONV_ALGORITHMS)}; got {conv!r}")
         out: dict[str, torch.Tensor] = {}
         h = self.normalize(x)
         for name in self.layer_names:
@@ -246,6 +257,8 @@ class FeatureNet(nn.Module):
             if pooling == "avg" and isinstance(module, nn.MaxPool2d):
                 h = F.avg_pool2d(h, module.kernel_size, module.stride, module.padding,
                                  ceil_mode=module.ceil_mode)
+            elif conv != "direct" and winograd.eligible(module, h):
+                h = self._conv(name, module, h, conv)
             else:
                 h = module(h)
             if name in wanted:
@@ -253,6 +266,13 @@ class FeatureNet(nn.Module):
                 if len(out) == len(wanted):
                     break
         return out
+
+    def _conv(self, name: str, module: nn.Conv2d, h: torch.Tensor, conv: str) -> torch.Tensor:
+        """One eligible convolution under ``conv`` = ``"auto"`` or ``"winograd"``."""
+        if conv == "winograd" or winograd.prefers(module, h):
+            return winograd.winograd_conv3x3(h, module.weight, module.bias,
+                                             self.winograd_weights.get(name, module.weight))
+        return module(h)
 
     @property
     def has_classifier(self) -> bool:
