@@ -4,6 +4,19 @@ Everything here is importable and testable without Streamlit: ``models`` (networ
 weights, hook-free features), ``images`` (decoding and validation), ``style`` (Gatys style
 transfer), ``progress`` (events shared by the page and the CLI), ``plots`` (Plotly figures),
 ``cli`` (``python -m explorer``). ``ui`` holds the few Streamlit helpers the pages share.
+
+Importing the package before torch sets ``GOMP_SPINCOUNT=20000`` unless it is set already:
+torch's OpenMP threads then wait about a millisecond, not tens of milliseconds, spinning after
+each parallel operation, so they no longer take the cores from NNPACK's threads while the
+Winograd convolutions run (:mod:`explorer.winograd`). On the 2-core development CPU that made a
+256 px fp32 style-transfer step 0.41 -> 0.33 s and changed bf16 and direct convolutions by less
+than the noise (bench/README.md, ``bench_speed.py``). It must be set before torch loads OpenMP.
 """
+
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 __version__ = "0.1.0"
