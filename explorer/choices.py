@@ -13,7 +13,7 @@ __all__ = [
     "METHODS", "GUIDES", "GUIDE_VARIANTS", "BASELINES",
     "OPTIMIZERS", "LOSS_NORMALIZATIONS", "INITS", "POOLINGS", "PRECISIONS", "CHANNELS_LAST",
     "PRESERVE_COLORS", "MASK_SOURCES", "DREAM_OBJECTIVES", "DREAM_NORMALIZE",
-    "FEATUREVIS_OBJECTIVES", "PARAMETERIZATIONS",
+    "FEATUREVIS_OBJECTIVES", "PARAMETERIZATIONS", "CONV_ALGORITHMS",
     "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA",
 ]
 
@@ -37,7 +37,9 @@ BASELINES: tuple[str, ...] = ("blur", "mean", "zero")
 
 OPTIMIZERS: tuple[str, ...] = ("lbfgs", "adam")
 LOSS_NORMALIZATIONS: tuple[str, ...] = ("relative", "paper")
-INITS: tuple[str, ...] = ("content", "noise", "style")
+#: Starting images of a style transfer: the content image with the style's colour histograms
+#: (the default), the content image itself, white noise, or the style image.
+INITS: tuple[str, ...] = ("histogram", "content", "noise", "style")
 POOLINGS: tuple[str, ...] = ("max", "avg")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 CHANNELS_LAST: tuple[str, ...] = ("auto", "on", "off")
@@ -49,6 +51,8 @@ DREAM_NORMALIZE: tuple[str, ...] = ("mean", "std")
 #: tests/test_cli_featurevis.py checks that they are explorer.featurevis's own lists).
 FEATUREVIS_OBJECTIVES: tuple[str, ...] = ("channel", "neuron", "direction", "class")
 PARAMETERIZATIONS: tuple[str, ...] = ("pixel", "fourier")
+#: How float32 3x3 convolutions run on the CPU (explorer.winograd's list, checked by its tests).
+CONV_ALGORITHMS: tuple[str, ...] = ("auto", "direct", "winograd")
 
 #: Default style weight beta with relative losses, calibrated on the real Caffe VGG19 against
 #: neural-style's published outputs (README, "Defaults on real weights").

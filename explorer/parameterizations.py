@@ -5,6 +5,9 @@ Visualization", Distill 2017, "Preconditioning and Parameterization"; Lucent's
 ``color_correlation_svd_sqrt``), squashed to (0, 1) by a sigmoid (Lucent's ``to_valid_rgb``),
 each invertible (:meth:`ImageParam.from_image`); and :func:`high_frequency_share`, the measure
 by which they compare. Used by :mod:`explorer.featurevis`.
+
+:class:`OffsetImage` is style transfer's variable: a starting picture plus an offset in pixels
+or in the same scaled Fourier space, where L-BFGS reaches a given loss in fewer steps.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from .settings import check_choice
 
 __all__ = ["PARAMETERIZATIONS", "COLOR_CORRELATION_SVD_SQRT", "decorrelate_colors", "correlate_colors",
-           "fourier_scale", "ImageParam", "high_frequency_share"]
+           "fourier_scale", "ImageParam", "OffsetImage", "STYLE_FOURIER_DECAY", "high_frequency_share"]
 
 #: The parameterizations :class:`ImageParam` knows.
 PARAMETERIZATIONS = ("pixel", "fourier")
@@ -128,6 +131,60 @@ class ImageParam:
     def __call__(self) -> torch.Tensor:
         """The images, (B, 3, H, W) float32 in (0, 1)."""
         return torch.sigmoid(self.pre_sigmoid())
+
+
+#: The spectrum exponent of style transfer's Fourier offset: 1 / f^0.5. On the real VGG19
+#: (tubingen + shipwreck, 256 px, L-BFGS) it needed the fewest evaluations to a given loss
+#: among 0.35, 0.5, 0.65, 0.75 and 1 (bench/README.md, ``bench_speed.py``).
+STYLE_FOURIER_DECAY = 0.5
+
+
+class OffsetImage:
+    """Style transfer's optimization variable: images x = start + offset, (B, 3, H, W), with
+    no squashing (the loop clamps x to [0, 1] where the network sees it).
+
+    ``pixel``: the parameters are x itself (the offset is implicit). ``fourier``: the offset is
+    irfft2(spectrum * :func:`fourier_scale` (decay), orthonormal) of a spectrum that starts at
+    zero, so x starts exactly at ``start``; low spatial frequencies are scaled up relative to
+    high ones, which preconditions gradient steps and L-BFGS (Olah, Mordvintsev & Schubert,
+    "Feature Visualization", Distill 2017, "Preconditioning and Parameterization").
+
+    Attributes:
+        raw: the leaf tensor the optimizer changes (float32, requires grad): (B, 3, H, W) for
+            ``pixel``, (B, 3, H, W // 2 + 1, 2) (real, imaginary) for ``fourier``.
+        kind, decay: as given.
+    """
+
+    def __init__(self, start: torch.Tensor, kind: str = "pixel", decay: float = STYLE_FOURIER_DECAY):
+        check_choice("parameterization", kind, PARAMETERIZATIONS)
+        if not isinstance(start, torch.Tensor) or start.dim() != 4 or start.shape[1] != 3:
+            raise ValueError(f"the start image must have shape (B, 3, H, W); got {tuple(getattr(start, 'shape', ()))}")
+        self.kind, self.decay = kind, float(decay)
+        h, w = start.shape[-2:]
+        self.size = (int(h), int(w))
+        if kind == "pixel":
+            self.start = None
+            self.raw = start.detach().float().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+            self._scale = None
+        else:
+            self.start = start.detach().float().clone(memory_format=torch.contiguous_format)
+            self.raw = torch.zeros((*start.shape[:2], h, w // 2 + 1, 2), device=start.device).requires_grad_(True)
+            self._scale = fourier_scale(h, w, decay).to(start.device)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The tensors an optimizer updates."""
+        return [self.raw]
+
+    def offset(self, raw: torch.Tensor) -> torch.Tensor:
+        """The image-space change (B, 3, H, W) that adding ``raw`` (shaped like :attr:`raw`)
+        to the parameters makes: x is affine in the parameters, and this is its linear part."""
+        if self.kind == "pixel":
+            return raw
+        return torch.fft.irfft2(torch.view_as_complex(raw) * self._scale, s=self.size, norm="ortho")
+
+    def __call__(self) -> torch.Tensor:
+        """The images x, (B, 3, H, W) float32, not clamped (differentiable in :attr:`raw`)."""
+        return self.raw if self.kind == "pixel" else self.start + self.offset(self.raw)
 
 
 def high_frequency_share(image: torch.Tensor, cutoff: float = 0.25) -> float:

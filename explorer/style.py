@@ -29,12 +29,13 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from .devices import to_memory_format, use_channels_last
+from .color import histogram_start
+from .devices import autocast, precision_name, resolve_precision, to_memory_format, use_channels_last
 from .gatys import gatys_objective, style_targets
 from .memory import check_fits
 from .models import FeatureNet
-from .devices import autocast, precision_name, resolve_precision
 from .objectives import INPUT, Objective
+from .parameterizations import OffsetImage
 from .progress import ProgressEvent
 from .runs import Run, run_to_end
 from .style_settings import StyleSettings
@@ -43,6 +44,8 @@ __all__ = ["StyleTransfer", "StyleResult", "run_style_transfer", "check_style_me
 
 #: Most loss evaluations the strong-Wolfe line search may spend on one L-BFGS step.
 MAX_LINE_SEARCH_EVALS = 20
+#: How far L-BFGS's first step moves the image at most, in [0, 1] units (before its line search).
+FIRST_STEP_MOVE = 0.05
 #: Past loss evaluations L-BFGS can reuse (the point its line search accepted is the next
 #: step's starting point).
 _EVAL_CACHE = 3
@@ -204,37 +207,49 @@ class StyleTransfer(Run):
             objective = gatys_objective(model, self.content, settings, targets)
         self.targets = {k: v.to(self.device) for k, v in (targets or {}).items()}
         self.objective = objective
+        self.notes: list[str] = []
         if init_image is not None:
             if init_image.dim() != 4 or init_image.shape[1] != 3 or init_image.shape[-2:] != content.shape[-2:]:
                 raise ValueError(f"the starting image must have shape (B, 3, {content.shape[-2]}, "
                                  f"{content.shape[-1]}); got {tuple(init_image.shape)}")
-            self.x = init_image.to(self.device, torch.float32).expand_as(self.content).clone().clamp_(0, 1)
-            self.x.requires_grad_(True)
+            start = init_image.to(self.device, torch.float32).expand_as(self.content).clone().clamp_(0, 1)
         else:
-            self.x = self._initial_image(style_list)
-        self.last_good = self.x.detach().clone()
+            start = self._initial_image(style_list)
+        self.image_param = OffsetImage(start, settings.parameterization)
+        self.last_good = start.detach().clone()
         self.history: list[dict] = []
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.seconds = 0.0
         self._extra = [n for n in objective.names if n not in ("content", "style", "tv")]
         self.evaluations = 0
 
+    @property
+    def x(self) -> torch.Tensor:
+        """The current images x (B, 3, H, W), not clamped (the network sees clamp(x, 0, 1)),
+        differentiable in the optimizer's variable ``image_param.raw``."""
+        return self.image_param()
+
     def _initial_image(self, style_list) -> torch.Tensor:
         s = self.settings
+        if s.init == "histogram":
+            if style_list:
+                return histogram_start(self.content, [(im.to(self.device, torch.float32), w) for im, w in style_list])
+            # precomputed targets and no picture: nothing to take a palette from
+            self.notes.append("the run started from the content image: a histogram start needs a style picture, "
+                              "and this run was given precomputed style targets only")
+            return self.content.clone()
         if s.init == "content":
-            x = self.content.clone()
-        elif s.init == "noise":
+            return self.content.clone()
+        if s.init == "noise":
             one = (1, *self.content.shape[1:])
             x = torch.cat([torch.rand(one, generator=torch.Generator().manual_seed(seed)) for seed in self.seeds])
-            x = x.to(self.device)
-        else:
-            if not style_list:
-                raise ValueError("init 'style' needs a style image")
-            x = torch.nn.functional.interpolate(style_list[0][0].to(self.device, torch.float32),
-                                                size=self.content.shape[-2:], mode="bilinear",
-                                                align_corners=False, antialias=True).clamp(0, 1)
-            x = x.expand_as(self.content).clone()
-        return x.requires_grad_(True)
+            return x.to(self.device)
+        if not style_list:
+            raise ValueError("init 'style' needs a style image")
+        x = torch.nn.functional.interpolate(style_list[0][0].to(self.device, torch.float32),
+                                            size=self.content.shape[-2:], mode="bilinear",
+                                            align_corners=False, antialias=True).clamp(0, 1)
+        return x.expand_as(self.content).clone()
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """All loss terms of the image clamp(x, 0, 1), for the optimizer's variable x
@@ -247,7 +262,8 @@ class StyleTransfer(Run):
         s = self.settings
         img = x.clamp(0.0, 1.0)
         with autocast(self.device, self.dtype):
-            feats = self.model.features(to_memory_format(img, self.channels_last), self.objective.layers, pooling=s.pooling)
+            feats = self.model.features(to_memory_format(img, self.channels_last), self.objective.layers,
+                                        pooling=s.pooling, conv=s.conv_algorithm)
         # losses stay in float32: outside autocast, features cast up first
         total, values, details = self.objective.evaluate({**feats, INPUT: img})
         zero = torch.zeros(x.shape[0], device=total.device)
@@ -275,43 +291,53 @@ class StyleTransfer(Run):
         """Yield one event per step k = 0..steps: the losses of the image after k updates (the
         image itself every ``preview_every`` steps). Each optimizer step evaluates the current
         image (forward + backward) and then updates it, so the losses of image k are known
-        during step k + 1; the final image gets one extra forward pass without gradients.
+        during step k + 1; the final image costs no extra pass when the line search already
+        evaluated it (else one forward pass without gradients).
 
         L-BFGS (with the strong-Wolfe line search) may evaluate a few more points in a step;
-        the point it accepts is remembered, so the next step does not evaluate it again.
-        ``evaluations`` counts the forward + backward passes."""
+        the point it accepts is remembered, so the next step does not evaluate it again. Its
+        first step is scaled so that it moves the image by :data:`FIRST_STEP_MOVE` at most
+        (see :meth:`_first_step_lr`). ``evaluations`` counts the forward + backward passes."""
         s = self.settings
-        x = self.x
+        param = self.image_param
+        raw = param.raw
         if s.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS([x], lr=s.effective_lr, max_iter=1, max_eval=1 + MAX_LINE_SEARCH_EVALS,
+            opt = torch.optim.LBFGS([raw], lr=s.effective_lr, max_iter=1, max_eval=1 + MAX_LINE_SEARCH_EVALS,
                                     history_size=100, line_search_fn="strong_wolfe")
         else:
-            opt = torch.optim.Adam([x], lr=s.effective_lr)
+            opt = torch.optim.Adam([raw], lr=s.effective_lr)
         start = time.perf_counter()
-        record: dict = {}
-        seen: list[tuple[torch.Tensor, float, torch.Tensor | None, dict]] = []  # (x, loss, grad, terms)
+        record: dict = {}  # the first evaluation of the current step: image k's losses
+        seen: list[tuple[torch.Tensor, float, torch.Tensor | None, dict, torch.Tensor]] = []  # (raw, loss, grad, terms, x)
 
         def detached(terms):
             return {k: (v.detach() if isinstance(v, torch.Tensor) else {n: t.detach() for n, t in v.items()})
                     for k, v in terms.items()}
 
+        def keep(terms, value, image):
+            if not record:
+                record.update(terms=terms, loss=value, image=image)
+
         def closure(backward: bool = True):
-            for px, loss, grad, terms in seen:  # the point the line search accepted last step
-                if torch.equal(px, x):
-                    x.grad = None if grad is None else grad.clone()
-                    record["terms"], record["loss"], record["image"] = terms, loss, px
+            for praw, loss, grad, terms, image in seen:  # the point the line search accepted last step
+                if torch.equal(praw, raw):
+                    raw.grad = None if grad is None else grad.clone()
+                    keep(terms, loss, image)
                     return torch.tensor(loss)
             opt.zero_grad(set_to_none=True)
             with torch.set_grad_enabled(backward):
+                x = param()
                 terms = self.losses(x)
             loss = terms["total"].sum()
             value = float(loss.detach())
             self.evaluations += 1
             if backward and math.isfinite(value):
                 loss.backward()
-            px = x.detach().clone()
-            record["terms"], record["loss"], record["image"] = detached(terms), value, px
-            seen.append((px, value, None if x.grad is None else x.grad.detach().clone(), record["terms"]))
+            image = x.detach().clone()
+            terms = detached(terms)
+            keep(terms, value, image)
+            seen.append((raw.detach().clone(), value, None if raw.grad is None else raw.grad.detach().clone(),
+                         terms, image))
             del seen[:-_EVAL_CACHE]
             return loss
 
@@ -328,6 +354,7 @@ class StyleTransfer(Run):
             with torch.no_grad():
                 self.last_good.copy_(record["image"].clamp(0.0, 1.0))  # the image these losses belong to
             h = self._record(k, record["terms"], record["loss"])
+            record.clear()
             preview = None
             wanted = k in self.snapshot_steps
             if k == 0 or k % s.preview_every == 0 or k == s.steps or wanted:
@@ -338,19 +365,41 @@ class StyleTransfer(Run):
 
         for step in range(1, s.steps + 1):
             if s.optimizer == "lbfgs":
+                if step == 1:
+                    closure()  # image 0, remembered: the step below takes it from the cache
+                    opt.param_groups[0]["lr"] = self._first_step_lr(raw.grad)
                 opt.step(closure)  # max_iter=1: image step-1 (remembered or evaluated), line search, update
+                opt.param_groups[0]["lr"] = s.effective_lr
             else:
                 closure()
                 if math.isfinite(record["loss"]):
                     opt.step()
-                    with torch.no_grad():
-                        x.clamp_(0.0, 1.0)  # Adam keeps no curvature memory: a plain projection
+                    if param.kind == "pixel":
+                        with torch.no_grad():
+                            raw.clamp_(0.0, 1.0)  # Adam keeps no curvature memory: a plain projection
             ev = event(step - 1)
             yield ev
             if self.stopped:
                 return
-        closure(backward=False)  # the losses of the final image
+        closure(backward=False)  # the losses of the final image (remembered when the line search ended there)
         yield event(s.steps)
+
+    def _first_step_lr(self, grad: torch.Tensor | None) -> float:
+        """The learning rate of L-BFGS's first step, which then moves the image by at most
+        :data:`FIRST_STEP_MOVE` (in [0, 1] units) times the settings' learning rate.
+
+        torch's L-BFGS takes its first step of length min(1, 1/||g||_1) along -g, before it
+        has any curvature estimate. On the real VGG19 that moved no pixel by more than about
+        1e-5, and the strong-Wolfe line search then spent 4-5 more evaluations growing it
+        (and on a loss of 1e-3 the same rule would move pixels by far more than the image's
+        range). This gives the first step a fixed size in image space instead."""
+        lr = self.settings.effective_lr
+        if grad is None or not bool(torch.isfinite(grad).all()):
+            return lr
+        with torch.no_grad():
+            move = float(self.image_param.offset(grad).abs().max())
+            t = min(1.0, 1.0 / max(float(grad.abs().sum()), 1e-30))
+        return lr if move == 0.0 else lr * FIRST_STEP_MOVE / (t * move)
 
     def result(self) -> StyleResult:
         """The run's result so far (after the loop, or after stopping it early)."""

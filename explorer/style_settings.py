@@ -48,6 +48,8 @@ _CHOICES = {
     "channels_last": choices.CHANNELS_LAST,
     "preserve_color": choices.PRESERVE_COLORS,
     "masks": choices.MASK_SOURCES,
+    "parameterization": choices.PARAMETERIZATIONS,
+    "conv_algorithm": choices.CONV_ALGORITHMS,
 }
 
 
@@ -75,12 +77,22 @@ class StyleSettings(RecipeSettings):
         content_layer: layer of eq. (1).
         style_layers: layers of eq. (5).
         style_layer_weights: w_l, one per style layer; ``None`` = equal weights 1/L (the paper's 1/5).
-        init: start from the content image, white noise, or the style image.
+        init: the starting image: ``"histogram"`` (the content image with each colour channel's
+            histogram matched to the style's, :func:`explorer.color.histogram_start`: the
+            content's layout in the style's palette; the default), ``"content"``, ``"noise"``
+            (white noise) or ``"style"``.
         seed: seeds the noise initialization (and anything random).
         model: network from the registry (VGG19 as in the paper).
         pooling: ``"max"`` or ``"avg"`` (Gatys et al. prefer average pooling for synthesis).
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the network's forward pass.
         channels_last: memory format for the network's input: ``"auto"`` (on for CUDA and CPU, off for MPS), on, off.
+        parameterization: what the optimizer changes: ``"fourier"`` (the default: an offset
+            to the start image whose spectrum is scaled by 1/f^0.5,
+            :class:`explorer.parameterizations.OffsetImage`; L-BFGS needs fewer steps) or
+            ``"pixel"`` (the pixels themselves, as Gatys et al.).
+        conv_algorithm: float32 3x3 convolutions on the CPU (:mod:`explorer.winograd`):
+            ``"auto"`` (Winograd where it is timed faster for the shape, else torch's own),
+            ``"direct"`` (torch's own) or ``"winograd"``. No effect on GPUs or in bf16.
         preview_every: emit a preview image every this many steps.
         preserve_color: keep the content's colours (Gatys et al. 2017, "Controlling Perceptual
             Factors in Neural Style Transfer", sec. 5): ``"none"``, ``"luminance"`` (transfer
@@ -118,12 +130,14 @@ class StyleSettings(RecipeSettings):
     content_layer: str = DEFAULT_CONTENT_LAYER
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None
-    init: str = "content"
+    init: str = "histogram"
     seed: int = 0
     model: str = "vgg19"
     pooling: str = "max"
     precision: str = "auto"
     channels_last: str = "auto"
+    parameterization: str = "fourier"
+    conv_algorithm: str = "auto"
     preview_every: int = 10
     preserve_color: str = "none"
     scales: int = 1
@@ -224,6 +238,20 @@ class StyleSettings(RecipeSettings):
             plan.append((sz, max(least, round(steps))))
             steps *= self.scale_steps_ratio
         return plan
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StyleSettings":
+        """Build from a dict such as a recipe's ``settings`` (see
+        :meth:`~explorer.settings.RecipeSettings.from_dict`). A complete settings dict written
+        before ``parameterization`` and ``conv_algorithm`` existed (it has ``channels_last``
+        but not them) replays as it ran then: pixels and torch's own convolutions.
+
+        Raises:
+            ValueError: not a JSON object, unknown keys, or bad values.
+        """
+        if isinstance(d, dict) and "channels_last" in d:
+            d = {"parameterization": "pixel", "conv_algorithm": "direct", **d}
+        return super().from_dict(d)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import cli, commands, images, style
+from explorer import cli, color, commands, images, style
 from explorer import gatys
 from explorer import style_settings
 from tests.corpus import CorpusFile, build_corpus, good_png
@@ -293,7 +293,8 @@ def test_cli_one_step_and_size_limits(capsys, tmp_path, shared_models):
 
 def test_cli_overflowing_weight_keeps_the_starting_image(capsys, tmp_path, shared_models):
     """A style weight so large that even the first loss is infinite (float32 tops out at 3.4e38):
-    the run stops at once, says so on one warning line, and writes the starting image."""
+    the run stops at once, says so on one warning line, and writes the starting image (by
+    default the content image in the style's colours)."""
     out, report = tmp_path / "o.png", tmp_path / "r.json"
     rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", out, "--steps", "3",
                          "--style-weight", "1e39", "--report", report, *FAST)
@@ -302,8 +303,9 @@ def test_cli_overflowing_weight_keeps_the_starting_image(capsys, tmp_path, share
     assert len(warning) == 1 and "infinite at step 0" in warning[0] and "the starting image" in warning[0], err
     r = json.loads(report.read_text())
     assert r["stopped"] and r["history"] == []
-    start = images.to_pil(gatys.prepare_images(images.load_sample("astronaut").image,
-                                               images.load_sample("gravel").image, 64)[0])
+    content, style_img = gatys.prepare_images(images.load_sample("astronaut").image,
+                                              images.load_sample("gravel").image, 64)
+    start = images.to_pil(color.histogram_start(content, [(style_img, 1.0)]))
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(start))
 

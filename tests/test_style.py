@@ -161,9 +161,9 @@ class _NanAfter(torch.nn.Module):
     def check_layers(self, layers):
         return self.net.check_layers(layers)
 
-    def features(self, x, layers, pooling="max"):
+    def features(self, x, layers, pooling="max", conv="direct"):
         self.calls += 1
-        out = self.net.features(x, layers, pooling=pooling)
+        out = self.net.features(x, layers, pooling=pooling, conv=conv)
         if self.calls >= self.k:
             out = {n: v * float("nan") for n, v in out.items()}
         return out
@@ -223,16 +223,23 @@ def test_init_from_style_and_noise(vgg19, images64):
     assert not torch.allclose(run.x.detach(), content)
 
 
-def test_a_batch_of_two_contents_follows_the_two_single_runs(vgg19):
+@pytest.mark.parametrize("parameterization, mean_diff", [("pixel", 1e-3), ("fourier", 5e-3)])
+def test_a_batch_of_two_contents_follows_the_two_single_runs(vgg19, parameterization, mean_diff):
     """Batched optimization (Adam, per-image seeds and loss weights) gives each image the run it
     would get alone. Tolerance: the batched convolutions round differently, and Adam's update
     (g / sqrt(v)) is about lr * sign(g) in its first steps, so where a gradient component is
-    near 0 a rounding difference can move that pixel by up to lr; losses agree closely."""
+    near 0 a rounding difference can move that pixel by up to lr; losses agree closely. In the
+    Fourier parameterization such a component is a spatial frequency, whose flip moves every
+    pixel a little, hence the larger mean difference. The convolutions run direct: Winograd's
+    rounding (about 1e-5 relative against 1e-7) flips more max-pooling switches between the
+    batched and the single forward pass, which is rounding, not a batching bug
+    (test_winograd.py checks Winograd batches against single images)."""
     from tests.helpers import picture, stripes
 
     contents = torch.cat([picture(64, 64), 0.5 * stripes(64, 64) + 0.2])
     style = stripes(64, 64)
-    settings = StyleSettings(size=64, steps=5, optimizer="adam", precision="fp32", init="noise")
+    settings = StyleSettings(size=64, steps=5, optimizer="adam", precision="fp32", init="noise",
+                             parameterization=parameterization, conv_algorithm="direct")
     alphas, betas = torch.tensor([1.0, 2.0]), torch.tensor([1e6, 1e5])
     objective = gatys.gatys_objective(vgg19, contents, settings, gatys.style_targets(vgg19, style, settings.style_layers),
                                       alpha=alphas, beta=betas)
@@ -250,6 +257,6 @@ def test_a_batch_of_two_contents_follows_the_two_single_runs(vgg19):
             assert a["total"] == pytest.approx(b["total"], rel=1e-3)
             assert a["content"] == pytest.approx(b["content"], rel=1e-3)
         diff = (batched[i].image - single.image).abs()
-        assert float(diff.mean()) < 1e-3 and float(diff.max()) <= 5 * settings.effective_lr
+        assert float(diff.mean()) < mean_diff and float(diff.max()) <= 5 * settings.effective_lr
     # the batch's own history rows are the sums over its images
     assert run.history[-1]["total"] == pytest.approx(sum(r.history[-1]["total"] for r in batched), rel=1e-6)
