@@ -56,13 +56,20 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated, default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
     p.add_argument("--style-layer-weights", default=S, dest="style_layer_weights",
                    help="comma-separated w_l, one per style layer (default equal)")
-    p.add_argument("--init", choices=list(choices.INITS), default=S, help="default content")
+    p.add_argument("--init", choices=list(choices.INITS), default=S,
+                   help="starting image (default histogram: the content image in the style's colours)")
+    p.add_argument("--parameterization", choices=list(choices.PARAMETERIZATIONS), default=S,
+                   help="what the optimizer changes: fourier (default: an offset whose spectrum is scaled by "
+                        "1/f^0.5, fewer steps to a given loss) or pixel (the pixels, as Gatys et al.)")
     p.add_argument("--seed", type=int, default=S, help="default 0")
     p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,
                    help="default vgg19")
     p.add_argument("--pooling", choices=list(choices.POOLINGS), default=S, help="default max")
     p.add_argument("--precision", choices=list(choices.PRECISIONS), default=S, help="default auto")
     p.add_argument("--channels-last", choices=list(choices.CHANNELS_LAST), default=S, dest="channels_last")
+    p.add_argument("--conv-algorithm", choices=list(choices.CONV_ALGORITHMS), default=S, dest="conv_algorithm",
+                   help="float32 3x3 convolutions on the CPU: auto (default: Winograd on large feature maps), "
+                        "direct (torch's own) or winograd")
     p.add_argument("--preview-every", type=int, default=S, dest="preview_every",
                    help="keep a snapshot every N steps (default 10)")
     c = p.add_argument_group("control over the result (colours, scales, photorealism, semantic masks)")

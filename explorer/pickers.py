@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 from PIL import Image, ImageOps
 
-from . import blend, images, sweep_axes
+from . import blend, choices, images, sweep_axes
 from .ui import one_line
 
 __all__ = [
@@ -178,9 +178,12 @@ def content_blend_pickers(content_key: str = "content", style_key: str = "style"
     return content, content_ref, styles
 
 
+#: How the pages name each starting image (``StyleSettings.init``).
+INIT_TITLES = {"histogram": "content in the style's colours", "content": "content", "noise": "noise",
+               "style": "style"}
 _AXIS_DEFAULTS = {"steps": "10, 20, 40", "seed": "0, 1, 2"}
 _AXIS_CHOICES = {
-    "init": (["content", "noise", "style"], ["content", "noise", "style"]),
+    "init": (list(choices.INITS), ["histogram", "content", "noise"]),
     "optimizer": (["adam", "lbfgs"], ["adam", "lbfgs"]),
     "style_layers": (list(sweep_axes.STYLE_LAYER_SETS), ["shallow", "middle", "deep"]),
 }
@@ -219,9 +222,9 @@ def sweep_axis_picker(label: str, key: str, *, default: str = "alpha_beta", opti
                                  help="Numbers separated by commas")
             axis = sweep_axes.parse_axis(name, text)
         else:
-            choices, default_values = _AXIS_CHOICES[name]
-            fmt = (lambda v: sweep_axes.SweepAxis(name, (v,)).labels[0]) if name != "init" else str
-            picked = st.multiselect("Values", choices, default=default_values, key=f"{key}_{name}_values",
+            offered, default_values = _AXIS_CHOICES[name]
+            fmt = (lambda v: sweep_axes.SweepAxis(name, (v,)).labels[0]) if name != "init" else INIT_TITLES.get
+            picked = st.multiselect("Values", offered, default=default_values, key=f"{key}_{name}_values",
                                     format_func=fmt)
             axis = sweep_axes.SweepAxis(name, tuple(picked))
     except ValueError as exc:

@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from . import choices
 from .style_settings import DEFAULT_STYLE_LAYERS
 
 __all__ = [
@@ -68,7 +69,7 @@ AXIS_ALIASES = {"ratio": "alpha_beta"}
 # a decimal number as text (the same pattern as explorer.blend's style weights)
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
-_CHOICES = {"init": ("content", "noise", "style"), "optimizer": ("lbfgs", "adam")}
+_CHOICES = {"init": choices.INITS, "optimizer": ("lbfgs", "adam")}
 
 #: How the grid names each optimizer.
 OPTIMIZER_TITLES = {"lbfgs": "L-BFGS", "adam": "Adam"}

@@ -301,7 +301,8 @@ class _EventView:
         if ev.losses:
             self.rows.append({"step": ev.step, **ev.losses})
         stage = f" · {ev.stage}" if ev.stage else ""
-        self.bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s")
+        pace = f" · {ev.elapsed / ev.step:.2f} s/step" if ev.step > 0 else ""
+        self.bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s{pace}")
         partial = st.session_state.setdefault(self.state_key, {})
         partial.update(rows=self.rows, step=ev.step, total=ev.total)
         if ev.preview is not None:

@@ -8,7 +8,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import blend, control, images, outputs, pickers, plots, style_settings, ui, weights
+from explorer import blend, choices, control, images, outputs, pickers, plots, style_settings, ui, weights
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -81,12 +81,24 @@ with st.expander("Settings", expanded=False):
                                  index=layer_names.index(defaults.content_layer), key="content_layer")
     style_layers = c3.multiselect("Style layers", layer_names, default=list(defaults.style_layers), key="style_layers")
     layer_w = c3.text_input("Style layer weights w_l (comma-separated; empty = equal)", "", key="layer_weights")
-    init = c3.selectbox("Start from", ["content", "noise", "style"], key="init")
+    init = c3.selectbox("Start from", list(choices.INITS), key="init", format_func=pickers.INIT_TITLES.get,
+                        help="The content photo recoloured with the style's colour histograms (the default) "
+                             "starts in the style's palette, so fewer steps are needed")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
     pooling = c1.selectbox("Pooling", ["max", "avg"], key="pooling",
                            help="Gatys et al. replace max pooling by average pooling for smoother results")
     precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
                              help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
+    parameterization = c1.selectbox(
+        "Optimize", list(choices.PARAMETERIZATIONS), key="parameterization",
+        format_func={"fourier": "Fourier offset (fewer steps)", "pixel": "Pixels (as in the paper)"}.get,
+        help="Fourier: the optimizer changes an offset to the start whose spatial frequencies are scaled by "
+             "1/f^0.5, so broad changes come as easily as fine ones (Olah et al. 2017); pixels: every pixel directly")
+    conv_algorithm = c2.selectbox(
+        "Convolutions (CPU, fp32)", list(choices.CONV_ALGORITHMS), key="conv_algorithm",
+        format_func={"auto": "auto (Winograd on large maps)", "direct": "direct (torch)", "winograd": "Winograd"}.get,
+        help="Winograd's algorithm (NNPACK, inside PyTorch) needs fewer multiplications for 3x3 convolutions: "
+             "about 2x faster on large feature maps of a CPU in float32; no effect on a GPU or in bf16")
     preview_every = c3.number_input("Preview every N steps", 1, 1000, 5, key="preview_every")
 
 with st.expander("Colours, scales and photorealism", expanded=False):
@@ -151,7 +163,8 @@ try:
         style_weight=beta, loss_normalization=loss_normalization, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
         style_layers=tuple(style_layers), style_layer_weights=(layer_w if layer_w.strip() else None),
         init=init, seed=int(seed), model=model.name if model else "vgg19", pooling=pooling,
-        precision=precision, preview_every=int(preview_every), preserve_color=preserve_color,
+        precision=precision, parameterization=parameterization, conv_algorithm=conv_algorithm,
+        preview_every=int(preview_every), preserve_color=preserve_color,
         scales=int(scales), start_size=int(start_size), scale_steps_ratio=float(ratio),
         photo_lambda=float(photo_lambda) if photo else 0.0, masks=masks, mask_k=int(mask_k))
 except ValueError as exc:

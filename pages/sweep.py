@@ -9,7 +9,7 @@ from explorer import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
-from explorer import batch, gatys, pickers, style_settings, sweep_axes, sweep_render, ui
+from explorer import batch, choices, gatys, pickers, style_settings, sweep_axes, sweep_render, ui
 from explorer.outputs import png_bytes
 
 st.title("Parameter sweep")
@@ -76,7 +76,7 @@ with st.expander("Base settings (every cell starts from these)"):
                             key="sweep_alpha", help="A ratio axis keeps α and sets β = α / ratio")
     beta = c2.number_input("Style weight β", 0.0, 1e15, defaults.style_weight, format="%.3g", key="sweep_beta",
                            help="Not used by a ratio axis")
-    init = c3.selectbox("Start from", ["content", "noise", "style"], key="sweep_init")
+    init = c3.selectbox("Start from", list(choices.INITS), key="sweep_init", format_func=pickers.INIT_TITLES.get)
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="sweep_seed")
     layer_set = c3.selectbox("Style layers", list(sweep_axes.STYLE_LAYER_SETS), key="sweep_layers",
                              index=list(sweep_axes.STYLE_LAYER_SETS).index("all five"),
