@@ -20,6 +20,17 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_augment.py                          # 128 and 256 px, B = 1, 4, 8
     .venv/bin/python bench/bench_augment.py --sizes 128 --images 8   # the 128 px rows only
     .venv/bin/python bench/bench_augment.py --sizes 64 --steps 5 --images 4   # smoke test
+    .venv/bin/python bench/bench_augment.py --real                   # real weights: speed and quality
+
+``--real`` (issue 17) runs on the real VGG19 file of ``../shared/weights`` instead: a dataset of
+real photos (the shared ones and scikit-image's) with the shared paintings as styles, at 128 px
+with the page's defaults (batch 4, beta 30-200), once with the settings of before (content start,
+pixels, 50 Adam steps) and then with today's start and parameterization at several step counts.
+For each it prints images per minute and two quality measures of the pictures written, averaged
+over the outputs: ``style left``, the output's relative style loss (mean over relu1_1 .. relu5_1
+of ||G - A||^2 / ||A||^2 against its style's Gram matrices) as a fraction of the content
+image's, lower = more of the style; and ``SSIM``, the structural similarity of the output's and
+the content's luminance (scikit-image), higher = more of the content's structure kept.
 """
 
 from __future__ import annotations
@@ -88,6 +99,111 @@ def network_floor(model, size: int, batch: int, precision: str, iters: int = 3) 
     return (time.perf_counter() - start) / iters
 
 
+SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
+#: (init, parameterization, steps) of each --real configuration; the first is the settings of before.
+REAL_CONFIGS = [("content", "pixel", 50), ("histogram", "fourier", 50), ("histogram", "fourier", 30),
+                ("histogram", "fourier", 20), ("histogram", "fourier", 10)]
+
+
+def real_dataset(root: Path) -> list[augment_io.StyleImage]:
+    """The shared photos and a few scikit-image samples as an ImageFolder under ``root``; the
+    shared paintings as style images."""
+    from PIL import Image
+
+    photos = [p for p in sorted((SHARED / "images").glob("*.jpg"))
+              if p.stem in ("tubingen", "golden_gate", "hoovertowernight")]
+    for i, p in enumerate(photos):
+        (root / "photos").mkdir(parents=True, exist_ok=True)
+        Image.open(p).convert("RGB").save(root / "photos" / f"{p.stem}.png")
+    for name in ("astronaut", "coffee", "chelsea", "hubble_deep_field", "immunohistochemistry"):
+        (root / "samples").mkdir(parents=True, exist_ok=True)
+        images.load_sample(name).image.save(root / "samples" / f"{name}.png")
+    return [augment_io.StyleImage(p.stem, Image.open(p).convert("RGB")) for p in sorted((SHARED / "images").glob("*.jpg"))
+            if p.stem in ("shipwreck", "starry_night", "the_scream", "woman-with-hat-matisse")]
+
+
+def quality(model, data: Path, out: Path, run, styles) -> tuple[float, float]:
+    """(style left, SSIM) averaged over the outputs of ``run`` (see the module docstring)."""
+    import numpy as np
+    from skimage.metrics import structural_similarity
+
+    from explorer import color, losses
+
+    layers = list(run.settings.style_layers)
+    left, ssim = [], []
+    for row in run.written:
+        result = images.to_tensor(images.load_image(str(out / row["output"])).image)
+        content = images.to_tensor(images.resize_long_side(images.load_image(str(data / row["source"])).image,
+                                                           int(row["size"])))
+        index = [s.name for s in styles].index(row["styles"])
+        style = images.to_tensor(images.resize_long_side(styles[index].image, int(row["size"])))
+        with torch.no_grad():
+            fs = model.features(style, layers)
+            targets = {l: losses.gram_matrix(fs[l], normalize=True)[0] for l in layers}
+
+            def rel(x):
+                f = model.features(x, layers)
+                return sum(float((losses.gram_matrix(f[l], normalize=True)[0] - a).pow(2).sum() / a.pow(2).sum())
+                           for l, a in targets.items()) / len(layers)
+
+            left.append(rel(result) / rel(content))
+        y = [color.luminance(t)[0, 0].numpy() for t in (result, content)]
+        ssim.append(float(structural_similarity(y[0], y[1], data_range=1.0)))
+    return float(np.mean(left)), float(np.mean(ssim))
+
+
+def main_real(args) -> int:
+    weights = SHARED / "weights" / "vgg19-caffe-features-q8.pth"
+    if not weights.exists():
+        log(f"--real needs {weights} (set EXPLORER_SHARED)")
+        return 2
+    model = models.load_model("vgg19", weights=str(weights), device="cpu")
+    configs = REAL_CONFIGS if not args.configs else [
+        (i, p, int(n)) for i, p, n in (c.split(":") for c in args.configs.split(","))]
+    log(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, bf16 {devices.cpu_has_bf16()}, "
+        f"torch {torch.__version__}, precision {args.precision}; {model.weights.label}; "
+        f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"{'start':>9} {'optimize':>8} {'steps':>5} {'images':>6} {'seconds':>8} {'img/min':>8} {'style left':>10} "
+          f"{'SSIM':>6}", flush=True)
+    rows, sheet = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-augment-real-") as tmp:
+        data = Path(tmp) / "in"
+        styles = real_dataset(data)
+        warm = augment_plan.AugmentSettings(steps=2, precision=args.precision, variants=1)
+        for _ in augment.Augmentation(model, data, styles, Path(tmp) / "warm", warm):
+            pass
+        for k, (init, par, steps) in enumerate(configs):
+            s = augment_plan.AugmentSettings(variants=1, steps=steps, init=init, parameterization=par,
+                                             precision=args.precision, seed=0)
+            out = Path(tmp) / f"out{k}"
+            run = augment.Augmentation(model, data, styles, out, s)
+            start = time.perf_counter()
+            for _ in run:
+                pass
+            seconds = time.perf_counter() - start
+            n = len(run.written)
+            left, ssim = quality(model, data, out, run, styles)
+            written = sorted(run.written, key=lambda r: r["output"])
+            sheet.append([images.load_image(str(out / r["output"])).image for r in written])
+            rows.append({"init": init, "parameterization": par, "steps": steps, "images": n, "seconds": seconds,
+                         "images_per_minute": n / seconds * 60, "style_left": left, "ssim": ssim})
+            print(f"{init:>9} {par:>8} {steps:>5} {n:>6} {seconds:>8.1f} {n / seconds * 60:>8.2f} {left:>10.3f} "
+                  f"{ssim:>6.3f}", flush=True)
+    log(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    from explorer import grids
+
+    path = ROOT / "bench" / "out" / "augment-real.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cells = [images.to_tensor(im.resize((128, 96))) for row in sheet for im in row]
+    labels = [f"{i}, {p}, {n} steps" if j == 0 else "" for (i, p, n), row in zip(configs, sheet)
+              for j in range(len(row))]
+    grids.image_grid(torch.cat(cells), labels, cols=len(sheet[0])).save(path)
+    log(f"the outputs, one row per configuration: {path}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "precision": args.precision}, indent=2))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="128,256", help="working sizes, comma-separated (default 128,256)")
@@ -96,7 +212,12 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=8, help="images per configuration (default 8)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="default fp32")
     ap.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
+    ap.add_argument("--real", action="store_true", help="real weights and pictures: speed and quality (issue 17)")
+    ap.add_argument("--configs", metavar="INIT:PARAM:STEPS,...",
+                    help="--real's configurations instead of its own, e.g. histogram:pixel:30,content:pixel:50")
     args = ap.parse_args()
+    if args.real:
+        return main_real(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batch_sizes.split(",")]
 

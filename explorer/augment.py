@@ -57,6 +57,7 @@ import torch
 
 from . import images
 from . import outputs
+from .color import histogram_start
 from .augment_io import (MANIFEST_COLUMNS, SKIPPED_COLUMNS, AppendLog, AugmentError, ShardLock, StyleImage,
                          check_folders, read_manifest, rebuild_manifests)
 from .augment_plan import (IMAGE_EXTENSIONS, AugmentSettings, Job, Shard, apply_traditional, is_image_name,
@@ -87,6 +88,8 @@ def _job_hash(job: Job, styles: Sequence[StyleImage], settings: AugmentSettings,
                      "traditional_at": s.traditional_at if s.traditional else ""},
         "weights": weights_kind,
     }
+    if s.parameterization == "fourier":  # Adam runs on pixels otherwise: older folders keep their hashes
+        what["settings"]["parameterization"] = "fourier"
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
@@ -184,7 +187,8 @@ class Augmentation(Run):
 
     # -------------------------------------------------------------- targets
 
-    def _style_grams(self, index: int, size: int) -> dict[str, torch.Tensor]:
+    def _style_at(self, index: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A style image at a working size, (1, 3, H, W) in [0, 1], and its Gram targets (cached)."""
         key = (index, size)
         if key in self._grams:
             self._grams.move_to_end(key)
@@ -192,10 +196,10 @@ class Augmentation(Run):
         s = self.settings
         x = images.to_tensor(images.resize_long_side(self.styles[index].image, size))
         grams = style_targets(self.model, x, s.style_layers, pooling=s.pooling, precision="fp32")
-        self._grams[key] = grams
+        self._grams[key] = (x, grams)
         while len(self._grams) > _STYLE_CACHE:
             self._grams.popitem(last=False)
-        return grams
+        return x, grams
 
     def targets(self, job: Job) -> dict[str, torch.Tensor]:
         """The (N, N) Gram targets of a job's style set: each style image's position-normalized
@@ -205,7 +209,7 @@ class Augmentation(Run):
         total = float(sum(job.weights))
         out: dict[str, torch.Tensor] = {}
         for i, w in zip(job.styles, job.weights):
-            for name, g in self._style_grams(i, job.size).items():
+            for name, g in self._style_at(i, job.size)[1].items():
                 g = g * (w / total)
                 out[name] = out[name] + g if name in out else g
         return out
@@ -317,7 +321,13 @@ class Augmentation(Run):
         betas = torch.tensor([j.beta for j in jobs], dtype=torch.float32)
         content = torch.cat([it.x for it in items])
         objective = gatys_objective(self.model, content, st, targets, alpha=alphas, beta=betas)
-        run = StyleTransfer(self.model, content, None, st, objective=objective, seeds=[j.seed for j in jobs])
+        start_image = None
+        if s.init == "histogram":  # each image in the colours of its own style set
+            start_image = torch.cat([histogram_start(it.x, [(self._style_at(i, it.job.size)[0], w)
+                                                            for i, w in zip(it.job.styles, it.job.weights)])
+                                     for it in items])
+        run = StyleTransfer(self.model, content, None, st, objective=objective, seeds=[j.seed for j in jobs],
+                            init_image=start_image)
         what = f"batch of {b} ({w}x{h} px)"
         for ev in run:
             if not ev.done:

@@ -57,7 +57,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .settings import RecipeSettings, check_float, check_int
+from . import choices
+from .settings import RecipeSettings, check_choice, check_float, check_int
 from .style_settings import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleSettings
 
 __all__ = [
@@ -145,7 +146,8 @@ class AugmentSettings(RecipeSettings):
     Attributes:
         variants: stylized outputs per input image.
         batch_size: content images optimized together in one batch (same working shape and steps).
-        steps: Adam steps, or a range sampled per output (grid of 10 from LO, HI included).
+        steps: Adam steps, or a range sampled per output (grid of 10 from LO, HI included); 20 from
+            the histogram start stylize as much as 50 from the content did (``bench_augment.py --real``).
         size: working size (long side, px), or a range sampled per output (grid of 32 from LO).
         beta_range: the style weight beta (alpha = 1), sampled log-uniformly per output
             (relative losses, see :mod:`explorer.style`). The default (30, 200) brackets
@@ -157,15 +159,16 @@ class AugmentSettings(RecipeSettings):
         traditional: ops from :data:`TRADITIONAL_OPS` (``"flip,crop"`` or a tuple); empty = none.
         traditional_at: ``"before"`` or ``"after"`` stylization.
         seed: the run's seed; every output's draws derive from it, its source path and variant.
-        lr: Adam learning rate (None = 0.02, pixels in [0, 1]).
-        init: ``"content"`` or ``"noise"`` (seeded per output).
-        tv_weight, content_layer, style_layers, model, pooling, precision, channels_last: as in
-            :class:`explorer.style_settings.StyleSettings`.
+        lr: Adam learning rate (None = 0.02).
+        init: ``"histogram"`` (the default: the content image in its style's colours),
+            ``"content"`` or ``"noise"`` (seeded per output).
+        parameterization, tv_weight, content_layer, style_layers, model, pooling, precision,
+            channels_last: as in :class:`explorer.style_settings.StyleSettings`.
     """
 
     variants: int = 1
     batch_size: int = 4
-    steps: tuple[int, int] = (50, 50)
+    steps: tuple[int, int] = (20, 20)
     size: tuple[int, int] = (128, 128)
     beta_range: tuple[float, float] = (30.0, 200.0)
     blend: int = 1
@@ -174,7 +177,8 @@ class AugmentSettings(RecipeSettings):
     traditional_at: str = "before"
     seed: int = 0
     lr: float | None = None
-    init: str = "content"
+    init: str = "histogram"
+    parameterization: str = "auto"
     tv_weight: float = 0.0
     content_layer: str = DEFAULT_CONTENT_LAYER
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
@@ -210,8 +214,7 @@ class AugmentSettings(RecipeSettings):
             raise ValueError(f"traditional augmentation must be among {', '.join(TRADITIONAL_OPS)}; got {bad[0]!r}")
         if self.traditional_at not in ("before", "after"):
             raise ValueError(f"traditional_at must be before or after; got {self.traditional_at!r}")
-        if self.init not in ("content", "noise"):
-            raise ValueError(f"init must be content or noise for augmentation; got {self.init!r}")
+        check_choice("init", self.init, choices.AUGMENT_INITS)
         check_int("variants", self.variants, 1, 10_000)
         check_int("batch_size", self.batch_size, 1, 1024)
         check_int("blend", self.blend, 1, _MAX_STYLES)
@@ -233,8 +236,8 @@ class AugmentSettings(RecipeSettings):
         return StyleSettings(size=size, steps=steps, optimizer="adam", lr=self.lr, content_weight=1.0,
                              style_weight=1.0, tv_weight=self.tv_weight, content_layer=self.content_layer,
                              style_layers=_names(self.style_layers), init=self.init, seed=0, model=self.model,
-                             pooling=self.pooling, precision=self.precision, channels_last=self.channels_last,
-                             preview_every=max(1, steps))
+                             parameterization=self.parameterization, pooling=self.pooling, precision=self.precision,
+                             channels_last=self.channels_last, preview_every=max(1, steps))
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
@@ -248,15 +251,16 @@ class AugmentSettings(RecipeSettings):
         """Build from a recipe's ``settings`` (:meth:`RecipeSettings.from_dict`). A recipe or
         report written before the rename holds ``ratio_range``: the same numbers (beta with
         alpha = 1), read as ``beta_range``; when both keys are there ``beta_range`` wins (a
-        ``--beta-range`` flag merged over an older recipe).
+        ``--beta-range`` flag merged over an older recipe). A whole settings dict from before
+        ``parameterization`` (``channels_last`` but not it) replays as it ran, on pixels.
 
         Raises:
             ValueError: as :meth:`RecipeSettings.from_dict`.
         """
-        if isinstance(d, dict) and "ratio_range" in d:
-            d = dict(d)
-            old = d.pop("ratio_range")
-            d.setdefault("beta_range", old)
+        if isinstance(d, dict) and "ratio_range" in d:  # a beta_range beside it wins
+            d = {"beta_range": d["ratio_range"], **{k: v for k, v in d.items() if k != "ratio_range"}}
+        if isinstance(d, dict) and "channels_last" in d:
+            d = {"parameterization": "pixel", **d}
         return super().from_dict(d)
 
 

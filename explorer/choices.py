@@ -11,9 +11,9 @@ from __future__ import annotations
 __all__ = [
     "MODEL_FAMILIES", "MODEL_NAMES", "STYLE_MODELS", "SALIENCY_MODELS",
     "METHODS", "GUIDES", "GUIDE_VARIANTS", "BASELINES",
-    "OPTIMIZERS", "LOSS_NORMALIZATIONS", "INITS", "POOLINGS", "PRECISIONS", "CHANNELS_LAST",
+    "OPTIMIZERS", "LOSS_NORMALIZATIONS", "INITS", "AUGMENT_INITS", "POOLINGS", "PRECISIONS", "CHANNELS_LAST",
     "PRESERVE_COLORS", "MASK_SOURCES", "DREAM_OBJECTIVES", "DREAM_NORMALIZE",
-    "FEATUREVIS_OBJECTIVES", "PARAMETERIZATIONS", "CONV_ALGORITHMS",
+    "FEATUREVIS_OBJECTIVES", "PARAMETERIZATIONS", "STYLE_PARAMETERIZATIONS", "CONV_ALGORITHMS",
     "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA",
 ]
 
@@ -40,6 +40,8 @@ LOSS_NORMALIZATIONS: tuple[str, ...] = ("relative", "paper")
 #: Starting images of a style transfer: the content image with the style's colour histograms
 #: (the default), the content image itself, white noise, or the style image.
 INITS: tuple[str, ...] = ("histogram", "content", "noise", "style")
+#: ... and those dataset augmentation offers (each output has its own style: no "style" start).
+AUGMENT_INITS: tuple[str, ...] = ("histogram", "content", "noise")
 POOLINGS: tuple[str, ...] = ("max", "avg")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 CHANNELS_LAST: tuple[str, ...] = ("auto", "on", "off")
@@ -51,6 +53,8 @@ DREAM_NORMALIZE: tuple[str, ...] = ("mean", "std")
 #: tests/test_cli_featurevis.py checks that they are explorer.featurevis's own lists).
 FEATUREVIS_OBJECTIVES: tuple[str, ...] = ("channel", "neuron", "direction", "class")
 PARAMETERIZATIONS: tuple[str, ...] = ("pixel", "fourier")
+#: What style transfer optimizes: auto = the Fourier offset with L-BFGS, the pixels with Adam.
+STYLE_PARAMETERIZATIONS: tuple[str, ...] = ("auto", "fourier", "pixel")
 #: How float32 3x3 convolutions run on the CPU (explorer.winograd's list, checked by its tests).
 CONV_ALGORITHMS: tuple[str, ...] = ("auto", "direct", "winograd")
 

@@ -58,9 +58,10 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated w_l, one per style layer (default equal)")
     p.add_argument("--init", choices=list(choices.INITS), default=S,
                    help="starting image (default histogram: the content image in the style's colours)")
-    p.add_argument("--parameterization", choices=list(choices.PARAMETERIZATIONS), default=S,
-                   help="what the optimizer changes: fourier (default: an offset whose spectrum is scaled by "
-                        "1/f^0.5, fewer steps to a given loss) or pixel (the pixels, as Gatys et al.)")
+    p.add_argument("--parameterization", choices=list(choices.STYLE_PARAMETERIZATIONS), default=S,
+                   help="what the optimizer changes: fourier (an offset whose spectrum is scaled by 1/f^0.5: "
+                        "L-BFGS needs fewer steps), pixel (the pixels, as Gatys et al.) or auto (default: fourier "
+                        "with L-BFGS, pixel with Adam)")
     p.add_argument("--seed", type=int, default=S, help="default 0")
     p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,
                    help="default vgg19")
@@ -228,7 +229,7 @@ def _augment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", type=int, default=S, metavar="N", help="stylized outputs per input image")
     p.add_argument("--batch-size", type=int, default=S, dest="batch_size", metavar="B",
                    help="images optimized together (same working shape; default 4)")
-    p.add_argument("--steps", default=S, metavar="N|LO,HI", help="Adam steps, or a range sampled per output (default 50)")
+    p.add_argument("--steps", default=S, metavar="N|LO,HI", help="Adam steps, or a range sampled per output (default 20)")
     p.add_argument("--size", default=S, metavar="N|LO,HI",
                    help="working size, long side in px, or a range sampled per output in steps of 32 (default 128)")
     p.add_argument("--beta-range", default=S, dest="beta_range", metavar="LO,HI",
@@ -244,7 +245,10 @@ def _augment_options(p: argparse.ArgumentParser) -> None:
                    help="apply it before or after stylization (default before)")
     p.add_argument("--seed", type=int, default=S, help="default 0; every output's draws derive from it")
     p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 0.02)")
-    p.add_argument("--init", choices=["content", "noise"], default=S, help="default content")
+    p.add_argument("--init", choices=list(choices.AUGMENT_INITS), default=S,
+                   help="starting image (default histogram: the content image in its style's colours)")
+    p.add_argument("--parameterization", choices=list(choices.STYLE_PARAMETERIZATIONS), default=S,
+                   help="what Adam changes: auto (default: the pixels), pixel or fourier")
     p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,
                    help="default vgg19")
     p.add_argument("--precision", choices=list(choices.PRECISIONS), default=S, help="default auto")

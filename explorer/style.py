@@ -215,7 +215,7 @@ class StyleTransfer(Run):
             start = init_image.to(self.device, torch.float32).expand_as(self.content).clone().clamp_(0, 1)
         else:
             start = self._initial_image(style_list)
-        self.image_param = OffsetImage(start, settings.parameterization)
+        self.image_param = OffsetImage(start, settings.image_parameterization)
         self.last_good = start.detach().clone()
         self.history: list[dict] = []
         self.snapshots: list[tuple[int, torch.Tensor]] = []

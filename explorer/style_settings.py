@@ -48,7 +48,7 @@ _CHOICES = {
     "channels_last": choices.CHANNELS_LAST,
     "preserve_color": choices.PRESERVE_COLORS,
     "masks": choices.MASK_SOURCES,
-    "parameterization": choices.PARAMETERIZATIONS,
+    "parameterization": choices.STYLE_PARAMETERIZATIONS,
     "conv_algorithm": choices.CONV_ALGORITHMS,
 }
 
@@ -86,10 +86,14 @@ class StyleSettings(RecipeSettings):
         pooling: ``"max"`` or ``"avg"`` (Gatys et al. prefer average pooling for synthesis).
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the network's forward pass.
         channels_last: memory format for the network's input: ``"auto"`` (on for CUDA and CPU, off for MPS), on, off.
-        parameterization: what the optimizer changes: ``"fourier"`` (the default: an offset
-            to the start image whose spectrum is scaled by 1/f^0.5,
-            :class:`explorer.parameterizations.OffsetImage`; L-BFGS needs fewer steps) or
-            ``"pixel"`` (the pixels themselves, as Gatys et al.).
+        parameterization: what the optimizer changes: ``"fourier"``, an offset to the start
+            image whose spectrum is scaled by 1/f^0.5
+            (:class:`explorer.parameterizations.OffsetImage`), with which L-BFGS needs fewer
+            steps to a given loss; ``"pixel"``, the pixels themselves, as Gatys et al.; or
+            ``"auto"`` (the default): Fourier with L-BFGS, pixels with Adam (whose fixed
+            per-coefficient step moved the Fourier offset's broad frequencies so far that
+            content was lost; bench/README.md, ``bench_augment.py --real``). See
+            :attr:`image_parameterization`.
         conv_algorithm: float32 3x3 convolutions on the CPU (:mod:`explorer.winograd`):
             ``"auto"`` (Winograd where it is timed faster for the shape, else torch's own),
             ``"direct"`` (torch's own) or ``"winograd"``. No effect on GPUs or in bf16.
@@ -136,7 +140,7 @@ class StyleSettings(RecipeSettings):
     pooling: str = "max"
     precision: str = "auto"
     channels_last: str = "auto"
-    parameterization: str = "fourier"
+    parameterization: str = "auto"
     conv_algorithm: str = "auto"
     preview_every: int = 10
     preserve_color: str = "none"
@@ -215,6 +219,13 @@ class StyleSettings(RecipeSettings):
         if self.style_layer_weights is None:
             return {l: 1.0 / len(self.style_layers) for l in self.style_layers}
         return dict(zip(self.style_layers, self.style_layer_weights))
+
+    @property
+    def image_parameterization(self) -> str:
+        """``"fourier"`` or ``"pixel"``: ``parameterization`` with ``"auto"`` resolved by the optimizer."""
+        if self.parameterization != "auto":
+            return self.parameterization
+        return "fourier" if self.optimizer == "lbfgs" else "pixel"
 
     @property
     def effective_lr(self) -> float:

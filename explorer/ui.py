@@ -36,6 +36,7 @@ __all__ = [
     "untrained_switch",
     "weights_notice",
     "run_events",
+    "progress_text",
     "heavy_runs",
     "queue_message",
     "result_heading",
@@ -285,6 +286,14 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     return last
 
 
+def progress_text(ev: ProgressEvent) -> str:
+    """The progress bar's line: ``"Step 12 of 100 · scale 1 of 2 (181x136 px) · 3.1 s · 0.26 s/step"``
+    (the stage only for multi-stage runs; seconds per step, averaged since Run, from step 1 on)."""
+    stage = f" · {ev.stage}" if ev.stage else ""
+    pace = f" · {ev.elapsed / ev.step:.2f} s/step" if ev.step > 0 else ""
+    return f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s{pace}"
+
+
 class _EventView:
     """The progress bar, preview and loss chart of one run."""
 
@@ -300,9 +309,7 @@ class _EventView:
     def show(self, ev: ProgressEvent) -> None:
         if ev.losses:
             self.rows.append({"step": ev.step, **ev.losses})
-        stage = f" · {ev.stage}" if ev.stage else ""
-        pace = f" · {ev.elapsed / ev.step:.2f} s/step" if ev.step > 0 else ""
-        self.bar.progress(ev.fraction, text=f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s{pace}")
+        self.bar.progress(ev.fraction, text=progress_text(ev))
         partial = st.session_state.setdefault(self.state_key, {})
         partial.update(rows=self.rows, step=ev.step, total=ev.total)
         if ev.preview is not None:

@@ -90,10 +90,12 @@ with st.expander("Settings", expanded=False):
     precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
                              help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
     parameterization = c1.selectbox(
-        "Optimize", list(choices.PARAMETERIZATIONS), key="parameterization",
-        format_func={"fourier": "Fourier offset (fewer steps)", "pixel": "Pixels (as in the paper)"}.get,
+        "Optimize", list(choices.STYLE_PARAMETERIZATIONS), key="parameterization",
+        format_func={"auto": "auto (Fourier with L-BFGS, pixels with Adam)", "fourier": "Fourier offset",
+                     "pixel": "Pixels (as in the paper)"}.get,
         help="Fourier: the optimizer changes an offset to the start whose spatial frequencies are scaled by "
-             "1/f^0.5, so broad changes come as easily as fine ones (Olah et al. 2017); pixels: every pixel directly")
+             "1/f^0.5, so broad changes come as easily as fine ones (Olah et al. 2017) and L-BFGS needs fewer "
+             "steps; pixels: every pixel directly")
     conv_algorithm = c2.selectbox(
         "Convolutions (CPU, fp32)", list(choices.CONV_ALGORITHMS), key="conv_algorithm",
         format_func={"auto": "auto (Winograd on large maps)", "direct": "direct (torch)", "winograd": "Winograd"}.get,

@@ -305,14 +305,19 @@ def test_a_folder_from_before_the_beta_rename_resumes(vgg19, data, tmp_path):
 
 
 def test_the_job_hash_is_unchanged_by_the_beta_rename(vgg19, tmp_path):
-    """Pinned hashes (computed before ``ratio`` became ``beta``): outputs made then stay
-    resumable. Planning reads no pixels, so an empty input file and a flat style image do."""
+    """Pinned hashes (computed before ``ratio`` became ``beta``, and before the histogram start
+    and the Fourier offset existed): outputs made then, with the settings of then (content start,
+    pixels), stay resumable. Planning reads no pixels, so an empty input file and a flat style
+    image do. Today's defaults make other outputs, hence other hashes."""
     (tmp_path / "in" / "cats").mkdir(parents=True)
     (tmp_path / "in" / "cats" / "a.png").write_bytes(b"")
     styles = [augment_io.StyleImage("grey.png", Image.new("RGB", (40, 40), (128, 128, 128)))]
-    run = Augmentation(vgg19, tmp_path / "in", styles, tmp_path / "out", settings(steps=1, batch_size=4))
+    then = settings(steps=1, batch_size=4, init="content", parameterization="pixel")
+    run = Augmentation(vgg19, tmp_path / "in", styles, tmp_path / "out", then)
     assert [j.beta for j in run.jobs] == [19330.0, 101100.0]
     assert run.hashes == {"cats/a__v0.png": "6301d4a9e17c", "cats/a__v1.png": "7caef842ff90"}
+    now = Augmentation(vgg19, tmp_path / "in", styles, tmp_path / "out2", settings(steps=1, batch_size=4))
+    assert set(now.hashes.values()).isdisjoint(run.hashes.values())
 
 
 def test_the_old_name_ratio_range_still_works_in_recipes_and_on_the_command_line(capsys):

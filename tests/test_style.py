@@ -6,8 +6,11 @@ import math
 import pytest
 import torch
 
+from explorer import color, ui
 from explorer.models import UnknownLayerError
-from explorer.style import StyleTransfer, run_style_transfer
+from explorer.parameterizations import OffsetImage, fourier_scale
+from explorer.progress import ProgressEvent
+from explorer.style import FIRST_STEP_MOVE, StyleTransfer, run_style_transfer
 from explorer import gatys
 from explorer.gatys import style_targets
 from explorer.style_settings import StyleSettings
@@ -260,3 +263,119 @@ def test_a_batch_of_two_contents_follows_the_two_single_runs(vgg19, parameteriza
         assert float(diff.mean()) < mean_diff and float(diff.max()) <= 5 * settings.effective_lr
     # the batch's own history rows are the sums over its images
     assert run.history[-1]["total"] == pytest.approx(sum(r.history[-1]["total"] for r in batched), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- starts, parameterizations, steps
+
+def test_history_row_k_is_the_image_after_k_steps(vgg19, images64):
+    """Row k holds the losses of the image the optimizer held after k updates (row 0: the start),
+    not of a point the line search tried and dropped. Checked against the variable itself: after
+    the event of step j arrives, the variable is already image j + 1."""
+    content, style = images64
+    run = StyleTransfer(vgg19, content, style, _settings(steps=5, optimizer="lbfgs"))
+    start = color.histogram_start(content, [(style, 1.0)])
+    after = {}
+    for ev in run:
+        if not ev.done:
+            after[ev.step + 1] = run.x.detach().clone()
+    assert run.history[0]["total"] == pytest.approx(run.losses(start)["total"].item(), rel=1e-5)
+    for k, x in after.items():
+        assert run.history[k]["total"] == pytest.approx(run.losses(x)["total"].item(), rel=1e-5), k
+    assert [h["step"] for h in run.history] == list(range(6))
+
+
+def test_histogram_start_gives_the_content_the_style_s_colours():
+    """Each channel of the start has the style's value distribution (its quantiles) while the
+    content's order of brightness is kept (histogram matching is monotone)."""
+    g = torch.Generator().manual_seed(0)
+    content = torch.rand(1, 3, 40, 50, generator=g)
+    style = torch.rand(1, 3, 30, 30, generator=g) ** 3  # darker, skewed
+    out = color.histogram_start(content, [(style, 1.0)])
+    assert out.shape == content.shape and out.dtype == torch.float32 and 0 <= float(out.min()) <= float(out.max()) <= 1
+    q = torch.tensor([0.1, 0.5, 0.9])
+    for c in range(3):
+        assert torch.allclose(out[0, c].flatten().quantile(q), style[0, c].flatten().quantile(q), atol=0.03)
+        order = content[0, c].flatten().argsort()
+        assert bool((out[0, c].flatten()[order].diff() >= 0).all())  # brighter stays brighter
+    # a blend with all the weight on one style is that style alone; weights must be positive
+    other = torch.ones(1, 3, 10, 10)
+    torch.testing.assert_close(color.histogram_start(content, [(style, 1.0), (other, 0.0)]), out)
+    with pytest.raises(ValueError, match="sum to a positive number"):
+        color.histogram_start(content, [(style, 0.0)])
+    with pytest.raises(ValueError, match="needs a style image"):
+        color.histogram_start(content, [])
+
+
+def test_the_default_start_is_the_histogram_start_and_targets_alone_fall_back_to_content(vgg19, images64):
+    content, style = images64
+    run = StyleTransfer(vgg19, content, style, _settings(steps=1))
+    torch.testing.assert_close(run.x.detach(), color.histogram_start(content, [(style, 1.0)]))
+    assert run.notes == []
+    targets = style_targets(vgg19, style, StyleSettings().style_layers)
+    run = StyleTransfer(vgg19, content, targets, _settings(steps=1))  # precomputed Gram matrices, no picture
+    torch.testing.assert_close(run.x.detach(), content)
+    assert len(run.notes) == 1 and "content image" in run.notes[0]
+
+
+def test_fourier_offset_starts_at_the_start_and_is_affine_in_its_spectrum():
+    g = torch.Generator().manual_seed(1)
+    start = torch.rand(2, 3, 24, 31, generator=g)
+    p = OffsetImage(start, "fourier")
+    assert p.raw.shape == (2, 3, 24, 16, 2) and torch.equal(p(), start)
+    d1, d2 = torch.randn(p.raw.shape, generator=g), torch.randn(p.raw.shape, generator=g)
+    with torch.no_grad():
+        p.raw.copy_(d1 + d2)
+    torch.testing.assert_close(p(), start + p.offset(d1) + p.offset(d2), atol=1e-5, rtol=0)
+    # low frequencies weigh more, by 1/f^0.5: a unit coefficient at frequency f moves the image by
+    # scale(f) / sqrt(HW) (twice that but for the constant, whose spectrum has no mirror image)
+    dc, hi = torch.zeros(p.raw.shape), torch.zeros(p.raw.shape)
+    dc[0, 0, 0, 0, 0], hi[0, 0, 12, 15, 0] = 1.0, 1.0
+    scale = fourier_scale(24, 31, 0.5)
+    ratio = float(p.offset(dc).abs().max()) / float(p.offset(hi).abs().max())
+    assert ratio == pytest.approx(float(scale[0, 0]) / (2 * float(scale[12, 15])), rel=1e-3) and ratio > 2
+    q = OffsetImage(start, "pixel")
+    assert torch.equal(q(), start) and q.raw.is_contiguous() and torch.equal(q.offset(d1[..., 0]), d1[..., 0])
+    with pytest.raises(ValueError, match="parameterization"):
+        OffsetImage(start, "wavelet")
+    with pytest.raises(ValueError, match="shape"):
+        OffsetImage(start[0], "pixel")
+
+
+@pytest.mark.parametrize("parameterization", ["pixel", "fourier"])
+def test_the_first_lbfgs_step_moves_the_image_by_the_set_amount(vgg19, images64, parameterization):
+    """torch's L-BFGS would first step min(1, 1/|g|_1) along -g: here the learning rate of that
+    step makes its largest change of a pixel FIRST_STEP_MOVE (before any line search)."""
+    content, style = images64
+    run = StyleTransfer(vgg19, content, style, _settings(steps=1, parameterization=parameterization))
+    x = run.image_param()
+    run.losses(x)["total"].sum().backward()
+    g = run.image_param.raw.grad
+    lr = run._first_step_lr(g)
+    move = lr * min(1.0, 1.0 / float(g.abs().sum())) * float(run.image_param.offset(g).abs().max())
+    assert move == pytest.approx(FIRST_STEP_MOVE, rel=1e-5)
+    assert run._first_step_lr(None) == run.settings.effective_lr
+
+
+def test_recipes_from_before_the_fourier_offset_replay_as_they_ran():
+    old = StyleSettings().to_dict()
+    del old["parameterization"], old["conv_algorithm"]
+    replay = StyleSettings.from_dict(old)
+    assert (replay.parameterization, replay.conv_algorithm) == ("pixel", "direct")
+    assert StyleSettings.from_dict(StyleSettings().to_dict()) == StyleSettings()
+    assert StyleSettings.from_dict({"steps": 3}).parameterization == "auto"  # a partial recipe: today's defaults
+
+
+def test_each_parameterization_and_conv_algorithm_lowers_the_loss(vgg19, images64):
+    content, style = images64
+    for parameterization in ("pixel", "fourier"):
+        for conv in ("direct", "auto", "winograd"):
+            r = run_style_transfer(vgg19, content, style, _settings(steps=4, parameterization=parameterization,
+                                                                     conv_algorithm=conv))
+            assert r.history[-1]["total"] < r.history[0]["total"], (parameterization, conv)
+            assert r.settings.conv_algorithm == conv and r.image.shape == content.shape
+
+
+def test_the_progress_line_shows_seconds_per_step():
+    assert ui.progress_text(ProgressEvent(0, 100, 0.4)) == "Step 0 of 100 · 0.4 s"
+    assert ui.progress_text(ProgressEvent(20, 100, 5.0)) == "Step 20 of 100 · 5.0 s · 0.25 s/step"
+    assert "scale 1 of 2" in ui.progress_text(ProgressEvent(4, 10, 1.0, stage="scale 1 of 2 (64x48 px)"))
