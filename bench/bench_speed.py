@@ -1,31 +1,47 @@
-"""Time to a good picture on the real VGG19 (issue 17, first measurement): the PyTorch tutorial's
-loop against the project's own means, scored by one plain Gatys loss. Prints figures; asserts nothing.
+"""Time to a good picture on the real VGG19 (issue 17): the PyTorch tutorial's loop against the
+project, scored by one plain Gatys loss; the per-step overhead over the bare network; the first
+preview with the page's defaults; and VGG19's convolutions, direct against Winograd, layer by
+layer. Prints figures; asserts nothing.
 
-* ``reference``: the tutorial's loop as the issue states it: VGG19 up to conv5_1, fp32,
-  one ``torch.optim.LBFGS([img], max_iter=100)`` step (torch's defaults otherwise: lr 1, no line
-  search), no clamping, content conv4_2, style conv1_1 .. conv5_1 with w_l = 1/5, starting from
-  the content image. The network is the project's :class:`~explorer.models.FeatureNet` on the
-  real weights file (the same convolutions and input normalization); the loop and the losses are
-  written out here, the tutorial's way.
-* ``project``: :class:`explorer.style.StyleTransfer` minimizing the same objective
-  (``loss_normalization="paper"``, the same layers, alpha 1, beta 1e2, fp32, L-BFGS with its
-  strong-Wolfe line search and channels_last), single scale; and ``project c2f``:
-  :class:`explorer.control.ControlledTransfer` coarse-to-fine from ``--start-size``.
+Sections (all by default; pick some with ``--only target,overhead,first,layers``):
 
-Every picture (clamped to [0, 1]) is scored by :func:`score`: alpha L_content + beta L_style,
-Gatys et al. 2016 eq. (1) and (5) with eq. (4), alpha = 1, beta = 1e2, on the conv layers above.
-The table gives, for each run, its final score and the seconds it took, and for the project the
-first second at which its score was at or below the reference's final score, and the ratio.
+* ``target``: per size and pair, ``reference`` is the tutorial's loop as the issue states it:
+  VGG19 up to conv5_1 on the real Caffe file, fp32, one ``torch.optim.LBFGS([img], max_iter=100)``
+  step (torch's defaults otherwise: lr 1, no line search), no clamping, content conv4_2, style
+  conv1_1 .. conv5_1 with w_l = 1/5, from the content image; written out here the tutorial's way
+  (the network is the project's :class:`~explorer.models.FeatureNet` on the same file, with
+  torch's own convolutions). ``project`` is :class:`explorer.style.StyleTransfer` on the same
+  objective (``loss_normalization="paper"``, alpha 1, beta 1e2, fp32) with its defaults: the
+  histogram start, the Fourier offset, Winograd convolutions, the scaled first L-BFGS step and
+  the strong-Wolfe line search. With ``--ablation`` the project also runs with each of the
+  first three switched back (content start, pixels, direct convolutions), and with all three.
+  Every clock starts before the style targets are computed. The project stops once it reaches
+  the reference's final score (or after ``--max-steps``); its final picture is scored again
+  here. Score: alpha L_content + beta L_style of clamp(x, 0, 1), Gatys et al. 2016 eq. (1), (4),
+  (5), alpha 1, beta 1e2.
+* ``overhead``: seconds per evaluation of a project step (fp32, 256 and 512 px, conv direct
+  and auto) against the bare network's forward + backward with the same convolutions and memory
+  format (features up to conv5_1, ``sum of squares`` backward), alternating, medians.
+* ``first``: the style page's defaults at 256 px (``StyleSettings()``, a preview every 5 steps as
+  the page has it), precision auto and fp32: seconds from Run to each of the first previews,
+  and the relative style loss there against the start and the 100th step; the previews are
+  saved in bench/out/first-*.png to look at.
+* ``layers``: each of VGG19's 3x3 convolutions at the working size: forward and input
+  gradient, oneDNN (NCHW and channels_last) against NNPACK's Winograd (what
+  :data:`explorer.winograd.MIN_POSITIONS` rests on).
 
-Usage: ``python bench/bench_speed.py [--sizes 256,512] [--pairs tubingen:shipwreck,golden_gate:starry_night]``
-(about 2 minutes per pair at 256 px and 8 at 512 px on 2 cores).
+Usage: ``python bench/bench_speed.py [--sizes 256,512] [--pairs tubingen:shipwreck,golden_gate:starry_night]
+[--only ...] [--ablation] [--json FILE]``. Run it on a quiet machine: the 512 px reference alone
+takes about 3 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,21 +49,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import explorer  # noqa: E402,F401  (before torch: sets GOMP_SPINCOUNT, see explorer/__init__.py)
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-from explorer import control, devices, images, losses, models, style  # noqa: E402
+from explorer import control, devices, images, losses, models, style, winograd  # noqa: E402
 from explorer.gatys import prepare_images  # noqa: E402
 from explorer.style_settings import StyleSettings  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
 WEIGHTS = SHARED / "weights" / "vgg19-caffe-features-q8.pth"
+OUT = ROOT / "bench" / "out"
 CONTENT_LAYER = "conv4_2"
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 ALPHA, BETA = 1.0, 1e2
+#: The project's means, and the settings that switch each back (``--ablation``).
+ABLATIONS = {"project": {}, "content start": {"init": "content"}, "pixels": {"parameterization": "pixel"},
+             "direct convs": {"conv_algorithm": "direct"},
+             "none of the three": {"init": "content", "parameterization": "pixel", "conv_algorithm": "direct"}}
 
 
 def picture(stem: str):
-    path = next(p for p in (SHARED / "images").iterdir() if p.stem.startswith(stem))
+    path = next(p for p in sorted((SHARED / "images").iterdir()) if p.stem.startswith(stem))
     return images.load_image(str(path)).image
 
 
@@ -75,11 +98,14 @@ def score(net, x, content_t, style_t) -> float:
     return float(ALPHA * c + BETA * s)
 
 
-def reference(net, content, content_t, style_t, evals: int = 100):
-    """The tutorial's loop; returns [(seconds, score of the image the closure saw)] and the image."""
+def reference(net, content, style_img, evals: int = 100):
+    """The tutorial's loop; returns [(seconds since before the targets, closure's loss)], the
+    image and the targets."""
+    start = time.perf_counter()
+    content_t, style_t = targets(net, content, style_img)
     img = content.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([img], max_iter=evals)
-    curve, start = [], time.perf_counter()
+    curve = []
 
     def closure():
         opt.zero_grad()
@@ -90,78 +116,235 @@ def reference(net, content, content_t, style_t, evals: int = 100):
         return loss
 
     opt.step(closure)
-    return curve, img.detach()
+    return curve, img.detach(), (content_t, style_t)
 
 
 def project_settings(size: int, steps: int, **kw) -> StyleSettings:
+    """The project's defaults on the reference's objective (paper losses, its layers and weights, fp32)."""
     return StyleSettings(size=size, steps=steps, precision="fp32", loss_normalization="paper",
                          content_layer=CONTENT_LAYER, style_layers=STYLE_LAYERS, content_weight=ALPHA,
-                         style_weight=BETA, tv_weight=0.0, init="content", preview_every=10_000, **kw)
+                         style_weight=BETA, tv_weight=0.0, preview_every=10_000, **kw)
 
 
-def curve_of(history: list[dict]) -> list[tuple[float, float]]:
-    """(seconds, total) per step; for a coarse-to-fine run only the final scale's rows (a smaller
-    scale's total is of a smaller picture, not comparable with the full-size score)."""
-    full = max((h.get("size", 0) for h in history), default=0)
-    return [(h["seconds"], h["total"]) for h in history if h.get("size", 0) == full]
+def project(net, content, style_img, settings: StyleSettings, goal: float):
+    """Runs until the total is at or below ``goal`` (or the steps end); returns [(seconds since
+    before construction, step, total)], the run and the seconds to the goal (None if missed)."""
+    start = time.perf_counter()
+    run = style.StyleTransfer(net, content, style_img, settings)
+    curve, reached = [], None
+    for ev in run:
+        curve.append((time.perf_counter() - start, ev.step, ev.losses["total"]))
+        if ev.losses["total"] <= goal:
+            reached = curve[-1][0]
+            run.stop("reached the reference's score")
+            break
+    return curve, run, reached
 
 
-def first_at_or_below(curve, target: float):
-    return next((t for t, v in curve if v <= target), None)
+def sampled(curve, n: int = 10) -> str:
+    """About n points of a [(seconds, ..., loss)] curve, its last point included."""
+    pts = curve[:: max(1, len(curve) // n)]
+    if pts[-1] is not curve[-1]:
+        pts.append(curve[-1])
+    return ", ".join(f"{p[0]:.1f}s:{p[-1]:.3g}" for p in pts)
 
 
-def bench_pair(net, content_img, style_img, size: int, args) -> None:
-    c, s = prepare_images(content_img, style_img, size)
-    content_t, style_t = targets(net, c, s)
-    ref_curve, ref_img = reference(net, c, content_t, style_t, args.evals)
+def bench_target(net, size: int, pair: str, args, out: dict) -> None:
+    cs, ss = pair.split(":")
+    c, s = prepare_images(picture(cs), picture(ss), size)
+    ref_curve, ref_img, (content_t, style_t) = reference(net, c, s, args.evals)
     ref_t, ref_score = ref_curve[-1][0], score(net, ref_img, content_t, style_t)
-    print(f"  reference          {len(ref_curve)} evaluations, {ref_t:6.1f} s, final score {ref_score:.4g} "
+    row = {"size": size, "pair": pair, "shape": list(c.shape[-2:]), "reference_seconds": ref_t,
+           "reference_score": ref_score, "reference_evaluations": len(ref_curve), "runs": {}}
+    print(f"\n{cs} + {ss}, {size} px ({c.shape[-1]}x{c.shape[-2]}): reference {len(ref_curve)} evaluations in "
+          f"{ref_t:.1f} s ({ref_t / len(ref_curve):.3f} s each), score of its clamped picture {ref_score:.4g} "
           f"(closure's last {ref_curve[-1][1]:.4g})")
-    runs = [("project", lambda: style.StyleTransfer(net, c, s, project_settings(size, args.steps)))]
-    if size > args.start_size:
-        runs.append(("project c2f", lambda: control.ControlledTransfer(
-            net, images.resize_long_side(content_img, size), [(images.resize_long_side(style_img, size), 1.0)],
-            project_settings(size, args.c2f_steps, scales=0, start_size=args.start_size))))
-    for name, make in runs:
-        start = time.perf_counter()
-        run = make()
-        for _ in run:
-            pass
-        took = time.perf_counter() - start
-        res = run.result()
-        final = score(net, res.image.to(net.device), content_t, style_t)
-        hist = getattr(run, "history", None) or res.history
-        curve = curve_of(hist)
-        reach = first_at_or_below(curve, ref_score)
-        ratio = f"{ref_t / reach:.2f}x sooner" if reach else "never reached the reference's score"
-        print(f"  {name:18s} {len(hist)} rows, {took:6.1f} s, final score {final:.4g}; reached the reference's "
-              f"score at {reach if reach is None else round(reach, 1)} s: {ratio}")
-        if args.curves:
-            print("    loss vs seconds: " + ", ".join(f"{t:.1f}:{v:.3g}" for t, v in curve[:: max(1, len(curve) // 12)]))
-    if args.curves:
-        print("    reference loss vs seconds: " + ", ".join(
-            f"{t:.1f}:{v:.3g}" for t, v in ref_curve[:: max(1, len(ref_curve) // 12)]))
+    print(f"  reference loss vs seconds: {sampled(ref_curve)}")
+    names = list(ABLATIONS) if args.ablation else ["project"]
+    for name in names:
+        curve, run, reached = project(net, c, s, project_settings(size, args.max_steps, **ABLATIONS[name]), ref_score)
+        final = score(net, run.result().image, content_t, style_t)
+        steps = curve[-1][1]
+        ratio = ref_t / reached if reached else None
+        what = (f"reached the reference's score after {steps} steps ({run.evaluations} evaluations), {reached:.1f} s: "
+                f"{ratio:.2f}x sooner" if reached else f"did not reach it in {steps} steps ({curve[-1][0]:.1f} s)")
+        print(f"  {name:18s} {what}; its picture scores {final:.4g}")
+        print(f"  {'':18s} loss vs seconds: {sampled([(t, v) for t, _, v in curve])}")
+        row["runs"][name] = {"seconds_to_score": reached, "ratio": ratio, "steps": steps,
+                             "evaluations": run.evaluations, "final_score": final,
+                             "curve": [(round(t, 2), v) for t, _, v in curve]}
+    row["reference_curve"] = [(round(t, 2), v) for t, v in ref_curve]
+    out.setdefault("target", []).append(row)
+
+
+def bare_step(net, x: torch.Tensor, conv: str) -> float:
+    """Seconds for the bare network's forward + backward (conv5_1 and every layer below)."""
+    x = x.detach().clone().requires_grad_(True)
+    t = time.perf_counter()
+    feats = net.features(devices.to_memory_format(x, True), [CONTENT_LAYER, *STYLE_LAYERS], conv=conv)
+    sum(f.pow(2).sum() for f in feats.values()).backward()
+    return time.perf_counter() - t
+
+
+def project_step(net, c, s, size: int, conv: str, steps: int) -> float:
+    """Seconds per evaluation of a project run, after its first two steps."""
+    run = style.StyleTransfer(net, c, s, project_settings(size, steps + 2, conv_algorithm=conv))
+    it = iter(run)
+    next(it), next(it)
+    n0, t = run.evaluations, time.perf_counter()
+    for _ in it:
+        pass
+    return (time.perf_counter() - t) / max(1, run.evaluations - n0)
+
+
+def bench_overhead(net, size: int, args, out: dict) -> None:
+    c, s = prepare_images(picture("tubingen"), picture("shipwreck"), size)
+    steps = 8 if size <= 256 else 4
+    for conv in ("direct", "auto"):
+        bare, proj = [], []
+        bare_step(net, c, conv)
+        for _ in range(args.rounds):
+            bare += [bare_step(net, c, conv) for _ in range(3)]
+            proj.append(project_step(net, c, s, size, conv, steps))
+        b, p = statistics.median(bare), statistics.median(proj)
+        print(f"  {size} px, conv {conv:6s}: bare forward + backward {b:.3f} s, project step {p:.3f} s per evaluation: "
+              f"overhead {100 * (p / b - 1):+.0f} % (bare {min(bare):.3f}-{max(bare):.3f}, step {min(proj):.3f}-{max(proj):.3f})")
+        out.setdefault("overhead", []).append({"size": size, "conv": conv, "bare": b, "step": p,
+                                               "bare_all": bare, "step_all": proj})
+
+
+def relative_style(net, x, style_targets_rel) -> float:
+    with torch.no_grad():
+        f = net.features(x.clamp(0, 1), list(style_targets_rel))
+        return sum(float(((losses.gram_matrix(f[l], normalize=True)[0] - a).pow(2).sum() / a.pow(2).sum()))
+                   for l, a in style_targets_rel.items()) / len(style_targets_rel)
+
+
+def bench_first(net, args, out: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for pair in args.pairs.split(","):
+        cs, ss = pair.split(":")
+        content, style_pil = picture(cs), picture(ss)
+        for precision in ("auto", "fp32"):
+            settings = StyleSettings(preview_every=5, precision=precision)  # the page's defaults
+            start = time.perf_counter()
+            run = control.ControlledTransfer(net, content, [(style_pil, 1.0)], settings)
+            previews = []
+            for ev in run:
+                if ev.preview is not None:
+                    previews.append((ev.step, time.perf_counter() - start, ev.preview))
+            s_rel = {l: t for l, t in run.targets.items()}
+            values = [(k, t, relative_style(net, p.to(net.device), s_rel)) for k, t, p in previews]
+            first, last = values[0][2], values[-1][2]
+            took = time.perf_counter() - start
+            label = devices.precision_name(devices.resolve_precision(precision, net.device))
+            print(f"  {cs} + {ss}, 256 px, precision {precision} ({label}), {settings.steps} steps in {took:.1f} s "
+                  f"({took / settings.steps:.3f} s/step): relative style loss at the start {first:.3f}, "
+                  f"step 100 {last:.3f}")
+            for k, t, v in values[1:5]:
+                print(f"    preview of step {k:3d} at {t:5.1f} s after Run: style loss {v:.3f} "
+                      f"({100 * (first - v) / max(first - last, 1e-12):.0f} % of the way to step 100)")
+            for k, _, p in previews[:3] + previews[-1:]:
+                images.to_pil(p).save(OUT / f"first-{cs}-{precision}-step{k:03d}.png")
+            out.setdefault("first", []).append({"pair": pair, "precision": precision, "seconds": took,
+                                                "previews": [(k, t, v) for k, t, v in values]})
+
+
+def bench_layers(net, size: int, out: dict) -> None:
+    c, _ = prepare_images(picture("tubingen"), picture("shipwreck"), size)
+    h0, w0 = c.shape[-2:]
+
+    def med(fn, n=5):
+        fn()
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts) * 1e3
+
+    seen = set()
+    print(f"  {size} px ({w0}x{h0}), ms: forward / input gradient")
+    for name in net.layer_names:
+        conv = net.body[name]
+        if not isinstance(conv, torch.nn.Conv2d) or name == "conv5_2":
+            if name == "conv5_2":
+                break
+            continue
+        stride = 2 ** int(name[4]) // 2
+        h, w = h0 // stride, w0 // stride
+        key = (conv.in_channels, conv.out_channels, h, w)
+        if key in seen:
+            continue
+        seen.add(key)
+        x = torch.randn(1, conv.in_channels, h, w)
+        g = torch.randn(1, conv.out_channels, h, w)
+        xc, gc = x.contiguous(memory_format=torch.channels_last), g.contiguous(memory_format=torch.channels_last)
+        wf = winograd.flipped_weight(conv.weight)
+        bwd = lambda gg, xx: torch.ops.aten.convolution_backward(gg, xx, conv.weight, None, [1, 1], [1, 1], [1, 1],
+                                                                 False, [0, 0], 1, [True, False, False])
+        r = {"direct nchw": (med(lambda: F.conv2d(x, conv.weight, conv.bias, padding=1)), med(lambda: bwd(g, x))),
+             "direct cl": (med(lambda: F.conv2d(xc, conv.weight, conv.bias, padding=1)), med(lambda: bwd(gc, xc))),
+             "winograd": (med(lambda: winograd.winograd_conv3x3(x, conv.weight, conv.bias, wf)),
+                          med(lambda: torch._nnpack_spatial_convolution(g, wf, None, [1, 1], [1, 1])))}
+        auto = "winograd" if winograd.prefers(conv, x) else "direct"
+        print(f"  {name} ({conv.in_channels}->{conv.out_channels}, {w}x{h} = {w * h} positions, auto: {auto}): " +
+              ", ".join(f"{k} {f:.1f} / {b:.1f}" for k, (f, b) in r.items()))
+        out.setdefault("layers", []).append({"size": size, "layer": name, "positions": w * h, "auto": auto,
+                                             **{k: list(v) for k, v in r.items()}})
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="256,512")
     p.add_argument("--pairs", default="tubingen:shipwreck,golden_gate:starry_night")
+    p.add_argument("--only", default="target,overhead,first,layers", help="sections to run, comma-separated")
     p.add_argument("--evals", type=int, default=100, help="the reference's max_iter (default 100)")
-    p.add_argument("--steps", type=int, default=100, help="the project's single-scale steps (default 100)")
-    p.add_argument("--c2f-steps", type=int, default=40, help="steps of the coarse-to-fine first scale (default 40)")
-    p.add_argument("--start-size", type=int, default=128, help="coarse-to-fine first scale in px (default 128)")
-    p.add_argument("--curves", action="store_true", help="print loss-versus-seconds curves")
+    p.add_argument("--max-steps", type=int, default=100, help="the project's most steps (default 100)")
+    p.add_argument("--ablation", action="store_true", help="also run the project with each means switched back")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the overhead section (default 3)")
+    p.add_argument("--json", metavar="FILE", help="write every figure (curves included) here")
     args = p.parse_args(argv)
+    if not WEIGHTS.exists():
+        print(f"needs the real VGG19 file {WEIGHTS} (set EXPLORER_SHARED)")
+        return 2
     torch.set_num_threads(os.cpu_count() or 1)
     net = models.load_model("vgg19", weights=str(WEIGHTS), device="cpu")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"bf16 {devices.cpu_has_bf16()} (not used: fp32), load {os.getloadavg()[0]:.2f}; {net.weights.label}")
-    for size in (int(v) for v in args.sizes.split(",")):
-        for pair in args.pairs.split(","):
-            cs, ss = pair.split(":")
-            print(f"{cs} + {ss}, {size} px")
-            bench_pair(net, picture(cs), picture(ss), size, args)
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "threads": torch.get_num_threads(), "bf16": devices.cpu_has_bf16(), "torch": torch.__version__,
+               "nnpack": winograd.available(), "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
+               "load_before": os.getloadavg()}
+    try:
+        machine["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads, bf16 {machine['bf16']} "
+          f"(fp32 everywhere except the first-picture section's 'auto'), torch {machine['torch']}, NNPACK "
+          f"{machine['nnpack']}, GOMP_SPINCOUNT {machine['GOMP_SPINCOUNT']}, load {machine['load_before'][0]:.2f}; "
+          f"{net.weights.label}")
+    sections = set(args.only.split(","))
+    out: dict = {"machine": machine}
+    sizes = [int(v) for v in args.sizes.split(",")]
+    if "layers" in sections:
+        print("\n== VGG19's 3x3 convolutions: direct (oneDNN) against Winograd (NNPACK) ==")
+        for size in sizes:
+            bench_layers(net, size, out)
+    if "overhead" in sections:
+        print("\n== per-evaluation cost of a project step against the bare network (fp32) ==")
+        for size in sizes:
+            bench_overhead(net, size, args, out)
+    if "first" in sections:
+        print("\n== the first previews with the page's defaults (256 px) ==")
+        bench_first(net, args, out)
+    if "target" in sections:
+        print("\n== time to the tutorial loop's score (fp32) ==")
+        for size in sizes:
+            for pair in args.pairs.split(","):
+                bench_target(net, size, pair, args, out)
+    out["machine"]["load_after"] = os.getloadavg()
+    print(f"\nload average after: {out['machine']['load_after'][0]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 

@@ -91,16 +91,16 @@ with st.expander("Settings", expanded=False):
                              help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
     parameterization = c1.selectbox(
         "Optimize", list(choices.STYLE_PARAMETERIZATIONS), key="parameterization",
-        format_func={"auto": "auto (Fourier with L-BFGS, pixels with Adam)", "fourier": "Fourier offset",
-                     "pixel": "Pixels (as in the paper)"}.get,
-        help="Fourier: the optimizer changes an offset to the start whose spatial frequencies are scaled by "
-             "1/f^0.5, so broad changes come as easily as fine ones (Olah et al. 2017) and L-BFGS needs fewer "
-             "steps; pixels: every pixel directly")
+        format_func={"auto": "auto", "fourier": "Fourier offset", "pixel": "pixels"}.get,
+        help="Fourier offset: the optimizer changes an offset to the start whose spatial frequencies are scaled "
+             "by 1/f^0.5, so broad changes come as easily as fine ones (Olah et al. 2017) and L-BFGS needs fewer "
+             "steps; pixels: every pixel directly, as in the paper; auto: Fourier with L-BFGS, pixels with Adam")
     conv_algorithm = c2.selectbox(
         "Convolutions (CPU, fp32)", list(choices.CONV_ALGORITHMS), key="conv_algorithm",
-        format_func={"auto": "auto (Winograd on large maps)", "direct": "direct (torch)", "winograd": "Winograd"}.get,
+        format_func={"auto": "auto", "direct": "direct", "winograd": "Winograd"}.get,
         help="Winograd's algorithm (NNPACK, inside PyTorch) needs fewer multiplications for 3x3 convolutions: "
-             "about 2x faster on large feature maps of a CPU in float32; no effect on a GPU or in bf16")
+             "about 2x faster on large feature maps of a CPU in float32. auto: Winograd on maps of 2048 positions "
+             "and more, torch's direct convolution elsewhere. No effect on a GPU or in bf16")
     preview_every = c3.number_input("Preview every N steps", 1, 1000, 5, key="preview_every")
 
 with st.expander("Colours, scales and photorealism", expanded=False):

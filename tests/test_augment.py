@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import augment, augment_io, augment_plan, cli, images
+from explorer import augment, augment_io, augment_plan, cli, color, images
 from explorer.augment import Augmentation
 from explorer.augment_plan import AugmentSettings, Shard
 from explorer.runs import Run
@@ -544,3 +544,42 @@ def test_cli_augment_bad_folders_are_one_error_line(data, tmp_path, capsys):
         run_cli(capsys, "augment", input_dir, styles_dir, "--variants", "1", "--untrained")
     assert exc.value.code == 2 and "required: -o/--output" in error_line(capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
+
+
+def test_each_output_starts_in_its_own_style_s_colours(vgg19, tmp_path):
+    """The default start: every image of a batch is its content in the colours of the style its
+    job drew (not the batch's first). With a learning rate of 1e-9 the outputs are their starts."""
+    src = tmp_path / "in" / "cats"
+    src.mkdir(parents=True)
+    for i in range(4):
+        _pil(picture(48, 48).roll(5 * i, dims=-1)).save(src / f"c{i}.png")
+    styles_dir = tmp_path / "styles"
+    styles_dir.mkdir()
+    ramp = torch.linspace(0, 1, 48).view(1, 1, 1, 48).expand(1, 3, 48, 48)
+    red, blue = ramp * torch.tensor([1.0, 0.1, 0.1]).view(1, 3, 1, 1), ramp * torch.tensor([0.1, 0.1, 1.0]).view(1, 3, 1, 1)
+    _pil(red).save(styles_dir / "red.png")
+    _pil(blue).save(styles_dir / "blue.png")
+    styles = augment_io.load_styles(styles_dir)
+    out = tmp_path / "out"
+    s = settings(variants=2, batch_size=4, steps=1, lr=1e-9)
+    run, _ = run_all(vgg19, tmp_path / "in", styles_dir, out, s)
+    assert len(run.written) == 8 and {r["styles"] for r in run.written} == {"red.png", "blue.png"}
+    for row in run.written:
+        got = images.to_tensor(images.load_image(str(out / row["output"])).image)
+        content = images.to_tensor(images.resize_long_side(images.load_image(str(tmp_path / "in" / row["source"])).image, 48))
+        style_img = images.to_tensor(styles[[st.name for st in styles].index(row["styles"])].image)
+        expected = color.histogram_start(content, [(style_img, 1.0)])
+        assert float((got - expected).abs().max()) <= 1.5 / 255, row["output"]
+        means = got.mean(dim=(0, 2, 3))
+        assert (means[0] > means[2]) == (row["styles"] == "red.png")
+
+
+def test_augmentation_defaults_and_recipes_from_before_them():
+    s = AugmentSettings()
+    assert (s.init, s.parameterization, s.steps) == ("histogram", "auto", (20, 20))
+    assert s.style_settings(20, 128).image_parameterization == "pixel"  # Adam runs on the pixels
+    old = {**AugmentSettings().to_dict(), "init": "content", "steps": [50, 50]}
+    del old["parameterization"]
+    assert AugmentSettings.from_dict(old).parameterization == "pixel"
+    with pytest.raises(ValueError, match="init must be one of histogram, content, noise; got 'style'"):
+        AugmentSettings(init="style")

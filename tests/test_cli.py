@@ -112,6 +112,25 @@ def test_stylize_samples_end_to_end(capsys, tmp_path):
     assert "untrained weights" in err  # the run is labelled on the terminal too
 
 
+def test_stylize_start_parameterization_and_convolutions_are_flags_and_replay(capsys, tmp_path):
+    out, rep = tmp_path / "out.png", tmp_path / "report.json"
+    rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", out, "--steps", 2,
+                         "--untrained", "--report", rep, "--init", "content", "--parameterization", "pixel",
+                         "--conv-algorithm", "direct", *FAST)
+    assert rc == 0, err
+    settings = read_report(rep)["settings"]
+    assert (settings["init"], settings["parameterization"], settings["conv_algorithm"]) == ("content", "pixel", "direct")
+    again = tmp_path / "again.json"
+    rc, _, err = run_cli(capsys, "stylize", "--recipe", rep, "-o", tmp_path / "b.png", "--report", again,
+                         "--untrained", *FAST)
+    assert rc == 0, err
+    assert read_report(again)["settings"] == settings
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", out, "--conv-algorithm", "fast", *FAST)
+    assert exc.value.code == 2
+    assert "--conv-algorithm" in error_line(capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("fmt,suffix", [("PNG", ".png"), ("JPEG", ".jpg")])
 def test_stylize_image_files(capsys, tmp_path, fmt, suffix):
     # a landscape content image and a portrait style image: each keeps its aspect ratio

@@ -141,6 +141,43 @@ def test_default_balance_is_like_neural_styles_published_outputs(real_vgg19, sha
     assert _gatys_balance(real_vgg19, c, c, s)[1] > 5 * os_
 
 
+# ----------------------------------------------------------------------------- speed to a good picture (issue 17)
+
+_BEFORE = dict(init="content", parameterization="pixel", conv_algorithm="direct")
+
+
+@pytest.mark.parametrize("content, painting", [("tubingen", "shipwreck"), ("hoovertowernight", "the_scream")])
+def test_the_defaults_reach_in_20_steps_what_pixels_from_the_content_reached_in_30(real_vgg19, shared_images,
+                                                                                     content, painting):
+    """The histogram start and the Fourier offset (the defaults) against the pixels from the
+    content image (the loop before them), 128 px, fp32, the default objective: fewer steps to
+    the same loss is what makes a good picture come sooner."""
+    c, s = _pictures(shared_images, content, painting, 128)
+    now = _run(real_vgg19, c, s, steps=20, precision="fp32")
+    before = _run(real_vgg19, c, s, steps=30, precision="fp32", **_BEFORE)
+    assert now.history[-1]["total"] < before.history[-1]["total"]
+
+
+def test_winograd_convolutions_give_the_same_run_as_direct_ones(real_vgg19, shared_images):
+    """fp32 on the CPU at 128 px: the Winograd path (auto) and torch's own convolutions give the
+    same losses along 15 L-BFGS steps, to well within what changes a picture."""
+    c, s = _pictures(shared_images, "golden_gate", "starry_night", 128)
+    auto = _run(real_vgg19, c, s, steps=15, precision="fp32", conv_algorithm="auto")
+    direct = _run(real_vgg19, c, s, steps=15, precision="fp32", conv_algorithm="direct")
+    for a, b in zip(auto.history, direct.history):
+        assert a["total"] == pytest.approx(b["total"], rel=0.02), a["step"]
+    assert float((auto.image - direct.image).abs().mean()) < 0.02
+
+
+def test_the_style_shows_in_the_first_previews(real_vgg19, shared_images):
+    """With the page's defaults the preview of step 10 has come most of the way (at least 80 %)
+    from the start's relative style loss to step 100's: the painting is plainly there early."""
+    c, s = _pictures(shared_images, "tubingen", "shipwreck", 128)
+    h = _run(real_vgg19, c, s, precision="fp32").history
+    start, ten, last = h[0]["style"], h[10]["style"], h[100]["style"]
+    assert (start - ten) >= 0.8 * (start - last)
+
+
 # ----------------------------------------------------------------------------- Deep Dream
 
 def test_deep_dream_on_the_real_vgg19_paints_new_things_untrained_weights_do_not(real_vgg19, real_mobilenet):

@@ -379,3 +379,13 @@ def test_the_progress_line_shows_seconds_per_step():
     assert ui.progress_text(ProgressEvent(0, 100, 0.4)) == "Step 0 of 100 · 0.4 s"
     assert ui.progress_text(ProgressEvent(20, 100, 5.0)) == "Step 20 of 100 · 5.0 s · 0.25 s/step"
     assert "scale 1 of 2" in ui.progress_text(ProgressEvent(4, 10, 1.0, stage="scale 1 of 2 (64x48 px)"))
+
+
+def test_auto_parameterization_is_fourier_for_lbfgs_and_pixels_for_adam(vgg19, images64):
+    content, style = images64
+    assert StyleSettings().image_parameterization == "fourier"
+    assert StyleSettings(optimizer="adam").image_parameterization == "pixel"
+    assert StyleSettings(optimizer="adam", parameterization="fourier").image_parameterization == "fourier"
+    assert StyleSettings(parameterization="pixel").image_parameterization == "pixel"
+    assert StyleTransfer(vgg19, content, style, _settings(optimizer="adam", steps=1)).image_param.kind == "pixel"
+    assert StyleTransfer(vgg19, content, style, _settings(steps=1)).image_param.kind == "fourier"
