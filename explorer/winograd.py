@@ -66,7 +66,14 @@ def eligible(conv: nn.Module, x: torch.Tensor) -> bool:
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
             and conv.padding_mode == "zeros" and not conv.weight.requires_grad
             and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and not torch.is_autocast_enabled("cpu") and available())
+            and not _cpu_autocast() and available())
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch before 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled()
 
 
 def flipped_weight(weight: torch.Tensor) -> torch.Tensor:
