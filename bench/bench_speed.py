@@ -213,13 +213,6 @@ def bench_overhead(net, size: int, args, out: dict) -> None:
                                                "bare_all": bare, "step_all": proj})
 
 
-def relative_style(net, x, style_targets_rel) -> float:
-    with torch.no_grad():
-        f = net.features(x.clamp(0, 1), list(style_targets_rel))
-        return sum(float(((losses.gram_matrix(f[l], normalize=True)[0] - a).pow(2).sum() / a.pow(2).sum()))
-                   for l, a in style_targets_rel.items()) / len(style_targets_rel)
-
-
 def bench_first(net, args, out: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for pair in args.pairs.split(","):
@@ -233,8 +226,9 @@ def bench_first(net, args, out: dict) -> None:
             for ev in run:
                 if ev.preview is not None:
                     previews.append((ev.step, time.perf_counter() - start, ev.preview))
-            s_rel = {l: t for l, t in run.targets.items()}
-            values = [(k, t, relative_style(net, p.to(net.device), s_rel)) for k, t, p in previews]
+            # the run's own relative style loss of each previewed image (its history row)
+            style_at = {h["step"]: h["style"] for h in run.history}
+            values = [(k, t, style_at[k]) for k, t, _ in previews]
             first, last = values[0][2], values[-1][2]
             took = time.perf_counter() - start
             label = devices.precision_name(devices.resolve_precision(precision, net.device))

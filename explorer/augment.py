@@ -182,7 +182,7 @@ class Augmentation(Run):
         self.written: list[dict] = []
         self.skipped: list[dict] = []
         self.seconds = 0.0
-        self._grams: OrderedDict = OrderedDict()
+        self._style_cache: OrderedDict = OrderedDict()
         self._started = False
 
     # -------------------------------------------------------------- targets
@@ -190,15 +190,15 @@ class Augmentation(Run):
     def _style_at(self, index: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A style image at a working size, (1, 3, H, W) in [0, 1], and its Gram targets (cached)."""
         key = (index, size)
-        if key in self._grams:
-            self._grams.move_to_end(key)
-            return self._grams[key]
+        if key in self._style_cache:
+            self._style_cache.move_to_end(key)
+            return self._style_cache[key]
         s = self.settings
         x = images.to_tensor(images.resize_long_side(self.styles[index].image, size))
         grams = style_targets(self.model, x, s.style_layers, pooling=s.pooling, precision="fp32")
-        self._grams[key] = (x, grams)
-        while len(self._grams) > _STYLE_CACHE:
-            self._grams.popitem(last=False)
+        self._style_cache[key] = (x, grams)
+        while len(self._style_cache) > _STYLE_CACHE:
+            self._style_cache.popitem(last=False)
         return x, grams
 
     def targets(self, job: Job) -> dict[str, torch.Tensor]:

@@ -233,7 +233,7 @@ class StyleTransfer(Run):
         s = self.settings
         if s.init == "histogram":
             if style_list:
-                return histogram_start(self.content, [(im.to(self.device, torch.float32), w) for im, w in style_list])
+                return histogram_start(self.content, list(style_list))  # matched on the CPU (scikit-image)
             # precomputed targets and no picture: nothing to take a palette from
             self.notes.append("the run started from the content image: a histogram start needs a style picture, "
                               "and this run was given precomputed style targets only")
