@@ -42,7 +42,7 @@ from torch import nn
 from . import winograd
 from .devices import resolve_device
 from .registry import ModelSpec, get_spec
-from .weights import (WeightsError, WeightsInfo, imagenet_state_dict, load_state_dict_into, read_state_dict,
+from .weights import (WeightsError, WeightsInfo, file_digest, imagenet_state_dict, load_state_dict_into, read_state_dict,
                       untrained_allowed)
 
 __all__ = [
@@ -405,7 +405,7 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
             conv_only = load_state_dict_into(model, sd, name, source)
             what = "ImageNet weights" if kind == "imagenet" else "weights"
             info = WeightsInfo(kind, source, f"{what} from {Path(source).name}" + (" (conv layers only)" if conv_only else ""),
-                               conv_only=conv_only)
+                               conv_only=conv_only, digest=file_digest(source))
             if conv_only:
                 model.classifier = nn.Identity()  # its parameters are still on the meta device
     net = FeatureNet(spec, _layers_for(spec, model, classifier=not info.conv_only), info)
