@@ -37,7 +37,11 @@ Re-running skips every output that exists *and* is listed in a manifest with the
 (the ``job`` column: a digest of everything that determines the output, i.e. the
 job's draws, the style images' pixels and the optimization settings, not the batch size, device
 or precision); an output listed with a different hash is an error
-(:class:`~explorer.augment_io.AugmentError`) rather than a silent mix.
+(:class:`~explorer.augment_io.AugmentError`) rather than a silent mix. Before that, the folder's
+recorded settings (``.augment-settings.json``, :mod:`explorer.augment_folder`; the weights
+file's digest included, which the hash leaves out) are compared with the run's, and a
+difference is refused in one line that names the setting. One folder is written by one shard
+plan at a time (:class:`~explorer.augment_io.ShardLock`).
 
 No Streamlit here: the CLI (``python -m explorer augment``) and the page share this module.
 """
@@ -58,17 +62,20 @@ import torch
 from . import images
 from . import outputs
 from .color import histogram_start
+from .augment_folder import check_folder, claim_folder, folder_settings
 from .augment_io import (MANIFEST_COLUMNS, SKIPPED_COLUMNS, AppendLog, AugmentError, ShardLock, StyleImage,
                          check_folders, read_manifest, rebuild_manifests)
 from .augment_plan import (IMAGE_EXTENSIONS, AugmentSettings, Job, Shard, apply_traditional, is_image_name,
                            is_utf8_name, plan_jobs, shown_name)
+from .devices import resolve_device, resolve_precision
+from .memory import check_fits
 from .models import FeatureNet
 from .progress import ProgressEvent
 from .runs import Run
 from .gatys import gatys_objective, style_targets
 from .style import StyleTransfer
 
-__all__ = ["Augmentation"]
+__all__ = ["Augmentation", "check_augment_memory"]
 
 _STYLE_CACHE = 64  # (style image, working size) Gram sets kept
 
@@ -91,6 +98,38 @@ def _job_hash(job: Job, styles: Sequence[StyleImage], settings: AugmentSettings,
     if s.parameterization == "fourier":  # Adam runs on pixels otherwise: older folders keep their hashes
         what["settings"]["parameterization"] = "fourier"
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+def check_augment_memory(settings: AugmentSettings, device: str | torch.device = "cpu",
+                         jobs: int | None = None) -> int:
+    """:func:`explorer.memory.check_fits` for an augmentation about to start, before any image
+    is decoded or any network runs: at the largest working size the settings can draw (HI of
+    ``size``), square (aspect ratios are unknown before decoding, and square at the long side is
+    the largest), in batches of ``batch_size`` (fewer when the run has fewer ``jobs``), with
+    Adam, the settings' layers and pooling, and the precision the device would run in.
+
+    Args:
+        settings: the run's settings (validated).
+        device: where it computes (``"auto"``, ``"cpu"``, ``"cuda:1"`` or a ``torch.device``).
+        jobs: the outputs it has to make, when known.
+
+    Returns:
+        the estimated bytes (0 when there is nothing to make).
+
+    Raises:
+        MemoryEstimateError: one line, e.g. "a 1024 px style transfer (16 images at a time)
+            needs about 39 GB of memory; this machine has 12 GB free; try 512 px or less".
+        ValueError: an unknown or unavailable device, model, layer or precision.
+    """
+    s = settings
+    batch = s.batch_size if jobs is None else min(s.batch_size, int(jobs))
+    if batch < 1:
+        return 0
+    dev = resolve_device(device)
+    side = s.size[1]
+    return check_fits(s.model, side, side, kind="style", device=dev, batch=batch,
+                      dtype=resolve_precision(s.precision, dev), layers=[s.content_layer, *s.style_layers],
+                      pooling=s.pooling, optimizer="adam", steps=s.steps[1])
 
 
 # ----------------------------------------------------------------------------- the run
@@ -144,7 +183,10 @@ class Augmentation(Run):
 
     Raises:
         AugmentError: missing input folder, output inside the input, no style images, or an
-            output folder holding outputs of other settings.
+            output folder made with other settings (:func:`explorer.augment_folder.check_folder`:
+            the message names the setting) or holding outputs of them.
+        MemoryEstimateError: the largest batch would not fit in memory
+            (:func:`check_augment_memory`), before any image is decoded.
         ValueError: bad settings (e.g. blend > number of styles), unknown layers.
     """
 
@@ -159,6 +201,8 @@ class Augmentation(Run):
             raise AugmentError("no style images")
         model.check_layers([settings.content_layer, *settings.style_layers])
         self.inputs = check_folders(self.input_dir, self.out_dir)
+        self.folder_settings = folder_settings(settings, self.styles, model.weights)
+        check_folder(self.out_dir, self.folder_settings)  # names the setting; the hashes below cannot
         self.mine = [p for k, p in enumerate(self.inputs) if shard.takes(k)]
         self.jobs = plan_jobs(self.inputs, len(self.styles), settings, shard)
         self.hashes = {j.output: _job_hash(j, self.styles, settings, model.weights.kind) for j in self.jobs}
@@ -178,6 +222,7 @@ class Augmentation(Run):
         self.already_done = len(done)
         self.pending = [j for j in self.jobs if j.output not in done]
         self.total = len(self.pending)
+        check_augment_memory(settings, model.device, jobs=self.total)
         self.done = 0
         self.written: list[dict] = []
         self.skipped: list[dict] = []
@@ -234,7 +279,10 @@ class Augmentation(Run):
         s = self.settings
         start = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        lock = ShardLock(self.out_dir, self.shard).acquire()
+        # the settings are checked again and recorded holding the folder's lock: two runs starting
+        # at once cannot both find the folder new
+        lock = ShardLock(self.out_dir, self.shard).acquire(
+            while_held=lambda: claim_folder(self.out_dir, self.folder_settings))
         try:
             self._manifest = AppendLog(self.out_dir / f"manifest.{self.shard.tag}.csv", MANIFEST_COLUMNS)
             self._skips = AppendLog(self.out_dir / f"skipped.{self.shard.tag}.csv", SKIPPED_COLUMNS)

@@ -1,8 +1,8 @@
 """The files of a dataset augmentation: the input folder (:func:`list_inputs`,
 :func:`check_folders`), the style images (:func:`load_styles`), the manifests and their
-append logs (:func:`read_manifest`, :func:`rebuild_manifests`, :class:`AppendLog`), the lock of
-one shard of an output folder (:class:`ShardLock`), and the page's zip in and zip out
-(:func:`extract_dataset_zip`, :func:`zip_folder`). What each output gets is
+append logs (:func:`read_manifest`, :func:`rebuild_manifests`, :class:`AppendLog`), the locks
+that let one shard plan at a time write into an output folder (:class:`ShardLock`), and the
+page's zip in and zip out (:func:`extract_dataset_zip`, :func:`zip_folder`). What each output gets is
 :mod:`explorer.augment_plan`; the run that writes them is :mod:`explorer.augment`.
 
 Inputs
@@ -31,7 +31,8 @@ Re-running skips every output that exists *and* is listed in a manifest with the
 (the ``job`` column: a digest of everything that determines the output, i.e. the job's draws, the
 style images' pixels and the optimization settings, not the batch size, device or precision);
 an output listed with a different hash means the folder was made with other settings, which is an
-error (:class:`AugmentError`) rather than a silent mix.
+error (:class:`AugmentError`) rather than a silent mix (the folder's recorded settings are
+checked first: :mod:`explorer.augment_folder`).
 
 No Streamlit and no network here; this module imports :mod:`explorer.images` and
 :mod:`explorer.augment_plan` only.
@@ -45,11 +46,12 @@ import io
 import os
 import re
 import stat
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from . import images
 from . import outputs
@@ -365,51 +367,101 @@ class AppendLog:
 
 
 class ShardLock:
-    """An exclusive lock of one shard of an output folder (``.lock.shard-I-of-N`` in it), held
-    while a run writes there, so a second run of the same shard (two plain runs into one folder,
-    or a shard restarted while its old process still runs) is refused instead of overwriting the
-    first one's images and logs. The operating system releases it when the process ends, also
-    when it is killed, so there is never a stale lock to remove by hand.
+    """The locks of one shard of an output folder, held while a run writes there: one folder is
+    written by one shard plan at a time (shards of that plan, ``I/N`` for one N, run side by
+    side), and each shard by one run.
+
+    * ``.lock.shard-I-of-N``: exclusive (``flock``), so a second run of the same shard (a shard
+      restarted while its old process still runs) is refused instead of overwriting the first
+      one's images and logs;
+    * ``.lock.plan-of-N``: shared by every shard of the plan; a run of another plan (a plain run
+      beside ``--shard 0/2``: each numbers the inputs its own way and would overwrite the other's
+      images) tries to lock it exclusively and is refused when it cannot;
+    * ``.lock.folder``: taken for the moment of these checks (and of ``while_held``), so two runs
+      starting at once cannot both find the folder free.
+
+    The operating system releases them when the process ends, also when it is killed, so there
+    is never a stale lock to remove by hand; the files stay (removing one while another process
+    opens it would let two writers lock two different files).
 
     Raises (on :meth:`acquire`):
-        AugmentError: another process holds it (one line).
+        AugmentError: the shard is taken, or another plan writes there (one line naming it).
     """
 
     def __init__(self, out_dir: Path, shard: Shard):
-        self.path = out_dir / f".lock.{shard.tag}"
-        self.shard = shard
-        self._fh = None
+        self.folder, self.shard = Path(out_dir), shard
+        self.path = self.folder / f".lock.{shard.tag}"
+        self._held: list = []
 
-    def acquire(self) -> "ShardLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+b")
+    def acquire(self, while_held: Callable[[], None] | None = None, wait: float = 60.0) -> "ShardLock":
+        """Take the locks, then call ``while_held`` (e.g. a check of the folder's settings)
+        before other runs may start; ``wait``: seconds to wait for another run's check."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        mutex = open(self.folder / ".lock.folder", "a+b")
         try:
-            _lock_file(fh)
-        except OSError:
-            fh.close()
-            which = "" if self.shard.count == 1 else f" (shard {self.shard})"
-            raise AugmentError(f"another augment run is writing into {self.path.parent}{which}; wait for it to "
-                               "finish or stop it, or use another output folder") from None
-        self._fh = fh
+            deadline = time.monotonic() + wait
+            while not _try_lock(mutex):
+                if time.monotonic() > deadline:
+                    raise AugmentError(f"another augment run is starting in {self.folder} and does not finish "
+                                       "its checks; try again")
+                time.sleep(0.05)
+            n = self.shard.count
+            for path in self.folder.glob(".lock.plan-of-*"):
+                other = re.fullmatch(r"\.lock\.plan-of-(\d+)", path.name)
+                if other and int(other.group(1)) != n:
+                    with open(path, "a+b") as fh:
+                        if not _try_lock(fh, span=int(other.group(1))):
+                            raise AugmentError(_plan_clash(self.folder, int(other.group(1)), self.shard))
+            for path, shared in ((self.path, False), (self.folder / f".lock.plan-of-{n}", True)):
+                self._held.append(open(path, "a+b"))
+                if not _try_lock(self._held[-1], shared=shared, at=self.shard.index):
+                    which = "" if n == 1 else f" (shard {self.shard})"
+                    raise AugmentError(f"another augment run is writing into {self.folder}{which}; wait for it to "
+                                       "finish or stop it, or use another output folder")
+            if while_held is not None:
+                while_held()
+        except BaseException:
+            self.release()
+            raise
+        finally:
+            mutex.close()  # closing releases the lock
         return self
 
     def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()  # closing releases the lock
-            self._fh = None
+        """Release the locks (harmless when released already)."""
+        while self._held:
+            self._held.pop().close()  # closing releases the lock
 
 
-def _lock_file(fh) -> None:
-    """Take a non-blocking exclusive lock on an open file (OSError when it is held)."""
+def _plan_clash(folder: Path, other: int, shard: Shard) -> str:
+    them = "a plain run (no --shard)" if other == 1 else f"a run in {other} shards (--shard I/{other})"
+    join = "run without --shard" if other == 1 else f"join it with --shard I/{other}"
+    me = "this plain run" if shard.count == 1 else f"--shard {shard}"
+    return (f"{them} is writing into {folder}; {me} would number the inputs another way and overwrite its images "
+            f"(one output folder takes one shard plan at a time): wait for it to finish, {join}, or use another "
+            "output folder")
+
+
+def _try_lock(fh, shared: bool = False, at: int = 0, span: int = 1) -> bool:
+    """Lock an open lock file without waiting: exclusively, or shared (``flock``'s LOCK_SH);
+    False when another open file holds a conflicting lock. Windows has no shared locks: there a
+    shared holder locks byte ``at`` alone and an exclusive one the bytes ``0 .. span - 1``."""
     try:
         import fcntl
     except ImportError:  # Windows
         import msvcrt
 
-        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        return
-    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
+        fh.seek(at if shared else 0)
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1 if shared else span)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
 
 
 # ----------------------------------------------------------------------------- zip in, zip out (the page)

@@ -255,6 +255,9 @@ def _augment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", metavar="I/N",
                    help="do shard I of N (inputs whose index mod N == I); default: RANK/WORLD_SIZE if set "
                         "(torchrun), else all")
+    p.add_argument("--new-folder-if-different", action="store_true", dest="new_folder_if_different",
+                   help="when OUT_DIR was made with other settings (weights, sizes, styles, seed, ...), write into "
+                        "OUT_DIR-2 (or -3, ...: the first that is new or holds these settings) instead of refusing")
     _common_options(p)
 
 

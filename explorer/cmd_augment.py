@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import augment
 from . import outputs
+from . import augment_folder
 from . import augment_io
 from . import augment_plan
 from . import cmd_common as common
@@ -33,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     settings = common.settings_from(augment_plan.AugmentSettings, args, recipe)
     shard = augment_plan.Shard.parse(args.shard) if args.shard else augment_plan.shard_from_env() or augment_plan.Shard()
     inputs = augment_io.check_folders(args.input_dir, args.output, args.styles_dir)
+    args.device = augment_plan.device_from_env(args.device)
+    jobs = sum(shard.takes(k) and augment_plan.is_usable_input(p) for k, p in enumerate(inputs)) * settings.variants
+    augment.check_augment_memory(settings, args.device, jobs)  # before any image is decoded or model loaded
     notes: list[str] = []
     styles = augment_io.load_styles(args.styles_dir, notes)
     for note in notes:
@@ -40,11 +44,20 @@ def run(args: argparse.Namespace) -> int:
     if settings.blend > len(styles):
         raise common.CliError(f"--blend {settings.blend} needs at least {settings.blend} style images; "
                        f"{args.styles_dir} has {len(styles)}")
-    augment_io.ShardLock(Path(args.output), shard).acquire().release()  # a second writer: one line, before the model
-    args.device = augment_plan.device_from_env(args.device)
+    out, new_folder = Path(args.output), getattr(args, "new_folder_if_different", False)
+    if not new_folder:  # a second writer, or another shard plan: one line, before the model
+        augment_io.ShardLock(out, shard).acquire().release()
     model = common.load_net(args, settings.model)
-    run = augment.Augmentation(model, args.input_dir, styles, args.output, settings, shard=shard)
-    common.say(f"augmenting shard {shard}: {len(run.mine)} of {len(inputs)} inputs, {len(run.jobs)} outputs "
+    if new_folder:
+        wanted = augment_folder.folder_settings(settings, styles, model.weights)
+        chosen = augment_folder.pick_folder(out, wanted)
+        if chosen != out:
+            augment_io.check_folders(args.input_dir, chosen, args.styles_dir)
+            common.say(f"note: {out} was made with other settings "
+                       f"({'; '.join(augment_folder.differences(out, wanted)[:3])}); writing into {chosen}")
+            out = chosen
+    run = augment.Augmentation(model, args.input_dir, styles, out, settings, shard=shard)
+    common.say(f"augmenting shard {shard} into {out}: {len(run.mine)} of {len(inputs)} inputs, {len(run.jobs)} outputs "
          f"({run.already_done} already done) with {len(styles)} style image(s) on {model.device}, "
          f"{model.weights.label}")
     interrupted, events = False, iter(run)
@@ -59,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
     summary = run.summary()
     if args.report:
         outputs.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
-    out = Path(args.output)
     common.say(f"wrote {summary['written']} image(s) in {summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} "
          f"images/min); {out / 'manifest.csv'} lists {rows} output(s)")
     if skipped:

@@ -110,3 +110,23 @@ def test_bad_zips_are_one_error_line_and_nothing_runs(page, data, message):
     errs = errors(page)
     assert len(errs) == 1 and message in errs[0] and "\n" not in errs[0], errs
     assert "Result" not in [s.value for s in page.subheader]
+
+
+def test_a_run_too_big_for_memory_is_one_error_line_before_any_image_is_decoded(page, monkeypatch):
+    """The largest working size of the range, square, checked before the inputs are decoded or
+    any style target is computed (it used to come after both, at the first batch)."""
+    from explorer import augment
+
+    seen: list[str] = []
+    load, targets = images.load_image, augment.style_targets
+    monkeypatch.setattr(images, "load_image", lambda *a, **kw: seen.append("decode") or load(*a, **kw))
+    monkeypatch.setattr(augment, "style_targets", lambda *a, **kw: seen.append("forward") or targets(*a, **kw))
+    monkeypatch.setenv("EXPLORER_MEMORY_LIMIT", "1MB")
+    upload(page, dataset_zip())
+    page.slider(key="aug_size").set_value((48, 96))
+    page.slider(key="aug_steps").set_value((1, 1))
+    page.button(key="aug_run").click().run()
+    assert not page.exception
+    errs = errors(page)
+    assert len(errs) == 1 and "a 96 px style transfer" in errs[0] and "needs about" in errs[0], errs
+    assert seen == [] and "Result" not in [s.value for s in page.subheader]

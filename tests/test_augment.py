@@ -353,9 +353,10 @@ def test_bad_files_are_skipped_into_skipped_csv_and_the_run_goes_on(vgg19, data,
 
 
 def _leftovers(out: Path) -> list[str]:
-    """Hidden temporary files left behind (the shards' lock files stay by design: removing a
-    lock file while another process opens it would let two writers lock two different files)."""
-    return [p.name for p in out.rglob(".*") if not p.name.startswith(".lock.shard-")]
+    """Hidden temporary files left behind (the lock files stay by design: removing a lock file
+    while another process opens it would let two writers lock two different files; so does the
+    folder's settings file)."""
+    return [p.name for p in out.rglob(".*") if not p.name.startswith(".lock.") and p.name != ".augment-settings.json"]
 
 
 def test_writes_are_atomic_and_a_failed_write_loses_nothing_written(vgg19, data, tmp_path, monkeypatch):
