@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 from . import activations, devices, images, memory, models, plots, registry
-from .page_state import result_bytes
+from .page_state import keep_settings, result_bytes
 from .progress import ProgressEvent
 from .runs import Run
 from .runqueue import RunQueue, default_slots
@@ -54,10 +54,13 @@ _entry = threading.local()
 
 def run_app(pages) -> None:
     """Run ``st.navigation(pages)`` from app.py, marking this script run as started by the entry
-    point (see :func:`page_guard`)."""
+    point (see :func:`page_guard`); every page's settings are kept for the session
+    (:func:`explorer.page_state.keep_settings`)."""
     _entry.active = True
     try:
-        st.navigation(pages).run()
+        page = st.navigation(pages)
+        keep_settings(page.url_path)
+        page.run()
     finally:
         _entry.active = False
 

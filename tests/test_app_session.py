@@ -1,6 +1,7 @@
-"""AppTest of what a browser session keeps while the user moves around the app: each result's
-downloads, which are encoded once per result rather than on every rerun. Untrained weights,
-64-96 px, 2 steps."""
+"""AppTest of what a browser session keeps while the user moves around the app: every page's
+settings after a visit to another page (also a visit that stopped a run half way, which then
+shows its partial result), the sidebar's shared choices, and each result's downloads, which are
+encoded once per result rather than on every rerun. Untrained weights, 64-96 px, 2 steps."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from explorer import outputs
+from explorer import dream, outputs
 from tests.helpers import app_env
+from tests.test_app import errors, untrained_box
 
 ROOT = Path(__file__).resolve().parents[1]
 DREAM = "pages/deep_dream.py"
+STYLE = "pages/style_transfer.py"
+SWEEP = "pages/sweep.py"
 SALIENCY = "pages/style_saliency.py"
 
 
@@ -47,6 +52,94 @@ def count_calls(monkeypatch, module, *names: str) -> Counter:
             return _real(*args, **kwargs)
         monkeypatch.setattr(module, name, counted)
     return calls
+
+
+# --------------------------------------------------------------------------- settings across pages
+
+
+def test_settings_of_two_pages_are_kept_after_visiting_another_page():
+    at = open_page(DREAM)
+    at.radio(key="dream_start").set_value("noise")
+    at.slider(key="dream_octaves").set_value(2)
+    at.selectbox(key="dream_objective").set_value("mean")
+    at.text_input(key="dream_channels").set_value("3")
+    at.checkbox(key="dream_zoom_mode").check().run()
+    at.slider(key="dream_zoom_frames").set_value(5)  # enabled by the box above
+    at.multiselect(key="dream_layers_googlenet").select("inception3a").run()
+    at.number_input(key="dream_w_inception3a").set_value(2.5).run()  # shown for two layers
+    assert not at.exception and not errors(at)
+
+    at.switch_page(STYLE).run()
+    at.slider(key="size").set_value(128)
+    at.number_input(key="steps").set_value(7)
+    at.selectbox(key="optimizer").set_value("adam")
+    at.number_input(key="seed").set_value(42)
+    at.selectbox(key="style_sample").set_value(at.selectbox(key="style_sample").options[2]).run()
+    assert not at.exception and not errors(at)
+    style_sample = at.selectbox(key="style_sample").value
+
+    at.switch_page(SWEEP).run()
+    assert not at.exception
+
+    at.switch_page(DREAM).run()
+    assert not at.exception and not errors(at)
+    assert at.radio(key="dream_start").value == "noise"
+    assert at.slider(key="dream_octaves").value == 2
+    assert at.selectbox(key="dream_objective").value == "mean"
+    assert at.text_input(key="dream_channels").value == "3"
+    assert at.checkbox(key="dream_zoom_mode").value is True
+    assert at.slider(key="dream_zoom_frames").value == 5
+    assert at.multiselect(key="dream_layers_googlenet").value == ["inception4c", "inception3a"]
+    assert at.number_input(key="dream_w_inception3a").value == 2.5
+
+    at.switch_page(STYLE).run()
+    assert not at.exception and not errors(at)
+    assert at.slider(key="size").value == 128
+    assert at.number_input(key="steps").value == 7
+    assert at.selectbox(key="optimizer").value == "adam"
+    assert at.number_input(key="seed").value == 42
+    assert at.selectbox(key="style_sample").value == style_sample
+
+    # the sidebar's "Use untrained weights" is one choice for every page: a page does not get
+    # its own old tick back when the user changed it elsewhere in the meantime
+    untrained_box(at).uncheck().run()
+    at.switch_page(DREAM).run()
+    assert untrained_box(at).value is False
+    assert at.slider(key="dream_octaves").value == 2
+    untrained_box(at).check().run()
+    assert not at.exception and not errors(at)
+
+
+class _LeaveDuringRun(dream.DreamRun):
+    """A dream whose user opens the style transfer page as soon as the first preview shows:
+    ``st.switch_page`` stops the page's script at once and reruns the app on the other page, as a
+    click on another page in the sidebar does."""
+
+    def __iter__(self):
+        for ev in super().__iter__():
+            yield ev
+            if ev.preview is not None:
+                st.switch_page(STYLE)
+
+
+def test_leaving_a_page_during_a_run_keeps_its_settings_and_partial_result(monkeypatch):
+    monkeypatch.setattr(dream, "DreamRun", _LeaveDuringRun)
+    at = open_page(DREAM)
+    tiny_dream(at)
+    at.slider(key="dream_jitter").set_value(5)
+    at.number_input(key="dream_seed").set_value(3).run()
+    at.button(key="dream_run").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Style transfer"]  # the run was left half way
+
+    at.switch_page(DREAM).run()
+    assert not at.exception and not errors(at)
+    assert at.slider(key="dream_size").value == 96
+    assert at.slider(key="dream_octaves").value == 2
+    assert at.slider(key="dream_jitter").value == 5
+    assert at.number_input(key="dream_seed").value == 3
+    assert "Result" in [s.value for s in at.subheader]
+    assert any(w.value.startswith("Partial result: stopped at step") for w in at.warning), [w.value for w in at.warning]
 
 
 # --------------------------------------------------------------------------- downloads
