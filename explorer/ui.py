@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 
 from . import activations, devices, images, memory, models, plots, registry
+from .page_state import keep_settings, result_bytes
 from .progress import ProgressEvent
 from .runs import Run
 from .runqueue import RunQueue, default_slots
@@ -43,6 +44,7 @@ __all__ = [
     "PageRun",
     "one_line",
     "device_summary",
+    "result_bytes",
 ]
 
 UNTRAINED_KEY = "use_untrained_weights"
@@ -52,10 +54,13 @@ _entry = threading.local()
 
 def run_app(pages) -> None:
     """Run ``st.navigation(pages)`` from app.py, marking this script run as started by the entry
-    point (see :func:`page_guard`)."""
+    point (see :func:`page_guard`); every page's settings are kept for the session
+    (:func:`explorer.page_state.keep_settings`)."""
     _entry.active = True
     try:
-        st.navigation(pages).run()
+        page = st.navigation(pages)
+        keep_settings(page.url_path)
+        page.run()
     finally:
         _entry.active = False
 
@@ -371,7 +376,7 @@ class PageRun:
 
     On a page: ``page_run = ui.PageRun("style")``, ``page_run.recover()`` near the top; on Run
     ``start(pending)``, ``events(run)``, then ``finish(image=...)`` (or ``cancel()``); then draw
-    ``page_run.result``. The session keys are ``{name}_result``, ``{name}_pending``,
+    ``page_run.result``, its downloads encoded once through :func:`result_bytes`. The session keys are ``{name}_result``, ``{name}_pending``,
     ``{name}_running`` and ``{name}_partial`` (:attr:`state_key`); pages use this class instead.
 
     Args:

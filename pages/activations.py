@@ -1,5 +1,6 @@
 """Layer activation explorer: what each layer of a network computes for one picture."""
 
+import hashlib
 import math
 
 import streamlit as st
@@ -132,8 +133,11 @@ if acts is not None:
             top = act.top_channels(acts, n_top, by=rank)
             grid = act.channel_grid(acts, top, cols=min(8, len(top)), cell=128)
             st.image(grid, caption=f"Top {len(top)} of {acts.shape[0]} channels of {layer}, by {rank}")
-            st.download_button("Download grid (PNG)", outputs.png_bytes(grid, pnginfo={"weights": model.weights.label,
-                                                                                       "layer": layer}),
+            grid_info = {"weights": model.weights.label, "layer": layer}  # PNG encoded again only for another grid
+            png = ui.result_bytes(st.session_state.setdefault("act_downloads", {}), "grid",
+                                  lambda: outputs.png_bytes(grid, pnginfo=grid_info),
+                                  depends=(hashlib.sha1(grid.tobytes()).hexdigest(), *grid_info.values()))
+            st.download_button("Download grid (PNG)", png,
                                file_name=f"{layer}-top{len(top)}.png", mime="image/png", key="download_grid")
             st.caption("Each tile is one channel's feature map, coloured from its own minimum (dark purple) to its own "
                        "maximum (yellow); the label gives the channel index and that value range. Bright areas are "

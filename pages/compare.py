@@ -192,9 +192,11 @@ if res:
                                  key=f"cmp_chart_{k}")
         d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
         info = {"weights": res["weights_label"]}
-        d1.download_button("Download full-Gram PNG", outputs.png_bytes(res["full"], pnginfo=info),
+        full, guided = (ui.result_bytes(res, k, lambda k=k: outputs.png_bytes(res[k], pnginfo=info))
+                        for k in ("full", "guided"))
+        d1.download_button("Download full-Gram PNG", full,
                            file_name="full_gram.png", mime="image/png", key="cmp_download_full")
-        d2.download_button("Download guided PNG", outputs.png_bytes(res["guided"], pnginfo=info),
+        d2.download_button("Download guided PNG", guided,
                            file_name="guided_gram.png", mime="image/png", key="cmp_download_guided")
 
 sweep = keep_run.result

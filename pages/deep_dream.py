@@ -138,13 +138,13 @@ if res:
     report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
     report["inputs"] = res["inputs"]
     d1, d2, d3, _ = st.columns([1, 1.4, 1, 1])
-    d1.download_button("Download PNG", outputs.png_bytes(res["image"], pnginfo={"weights": res["weights_label"]}),
-                       file_name="dream.png", mime="image/png", key="dream_download_png")
+    png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
+    d1.download_button("Download PNG", png, file_name="dream.png", mime="image/png", key="dream_download_png")
     d2.download_button("Download recipe (JSON)", json.dumps(report, indent=2), file_name="dream-recipe.json",
                        mime="application/json", key="dream_download_json",
                        help="Replay with: python -m explorer dream IMAGE --recipe dream-recipe.json -o out.png")
     if res.get("frames") and len(res["frames"]) > 1:
-        d3.download_button("Download GIF", outputs.gif_bytes(res["frames"], duration_ms=600),
+        d3.download_button("Download GIF", ui.result_bytes(res, "gif", lambda: outputs.gif_bytes(res["frames"], 600)),
                            file_name="dream.gif", mime="image/gif", key="dream_download_gif")
     if res.get("history"):
         st.plotly_chart(plots.loss_figure(res["history"], keys=("objective",), title="Objective per step",

@@ -172,10 +172,12 @@ with t_grid:
         report["inputs"] = res["inputs"]
         d1, d2, d3, _ = st.columns([1, 1.3, 1.3, 1])
         info_png = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
-        d1.download_button("Download grid (PNG)", outputs.png_bytes(res["image"], pnginfo=info_png),
+        d1.download_button("Download grid (PNG)",
+                           ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo=info_png)),
                            file_name="featurevis-grid.png", mime="image/png", key="fv_grid_download_png")
         if res.get("sheet") is not None:
-            d2.download_button("Download with examples (PNG)", outputs.png_bytes(res["sheet"], pnginfo=info_png),
+            d2.download_button("Download with examples (PNG)",
+                               ui.result_bytes(res, "sheet", lambda: outputs.png_bytes(res["sheet"], pnginfo=info_png)),
                                file_name="featurevis-examples.png", mime="image/png", key="fv_grid_download_sheet")
         d3.download_button("Download recipe (JSON)", json.dumps(report, indent=2), file_name="featurevis-recipe.json",
                            mime="application/json", key="fv_grid_download_json",
@@ -262,8 +264,9 @@ with t_one:
         report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
         report["inputs"] = res["inputs"]
         d1, d2, _ = st.columns([1, 1.3, 2])
-        d1.download_button("Download PNG", outputs.png_bytes(res["image"], pnginfo={"weights": res["weights_label"]}),
-                           file_name="featurevis-channel.png", mime="image/png", key="fv_one_download_png")
+        png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
+        d1.download_button("Download PNG", png, file_name="featurevis-channel.png", mime="image/png",
+                           key="fv_one_download_png")
         d2.download_button("Download recipe (JSON)", json.dumps(report, indent=2),
                            file_name="featurevis-channel-recipe.json", mime="application/json",
                            key="fv_one_download_json")
@@ -306,8 +309,9 @@ with t_cmp:
             st.caption("The objective each run reaches: pixels without transforms often score highest, with "
                        "the least readable picture: the enemy of feature visualization is high-frequency noise.")
         d1, d2, _ = st.columns([1, 1.3, 2])
-        d1.download_button("Download PNG", outputs.png_bytes(res["image"], pnginfo={"weights": res["weights_label"]}),
-                           file_name="featurevis-comparison.png", mime="image/png", key="fv_cmp_download_png")
+        png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
+        d1.download_button("Download PNG", png, file_name="featurevis-comparison.png", mime="image/png",
+                           key="fv_cmp_download_png")
         d2.download_button("Download report (JSON)", json.dumps(res.get("report") or {"settings": res["settings"]},
                                                                 indent=2),
                            file_name="featurevis-comparison.json", mime="application/json", key="fv_cmp_download_json")

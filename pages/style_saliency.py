@@ -172,14 +172,14 @@ if res:
             st.info(f"These maps come from a network with {res['weights_label']}: they show what an untrained "
                     "network responds to (colour, contrast and edges pass through random filters), not what a "
                     "trained one has learned to look for.")
-        overlay = attribution.overlay_image(main.image, main.values, opacity)
         d1, d2 = st.columns(2)
-        overlay_png = outputs.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
-                                                         "heatmap": json.dumps(main.report())})
+        overlay_png = ui.result_bytes(res, "overlay", lambda: outputs.png_bytes(
+            attribution.overlay_image(main.image, main.values, opacity),
+            pnginfo={"weights": res["weights_label"], "heatmap": json.dumps(main.report())}), depends=opacity)
         d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
                            mime="image/png", key="sal_download_png")
-        d2.download_button("Download heatmap (.npy)", outputs.npy_bytes(main.values), width="stretch",
-                           file_name="saliency_heatmap.npy",
+        npy = ui.result_bytes(res, "npy", lambda: outputs.npy_bytes(main.values))
+        d2.download_button("Download heatmap (.npy)", npy, width="stretch", file_name="saliency_heatmap.npy",
                            mime="application/octet-stream", key="sal_download_npy",
                            help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")
 

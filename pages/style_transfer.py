@@ -230,8 +230,8 @@ if res:
         st.caption(f"Note: {note}")
     pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
     d1, d2, _ = st.columns([1, 1.4, 2])
-    d1.download_button("Download PNG", outputs.png_bytes(res["image"], pnginfo=pnginfo), file_name="stylized.png",
-                       mime="image/png", key="download_png")
+    d1.download_button("Download PNG", ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo)),
+                       file_name="stylized.png", mime="image/png", key="download_png")
     report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
                                    "weights_label": res["weights_label"], "stopped": res.get("stopped"),
                                    "history": res["history"]}

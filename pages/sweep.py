@@ -159,7 +159,7 @@ if res and res.get("grid") is not None:
                                 ("content", "style", "tv", "total", "ratio", "content_weight", "style_weight")})
     pnginfo = {"weights": res["weights_label"], "sweep": json.dumps({**res["report"], "inputs": res["inputs"]})}
     d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
-    d1.download_button("Download grid (PNG)", png_bytes(res["grid"], pnginfo=pnginfo), file_name="sweep.png",
-                       mime="image/png", key="sweep_download_png")
+    d1.download_button("Download grid (PNG)", ui.result_bytes(res, "png", lambda: png_bytes(res["grid"], pnginfo)),
+                       file_name="sweep.png", mime="image/png", key="sweep_download_png")
     d2.download_button("Download numbers (CSV)", res["csv"], file_name="sweep.csv", mime="text/csv",
                        key="sweep_download_csv")

@@ -355,6 +355,23 @@ def test_deep_dream(page, server, pictures, tmp_path):
     screenshot(page, "03-deep_dream")
 
 
+def test_settings_are_kept_after_a_visit_to_another_page(page, server):
+    """Settings changed on the Deep Dream page are still there after the user went to the style
+    transfer page and came back through the sidebar (one session, as a student clicks around)."""
+    visit(page, server, "deep_dream", "Deep Dream")
+    open_expander(page, "Settings")
+    set_slider(page, "dream_octaves", 2)
+    set_number(page, "dream_seed", 7)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    bs.settle(page, nav.get_by_text("Style transfer", exact=True).click, timeout_ms=LOAD_MS)
+    expect(page.get_by_role("heading", name="Style transfer", exact=True).first).to_be_visible()
+    bs.settle(page, nav.get_by_text("Deep Dream", exact=True).click, timeout_ms=LOAD_MS)
+    assert_clean(page)
+    open_expander(page, "Settings")
+    expect(page.locator(f'{key("dream_octaves")} input[type="range"]')).to_have_value("2")
+    expect(page.locator(f'{key("dream_seed")} input')).to_have_value("7")
+
+
 def test_layer_activations(page, server, pictures):
     """The page has no run button (activations are computed as soon as there is an image) and no
     download: the top-channel grid is fetched the way the browser shows it."""
