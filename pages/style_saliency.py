@@ -1,8 +1,6 @@
 """Style saliency page: which regions of a style image drive the network's activations
 (Captum heatmaps of a style objective), and the masks that saliency-guided Gram transfer uses."""
 
-import json
-
 import streamlit as st
 
 from explorer import ui
@@ -175,7 +173,7 @@ if res:
         overlay = attribution.overlay_image(main.image, main.values, opacity)
         d1, d2 = st.columns(2)
         overlay_png = outputs.png_bytes(overlay, pnginfo={"weights": res["weights_label"],
-                                                         "heatmap": json.dumps(main.report())})
+                                                         "heatmap": outputs.json_text(main.report(), indent=None)})
         d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
                            mime="image/png", key="sal_download_png")
         d2.download_button("Download heatmap (.npy)", outputs.npy_bytes(main.values), width="stretch",
