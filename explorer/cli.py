@@ -35,9 +35,11 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
     p.add_argument("content", nargs="?", help="content image: a path or sample:NAME (e.g. sample:astronaut)")
     p.add_argument("style", nargs="?",
-                   help="style image: a path or sample:NAME (e.g. sample:gravel), or a blend a.jpg:0.7,b.jpg:0.3")
-    p.add_argument("--style", dest="style_spec", metavar="A:W,B:W",
-                   help="blend of up to 6 style images with weights, e.g. a.jpg:0.7,b.jpg:0.3 (instead of STYLE)")
+                   help="style image: a path or sample:NAME (e.g. sample:gravel), or a blend a.jpg:0.7,b.jpg:0.3; "
+                        "a path that exists is one image whatever its characters (commas included)")
+    p.add_argument("--style", dest="style_spec", metavar="FILE[:WEIGHT]", action="append",
+                   help="one style image of a blend, with its weight (default 1); give it once per image, up to 6 "
+                        "(names with commas welcome), instead of STYLE")
     p.add_argument("-o", "--output", help="output PNG path (default: stylized.png)")
     p.add_argument("--size", type=int, default=S, help="working size: long side in pixels (default 256)")
     p.add_argument("--steps", type=int, default=S, help="optimizer steps (default 100)")
@@ -125,7 +127,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="REPORT.json", help="write settings, weights, timing and history as JSON")
     p.add_argument("--recipe", metavar="RECIPE.json",
                    help="replay the settings of a report or of the page's settings download; flags override it")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (notes, warnings and errors still show, on stderr like every message)")
 
 
 def _dream_options(p: argparse.ArgumentParser) -> None:
@@ -293,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     aw = ac.add_mutually_exclusive_group()
     aw.add_argument("--weights", metavar="FILE", help="a state_dict file to use instead of ImageNet weights")
     aw.add_argument("--untrained", action="store_true", help="use untrained weights (seed 0), labelled as such")
+    ac.add_argument("--quiet", action="store_true",
+                    help="accepted like the other commands' (this one has no progress bar)")
     sa = sub.add_parser("saliency", help="which regions of a style image drive the network: heatmap PNG and .npy",
                         description="Captum saliency, guided backprop, integrated gradients, occlusion or "
                                     "Grad-CAM heatmaps of a style objective of STYLE.")

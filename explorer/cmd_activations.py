@@ -5,7 +5,6 @@ layer's shape, receptive field and channel statistics as JSON (:mod:`explorer.ac
 from __future__ import annotations
 
 import argparse
-import json
 
 from . import activations as act
 from . import images
@@ -29,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError("--top must be between 1 and 1024")
     if not 32 <= args.size <= 4096:
         raise common.CliError("--size must be between 32 and 4096")
+    common.check_apart(args, out, inputs=[("image", common.file_ref(args.image))])
     li = common.load_ref(args.image, "image")
     model = common.load_net(args, args.model)
     model.check_layers([args.layer])
@@ -39,8 +39,6 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError(f"{args.layer} has no spatial maps (shape {acts.shape}); pick a convolutional layer")
     stats = act.channel_stats(acts)
     top = act.top_channels(acts, args.top, by=args.by)
-    outputs.save_png_atomic(act.channel_grid(acts, top), out, pnginfo={"weights": model.weights.label,
-                                                                      "layer": f"{model.name} {args.layer}"})
     report = {
         "image": args.image, "model": model.name, "layer": args.layer, "weights": model.weights.kind,
         "weights_label": model.weights.label, "input_hw": list(x.shape[-2:]),
@@ -50,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
         "channel_mean": [float(v) for v in stats.mean],
         "predictions": act.top_predictions(model, x),
     }
-    if args.json:
-        outputs.write_text_atomic(json.dumps(report, indent=2), args.json)
+    grid = act.channel_grid(acts, top)
+    common.write_results(args, [
+        *([(args.json, lambda: outputs.write_json_atomic(report, args.json))] if args.json else []),
+        (str(out), lambda: outputs.save_png_atomic(grid, out, pnginfo={"weights": model.weights.label,
+                                                                       "layer": f"{model.name} {args.layer}"}))])
     common.say(f"wrote {out}: top {len(top)} of {acts.shape[0]} channels of {model.name} {args.layer} "
          f"({acts.shape[1]}x{acts.shape[2]}, receptive field {info.receptive_field} px, stride {info.stride}); "
          f"sparsity {stats.sparsity:.1%}" + (f"; stats in {args.json}" if args.json else ""))

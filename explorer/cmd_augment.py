@@ -5,7 +5,6 @@ sharded (:mod:`explorer.augment`); finished images and manifest rows survive an 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from . import augment
@@ -34,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     settings = common.settings_from(augment_plan.AugmentSettings, args, recipe)
     shard = augment_plan.Shard.parse(args.shard) if args.shard else augment_plan.shard_from_env() or augment_plan.Shard()
     inputs = augment_io.check_folders(args.input_dir, args.output, args.styles_dir)
+    if args.report and outputs.is_inside(args.report, args.output) and Path(args.report).suffix.lower() != ".json":
+        raise common.CliError(f"--report {args.report}: inside the output folder a report must be a .json file "
+                              "(the run's images and CSV files live there)")
+    common.check_apart(args, None, folders=[("input folder", args.input_dir), ("styles folder", args.styles_dir)])
     args.device = augment_plan.device_from_env(args.device)
     jobs = sum(shard.takes(k) and augment_plan.is_usable_input(p) for k, p in enumerate(inputs)) * settings.variants
     augment.check_augment_memory(settings, args.device, jobs)  # before any image is decoded or model loaded
@@ -61,17 +64,29 @@ def run(args: argparse.Namespace) -> int:
          f"({run.already_done} already done) with {len(styles)} style image(s) on {model.device}, "
          f"{model.weights.label}")
     interrupted, events = False, iter(run)
-    try:  # not common.drive: there is no "last image" to write, finished images are already on disk
-        for _ in tqdm_events(events, desc="augment", disable=True if args.quiet else None):
-            pass
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        events.close()  # closes this shard's logs
-    rows, skipped = run.finish()
+    try:
+        try:  # not common.drive: there is no "last image" to write, finished images are already on disk
+            for _ in tqdm_events(events, desc="augment", disable=True if args.quiet else None):
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            events.close()  # closes this shard's logs
+        rows, skipped = run.finish()
+    except OSError as exc:  # an image, a log or a manifest the disk would not take
+        if exc.errno not in outputs.DISK_FULL_ERRNOS:
+            raise
+        first, seen = exc, exc.__context__
+        while seen is not None:  # the first file refused: rebuilding the manifests on the way out fails too
+            first = seen if isinstance(seen, outputs.DiskFullError) else first
+            seen = seen.__context__
+        exc = first
+        raise common.disk_full_error(exc, "run the same command again: it resumes, keeping the images "
+                                          "already written", where=out) from None
     summary = run.summary()
     if args.report:
-        outputs.write_text_atomic(json.dumps({**summary, "interrupted": interrupted}, indent=2), args.report)
+        common.write_results(args, [(args.report, lambda: outputs.write_json_atomic(
+            {**summary, "interrupted": interrupted}, args.report))])
     common.say(f"wrote {summary['written']} image(s) in {summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} "
          f"images/min); {out / 'manifest.csv'} lists {rows} output(s)")
     if skipped:

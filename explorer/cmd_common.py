@@ -3,7 +3,10 @@
 checking a recipe, merging defaults < recipe < flags into settings, loading the network and the
 images with their notes, the tqdm bar over a run's progress events, and the output files.
 
-Every message goes to stderr (:func:`say`); results go to files. This module imports torch
+Every message goes to stderr (:func:`say`, and the tqdm bar with its notes); results go to
+files, and nothing is printed on stdout. Output paths are checked before any work
+(:func:`check_outputs`, :func:`check_apart`) and written through :func:`write_results`, which
+turns a full disk into one line naming the file and the way to resume. This module imports torch
 and the networks; :mod:`explorer.cli` imports the commands only once one runs, so ``--help``
 and argument errors answer at once.
 """
@@ -11,10 +14,11 @@ and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 from . import images, models
 from . import decoding
@@ -23,7 +27,8 @@ from . import style_settings
 from .progress import ProgressEvent, tqdm_events
 
 __all__ = ["CliError", "MAX_RECIPE_BYTES", "read_recipe", "image_ref", "settings_from", "say", "load_net",
-           "load_ref", "drive", "png_out", "write_outputs", "check_outputs"]
+           "load_ref", "drive", "png_out", "write_outputs", "write_results", "disk_full_error", "check_outputs",
+           "check_apart", "file_ref"]
 
 
 class CliError(Exception):
@@ -174,13 +179,75 @@ def png_out(args: argparse.Namespace, default: str) -> Path:
     return out
 
 
-def write_outputs(args, out: Path, image, report: dict) -> None:
+def write_outputs(args, out: Path, image, report: dict,
+                  extra: Sequence[tuple[str, Callable[[], object]]] = ()) -> list[str]:
     """Write the result ``image`` ((1, 3, H, W) in [0, 1]) as the PNG ``out`` (the weights and
-    settings in its text chunks) and, with ``--report``, the JSON ``report``; both atomic."""
-    outputs.save_png_atomic(images.to_pil(image), out,
-                           pnginfo={"weights": report["weights_label"], "settings": json.dumps(report["settings"])})
+    settings in its text chunks), with ``--report`` the JSON ``report`` (strict JSON, written
+    first: it is small and replays the run), then ``extra`` (path, write) pairs; all atomic,
+    through :func:`write_results`.
+
+    Returns:
+        the paths written, in order.
+
+    Raises:
+        CliError: a full, over-quota or read-only disk (one line naming the file and how to go on).
+    """
+    steps: list[tuple[str, Callable[[], object]]] = []
     if args.report:
-        outputs.write_text_atomic(json.dumps(report, indent=2), args.report)
+        steps.append((args.report, lambda: outputs.write_json_atomic(report, args.report)))
+    info = {"weights": report["weights_label"], "settings": outputs.json_text(report["settings"], indent=None)}
+    steps.append((str(out), lambda: outputs.save_png_atomic(images.to_pil(image), out, pnginfo=info)))
+    return write_results(args, [*steps, *extra])
+
+
+def disk_full_error(exc: OSError, resume: str, where: str | None = None) -> CliError:
+    """The one line for an output the disk would not take (``exc.errno`` in
+    :data:`explorer.outputs.DISK_FULL_ERRNOS`): the file (``exc.filename``, else the folder
+    ``where``), the reason, and what to do: free space (or quota, or pick a writable disk),
+    then ``resume``."""
+    first = "name an output on a writable disk" if exc.errno == errno.EROFS else \
+        "free some of your disk quota" if exc.errno == getattr(errno, "EDQUOT", None) else "free some space"
+    what = str(exc) if isinstance(exc, outputs.DiskFullError) else \
+        f"cannot write {exc.filename or ('in ' + str(where) if where else 'the output')}: " \
+        f"{(exc.strerror or str(exc)).lower()}"
+    return CliError(f"{what}; {first}, then {resume}")
+
+
+def write_results(args: argparse.Namespace, steps: Sequence[tuple[str, Callable[[], object]]]) -> list[str]:
+    """Write a run's output files in order: ``steps`` are (path, function that writes it); put
+    the report first. Every output goes through :mod:`explorer.outputs` (atomic, regular files
+    only).
+
+    Returns:
+        the paths written, in order.
+
+    Raises:
+        CliError: a full, over-quota or read-only disk: one line naming the file, saying what
+            was already written and how to go on (run the same command again; or, when the
+            report is written, replay it with ``--recipe REPORT``). Other errors as raised.
+    """
+    written: list[str] = []
+    report = getattr(args, "report", None)
+    for path, write in steps:
+        try:
+            write()
+        except outputs.DiskFullError as exc:
+            resume = "run the same command again (the same flags and seed give the same result)"
+            if report and str(report) in written:
+                resume += f", or replay it from its report with --recipe {report}"
+            if written:
+                resume += f"; already written: {', '.join(written)}"
+            raise disk_full_error(exc, resume) from None
+        written.append(str(path))
+    return written
+
+
+def file_ref(ref: str | None) -> str | None:
+    """The file an image reference names (``None`` for ``sample:NAME``, ``gray``, ``noise`` and
+    None), for :func:`check_apart`."""
+    if not ref or str(ref).lower().startswith("sample:") or ref in ("gray", "noise"):
+        return None
+    return str(ref)
 
 
 #: Output options (attribute, how messages name it). Every command checks the ones it has
@@ -189,8 +256,8 @@ _OUTPUTS = (("output", "output"), ("report", "--report"), ("npy", "--npy"), ("gi
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Check every output path the command has (:func:`explorer.outputs.check_output_path`)
-    before any work.
+    """Check every output path the command has (:func:`explorer.outputs.check_output_path`:
+    a regular file or a new path, never a device, pipe, socket or link) before any work.
 
     Raises:
         ValueError: from :func:`explorer.outputs.check_output_path` (one line naming the path).
@@ -199,3 +266,23 @@ def check_outputs(args: argparse.Namespace) -> None:
         value = getattr(args, attr, None)
         if value:
             outputs.check_output_path(value, label, folder=args.command == "augment" and attr == "output")
+
+
+def check_apart(args: argparse.Namespace, out: Path | None, *, inputs: Sequence[tuple[str, str | None]] = (),
+                folders: Sequence[tuple[str, str | None]] = (), more: Sequence[tuple[str, Path]] = ()) -> None:
+    """The one check, before any work, that a command's outputs each have their own file and
+    that none is an input (:func:`explorer.outputs.check_apart`): the outputs are ``out`` (the
+    PNG; None for augment's folder), the output options given (``--report``, ``--npy``,
+    ``--gif``, ``--json``) and ``more`` (implicit ones such as featurevis's examples sheet);
+    the inputs are ``inputs`` (images, masks...; see :func:`file_ref`), ``--recipe`` and
+    ``--weights``; ``folders`` are folders whose files the run reads.
+
+    Raises:
+        ValueError: one line naming both paths.
+    """
+    outs = [("output", out)] if out is not None else []
+    outs += [(label, getattr(args, attr)) for attr, label in _OUTPUTS[1:] if getattr(args, attr, None)]
+    ins = [*inputs, ("recipe", getattr(args, "recipe", None)), ("weights file", getattr(args, "weights", None))]
+    for label, path in more:
+        outputs.check_output_path(path, label)
+    outputs.check_apart([*outs, *more], ins, folders)

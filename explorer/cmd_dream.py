@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError("--zoom-frames needs --gif OUT.gif to write the sequence to")
     if not 0 <= args.zoom_frames <= 500:
         raise common.CliError("--zoom-frames must be between 0 and 500")
+    common.check_apart(args, out, inputs=[("image", common.file_ref(ref)), ("guide image", args.guide)])
     if ref in ("gray", "noise"):
         x = dream.start_image(ref, settings.size or 256, settings.seed)
     else:
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     report["output"] = str(out)
     if interrupted:
         report["stopped"] = "interrupted"
-    common.write_outputs(args, out, last, report)
-    if args.gif:
-        outputs.write_bytes_atomic(outputs.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif)
+    gif = [(args.gif, lambda: outputs.write_bytes_atomic(
+        outputs.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif))] if args.gif else []
+    common.write_outputs(args, out, last, report, extra=gif)
     common.say(f"wrote {out}" + (f" and {args.gif}" if args.gif else ""))
     return 130 if interrupted else 0

@@ -7,7 +7,6 @@ channels' pictures, and with ``--examples N`` each channel's top-N dataset crops
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from . import featurevis as FV
@@ -84,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         common.say("note: the recipe's images were uploaded in the browser; using the bundled samples "
                    "(pass --images-dir DIR for your own)")
     sheet_out = examples_path(out) if k else None
-    if sheet_out is not None:
-        outputs.check_output_path(str(sheet_out), "the examples sheet")
+    common.check_apart(args, out, folders=[("--images-dir", args.images_dir)],
+                       more=[("the examples sheet", sheet_out)] if sheet_out is not None else [])
     model = common.load_net(args, settings.model)
     run = G.GridRun(model, settings, sources, k=k)  # a bad layer, channel or folder: one line, before any work
     what = f"{settings.layer} {settings.objective} {','.join(map(str, settings.channels))}"
@@ -110,15 +109,15 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         report["stopped"], report["partial"] = "interrupted", True
     grid = result.grid()
-    outputs.save_png_atomic(grid, out, pnginfo={"weights": report["weights_label"],
-                                                "settings": json.dumps(report["settings"])})
-    written = [str(out)]
+    info = {"weights": report["weights_label"], "settings": outputs.json_text(report["settings"], indent=None)}
+    steps = [(str(out), lambda: outputs.save_png_atomic(grid, out, pnginfo=info))]
     if sheet_out is not None and result.examples:
-        outputs.save_png_atomic(result.sheet(), sheet_out, pnginfo={"weights": report["weights_label"]})
+        sheet = result.sheet()
         report["examples_output"] = str(sheet_out)
-        written.append(str(sheet_out))
+        steps.append((str(sheet_out), lambda: outputs.save_png_atomic(sheet, sheet_out,
+                                                                      pnginfo={"weights": report["weights_label"]})))
     if args.report:
-        outputs.write_text_atomic(json.dumps(report, indent=2), args.report)
-        written.append(args.report)
-    common.say(f"wrote {' and '.join(written)}")
+        steps.insert(0, (args.report, lambda: outputs.write_json_atomic(report, args.report)))
+    written = common.write_results(args, steps)
+    common.say(f"wrote {' and '.join(written[1:] + written[:1] if args.report else written)}")
     return 130 if interrupted else 0

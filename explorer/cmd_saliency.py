@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from . import attribution, images
@@ -31,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError("--opacity must be between 0 and 1")
     recipe = common.read_recipe(args.recipe) if args.recipe else {}
     settings = common.settings_from(attribution.AttributionSettings, args, recipe)
+    common.check_apart(args, out, inputs=[("style image", common.file_ref(args.style))])
     li = common.load_ref(args.style, "style image")
     model = common.load_net(args, args.model)
     x = images.to_tensor(images.resize_long_side(li.image, settings.size))
@@ -42,12 +42,14 @@ def run(args: argparse.Namespace) -> int:
     if common.drive(run, settings.method, args.quiet):
         return 130
     heat = run.result()
-    outputs.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity), out,
-                           pnginfo={"weights": model.weights.label, "heatmap": json.dumps(heat.report())})
-    if args.npy:
-        outputs.write_bytes_atomic(outputs.npy_bytes(heat.values), args.npy)
-    if args.report:
-        outputs.write_text_atomic(json.dumps({**heat.report(), "inputs": {"style": args.style}}, indent=2), args.report)
+    info = {"weights": model.weights.label, "heatmap": outputs.json_text(heat.report(), indent=None)}
+    common.write_results(args, [
+        *([(args.report, lambda: outputs.write_json_atomic({**heat.report(), "inputs": {"style": args.style}},
+                                                            args.report))] if args.report else []),
+        (str(out), lambda: outputs.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity),
+                                                   out, pnginfo=info)),
+        *([(args.npy, lambda: outputs.write_bytes_atomic(outputs.npy_bytes(heat.values), args.npy))]
+          if args.npy else [])])
     common.say(f"wrote {out}" + (f" and {args.npy}" if args.npy else "") +
          f" ({heat.values.shape[1]}x{heat.values.shape[0]}, values {heat.values.min():.3g} to "
          f"{heat.values.max():.3g}, {heat.seconds:.1f} s" + (f", {heat.engine} occlusion" if settings.method == "occlusion" else "") + ")")

@@ -7,10 +7,11 @@ targets guided by a heatmap or a painted mask (:mod:`explorer.guided`).
 from __future__ import annotations
 
 import argparse
+import os
 
-from . import attribution, control, devices, gatys, guided, style_settings
+from . import attribution, control, devices, gatys, guided, images, style_settings
 from . import cmd_common as common
-from .blend import parse_style_spec
+from .blend import format_style_spec, parse_style_entries, parse_style_spec
 
 __all__ = ["run"]
 
@@ -29,16 +30,19 @@ def run(args: argparse.Namespace) -> int:
     if args.style_spec and args.style:
         raise common.CliError("give the style image either as STYLE or with --style, not both")
     content_ref = common.image_ref(args.content, recipe, "content")
-    style_ref = common.image_ref(args.style_spec or args.style, recipe, "style")
     out = common.png_out(args, "stylized.png")
-    content = common.load_ref(content_ref, "content image")
-    blend = parse_style_spec(style_ref)
-    style_imgs = [(common.load_ref(ref, "style image"), w) for ref, w in blend]
-    style_img = style_imgs[0][0]
+    blend, style_ref = _blend(args, recipe)
     guide = _guide_from(args, recipe)
     if guide and len(blend) > 1:
         raise common.CliError("guided transfer explains one style image; blend styles without --guide/--mask")
     mask_inputs = _control_flags(args, settings)
+    common.check_apart(args, out, inputs=[
+        ("content image", common.file_ref(content_ref)),
+        *[("style image", common.file_ref(ref)) for ref, _ in blend],
+        ("--mask", args.mask), ("--content-mask", args.content_mask), ("--style-mask", args.style_mask)])
+    content = common.load_ref(content_ref, "content image")
+    style_imgs = [(_load_style(ref, len(blend), style_ref), w) for ref, w in blend]
+    style_img = style_imgs[0][0]
     model = common.load_net(args, settings.model)
     guidance = None
     if guide:  # the heatmap and guided targets are of the style image at the working size
@@ -76,6 +80,32 @@ def run(args: argparse.Namespace) -> int:
     common.say(f"wrote {out} after {result.history[-1]['step'] if result.history else 0} steps in {result.seconds:.1f} s"
          + (f"; final total loss {fl['total']:.4g}" if fl else ""))
     return 130 if interrupted else 0
+
+
+def _blend(args: argparse.Namespace, recipe: dict) -> tuple[list[tuple[str, float]], str]:
+    """The style blend [(reference, weight), ...] and how the report stores it: from
+    ``--style`` given once (a file, or an ``a:0.7,b:0.3`` spec) or several times (one image
+    each, commas kept in names), else STYLE or the recipe's ``inputs.style``. A reference that
+    names an existing file is that file whatever its characters."""
+    try:
+        if args.style_spec and len(args.style_spec) > 1:
+            blend = parse_style_entries(args.style_spec, os.path.isfile)
+            return blend, format_style_spec(blend)
+        ref = args.style_spec[0] if args.style_spec else common.image_ref(args.style, recipe, "style")
+        return parse_style_spec(ref, os.path.isfile), ref
+    except ValueError as exc:
+        raise common.CliError(str(exc)) from None
+
+
+def _load_style(ref: str, members: int, spec: str):
+    """A style image of the blend; a missing file of a spec with commas says how to name it."""
+    try:
+        return common.load_ref(ref, "style image")
+    except images.ImageError as exc:
+        if members > 1 and "," in spec and not os.path.isfile(ref) and not ref.lower().startswith("sample:"):
+            raise common.CliError(f"{exc} (a comma separates the images of a blend: for a file name with a "
+                                  "comma, give --style FILE[:WEIGHT] once per image)") from None
+        raise
 
 
 def _control_flags(args: argparse.Namespace, settings: style_settings.StyleSettings) -> control.MaskInputs | None:

@@ -122,7 +122,8 @@ def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = b
 
     Returns:
         list of (image, ref, weight) (weight 1.0 for a single image), or ``None`` when a picker
-        has no usable image yet or all weights are 0 (an error line is shown).
+        has no usable image yet or the weights break :data:`explorer.blend.WEIGHTS_RULE` (all 0:
+        one error line, :func:`explorer.blend.check_weights`).
     """
     state = st.session_state
     slots_key = f"{key}_slots"
@@ -150,10 +151,12 @@ def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = b
                   help=f"Blend up to {max_styles} style images: the style target is the weighted mean of their "
                        "Gram matrices")
     if multi:
-        total = sum(w for _, _, w in picked)
-        if not total > 0:
-            st.error("The style weights sum to 0: give at least one style image a positive weight.")
+        try:  # the one rule of blend weights (finite, >= 0, a finite sum > 0), as the CLI says it
+            blend.check_weights([w for _, _, w in picked])
+        except ValueError as exc:
+            st.error(one_line(exc))
             return None
+        total = sum(w for _, _, w in picked)
         st.caption("Blend (normalized weights): " + ", ".join(
             f"{img.name if img is not None else '?'} {w / total:.0%}" for img, _, w in picked))
     if any(img is None for img, _, _ in picked):

@@ -8,6 +8,7 @@ events into a tqdm bar (:func:`tqdm_events`). No loop is written twice.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -49,7 +50,9 @@ class ProgressEvent:
 
 def tqdm_events(events: Iterable[ProgressEvent], desc: str = "", disable: bool | None = None,
                 keys: tuple[str, ...] = ("total", "content", "style")) -> Iterator[ProgressEvent]:
-    """Render events with a tqdm bar on stderr while passing them through unchanged.
+    """Render events with a tqdm bar on stderr while passing them through unchanged; an event's
+    ``message`` is printed on stderr too (above the bar, also when the bar is hidden), so
+    stdout stays free for a command's results.
 
     Args:
         events: any iterable of :class:`ProgressEvent`.
@@ -63,7 +66,8 @@ def tqdm_events(events: Iterable[ProgressEvent], desc: str = "", disable: bool |
     try:
         for ev in events:
             if bar is None:
-                bar = tqdm(total=ev.total, desc=desc, unit="step", disable=disable, dynamic_ncols=True)
+                bar = tqdm(total=ev.total, desc=desc, unit="step", disable=disable, dynamic_ncols=True,
+                           file=sys.stderr)
             bar.n = ev.step
             post = {k: f"{ev.losses[k]:.4g}" for k in keys if k in ev.losses}
             if ev.stage:
@@ -72,7 +76,7 @@ def tqdm_events(events: Iterable[ProgressEvent], desc: str = "", disable: bool |
                 bar.set_postfix(post, refresh=False)
             bar.refresh()
             if ev.message:
-                bar.write(ev.message)
+                bar.write(ev.message, file=sys.stderr)
             yield ev
     finally:
         if bar is not None:

@@ -1,7 +1,5 @@
 """Deep Dream page: gradient ascent on a layer's activations, with octaves, jitter and tiles."""
 
-import json
-
 import streamlit as st
 
 from explorer import ui
@@ -140,7 +138,7 @@ if res:
     d1, d2, d3, _ = st.columns([1, 1.4, 1, 1])
     png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
     d1.download_button("Download PNG", png, file_name="dream.png", mime="image/png", key="dream_download_png")
-    d2.download_button("Download recipe (JSON)", json.dumps(report, indent=2), file_name="dream-recipe.json",
+    d2.download_button("Download recipe (JSON)", outputs.json_text(report), file_name="dream-recipe.json",
                        mime="application/json", key="dream_download_json",
                        help="Replay with: python -m explorer dream IMAGE --recipe dream-recipe.json -o out.png")
     if res.get("frames") and len(res["frames"]) > 1:

@@ -1,8 +1,6 @@
 """Feature visualization page: what a channel of a network responds to, optimized from scratch
 (Olah, Mordvintsev & Schubert, Distill 2017), beside the dataset images that excite it most."""
 
-import json
-
 import streamlit as st
 
 from explorer import ui
@@ -171,7 +169,7 @@ with t_grid:
         report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
         report["inputs"] = res["inputs"]
         d1, d2, d3, _ = st.columns([1, 1.3, 1.3, 1])
-        info_png = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
+        info_png = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
         d1.download_button("Download grid (PNG)",
                            ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo=info_png)),
                            file_name="featurevis-grid.png", mime="image/png", key="fv_grid_download_png")
@@ -179,7 +177,7 @@ with t_grid:
             d2.download_button("Download with examples (PNG)",
                                ui.result_bytes(res, "sheet", lambda: outputs.png_bytes(res["sheet"], pnginfo=info_png)),
                                file_name="featurevis-examples.png", mime="image/png", key="fv_grid_download_sheet")
-        d3.download_button("Download recipe (JSON)", json.dumps(report, indent=2), file_name="featurevis-recipe.json",
+        d3.download_button("Download recipe (JSON)", outputs.json_text(report), file_name="featurevis-recipe.json",
                            mime="application/json", key="fv_grid_download_json",
                            help="Replay with: python -m explorer featurevis --recipe featurevis-recipe.json -o grid.png")
         if res.get("history"):
@@ -267,7 +265,7 @@ with t_one:
         png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
         d1.download_button("Download PNG", png, file_name="featurevis-channel.png", mime="image/png",
                            key="fv_one_download_png")
-        d2.download_button("Download recipe (JSON)", json.dumps(report, indent=2),
+        d2.download_button("Download recipe (JSON)", outputs.json_text(report),
                            file_name="featurevis-channel-recipe.json", mime="application/json",
                            key="fv_one_download_json")
         if res.get("history"):
@@ -312,8 +310,8 @@ with t_cmp:
         png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
         d1.download_button("Download PNG", png, file_name="featurevis-comparison.png", mime="image/png",
                            key="fv_cmp_download_png")
-        d2.download_button("Download report (JSON)", json.dumps(res.get("report") or {"settings": res["settings"]},
-                                                                indent=2),
+        d2.download_button("Download report (JSON)",
+                           outputs.json_text(res.get("report") or {"settings": res["settings"]}),
                            file_name="featurevis-comparison.json", mime="application/json", key="fv_cmp_download_json")
 
 st.subheader("The ideas, with their sources")

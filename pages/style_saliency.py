@@ -1,8 +1,6 @@
 """Style saliency page: which regions of a style image drive the network's activations
 (Captum heatmaps of a style objective), and the masks that saliency-guided Gram transfer uses."""
 
-import json
-
 import streamlit as st
 
 from explorer import ui
@@ -175,7 +173,8 @@ if res:
         d1, d2 = st.columns(2)
         overlay_png = ui.result_bytes(res, "overlay", lambda: outputs.png_bytes(
             attribution.overlay_image(main.image, main.values, opacity),
-            pnginfo={"weights": res["weights_label"], "heatmap": json.dumps(main.report())}), depends=opacity)
+            pnginfo={"weights": res["weights_label"], "heatmap": outputs.json_text(main.report(), indent=None)}),
+            depends=opacity)
         d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
                            mime="image/png", key="sal_download_png")
         npy = ui.result_bytes(res, "npy", lambda: outputs.npy_bytes(main.values))

@@ -1,7 +1,5 @@
 """Style transfer page (Gatys et al. 2016): widgets in, explorer calls, results out."""
 
-import json
-
 import streamlit as st
 
 from explorer import ui
@@ -228,14 +226,14 @@ if res:
         r2.image(res["regions"][1], caption="Style regions (same colour = matched)", width="stretch")
     for note in res.get("notes") or []:
         st.caption(f"Note: {note}")
-    pnginfo = {"weights": res["weights_label"], "settings": json.dumps(res["settings"])}
+    pnginfo = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
     d1, d2, _ = st.columns([1, 1.4, 2])
     d1.download_button("Download PNG", ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo)),
                        file_name="stylized.png", mime="image/png", key="download_png")
     report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
                                    "weights_label": res["weights_label"], "stopped": res.get("stopped"),
                                    "history": res["history"]}
-    d2.download_button("Download settings (JSON)", json.dumps(report, indent=2), file_name="recipe.json",
+    d2.download_button("Download settings (JSON)", outputs.json_text(report), file_name="recipe.json",
                        mime="application/json", key="download_json",
                        help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")
     hist = res["history"]

@@ -1,8 +1,6 @@
 """Parameter sweep page: a grid of style transfers over one or two parameters, side by side with
 their losses; the grid (PNG) and the numbers (CSV) download."""
 
-import json
-
 import streamlit as st
 
 from explorer import ui
@@ -10,7 +8,7 @@ from explorer import ui
 ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from explorer import batch, choices, gatys, pickers, style_settings, sweep_axes, sweep_render, ui
-from explorer.outputs import png_bytes
+from explorer.outputs import json_text, png_bytes
 
 st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
@@ -157,7 +155,8 @@ if res and res.get("grid") is not None:
     st.dataframe(res["table"], hide_index=True, key="sweep_table",
                  column_config={c: st.column_config.NumberColumn(format="%.4g") for c in
                                 ("content", "style", "tv", "total", "ratio", "content_weight", "style_weight")})
-    pnginfo = {"weights": res["weights_label"], "sweep": json.dumps({**res["report"], "inputs": res["inputs"]})}
+    pnginfo = {"weights": res["weights_label"],
+               "sweep": json_text({**res["report"], "inputs": res["inputs"]}, indent=None)}
     d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
     d1.download_button("Download grid (PNG)", ui.result_bytes(res, "png", lambda: png_bytes(res["grid"], pnginfo)),
                        file_name="sweep.png", mime="image/png", key="sweep_download_png")
