@@ -34,7 +34,7 @@ def home() -> None:
     rows = weights.weights_status()
     st.dataframe(
         [{"network": registry.MODELS[r["model"]].title, "weights file": r["file"],
-          "size (MB)": round(r["size_mb"], 1), "found at": r["found"] or "not downloaded yet"} for r in rows],
+          "size (MB)": round(r["size_mb"], 1), "found at": weights.found_text(r, "not downloaded yet")} for r in rows],
         hide_index=True,
     )
     if not any(r["found"] for r in rows) and not untrained:

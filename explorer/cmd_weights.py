@@ -1,5 +1,6 @@
 """``python -m explorer weights``: ``status`` lists every network's weights file and where it
-was found; ``download`` fetches them (:mod:`explorer.models`).
+was found (or that the file found there cannot be read, and why); ``download`` fetches them
+(:mod:`explorer.weights`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Weights: ``status`` prints a table on stdout, ``download`` one ``ok PATH`` line per file.
+    """Weights: ``status`` prints a table on stdout, one line per network (``missing``, the path,
+    or ``PATH: found but unreadable: REASON``), ``download`` one ``ok PATH`` line per file.
 
     Returns:
         the exit status.
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights_command == "status":
         rows = weights.weights_status()
         for row in rows:
-            where = row["found"] or "missing"
+            where = weights.found_text(row)
             print(f"{row['model']:13s} {row['file']:34s} {row['size_mb']:7.1f} MB  {where}")
         print(f"torch cache: {rows[0]['cache_dir']}")
         print(f"EXPLORER_WEIGHTS_DIR: {rows[0]['weights_dir'] or '(not set)'}")

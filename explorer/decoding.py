@@ -15,6 +15,7 @@ import io
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps
@@ -22,6 +23,7 @@ from PIL import ExifTags, Image, ImageFile, ImageOps
 __all__ = [
     "MAX_FILE_BYTES",
     "short_reason",
+    "open_regular_file",
     "read_regular_file",
     "ANIMATED_FORMATS",
     "identify",
@@ -46,9 +48,9 @@ def short_reason(exc: BaseException, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def read_regular_file(path: str | os.PathLike, label: str, limit: int = MAX_FILE_BYTES,
-                      error: type[Exception] = ValueError) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes.
+def open_regular_file(path: str | os.PathLike, label: str, limit: int | None = MAX_FILE_BYTES,
+                      error: type[Exception] = ValueError) -> BinaryIO:
+    """A regular file of at most ``limit`` bytes, opened for reading (binary, buffered).
 
     The file is opened without blocking and checked with ``fstat`` before anything is read, so
     a named pipe (which would wait for a writer forever), a device such as ``/dev/zero``
@@ -57,8 +59,11 @@ def read_regular_file(path: str | os.PathLike, label: str, limit: int = MAX_FILE
     Args:
         path: the file.
         label: how messages name it, e.g. ``"content image 'x.png'"``.
-        limit: the largest size accepted, bytes.
+        limit: the largest size accepted, bytes; None for any size.
         error: the exception class raised (one-line message).
+
+    Returns:
+        the open file (the caller closes it, e.g. ``with open_regular_file(...) as fh``).
 
     Raises:
         ``error``: not found, a folder, not a regular file, too large, or unreadable.
@@ -84,17 +89,37 @@ def read_regular_file(path: str | os.PathLike, label: str, limit: int = MAX_FILE
             kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device" if (
                 stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "a socket or other special file"
             raise error(f"{label}: this is {kind}, not a regular file")
-        if st.st_size > limit:
+        if limit is not None and st.st_size > limit:
             raise error(f"{label}: the file is {st.st_size / 2**20:.0f} MB; files up to {limit / 2**20:.0f} MB "
                         "are accepted")
-        with os.fdopen(fd, "rb", closefd=True) as fh:
-            fd = -1
-            data = fh.read(limit + 1)
+        return os.fdopen(fd, "rb", closefd=True)
     except OSError as exc:
+        os.close(fd)
         raise error(f"{label}: could not read the file ({short_reason(exc)})") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular_file(path: str | os.PathLike, label: str, limit: int = MAX_FILE_BYTES,
+                      error: type[Exception] = ValueError) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (:func:`open_regular_file`'s
+    checks first: no pipe, device, socket or folder, nothing larger than ``limit``).
+
+    Args:
+        path: the file.
+        label: how messages name it, e.g. ``"content image 'x.png'"``.
+        limit: the largest size accepted, bytes.
+        error: the exception class raised (one-line message).
+
+    Raises:
+        ``error``: not found, a folder, not a regular file, too large, or unreadable.
+    """
+    with open_regular_file(path, label, limit, error) as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{label}: could not read the file ({short_reason(exc)})") from None
     if len(data) > limit:  # it grew while being read
         raise error(f"{label}: the file is larger than {limit / 2**20:.0f} MB")
     return data

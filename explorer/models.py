@@ -24,7 +24,9 @@ Weights policy (see README "Weights and offline use"):
 * ``"untrained"``: torchvision's default initialization under ``torch.manual_seed(0)``.
   Only when asked for; every report labels it.
 * ``"auto"``: ``"imagenet"``, or ``"untrained"`` if and only if ``EXPLORER_ALLOW_UNTRAINED=1``
-  and no ImageNet weights can be had. The result is still labelled "untrained weights".
+  and no ImageNet weights file can be found or downloaded. The result is still labelled
+  "untrained weights". A file that is found but cannot be used (unreadable, damaged, of the
+  wrong kind) is an error naming it, never replaced by untrained weights.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ from torch import nn
 from . import winograd
 from .devices import resolve_device
 from .registry import ModelSpec, get_spec
-from .weights import (WeightsError, WeightsInfo, file_digest, imagenet_state_dict, load_state_dict_into, read_state_dict,
-                      untrained_allowed)
+from .weights import (WeightsInfo, WeightsMissingError, file_digest, imagenet_state_dict, load_state_dict_into,
+                      read_state_dict, untrained_allowed)
 
 __all__ = [
     "FeatureNet",
@@ -376,7 +378,9 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
 
     Raises:
         ValueError: unknown model or device.
-        WeightsError: no usable weights (one-line message with instructions).
+        WeightsError: no usable weights (one-line message with instructions), or a weights file
+            that cannot be used (unreadable, not a regular file, keys, shapes or dtypes that do
+            not fit, NaN or infinite values; one line naming the file).
     """
     spec = get_spec(name)
     dev = resolve_device(device)
@@ -386,7 +390,7 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
             try:
                 sd, source = imagenet_state_dict(name, progress=progress)
                 kind = "imagenet" if Path(source).name == spec.file_name else "file"
-            except WeightsError:
+            except WeightsMissingError:  # only a missing file: a broken one is never replaced
                 if w == "imagenet" or not untrained_allowed():
                     raise
                 sd = None

@@ -21,7 +21,7 @@ from .page_state import keep_settings, result_bytes
 from .progress import ProgressEvent
 from .runs import Run
 from .runqueue import RunQueue, default_slots
-from .weights import WeightsError, untrained_allowed, weights_status
+from .weights import WeightsError, WeightsMissingError, untrained_allowed, weights_status
 
 __all__ = [
     "run_app",
@@ -202,7 +202,8 @@ def untrained_switch(key: str, name: str = "vgg19") -> bool:
 def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "vgg19",
                   key: str = "model") -> models.FeatureNet | None:
     """Sidebar controls for network, device and weights; returns the cached model, or ``None``
-    after showing a one-line error (e.g. no pretrained weights and untrained not chosen)."""
+    after showing a one-line error (e.g. no pretrained weights and untrained not chosen, or a
+    weights file that is there but unreadable or damaged: never replaced by untrained weights)."""
     sb = st.sidebar
     name = sb.selectbox("Network", list(choices), index=list(choices).index(default), key=f"{key}_name",
                         format_func=lambda n: registry.MODELS[n].title)
@@ -227,6 +228,9 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
         st.error(" ".join(exc.app_message.split()))
         if exc.app_detail:
             st.caption(exc.app_detail)
+        elif not untrained and not isinstance(exc, WeightsMissingError):  # a file found but unusable
+            st.caption("Replace or remove that file (`python -m explorer weights status` lists what is found "
+                       "where), or tick “Use untrained weights” to go on with untrained weights.")
         return None
     except ValueError as exc:
         st.error(one_line(exc))

@@ -234,3 +234,52 @@ def test_without_untrained_and_no_weights_one_error_line(page):
     untrained_box(page).check().run()
     assert not page.exception and not errors(page)
     assert not page.button(key="run").disabled
+
+
+# --------------------------------------------------------------------------- damaged weights files
+
+
+def test_damaged_or_unreadable_weights_files_are_named_on_the_page(monkeypatch, tmp_path):
+    """With EXPLORER_ALLOW_UNTRAINED=1 an unreadable weights file was quietly replaced by untrained
+    weights (Home listed it as found), and a file holding NaN values ran, making black pictures."""
+    import torch
+    import torchvision
+
+    from explorer import ui
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in torchvision.models.mobilenet_v2().state_dict().items()}
+    sd = {k: torch.zeros(shape, dtype=torch.float16 if "num_batches" not in k else torch.int64)
+          for k, shape in shapes.items()}
+    sd["features.2.conv.1.1.bias"][5] = float("nan")
+    torch.save(sd, folder / "mobilenet_v2-damaged.pth")  # 7 MB
+    vgg = folder / "vgg19-dcbb9e9d.pth"
+    vgg.write_bytes((folder / "mobilenet_v2-damaged.pth").read_bytes()[:4096])  # a copy cut short
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        assert not at.exception
+        found = dict(zip(at.dataframe[0].value["weights file"], at.dataframe[0].value["found at"]))
+        assert found["vgg19-dcbb9e9d.pth"].startswith(f"{vgg}: found but unreadable: the file is truncated or damaged")
+        assert found["mobilenet_v2-b0353104.pth"] == str(folder / "mobilenet_v2-damaged.pth")
+
+        at.switch_page(STYLE_PAGE).run()
+        assert not at.exception
+        assert untrained_box(at).value is False  # a file is there: no quiet switch to untrained weights
+        errs = errors(at)
+        assert len(errs) == 1 and "\n" not in errs[0], errs
+        assert errs[0].startswith(f"could not read weights file {vgg}: the file is truncated or damaged")
+        assert any("Use untrained weights" in c.value for c in at.caption)  # the way forward
+        assert at.button(key="run").disabled
+
+        at.switch_page("pages/style_saliency.py").run()
+        at.sidebar.selectbox(key="sal_model_name").set_value("mobilenet_v2").run()
+        assert not at.exception
+        assert errors(at) == [f"weights file {folder / 'mobilenet_v2-damaged.pth'}: features.2.conv.1.1.bias holds "
+                              "NaN or infinite values; the file is damaged"]
+        assert at.button(key="sal_run").disabled
+    finally:
+        ui.cached_model.clear()

@@ -413,6 +413,31 @@ def test_weights_status_finds_a_file_in_weights_dir(capsys, tmp_path, monkeypatc
     assert "missing" in next(l for l in out.splitlines() if l.startswith("vgg19"))
 
 
+def test_weights_status_says_found_but_unreadable_and_why(capsys, tmp_path, monkeypatch):
+    """A damaged file was listed as found, and a folder in its place as missing."""
+    import torch
+
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    torch.save({"fc.weight": torch.zeros(3, 2)}, tmp_path / "resnet50-0676ba61.pth")  # keys are checked on load
+    data = (tmp_path / "resnet50-0676ba61.pth").read_bytes()
+    (tmp_path / "googlenet-1378be20.pth").write_bytes(data[: len(data) - 40])  # cut short
+    (tmp_path / "vgg16-397923af.pth").mkdir()
+    (tmp_path / "mobilenet_v2-b0353104.pth").write_text("not a checkpoint")
+    torch.save({"net": torch.nn.Linear(2, 2)}, tmp_path / "inception_v3-pickled-module.pth")
+    rc, out, err = run_cli(capsys, "weights", "status")
+    assert rc == 0, err
+    rows = {l.split()[0]: l for l in out.splitlines() if l.split() and not l.startswith(("torch", "EXPLORER"))}
+    assert rows["resnet50"].endswith(f"  {tmp_path / 'resnet50-0676ba61.pth'}")
+    assert rows["vgg19"].endswith("  missing")
+    expected = {"googlenet": "the file is truncated or damaged", "vgg16": "this is a folder, not a file",
+                "mobilenet_v2": "it is not a PyTorch state_dict file",
+                "inception_v3": "it holds Python objects other than tensors"}
+    for model, reason in expected.items():
+        assert f": found but unreadable: {reason}" in rows[model], rows[model]
+    assert len(out.splitlines()) == len(rows) + 2  # one line per network
+
+
 def test_weights_download_unknown_model(capsys):
     rc, out, err = run_cli(capsys, "weights", "download", "--models", "nosuch")
     assert rc == 2

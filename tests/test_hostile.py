@@ -282,6 +282,20 @@ def test_special_files_are_refused_at_once(tmp_path, capsys, monkeypatch):
         decoding.read_regular_file(big, "x", limit=1000)
 
 
+def test_weights_that_are_not_regular_files_say_what_they_are(tmp_path, capsys):
+    """`--weights /dev/zero` and `--weights FOLDER` said "not found"; a named pipe must not hang."""
+    fifo = tmp_path / "w.pth"
+    os.mkfifo(fifo)
+    out = tmp_path / "o.png"
+    for path, kind in (("/dev/zero", "a device, not a regular file"), (str(fifo), "a named pipe, not a regular file"),
+                       (str(tmp_path), "a folder, not a file")):
+        rc, _, err = run_cli(capsys, "dream", "gray", "-o", out, "--model", "mobilenet_v2", "--weights", path,
+                             "--size", "64", "--quiet")
+        assert rc == 2 and error_line(err) == f"error: weights file {path}: this is {kind}"
+        assert weights.weights_file_problem(path) == f"this is {kind}"
+    assert not out.exists()
+
+
 def test_layer_lists_longer_than_the_network_or_with_duplicates_are_refused():
     """Item 8: a list of 2,000,000 style layers ran for minutes."""
     n = len(models.list_layers("vgg19"))

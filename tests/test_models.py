@@ -293,6 +293,102 @@ def test_class_objectives_and_predictions_say_conv_only_weights_have_no_classifi
     assert rc == 2 and "no classifier" in error_line(err)
 
 
+# ----------------------------------------------------------------------------- damaged or wrong files
+
+def _mobilenet_file(path, edit=None):
+    """A MobileNetV2 state dict (untrained values; its BatchNorm counters are int64) changed by
+    ``edit(sd)`` and saved to ``path``; returns the dict saved."""
+    torch.manual_seed(2)
+    sd = torchvision.models.mobilenet_v2(weights=None).state_dict()
+    if edit is not None:
+        edit(sd)
+    torch.save(sd, path)
+    return sd
+
+
+@pytest.mark.parametrize("bad, dtype", [(float("nan"), torch.float32), (float("inf"), torch.float16),
+                                        (-float("inf"), torch.float32), (1e300, torch.float64)])
+def test_weights_holding_nan_or_infinity_are_refused_naming_the_file_and_tensor(tmp_path, bad, dtype):
+    """NaN weights made an all-black dream with exit 0 and NaN saliency maps. 1e300 in a
+    float64 file is finite there but infinite in float32, the network's dtype."""
+    path = tmp_path / "mnet.pth"
+
+    def poison(sd):
+        for k, v in sd.items():
+            if v.is_floating_point():
+                sd[k] = v.to(dtype)
+        sd["features.5.conv.1.0.weight"][3, 0, 1, 1] = bad
+
+    _mobilenet_file(path, poison)
+    with pytest.raises(WeightsError) as exc:
+        load_model("mobilenet_v2", weights=path, device="cpu")
+    assert str(exc.value) == (f"weights file {path}: features.5.conv.1.0.weight holds NaN or infinite values; "
+                              "the file is damaged")
+
+
+def test_cli_runs_refuse_nan_weights_in_one_line_and_write_nothing(tmp_path, capsys):
+    from tests.helpers import error_line, run_cli
+
+    path = tmp_path / "mnet-nan.pth"
+    _mobilenet_file(path, lambda sd: sd["classifier.1.bias"].fill_(float("nan")))
+    for command in (["dream", "gray", "--octaves", "1", "--steps", "1"], ["saliency", "sample:gravel"]):
+        out = tmp_path / f"{command[0]}.png"
+        rc, _, err = run_cli(capsys, *command, "-o", out, "--model", "mobilenet_v2", "--weights", path,
+                             "--size", "64", "--quiet")
+        assert rc == 2 and "RuntimeWarning" not in err
+        assert error_line(err) == f"error: weights file {path}: classifier.1.bias holds NaN or infinite values; " \
+                                  "the file is damaged"
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool, torch.complex64])
+def test_weights_of_a_dtype_that_is_not_floating_point_are_refused_naming_it(tmp_path, dtype):
+    """int64 or complex weights of the right shapes gave a traceback from deep inside torch."""
+    path = tmp_path / "mnet.pth"
+    _mobilenet_file(path, lambda sd: sd.update({"classifier.1.weight": sd["classifier.1.weight"].to(dtype)}))
+    with pytest.raises(WeightsError) as exc:
+        load_model("mobilenet_v2", weights=path, device="cpu")
+    name = str(dtype).removeprefix("torch.")
+    assert str(exc.value) == (f"weights file {path}: classifier.1.weight holds {name} values, where mobilenet_v2 "
+                              "needs floating-point values (float16, bfloat16, float32 or float64); this is not a "
+                              "file of network weights")
+    # what is exact keeps loading: float64 weights become float32, and integer counters of any
+    # width (BatchNorm's num_batches_tracked) stay integers
+    ok = tmp_path / "mnet64.pth"
+    sd = _mobilenet_file(ok, lambda sd: sd.update({k: v.double() if v.is_floating_point() else v.int()
+                                                   for k, v in sd.items()}))
+    net = load_model("mobilenet_v2", weights=ok, device="cpu")
+    assert net.body["fc"][1].weight.dtype == torch.float32
+    assert torch.equal(net.body["fc"][1].weight, sd["classifier.1.weight"].float())
+    assert net.body["conv1"][1].num_batches_tracked.dtype == torch.int64
+
+
+def test_a_broken_file_in_the_weights_dir_is_named_never_replaced_by_untrained_weights(tmp_path, monkeypatch):
+    """With EXPLORER_ALLOW_UNTRAINED=1 a damaged file in EXPLORER_WEIGHTS_DIR fell back to
+    untrained weights without a word, and ``weights status`` listed it as found."""
+    monkeypatch.setenv("EXPLORER_ALLOW_UNTRAINED", "1")
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
+    _mobilenet_file(tmp_path / "good.pth")
+    data = (tmp_path / "good.pth").read_bytes()
+    broken = folder / weights.weights_file_name("mobilenet_v2")
+    broken.write_bytes(data[: len(data) // 2])  # a copy cut short
+    with pytest.raises(WeightsError) as exc:
+        load_model("mobilenet_v2", device="cpu")
+    msg = str(exc.value)
+    assert msg.startswith(f"could not read weights file {broken}: the file is truncated or damaged")
+    assert "\n" not in msg and len(msg) < 300
+    row = weights.weights_status(["mobilenet_v2"])[0]
+    assert row["found"] == str(broken) and row["problem"].startswith("the file is truncated or damaged")
+    broken.write_bytes(data)  # the whole file: found, readable and loaded
+    assert weights.weights_status(["mobilenet_v2"])[0]["problem"] is None
+    assert load_model("mobilenet_v2", device="cpu").weights.kind == "imagenet"
+    broken.unlink()  # only a missing file falls back (labelled)
+    assert weights.weights_status(["mobilenet_v2"])[0]["found"] is None
+    assert load_model("mobilenet_v2", device="cpu").weights.untrained
+
+
 def test_building_untrained_weights_leaves_the_global_generator_alone():
     """The untrained build seeds torch's generator for itself only (fork_rng): another session's
     random draws do not repeat because a model was built meanwhile."""
