@@ -30,8 +30,9 @@ from tests.helpers import app_env, error_line, run_cli
 
 ERRORS = ["zero_bytes.png", "random_bytes.png", "truncated.jpg", "bad_crc.png", "bomb.png", "huge_header.png",
           "big_header_tiny_body.png", "one_pixel.png", "thin_10x10000.png", "drawing.svg", "notes.txt",
-          "text_named.png"]
-ODD = ["gray16.png", "cmyk.jpg", "palette_transparent.png", "exif_rotated.jpg", "animated.gif", "jpeg_named.png"]
+          "text_named.png", "postscript_named.png", "float_rgb.tif"]
+ODD = ["gray16.png", "cmyk.jpg", "palette_transparent.png", "exif_rotated.jpg", "turned_exif.tif",
+       "animated.gif", "jpeg_named.png"]
 ALL = ERRORS + ODD
 FAST = ["--size", "64", "--quiet", "--untrained"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,3 +345,23 @@ def test_cli_dream_extremes(capsys, tmp_path, shared_models):
         assert rc == 0, (flags, err)
         with Image.open(out) as im:
             assert max(im.size) == 64 and np.isfinite(np.asarray(im, dtype=np.float32)).all()
+
+
+# --------------------------------------------------------------------------- formats, memory and uploads
+
+
+def test_cli_refuses_postscript_named_png_without_consulting_the_eps_plugin(capsys, tmp_path, corpus, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    Image.init()
+    calls = []
+    monkeypatch.setitem(Image.OPEN, "EPS", (lambda *a, **k: calls.append("plugin"), Image.OPEN["EPS"][1]))
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: calls.append("Ghostscript"))
+    holiday = tmp_path / "holiday.png"
+    holiday.write_bytes(corpus["postscript_named.png"].data)
+    rc, _, err = run_cli(capsys, "activations", holiday, "--layer", "relu1_1", "--out", tmp_path / "a.png",
+                         "--size", "64", "--untrained")
+    assert rc == 2
+    line = error_line(err)
+    assert "image 'holiday.png': not an image file (it looks like EPS, which is not accepted; the accepted" in line
+    assert calls == [] and not (tmp_path / "a.png").exists()
