@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from . import images, models
-from . import decoding
+from . import files
 from . import outputs
 from . import style_settings
 from .progress import ProgressEvent, tqdm_events
@@ -46,7 +46,7 @@ def read_recipe(path: str) -> dict:
         CliError: not a regular file of at most 1 MB, not JSON (or nested too deep), or of the
             wrong shape; one line.
     """
-    raw = decoding.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
+    raw = files.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -2,9 +2,9 @@
 Schubert, "Feature Visualization", Distill 2017, "Dataset Examples"), beside the optimized
 pictures of :mod:`explorer.featurevis`.
 
-One pass over the images (each resized so its short side is ``size`` px, then centre-cropped
-to ``size`` x ``size``) records, for every channel of the layer, each image's largest
-activation and where it is (:class:`LayerIndex`). A unit's top-k examples are then the k
+One pass over the images (the central square of each scaled to ``size`` x ``size`` px; images
+whose long side is more than :data:`MAX_ASPECT` times the short one are skipped) records, for
+every channel of the layer, each image's largest activation and where it is (:class:`LayerIndex`). A unit's top-k examples are then the k
 images with the largest values, each cropped to the layer's receptive field
 (:func:`explorer.activations.receptive_field`) centred on the argmax position mapped to input
 pixels (:func:`position_box`). The index is cached per (model and weights, layer, size, folder
@@ -12,8 +12,8 @@ contents), so choosing another channel of the same layer costs nothing.
 
 :class:`DatasetExamples` is a :class:`~explorer.runs.Run`: one
 :class:`~explorer.progress.ProgressEvent` per batch of images; files that cannot be read
-(:class:`explorer.images.ImageError`) are skipped and reported in ``notes`` and the result,
-never ending the run. Without a folder the bundled scikit-image samples are used.
+and images too thin (:class:`explorer.images.ImageError`) are skipped and reported in ``notes``
+and the result, never ending the run. Without a folder the bundled scikit-image samples are used.
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ from .progress import ProgressEvent
 from .runs import Run
 
 __all__ = [
+    "MAX_ASPECT",
     "ImageSource",
     "sample_sources",
     "folder_sources",
     "prepare",
+    "prepared",
     "position_box",
     "LayerIndex",
     "Example",
@@ -51,6 +53,11 @@ __all__ = [
     "crop_value",
     "clear_cache",
 ]
+
+
+#: Most a dataset image's long side may exceed its short side (times). A thinner image would give
+#: a sliver of itself (its central square) scaled up; such images are skipped and listed.
+MAX_ASPECT = 8
 
 
 # ----------------------------------------------------------------------------- where the images come from
@@ -63,11 +70,13 @@ class ImageSource:
     path: Path | None = None
     sample: str | None = None
 
-    def load(self) -> LoadedImage:
-        """Decode it. Raises :class:`~explorer.images.ImageError` (one line) for a broken file."""
+    def load(self, max_side: int | None = None) -> LoadedImage:
+        """Decode it (a file scaled down so its long side is at most ``max_side`` px, see
+        :func:`~explorer.images.load_image`). Raises :class:`~explorer.images.ImageError` (one
+        line) for a broken file."""
         if self.sample is not None:
             return load_sample(self.sample, role="dataset image")
-        return load_image(self.path, role="dataset image")
+        return load_image(self.path, role="dataset image", max_side=max_side)
 
     def key(self) -> tuple:
         """What identifies its contents for the cache: the sample's name, or the file's name,
@@ -104,8 +113,10 @@ def folder_sources(folder: str | os.PathLike) -> list[ImageSource]:
 
 
 def prepare(img: Image.Image, size: int) -> torch.Tensor:
-    """A PIL RGB image resized (Lanczos) so that its short side is ``size`` px, then centre-cropped
-    to ``size`` x ``size``: (1, 3, size, size) float32 in [0, 1].
+    """A PIL RGB image's central square scaled (Lanczos) to ``size`` x ``size``, as if it were
+    resized so that its short side is ``size`` px and centre-cropped, but without making the
+    resized image (a 32 x 200,000 px strip would become 224 x 1.4 million px): (1, 3, size, size)
+    float32 in [0, 1].
 
     Raises:
         ValueError: size < 1.
@@ -113,11 +124,25 @@ def prepare(img: Image.Image, size: int) -> torch.Tensor:
     if size < 1:
         raise ValueError(f"size must be >= 1 px; got {size}")
     w, h = img.size
-    k = size / min(w, h)
-    nw, nh = max(size, round(w * k)), max(size, round(h * k))
-    img = img.resize((nw, nh), Image.Resampling.LANCZOS)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return to_tensor(img.crop((left, top, left + size, top + size)))
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    return to_tensor(img.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)))
+
+
+def prepared(source: ImageSource, size: int) -> torch.Tensor:
+    """``source`` decoded (its long side at most :data:`MAX_ASPECT` x ``size`` px, which keeps
+    the short side at least ``size``) and :func:`prepare` d: (1, 3, size, size) in [0, 1].
+
+    Raises:
+        ImageError: a file that cannot be read, or an image whose long side is more than
+            :data:`MAX_ASPECT` times its short side (one line, naming the file).
+    """
+    img = source.load(max_side=MAX_ASPECT * size).image
+    w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(f"dataset image '{source.name}': too thin for a dataset example: its long side is "
+                         f"{max(w, h) / min(w, h):.0f} times its short side (at most {MAX_ASPECT} times)")
+    return prepare(img, size)
 
 
 def position_box(field_px: int, position: tuple[int, int], map_shape: tuple[int, int],
@@ -283,7 +308,7 @@ def _result_for(index: LayerIndex, channel: int, k: int, field_px: int, like) ->
     for i in order:
         pos = (int(index.positions[i, channel, 0]), int(index.positions[i, channel, 1]))
         box = position_box(field_px, pos, index.map_shape, (size, size))
-        img = to_pil(prepare(index.sources[i].load().image, size))
+        img = to_pil(prepared(index.sources[i], size))
         examples.append(Example(index.names[i], float(values[i]), pos, box, img.crop(box)))
     return DatasetExamplesResult(index.layer, channel, k, examples, values, index, field_px, like.weights,
                                  like.weights_label, like.precision, like.seconds, list(like.notes),
@@ -365,7 +390,7 @@ class DatasetExamples(Run):
             tensors, before = [], len(skipped)
             for src in group:
                 try:
-                    tensors.append(prepare(src.load().image, self.size))
+                    tensors.append(prepared(src, self.size))
                     names.append(src.name)
                     sources.append(src)
                 except ImageError as exc:
@@ -413,7 +438,7 @@ class DatasetExamples(Run):
         if skipped:
             shown = ", ".join(name for name, _ in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
             self.notes.append(f"skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that could not be "
-                              f"read as images: {shown}")
+                              f"read as images or are too thin: {shown}")
 
     def result(self) -> DatasetExamplesResult:
         """The top-k examples of the images read so far (none before the pass ends)."""

@@ -92,9 +92,10 @@ class UploadedSource(ImageSource):
 
     data: bytes = b""
 
-    def load(self) -> LoadedImage:
-        """Decode it. Raises :class:`~explorer.images.ImageError` (one line) for a broken file."""
-        return load_image(self.data, name=self.name, role="dataset image")
+    def load(self, max_side: int | None = None) -> LoadedImage:
+        """Decode it (long side at most ``max_side`` px). Raises
+        :class:`~explorer.images.ImageError` (one line) for a broken file."""
+        return load_image(self.data, name=self.name, role="dataset image", max_side=max_side)
 
     def key(self) -> tuple:
         return ("upload", self.name, hashlib.sha1(self.data).hexdigest())

@@ -40,8 +40,10 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFile
 
-from .decoding import (ANIMATED_FORMATS, apply_exif_orientation, clear_info, identify, read_regular_file, short_reason,
-                       to_rgb)
+from . import decoding
+from .decoding import (ANIMATED_FORMATS, DecodeTimeout, accepted_formats_text, clear_info, decode_deadline,
+                       decoding_problem, exif_orientation, identify, orient, refused_format, to_rgb, unsupported_tiff)
+from .files import read_regular_file, short_reason
 
 __all__ = [
     "ImageError",
@@ -195,9 +197,44 @@ def _check_min_side(label: str, size: tuple[int, int]) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def load_image(
-    source: Any, *, name: str | None = None, role: str = "image"
-) -> LoadedImage:
+def _working_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """``size`` scaled down so that the long side is at most ``max_side`` px, as
+    :func:`resize_long_side` scales, but never below :data:`MIN_SIDE` on the short side."""
+    w, h = size
+    if not max_side or max(w, h) <= max_side:
+        return w, h
+    scale = min(1.0, max(max_side / max(w, h), MIN_SIDE / min(w, h)))
+    return max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale))
+
+
+def _open(data: bytes, label: str) -> ImageFile.ImageFile:
+    """The accepted plugin's image of ``data`` (header only), or one-line refusals."""
+    try:
+        im = identify(data)
+    except Image.DecompressionBombError:
+        raise ImageError(f"{label}: the image is above the safety limit of {(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.1f} "
+                         "megapixels (decompression bomb protection)") from None
+    except MemoryError:
+        raise ImageError(f"{label}: not enough memory to open this image") from None
+    except Exception as exc:
+        why = unsupported_tiff(data)
+        raise ImageError(f"{label}: {why}" if why else
+                         f"{label}: the file is truncated or corrupt ({short_reason(exc)})") from exc
+    if im is not None:
+        return im
+    head = data[:1024].lstrip().lower()
+    refused = refused_format(data)
+    if b"<svg" in head or (head.startswith(b"<?xml") and b"svg" in head):
+        why = "could not be decoded; SVG vector drawings are not supported, export it as PNG or JPEG"
+    elif refused is not None:
+        why = f"it looks like {refused}, which is not accepted"
+    else:
+        why = "could not be decoded"
+    raise ImageError(f"{label}: not an image file ({why}; the accepted formats are {accepted_formats_text()})")
+
+
+def load_image(source: Any, *, name: str | None = None, role: str = "image", max_side: int | None = None,
+               memory_budget: int | None = None) -> LoadedImage:
     """Decode and validate a user's image and convert it to 8-bit RGB.
 
     Args:
@@ -208,6 +245,12 @@ def load_image(
             of a file object, or ``role`` when unknown.
         role: what the image is for (``"content image"``, ``"style image"``, ...);
             it starts every error message.
+        max_side: when given, the long side is scaled down (Lanczos) to at most this many
+            pixels (never the short side below :data:`MIN_SIDE`), with a note; a JPEG is
+            then decoded at 1/2, 1/4 or 1/8 scale when that is still large enough. The
+            pages keep only what their largest working size needs.
+        memory_budget: when given, bytes decoding may use (e.g. the memory free now);
+            an image whose decoding would need more is refused before decoding.
 
     Returns:
         :class:`LoadedImage` whose ``image`` is a new, fully decoded ``"RGB"``
@@ -216,15 +259,18 @@ def load_image(
         first frame of an animation/multi-page file, transparency composited on
         white, 16-bit / float scaled to 8-bit (16-bit: ``round(v / 257)``;
         float: clipped to 0..255), CMYK / grayscale / palette / YCbCr / LAB /
-        HSV converted to RGB.  ``image.info`` is emptied.
+        HSV converted to RGB, an embedded colour profile converted to sRGB,
+        scaled down to ``max_side``. ``image.info`` is emptied.
 
     Raises:
-        ImageError: file not found, a folder, unreadable, empty, not an image
-            Pillow can decode (random bytes, text, SVG), truncated or corrupt
-            (e.g. bad PNG checksum, cut-off JPEG), more than
-            ``PIL.Image.MAX_IMAGE_PIXELS`` pixels according to its header
-            (checked before decoding), a side below :data:`MIN_SIDE` px, or a
-            pixel format that cannot be converted.  Message: one line.
+        ImageError: file not found, a folder, unreadable, empty, not in an accepted format
+            (:data:`explorer.decoding.ACCEPTED_FORMATS`, which the message lists: random
+            bytes, text, SVG, EPS...), truncated or corrupt (bad PNG checksum, cut-off JPEG),
+            above ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, the limits of
+            :func:`explorer.decoding.decoding_problem` or ``memory_budget`` (all checked from
+            the header), a side below :data:`MIN_SIDE` px, more than
+            :data:`~explorer.decoding.MAX_DECODE_SECONDS` of CPU time, or a pixel format
+            that cannot be converted. Message: one line.
         TypeError: ``source`` is not one of the accepted types (a programming error).
     """
     data, shown, label = _read_source(source, name, role)
@@ -234,69 +280,72 @@ def load_image(
     notes: list[str] = []
     im: ImageFile.ImageFile | None = None
     try:
-        try:
-            im = identify(data)
-        except Image.DecompressionBombError:
-            raise ImageError(
-                f"{label}: the image is above the safety limit of "
-                f"{(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.1f} megapixels (decompression bomb protection)"
-            ) from None
-        except MemoryError:
-            raise ImageError(f"{label}: not enough memory to open this image") from None
-        except Exception as exc:
-            raise ImageError(f"{label}: the file is truncated or corrupt ({short_reason(exc)})") from exc
-        if im is None:
-            hint = ""
-            head = data[:1024].lstrip().lower()
-            if b"<svg" in head or (head.startswith(b"<?xml") and b"svg" in head):
-                hint = "; SVG vector drawings are not supported, export it as PNG or JPEG"
-            raise ImageError(f"{label}: not an image file (could not be decoded{hint})")
-
-        # Header size check before any pixel is decoded.
-        _check_bomb(label, im.size)
-
-        try:
-            # Integrity pass (PNG: verifies every chunk checksum); needs its own instance.
-            checker = identify(data)
-            if checker is not None:
-                checker.verify()
-                checker.close()
-
-            frames = int(getattr(im, "n_frames", 1) or 1)
-            if frames > 1:
-                im.seek(0)
-                kind, unit = (
-                    ("animated image", "frames") if im.format in ANIMATED_FORMATS else ("multi-page image", "pages")
-                )
-                notes.append(f"{kind}: using the first of {frames} {unit}")
-            im.load()
-        except Image.DecompressionBombError:
-            raise ImageError(_bomb_message(label, *im.size)) from None
-        except MemoryError:
-            raise ImageError(f"{label}: not enough memory to decode this image") from None
-        except Exception as exc:
-            # OSError ("image file is truncated", "broken data stream"), SyntaxError
-            # ("broken PNG file"), ValueError, EOFError, struct.error, ...
-            raise ImageError(f"{label}: the file is truncated or corrupt ({short_reason(exc)})") from exc
-
-        # Decoding may change the size (e.g. ICO picks its largest icon): re-check.
-        _check_bomb(label, im.size)
-
-        try:
-            oriented = apply_exif_orientation(im, notes)
-            rgb = to_rgb(oriented, notes)
-        except MemoryError:
-            raise ImageError(f"{label}: not enough memory to convert this image") from None
-        except Exception as exc:
-            raise ImageError(
-                f"{label}: unsupported pixel format '{im.mode}' ({short_reason(exc)})"
-            ) from exc
+        with decode_deadline():
+            im = _open(data, label)
+            _check_bomb(label, im.size)  # header size checks before any pixel is decoded
+            _check_min_side(label, im.size)
+            target = _working_size(im.size, max_side)
+            rgb = _decode(im, data, label, target, memory_budget, notes)
+    except DecodeTimeout:
+        raise ImageError(f"{label}: decoding took more than {decoding.MAX_DECODE_SECONDS:g} s of CPU time and was "
+                         "stopped; save the image again as PNG or JPEG") from None
     finally:
         if im is not None:
             im.close()
 
     _check_min_side(label, rgb.size)
     return LoadedImage(image=clear_info(rgb), name=shown or role, notes=_dedupe(notes))
+
+
+def _decode(im: ImageFile.ImageFile, data: bytes, label: str, target: tuple[int, int], budget: int | None,
+            notes: list[str]) -> Image.Image:
+    """The checked, decoded, converted, scaled and oriented RGB image of ``im`` (``load_image``)."""
+    stored = im.size
+    try:
+        # Integrity pass (PNG: verifies every chunk checksum); needs its own instance.
+        checker = identify(data)
+        if checker is not None:
+            checker.verify()
+            checker.close()
+
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:
+            im.seek(0)
+            kind, unit = ("animated image", "frames") if im.format in ANIMATED_FORMATS else ("multi-page image", "pages")
+            notes.append(f"{kind}: using the first of {frames} {unit}")
+        if target != im.size:  # JPEG: decode at the smallest 1/2^k scale still at least as large
+            im.draft(None, target)
+        problem = decoding_problem(im, data, target if target != im.size else None, budget)
+        if problem is not None:
+            raise ImageError(f"{label}: {problem}")
+        if im.format == "TIFF":  # Pillow turns TIFFs while decoding them and drops the tag: note it now
+            exif_orientation(im, notes)
+        im.load()
+        orientation = exif_orientation(im, notes)  # what is left to do
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(_bomb_message(label, *im.size)) from None
+    except MemoryError:
+        raise ImageError(f"{label}: not enough memory to decode this image") from None
+    except Exception as exc:
+        # OSError ("image file is truncated", "broken data stream"), SyntaxError
+        # ("broken PNG file"), ValueError, EOFError, struct.error, ...
+        raise ImageError(f"{label}: the file is truncated or corrupt ({short_reason(exc)})") from exc
+
+    _check_bomb(label, im.size)  # decoding may change the size: re-check
+    if (target[0] > target[1]) != (im.size[0] > im.size[1]) and im.size[0] != im.size[1]:
+        stored, target = stored[::-1], target[::-1]  # turned while decoding (TIFF)
+    try:
+        rgb = to_rgb(im, notes, size=target if target != im.size else None)
+        if rgb.size != stored:
+            (w, h), (nw, nh) = (stored, rgb.size) if orientation < 5 else (stored[::-1], rgb.size[::-1])
+            notes.append(f"scaled down from {w} x {h} to {nw} x {nh} px")
+        return orient(rgb, orientation)
+    except MemoryError:
+        raise ImageError(f"{label}: not enough memory to convert this image") from None
+    except Exception as exc:
+        raise ImageError(f"{label}: unsupported pixel format '{im.mode}' ({short_reason(exc)})") from exc
 
 
 def _dedupe(notes: list[str]) -> list[str]:

@@ -3,13 +3,18 @@ sample or upload), content and style pickers, a style blend picker (1 to
 :data:`explorer.blend.MAX_STYLES` images with weights), a sweep axis picker
 (:mod:`explorer.sweep_axes`), and :func:`mask_image`, which draws a weight map or mask.
 
+Uploads are decoded by :func:`decode_upload`: one at a time, refused in one line when decoding
+would need more memory than is free, and kept at :data:`UPLOAD_MAX_SIDE` px at most.
+
 The app shell, the cached model and computations and the run widget are in :mod:`explorer.ui`;
 this module uses only its :func:`~explorer.ui.one_line`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import threading
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,10 +22,12 @@ import streamlit as st
 import torch
 from PIL import Image, ImageOps
 
-from . import blend, choices, images, sweep_axes
+from . import blend, choices, decoding, images, memory, sweep_axes
 from .ui import one_line
 
 __all__ = [
+    "UPLOAD_MAX_SIDE",
+    "decode_upload",
     "image_picker",
     "content_style_pickers",
     "style_blend_picker",
@@ -30,14 +37,64 @@ __all__ = [
 ]
 
 
+#: Long side, in pixels, an uploaded image is kept at: the largest working size a page offers
+#: (Deep Dream's). A 9400 x 9400 scan is kept as 2048 x 2048 (16 MB), not 9400 x 9400 (350 MB
+#: per session, held while Streamlit keeps a closed tab's session for reconnecting).
+UPLOAD_MAX_SIDE = 2048
+
+_decode_lock = threading.Lock()
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory a decode freed back to the system (glibc's ``malloc_trim``; elsewhere
+    nothing). Each session's script runs in its own thread, and glibc keeps what a thread freed in
+    that thread's arena: without this, every large upload left about 150 MB of freed memory
+    held by the server after its tab was closed."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def decode_upload(data: bytes, name: str | None, role: str, max_side: int | None = None) -> images.LoadedImage:
+    """Decode an uploaded image for a page (:func:`explorer.images.load_image`), one upload at a
+    time in the whole server: the memory free now (:func:`explorer.memory.available_bytes`,
+    at most :data:`explorer.memory.SAFETY` of it, as for a run) is read and decoding is refused
+    in one line before it starts when its peak would not fit; the image is scaled down so its
+    long side is at most ``max_side`` px (with a note).
+
+    Args:
+        data: the uploaded file's bytes. name: its name, for messages. role: what it is for
+            (``"content image"``), starts messages.
+        max_side: long side kept, pixels (default :data:`UPLOAD_MAX_SIDE`).
+
+    Returns:
+        the 8-bit RGB :class:`~explorer.images.LoadedImage`.
+
+    Raises:
+        ImageError: anything :func:`~explorer.images.load_image` refuses, or not enough free
+            memory. ValueError: a malformed ``EXPLORER_MEMORY_LIMIT``.
+    """
+    with _decode_lock:
+        free = memory.available_bytes("cpu")
+        budget = None if free is None else int(memory.SAFETY * free)
+        try:
+            return images.load_image(data, name=name, role=role, max_side=max_side or UPLOAD_MAX_SIDE,
+                                     memory_budget=budget)
+        finally:
+            _return_freed_memory()
+
+
 def image_picker(label: str, samples: Mapping[str, str], key: str,
                  default: int = 0) -> tuple[images.LoadedImage | None, str | None]:
     """Pick a bundled sample or upload an image.
 
     Returns:
-        (image, ref): the decoded image (RGB) and a reference a recipe can store
-        (``sample:NAME`` or ``upload:FILENAME``), or (None, None) when nothing usable is chosen.
-        A bad upload shows a one-line error and keeps the last good image of this picker.
+        (image, ref): the decoded image (RGB; an upload through :func:`decode_upload`, at most
+        :data:`UPLOAD_MAX_SIDE` px) and a reference a recipe can store (``sample:NAME`` or
+        ``upload:FILENAME``), or (None, None) when nothing usable is chosen. A bad upload shows
+        a one-line error and keeps the last good image of this picker. The session keeps only
+        that image (not the upload's full-size pixels), under ``{key}_last_good``.
     """
     source = st.radio(label, ["Sample", "Upload"], horizontal=True, key=f"{key}_source")
     good_key = f"{key}_last_good"
@@ -45,6 +102,7 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
         names = list(samples)
         choice = st.selectbox(f"{label}: sample", names, index=min(default, len(names) - 1), key=f"{key}_sample",
                               label_visibility="collapsed")
+        st.session_state.pop(good_key, None)  # the upload's image is not kept once a sample is chosen
         try:
             img = images.load_sample(samples[choice])
         except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
@@ -52,7 +110,8 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
             return None, None
         return img, f"sample:{samples[choice]}"
     up = st.file_uploader(f"{label}: upload", key=f"{key}_upload", label_visibility="collapsed",
-                          type=None, help="PNG, JPEG, WebP, GIF, BMP, TIFF; large images are scaled down")
+                          type=None, help=f"{decoding.accepted_formats_text()}; images larger than "
+                                          f"{UPLOAD_MAX_SIDE} px are scaled down")
     if up is None:
         st.session_state.pop(good_key, None)
         st.info("Choose an image file.")
@@ -64,8 +123,8 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
         img = last[1]
     else:
         try:
-            img = images.load_image(data, name=up.name, role=label.lower())
-        except images.ImageError as exc:
+            img = decode_upload(data, up.name, label.lower())
+        except ValueError as exc:  # ImageError, or a malformed EXPLORER_MEMORY_LIMIT
             st.error(one_line(exc))
             if last is not None:
                 st.caption(f"Still using the previous image, {last[1].name}.")

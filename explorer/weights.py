@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from .decoding import open_regular_file, short_reason
+from .files import open_regular_file, short_reason
 from .registry import MODELS, ModelSpec, get_spec
 
 __all__ = [
@@ -220,7 +220,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     ``model`` or ``model_state_dict`` entry is unwrapped, ``module.`` prefixes dropped).
 
     The path is opened without blocking and checked first
-    (:func:`explorer.decoding.open_regular_file`): a folder, a device such as ``/dev/zero``, a
+    (:func:`explorer.files.open_regular_file`): a folder, a device such as ``/dev/zero``, a
     named pipe or a socket is refused at once, saying what it is. Values are not checked here:
     :func:`load_state_dict_into` checks dtypes and NaN or infinite values.
 

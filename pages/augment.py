@@ -12,7 +12,7 @@ ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 
 from PIL import Image  # noqa: E402
 
-from explorer import augment, augment_io, augment_plan, images, ui  # noqa: E402
+from explorer import augment, augment_io, augment_plan, images, pickers, ui  # noqa: E402
 
 st.title("Dataset augmentation")
 st.caption("Stylized copies of a training set with Gatys style transfer: every image gets N variants, each with its "
@@ -42,8 +42,8 @@ for name in sample_names:
 taken = {s.name for s in styles}
 for f in uploads or []:
     try:
-        img = images.load_image(f.getvalue(), name=f.name, role="style image")
-    except images.ImageError as exc:
+        img = pickers.decode_upload(f.getvalue(), f.name, "style image")
+    except ValueError as exc:  # ImageError, or a malformed EXPLORER_MEMORY_LIMIT
         st.error(ui.one_line(exc))
         continue
     name, k = f.name, 1

@@ -104,6 +104,28 @@ def _exif_rotated() -> bytes:
     return encode(img, "JPEG", exif=exif, quality=92)
 
 
+def _exif_rotated_tiff() -> bytes:
+    """A TIFF with Orientation 6 (Pillow turns TIFFs while decoding them and drops the tag)."""
+    img = picture(96, 64)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    return encode(img, "TIFF", exif=exif)
+
+
+def _float_rgb_tiff() -> bytes:
+    """32-bit float RGB, values in 0..1 (what scientific and HDR tools write); Pillow has no mode for it."""
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.asarray(picture(), dtype=np.float32) / 255.0, photometric="rgb")
+    return buf.getvalue()
+
+
+#: An Encapsulated PostScript file: Pillow would hand it to Ghostscript (an external program).
+POSTSCRIPT = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\n"
+              b"newpath 0 0 moveto 64 64 lineto stroke\nshowpage\n%%EOF\n")
+
+
 def _animated_gif() -> bytes:
     frames = [picture(64, 64, seed=k) for k in range(3)]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -143,10 +165,15 @@ def build_corpus(folder: Path) -> dict[str, CorpusFile]:
         ("drawing.svg", SVG, "error", "SVG", None),
         ("notes.txt", b"This is a text file, not an image.\n" * 30, "error", "not an image file", None),
         ("text_named.png", b"This is a text file with an image name.\n" * 30, "error", "not an image file", None),
+        ("postscript_named.png", POSTSCRIPT, "error", "not an image file (it looks like EPS, which is not accepted",
+         None),
+        ("float_rgb.tif", _float_rgb_tiff(), "error", "32-bit float RGB TIFF is not supported; save it as 8- or 16-bit",
+         None),
         ("gray16.png", _gray16(), "ok", "16-bit image converted to 8-bit", (64, 48)),
         ("cmyk.jpg", _cmyk_jpeg(), "ok", "CMYK converted to RGB", (96, 64)),
         ("palette_transparent.png", _palette_transparent(), "ok", "transparent areas composited on white", (96, 64)),
         ("exif_rotated.jpg", _exif_rotated(), "ok", "rotated according to EXIF orientation", (64, 96)),
+        ("turned_exif.tif", _exif_rotated_tiff(), "ok", "rotated according to EXIF orientation", (64, 96)),
         ("animated.gif", _animated_gif(), "ok", "animated image: using the first of 3 frames", (64, 64)),
         ("jpeg_named.png", jpeg, "ok", "", (96, 64)),
     ]

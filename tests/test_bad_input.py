@@ -25,13 +25,14 @@ from streamlit.testing.v1 import AppTest
 from explorer import cli, color, commands, images, style
 from explorer import gatys
 from explorer import style_settings
-from tests.corpus import CorpusFile, build_corpus, good_png
+from tests.corpus import CorpusFile, build_corpus, encode, good_png
 from tests.helpers import app_env, error_line, run_cli
 
 ERRORS = ["zero_bytes.png", "random_bytes.png", "truncated.jpg", "bad_crc.png", "bomb.png", "huge_header.png",
           "big_header_tiny_body.png", "one_pixel.png", "thin_10x10000.png", "drawing.svg", "notes.txt",
-          "text_named.png"]
-ODD = ["gray16.png", "cmyk.jpg", "palette_transparent.png", "exif_rotated.jpg", "animated.gif", "jpeg_named.png"]
+          "text_named.png", "postscript_named.png", "float_rgb.tif"]
+ODD = ["gray16.png", "cmyk.jpg", "palette_transparent.png", "exif_rotated.jpg", "turned_exif.tif",
+       "animated.gif", "jpeg_named.png"]
 ALL = ERRORS + ODD
 FAST = ["--size", "64", "--quiet", "--untrained"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,3 +345,66 @@ def test_cli_dream_extremes(capsys, tmp_path, shared_models):
         assert rc == 0, (flags, err)
         with Image.open(out) as im:
             assert max(im.size) == 64 and np.isfinite(np.asarray(im, dtype=np.float32)).all()
+
+
+# --------------------------------------------------------------------------- formats, memory and uploads
+
+
+def test_cli_refuses_postscript_named_png_without_consulting_the_eps_plugin(capsys, tmp_path, corpus, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    Image.init()
+    calls = []
+    monkeypatch.setitem(Image.OPEN, "EPS", (lambda *a, **k: calls.append("plugin"), Image.OPEN["EPS"][1]))
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: calls.append("Ghostscript"))
+    holiday = tmp_path / "holiday.png"
+    holiday.write_bytes(corpus["postscript_named.png"].data)
+    rc, _, err = run_cli(capsys, "activations", holiday, "--layer", "relu1_1", "--out", tmp_path / "a.png",
+                         "--size", "64", "--untrained")
+    assert rc == 2
+    line = error_line(err)
+    assert "image 'holiday.png': not an image file (it looks like EPS, which is not accepted; the accepted" in line
+    assert calls == [] and not (tmp_path / "a.png").exists()
+
+
+def _deep_png(width: int, height: int) -> bytes:
+    """A 16-bit grayscale PNG with a gradient (what scanners and microscopes write)."""
+    values = (np.arange(width)[None, :] * 65535 // width + np.arange(height)[:, None] * 3).astype(np.uint16)
+    return encode(Image.fromarray(values), "PNG")
+
+
+def test_page_keeps_an_upload_at_the_largest_working_size_only(style_page, monkeypatch):
+    """The session keeps the upload scaled to the largest working size a page offers, not the
+    full-size pixels (a 9400 x 9400 scan was 350 MB per session, held after the tab closed)."""
+    from explorer import pickers
+
+    monkeypatch.setattr(pickers, "UPLOAD_MAX_SIDE", 64)
+    at = style_page
+    at.file_uploader(key="content_upload").set_value(("scan.png", _deep_png(200, 150), "image/png"))
+    at.run()
+    assert not at.exception and not at.error
+    kept = at.session_state["content_last_good"][1]
+    assert kept.image.size == (64, 48) and kept.image.mode == "RGB"
+    captions = [c.value for c in at.caption]
+    assert "Note: scaled down from 200 x 150 to 64 x 48 px" in captions
+    assert "Note: 16-bit image converted to 8-bit" in captions
+    at.radio(key="content_source").set_value("Sample").run()
+    assert not at.exception and "content_last_good" not in at.session_state  # released with the upload
+
+
+def test_page_refuses_an_upload_that_does_not_fit_in_free_memory_and_keeps_the_last_image(style_page, monkeypatch):
+    from explorer import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 3 * 2**20)
+    at = style_page
+    at.file_uploader(key="content_upload").set_value(("small.png", good_png(80, 64), "image/png"))
+    at.run()
+    assert not at.exception and not at.error
+    at.file_uploader(key="content_upload").set_value(("scan.png", _deep_png(1200, 1000), "image/png"))
+    at.run()
+    assert not at.exception
+    errs = [e.value for e in at.error]
+    assert len(errs) == 1 and errs[0].startswith("content image 'scan.png': decoding it needs about"), errs
+    assert "MB is free now" in errs[0]
+    assert "Still using the previous image, small.png." in [c.value for c in at.caption]
+    assert at.session_state["content_last_good"][1].name == "small.png"

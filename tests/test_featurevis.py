@@ -395,6 +395,38 @@ def test_broken_files_are_skipped_and_reported(vgg19, planted):
     assert any(e.message and "cut.png" in e.message for e in events)
 
 
+def test_prepare_never_makes_an_image_larger_than_its_working_size(monkeypatch):
+    """A 32 x 4000 strip once became 224 x 28,000 px before the crop (32 x 200,000: 1.5 GB)."""
+    import numpy as np
+
+    made = []
+    resize = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize",
+                        lambda self, size, *a, **k: made.append(size) or resize(self, size, *a, **k))
+    strip = Image.fromarray((np.random.default_rng(0).random((4000, 32, 3)) * 255).astype(np.uint8))
+    x = D.prepare(strip, 224)
+    assert x.shape == (1, 3, 224, 224) and made == [(224, 224)]
+    wide = Image.new("RGB", (300, 100), (0, 0, 0))
+    wide.paste((255, 255, 255), (100, 0, 200, 100))  # the central square is white
+    assert float(D.prepare(wide, 64).min()) > 0.95
+
+
+def test_thin_images_are_skipped_and_listed_like_unreadable_files(vgg19, planted):
+    import numpy as np
+
+    _write(planted, "strip.png", np.full((40, 400, 3), 128, dtype=np.uint8))     # 10 : 1
+    _write(planted, "panorama.png", np.full((40, 300, 3), 128, dtype=np.uint8))  # 7.5 : 1, kept
+    run = D.DatasetExamples(vgg19, "relu2_1", 1, planted, k=10, size=48, precision="fp32", use_cache=False)
+    events = list(run)
+    res = run.result()
+    assert [n for n, _ in res.skipped] == ["strip.png"]
+    assert res.skipped[0][1] == ("dataset image 'strip.png': too thin for a dataset example: its long side is 10 "
+                                 "times its short side (at most 8 times)")
+    assert "panorama.png" in run.index.names and len(res.examples) == 5
+    assert any("skipped 1 file" in n for n in res.notes)
+    assert any(e.message and "strip.png" in e.message for e in events)
+
+
 def test_a_folder_without_images_stops_with_a_reason(vgg19, tmp_path):
     (tmp_path / "a.txt").write_text("x")
     run = D.DatasetExamples(vgg19, "relu2_1", 1, tmp_path, size=48, precision="fp32")

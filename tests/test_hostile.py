@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from explorer import augment, augment_io, augment_plan, cmd_common, dream_settings, images, models, style, style_settings
-from explorer import decoding
+from explorer import files
 from explorer import weights
 from explorer import registry
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
@@ -275,11 +275,11 @@ def test_special_files_are_refused_at_once(tmp_path, capsys, monkeypatch):
             images.load_image(path)
     big = tmp_path / "big.png"
     with open(big, "wb") as fh:
-        fh.truncate(decoding.MAX_FILE_BYTES + 1)
+        fh.truncate(files.MAX_FILE_BYTES + 1)
     with pytest.raises(images.ImageError, match="MB"):
         images.load_image(big)
     with pytest.raises(ValueError, match="MB"):
-        decoding.read_regular_file(big, "x", limit=1000)
+        files.read_regular_file(big, "x", limit=1000)
 
 
 def test_weights_that_are_not_regular_files_say_what_they_are(tmp_path, capsys):

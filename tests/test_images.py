@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile, features
 
-from explorer import images
+from explorer import decoding, images
+from explorer.decoding import accepted_formats_text
 from tests.corpus import patch_png_size, png_chunks
 from explorer.images import (
     MIN_SIDE,
@@ -152,6 +153,21 @@ def test_truncated_jpeg(tmp_path):
     assert_image_error(ei, "content image 'cut.jpg'", "truncated or corrupt")
 
 
+def test_png_with_a_broken_stream_but_valid_checksums_is_corrupt():
+    import struct
+    import zlib
+
+    data = encode(noise_rgb(200, 200), "PNG")
+    at = data.index(b"IDAT")
+    (n,) = struct.unpack(">I", data[at - 4:at])
+    body = bytearray(data[at + 4:at + 4 + n])
+    body[n // 2:n // 2 + 50] = bytes(50)  # zeroed compressed data ...
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + bytes(body)) & 0xFFFFFFFF)  # ... under a matching checksum
+    with pytest.raises(ImageError) as ei:
+        load_image(data[:at + 4] + bytes(body) + crc + data[at + 8 + n:], name="b.png")
+    assert_image_error(ei, "image 'b.png'", "truncated or corrupt")
+
+
 def test_truncated_png(tmp_path):
     data = encode(noise_rgb(64, 64), "PNG")
     with pytest.raises(ImageError) as ei:
@@ -242,7 +258,9 @@ def test_sources_bytes_path_str_filelike(tmp_path):
 def test_upload_error_names_file():
     with pytest.raises(ImageError) as ei:
         load_image(FakeUpload(b"not an image", "x.png"), role="content image")
-    assert str(ei.value) == "content image 'x.png': not an image file (could not be decoded)"
+    assert str(ei.value) == ("content image 'x.png': not an image file (could not be decoded; the accepted formats "
+                             f"are {accepted_formats_text()})")
+    assert accepted_formats_text().startswith("PNG, JPEG, GIF, BMP, TIFF, WebP")
 
 
 # --------------------------------------------------------------------------- conversions
@@ -598,3 +616,217 @@ def test_broken_header_is_corrupt(name, data):
 
 def test_image_error_is_one_line():
     assert str(ImageError("a\nb\r\n  c")) == "a b c"
+
+
+# --------------------------------------------------------------------------- accepted formats and limits
+
+
+POSTSCRIPT = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\nnewpath 0 0 moveto\nshowpage\n%%EOF\n"
+
+
+@pytest.fixture
+def eps_plugin_calls(monkeypatch):
+    """Calls that reached Pillow's EPS plugin or Ghostscript (both replaced by recorders)."""
+    from PIL import EpsImagePlugin
+
+    Image.init()
+    calls = []
+
+    def plugin(*args, **kwargs):
+        calls.append("EpsImageFile")
+        raise SyntaxError("the EPS plugin was consulted")
+
+    def ghostscript(*args, **kwargs):
+        calls.append("Ghostscript")
+        raise OSError("Ghostscript was started")
+
+    monkeypatch.setitem(Image.OPEN, "EPS", (plugin, Image.OPEN["EPS"][1]))
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)  # as on a machine that has it
+    return calls
+
+
+def test_postscript_named_png_is_refused_without_consulting_the_eps_plugin(eps_plugin_calls):
+    with pytest.raises(ImageError) as ei:
+        load_image(POSTSCRIPT, name="holiday.png", role="content image")
+    message = assert_image_error(ei, "content image 'holiday.png'", "not an image file", "it looks like EPS",
+                                 "the accepted formats are PNG, JPEG, GIF, BMP, TIFF, WebP")
+    assert eps_plugin_calls == [], message
+
+
+@pytest.mark.parametrize("fmt, options", [("PNG", {}), ("JPEG", {"quality": 95}), ("GIF", {}), ("BMP", {}),
+                                          ("TIFF", {}), ("PPM", {}),
+                                          pytest.param("WEBP", {"lossless": True}, marks=pytest.mark.skipif(
+                                              not features.check("webp"), reason="Pillow built without WebP"))])
+def test_every_accepted_format_decodes(fmt, options):
+    assert fmt in decoding.ACCEPTED_FORMATS
+    loaded = load_image(encode(noise_rgb(48, 40), fmt, **options), name=f"x.{fmt.lower()}")
+    check_rgb(loaded)
+    assert loaded.image.size == (48, 40)
+
+
+@pytest.mark.parametrize("fmt", ["PCX", "SGI", "ICO", "TGA", "DDS"])
+def test_formats_outside_the_allowlist_are_refused_and_the_accepted_ones_named(fmt):
+    data = encode(noise_rgb(48, 48), fmt)
+    with pytest.raises(ImageError) as ei:
+        load_image(data, name="x.png", role="style image")
+    assert_image_error(ei, "style image 'x.png'", "not an image file",
+                       f"the accepted formats are {accepted_formats_text()}")
+    assert Image.open(io.BytesIO(data)).format == fmt  # Pillow itself would have decoded it
+
+
+def _png_with_empty_chunks(count: int) -> bytes:
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", 0) + b"prIv" + struct.pack(">I", zlib.crc32(b"prIv") & 0xFFFFFFFF)
+    png = encode(noise_rgb(40, 40), "PNG")
+    return png[:33] + chunk * count + png[33:]  # after IHDR: Pillow parses each chunk in Python
+
+
+def test_a_file_built_to_be_slow_to_parse_is_stopped_by_the_cpu_time_limit(monkeypatch):
+    """300,000 empty chunks (3.6 MB) keep Pillow's PNG parser busy for seconds; at the full 256 MB
+    it would be most of an hour. The limit is lowered so that the test stays fast."""
+    import sys
+
+    data = _png_with_empty_chunks(300_000)
+    monkeypatch.setattr(decoding, "MAX_DECODE_SECONDS", 0.05)
+    profiler = sys.getprofile()
+    with pytest.raises(ImageError) as ei:
+        load_image(data, name="slow.png", role="content image")
+    assert_image_error(ei, "content image 'slow.png'", "decoding took more than 0.05 s of CPU time and was stopped")
+    assert sys.getprofile() is profiler  # the hook is gone again
+    # a normal image decodes within the same limit
+    check_rgb(load_image(_png_with_empty_chunks(3)))
+
+
+def test_the_time_limit_holds_even_when_the_code_catches_it():
+    with pytest.raises(decoding.DecodeTimeout):
+        with decoding.decode_deadline(0.0):
+            try:
+                while True:
+                    len(())
+            except decoding.DecodeTimeout:
+                pass  # Pillow catching it, say: the block still ends with it
+
+
+def test_a_jpeg_of_hundreds_of_scans_is_refused_before_decoding():
+    data = encode(noise_rgb(64, 64), "JPEG", progressive=True, quality=90)
+    first_scan = data.index(b"\xff\xda")
+    scans = data[first_scan:-2]  # every scan, without the end-of-image marker
+    many = data[:first_scan] + scans * 12 + b"\xff\xd9"
+    assert many.count(b"\xff\xda") > decoding.MAX_JPEG_SCANS
+    with pytest.raises(ImageError) as ei:
+        load_image(many, name="scans.jpg")
+    assert_image_error(ei, "image 'scans.jpg'", f"at most {decoding.MAX_JPEG_SCANS} are accepted")
+    check_rgb(load_image(data))  # an ordinary progressive JPEG is fine
+
+
+def test_decoded_bytes_by_hand():
+    assert decoding.decoded_bytes("L", (100, 50)) == 5000
+    assert decoding.decoded_bytes("I;16", (100, 50)) == 10000
+    assert decoding.decoded_bytes("F", (100, 50)) == 20000
+    assert decoding.decoded_bytes("RGB", (100, 50)) == 20000  # Pillow keeps RGB in 4 bytes a pixel
+    assert decoding.decoded_bytes("CMYK", (100, 50)) == 20000
+
+
+def test_decoded_size_and_memory_are_checked_before_anything_is_decoded(monkeypatch):
+    from PIL import PngImagePlugin
+
+    decoded = []
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load",
+                        lambda self: decoded.append(self.size) or ImageFile.ImageFile.load(self))
+    values = np.linspace(0, 65535, 200 * 100).astype(np.uint16).reshape(100, 200)
+    data = encode(Image.fromarray(values), "PNG")
+    with pytest.raises(ImageError) as ei:
+        load_image(data, name="deep.png", memory_budget=50_000)
+    assert_image_error(ei, "image 'deep.png'", "decoding it needs about", "MB of memory")
+    monkeypatch.setattr(decoding, "MAX_DECODED_BYTES", 30_000)  # 200 x 100 x 2 bytes = 40,000
+    with pytest.raises(ImageError) as ei:
+        load_image(data, name="deep.png")
+    assert_image_error(ei, "image 'deep.png'", "200 x 100 px in mode I;16")
+    assert decoded == []
+    monkeypatch.setattr(decoding, "MAX_DECODED_BYTES", 40_000)
+    check_rgb(load_image(data, memory_budget=10**9))
+    assert decoded and set(decoded) == {(200, 100)}
+
+
+def test_16bit_scan_is_scaled_down_in_one_band_with_a_note():
+    values = (np.arange(400)[None, :] * 160 + np.arange(300)[:, None] * 7).astype(np.uint16)
+    full = load_image(encode(Image.fromarray(values), "PNG"))
+    small = load_image(encode(Image.fromarray(values), "PNG"), max_side=100)
+    check_rgb(small)
+    assert small.image.size == (100, 75)
+    assert "scaled down from 400 x 300 to 100 x 75 px" in small.notes
+    assert "16-bit image converted to 8-bit" in small.notes
+    expected = np.asarray(full.image.resize((100, 75), Image.Resampling.LANCZOS), dtype=np.int16)
+    assert np.abs(np.asarray(small.image, dtype=np.int16) - expected).mean() < 1.0
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_and_stays_upright():
+    img = Image.new("RGB", (1024, 768), (255, 0, 0))
+    img.paste((0, 0, 255), (512, 0, 1024, 768))  # left red, right blue (as stored)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    loaded = load_image(encode(img, "JPEG", exif=exif, quality=95), max_side=128)
+    check_rgb(loaded)
+    assert loaded.image.size == (96, 128)  # turned upright: portrait
+    assert loaded.notes == ["rotated according to EXIF orientation", "scaled down from 768 x 1024 to 96 x 128 px"]
+    top, bottom = pixel(loaded, 48, 10), pixel(loaded, 48, 118)
+    assert top[0] > 200 and top[2] < 60 and bottom[2] > 200 and bottom[0] < 60
+    assert load_image(encode(noise_rgb(64, 40), "PNG"), max_side=40).image.size == (51, 32)  # short side kept >= 32
+
+
+def test_exif_rotated_tiff_is_turned_with_a_note():
+    img = Image.new("RGB", (64, 40), (255, 0, 0))
+    img.paste((0, 0, 255), (32, 0, 64, 40))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    loaded = load_image(encode(img, "TIFF", exif=exif))
+    assert loaded.image.size == (40, 64)
+    assert pixel(loaded, 20, 5) == (255, 0, 0) and pixel(loaded, 20, 58) == (0, 0, 255)
+    assert "rotated according to EXIF orientation" in loaded.notes
+
+
+def test_float_rgb_tiff_is_refused_with_what_to_do():
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.random.default_rng(0).random((40, 40, 3), dtype=np.float32), photometric="rgb")
+    with pytest.raises(ImageError) as ei:
+        load_image(buf.getvalue(), name="hdr.tif", role="style image")
+    assert str(ei.value) == "style image 'hdr.tif': 32-bit float RGB TIFF is not supported; save it as 8- or 16-bit"
+
+
+def _swapped_srgb_profile() -> bytes:
+    """sRGB with its red and blue primaries swapped: an RGB profile that is not sRGB, whose
+    conversion to sRGB is easy to predict (stored red shows blue)."""
+    import struct
+
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (count,) = struct.unpack(">I", data[128:132])
+    entries = {bytes(data[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    r, b = entries[b"rXYZ"], entries[b"bXYZ"]
+    data[r + 4:r + 12], data[b + 4:b + 12] = data[b + 4:b + 12], data[r + 4:r + 12]
+    return bytes(data)
+
+
+@pytest.mark.skipif(not features.check("littlecms2"), reason="Pillow built without LittleCMS")
+def test_an_embedded_colour_profile_is_converted_to_srgb():
+    from PIL import ImageCms
+
+    img = Image.new("RGB", (40, 40), (220, 20, 20))
+    loaded = load_image(encode(img, "PNG", icc_profile=_swapped_srgb_profile()))
+    check_rgb(loaded)
+    r, g, b = pixel(loaded, 5, 5)
+    assert b > 150 and r < 80  # stored red means the profile's first primary: sRGB blue
+    assert any(n.startswith("converted from the embedded colour profile") and n.endswith("to sRGB")
+               for n in loaded.notes), loaded.notes
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    plain = load_image(encode(img, "PNG", icc_profile=srgb))
+    assert pixel(plain, 5, 5) == (220, 20, 20) and plain.notes == []  # sRGB stays as it is
+    broken = load_image(encode(img, "PNG", icc_profile=b"not a profile"))
+    assert pixel(broken, 5, 5) == (220, 20, 20)
+    assert "the embedded colour profile could not be read and was ignored (colours as stored)" in broken.notes
