@@ -83,6 +83,15 @@ def test_the_installed_package_runs_from_any_folder_and_finds_its_own_app(wheel,
     shipped = installation.app_script(site / "explorer")
     assert shipped == site / "explorer" / "streamlit_app" / "app.py"
     assert (shipped.parent / "pages" / "style_transfer.py").read_text() == (ROOT / "pages" / "style_transfer.py").read_text()
+    # the installed copy of the app runs, and so does a page through its navigation
+    code = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+            "at = AppTest.from_file(sys.argv[1], default_timeout=120)\nat.run()\n"
+            "at.switch_page('pages/activations.py').run()\n"
+            "print(len(at.exception), [t.value for t in at.title])\n")
+    env.update(EXPLORER_ALLOW_UNTRAINED="1", EXPLORER_OFFLINE="1", TORCH_HOME=str(tmp_path / "th"))
+    p = subprocess.run([sys.executable, "-c", code, str(shipped)], cwd=elsewhere, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.stdout.splitlines()[-1] == "0 ['Layer activations']", p.stdout + p.stderr
 
 
 # --------------------------------------------------------------------------- explorer app
