@@ -7,6 +7,7 @@ Streamlit unchanged.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,22 +25,30 @@ def streamlit_command(script: str | Path, streamlit_args: Sequence[str] = ()) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the app until Streamlit stops (Ctrl-C stops it; Streamlit gets the signal too).
+    """Serve the app until Streamlit stops (Ctrl-C): on POSIX Streamlit replaces this process.
 
     Args:
         args: parsed arguments with ``streamlit_args``, the options for ``streamlit run``.
 
     Returns:
-        Streamlit's exit status; 2 (after one ``error: ...`` line) when the app's files are missing.
+        2 (after one ``error: ...`` line) when the app's files are missing; otherwise Streamlit's
+        exit status where it runs as a child process (Windows), and nothing on POSIX, where
+        Streamlit replaces this process.
     """
     try:
         script = installation.app_script()
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    proc = subprocess.Popen(streamlit_command(script, getattr(args, "streamlit_args", ())))
-    while True:
+    cmd = streamlit_command(script, getattr(args, "streamlit_args", ()))
+    if os.name != "posix":  # no exec on Windows: a child process, Ctrl-C reaches it too
         try:
-            return proc.wait()
-        except KeyboardInterrupt:  # Streamlit got the Ctrl-C as well and is shutting down: wait for it
-            continue
+            return subprocess.call(cmd)
+        except KeyboardInterrupt:
+            return 130
+    # Streamlit takes this process's place: Ctrl-C, kill and the exit status are its own, and no
+    # server is left behind when this process is stopped
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(cmd[0], cmd)
+    return 0  # not reached

@@ -110,25 +110,21 @@ def test_app_script_is_the_checkouts_app_else_the_copy_installed_with_the_packag
     assert installation.app_script(installed) == installed / "streamlit_app" / "app.py"
 
 
-class _Popen:
-    """A stand-in for subprocess.Popen that records the command and exits at once."""
-
+@pytest.fixture
+def launched(monkeypatch) -> list[list[str]]:
+    """The command lines ``explorer app`` hands to exec (POSIX) or runs as a child (Windows);
+    neither happens."""
     commands: list[list[str]] = []
-
-    def __init__(self, cmd, *args, **kwargs):
-        _Popen.commands.append(list(cmd))
-
-    def wait(self):
-        return 0
+    monkeypatch.setattr(cmd_app.os, "execv", lambda path, argv: commands.append(list(argv)))
+    monkeypatch.setattr(cmd_app.subprocess, "call", lambda argv: commands.append(list(argv)) or 0)
+    return commands
 
 
-def test_explorer_app_serves_the_app_with_this_python_and_passes_streamlit_options_on(monkeypatch, capsys):
-    monkeypatch.setattr(cmd_app.subprocess, "Popen", _Popen)
-    _Popen.commands.clear()
+def test_explorer_app_serves_the_app_with_this_python_and_passes_streamlit_options_on(launched, capsys):
     rc, _, err = run_cli(capsys, "app", "--server.port", "8502", "--server.headless=true")
     assert rc == 0, err
-    assert _Popen.commands == [[sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                                "--server.port", "8502", "--server.headless=true"]]
+    assert launched == [[sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                         "--server.port", "8502", "--server.headless=true"]]
     with pytest.raises(SystemExit) as exc:  # other commands still refuse what they do not know
         cli.main(["weights", "status", "--server.port", "8502"])
     assert exc.value.code == 2
@@ -216,10 +212,8 @@ COMMANDS = [
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
 def test_every_command_says_in_one_line_which_torchvision_goes_with_the_installed_torch(argv, capsys, monkeypatch,
-                                                                                         tmp_path):
+                                                                                         tmp_path, launched):
     broken_torchvision(monkeypatch, tmp_path, "0.28.0")
-    monkeypatch.setattr(cmd_app.subprocess, "Popen", _Popen)
-    _Popen.commands.clear()
     rc, _, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert rc == 2
     line = error_line(err)
@@ -230,7 +224,7 @@ def test_every_command_says_in_one_line_which_torchvision_goes_with_the_installe
     want = installation.torchvision_for(TORCH)
     assert f'pip install --force-reinstall "torch=={MAJOR_MINOR}.*" "torchvision=={want}.*"' in line
     assert f"--index-url {installation.CPU_INDEX}" in line
-    assert not (tmp_path / "o.png").exists() and not _Popen.commands
+    assert not (tmp_path / "o.png").exists() and not launched
 
 
 @pytest.mark.slow  # a fresh Python that imports torch: about 5 s on a loaded 2-core CPU
