@@ -342,11 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point (``python -m explorer`` and the ``explorer`` console script). Returns the
     exit status (0 ok, 2 error, 130 interrupted). Every command but ``doctor`` first checks that
     torch and torchvision import together (:func:`explorer.installation.torch_problem`)."""
-    parser = build_parser("explorer" if Path(sys.argv[0]).name == "explorer" else "python -m explorer")
+    parser = build_parser("explorer" if Path(sys.argv[0]).stem == "explorer" else "python -m explorer")
     args, extra = parser.parse_known_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
-    if extra and args.command != "app":  # app passes what it does not know to Streamlit
+    if args.command == "app":  # what app does not know goes to Streamlit
+        args.streamlit_args = extra
+    elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.streamlit_args = extra
     if args.command == "doctor":  # reports a broken torch/torchvision instead of stopping at it
         from . import cmd_doctor
 

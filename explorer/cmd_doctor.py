@@ -90,7 +90,7 @@ def report() -> dict:
         "problem": installation.torch_problem(),
     }
     out["compute"] = _part(_compute)
-    out["weights"] = {"error": "not checked: torchvision cannot be imported"} if out["problem"] else _part(_weights)
+    out["weights"] = {"error": "not checked: torch or torchvision cannot be imported"} if out["problem"] else _part(_weights)
     return out
 
 
