@@ -1,4 +1,4 @@
-"""Command line: ``python -m explorer ...``.
+"""Command line: ``explorer ...`` (the console script ``pip install .`` installs) or ``python -m explorer ...``.
 
 Commands:
     stylize CONTENT STYLE -o OUT.png [options]   Gatys style transfer (see ``--help``)
@@ -9,15 +9,19 @@ Commands:
     augment INPUT_DIR STYLES_DIR -o OUT_DIR --variants N [options]   stylized copies of a dataset
     weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
     weights status                               where each model's weights are
+    app [STREAMLIT OPTIONS ...]                  serve the Streamlit app (streamlit run on app.py)
+    doctor [--json]                              versions, devices, CPU, precision and weights on this machine
 
-Exit codes: 0 success; 2 bad input or missing weights (one line ``error: ...`` on stderr, no
-traceback); 130 interrupted (the partial result is still written).
+Exit codes: 0 success; 2 bad input, missing weights, or a torch and torchvision that do not
+import together (one line ``error: ...`` on stderr, no traceback); 130 interrupted (the partial
+result is still written).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import choices
 
@@ -264,9 +268,9 @@ def _augment_options(p: argparse.ArgumentParser) -> None:
     _common_options(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m explorer``."""
-    parser = _Parser(prog="python -m explorer",
+def build_parser(prog: str = "python -m explorer") -> argparse.ArgumentParser:
+    """The argument parser of ``python -m explorer`` (``prog``: how help and errors name it)."""
+    parser = _Parser(prog=prog,
                                      description="Deep Dream and style-visualization explorer: command line.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -315,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"comma-separated, from {', '.join(choices.MODEL_NAMES)} or 'all' (default vgg19,googlenet)")
     dl.add_argument("--dir", help="also copy the files here (use it as EXPLORER_WEIGHTS_DIR on an offline machine)")
     wsub.add_parser("status", help="where each model's weights are, and their sizes")
+    sub.add_parser("app", help="serve the Streamlit app in the browser (streamlit run app.py), from any folder",
+                   usage="%(prog)s [STREAMLIT OPTIONS ...]",
+                   description="Runs streamlit run on the app: the checkout's app.py, or the copy installed "
+                               "with the package. Options such as --server.port 8502 go to Streamlit.")
+    dc = sub.add_parser("doctor", help="what this machine runs on: versions, devices, CPU, precision, weights",
+                        description="Python, torch and torchvision (and whether they pair), the compute devices, "
+                                    "the CPU's model and AVX2 / AVX-512 / native bf16, what --precision auto "
+                                    "resolves to, and the weights found for each network.")
+    dc.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     return parser
 
 
@@ -334,9 +347,29 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point. Returns the exit status (0 ok, 2 error, 130 interrupted)."""
-    parser = build_parser()
-    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    """Entry point (``python -m explorer`` and the ``explorer`` console script). Returns the
+    exit status (0 ok, 2 error, 130 interrupted). Every command but ``doctor`` first checks that
+    torch and torchvision import together (:func:`explorer.installation.torch_problem`)."""
+    parser = build_parser("explorer" if Path(sys.argv[0]).stem == "explorer" else "python -m explorer")
+    args, extra = parser.parse_known_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    if args.command == "app":  # what app does not know goes to Streamlit
+        args.streamlit_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "doctor":  # reports a broken torch/torchvision instead of stopping at it
+        from . import cmd_doctor
+
+        return cmd_doctor.run(args)
+    from . import installation
+
+    problem = installation.torch_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.command == "app":
+        from . import cmd_app
+
+        return cmd_app.run(args)
     from . import commands  # torch and the networks, only once a command runs
 
     return commands.run(args)

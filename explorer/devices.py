@@ -7,12 +7,15 @@ Gram matrices and losses always stay float32; this only concerns the network's f
 from __future__ import annotations
 
 import contextlib
+import platform
 
 import torch
 
 __all__ = [
     "resolve_device",
     "cpu_has_bf16",
+    "cpu_flags",
+    "cpu_model",
     "resolve_precision",
     "precision_name",
     "autocast",
@@ -54,15 +57,35 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` line's value in ``/proc/cpuinfo`` (None where there is none,
+    or the file cannot be read: not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == name:
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags as ``/proc/cpuinfo`` names them (``avx2``, ``avx512f``,
+    ``avx512_bf16``, ``amx_bf16``, ...); empty where that cannot be read (not Linux)."""
+    return frozenset((_cpuinfo_field("flags") or "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows, e.g. ``arm``)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), read from
     ``/proc/cpuinfo`` (False where that cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

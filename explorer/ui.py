@@ -12,16 +12,27 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
 import streamlit as st
-import torch
 
-from . import activations, devices, images, memory, models, plots, registry
-from .page_state import keep_settings, result_bytes
-from .progress import ProgressEvent
-from .runs import Run
-from .runqueue import RunQueue, default_slots
-from .weights import WeightsError, WeightsMissingError, untrained_allowed, weights_status
+from . import installation
+
+# Every page and app.py import this module first: a torch and torchvision that do not import
+# together (e.g. "operator torchvision::nms does not exist") show one error box, naming both
+# versions and the fix, instead of a traceback (the check runs before the imports below).
+if (_torch_problem := installation.torch_problem()) is not None:
+    st.error(_torch_problem)
+    st.stop()
+    raise ImportError(_torch_problem)  # outside a Streamlit script run, st.stop() returns
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from . import activations, devices, images, memory, models, plots, registry  # noqa: E402
+from .page_state import keep_settings, result_bytes  # noqa: E402
+from .progress import ProgressEvent  # noqa: E402
+from .runs import Run  # noqa: E402
+from .runqueue import RunQueue, default_slots  # noqa: E402
+from .weights import WeightsError, WeightsMissingError, untrained_allowed, weights_status  # noqa: E402
 
 __all__ = [
     "run_app",
@@ -74,9 +85,8 @@ def page_guard() -> None:
     if getattr(_entry, "active", False):
         return
     import runpy
-    from pathlib import Path
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+    runpy.run_path(str(installation.app_script()), run_name="__main__")
     st.stop()
 
 

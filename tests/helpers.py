@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.metadata
+import importlib.util
 import socket
+import sys
 import threading
+from pathlib import Path
 from typing import Iterator
 
+import pytest
 import torch
 
-from explorer import cli
+from explorer import cli, devices
 
 
 def picture(h: int, w: int) -> torch.Tensor:
@@ -81,3 +87,58 @@ def silent_server() -> Iterator[str]:
         for c in conns:
             c.close()
         srv.close()
+
+
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether bf16 runs natively on ``device``: a CPU with AVX512-BF16 or AMX
+    (:func:`explorer.devices.cpu_has_bf16`), or a CUDA GPU with bf16."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return devices.cpu_has_bf16()
+
+
+def fast_precision(device: str = "cpu") -> str:
+    """``"bf16"`` where it runs natively on ``device`` (:func:`native_bf16`), else ``"fp32"``.
+    For tests whose property holds in either precision and that run mixed precision where it is
+    fast: on a CPU without native bf16 (AVX2 only) torch emulates bf16, many times slower than
+    fp32."""
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+#: Marks a test of a property specific to bf16: skipped on a CPU that would only emulate bf16.
+needs_native_bf16 = pytest.mark.skipif(
+    not native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would only be emulated, slowly")
+
+
+class _BrokenTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """An installed torchvision built for another torch: its import fails as the real one does
+    (``RuntimeError: operator torchvision::nms does not exist``), and its package metadata says
+    ``version``."""
+
+    def __init__(self, dist_info: Path):
+        self.dist_info = dist_info
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "torchvision" else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    def find_distributions(self, context=importlib.metadata.DistributionFinder.Context()):
+        if context.name == "torchvision":
+            return iter([importlib.metadata.PathDistribution(self.dist_info)])
+        return iter(())
+
+
+def broken_torchvision(monkeypatch, tmp_path: Path, version: str = "0.28.0") -> None:
+    """From here to the end of the test, ``import torchvision`` fails as it does beside a torch
+    it was not built for, and torchvision's installed version reads ``version``. The real
+    torchvision stays loaded for the modules that already use it, and comes back afterwards."""
+    dist_info = tmp_path / f"torchvision-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchvision\nVersion: {version}\n")
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenTorchvision(dist_info), *sys.meta_path])

@@ -15,6 +15,7 @@ from explorer import gatys
 from explorer.gatys import style_targets
 from explorer.style_settings import StyleSettings
 from explorer.losses import content_loss, gram_matrix, style_layer_loss, style_loss, total_variation
+from tests.helpers import needs_native_bf16
 
 # ----------------------------------------------------------------------------- maths
 
@@ -117,6 +118,7 @@ def test_same_seed_gives_the_same_image(vgg19, images64):
     assert not torch.equal(a.image, c.image)
 
 
+@needs_native_bf16  # about bf16 itself; emulated bf16 on an AVX2-only CPU is slow
 def test_mixed_precision_keeps_losses_float32_and_close_to_fp32(vgg19, images64):
     content, style = images64
     run = StyleTransfer(vgg19, content, style, _settings(steps=1, precision="bf16"))
