@@ -395,7 +395,8 @@ def test_augment_on_a_full_disk_names_the_image_and_running_again_resumes(tmp_pa
     _png(src / "cats" / "b.png", 2)
     _png(styles / "s.png", 1)
     args = ["augment", src, styles, "-o", out, "--variants", "1", "--steps", "1", "--batch-size", "1", *FAST]
-    monkeypatch.setattr(outputs, "os", _FullDisk(room=1))  # the first image fits, the second does not
+    # the folder's settings file and the first image fit, the second image does not
+    monkeypatch.setattr(outputs, "os", _FullDisk(room=2))
     rc, _, err = run_cli(capsys, *args)
     line = error_line(err)
     assert rc == 2 and "cannot write" in line and str(out / "cats") in line and ".png" in line
