@@ -80,6 +80,74 @@ def test_available_bytes_and_the_limit(monkeypatch):
     assert memory.format_bytes(38 * 2**30) == "38 GB" and memory.format_bytes(1.5 * 2**30) == "1.5 GB"
 
 
+def _cgroup_tree(tmp_path, proc_lines: list[str], files: dict[str, str]):
+    """A fake /proc/self/cgroup and cgroup trees under tmp_path: ``files`` maps paths relative
+    to tmp_path ("v2/slurm/job_7/memory.max") to their contents."""
+    (tmp_path / "v2").mkdir(parents=True)
+    (tmp_path / "v1").mkdir()
+    for rel, text in files.items():
+        f = tmp_path / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    (tmp_path / "cgroup").write_text("\n".join(proc_lines) + "\n")
+    return dict(proc_cgroup=str(tmp_path / "cgroup"), v2_root=str(tmp_path / "v2"), v1_root=str(tmp_path / "v1"))
+
+
+def test_cgroup_v2_limit_of_the_process_own_cgroup_is_found(tmp_path, monkeypatch):
+    """A SLURM job's limit sits in the job's own cgroup, not at the top of the tree (which has
+    none): the top-level files alone approved runs that the job's limit then killed."""
+    roots = _cgroup_tree(tmp_path, ["0::/system.slice/slurmstepd.scope/job_7/step_0"], {
+        "v2/system.slice/slurmstepd.scope/job_7/memory.max": str(4 * 2**30),
+        "v2/system.slice/slurmstepd.scope/job_7/memory.current": str(1 * 2**30),
+        "v2/system.slice/slurmstepd.scope/job_7/memory.stat": f"anon 123\ninactive_file {2**28}\nactive_file 5\n",
+        "v2/system.slice/slurmstepd.scope/job_7/step_0/memory.max": "max",
+        "v2/system.slice/slurmstepd.scope/job_7/step_0/memory.current": str(2**29),
+        "v2/system.slice/memory.max": "max",
+    })
+    # 4 GB limit, 1 GB used of which 256 MB is reclaimable page cache
+    assert memory.cgroup_free_bytes(**roots) == 4 * 2**30 - (2**30 - 2**28)
+    # available_bytes reads the same files (the module's paths, as a test points them)
+    monkeypatch.setattr(memory, "PROC_SELF_CGROUP", roots["proc_cgroup"])
+    monkeypatch.setattr(memory, "CGROUP_V2_ROOT", roots["v2_root"])
+    monkeypatch.setattr(memory, "CGROUP_V1_MEMORY_ROOT", roots["v1_root"])
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 64 * 2**30)  # a big machine
+    monkeypatch.delenv("EXPLORER_MEMORY_LIMIT", raising=False)
+    assert memory.available_bytes("cpu") == 4 * 2**30 - (2**30 - 2**28)
+    with pytest.raises(memory.MemoryEstimateError, match="this machine has 3.2 GB free"):
+        memory.check_fits("vgg19", 2048, 2048, device="cpu", steps=10, **STYLE)
+
+
+def test_cgroup_nested_limits_the_smallest_free_wins(tmp_path):
+    """Limits on every level from the process's cgroup up to the root: the tightest one counts,
+    with that cgroup's own usage."""
+    tree = {"v2/user.slice/memory.max": str(8 * 2**30), "v2/user.slice/memory.current": str(7 * 2**30),
+            "v2/user.slice/app.scope/memory.max": str(6 * 2**30),
+            "v2/user.slice/app.scope/memory.current": str(2 * 2**30)}
+    roots = _cgroup_tree(tmp_path, ["0::/user.slice/app.scope"], tree)
+    assert memory.cgroup_free_bytes(**roots) == 1 * 2**30  # the parent: 8 GB - 7 GB used by all its children
+    (tmp_path / "v2/user.slice/memory.max").write_text("max")
+    assert memory.cgroup_free_bytes(**roots) == 4 * 2**30  # now the process's own: 6 - 2
+
+
+def test_cgroup_v1_memory_controller_and_no_limit(tmp_path):
+    lines = ["12:pids:/", "4:memory:/slurm/uid_1000/job_42", "1:name=systemd:/", "0::/"]
+    tree = {"v1/slurm/uid_1000/job_42/memory.limit_in_bytes": str(2 * 2**30),
+            "v1/slurm/uid_1000/job_42/memory.usage_in_bytes": str(2**30 + 2**29),
+            "v1/slurm/uid_1000/job_42/memory.stat": f"cache 10\ntotal_inactive_file {2**29}\n",
+            "v1/slurm/memory.limit_in_bytes": "9223372036854771712",  # v1's "no limit"
+            "v1/memory.limit_in_bytes": "9223372036854771712"}
+    roots = _cgroup_tree(tmp_path, lines, tree)
+    assert memory.cgroup_free_bytes(**roots) == 2 * 2**30 - 2**30
+    # no limit anywhere (v1's huge number, v2's "max", missing files): None, not a number
+    (tmp_path / "v1/slurm/uid_1000/job_42/memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (tmp_path / "v2/memory.max").write_text("max\n")
+    assert memory.cgroup_free_bytes(**roots) is None
+    # a container that sees only its own cgroup as the root: the listed path is not in the tree
+    roots = _cgroup_tree(tmp_path / "c", ["0::/docker/abc123"], {"v2/memory.max": str(2**30),
+                                                                 "v2/memory.current": str(2**28)})
+    assert memory.cgroup_free_bytes(**roots) == 2**30 - 2**28
+
+
 # --------------------------------------------------------------------------- where runs start
 
 
