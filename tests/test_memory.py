@@ -15,7 +15,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import cli, commands, memory, style
+from explorer import cgroups, cli, commands, memory, style
 from tests.helpers import app_env, error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,12 +105,12 @@ def test_cgroup_v2_limit_of_the_process_own_cgroup_is_found(tmp_path, monkeypatc
         "v2/system.slice/memory.max": "max",
     })
     # 4 GB limit, 1 GB used of which 256 MB is reclaimable page cache
-    assert memory.cgroup_free_bytes(**roots) == 4 * 2**30 - (2**30 - 2**28)
+    assert cgroups.cgroup_free_bytes(**roots) == 4 * 2**30 - (2**30 - 2**28)
     # available_bytes reads the same files (the module's paths, as a test points them)
-    monkeypatch.setattr(memory, "PROC_SELF_CGROUP", roots["proc_cgroup"])
-    monkeypatch.setattr(memory, "CGROUP_V2_ROOT", roots["v2_root"])
-    monkeypatch.setattr(memory, "CGROUP_V1_MEMORY_ROOT", roots["v1_root"])
-    monkeypatch.setattr(memory, "_meminfo_available", lambda: 64 * 2**30)  # a big machine
+    monkeypatch.setattr(cgroups, "PROC_SELF_CGROUP", roots["proc_cgroup"])
+    monkeypatch.setattr(cgroups, "CGROUP_V2_ROOT", roots["v2_root"])
+    monkeypatch.setattr(cgroups, "CGROUP_V1_MEMORY_ROOT", roots["v1_root"])
+    monkeypatch.setattr(cgroups, "meminfo_available", lambda: 64 * 2**30)  # a big machine
     monkeypatch.delenv("EXPLORER_MEMORY_LIMIT", raising=False)
     assert memory.available_bytes("cpu") == 4 * 2**30 - (2**30 - 2**28)
     with pytest.raises(memory.MemoryEstimateError, match="this machine has 3.2 GB free"):
@@ -124,9 +124,9 @@ def test_cgroup_nested_limits_the_smallest_free_wins(tmp_path):
             "v2/user.slice/app.scope/memory.max": str(6 * 2**30),
             "v2/user.slice/app.scope/memory.current": str(2 * 2**30)}
     roots = _cgroup_tree(tmp_path, ["0::/user.slice/app.scope"], tree)
-    assert memory.cgroup_free_bytes(**roots) == 1 * 2**30  # the parent: 8 GB - 7 GB used by all its children
+    assert cgroups.cgroup_free_bytes(**roots) == 1 * 2**30  # the parent: 8 GB - 7 GB used by all its children
     (tmp_path / "v2/user.slice/memory.max").write_text("max")
-    assert memory.cgroup_free_bytes(**roots) == 4 * 2**30  # now the process's own: 6 - 2
+    assert cgroups.cgroup_free_bytes(**roots) == 4 * 2**30  # now the process's own: 6 - 2
 
 
 def test_cgroup_v1_memory_controller_and_no_limit(tmp_path):
@@ -137,15 +137,15 @@ def test_cgroup_v1_memory_controller_and_no_limit(tmp_path):
             "v1/slurm/memory.limit_in_bytes": "9223372036854771712",  # v1's "no limit"
             "v1/memory.limit_in_bytes": "9223372036854771712"}
     roots = _cgroup_tree(tmp_path, lines, tree)
-    assert memory.cgroup_free_bytes(**roots) == 2 * 2**30 - 2**30
+    assert cgroups.cgroup_free_bytes(**roots) == 2 * 2**30 - 2**30
     # no limit anywhere (v1's huge number, v2's "max", missing files): None, not a number
     (tmp_path / "v1/slurm/uid_1000/job_42/memory.limit_in_bytes").write_text("9223372036854771712\n")
     (tmp_path / "v2/memory.max").write_text("max\n")
-    assert memory.cgroup_free_bytes(**roots) is None
+    assert cgroups.cgroup_free_bytes(**roots) is None
     # a container that sees only its own cgroup as the root: the listed path is not in the tree
     roots = _cgroup_tree(tmp_path / "c", ["0::/docker/abc123"], {"v2/memory.max": str(2**30),
                                                                  "v2/memory.current": str(2**28)})
-    assert memory.cgroup_free_bytes(**roots) == 2**30 - 2**28
+    assert cgroups.cgroup_free_bytes(**roots) == 2**30 - 2**28
 
 
 # --------------------------------------------------------------------------- where runs start
