@@ -354,7 +354,9 @@ def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style",
         images = _rss(b * image, 10) + _rss(image, 2)
     elif kind == "dream":  # octave bases, detail, x, rolled, gradient and its steps, previews; a frame per octave
         images = _rss(image, 16 + max(1, octaves))
-    elif kind != "occlusion":
+    elif kind == "activations":  # the image, its channels_last copy, the picture
+        images = _rss(b * image, 3)
+    elif kind != "occlusion":  # the images, Captum's and the transforms' copies of them
         images = _rss(b * image, 4) + _rss(image, 4)
     if optimizer == "lbfgs":
         opt = _rss(b * image, 2 * min(max(int(steps) - 1, 0), LBFGS_HISTORY) + 6)
