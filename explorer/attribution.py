@@ -57,7 +57,7 @@ from .activations import channel_map_rgb, fast_layout
 from .images import to_pil
 from .memory import check_fits
 from .models import FeatureNet, last_feature_layer
-from .occlusion_fast import UnsupportedNetworkError, occlusion_fast, occlusion_windows
+from .occlusion_fast import UnsupportedNetworkError, occlusion_fast, occlusion_windows, supports
 from .progress import ProgressEvent
 from .runs import Run
 from .saliency_objectives import check_spatial, objective_function, parse_objective
@@ -320,9 +320,12 @@ def _events_from(work: Callable[[Callable[[int, int], None]], object], stage: st
 
 def check_attribution_memory(model: FeatureNet, image: torch.Tensor, settings: AttributionSettings) -> int:
     """:func:`explorer.memory.check_fits` for an :class:`AttributionRun` about to start on
-    ``image`` (1, 3, H, W). Integrated gradients pass 8 images at a time with gradients;
-    occlusion keeps the clean image's activations and passes batches of occluded images
-    (counted as two images with gradients); the other methods pass one image with gradients.
+    ``image`` (1, 3, H, W). Integrated gradients pass 8 images at a time with gradients; the
+    other gradient methods one (Grad-CAM's backward pass stops at its layer). Occlusion passes
+    ``settings.perturbations_per_eval`` occluded images at a time without gradients (at most one
+    per window): whole images through Captum, or only what each window reaches through the fast
+    engine (:mod:`explorer.occlusion_fast`, after one clean pass whose layers it keeps). The
+    style objective's Gram matrices count.
 
     Returns:
         the estimated bytes. Raises :class:`~explorer.memory.MemoryEstimateError` when it does not fit.
@@ -334,9 +337,17 @@ def check_attribution_memory(model: FeatureNet, image: torch.Tensor, settings: A
         layers = list(settings.style_layers or model.spec.style_layers)
     else:
         layers = [spec.layer]
-    batch = {"integrated_gradients": min(8, int(settings.ig_steps)), "occlusion": 2}.get(settings.method, 1)
-    return check_fits(model, int(image.shape[-2]), int(image.shape[-1]), kind="saliency", device=model.device,
-                      batch=batch, layers=layers)
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    options = dict(layers=layers, gram_layers=layers if spec.kind == "style" else None)
+    if settings.method == "occlusion":
+        fast = settings.fast_occlusion and spec.kind != "class" and supports(model, layers)
+        return check_fits(model, h, w, kind="occlusion", device=model.device, backward=False,
+                          batch=int(settings.perturbations_per_eval), engine="fast" if fast else "captum",
+                          windows=len(occlusion_windows(h, w, settings.window, settings.stride)),
+                          window=int(settings.window), **options)
+    batch = min(8, int(settings.ig_steps)) if settings.method == "integrated_gradients" else 1
+    return check_fits(model, h, w, kind="saliency", device=model.device, batch=batch,
+                      input_gradient=settings.method != "gradcam", **options)
 
 
 class AttributionRun(Run):
@@ -366,12 +377,12 @@ class AttributionRun(Run):
             self.gradcam_layer = self._gradcam_layer()
         # validate the objective now (one-line errors before any work)
         objective_function(model, self.spec, layers=self.style_layers, image=self.image)
-        check_attribution_memory(model, self.image, settings)  # MemoryEstimateError before any work
-        if self.spec.kind == "class" and model.weights.untrained:
-            self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
         h, w = self.image.shape[-2:]
         if settings.method == "occlusion":
             occlusion_windows(h, w, settings.window, settings.stride)  # one-line ValueError for bad geometry
+        check_attribution_memory(model, self.image, settings)  # MemoryEstimateError before any work
+        if self.spec.kind == "class" and model.weights.untrained:
+            self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
         self._result: Heatmap | None = None
         self.engine = "captum"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from . import activations as act
-from . import images
+from . import images, memory
 from . import outputs
 from . import cmd_common as common
 
@@ -33,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
     model = common.load_net(args, args.model)
     model.check_layers([args.layer])
     x = images.to_tensor(images.resize_long_side(li.image, args.size))
+    # the layer's forward pass, and the whole network's for the predictions (trained weights with a
+    # classifier): refused up front (MemoryEstimateError, one line) when either would not fit
+    predicts = model.has_classifier and not model.weights.untrained
+    for layers in ([args.layer], [model.spec.logits_layer]) if predicts else ([args.layer],):
+        memory.check_fits(model, x.shape[-2], x.shape[-1], kind="activations", device=model.device,
+                          backward=False, layers=layers)
     info = act.layer_info(model.name, args.layer, max(x.shape[-2:]))
     acts = act.layer_activations(model, x, args.layer)
     if acts.ndim != 3:

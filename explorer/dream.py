@@ -302,16 +302,17 @@ class DreamResult:
 
 
 def check_dream_memory(model: FeatureNet, height: int, width: int, settings: DreamSettings, layers: Sequence[str],
-                       dtype: torch.dtype | None, octaves: int) -> int:
+                       dtype: torch.dtype | None, octaves: int, frames: int = 0) -> int:
     """:func:`explorer.memory.check_fits` for a :class:`DreamRun` about to start: each gradient
     pass sees at most one tile of ``settings.tile`` px; the full-size image (``height`` x
-    ``width`` px), its octaves and frames are kept.
+    ``width`` px), its octaves and frames are kept, and a dream-zoom's ``frames`` finished
+    frames (:class:`explorer.zoom.ZoomRun`) with their pictures and GIF.
 
     Returns:
         the estimated bytes. Raises :class:`~explorer.memory.MemoryEstimateError` when it does not fit.
     """
     return check_fits(model, int(height), int(width), kind="dream", device=model.device, dtype=dtype,
-                      layers=list(layers), tile=int(settings.tile), octaves=int(octaves))
+                      layers=list(layers), tile=int(settings.tile), octaves=int(octaves), frames=int(frames))
 
 
 class DreamRun(Run):

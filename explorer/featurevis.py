@@ -44,7 +44,7 @@ from .objectives import INPUT, Objective, channel, class_logit, direction, diver
 from .progress import ProgressEvent
 from .runs import Run
 from .settings import RecipeSettings, check_choice, check_float, check_int, check_name
-from .transforms import STANDARD_TRANSFORMS, compose, parse_transform
+from .transforms import STANDARD_TRANSFORMS, RandomScale, compose, parse_transform
 
 __all__ = [
     "COLOR_CORRELATION_SVD_SQRT",
@@ -331,8 +331,10 @@ class FeatureVisualization(Run):
             raise ValueError(f"a {w} x {h} px image is too small for {model.name} at {', '.join(small or layers)}; "
                              "use a larger size")
         pad = sum(t.pixels for t in self.transform.parts if hasattr(t, "pixels"))
-        check_fits(model, h + 2 * pad, w + 2 * pad, kind="feature visualization", device=self.device,
-                   batch=self.param.raw.shape[0], dtype=self.dtype, layers=layers)
+        grow = math.prod(1 + t.amount for t in self.transform.parts if isinstance(t, RandomScale))  # scaled up at most
+        check_fits(model, math.ceil((h + 2 * pad) * grow), math.ceil((w + 2 * pad) * grow),
+                   kind="feature visualization", device=self.device, batch=self.param.raw.shape[0],
+                   dtype=self.dtype, layers=layers)
         with torch.no_grad():  # bad channels fail here, not at step 1
             x0 = self.param()
             with autocast(self.device, self.dtype):

@@ -2,20 +2,27 @@
 
 A 4096 px style transfer on VGG19 needs tens of gigabytes; started on a laptop or a shared
 classroom server it would swap the machine to a halt or be killed by the kernel, taking every
-other user's session with it. So each heavy run (style transfer, Deep Dream, saliency maps)
-first asks :func:`check_fits`, which compares :func:`estimate` with :func:`available_bytes` and
-raises :class:`MemoryEstimateError` (a ``ValueError``: the CLI prints it as one ``error:`` line
-with exit status 2, the pages as one ``st.error`` line) naming the largest size that fits.
+other user's session with it. So each heavy run (style transfer, Deep Dream and its zoom,
+saliency and occlusion maps, feature visualization, the activation view) first asks
+:func:`check_fits`, which compares :func:`estimate` with :func:`available_bytes` and raises
+:class:`MemoryEstimateError` (a ``ValueError``: the CLI prints it as one ``error:`` line with exit
+status 2, the pages as one ``st.error`` line) naming the largest size that fits.
 
-The estimate is computed from the architecture, not guessed: the network's forward pass is
-traced on the ``meta`` device (shapes only, no memory, no compute) under a dispatch mode that
-adds up the bytes of every tensor the forward pass creates (convolutions, ReLUs, pooling and its
-indices, concatenations, normalization). With gradients all of these are kept for the backward
-pass, which itself needs gradient buffers the size of the largest activations; without
-gradients only the largest consecutive pair is alive at once. On top come the images and the
-optimizer's state (L-BFGS keeps two image-sized vectors per remembered step, up to 100 steps)
-and, under mixed precision, the low-precision copy of the weights. ``bench/bench_memory.py``
-compares it with the measured peak memory (README "Many users on one machine").
+The estimate is computed from the architecture, not guessed: the network's passes are traced
+on the ``meta`` device (shapes only, no memory, no compute) under a dispatch mode that follows
+every tensor they create (convolutions, ReLUs, pooling and its indices, concatenations,
+normalization) and when it is freed: with gradients the forward pass keeps what the backward
+pass needs, which then adds its gradient buffers; without gradients only what is alive at once
+counts (residual branches and the layers asked for included). The images that pass together
+are traced together: a batch, integrated gradients' internal batch, occlusion's occluded images
+per pass. On top come the objective's Gram matrices, NNPACK's Winograd workspace (float32
+convolutions on the CPU), the images, the optimizer's state (L-BFGS keeps two image-sized
+vectors per remembered step, up to 100 steps), a dream-zoom's frames and their GIF, under mixed
+precision the low-precision copy of the weights, what the allocator adds (:data:`ALLOCATOR`,
+:data:`OVERHEAD`) and a margin (:data:`MARGIN`). The estimate is meant as an upper bound of the
+peak resident memory a run adds; ``bench/bench_memory.py`` measures every kind of run against it
+(README "Many users on one machine"). What is free comes from :mod:`explorer.cgroups`:
+``MemAvailable``, or less under the process's own cgroup limits.
 
 On CUDA the estimate cannot know what else the GPU holds or how the caching allocator
 fragments, so :func:`is_out_of_memory` and :func:`out_of_memory_message` turn an
@@ -33,8 +40,8 @@ from typing import Sequence
 
 import torch
 
-from . import choices
-from .activations import output_shape
+from . import cgroups, choices, winograd
+from .activations import output_shape, receptive_field
 from .models import FeatureNet, meta_net
 
 __all__ = [
@@ -50,11 +57,30 @@ __all__ = [
     "out_of_memory_message",
     "free_cached_memory",
     "SAFETY",
+    "OVERHEAD",
+    "MARGIN",
 ]
 
 #: A run may use at most this fraction of the free memory (the rest is left for the page, the
 #: other sessions and the estimate's error).
 SAFETY = 0.85
+
+#: A fixed allowance in every estimate for what does not grow with the image: the allocator's
+#: slack, the math libraries' per-thread buffers, Python objects (measured at the smallest sizes).
+OVERHEAD = 24 * 2**20
+
+#: Every estimate adds this fraction of itself: the peak of the same run varies between runs
+#: (up to 7 % in bench/bench_memory.py), and some runs hold buffers the trace does not see (the
+#: hooks of guided backprop, Adam's and the transforms' temporaries).
+MARGIN = 0.15
+
+#: The resident memory a run adds is more than the tensors alive at its peak: glibc serves
+#: blocks below MMAP_MAX (its largest mmap threshold, 32 MiB on 64-bit Linux) from its heap,
+#: where freed blocks stay resident and fragment, so those count this many times; larger blocks
+#: are mapped and unmapped exactly. Measured (bench/bench_memory.py) on GoogLeNet, whose
+#: tensors are small: 1.2-1.3 times the traced tensors.
+ALLOCATOR = 1.3
+MMAP_MAX = 32 * 2**20
 
 #: L-BFGS history length used by :class:`explorer.style.StyleTransfer`.
 LBFGS_HISTORY = 100
@@ -74,13 +100,21 @@ class Estimate:
     """The parts of a run's memory, in bytes (see the module docstring).
 
     Attributes:
-        activations: tensors the forward pass creates (all kept for the backward pass; without
-            gradients the largest pair alive at once).
+        activations: tensors the forward pass creates, times the images that pass through the
+            network together (all kept for the backward pass; without gradients the most that
+            is alive at once).
         gradients: gradient buffers of the backward pass.
-        images: the input, the optimized image and their image-sized companions.
+        images: the input, the optimized image and their image-sized companions (for occlusion
+            through Captum, the batch of occluded images and their masks).
         optimizer: optimizer state (L-BFGS history, Adam moments).
-        weights: extra copies of the weights (the low-precision cast under autocast); the
-            model's own parameters are not counted (they are already loaded and shared).
+        weights: extra copies of the weights (the low-precision cast under autocast, Winograd's
+            flipped kernels); the model's own parameters are not counted (already loaded, shared).
+        objective: what the objective computes from the layers: Gram matrices (C x C per style
+            layer and image) and the loss's layer-sized buffers.
+        workspace: convolution scratch memory (NNPACK's Winograd transforms) and a fixed
+            allowance for the allocator and the math libraries' buffers (:data:`OVERHEAD`).
+        frames: finished frames a dream-zoom keeps, as tensors and pictures, and their GIF.
+        margin: :data:`MARGIN` times the rest.
     """
 
     activations: int
@@ -88,10 +122,15 @@ class Estimate:
     images: int
     optimizer: int
     weights: int
+    objective: int = 0
+    workspace: int = 0
+    frames: int = 0
+    margin: int = 0
 
     @property
     def total(self) -> int:
-        return self.activations + self.gradients + self.images + self.optimizer + self.weights
+        return (self.activations + self.gradients + self.images + self.optimizer + self.weights + self.objective
+                + self.workspace + self.frames + self.margin)
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -115,50 +154,81 @@ def _deepest(name: str, layers: Sequence[str] | None, kind: str) -> list[str]:
         return net.check_layers(layers)
     if kind == "dream":
         return [choices.DEFAULT_DREAM_LAYERS.get(name, net.layer_names[-1])]
+    if kind == "style" and net.spec.style_layers:  # a style transfer reads the style layers
+        return list(net.spec.style_layers)
     if net.spec.family == "vgg":
         return ["relu5_1"]
     spatial = [n for n in net.layer_names if n not in ("avgpool", "fc", "fc6", "fc7", "fc8")]
     return [spatial[-1]]
 
 
-@functools.lru_cache(maxsize=256)
-def _trace(name: str, height: int, width: int, deepest: str, pooling: str) -> tuple[int, int, int, int]:
-    """Float and integer elements the forward pass of one image creates up to ``deepest``, the
-    largest single float output and the largest pair of consecutive float outputs.
+@dataclass(frozen=True)
+class _Traced:
+    floats: int  # float elements of every tensor the forward pass creates
+    ints: int  # integer elements (pooling indices)
+    kept: tuple[float, float]  # (float, integer) bytes, as resident memory, alive after the forward pass
+    peak: tuple[float, float]  # ... at the peak of the forward (and backward) pass
+    convs: tuple  # (c_in, c_out, h, w) of each 3x3, stride 1, padding 1 convolution (Winograd's)
 
-    Every op's non-aliasing outputs are counted (views and in-place ops are skipped), traced on
-    the meta device; cached per (model, size, layer, pooling)."""
+
+@functools.lru_cache(maxsize=256)
+def _trace(name: str, height: int, width: int, layers: tuple[str, ...], pooling: str, batch: int,
+           grad: bool) -> _Traced:
+    """The pass of ``batch`` images through ``layers`` (the walk stops at the deepest), traced
+    on the meta device (shapes only: no memory, no compute) under a dispatch mode that sees
+    every op.
+
+    Every op's non-aliasing output is counted (views and in-place ops are skipped), and a weak
+    reference on each notes when its memory is freed (its last reference gone; the autograd
+    graph's saved tensors hold theirs), so the trace follows what is alive at once, residual
+    branches and the requested layers included. With ``grad`` the forward pass is followed by
+    the backward pass of the mean squares of the layers (the gradient buffers of every
+    objective look like that). Bytes count as resident memory: times :data:`ALLOCATOR` for
+    blocks that glibc serves from its heap (below :data:`MMAP_MAX`), once for larger ones.
+    Cached per (model, size, layers, pooling, batch, grad)."""
+    import weakref
+
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    counts = {"float": 0, "int": 0, "largest": 0, "pair": 0, "prev": 0}
+    c = {"float": 0, "int": 0, "live": [0.0, 0.0], "peak": (0.0, 0.0)}
+    convs: list[tuple[int, int, int, int]] = []
+    refs = set()
+
+    def freed(ref, n: float, i: int) -> None:
+        refs.discard(ref)
+        c["live"][i] -= n
 
     class Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.convolution.default:
+                x, wt, _, stride, padding, dilation, transposed, _, groups = args
+                if tuple(wt.shape[2:]) == (3, 3) and list(stride) == [1, 1] and list(padding) == [1, 1] and \
+                        list(dilation) == [1, 1] and not transposed and groups == 1:
+                    convs.append((int(x.shape[1]), int(wt.shape[0]), int(x.shape[2]), int(x.shape[3])))
             schema = getattr(func, "_schema", None)
             returns = schema.returns if schema is not None else ()
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            for i, t in enumerate(outs):
-                if not isinstance(t, torch.Tensor):
-                    continue
-                if i < len(returns) and returns[i].alias_info is not None:
+            for i, t in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
+                if not isinstance(t, torch.Tensor) or (i < len(returns) and returns[i].alias_info is not None):
                     continue  # a view or an in-place op: no new memory
-                n = t.numel()
-                if t.is_floating_point():
-                    counts["float"] += n
-                    counts["largest"] = max(counts["largest"], n)
-                    counts["pair"] = max(counts["pair"], n + counts["prev"])
-                    counts["prev"] = n
-                else:
-                    counts["int"] += n
+                kind = 0 if t.is_floating_point() else 1
+                c["int" if kind else "float"] += t.numel()
+                n = t.numel() * (8 if kind else 4)
+                n *= ALLOCATOR if n < MMAP_MAX else 1.0
+                c["live"][kind] += n
+                if sum(c["live"]) > sum(c["peak"]):
+                    c["peak"] = tuple(c["live"])
+                refs.add(weakref.ref(t, functools.partial(freed, n=n, i=kind)))
             return out
 
     net = meta_net(name)
-    layers = net.layer_names[: net.layer_names.index(deepest) + 1]
-    with torch.device("meta"), Count():
-        x = torch.empty(1, 3, height, width)
-        net.features(x, layers, pooling=pooling)
-    return counts["float"], counts["int"], counts["largest"], counts["pair"]
+    with torch.device("meta"), Count(), torch.set_grad_enabled(grad):
+        x = torch.empty(batch, 3, height, width, requires_grad=grad)
+        feats = net.features(x, layers, pooling=pooling)
+        kept = tuple(c["live"])
+        if grad:
+            sum(f.float().pow(2).mean() for f in feats.values()).backward()
+    return _Traced(c["float"], c["int"], kept, c["peak"], tuple(convs))
 
 
 def _dtype_bytes(dtype) -> int:
@@ -167,26 +237,72 @@ def _dtype_bytes(dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+def _winograd(convs, conv: str) -> tuple[int, int]:
+    """(NNPACK's workspace for the largest of the convolutions ``conv`` runs on Winograd, their
+    flipped kernels) in bytes. Measured on NNPACK's F(6x6, 3x3): the input and output transforms
+    take 64 floats per 6 x 6 tile and channel, the kernel transforms up to 16 per kernel; the
+    workspace grows to the largest convolution and is kept (per thread) after the run."""
+    if conv not in ("auto", "winograd") or not winograd.available():
+        return 0, 0
+    used = [(ci, co, h, w) for ci, co, h, w in convs
+            if conv == "winograd" or (h * w >= winograd.MIN_POSITIONS and ci >= winograd.MIN_CHANNELS)]
+    space = max((64 * math.ceil(h / 6) * math.ceil(w / 6) * (ci + co) + 16 * ci * co for ci, co, h, w in used),
+                default=0)
+    return 4 * space, 4 * sum(9 * ci * co for ci, co, _, _ in used)
+
+
+def _rss(block: float, count: float = 1) -> float:
+    """Resident bytes of ``count`` tensors of ``block`` bytes each (see :data:`ALLOCATOR`)."""
+    return count * block * (ALLOCATOR if block < MMAP_MAX else 1.0)
+
+
+def _region(name: str, layer: str, window: int, h: int, w: int) -> int:
+    """Positions of ``layer`` that one occluded window of ``window`` px reaches (its receptive
+    field arithmetic; at most the whole map): what the fast occlusion engine recomputes."""
+    field = receptive_field(name, layer)
+    shape = output_shape(name, layer, h, w)
+    if field is None or len(shape) != 3:
+        return math.prod(shape[1:]) if len(shape) == 3 else 1
+    rf, stride = field
+    side = (window + rf - 2) // stride + 2
+    return min(shape[1], side) * min(shape[2], side)
+
+
 def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style", batch: int = 1,
              dtype: torch.dtype | None = torch.float32, backward: bool = True,
              layers: Sequence[str] | None = None, pooling: str = "max", optimizer: str | None = None,
-             steps: int = 1, tile: int | None = None, octaves: int = 1) -> Estimate:
-    """The memory one run needs, by part (see :class:`Estimate`).
+             steps: int = 1, tile: int | None = None, octaves: int = 1, gram_layers: Sequence[str] | None = None,
+             conv: str = "direct", frames: int = 0, windows: int | None = None, window: int | None = None,
+             engine: str = "captum", input_gradient: bool = True) -> Estimate:
+    """The memory one run needs, by part (see :class:`Estimate`); an upper bound of the peak
+    resident memory the run adds (measured against it in ``bench/bench_memory.py``).
 
     Args:
         model_name_or_net: a registered model name or a :class:`~explorer.models.FeatureNet`.
         height, width: the working size of one image in pixels.
-        kind: ``"style"``, ``"dream"``, ``"saliency"``, ``"occlusion"`` or ``"activations"``
-            (picks the default layers and what is kept besides the network's activations).
-        batch: images passed through the network together.
+        kind: ``"style"``, ``"dream"``, ``"saliency"``, ``"occlusion"``, ``"activations"`` or
+            ``"feature visualization"`` (picks the default layers and what is kept besides the
+            network's activations).
+        batch: images passed through the network together (occlusion: occluded images per pass).
         dtype: the network's compute dtype (``None`` or float32, bfloat16, float16).
         backward: gradients flow back to the image (all kinds but activations and occlusion).
-        layers: the layers the run reads (the walk stops at the deepest); default: the kind's.
+        layers: the layers the run reads (the walk stops at the deepest); default: the kind's
+            (a style transfer: the network's style layers).
         pooling: ``"max"`` or ``"avg"``.
         optimizer: ``"lbfgs"`` or ``"adam"`` for a style transfer.
         steps: optimizer steps (the L-BFGS history holds up to 100 of them).
         tile: Deep Dream's tile side: each gradient pass sees at most tile x tile pixels.
         octaves: Deep Dream's octave count (one full-size frame is kept per octave).
+        gram_layers: layers whose Gram matrices the objective takes; default: all of ``layers``
+            for a style transfer, none otherwise.
+        conv: how float32 3x3 convolutions run on the CPU (``"auto"`` or ``"winograd"`` add
+            NNPACK's workspace; pass ``"direct"`` on other devices and in low precision).
+        frames: finished frames a dream-zoom keeps (float32 tensor, RGB picture, GIF frame).
+        windows: occlusion's number of windows (a pass holds at most that many images).
+        window: occlusion's window side in px (the fast engine recomputes what it reaches).
+        engine: occlusion's ``"captum"`` (whole images) or ``"fast"`` (explorer.occlusion_fast).
+        input_gradient: the backward pass runs down to the image (Grad-CAM's stops at its layer,
+            so its gradient buffers do not count; the forward pass still keeps its tensors).
 
     Raises:
         ValueError: unknown model or layer, or an image smaller than the network accepts.
@@ -194,39 +310,68 @@ def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style",
     name = _net(model_name_or_net)
     net = meta_net(name)
     wanted = _deepest(name, layers, kind)
-    deepest = max(wanted, key=net.layer_names.index)
     h, w = int(height), int(width)
     ph, pw = (min(h, tile), min(w, tile)) if tile else (h, w)
-    floats, ints, largest, pair = _trace(name, ph, pw, deepest, pooling)
     b = max(1, int(batch))
+    n = min(b, windows) if windows and not backward else b  # occlusion: at most one image per window
+    fast = kind == "occlusion" and engine == "fast"
+    t = _trace(name, ph, pw, tuple(wanted), pooling, 1 if fast else n, backward and not fast)
     fb = _dtype_bytes(dtype)
     low = fb < 4
-    if backward:
-        acts = b * (floats * fb + ints * 8)
-        # the backward pass holds the gradient of the current layer and of its input
-        grads = 2 * b * largest * fb
-        if low:  # losses read float32 copies of the layers they use (kept for their backward)
-            acts += b * sum(_layer_numel(name, ph, pw, l) for l in wanted) * 4
-    else:
-        acts = b * (pair * fb + sum(_layer_numel(name, ph, pw, l) for l in wanted) * fb)
-        grads = 0
     image = 3 * h * w * 4
-    if kind == "style":
-        images = b * image * 6  # content, x, last_good, its gradient, preview copies
-    elif kind == "dream":
-        images = image * (8 + max(1, octaves))  # octave bases, detail, rolled, gradient; a frame per octave
+    numel = {l: _layer_numel(name, ph, pw, l) for l in wanted}
+    grams = [output_shape(name, l, ph, pw)[0] ** 2 for l in (wanted if gram_layers is None and kind == "style"
+                                                             else gram_layers or ())]
+    objective = images = opt = grads = 0
+    if fast:  # the clean pass keeps every layer, then batches of windows each recompute what they reach
+        acts = (t.floats * 4 + t.ints * 8) * ALLOCATOR
+        walk = net.layer_names[: max(net.layer_names.index(l) for l in wanted) + 1]
+        per = {l: _region(name, l, window or min(h, w), h, w) * output_shape(name, l, h, w)[0] for l in walk}
+        # a step holds the region before and after and the crop between; a layer the objective
+        # reads also the clean region, the difference and both concatenated twice, and a style
+        # layer the change of its Gram matrix and its square
+        step = max(3 * max(per.values()), 7 * max(per[l] for l in wanted))
+        objective = _rss(b * 4 * step) + _rss(b * 4 * max(grams, default=0), 2)
+        images = _rss(image, 6)
+    elif backward:
+        # what the forward pass keeps for the backward pass, and the backward pass's peak above it
+        acts = t.kept[0] * fb / 4 + t.kept[1]
+        grads = ((t.peak[0] - t.kept[0]) * fb / 4 + t.peak[1] - t.kept[1]) if input_gradient else 0
+        if low:  # losses read float32 copies of the layers they use (kept for their backward)
+            acts += sum(_rss(b * 4 * v) for v in numel.values())
+        # Gram matrices and loss terms kept for the backward pass, the style targets
+        objective = sum(_rss(b * 4 * g, 3) + _rss(4 * g) for g in grams)
     else:
-        images = b * image * 4
-    opt = 0
+        acts = t.peak[0] * fb / 4 + t.peak[1]
+        # the largest Gram matrix, divided by the positions and squared; the activation view copies
+        # its layer into NumPy and takes statistics of it
+        objective = _rss(n * 4 * max(grams, default=0), 3)
+        if kind == "activations":
+            objective += sum(_rss(n * 4 * v, 2) for v in numel.values())
+        if kind == "occlusion":  # Captum: the input repeated, the masks, the occluded images
+            images = _rss(b * image) + _rss(n * image, 9)
+    if kind == "style":  # content, x, its clamp and copies, gradient, previews; style image, start
+        images = _rss(b * image, 10) + _rss(image, 2)
+    elif kind == "dream":  # octave bases, detail, x, rolled, gradient and its steps, previews; a frame per octave
+        images = _rss(image, 16 + max(1, octaves))
+    elif kind == "activations":  # the image, its channels_last copy, the picture
+        images = _rss(b * image, 3)
+    elif kind != "occlusion":  # the images, Captum's and the transforms' copies of them
+        images = _rss(b * image, 4) + _rss(image, 4)
     if optimizer == "lbfgs":
-        opt = b * image * (2 * min(max(int(steps) - 1, 0), LBFGS_HISTORY) + 6)
+        opt = _rss(b * image, 2 * min(max(int(steps) - 1, 0), LBFGS_HISTORY) + 6)
     elif optimizer == "adam":
-        opt = b * image * 3
+        opt = _rss(b * image, 3)
     weights = 0
     if low:
-        weights = fb * sum(p.numel() for n in net.layer_names[: net.layer_names.index(deepest) + 1]
-                           for p in net.body[n].parameters())
-    return Estimate(int(acts), int(grads), int(images), int(opt), int(weights))
+        deepest = max(wanted, key=net.layer_names.index)
+        weights = fb * sum(p.numel() for l in net.layer_names[: net.layer_names.index(deepest) + 1]
+                           for p in net.body[l].parameters())
+    space, flipped = _winograd(t.convs, conv) if backward and not low else (0, 0)
+    # a zoom keeps every frame: float32 tensor (12 bytes a pixel), RGB picture (3), GIF frame and bytes (3)
+    kept = int(_rss(h * w * 18, int(frames)))
+    parts = [int(v) for v in (acts, grads, images, opt, weights + flipped, objective, space + OVERHEAD, kept)]
+    return Estimate(*parts, margin=int(MARGIN * sum(parts)))
 
 
 def _layer_numel(name: str, h: int, w: int, layer: str) -> int:
@@ -257,42 +402,11 @@ def _limit_from_env() -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _cgroup_free() -> int | None:
-    """Free memory under this process's cgroup limit (containers), or None without a limit."""
-    pairs = [("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-             ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")]
-    for limit_file, usage_file in pairs:
-        try:
-            with open(limit_file, encoding="ascii") as fh:
-                raw = fh.read().strip()
-            if raw == "max":
-                return None
-            limit = int(raw)
-            if limit >= 2**60:  # cgroup v1's "no limit"
-                return None
-            with open(usage_file, encoding="ascii") as fh:
-                usage = int(fh.read().strip())
-            return max(0, limit - usage)
-        except (OSError, ValueError):
-            continue
-    return None
-
-
 def available_bytes(device: str | torch.device = "cpu") -> int | None:
     """Memory a new run can use now on ``device``, in bytes, or None when unknown (Apple MPS).
 
-    CPU: ``MemAvailable`` of ``/proc/meminfo``, or less under a container's cgroup limit. CUDA:
+    CPU: ``MemAvailable`` of ``/proc/meminfo``, or less under the cgroup limit of this process
+    (a SLURM job, a systemd unit, a container; :func:`explorer.cgroups.cgroup_free_bytes`). CUDA:
     the driver's free memory plus what PyTorch's caching allocator holds but does not use.
     ``EXPLORER_MEMORY_LIMIT`` (e.g. ``8GB``) caps it, for a server shared by many users.
     """
@@ -303,7 +417,7 @@ def available_bytes(device: str | torch.device = "cpu") -> int | None:
         free, _ = torch.cuda.mem_get_info(index)
         free += torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
     elif dev.type == "cpu":
-        options = [v for v in (_meminfo_available(), _cgroup_free()) if v is not None]
+        options = [v for v in (cgroups.meminfo_available(), cgroups.cgroup_free_bytes()) if v is not None]
         free = min(options) if options else None
     else:
         free = None
@@ -375,8 +489,9 @@ def check_fits(model_name_or_net, height: int, width: int, *, kind: str = "style
     best = largest_fitting_size(model_name_or_net, height, width, budget, kind=kind, **options)
     where = "the GPU" if dev.type == "cuda" else "this machine"
     what = _KIND_TITLES.get(kind, kind)
-    batch = options.get("batch", 1)
+    batch, frames = options.get("batch", 1), options.get("frames", 0)
     what += f" ({batch} images at a time)" if batch and batch > 1 else ""
+    what += f" zoom ({frames} frames)" if frames else ""
     advice = f"try {best} px or less" if best else "try a smaller size or batch, or free memory"
     raise MemoryEstimateError(f"a {max(height, width)} px {what} needs about {format_bytes(need)} of memory; {where} has "
                               f"{format_bytes(free)} free; {advice}")

@@ -61,7 +61,7 @@ from .models import FeatureNet
 from .style_settings import DEFAULT_STYLE_LAYERS
 
 __all__ = ["OBJECTIVES", "DEFAULT_BATCH_SIZE", "UnsupportedNetworkError", "occlusion_windows", "occlusion_fast",
-           "check_objective", "layer_list", "layer_weight_list"]
+           "check_objective", "layer_list", "layer_weight_list", "supports"]
 
 #: Objectives this engine computes: the style energy, a layer's mean, a channel's mean.
 OBJECTIVES = ("style", "layer", "channel")
@@ -223,6 +223,17 @@ def _check_model(model: FeatureNet, deepest: str) -> list[tuple[str, str, nn.Mod
                 f"{name} ({type(model.body[name]).__name__}); use Captum's Occlusion")
         out.append((name, kind, model.body[name]))
     return out
+
+
+def supports(model: FeatureNet, layers: str | Sequence[str]) -> bool:
+    """Whether :func:`occlusion_fast` computes objectives of ``layers`` on ``model`` (a plain
+    VGG stack up to the deepest of them) instead of raising :class:`UnsupportedNetworkError`."""
+    try:
+        names = list(model.layer_names)
+        _check_model(model, max(model.check_layers(layer_list(layers)), key=names.index))
+    except ValueError:  # UnsupportedNetworkError, an unknown layer
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- objective

@@ -118,9 +118,12 @@ def check_style_memory(model: FeatureNet, content: torch.Tensor, settings: Style
         the estimated bytes. Raises :class:`~explorer.memory.MemoryEstimateError` when it does not fit.
     """
     layers = [settings.content_layer, *settings.style_layers]
+    # float32 convolutions on the CPU may run on Winograd, whose workspace counts
+    conv = settings.conv_algorithm if model.device.type == "cpu" else "direct"
     return check_fits(model, int(content.shape[-2]), int(content.shape[-1]), kind="style",
                       device=model.device, batch=int(content.shape[0]), dtype=dtype, layers=layers,
-                      pooling=settings.pooling, optimizer=settings.optimizer, steps=settings.steps)
+                      gram_layers=list(settings.style_layers), pooling=settings.pooling,
+                      optimizer=settings.optimizer, steps=settings.steps, conv=conv)
 
 
 class StyleTransfer(Run):

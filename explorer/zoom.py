@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from .dream import DreamRun, build_objective
+from .dream import DreamRun, build_objective, check_dream_memory
 from .dream_settings import DreamSettings
 from .models import FeatureNet
 from .objectives import Objective
@@ -49,7 +49,12 @@ def zoom_frames(model: FeatureNet, image: torch.Tensor, settings: DreamSettings,
 class ZoomRun(Run):
     """A dream-zoom sequence (:func:`zoom_frames`) as one iterable of :class:`ProgressEvent`
     with steps counted across all frames; ``frames`` collects the finished frames
-    ((1, 3, H, W) in [0, 1], CPU) and stays valid when the run is stopped early."""
+    ((1, 3, H, W) in [0, 1], CPU) and stays valid when the run is stopped early.
+
+    Raises:
+        ValueError: bad frames, zoom or dream settings; MemoryEstimateError (a ValueError): the
+            dream or the frames it keeps would not fit in the free memory (before any work).
+    """
 
     def __init__(self, model: FeatureNet, image: torch.Tensor, settings: DreamSettings, frames: int,
                  zoom: float = 0.05, guide_image: torch.Tensor | None = None):
@@ -61,8 +66,12 @@ class ZoomRun(Run):
         self.n_frames, self.zoom = frames, zoom
         super().__init__()
         self.objective = build_objective(model, settings, guide_image)
-        # the first frame's run checks layers, channels and sizes before any work, as DreamRun does
-        self.notes = DreamRun(model, image, settings, objective=self.objective).notes
+        # the first frame's run checks layers, channels, sizes and its own memory before any work
+        first = DreamRun(model, image, settings, objective=self.objective)
+        self.notes = first.notes
+        # every finished frame is kept (and written as a GIF): the whole sequence must fit
+        check_dream_memory(model, *image.shape[-2:], first.settings, first.objective.layers, first.dtype,
+                           len(first.sizes), frames=frames)  # MemoryEstimateError
         self.frames: list[torch.Tensor] = []
 
     def result(self) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
 from PIL import Image
 
 from explorer import activations as act
-from explorer import images, models, pickers, plots, ui
+from explorer import images, memory, models, pickers, plots, ui
 from explorer import outputs
 
 st.title("Layer activations")
@@ -94,9 +94,11 @@ with right:
 acts = None
 if model is not None and x is not None:
     try:
+        memory.check_fits(model, x.shape[-2], x.shape[-1], kind="activations", device=model.device, backward=False,
+                          layers=[layer])  # MemoryEstimateError (a ValueError) before computing
         with st.spinner(f"Computing {layer}…"):
             acts = ui.cached_activations(model, x, layer)
-    except ValueError as exc:  # image too small for the network at this layer
+    except ValueError as exc:  # image too small for the network at this layer, or too large for the memory
         st.error(ui.one_line(exc))
     else:  # the shape of the maps just computed, so the page never shows a stale one
         right.markdown(f"Output of **{layer}** for this {pil.width}×{pil.height} px image: "

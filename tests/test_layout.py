@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "explorer"
 #: Modules that import nothing of the explorer except each other (README, "Layout").
 GROUND_FLOOR = {"choices", "settings", "progress", "runs", "losses", "objectives", "transforms", "color",
                 "plots", "runqueue", "devices", "files", "decoding", "images", "outputs", "matting", "parameterizations",
-                "grids", "winograd", "installation"}
+                "grids", "winograd", "installation", "cgroups"}
 MAX_LINES = 560
 
 
