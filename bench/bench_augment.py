@@ -1,7 +1,7 @@
 """Benchmark: dataset augmentation throughput (images per minute) by working size and batch size.
 
 Prints figures; asserts nothing about time. For each working size S and batch size B it runs
-``explorer.augment.Augmentation`` end to end (decode, resize, style targets, Adam, PNG writes,
+``explorer.batch.augment.Augmentation`` end to end (decode, resize, style targets, Adam, PNG writes,
 manifest rows) over a synthetic ImageFolder dataset written to a temporary folder (two classes
 of square smooth pictures, N images, one variant each, so every batch is full), untrained VGG19
 (``torch.manual_seed(0)``), 50 Adam steps, fp32 unless ``--precision`` says otherwise, two bundled
@@ -53,8 +53,10 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from explorer import augment, augment_io, augment_plan, images, models  # noqa: E402
-from explorer import devices
+from explorer.batch import augment, augment_io, augment_plan
+from explorer.io import images
+from explorer.nets import models  # noqa: E402
+from explorer.core import devices
 
 VGG19_CONVS = [(3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 2), (128, 256, 4), (256, 256, 4), (256, 256, 4),
                (256, 256, 4), (256, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 16)]
@@ -127,7 +129,8 @@ def quality(model, data: Path, out: Path, run, styles) -> tuple[float, float]:
     import numpy as np
     from skimage.metrics import structural_similarity
 
-    from explorer import color, losses
+    from explorer.style import color
+    from explorer.optim import losses
 
     layers = list(run.settings.style_layers)
     left, ssim = [], []
@@ -190,7 +193,7 @@ def main_real(args) -> int:
             print(f"{init:>9} {par:>8} {steps:>5} {n:>6} {seconds:>8.1f} {n / seconds * 60:>8.2f} {left:>10.3f} "
                   f"{ssim:>6.3f}", flush=True)
     log(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    from explorer import grids
+    from explorer.io import grids
 
     path = ROOT / "bench" / "out" / "augment-real.png"
     path.parent.mkdir(parents=True, exist_ok=True)

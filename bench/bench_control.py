@@ -52,26 +52,26 @@ def log(msg: str) -> None:
 
 
 def _model(weights: str):
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     return load_model("vgg19", weights=weights, device="cpu")
 
 
 def _images(style_name: str):
-    from explorer import images
+    from explorer.io import images
 
     return images.load_sample("astronaut").image, images.load_sample(style_name).image
 
 
 def _settings(**kw):
-    from explorer.style_settings import StyleSettings
+    from explorer.style.settings import StyleSettings
 
     return StyleSettings(**kw)
 
 
 def run_transfer(cfg: dict) -> dict:
     """One ControlledTransfer; returns the history of the last scale (seconds, total)."""
-    from explorer import control
+    from explorer.style import control
 
     model = _model(cfg["weights"])
     content, style = _images(cfg["style"])
@@ -91,7 +91,7 @@ def run_transfer(cfg: dict) -> dict:
 
 def step_costs(cfg: dict) -> dict:
     """Seconds per step at one size for the plain loss and the DPST terms (after 2 warm-up steps)."""
-    from explorer import control
+    from explorer.style import control
 
     model = _model(cfg["weights"])
     content, style = _images(cfg["style"])
@@ -112,7 +112,8 @@ def step_costs(cfg: dict) -> dict:
             next(it)
         out[name] = {"s_per_step": (time.perf_counter() - t1) / cfg["steps"], "setup_s": setup}
         it.close()
-    from explorer import images, matting
+    from explorer.io import images
+    from explorer.style import matting
 
     c = images.to_tensor(images.resize_long_side(content, cfg["size"]))
     t0 = time.perf_counter()

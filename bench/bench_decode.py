@@ -7,9 +7,9 @@ in a fresh child process: it imports the explorer, reads the file, frees what it
 (``gc.collect`` and glibc's ``malloc_trim``), resets the peak resident set size
 (``/proc/self/clear_refs``), takes the resident set size as the baseline and decodes:
 
-* ``cli``: ``explorer.images.load_image(data)``, the full-size image (the command line);
+* ``cli``: ``explorer.io.images.load_image(data)``, the full-size image (the command line);
 * ``page``: what a page keeps, ``load_image(data, max_side=2048, memory_budget=...)`` and then
-  glibc's ``malloc_trim``, as ``explorer.pickers.decode_upload`` does (a checkout without
+  glibc's ``malloc_trim``, as ``explorer.app.pickers.decode_upload`` does (a checkout without
   ``max_side`` decodes the full image, as its pages did).
 
 Printed per configuration: seconds, the peak resident set size above the baseline, what is
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE_SIDE = 2048  # explorer.pickers.UPLOAD_MAX_SIDE
+PAGE_SIDE = 2048  # explorer.app.pickers.UPLOAD_MAX_SIDE
 
 
 def _status(key: str) -> int:
@@ -70,7 +70,7 @@ def make_png(path: Path, side: int) -> None:
 def one(tree: str, config: str, path: str) -> dict:
     """In a child: decode ``path`` as ``config`` says with the explorer of ``tree``."""
     sys.path.insert(0, tree)
-    from explorer import images
+    from explorer.io import images
 
     data = Path(path).read_bytes()
     _trim()

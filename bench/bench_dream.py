@@ -5,7 +5,7 @@ Each configuration runs in a fresh interpreter (``--one JSON``) so its peak RSS 
 Rows:
 * ``reference``: a plain single-scale, untiled loop the way the original notebook's
   ``make_step`` reads (fp32, contiguous, no octaves, no jitter), GoogLeNet to inception4c.
-* ``step <model>``: seconds per step of :func:`explorer.dream.dream_step` at 512 px for each
+* ``step <model>``: seconds per step of :func:`explorer.dream.deepdream.dream_step` at 512 px for each
   network's default layer (fp32 and the project's ``auto`` precision).
 * ``dream``: the whole default dream (GoogLeNet, inception4c, 4 octaves, scale 1.4, 10 steps
   per octave) at 512 px: wall-clock seconds (target: at most 4 s on the 2-core CPU).
@@ -44,10 +44,10 @@ def one(cfg: dict) -> dict:
 
     import torch
 
-    from explorer import dream
-    from explorer import dream_settings
-    from explorer.models import load_model
-    from explorer.devices import resolve_precision
+    from explorer.dream import deepdream as dream
+    from explorer.dream import settings as dream_settings
+    from explorer.nets.models import load_model
+    from explorer.core.devices import resolve_precision
 
     torch.manual_seed(0)
     weights = "imagenet" if cfg.get("pretrained") else "untrained"

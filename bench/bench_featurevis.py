@@ -5,7 +5,7 @@ Rows:
   + decorrelated + Lucent's standard transforms, ``--size`` 224 px, ``--steps`` 256 Adam
   steps, ``--precision`` fp32: wall-clock seconds and seconds per step (target: under 60 s
   on the 2-core CPU).
-* ``dataset examples``: one pass of :class:`explorer.dataset_examples.DatasetExamples` over
+* ``dataset examples``: one pass of :class:`explorer.featurevis.examples.DatasetExamples` over
   ``--images`` 100 pictures at 224 px (the scikit-image samples and ``../shared/images``, with
   resized, cropped and mirrored variants written to a temporary folder until there are enough):
   seconds (target: under 60 s), then the same request again (served by the cache) and another
@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-from explorer import dataset_examples as D  # noqa: E402
-from explorer import featurevis as FV  # noqa: E402
-from explorer.images import ImageError, load_image  # noqa: E402
-from explorer.models import load_model  # noqa: E402
-from explorer.runs import run_to_end  # noqa: E402
+from explorer.featurevis import examples as D  # noqa: E402
+from explorer.featurevis import render as FV  # noqa: E402
+from explorer.io.images import ImageError, load_image  # noqa: E402
+from explorer.nets.models import load_model  # noqa: E402
+from explorer.core.runs import run_to_end  # noqa: E402
 
 SHARED = Path(os.environ.get("EXPLORER_SHARED") or ROOT.parent / "shared")
 

@@ -10,7 +10,8 @@ not count, while any change of a number does:
 * a PNG: SHA-256 of its decoded RGB pixels;
 * a ``.npy``: SHA-256 of its array bytes, dtype and shape;
 * a JSON report: SHA-256 of every number under its ``history`` (and ``final_losses``,
-  ``values``, ``channels``) keys, in order, written with ``repr`` (exact floats);
+  ``values``, ``channels``) keys, in order, written with ``repr`` (exact floats), timings
+  (``seconds``, ...) left out;
 * an augmentation folder: each PNG's pixel fingerprint.
 
 It also prints each command's wall-clock seconds (one run each: a rough check that nothing got
@@ -48,6 +49,8 @@ PAINTING = SHARED / "images" / "starry_night.jpg"
 PHOTO = SHARED / "images" / "tubingen.jpg"
 
 _NUMERIC_KEYS = ("history", "final_losses", "values", "channels", "top", "channel_means", "mean", "objective")
+#: Keys that hold timings (different at every run), left out wherever they appear.
+_TIME_KEYS = ("seconds", "elapsed", "time", "images_per_minute", "seconds_per_step")
 
 
 def cases(out: Path) -> list[tuple[str, list[str], list[Path]]]:
@@ -123,7 +126,7 @@ def cases(out: Path) -> list[tuple[str, list[str], list[Path]]]:
 def _dataset(out: Path) -> None:
     """A tiny ImageFolder dataset and a styles folder, made from the bundled samples."""
     sys.path.insert(0, str(ROOT))
-    from explorer import images  # noqa: E402  (the project's own decoder, for the samples)
+    from explorer.io import images  # noqa: E402  (the project's own decoder, for the samples)
 
     for k, (cls, name) in enumerate((("cats", "chelsea"), ("cats", "coffee"), ("people", "astronaut"))):
         im = images.resize_long_side(images.load_sample(name).image, 64)
@@ -141,7 +144,8 @@ def _numbers(obj, found: list) -> None:
         found.append(repr(obj))
     elif isinstance(obj, dict):
         for k in sorted(obj):
-            _numbers(obj[k], found)
+            if k not in _TIME_KEYS:
+                _numbers(obj[k], found)
     elif isinstance(obj, list):
         for v in obj:
             _numbers(v, found)

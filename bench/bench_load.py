@@ -46,9 +46,11 @@ def render_home(n: int) -> list[float]:
 
 
 def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
-    from explorer import images, style, ui
-    from explorer import style_settings
-    from explorer.blend import prepare_blend
+    from explorer.io import images
+    from explorer.style import transfer as style
+    from explorer.app import ui
+    from explorer.style import settings as style_settings
+    from explorer.style.blend import prepare_blend
     from tests.test_load import Bar
 
     os.environ["EXPLORER_MAX_RUNS"] = str(slots)
@@ -89,7 +91,8 @@ def sessions(n: int) -> dict:
     import numpy as np
     import torch
 
-    from explorer import models, ui
+    from explorer.nets import models
+    from explorer.app import ui
     from tests import test_load as tl
 
     os.environ["EXPLORER_MAX_RUNS"] = "4"
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--renders", type=int, default=5)
     ap.add_argument("--sessions", type=int, default=8)
     args = ap.parse_args(argv)
-    from explorer import models
+    from explorer.nets import models
 
     s = sessions(args.sessions)
     print(f"{s['sessions']} sessions (4 slots): {s['seconds']:.1f} s together, {s['seconds_alone_one_after_another']:.1f} s "

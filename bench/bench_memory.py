@@ -1,4 +1,4 @@
-"""Benchmark: the memory estimate of ``explorer.memory`` against measured peak memory, for every
+"""Benchmark: the memory estimate of ``explorer.nets.memory`` against measured peak memory, for every
 kind of heavy run.
 
 Each case (a kind of run at one size) runs in a fresh child process: it loads the untrained
@@ -8,7 +8,7 @@ and kernels are there), frees what it can (``gc.collect`` and glibc's ``malloc_t
 the peak resident set size (``/proc/self/clear_refs``) and records the resident set size as the
 baseline, then runs the case the way the app or the command line runs it. The measured figure
 is the peak resident set size during the run (``VmHWM``) minus the baseline: what the run itself
-needed on top of the loaded model. The estimate is what the run asked ``explorer.memory`` for:
+needed on top of the loaded model. The estimate is what the run asked ``explorer.nets.memory`` for:
 every ``check_fits`` the run calls is recorded (the largest counts), so the table shows the very
 figure that approves or refuses the run. Prints one row per case (kind, size, estimate,
 measured, ratio = estimate / measured) and asserts nothing.
@@ -107,7 +107,7 @@ class _Recorder:
     for (the largest of its calls) and approves."""
 
     def __init__(self):
-        from explorer import memory
+        from explorer.nets import memory
 
         self.memory = memory
         self.calls: list[dict] = []
@@ -144,7 +144,7 @@ def _drain(run, stop_after: int | None = None) -> None:
 
 
 def _cli(argv: list[str]) -> None:
-    from explorer import cli
+    from explorer.cli import parser as cli
 
     rc = cli.main([str(a) for a in argv])
     if rc != 0:
@@ -156,7 +156,11 @@ _loaded: dict = {}
 
 def _runner(kind: str, size: int, opts: dict, tmp: Path):
     """A function that runs the case once (the networks already loaded)."""
-    from explorer import attribution, dream, dream_settings, featurevis, models, style, style_settings
+    from explorer.saliency import attribution
+    from explorer.dream import deepdream as dream, settings as dream_settings
+    from explorer.featurevis import render as featurevis
+    from explorer.nets import models
+    from explorer.style import transfer as style, settings as style_settings
 
     model_name = opts.get("model", {"dream": "googlenet", "dream-zoom": "googlenet"}.get(kind, "vgg19"))
     model = _loaded.get(model_name) or _loaded.setdefault(model_name, models.load_model(model_name, weights="untrained",
@@ -196,7 +200,7 @@ def one(kind: str, size: int, opts: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from explorer import devices
+    from explorer.core import devices
 
     recorder = _Recorder()
     with tempfile.TemporaryDirectory() as tmp:

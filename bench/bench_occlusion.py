@@ -1,13 +1,13 @@
-"""Benchmark: exact fast occlusion (explorer.occlusion_fast) against a plain Captum Occlusion call.
+"""Benchmark: exact fast occlusion (explorer.saliency.occlusion) against a plain Captum Occlusion call.
 
 Prints figures; asserts nothing about time. Per image size (default 256 px, long side):
 
 * ``captum ppe=P``: ``captum.attr.Occlusion(f).attribute(image, sliding_window_shapes=(3, W, W),
   strides=(3, S, S), baselines=baseline, perturbations_per_eval=P)`` for P = 1 and 16, with
-  ``f = explorer.saliency_objectives.objective_value`` (a full VGG19 forward pass per occluded image).
+  ``f = explorer.saliency.objectives.objective_value`` (a full VGG19 forward pass per occluded image).
   Above 256 px only P = 16 runs, and only when one timed batch extrapolates to less than
   ``--captum-limit`` seconds (default 300); otherwise the estimate is printed.
-* ``fast bs=B``: ``explorer.occlusion_fast.occlusion_fast`` with batch_size B, channels_last (the
+* ``fast bs=B``: ``explorer.saliency.occlusion.occlusion_fast`` with batch_size B, channels_last (the
   default) and, for one batch size, contiguous NCHW crops.
 
 Setup: untrained VGG19 (``load_model("vgg19", weights="untrained")``: the timings do not depend on
@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from explorer.attribution import baseline_image, objective_value  # noqa: E402
-from explorer.images import load_sample, resize_long_side, to_tensor  # noqa: E402
-from explorer.models import load_model  # noqa: E402
-from explorer.occlusion_fast import occlusion_fast, occlusion_windows  # noqa: E402
+from explorer.saliency.attribution import baseline_image, objective_value  # noqa: E402
+from explorer.io.images import load_sample, resize_long_side, to_tensor  # noqa: E402
+from explorer.nets.models import load_model  # noqa: E402
+from explorer.saliency.occlusion import occlusion_fast, occlusion_windows  # noqa: E402
 
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 

@@ -19,7 +19,7 @@ final total is at most a tenth of the first.
 Part 2 (``--reference-size``, 0 = off): the balance against neural-style's published outputs
 (``shared/images/reference-outputs``, Caffe VGG19, 1000 iterations at 512 px): an independent
 Gatys loss (relative content error at relu4_2, mean relative Gram error at relu1_1..relu5_1,
-written here, not taken from ``explorer.style``) of the reference and of the default run at the
+written here, not taken from ``explorer.style.transfer``) of the reference and of the default run at the
 same size.
 
 Usage::
@@ -43,9 +43,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer import images, models, style  # noqa: E402
-from explorer import gatys
-from explorer import devices, style_settings
+from explorer.io import images
+from explorer.nets import models
+from explorer.style import transfer as style  # noqa: E402
+from explorer.style import gatys
+from explorer.core import devices
+from explorer.style import settings as style_settings
 
 SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
 PHOTOS = ("tubingen", "golden_gate", "hoovertowernight")

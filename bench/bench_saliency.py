@@ -24,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from explorer import attribution as A  # noqa: E402
-from explorer import guided as G  # noqa: E402
-from explorer import images, models  # noqa: E402
-from explorer.style import StyleTransfer  # noqa: E402
-from explorer.style_settings import StyleSettings
+from explorer.saliency import attribution as A  # noqa: E402
+from explorer.saliency import guided as G  # noqa: E402
+from explorer.io import images
+from explorer.nets import models  # noqa: E402
+from explorer.style.transfer import StyleTransfer  # noqa: E402
+from explorer.style.settings import StyleSettings
 
 METHODS = {
     "saliency": {},

@@ -9,8 +9,8 @@ Sections (all by default; pick some with ``--only target,overhead,first,layers``
   VGG19 up to conv5_1 on the real Caffe file, fp32, one ``torch.optim.LBFGS([img], max_iter=100)``
   step (torch's defaults otherwise: lr 1, no line search), no clamping, content conv4_2, style
   conv1_1 .. conv5_1 with w_l = 1/5, from the content image; written out here the tutorial's way
-  (the network is the project's :class:`~explorer.models.FeatureNet` on the same file, with
-  torch's own convolutions). ``project`` is :class:`explorer.style.StyleTransfer` on the same
+  (the network is the project's :class:`~explorer.nets.models.FeatureNet` on the same file, with
+  torch's own convolutions). ``project`` is :class:`explorer.style.transfer.StyleTransfer` on the same
   objective (``loss_normalization="paper"``, alpha 1, beta 1e2, fp32) with its defaults: the
   histogram start, the Fourier offset, Winograd convolutions, the scaled first L-BFGS step and
   the strong-Wolfe line search. With ``--ablation`` the project also runs with each of the
@@ -28,7 +28,7 @@ Sections (all by default; pick some with ``--only target,overhead,first,layers``
   saved in bench/out/first-*.png to look at.
 * ``layers``: each of VGG19's 3x3 convolutions at the working size: forward and input
   gradient, oneDNN (NCHW and channels_last) against NNPACK's Winograd (what
-  :data:`explorer.winograd.MIN_POSITIONS` rests on).
+  :data:`explorer.nets.winograd.MIN_POSITIONS` rests on).
 
 Usage: ``python bench/bench_speed.py [--sizes 256,512] [--pairs tubingen:shipwreck,golden_gate:starry_night]
 [--only ...] [--ablation] [--json FILE]``. Run it on a quiet machine: the 512 px reference alone
@@ -53,9 +53,13 @@ import explorer  # noqa: E402,F401  (before torch: sets GOMP_SPINCOUNT, see expl
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from explorer import control, devices, images, losses, models, style, winograd  # noqa: E402
-from explorer.gatys import prepare_images  # noqa: E402
-from explorer.style_settings import StyleSettings  # noqa: E402
+from explorer.style import control, transfer as style
+from explorer.core import devices
+from explorer.io import images
+from explorer.optim import losses
+from explorer.nets import models, winograd  # noqa: E402
+from explorer.style.gatys import prepare_images  # noqa: E402
+from explorer.style.settings import StyleSettings  # noqa: E402
 
 SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
 WEIGHTS = SHARED / "weights" / "vgg19-caffe-features-q8.pth"

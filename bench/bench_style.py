@@ -9,10 +9,10 @@ images (scikit-image's "astronaut" as content, "gravel" as style) and the same w
   (style), truncated after the last loss module), fp32, contiguous memory,
   ``torch.optim.LBFGS([img])`` with its defaults (max_iter=20) and a closure that clamps the
   image to [0, 1] and counts evaluations, run until N closure evaluations. Its losses are the
-  project's (``explorer.losses.content_loss`` / ``style_layer_loss`` / ``gram_matrix``) with
+  project's (``explorer.optim.losses.content_loss`` / ``style_layer_loss`` / ``gram_matrix``) with
   content weight 1 and the style weight and layer weights of ``StyleSettings()``, so alpha and
   beta mean the same thing in both.
-* ``project``: ``explorer.style.StyleTransfer`` with ``StyleSettings(size=S, steps=N,
+* ``project``: ``explorer.style.transfer.StyleTransfer`` with ``StyleSettings(size=S, steps=N,
   optimizer="lbfgs", precision="fp32" | "bf16")``, channels_last "auto" (and "off" for fp32
   with ``--cl-off``).
 * ``bare``: VGG19 ``features`` up to relu5_1 alone, forward + backward to an input that
@@ -132,8 +132,8 @@ class _Memory:
 
 
 def _images(size: int):
-    from explorer.images import load_sample
-    from explorer.gatys import prepare_images
+    from explorer.io.images import load_sample
+    from explorer.style.gatys import prepare_images
 
     content = load_sample(CONTENT_SAMPLE).image
     style = load_sample(STYLE_SAMPLE).image
@@ -265,7 +265,7 @@ def child_bare(cfg: dict) -> dict:
 
 def _plain_losses(torch):
     """The project's eq. (3), (4), (1) written the tutorial's way (view + mm), in this file, so
-    that the reference does not speed up when explorer.style's functions do (--ref-losses plain).
+    that the reference does not speed up when explorer.style.transfer's functions do (--ref-losses plain).
     Same definitions: content 1/2 sum (F - P)^2; style 1/(4 N^2) sum (G/M - A)^2."""
 
     def gram_matrix(x, normalize=True):
@@ -296,7 +296,7 @@ def _build_reference(torch, cnn, content, style, content_layer, style_layers, pl
     if plain:
         content_loss, gram_matrix, style_layer_loss = _plain_losses(torch)
     else:
-        from explorer.losses import content_loss, gram_matrix, style_layer_loss
+        from explorer.optim.losses import content_loss, gram_matrix, style_layer_loss
 
     class Normalization(nn.Module):
         def __init__(self, mean, std):
@@ -382,7 +382,7 @@ def child_ref(cfg: dict) -> dict:
     torch = _import_torch()
     import torchvision
 
-    from explorer.style_settings import StyleSettings
+    from explorer.style.settings import StyleSettings
 
     size, steps = cfg["size"], cfg["steps"]
     settings = StyleSettings(size=size, steps=steps)
@@ -446,9 +446,9 @@ def child_ref(cfg: dict) -> dict:
 
 def child_proj(cfg: dict) -> dict:
     torch = _import_torch()
-    from explorer.models import load_model
-    from explorer.style import StyleTransfer
-    from explorer.style_settings import StyleSettings
+    from explorer.nets.models import load_model
+    from explorer.style.transfer import StyleTransfer
+    from explorer.style.settings import StyleSettings
 
     size, steps = cfg["size"], cfg["steps"]
     content, style = _images(size)
@@ -480,9 +480,9 @@ def child_proj(cfg: dict) -> dict:
 def child_score(cfg: dict) -> dict:
     """Score every final image with eq. (7) in fp32, using the project's fp32 loss code."""
     torch = _import_torch()
-    from explorer.models import load_model
-    from explorer.style import StyleTransfer
-    from explorer.style_settings import StyleSettings
+    from explorer.nets.models import load_model
+    from explorer.style.transfer import StyleTransfer
+    from explorer.style.settings import StyleSettings
 
     size = cfg["size"]
     content, style = _images(size)
@@ -718,7 +718,7 @@ def print_report(env: dict, sizes: list[dict], args) -> None:
           f"{w.get('loadavg_at_start')}")
     print(f"images: content sample:{CONTENT_SAMPLE}, style sample:{STYLE_SAMPLE}; "
           f"L-BFGS lr 1, content weight 1, style weight {sizes[0]['style_weight']}; reference losses: "
-          f"{'in-file (tutorial style)' if args.ref_losses == 'plain' else 'imported from explorer.style'}")
+          f"{'in-file (tutorial style)' if args.ref_losses == 'plain' else 'imported from explorer.style.transfer'}")
     for s in sizes:
         print()
         print(f"== {s['size']} px ({s['steps']} steps; content {s['content_hw']}, style {s['style_hw']}) ==")
@@ -788,9 +788,9 @@ def main(argv=None) -> int:
                    help="a VGG19 state_dict file used by every configuration (default: create "
                         f"{DEFAULT_WEIGHTS.relative_to(ROOT)} with untrained seeded weights)")
     p.add_argument("--ref-losses", choices=("project", "plain"), default="project",
-                   help="losses of the reference loop: import explorer.style's (default) or the same "
+                   help="losses of the reference loop: import explorer.style.transfer's (default) or the same "
                         "definitions written in this file the tutorial's way (unaffected by changes to "
-                        "explorer.style)")
+                        "explorer.style.transfer)")
     p.add_argument("--cl-off", action="store_true", help="also run the project fp32 with channels_last off")
     p.add_argument("--bare-iters", type=int, default=5, help="timed iterations of the bare network (default 5)")
     p.add_argument("--bare-warmup", type=int, default=2, help="warm-up iterations of the bare network (default 2)")

@@ -1,4 +1,4 @@
-"""Benchmark: seconds per cell of a 3 x 3 parameter sweep (explorer.batch.Sweep).
+"""Benchmark: seconds per cell of a 3 x 3 parameter sweep (explorer.batch.sweep.Sweep).
 
 Prints figures; asserts nothing about time. On the same images (scikit-image's "astronaut" as
 content, "gravel" as style, scaled to --size px) and the same untrained VGG19 (torchvision init
@@ -45,13 +45,13 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from explorer import batch, sweep_axes  # noqa: E402
-from explorer.images import load_sample  # noqa: E402
-from explorer.models import load_model, resolve_precision  # noqa: E402
-from explorer.devices import precision_name
-from explorer.style import run_style_transfer  # noqa: E402
-from explorer.gatys import prepare_images
-from explorer.style_settings import StyleSettings
+from explorer.batch import sweep as batch, sweep_axes  # noqa: E402
+from explorer.io.images import load_sample  # noqa: E402
+from explorer.nets.models import load_model, resolve_precision  # noqa: E402
+from explorer.core.devices import precision_name
+from explorer.style.transfer import run_style_transfer  # noqa: E402
+from explorer.style.gatys import prepare_images
+from explorer.style.settings import StyleSettings
 
 
 def loadavg() -> str:

@@ -27,11 +27,17 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer import activations, attribution, dream, images, models, style  # noqa: E402
-from explorer import outputs
-from explorer import dream_settings
-from explorer import gatys
-from explorer import style_settings
+from explorer.activations import views
+from explorer.nets import models
+from explorer.nets.layers import layer_activations
+from explorer.saliency import attribution
+from explorer.dream import deepdream as dream
+from explorer.io import images
+from explorer.style import transfer as style  # noqa: E402
+from explorer.io import outputs
+from explorer.dream import settings as dream_settings
+from explorer.style import gatys
+from explorer.style import settings as style_settings
 
 OUT = ROOT / "docs" / "gallery"
 
@@ -96,8 +102,8 @@ def heatmaps(vgg: models.FeatureNet) -> None:
 
 def channels(vgg: models.FeatureNet) -> None:
     x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 256))
-    acts = activations.layer_activations(vgg, x, "relu3_1")
-    _save(activations.channel_grid(acts, activations.top_channels(acts, 8), cols=4), "channels_relu3_1.png",
+    acts = layer_activations(vgg, x, "relu3_1")
+    _save(views.channel_grid(acts, views.top_channels(acts, 8), cols=4), "channels_relu3_1.png",
           vgg.weights.label)
 
 

@@ -8,7 +8,7 @@ transfer), ``progress`` (events shared by the page and the CLI), ``plots`` (Plot
 Importing the package before torch sets ``GOMP_SPINCOUNT=20000`` unless it is set already:
 torch's OpenMP threads then wait about a millisecond, not tens of milliseconds, spinning after
 each parallel operation, so they no longer take the cores from NNPACK's threads while the
-Winograd convolutions run (:mod:`explorer.winograd`). On the 2-core development CPU that made a
+Winograd convolutions run (:mod:`explorer.nets.winograd`). On the 2-core development CPU that made a
 256 px fp32 style-transfer step 0.41 -> 0.33 s and changed bf16 and direct convolutions by less
 than the noise (bench/README.md, ``bench_speed.py``). It must be set before torch loads OpenMP.
 """

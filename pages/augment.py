@@ -6,13 +6,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from PIL import Image  # noqa: E402
 
-from explorer import augment, augment_io, augment_plan, images, pickers, ui  # noqa: E402
+from explorer.batch import augment, augment_io, augment_plan
+from explorer.io import archives, images
+from explorer.app import pickers, ui  # noqa: E402
 
 st.title("Dataset augmentation")
 st.caption("Stylized copies of a training set with Gatys style transfer: every image gets N variants, each with its "
@@ -24,8 +26,8 @@ model = ui.sidebar_model(("vgg19", "vgg16"), key="aug_model")
 left, right = st.columns(2)
 with left:
     up = st.file_uploader("Dataset (.zip, one folder per class: cats/1.jpg, dogs/2.png, …)", type=["zip"],
-                          key="aug_zip", help=f"At most {augment_io.MAX_ZIP_FILES} files and "
-                                              f"{augment_io.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
+                          key="aug_zip", help=f"At most {archives.MAX_ZIP_FILES} files and "
+                                              f"{archives.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
                                               "and listed in skipped.csv.")
 with right:
     sample_names = st.multiselect("Style images: samples", list(images.SAMPLE_STYLE),
@@ -130,7 +132,7 @@ def collect(run: augment.Augmentation, out: Path, stopped: str | None) -> dict:
         with Image.open(out / r["output"]) as im:
             shown.append((im.convert("RGB"), r))
     return {"rows": rows, "skipped": list(run.skipped), "shown": shown,
-            "zip": augment_io.zip_folder(out) if out.is_dir() else b"", "summary": run.summary(),
+            "zip": archives.zip_folder(out) if out.is_dir() else b"", "summary": run.summary(),
             "weights_label": model.weights.label, "stopped": stopped}
 
 
@@ -141,7 +143,7 @@ if run_clicked and ready:
     with tempfile.TemporaryDirectory(prefix="explorer-augment-") as tmp:
         src, out = Path(tmp) / "input", Path(tmp) / "output"
         try:
-            augment_io.extract_dataset_zip(up.getvalue(), src)
+            archives.extract_dataset_zip(up.getvalue(), src)
             run = augment.Augmentation(model, src, styles, out, settings)
         except ValueError as exc:  # not a zip, unsafe names, too large, unknown layers
             st.error(ui.one_line(exc))

@@ -3,11 +3,15 @@ with Gram matrices of its most salient regions only, side by side with their los
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import attribution, gatys, guided, images, models, outputs, pickers, plots, style_settings, ui
+from explorer.saliency import attribution, guided
+from explorer.style import gatys, settings as style_settings
+from explorer.io import images, outputs
+from explorer.nets import models
+from explorer.app import pickers, plots, ui
 
 st.title("Full vs guided Gram")
 st.caption("Style transfer twice with the same content, seed and settings: once matching the Gram matrices of the "

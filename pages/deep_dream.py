@@ -2,14 +2,17 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import dream, images, models, pickers, plots, ui
-from explorer import outputs
-from explorer.zoom import ZoomRun
-from explorer import dream_settings
+from explorer.dream import deepdream as dream
+from explorer.io import images
+from explorer.nets import models
+from explorer.app import pickers, plots, ui
+from explorer.io import outputs
+from explorer.dream.zoom import ZoomRun
+from explorer.dream import settings as dream_settings
 
 st.title("Deep Dream")
 st.caption("Mordvintsev, Olah & Tyka, *Inceptionism: Going Deeper into Neural Networks*, Google Research 2015.")

@@ -3,15 +3,19 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import activations as act
-from explorer import featurevis as FV
-from explorer import featurevis_grid as G
-from explorer import choices, grids, models, outputs, plots, ui
-from explorer.transforms import STANDARD_TRANSFORMS
+
+from explorer.nets.layers import layer_info, receptive_field
+from explorer.featurevis import render as FV
+from explorer.featurevis import grid as G
+from explorer.core import choices
+from explorer.io import grids, outputs
+from explorer.nets import models
+from explorer.app import plots, ui
+from explorer.optim.transforms import STANDARD_TRANSFORMS
 
 DISTILL = ("Olah, Mordvintsev & Schubert, [*Feature Visualization*](https://distill.pub/2017/feature-visualization/), "
            "Distill 2017")
@@ -40,14 +44,14 @@ with st.expander("What is feature visualization? (optimization from scratch)"):
                 "*direction* is a weighted combination of channels (a direction in activation space); *class* "
                 "is an ImageNet logit (needs weights with a classifier).")
 
-layers = [n for n in models.list_layers(model_name) if act.receptive_field(model_name, n) is not None]
+layers = [n for n in models.list_layers(model_name) if receptive_field(model_name, n) is not None]
 default_layer = FV.FeatureVisSettings(model=model_name).layer
 layer = st.selectbox("Layer (in forward order)", layers,
                      index=layers.index(default_layer) if default_layer in layers else len(layers) // 2,
                      key=f"fv_layer_{model_name}",
-                     format_func=lambda n: f"{n} · {act.layer_info(model_name, n).shape[0]} channels · "
-                                           f"RF {act.receptive_field(model_name, n)[0]} px")
-info = act.layer_info(model_name, layer)
+                     format_func=lambda n: f"{n} · {layer_info(model_name, n).shape[0]} channels · "
+                                           f"RF {receptive_field(model_name, n)[0]} px")
+info = layer_info(model_name, layer)
 n_channels = info.shape[0]
 st.caption(f"**{layer}** has {n_channels} channels (0-{n_channels - 1}). Each of its positions sees a "
            f"{info.receptive_field}×{info.receptive_field} px patch of the input (its receptive field), and "

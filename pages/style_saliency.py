@@ -3,12 +3,15 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import (attribution, guided, guides, images, models, outputs, pickers, plots, registry,
-                      saliency_objectives, ui)
+from explorer.saliency import attribution, guided, objectives as saliency_objectives
+from explorer.style import guides
+from explorer.io import images, outputs
+from explorer.nets import models, registry
+from explorer.app import pickers, plots, ui
 
 st.title("Style saliency")
 st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "

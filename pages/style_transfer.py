@@ -2,11 +2,15 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import blend, choices, control, images, outputs, pickers, plots, style_settings, ui, weights
+from explorer.style import blend, control, settings as style_settings
+from explorer.core import choices
+from explorer.io import images, outputs
+from explorer.app import pickers, plots, ui
+from explorer.nets import weights
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")

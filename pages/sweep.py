@@ -3,12 +3,15 @@ their losses; the grid (PNG) and the numbers (CSV) download."""
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import batch, choices, gatys, pickers, style_settings, sweep_axes, sweep_render, ui
-from explorer.outputs import json_text, png_bytes
+from explorer.batch import sweep as batch, sweep_axes, sweep_render
+from explorer.core import choices
+from explorer.style import gatys, settings as style_settings
+from explorer.app import pickers, ui
+from explorer.io.outputs import json_text, png_bytes
 
 st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import attribution, images
-from explorer.occlusion_fast import occlusion_windows
+from explorer.saliency import attribution
+from explorer.io import images
+from explorer.saliency.occlusion import occlusion_windows
 from tests.helpers import app_env
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (downloads is a fixture)
 
@@ -122,7 +123,7 @@ def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
 
 
 def test_occlusion_reports_progress_while_it_runs(monkeypatch):
-    from explorer import ui
+    from explorer.app import ui
 
     seen = []
     show = ui._EventView.show
@@ -158,7 +159,7 @@ def test_compare_methods_side_by_side():
 
 
 def test_keep_slider_changes_the_mask_without_recomputing(monkeypatch):
-    from explorer import ui
+    from explorer.app import ui
 
     made = []
     real = attribution.AttributionRun
@@ -282,7 +283,7 @@ def test_bad_mask_upload_is_one_error_and_a_good_mask_runs():
 
 
 def test_overlay_colour_scale_label_and_block_means():
-    from explorer import plots
+    from explorer.app import plots
 
     image = Image.new("RGB", (10, 6), "gray")
     values = np.arange(60, dtype=np.float32).reshape(6, 10) - 20

@@ -1,4 +1,4 @@
-"""Captum heatmaps of style objectives (explorer.attribution): objectives, every method's
+"""Captum heatmaps of style objectives (explorer.saliency.attribution): objectives, every method's
 output, the planted-texture property, occlusion batching, and hook safety of the shared model.
 
 Untrained VGG19 (seed 0) on the CPU with 48-64 px images. The planted image is a flat gray
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import attribution as A
-from explorer import saliency_objectives as SO
-from explorer.losses import gram_matrix, style_layer_loss
+from explorer.saliency import attribution as A
+from explorer.saliency import objectives as SO
+from explorer.optim.losses import gram_matrix, style_layer_loss
 from tests.helpers import picture, stripes
 
 
@@ -183,7 +183,7 @@ def test_captum_occlusion_counts_each_window_once(vgg19, per_eval):
 def test_gradcam_default_layer_exists_on_vgg16(objective, layer):
     """Grad-CAM's default layer is the deepest the objective uses, for ``class`` the network's
     last feature layer: relu5_3 on VGG16 (relu5_4, VGG19's, does not exist there)."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     vgg16 = load_model("vgg16", weights="untrained", device="cpu")
     run = A.AttributionRun(vgg16, picture(48, 48), A.AttributionSettings(method="gradcam", objective=objective))
@@ -250,7 +250,7 @@ def test_private_copy_shares_weights_and_owns_every_hookable_module(vgg19):
 def test_private_copy_of_mobilenet_exposes_every_rectifier_to_guided_backprop():
     """MobileNetV2 rectifies with ReLU6, which Captum's guided backprop does not hook: the private
     copy writes it as ReLU then a clamp at 6 (same outputs) and shares parameters and buffers."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     net = load_model("mobilenet_v2", weights="untrained")
     copy_ = A.private_copy(net)

@@ -1,4 +1,4 @@
-"""Dataset augmentation (explorer.augment and ``python -m explorer augment``).
+"""Dataset augmentation (explorer.batch.augment and ``python -m explorer augment``).
 
 CPU, untrained VGG19 (the session fixture), tiny datasets made here: two classes, 40-48 px
 images, 48 px working size, 1-2 Adam steps, batch size 2. The properties checked (class layout,
@@ -20,10 +20,14 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import augment, augment_io, augment_plan, cli, color, images
-from explorer.augment import Augmentation
-from explorer.augment_plan import AugmentSettings, Shard
-from explorer.runs import Run
+from explorer.batch import augment, augment_io, augment_plan
+from explorer.io import archives
+from explorer.cli import parser as cli
+from explorer.style import color
+from explorer.io import images
+from explorer.batch.augment import Augmentation
+from explorer.batch.augment_plan import AugmentSettings, Shard
+from explorer.core.runs import Run
 from tests.helpers import error_line, picture, run_cli, stripes
 
 GOOD = ["cats/a.png", "cats/b.jpg", "dogs/c.png", "dogs/d.png", "dogs/e.png"]
@@ -461,29 +465,29 @@ def test_dataset_zips_are_unpacked_safely(tmp_path):
     png = (tmp_path / "x.png")
     _pil(picture(40, 40)).save(png)
     data = png.read_bytes()
-    n = augment_io.extract_dataset_zip(_zip({"ds/cats/a.png": data, "ds/dogs/b.png": data, "ds/.DS_Store": b"x",
+    n = archives.extract_dataset_zip(_zip({"ds/cats/a.png": data, "ds/dogs/b.png": data, "ds/.DS_Store": b"x",
                                           "__MACOSX/ds/cats/._a.png": b"x"}, symlink="ds/cats/link.png"),
                                     tmp_path / "one")
     assert n == 2 and augment_io.list_inputs(tmp_path / "one") == ["cats/a.png", "dogs/b.png"]  # top folder dropped
-    augment_io.extract_dataset_zip(_zip({"cats/a.png": data, "cats\\b.png": data}), tmp_path / "two")
+    archives.extract_dataset_zip(_zip({"cats/a.png": data, "cats\\b.png": data}), tmp_path / "two")
     assert augment_io.list_inputs(tmp_path / "two") == ["cats/a.png", "cats/b.png"]
     for evil in ("../evil.png", "cats/../../evil.png", "/etc/evil.png", "C:/evil.png"):
-        with pytest.raises(augment_io.AugmentError, match="refusing"):
-            augment_io.extract_dataset_zip(_zip({"cats/a.png": data, evil: data}), tmp_path / "three")
+        with pytest.raises(archives.ArchiveError, match="refusing"):
+            archives.extract_dataset_zip(_zip({"cats/a.png": data, evil: data}), tmp_path / "three")
     assert not (tmp_path / "evil.png").exists()
-    with pytest.raises(augment_io.AugmentError, match="limit"):
-        augment_io.extract_dataset_zip(_zip({"cats/a.png": b"0" * 5000}), tmp_path / "four", max_bytes=4000)
-    with pytest.raises(augment_io.AugmentError, match="not a zip"):
-        augment_io.extract_dataset_zip(b"PK not really", tmp_path / "five")
+    with pytest.raises(archives.ArchiveError, match="limit"):
+        archives.extract_dataset_zip(_zip({"cats/a.png": b"0" * 5000}), tmp_path / "four", max_bytes=4000)
+    with pytest.raises(archives.ArchiveError, match="not a zip"):
+        archives.extract_dataset_zip(b"PK not really", tmp_path / "five")
 
 
 def test_zip_folder_holds_the_layout_and_the_two_csv_files(vgg19, data, tmp_path):
     input_dir, styles_dir = data
     run_all(vgg19, input_dir, styles_dir, tmp_path / "out", settings(variants=1))
-    blob = augment_io.zip_folder(tmp_path / "out")
+    blob = archives.zip_folder(tmp_path / "out")
     names = zipfile.ZipFile(io.BytesIO(blob)).namelist()
     assert sorted(names) == sorted(expected_outputs(variants=1) | {"manifest.csv", "skipped.csv"})
-    assert augment_io.zip_folder(tmp_path / "out") == blob  # same folder, same bytes
+    assert archives.zip_folder(tmp_path / "out") == blob  # same folder, same bytes
 
 
 # --------------------------------------------------------------------------- the command line
@@ -492,10 +496,10 @@ def test_zip_folder_holds_the_layout_and_the_two_csv_files(vgg19, data, tmp_path
 def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsys, monkeypatch):
     """The real command; only the network is the session's untrained VGG19 instead of a fresh
     one (building VGG19 takes seconds; test_cli covers loading)."""
-    from explorer import commands
+    from explorer.cli import commands
 
     loads = []
-    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
+    monkeypatch.setattr("explorer.nets.models.load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
     input_dir, styles_dir = data
     add_bad_files(input_dir)
     out = tmp_path / "out"

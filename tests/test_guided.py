@@ -1,4 +1,4 @@
-"""Saliency-guided Gram matrices (explorer.guided): masked Gram maths, weight maps, per-layer
+"""Saliency-guided Gram matrices (explorer.saliency.guided): masked Gram maths, weight maps, per-layer
 masks, channel selection, guided transfer and its comparison, and the CLI options.
 Untrained VGG19 (seed 0), CPU, 48-64 px, a few steps."""
 
@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import attribution as A
-from explorer import guided as G
-from explorer import guides as GD
-from explorer import losses as L
-from explorer.gatys import gatys_objective
-from explorer.objectives import LayerGuide
-from explorer.style import StyleTransfer, run_style_transfer
-from explorer.gatys import style_targets
-from explorer.style_settings import StyleSettings
-from explorer.losses import gram_matrix, style_layer_loss
+from explorer.saliency import attribution as A
+from explorer.saliency import guided as G
+from explorer.style import guides as GD
+from explorer.optim import losses as L
+from explorer.style.gatys import gatys_objective
+from explorer.optim.objectives import LayerGuide
+from explorer.style.transfer import StyleTransfer, run_style_transfer
+from explorer.style.gatys import style_targets
+from explorer.style.settings import StyleSettings
+from explorer.optim.losses import gram_matrix, style_layer_loss
 from tests.helpers import error_line, picture, run_cli, stripes
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

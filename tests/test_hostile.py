@@ -19,10 +19,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explorer import augment, augment_io, augment_plan, cmd_common, dream_settings, images, models, style, style_settings
-from explorer import files
-from explorer import weights
-from explorer import registry
+from explorer.batch import augment, augment_io, augment_plan
+from explorer.cli import common as cmd_common
+from explorer.dream import settings as dream_settings
+from explorer.io import images
+from explorer.nets import models
+from explorer.style import transfer as style, settings as style_settings
+from explorer.io import files
+from explorer.nets import weights
+from explorer.nets import registry
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -389,8 +394,8 @@ def test_chart_keys_stay_unique_when_steps_repeat(monkeypatch, tmp_path):
     def script():
         import torch
 
-        from explorer import ui
-        from explorer.progress import ProgressEvent
+        from explorer.app import ui
+        from explorer.core.progress import ProgressEvent
 
         img = torch.zeros(1, 3, 8, 8)
         events = [ProgressEvent(s, 6, 0.1 * s, {"content": 1.0, "style": 1.0, "total": 2.0}, preview=img, done=True)
@@ -403,7 +408,7 @@ def test_chart_keys_stay_unique_when_steps_repeat(monkeypatch, tmp_path):
 
 def test_a_first_scale_refused_for_memory_gives_one_line_and_the_next_run_works(monkeypatch, tmp_path):
     """Item 12: ``ValueError: the run has not started`` leaked as a traceback."""
-    from explorer import memory
+    from explorer.nets import memory
     from tests.test_app import ROOT, STYLE_PAGE, click_run, errors, small_settings
     from streamlit.testing.v1 import AppTest
 

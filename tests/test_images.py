@@ -1,4 +1,4 @@
-"""Tests for explorer.images: every odd file is built at test time in tmp_path."""
+"""Tests for explorer.io.images: every odd file is built at test time in tmp_path."""
 
 from __future__ import annotations
 
@@ -12,23 +12,11 @@ import pytest
 import torch
 from PIL import Image, ImageFile, features
 
-from explorer import decoding, images
-from explorer.decoding import accepted_formats_text
+from explorer.io import decoding, images
+from explorer.io.decoding import accepted_formats_text
 from tests.corpus import patch_png_size, png_chunks
-from explorer.images import (
-    MIN_SIDE,
-    SAMPLE_CONTENT,
-    SAMPLE_STYLE,
-    ImageError,
-    LoadedImage,
-    load_image,
-    load_sample,
-    parse_image_ref,
-    resize_long_side,
-    to_pil,
-    to_tensor,
-)
-from explorer.outputs import png_bytes, save_png_atomic, write_bytes_atomic, write_text_atomic
+from explorer.io.images import MIN_SIDE, SAMPLE_CONTENT, SAMPLE_STYLE, ImageError, LoadedImage, load_image, load_sample, parse_image_ref, resize_long_side, to_pil, to_tensor
+from explorer.io.outputs import png_bytes, save_png_atomic, write_bytes_atomic, write_text_atomic
 
 # --------------------------------------------------------------------------- helpers
 

@@ -26,10 +26,14 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import attribution, images, models, style, ui
-from explorer import weights
-from explorer import style_settings
-from explorer.blend import prepare_blend
+from explorer.saliency import attribution
+from explorer.io import images
+from explorer.nets import models
+from explorer.style import transfer as style
+from explorer.app import ui
+from explorer.nets import weights
+from explorer.style import settings as style_settings
+from explorer.style.blend import prepare_blend
 from tests.corpus import good_png
 from tests.helpers import app_env
 
@@ -389,7 +393,7 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
     # (weights.download_file, with a timeout) read by the same torch.load, so torchvision's own
     # loaders (torch.hub.load_state_dict_from_url defaults to weights_only=False) are not used
     checked = 0
-    for source in sorted(ROOT.glob("explorer/*.py")):
+    for source in sorted(ROOT.glob("explorer/**/*.py")):
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
                     node.func.attr in ("load", "get_state_dict", "load_state_dict_from_url"):

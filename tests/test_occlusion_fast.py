@@ -1,16 +1,16 @@
-"""explorer.occlusion_fast: the incremental occlusion engine against a plain Captum Occlusion call.
+"""explorer.saliency.occlusion: the incremental occlusion engine against a plain Captum Occlusion call.
 
 Every expected value comes from ``captum.attr.Occlusion`` run on the same untrained VGG19 with
-``explorer.saliency_objectives.objective_value`` as its forward function; nothing is compared with stored numbers."""
+``explorer.saliency.objectives.objective_value`` as its forward function; nothing is compared with stored numbers."""
 
 import pytest
 import torch
 from captum.attr import Occlusion
 
-from explorer.saliency_objectives import objective_value
-from explorer.models import meta_net
-from explorer.occlusion_fast import UnsupportedNetworkError, occlusion_fast, occlusion_windows
-from explorer.style_settings import DEFAULT_STYLE_LAYERS
+from explorer.saliency.objectives import objective_value
+from explorer.nets.models import meta_net
+from explorer.saliency.occlusion import UnsupportedNetworkError, occlusion_fast, occlusion_windows
+from explorer.style.settings import DEFAULT_STYLE_LAYERS
 from tests.helpers import picture, stripes
 
 CONV_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

@@ -1,4 +1,4 @@
-"""Deep Photo Style Transfer building blocks (explorer.matting, explorer.regions, explorer.photo):
+"""Deep Photo Style Transfer building blocks (explorer.style.matting, explorer.style.regions, explorer.photo):
 the Matting Laplacian (Levin et al. 2008 eq. (12)) against a loop-based construction, the photorealism regularizer (Luan et al. 2017
 eq. (2)) and its analytic gradient, colour / k-means / segmentation region masks, and the
 augmented style loss (Luan et al. 2017 eq. (4)-(5)). CPU, untrained VGG19 (seed 0), 9-64 px."""
@@ -13,16 +13,16 @@ import scipy.sparse as sp
 import torch
 from PIL import Image
 
-from explorer import matting as M
-from explorer import guides as GD
-from explorer import losses as L
-from explorer import regions as R
-from explorer.guides import layer_masks
-from explorer.losses import guided_gram
-from explorer.images import ImageError
-from explorer.weights import WeightsError
-from explorer.gatys import style_targets
-from explorer.losses import gram_matrix, style_layer_loss
+from explorer.style import matting as M
+from explorer.style import guides as GD
+from explorer.optim import losses as L
+from explorer.style import regions as R
+from explorer.style.guides import layer_masks
+from explorer.optim.losses import guided_gram
+from explorer.io.images import ImageError
+from explorer.nets.weights import WeightsError
+from explorer.style.gatys import style_targets
+from explorer.optim.losses import gram_matrix, style_layer_loss
 from tests.helpers import picture, stripes
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")

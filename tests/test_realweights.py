@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import attribution as A
-from explorer import dream, images, models, style
-from explorer import dream_settings
-from explorer import gatys
-from explorer import style_settings
+from explorer.saliency import attribution as A
+from explorer.dream import deepdream as dream
+from explorer.io import images
+from explorer.nets import models
+from explorer.style import transfer as style
+from explorer.dream import settings as dream_settings
+from explorer.style import gatys
+from explorer.style import settings as style_settings
 from tests.helpers import fast_precision
 from tests.test_attribution import planted, quadrant_share
 
@@ -108,7 +111,7 @@ def test_relative_losses_mean_the_same_for_any_file_scale(real_vgg19, shared_ima
 
 
 def _gatys_balance(net, image, content, style_img):
-    """An independent Gatys loss (written here, not taken from explorer.style): the relative
+    """An independent Gatys loss (written here, not taken from explorer.style.transfer): the relative
     content error at relu4_2 and the mean relative error of position-normalized Gram matrices
     at relu1_1 .. relu5_1."""
     def gram(f):
@@ -221,7 +224,7 @@ def test_saliency_of_the_real_vgg19_finds_the_planted_texture(real_vgg19, quadra
 
 @pytest.mark.parametrize("sample, expected", [("chelsea", "cat"), ("coffee", "espresso")])
 def test_mobilenet_v2_recognizes_the_samples(real_mobilenet, sample, expected):
-    from explorer.activations import top_predictions
+    from explorer.activations.views import top_predictions
 
     import torchvision.transforms.functional as TF
 

@@ -1,4 +1,4 @@
-"""The one run contract (explorer/runs.py): every run iterates progress events and has
+"""The one run contract (explorer/core/runs.py): every run iterates progress events and has
 ``result()``, ``report()``, ``notes`` and ``stopped``, so that the pages and the CLI treat them alike."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pkgutil
 import pytest
 
 import explorer
-from explorer.progress import ProgressEvent
-from explorer.runs import Run, run_to_end
+from explorer.core.progress import ProgressEvent
+from explorer.core.runs import Run, run_to_end
 
 
 def _classes():
@@ -67,8 +67,8 @@ def test_the_default_report_is_the_results_report():
 
 
 def test_a_stopped_style_transfer_reports_itself_as_partial(vgg19):
-    from explorer.style import StyleTransfer
-    from explorer.style_settings import StyleSettings
+    from explorer.style.transfer import StyleTransfer
+    from explorer.style.settings import StyleSettings
     from tests.helpers import picture, stripes
 
     run = StyleTransfer(vgg19, picture(48, 48), stripes(48, 48), StyleSettings(size=48, steps=3, precision="fp32"))

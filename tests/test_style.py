@@ -6,15 +6,16 @@ import math
 import pytest
 import torch
 
-from explorer import color, ui
-from explorer.models import UnknownLayerError
-from explorer.parameterizations import OffsetImage, fourier_scale
-from explorer.progress import ProgressEvent
-from explorer.style import FIRST_STEP_MOVE, StyleTransfer, run_style_transfer
-from explorer import gatys
-from explorer.gatys import style_targets
-from explorer.style_settings import StyleSettings
-from explorer.losses import content_loss, gram_matrix, style_layer_loss, style_loss, total_variation
+from explorer.style import color
+from explorer.app import ui
+from explorer.nets.models import UnknownLayerError
+from explorer.optim.parameterizations import OffsetImage, fourier_scale
+from explorer.core.progress import ProgressEvent
+from explorer.style.transfer import FIRST_STEP_MOVE, StyleTransfer, run_style_transfer
+from explorer.style import gatys
+from explorer.style.gatys import style_targets
+from explorer.style.settings import StyleSettings
+from explorer.optim.losses import content_loss, gram_matrix, style_layer_loss, style_loss, total_variation
 from tests.helpers import needs_native_bf16
 
 # ----------------------------------------------------------------------------- maths
@@ -201,7 +202,7 @@ def test_final_losses_belong_to_the_returned_image(vgg19, images64):
 
 
 def test_gram_backward_matches_autograd_in_both_memory_formats():
-    from explorer.losses import _Gram
+    from explorer.optim.losses import _Gram
 
     for fmt in (torch.contiguous_format, torch.channels_last):
         f = torch.randn(2, 5, 4, 3, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)

@@ -1,0 +1,550 @@
+"""The few Streamlit helpers every page shares: the app shell (entry point, page guard, the
+weights/device sidebar), the cached model, style targets, activations and heatmaps, the
+run/progress widget (:func:`run_events`, the shared queue of heavy runs) and a page's run state
+(:class:`PageRun`). Pages stay thin: widgets in, explorer calls, results out. The input pickers
+are in :mod:`explorer.app.pickers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import streamlit as st
+
+from ..core import installation
+
+# Every page and app.py import this module first: a torch and torchvision that do not import
+# together (e.g. "operator torchvision::nms does not exist") show one error box, naming both
+# versions and the fix, instead of a traceback (the check runs before the imports below).
+if (_torch_problem := installation.torch_problem()) is not None:
+    st.error(_torch_problem)
+    st.stop()
+    raise ImportError(_torch_problem)  # outside a Streamlit script run, st.stop() returns
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..activations import views
+from ..nets import memory, models, registry
+from ..nets.layers import layer_activations
+from ..core import devices
+from ..io import images
+from . import plots  # noqa: E402
+from .page_state import keep_settings, result_bytes  # noqa: E402
+from ..core.progress import ProgressEvent  # noqa: E402
+from ..core.runs import Run  # noqa: E402
+from ..core.runqueue import RunQueue, default_slots  # noqa: E402
+from ..nets.weights import WeightsError, WeightsMissingError, untrained_allowed, weights_status  # noqa: E402
+
+__all__ = [
+    "run_app",
+    "page_guard",
+    "cached_model",
+    "cached_style_targets",
+    "cached_activations",
+    "cached_walk",
+    "cached_predictions",
+    "cached_heatmap",
+    "heatmap_cache",
+    "sidebar_model",
+    "untrained_switch",
+    "weights_notice",
+    "run_events",
+    "progress_text",
+    "heavy_runs",
+    "queue_message",
+    "result_heading",
+    "PageRun",
+    "one_line",
+    "device_summary",
+    "result_bytes",
+]
+
+UNTRAINED_KEY = "use_untrained_weights"
+
+_entry = threading.local()
+
+
+def run_app(pages) -> None:
+    """Run ``st.navigation(pages)`` from app.py, marking this script run as started by the entry
+    point (see :func:`page_guard`); every page's settings are kept for the session
+    (:func:`explorer.app.page_state.keep_settings`)."""
+    _entry.active = True
+    try:
+        page = st.navigation(pages)
+        keep_settings(page.url_path)
+        page.run()
+    finally:
+        _entry.active = False
+
+
+def page_guard() -> None:
+    """First line of every page. Streamlit treats a ``pages/`` folder next to app.py as a
+    legacy multipage app until app.py's ``st.navigation`` has run once in the server process;
+    so the very first request of a fresh server for a page URL runs the page file alone,
+    without app.py's navigation and page config. In that case run app.py instead (which
+    runs this page through its navigation) and stop."""
+    if getattr(_entry, "active", False):
+        return
+    import runpy
+
+    runpy.run_path(str(installation.app_script()), run_name="__main__")
+    st.stop()
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one readable line (no traceback)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_model(name: str, weights: str, device: str) -> models.FeatureNet:
+    """One :class:`~explorer.nets.models.FeatureNet` per (name, weights, device), shared by every
+    browser session. Feature extraction registers no hooks, so sharing is safe. Failures
+    (missing weights) are not cached, so the next rerun tries again."""
+    return models.load_model(name, weights=weights, device=device)
+
+
+def _tensor_key(model: models.FeatureNet, image: torch.Tensor) -> tuple:
+    """What identifies a forward pass: the image's content and shape, and the model (name,
+    weights kind and source, device)."""
+    t = image.detach().to("cpu").contiguous()
+    digest = hashlib.sha1(t.numpy().tobytes()).hexdigest() + str(tuple(t.shape))
+    return (digest, model.name, model.weights.kind, model.weights.source, str(model.device))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _style_targets(_model: models.FeatureNet, _style, key: tuple, layers: tuple, pooling: str) -> dict:
+    from ..style.gatys import style_targets
+
+    return {k: v.cpu() for k, v in style_targets(_model, _style, layers, pooling=pooling).items()}
+
+
+def cached_style_targets(model: models.FeatureNet, style, settings, layers: Sequence[str] | None = None) -> dict:
+    """Style Gram targets (float32) of a style image already at the run's working size
+    ((1, 3, H, W) in [0, 1], as :func:`explorer.style.gatys.prepare_images` returns it), or of a blend:
+    a list of (image, weight) pairs (:func:`explorer.style.gatys.style_targets` normalizes the weights
+    to sum to 1). Cached per image content and weight of every image, model, layers and pooling
+    (``st.cache_data``), so re-running with other alpha/beta or step counts does not recompute
+    them. ``layers`` defaults to ``settings.style_layers``.
+
+    Returns:
+        dict layer -> (N_l, N_l) float32 CPU tensor.
+
+    Raises:
+        ValueError: no image, or weights that do not sum to a positive number.
+    """
+    layers = tuple(settings.style_layers if layers is None else layers)
+    if isinstance(style, torch.Tensor):
+        return _style_targets(model, style, _tensor_key(model, style), layers, settings.pooling)
+    pairs = [(t, float(w)) for t, w in style]
+    total = sum(w for _, w in pairs)
+    if not pairs or not total > 0:
+        raise ValueError("the style weights must sum to a positive number")
+    key = tuple((_tensor_key(model, t), w / total) for t, w in pairs)
+    return _style_targets(model, pairs, key, layers, settings.pooling)
+
+
+# st.cache_resource, not st.cache_data: the arrays are large (64 MB for relu1_1 at 512 px) and
+# must not be pickled on every read. They are shared by all sessions: read them, never modify them.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _activations(_model: models.FeatureNet, _image: torch.Tensor, key: tuple, layer: str) -> np.ndarray:
+    return layer_activations(_model, _image, layer)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _walk(_model: models.FeatureNet, _image: torch.Tensor, key: tuple) -> list:
+    return views.walk_network(_model, _image)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _predictions(_model: models.FeatureNet, _image: torch.Tensor, key: tuple) -> list | None:
+    return views.top_predictions(_model, _image)
+
+
+def cached_activations(model: models.FeatureNet, image_tensor: torch.Tensor, layer: str) -> np.ndarray:
+    """``layer_activations(model, image_tensor, layer)``, computed once per (image
+    content, model, weights, device, layer) and reused by every view and rerun. The array is
+    shared: do not modify it. Errors (unknown layer, image too small) are raised, not cached."""
+    return _activations(model, image_tensor, _tensor_key(model, image_tensor), layer)
+
+
+def cached_walk(model: models.FeatureNet, image_tensor: torch.Tensor) -> list:
+    """``views.walk_network(model, image_tensor)``, cached like :func:`cached_activations`."""
+    return _walk(model, image_tensor, _tensor_key(model, image_tensor))
+
+
+def cached_predictions(model: models.FeatureNet, image_tensor: torch.Tensor) -> list | None:
+    """``views.top_predictions(model, image_tensor)`` (None for untrained weights), cached
+    like :func:`cached_activations` (a full forward pass is too slow to repeat on every rerun)."""
+    return _predictions(model, image_tensor, _tensor_key(model, image_tensor))
+
+
+def device_summary() -> str:
+    """One line on the compute device, e.g. ``CPU (2 threads), bf16 mixed precision``."""
+    dev = devices.resolve_device("auto")
+    prec = devices.precision_name(devices.resolve_precision("auto", dev))
+    if dev.type == "cuda":
+        what = f"GPU {torch.cuda.get_device_name(0)}"
+    elif dev.type == "mps":
+        what = "Apple GPU (MPS)"
+    else:
+        what = f"CPU ({torch.get_num_threads()} threads)"
+    return f"{what}, {prec} {'mixed precision' if prec != 'fp32' else 'precision'}"
+
+
+def _default_untrained(name: str) -> bool:
+    return untrained_allowed() and not any(r["found"] for r in weights_status([name]))
+
+
+def untrained_switch(key: str, name: str = "vgg19") -> bool:
+    """The sidebar's “Use untrained weights” box (Home's and every page's: one choice that
+    follows the user from page to page). Ticked by default only when ``EXPLORER_ALLOW_UNTRAINED``
+    is set and network ``name`` has no weights on this machine. Returns whether it is ticked."""
+    state = st.session_state
+    pref = state.setdefault(UNTRAINED_KEY, _default_untrained(name))
+    untrained = st.sidebar.checkbox(
+        "Use untrained weights", value=pref, key=f"{key}_untrained",
+        help="Random weights (torch.manual_seed(0)) to try the app without downloading anything. "
+             "Results are labelled: they show what an untrained network computes.")
+    state[UNTRAINED_KEY] = untrained
+    return untrained
+
+
+def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "vgg19",
+                  key: str = "model") -> models.FeatureNet | None:
+    """Sidebar controls for network, device and weights; returns the cached model, or ``None``
+    after showing a one-line error (e.g. no pretrained weights and untrained not chosen, or a
+    weights file that is there but unreadable or damaged: never replaced by untrained weights)."""
+    sb = st.sidebar
+    name = sb.selectbox("Network", list(choices), index=list(choices).index(default), key=f"{key}_name",
+                        format_func=lambda n: registry.MODELS[n].title)
+    options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
+        (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+    # Choices that should follow the user from page to page live in plain session-state keys
+    # (widget state is per page); each page's widget starts from them and writes them back.
+    state = st.session_state
+    dev_pref = state.setdefault("pref_device", "auto")
+    device = sb.selectbox("Device", options, index=options.index(dev_pref) if dev_pref in options else 0,
+                          key=f"{key}_device", help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
+    state["pref_device"] = device
+    untrained = untrained_switch(key, name)
+    weights = "untrained" if untrained else "imagenet"
+    spec = registry.MODELS[name]
+    try:
+        label = f"Loading {spec.title}" if untrained or weights_status([name])[0]["found"] else \
+            f"Downloading {spec.title} ImageNet weights ({spec.file_name}, {spec.file_size_mb:.0f} MB; first run only)"
+        with st.spinner(label):
+            model = cached_model(name, weights, device)
+    except WeightsError as exc:
+        st.error(" ".join(exc.app_message.split()))
+        if exc.app_detail:
+            st.caption(exc.app_detail)
+        elif not untrained and not isinstance(exc, WeightsMissingError):  # a file found but unusable
+            st.caption("Replace or remove that file (`python -m explorer weights status` lists what is found "
+                       "where), or tick “Use untrained weights” to go on with untrained weights.")
+        return None
+    except ValueError as exc:
+        st.error(one_line(exc))
+        return None
+    sb.caption(f"Device: {model.device} · {device_summary()}")
+    sb.caption(f"Weights: {model.weights.label}")
+    weights_notice(model)
+    return model
+
+
+def weights_notice(model: models.FeatureNet) -> None:
+    """A visible warning on the page when the model has untrained weights."""
+    if model.weights.untrained:
+        st.warning(f"**{model.weights.label}**: results show what an untrained network computes, "
+                   "not what a trained one sees. Untick “Use untrained weights” in the sidebar once the "
+                   "ImageNet weights are available.", icon="⚠️")
+
+
+def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mapping[str, float] | None = None,
+               preview_caption: str = "Current image") -> ProgressEvent | None:
+    """Render a computation's progress events: a progress bar with step count and elapsed
+    time, a live preview and Plotly loss curves. The latest preview and losses are kept in
+    ``st.session_state[state_key]`` so they survive a Stop (which reruns the script).
+
+    The computation waits its turn in :func:`heavy_runs` (the page shows its place in the
+    queue) and gives its slot back when it ends or the user stops it. A part of the run that
+    is refused for memory (:class:`~explorer.nets.memory.MemoryEstimateError`) or that runs out of
+    memory anyway (CUDA's OutOfMemoryError: the cache is emptied) ends the run with one
+    ``st.error`` line; the run keeps what it had: an :class:`explorer.core.runs.Run` is marked with
+    :meth:`~explorer.core.runs.Run.stop` (its ``stopped`` says why and its result reports itself as
+    partial); a plain iterable of events has no result to mark.
+
+    Pages call it through :meth:`PageRun.events`, which passes the page's ``state_key``.
+
+    Returns:
+        the last event seen.
+    """
+    area = st.empty()  # cleared at the end: the page then shows the result section instead
+    view = _EventView(area.container(), state_key, scale, preview_caption)
+    last = None
+    queued = _queued(events, view.bar)
+    failed = None
+    try:
+        for ev in queued:
+            view.show(ev)
+            last = ev
+    except memory.MemoryEstimateError as exc:  # a part of the run (a larger scale, a batch) cannot fit
+        failed = one_line(exc)
+    except (RuntimeError, MemoryError) as exc:  # out of (GPU) memory although the estimate fitted
+        if not memory.is_out_of_memory(exc):
+            raise
+        failed = memory.out_of_memory_message(exc)
+    finally:
+        queued.close()  # gives the slot back at once, also when the user stopped the page
+    if failed is not None:  # the exception (and the frames holding the run's tensors) is gone now
+        memory.free_cached_memory()
+        if isinstance(events, Run):
+            events.stop(failed)  # the run's result() then reports itself as partial
+        st.error(failed)
+        return last
+    area.empty()
+    return last
+
+
+def progress_text(ev: ProgressEvent) -> str:
+    """The progress bar's line: ``"Step 12 of 100 · scale 1 of 2 (181x136 px) · 3.1 s · 0.26 s/step"``
+    (the stage only for multi-stage runs; seconds per step, averaged since Run, from step 1 on)."""
+    stage = f" · {ev.stage}" if ev.stage else ""
+    pace = f" · {ev.elapsed / ev.step:.2f} s/step" if ev.step > 0 else ""
+    return f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s{pace}"
+
+
+class _EventView:
+    """The progress bar, preview and loss chart of one run."""
+
+    def __init__(self, box, state_key: str, scale, preview_caption: str):
+        self.box, self.state_key, self.scale, self.caption = box, state_key, scale, preview_caption
+        self.bar = box.progress(0.0, text="Starting…")
+        left, right = box.columns([1, 1])
+        self.preview_slot, self.chart_slot = left.empty(), right.empty()
+        self.rows: list[dict] = []
+        self.last_chart = 0.0
+        self.charts = 0  # chart keys count renders: a step number repeats at each coarse-to-fine scale
+
+    def show(self, ev: ProgressEvent) -> None:
+        if ev.losses:
+            self.rows.append({"step": ev.step, **ev.losses})
+        self.bar.progress(ev.fraction, text=progress_text(ev))
+        partial = st.session_state.setdefault(self.state_key, {})
+        partial.update(rows=self.rows, step=ev.step, total=ev.total)
+        if ev.preview is not None:
+            pil = images.to_pil(ev.preview)
+            partial["preview"] = pil
+            # as wide as the chart beside it: a 256 px preview at its own size looked tiny
+            self.preview_slot.image(pil, caption=f"{self.caption}, step {ev.step}", width="stretch")
+            now = time.monotonic()
+            if self.rows and (now - self.last_chart > 0.5 or ev.done):
+                self.charts += 1
+                self.chart_slot.plotly_chart(plots.loss_figure(self.rows, scale=self.scale),
+                                             key=f"{self.state_key}_chart_{self.charts}")
+                self.last_chart = now
+        if ev.message:
+            self.box.info(ev.message)
+
+
+@st.cache_resource(show_spinner=False)
+def heavy_runs() -> RunQueue:
+    """The process-wide queue of heavy runs (``EXPLORER_MAX_RUNS`` at a time, default 1),
+    shared by every browser session."""
+    return RunQueue(default_slots())
+
+
+def queue_message(position: int, running: int, slots: int) -> str:
+    """What a waiting run's progress bar says: what it waits for, and that it starts by itself.
+
+    Args:
+        position: 1 for the next run to start, 2 for the one after it, ...
+        running: heavy runs in progress now (in any browser), ``slots``: how many may run at once.
+    """
+    others = f"{running} run{'s' if running != 1 else ''} from other browsers or tabs"
+    ahead = "" if position <= 1 else f", and {position - 1} queued before yours"
+    return (f"Waiting for the machine: {others} in progress{ahead}. It runs {slots} at a time, so that each "
+            "finishes sooner; yours starts by itself as soon as one ends.")
+
+
+def _queued(events: Iterable[ProgressEvent], bar) -> Iterator[ProgressEvent]:
+    queue = heavy_runs()
+
+    def waiting(position: int) -> None:
+        bar.progress(0.0, text=queue_message(position, queue.running, queue.slots))
+
+    with queue.slot(on_wait=waiting):
+        yield from events
+
+
+def result_heading(result: dict) -> None:
+    """The "Result" heading of a page, with a warning when the result is partial (stopped)."""
+    st.subheader("Result")
+    if result.get("stopped"):
+        st.warning(f"Partial result: {result['stopped']}.")
+
+
+class PageRun:
+    """The run state of one page's run, kept in the session under ``name``: its result, the
+    inputs of the run in progress, whether one is in progress, and the partial state
+    :func:`run_events` keeps (its last preview and loss rows) so that a Stop keeps something.
+
+    On a page: ``page_run = ui.PageRun("style")``, ``page_run.recover()`` near the top; on Run
+    ``start(pending)``, ``events(run)``, then ``finish(image=...)`` (or ``cancel()``); then draw
+    ``page_run.result``, its downloads encoded once through :func:`result_bytes`. The session keys are ``{name}_result``, ``{name}_pending``,
+    ``{name}_running`` and ``{name}_partial`` (:attr:`state_key`); pages use this class instead.
+
+    Args:
+        name: the page's run name (``"style"``, ``"dream"``, ``"saliency"``, ...), unique per run
+            kind of the app.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def state_key(self) -> str:
+        """The session key of the partial state :func:`run_events` keeps for this run."""
+        return f"{self.name}_partial"
+
+    @property
+    def result(self) -> dict | None:
+        """The stored result (the pending fields merged with the finished or partial run's
+        fields and ``stopped``), or None when there is none yet."""
+        return st.session_state.get(f"{self.name}_result")
+
+    @property
+    def pending(self) -> dict:
+        """The fields of the run in progress (or of the last one started), ``{}`` when none."""
+        return st.session_state.get(f"{self.name}_pending", {})
+
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until :meth:`finish`, :meth:`cancel` or :meth:`recover`."""
+        return bool(st.session_state.get(f"{self.name}_running"))
+
+    def start(self, pending: dict) -> None:
+        """Mark a run as in progress; ``pending`` (inputs, settings, labels) is merged into the
+        result when it finishes or is stopped."""
+        st.session_state[f"{self.name}_pending"] = pending
+        st.session_state[self.state_key] = {}
+        st.session_state[f"{self.name}_running"] = True
+
+    def events(self, run: Iterable[ProgressEvent], *, scale: Mapping[str, float] | None = None,
+               preview_caption: str = "Current image") -> ProgressEvent | None:
+        """:func:`run_events` for this page's run (progress bar, preview, loss chart; the
+        partial state under :attr:`state_key`). Returns the last event seen."""
+        return run_events(run, state_key=self.state_key, scale=scale, preview_caption=preview_caption)
+
+    def cancel(self) -> None:
+        """Forget a run that ended before its first step (refused for memory, say:
+        :func:`run_events` has shown why in one line); the previous result stays on the page."""
+        st.session_state[f"{self.name}_running"] = False
+        st.session_state.pop(f"{self.name}_pending", None)
+
+    def finish(self, **fields) -> None:
+        """Store the finished run's result: the pending fields, ``stopped=None`` and ``fields``
+        (``image`` and anything else; a ``stopped`` among them wins)."""
+        st.session_state[f"{self.name}_running"] = False
+        st.session_state[f"{self.name}_result"] = {**self.pending, "stopped": None, **fields}
+
+    def clear(self) -> None:
+        """Forget the stored result (the page shows none until the next one)."""
+        st.session_state.pop(f"{self.name}_result", None)
+
+    def recover(self, partial_result: Callable[[dict], dict | None] | None = None) -> None:
+        """Call near the top of a page: if the previous script run was interrupted mid-run
+        (Stop, or any widget change, reruns the script), keep its last preview as a partial
+        result (``image``, ``history``, ``report=None`` and ``stopped`` "stopped at step k of
+        n").
+
+        ``partial_result``, when given, builds the result fields from the partial state (the
+        dict :func:`run_events` kept: ``preview``, ``rows``, ``step``, ``total``) instead, e.g.
+        the cells a sweep finished; returning None keeps no result (the previous one stays)."""
+        state = st.session_state
+        if not state.get(f"{self.name}_running"):
+            return
+        state[f"{self.name}_running"] = False
+        partial = state.get(self.state_key) or {}
+        stopped = f"stopped at step {partial.get('step')} of {partial.get('total')}"
+        if partial_result is not None:
+            fields = partial_result(partial)
+            if fields:
+                state[f"{self.name}_result"] = {**self.pending, **fields, "stopped": stopped}
+            return
+        if partial.get("preview") is not None:
+            state[f"{self.name}_result"] = {**self.pending, "image": partial["preview"],
+                                            "history": partial.get("rows", []), "report": None, "stopped": stopped}
+
+
+# ----------------------------------------------------------------------------- heatmaps
+
+class _HeatmapCache:
+    """A small least-recently-used store of finished heatmaps, shared by every session."""
+
+    def __init__(self, size: int = 16):
+        self.size, self.items, self.lock = size, {}, threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            value = self.items.pop(key, None)
+            if value is not None:
+                self.items[key] = value  # most recently used last
+            return value
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.items.pop(key, None)
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.pop(next(iter(self.items)))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def heatmap_cache() -> _HeatmapCache:
+    """The process-wide store behind :func:`cached_heatmap` (``.clear()`` empties it)."""
+    return _HeatmapCache()
+
+
+def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, settings, *, page_run: PageRun):
+    """The :class:`~explorer.saliency.attribution.Heatmap` of ``image_tensor`` ((1, 3, H, W) in [0, 1])
+    for ``settings`` (:class:`~explorer.saliency.attribution.AttributionSettings`).
+
+    Computed once per (image content, model, weights, device, settings) and shared by every
+    page and session: a heatmap computed on the Style saliency page is reused by the Full vs
+    guided page. When it is not cached yet, the :class:`~explorer.saliency.attribution.AttributionRun`
+    is rendered with ``page_run.events`` (:meth:`PageRun.events`: progress bar; it takes its
+    turn in :func:`heavy_runs`).
+    The heatmap is shared: do not modify it.
+
+    Returns:
+        the heatmap, or None when the run ended without one.
+
+    Raises:
+        ValueError (UnknownLayerError, bad objective or settings) before any work starts.
+    """
+    import json
+
+    from ..saliency import attribution
+
+    key = _tensor_key(model, image_tensor) + (json.dumps(settings.to_dict(), sort_keys=True),)
+    cache = heatmap_cache()
+    heatmap = cache.get(key)
+    if heatmap is not None:
+        return heatmap
+    run = attribution.AttributionRun(model, image_tensor, settings)
+    page_run.events(run)
+    try:
+        heatmap = run.result()
+    except RuntimeError:
+        return None
+    cache.put(key, heatmap)
+    return heatmap
