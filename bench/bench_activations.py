@@ -14,23 +14,18 @@ Usage: ``python bench/bench_activations.py [--size 512] [--repeat 3]``
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import harness  # noqa: E402
+
 
 def timed(fn, repeat: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    """Median seconds of ``repeat`` calls after one warm-up call."""
+    return harness.median_time(fn, n=repeat, warmup=1)[0]
 
 
 def main() -> None:
@@ -48,7 +43,7 @@ def main() -> None:
     deepest = {"vgg19": "pool5", "vgg16": "pool5", "googlenet": "inception5b", "inception_v3": "Mixed_7c"}
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     x2 = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, untrained weights, {args.size} px")
+    print(f"{harness.machine_line()}; untrained weights, {args.size} px")
     print(f"{'network':13s} {'layer':12s} {'shape':>16s} {'acts s':>7s} | view s: {'stats':>6s} {'top16':>6s} "
           f"{'grid':>6s} {'gram':>6s} {'compare':>7s} {'map':>6s}")
     for name, layer in deepest.items():

@@ -41,7 +41,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -50,6 +49,8 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import harness  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -163,8 +164,7 @@ def main_real(args) -> int:
     model = models.load_model("vgg19", weights=str(weights), device="cpu")
     configs = REAL_CONFIGS if not args.configs else [
         (i, p, int(n)) for i, p, n in (c.split(":") for c in args.configs.split(","))]
-    log(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, bf16 {devices.cpu_has_bf16()}, "
-        f"torch {torch.__version__}, precision {args.precision}; {model.weights.label}; "
+    log(f"{harness.machine_line()}; precision {args.precision}; {model.weights.label}; "
         f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'start':>9} {'optimize':>8} {'steps':>5} {'images':>6} {'seconds':>8} {'img/min':>8} {'style left':>10} "
           f"{'SSIM':>6}", flush=True)
@@ -227,8 +227,7 @@ def main() -> int:
     model = models.load_model("vgg19", weights="untrained", device="cpu")
     styles = [augment_io.StyleImage(f"sample:{k}", images.load_sample(k).image) for k in ("gravel", "brick")]
     load0 = os.getloadavg()
-    log(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, precision {args.precision}, OMP_WAIT_POLICY="
+    log(f"{harness.machine_line()}; precision {args.precision}, OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY')}; load average before: {' '.join(f'{v:.2f}' for v in load0)}")
     rows = []
     header = (f"{'size':>5} {'batch':>5} {'images':>6} {'seconds':>8} {'img/min':>8} {'s/step/img':>10} "

@@ -36,19 +36,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import harness
+from harness import ROOT, log
+
 TAG = "BENCH_RESULT "
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _model(weights: str):
@@ -128,7 +124,7 @@ def child(name: str, cfg: dict) -> None:
     torch.manual_seed(0)
     fn = {"transfer": run_transfer, "costs": step_costs}[cfg["kind"]]
     res = fn(cfg)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = harness.PeakRSS.process_peak_mb()  # the whole child: loading included
     print(TAG + json.dumps(res), flush=True)
 
 
@@ -175,7 +171,7 @@ def main() -> None:
     if args.one:
         child(args.one, json.loads(args.cfg))
         return
-    log(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, weights {args.weights}")
+    log(f"{harness.machine_line()}; weights {args.weights}")
     out: dict = {"weights": args.weights}
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
         single = spawn(f"single {size}", {"kind": "transfer", "weights": args.weights, "style": "gravel",

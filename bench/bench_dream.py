@@ -29,13 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+import harness
+from harness import ROOT
 
 
 def one(cfg: dict) -> dict:
@@ -94,7 +89,7 @@ def one(cfg: dict) -> dict:
             pass
         out["seconds"] = time.perf_counter() - t
         out["octave_sizes"] = run.result().octave_sizes
-    out["peak_rss_mb"] = _peak_mb()
+    out["peak_rss_mb"] = harness.PeakRSS.process_peak_mb()  # the whole child: loading included
     return out
 
 
@@ -116,8 +111,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(json.loads(args.one))))
         return
-    import torch
-
     q = args.quick
     size, steps = (128, 2) if q else (512, 5)
     rows = []
@@ -134,7 +127,7 @@ def main() -> None:
     # a whole tiled dream on a large image (4 octaves, 2 steps each): its peak memory
     rows.append(child({"kind": "dream", "model": "googlenet", "precision": "auto", "size": 256 if q else 2048,
                        "steps": 2}))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights: "
+    print(f"{harness.machine_line()}; weights: "
           f"{rows[0].get('weights', '?')}")
     print(f"{'config':58s} {'s/step':>8s} {'seconds':>8s} {'peak MB':>8s}")
     for r in rows:

@@ -32,7 +32,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import harness  # noqa: E402
+
 from PIL import Image, ImageOps  # noqa: E402
 
 from explorer.featurevis import examples as D  # noqa: E402
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         shared = SHARED / "weights" / "vgg19-caffe-features-q8.pth"
         weights = str(shared) if shared.exists() else "untrained"
     model = load_model("vgg19", weights=weights, device="cpu")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {model.weights.label}")
+    print(f"{harness.machine_line()}; {model.weights.label}")
 
     s = FV.FeatureVisSettings(layer=args.layer, channels=(args.channel,), size=args.size, steps=args.steps,
                               precision=args.precision)

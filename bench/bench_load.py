@@ -23,10 +23,9 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
+import harness
+from harness import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("EXPLORER_ALLOW_UNTRAINED", "1")
 os.environ.setdefault("EXPLORER_OFFLINE", "1")
@@ -103,12 +102,11 @@ def sessions(n: int) -> dict:
     models.load_model = lambda *a, **k: loads.append(a[0]) or original(*a, **k)
     tracker = {"lock": threading.Lock(), "now": 0, "max": 0}
     try:
-        reset = tl.rss_peak_reset()
-        base = tl.status("VmRSS")
+        mem = harness.PeakRSS().start()
         t = time.perf_counter()
         together = tl.run_threads(lambda k: tl.session_work(k, tracker), n)
         seconds = time.perf_counter() - t
-        peak = tl.status("VmHWM") - base if reset else None
+        peak = mem.stop()["run_growth_mb"]
         t = time.perf_counter()
         alone = [tl.session_work(k) for k in range(n)]
         seconds_alone = time.perf_counter() - t
@@ -118,7 +116,7 @@ def sessions(n: int) -> dict:
                for a, b in zip(together, alone))
     ui.heavy_runs.clear()
     return {"sessions": n, "seconds": seconds, "seconds_alone_one_after_another": seconds_alone,
-            "loads": len(loads), "max_running": tracker["max"], "peak_rss_growth_mb": peak and peak / 2**20,
+            "loads": len(loads), "max_running": tracker["max"], "peak_rss_growth_mb": peak,
             "identical_to_alone": same, "waited": sum(1 for r in together if r["waited"])}
 
 
@@ -129,6 +127,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from explorer.nets import models
 
+    print(harness.machine_line())
     s = sessions(args.sessions)
     print(f"{s['sessions']} sessions (4 slots): {s['seconds']:.1f} s together, {s['seconds_alone_one_after_another']:.1f} s "
           f"one after another; model loads {s['loads']}; at most {s['max_running']} computing at once; "

@@ -43,7 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import harness
+from harness import ROOT
 
 #: (kind, size in px, options). ``kind`` picks the runner below; options go to it.
 CASES: list[tuple[str, int, dict]] = [
@@ -72,31 +73,13 @@ QUICK = [("style-lbfgs", 128, {}), ("style-lbfgs", 256, {}), ("dream", 256, {}),
          ("activations", 512, {"layer": "relu5_1"})]
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _trim() -> None:
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")  # reset the peak (VmHWM) to the current resident set size
-    except OSError as exc:
-        raise SystemExit(f"cannot reset the peak RSS here ({exc}); Linux only") from None
+def _reset_peak() -> harness.PeakRSS:
+    """harness.PeakRSS started (collects, trims, resets the peak to the resident set); exits
+    where the peak cannot be reset."""
+    mem = harness.PeakRSS().start()
+    if not mem.reset_ok:
+        raise SystemExit("cannot reset the peak RSS here (/proc/self/clear_refs); Linux only")
+    return mem
 
 
 # ----------------------------------------------------------------------------- the child
@@ -207,17 +190,15 @@ def one(kind: str, size: int, opts: dict) -> dict:
         _runner(kind, 64, {**opts, **({"frames": 2} if kind == "dream-zoom" else {})}, Path(tmp))()
         recorder.install()
         run = _runner(kind, size, opts, Path(tmp))
-        _trim()
-        _reset_peak()
-        base = _status("VmRSS")
+        mem = _reset_peak()
         t0 = time.perf_counter()
         run()
         seconds = time.perf_counter() - t0
-        peak = _status("VmHWM")
+        figures = mem.stop()
     if not recorder.calls:
         raise SystemExit(f"{kind} at {size} px never asked for a memory estimate")
     call = max(recorder.calls, key=lambda c: c["total"])
-    measured = peak - base
+    measured, base = figures["run_growth_mb"] * 2**20, figures["rss_before_run_mb"] * 2**20
     return {"kind": kind, "size": size, "options": opts, "estimate_mb": call["total"] / 2**20,
             "measured_mb": measured / 2**20, "ratio": call["total"] / max(1, measured),
             "baseline_mb": base / 2**20, "seconds": round(seconds, 1),
@@ -257,6 +238,7 @@ def main(argv=None) -> int:
         return 0
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     rows, failed = [], 0
+    print(harness.machine_line(), flush=True)
     print(f"{'kind':22s} {'size':>6s} {'estimate':>10s} {'measured':>10s} {'ratio':>6s}  details", flush=True)
     for kind, size, opts in cases:
         out = subprocess.run([sys.executable, __file__, "--one", json.dumps([kind, size, opts])], capture_output=True,

@@ -32,7 +32,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,7 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from explorer.saliency.attribution import baseline_image, objective_value  # noqa: E402
+import harness  # noqa: E402
+
+from explorer.saliency.attribution import baseline_image  # noqa: E402
+from explorer.saliency.objectives import objective_value  # noqa: E402
 from explorer.io.images import load_sample, resize_long_side, to_tensor  # noqa: E402
 from explorer.nets.models import load_model  # noqa: E402
 from explorer.saliency.occlusion import occlusion_fast, occlusion_windows  # noqa: E402
@@ -93,8 +95,7 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     batch_sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
 
-    print(f"# occlusion benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"# occlusion benchmark: {harness.machine_line()}; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     model = load_model("vgg19", weights="untrained", device="cpu")
     print(f"# vgg19, {model.weights.label}; style objective over {','.join(LAYERS)}; window {args.window} px, "
