@@ -52,7 +52,7 @@ def main() -> None:
         a = layer_activations(model, x, layer)
         b = layer_activations(model, x2, layer)
         top = views.top_channels(a, 16)
-        views = {
+        view_fns = {
             "stats": lambda: views.channel_stats(a),
             "top16": lambda: views.top_channels(a, 16),
             "grid": lambda: views.channel_grid(a, top),
@@ -60,10 +60,10 @@ def main() -> None:
             "compare": lambda: views.compare_images(a, b),
             "map": lambda: views.channel_map_rgb(a[top[0]]),
         }
-        vt = {k: timed(f, args.repeat) for k, f in views.items()}
+        vt = {k: timed(f, args.repeat) for k, f in view_fns.items()}
         shape = "x".join(map(str, a.shape))
         print(f"{name:13s} {layer:12s} {shape:>16s} {t_acts:7.3f} |         " +
-              " ".join(f"{vt[k]:6.3f}" if k != "compare" else f"{vt[k]:7.3f}" for k in views))
+              " ".join(f"{vt[k]:6.3f}" if k != "compare" else f"{vt[k]:7.3f}" for k in view_fns))
         # a shallow, wide layer is the worst case for views (largest maps)
     model = load_model("vgg19", weights="untrained", device="cpu")
     a = layer_activations(model, x, "relu1_1")

@@ -360,7 +360,7 @@ def test_gram_view_bad_order():
 # ----------------------------------------------------------------------------- comparing two images
 
 
-def test_compare_images_style_distance_is_eq2():
+def test_compare_images_style_distance_is_eq4():
     rng = np.random.default_rng(2)
     a = np.maximum(rng.normal(size=(8, 6, 7)), 0).astype(np.float32)
     b = np.maximum(rng.normal(0.3, 1.0, size=(8, 9, 5)), 0).astype(np.float32)  # sizes may differ

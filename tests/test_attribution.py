@@ -39,7 +39,7 @@ def quadrant_share(values: np.ndarray, quadrant: tuple[int, int]) -> float:
 
 # --------------------------------------------------------------------------- objectives
 
-def test_style_energy_is_eq2_against_a_zero_target(vgg19):
+def test_style_energy_is_eq5_against_a_zero_target(vgg19):
     x = torch.cat([picture(48, 64), stripes(48, 64)])
     layers = ("relu1_1", "conv3_1", "relu5_1")
     weights = (0.2, 0.3, 0.5)

@@ -1,4 +1,4 @@
-"""Feature visualization (issue 18): transforms, parameterizations, objectives, the run, and
+"""Feature visualization: transforms, parameterizations, objectives, the run, and
 dataset examples. Mechanics on untrained seeded weights at 32-64 px; the results a user looks
 at (smoother pictures with the Fourier + decorrelated + robust recipe, top crops that excite
 their unit) on the real VGG19 in the ``realweights`` tier at the end."""

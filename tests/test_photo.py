@@ -1,7 +1,7 @@
 """Deep Photo Style Transfer building blocks (explorer.style.matting, explorer.style.regions, explorer.photo):
 the Matting Laplacian (Levin et al. 2008 eq. (12)) against a loop-based construction, the photorealism regularizer (Luan et al. 2017
 eq. (2)) and its analytic gradient, colour / k-means / segmentation region masks, and the
-augmented style loss (Luan et al. 2017 eq. (4)-(5)). CPU, untrained VGG19 (seed 0), 9-64 px."""
+augmented style loss (Luan et al. 2017 eq. (3a)-(3b)). CPU, untrained VGG19 (seed 0), 9-64 px."""
 
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ def test_default_balance_is_like_neural_styles_published_outputs(real_vgg19, sha
     assert _gatys_balance(real_vgg19, c, c, s)[1] > 5 * os_
 
 
-# ----------------------------------------------------------------------------- speed to a good picture (issue 17)
+# ----------------------------------------------------------------------------- speed to a good picture
 
 _BEFORE = dict(init="content", parameterization="pixel", conv_algorithm="direct")
 

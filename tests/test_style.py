@@ -21,7 +21,7 @@ from tests.helpers import needs_native_bf16
 # ----------------------------------------------------------------------------- maths
 
 
-def test_gram_matrix_eq1_by_hand():
+def test_gram_matrix_eq3_by_hand():
     # N = 2 channels, M = 2 positions: F = [[1, 2], [3, 4]]
     f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
     expected = torch.tensor([[5.0, 11.0], [11.0, 25.0]])
@@ -30,12 +30,12 @@ def test_gram_matrix_eq1_by_hand():
     assert gram_matrix(f.to(torch.bfloat16)).dtype == torch.float32
 
 
-def test_content_loss_eq4_by_hand():
+def test_content_loss_eq1_by_hand():
     f = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
     assert content_loss(f, torch.zeros_like(f)).item() == pytest.approx(7.0)  # 1/2 (1 + 4 + 9)
 
 
-def test_style_layer_loss_is_eq2_with_unnormalized_grams():
+def test_style_layer_loss_is_eq4_with_unnormalized_grams():
     f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
     s = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).view(1, 2, 1, 2)
     g, a = gram_matrix(f)[0], gram_matrix(s)[0]
@@ -47,7 +47,7 @@ def test_style_layer_loss_is_eq2_with_unnormalized_grams():
     assert got.item() == pytest.approx(834 / 64)
 
 
-def test_style_loss_eq3_weights_layers():
+def test_style_loss_eq5_weights_layers():
     e = {"a": torch.tensor([2.0]), "b": torch.tensor([10.0])}
     assert style_loss(e, {"a": 0.5, "b": 0.1}).item() == pytest.approx(2.0)
 
