@@ -22,7 +22,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_augment.py --sizes 64 --steps 5 --images 4   # smoke test
     .venv/bin/python bench/bench_augment.py --real                   # real weights: speed and quality
 
-``--real`` (issue 17) runs on the real VGG19 file of ``../shared/weights`` instead: a dataset of
+``--real`` runs on the real VGG19 file of ``../shared/weights`` instead: a dataset of
 real photos (the shared ones and scikit-image's) with the shared paintings as styles, at 128 px
 with the page's defaults (batch 4, beta 30-200), once with the settings of before (content start,
 pixels, 50 Adam steps) and then with today's start and parameterization at several step counts.
@@ -215,7 +215,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=8, help="images per configuration (default 8)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="default fp32")
     ap.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
-    ap.add_argument("--real", action="store_true", help="real weights and pictures: speed and quality (issue 17)")
+    ap.add_argument("--real", action="store_true", help="real weights and pictures: speed and quality")
     ap.add_argument("--configs", metavar="INIT:PARAM:STEPS,...",
                     help="--real's configurations instead of its own, e.g. histogram:pixel:30,content:pixel:50")
     args = ap.parse_args()

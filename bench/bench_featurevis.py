@@ -1,4 +1,4 @@
-"""Feature visualization benchmark (issue 18): prints figures, never asserts on time.
+"""Feature visualization benchmark: prints figures, never asserts on time.
 
 Rows:
 * ``featurevis``: one channel visualization on VGG19 (``--layer`` relu4_1, channel 50), Fourier
