@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from explorer.batch import augment, augment_io, augment_plan
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.nets import models  # noqa: E402
 from explorer.core import devices
 
@@ -119,7 +119,7 @@ def real_dataset(root: Path) -> list[augment_io.StyleImage]:
         Image.open(p).convert("RGB").save(root / "photos" / f"{p.stem}.png")
     for name in ("astronaut", "coffee", "chelsea", "hubble_deep_field", "immunohistochemistry"):
         (root / "samples").mkdir(parents=True, exist_ok=True)
-        images.load_sample(name).image.save(root / "samples" / f"{name}.png")
+        samples.load_sample(name).image.save(root / "samples" / f"{name}.png")
     return [augment_io.StyleImage(p.stem, Image.open(p).convert("RGB")) for p in sorted((SHARED / "images").glob("*.jpg"))
             if p.stem in ("shipwreck", "starry_night", "the_scream", "woman-with-hat-matisse")]
 
@@ -225,7 +225,7 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
 
     model = models.load_model("vgg19", weights="untrained", device="cpu")
-    styles = [augment_io.StyleImage(f"sample:{k}", images.load_sample(k).image) for k in ("gravel", "brick")]
+    styles = [augment_io.StyleImage(f"sample:{k}", samples.load_sample(k).image) for k in ("gravel", "brick")]
     load0 = os.getloadavg()
     log(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, precision {args.precision}, OMP_WAIT_POLICY="

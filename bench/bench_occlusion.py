@@ -44,7 +44,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from explorer.saliency.attribution import baseline_image, objective_value  # noqa: E402
-from explorer.io.images import load_sample, resize_long_side, to_tensor  # noqa: E402
+from explorer.io.images import resize_long_side, to_tensor  # noqa: E402
+from explorer.io.samples import load_sample  # noqa: E402
 from explorer.nets.models import load_model  # noqa: E402
 from explorer.saliency.occlusion import occlusion_fast, occlusion_windows  # noqa: E402
 

@@ -132,7 +132,7 @@ class _Memory:
 
 
 def _images(size: int):
-    from explorer.io.images import load_sample
+    from explorer.io.samples import load_sample
     from explorer.style.gatys import prepare_images
 
     content = load_sample(CONTENT_SAMPLE).image

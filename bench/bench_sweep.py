@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from explorer.batch import sweep as batch, sweep_axes  # noqa: E402
-from explorer.io.images import load_sample  # noqa: E402
+from explorer.io.samples import load_sample  # noqa: E402
 from explorer.nets.models import load_model, resolve_precision  # noqa: E402
 from explorer.core.devices import precision_name
 from explorer.style.transfer import run_style_transfer  # noqa: E402

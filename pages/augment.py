@@ -13,7 +13,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from PIL import Image  # noqa: E402
 
 from explorer.batch import augment, augment_io, augment_plan
-from explorer.io import archives, images
+from explorer.io import archives, images, samples
 from explorer.app import pickers, ui  # noqa: E402
 
 st.title("Dataset augmentation")
@@ -30,15 +30,15 @@ with left:
                                               f"{archives.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
                                               "and listed in skipped.csv.")
 with right:
-    sample_names = st.multiselect("Style images: samples", list(images.SAMPLE_STYLE),
-                                  default=list(images.SAMPLE_STYLE)[2:4], key="aug_style_samples")
+    sample_names = st.multiselect("Style images: samples", list(samples.SAMPLE_STYLE),
+                                  default=list(samples.SAMPLE_STYLE)[2:4], key="aug_style_samples")
     uploads = st.file_uploader("Style images: uploads", accept_multiple_files=True, key="aug_style_upload")
 
 styles: list[augment_io.StyleImage] = []
 for name in sample_names:
     try:
-        styles.append(augment_io.StyleImage(f"sample:{images.SAMPLE_STYLE[name]}",
-                                         images.load_sample(images.SAMPLE_STYLE[name]).image))
+        styles.append(augment_io.StyleImage(f"sample:{samples.SAMPLE_STYLE[name]}",
+                                         samples.load_sample(samples.SAMPLE_STYLE[name]).image))
     except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
         st.error(ui.one_line(exc))
 taken = {s.name for s in styles}
