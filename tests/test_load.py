@@ -390,7 +390,7 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
     models.load_model("vgg16", weights="imagenet", device="cpu")  # an offline weights folder
     assert calls == [True, True]
     # every call that reads weights passes weights_only=True; downloads are plain files
-    # (weights.download_file, with a timeout) read by the same torch.load, so torchvision's own
+    # (download.download_file, with a timeout) read by the same torch.load, so torchvision's own
     # loaders (torch.hub.load_state_dict_from_url defaults to weights_only=False) are not used
     checked = 0
     for source in sorted(ROOT.glob("explorer/**/*.py")):
