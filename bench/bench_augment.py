@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from explorer.batch import augment, augment_io, augment_plan
+from explorer.batch import augment, augment_io, augment_settings
 from explorer.io import images, samples
 from explorer.nets import models  # noqa: E402
 from explorer.core import devices
@@ -172,11 +172,11 @@ def main_real(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-augment-real-") as tmp:
         data = Path(tmp) / "in"
         styles = real_dataset(data)
-        warm = augment_plan.AugmentSettings(steps=2, precision=args.precision, variants=1)
+        warm = augment_settings.AugmentSettings(steps=2, precision=args.precision, variants=1)
         for _ in augment.Augmentation(model, data, styles, Path(tmp) / "warm", warm):
             pass
         for k, (init, par, steps) in enumerate(configs):
-            s = augment_plan.AugmentSettings(variants=1, steps=steps, init=init, parameterization=par,
+            s = augment_settings.AugmentSettings(variants=1, steps=steps, init=init, parameterization=par,
                                              precision=args.precision, seed=0)
             out = Path(tmp) / f"out{k}"
             run = augment.Augmentation(model, data, styles, out, s)
@@ -239,11 +239,11 @@ def main() -> int:
             data = Path(tmp) / f"in{size}"
             write_dataset(data, args.images, size)
             # warm-up: oneDNN picks its kernels for this shape on the first passes
-            warm = augment_plan.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
+            warm = augment_settings.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
             for _ in augment.Augmentation(model, data, styles, Path(tmp) / f"warm{size}", warm):
                 pass
             for b in batches:
-                s = augment_plan.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
+                s = augment_settings.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
                                             beta_range=(1e5, 1e6), precision=args.precision, seed=0)
                 run = augment.Augmentation(model, data, styles, Path(tmp) / f"out{size}-{b}", s)
                 start = time.perf_counter()
