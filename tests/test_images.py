@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile, features
 
-from explorer.io import decoding, images, samples
+from explorer.io import decoding, samples
 from explorer.io.decoding import accepted_formats_text
 from tests.corpus import patch_png_size, png_chunks
 from explorer.io.images import MIN_SIDE, ImageError, LoadedImage, load_image, resize_long_side, to_pil, to_tensor
