@@ -54,8 +54,8 @@ import harness  # noqa: E402
 
 import torch  # noqa: E402
 
-from explorer.batch import augment, augment_io, augment_plan
-from explorer.io import images
+from explorer.batch import augment, augment_io, augment_settings
+from explorer.io import images, samples
 from explorer.nets import models  # noqa: E402
 from explorer.core import devices
 
@@ -120,7 +120,7 @@ def real_dataset(root: Path) -> list[augment_io.StyleImage]:
         Image.open(p).convert("RGB").save(root / "photos" / f"{p.stem}.png")
     for name in ("astronaut", "coffee", "chelsea", "hubble_deep_field", "immunohistochemistry"):
         (root / "samples").mkdir(parents=True, exist_ok=True)
-        images.load_sample(name).image.save(root / "samples" / f"{name}.png")
+        samples.load_sample(name).image.save(root / "samples" / f"{name}.png")
     return [augment_io.StyleImage(p.stem, Image.open(p).convert("RGB")) for p in sorted((SHARED / "images").glob("*.jpg"))
             if p.stem in ("shipwreck", "starry_night", "the_scream", "woman-with-hat-matisse")]
 
@@ -172,11 +172,11 @@ def main_real(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-augment-real-") as tmp:
         data = Path(tmp) / "in"
         styles = real_dataset(data)
-        warm = augment_plan.AugmentSettings(steps=2, precision=args.precision, variants=1)
+        warm = augment_settings.AugmentSettings(steps=2, precision=args.precision, variants=1)
         for _ in augment.Augmentation(model, data, styles, Path(tmp) / "warm", warm):
             pass
         for k, (init, par, steps) in enumerate(configs):
-            s = augment_plan.AugmentSettings(variants=1, steps=steps, init=init, parameterization=par,
+            s = augment_settings.AugmentSettings(variants=1, steps=steps, init=init, parameterization=par,
                                              precision=args.precision, seed=0)
             out = Path(tmp) / f"out{k}"
             run = augment.Augmentation(model, data, styles, out, s)
@@ -225,7 +225,7 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
 
     model = models.load_model("vgg19", weights="untrained", device="cpu")
-    styles = [augment_io.StyleImage(f"sample:{k}", images.load_sample(k).image) for k in ("gravel", "brick")]
+    styles = [augment_io.StyleImage(f"sample:{k}", samples.load_sample(k).image) for k in ("gravel", "brick")]
     load0 = os.getloadavg()
     log(f"{harness.machine_line()}; precision {args.precision}, OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY')}; load average before: {' '.join(f'{v:.2f}' for v in load0)}")
@@ -238,11 +238,11 @@ def main() -> int:
             data = Path(tmp) / f"in{size}"
             write_dataset(data, args.images, size)
             # warm-up: oneDNN picks its kernels for this shape on the first passes
-            warm = augment_plan.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
+            warm = augment_settings.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
             for _ in augment.Augmentation(model, data, styles, Path(tmp) / f"warm{size}", warm):
                 pass
             for b in batches:
-                s = augment_plan.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
+                s = augment_settings.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
                                             beta_range=(1e5, 1e6), precision=args.precision, seed=0)
                 run = augment.Augmentation(model, data, styles, Path(tmp) / f"out{size}-{b}", s)
                 start = time.perf_counter()

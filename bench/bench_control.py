@@ -54,9 +54,9 @@ def _model(weights: str):
 
 
 def _images(style_name: str):
-    from explorer.io import images
+    from explorer.io import samples
 
-    return images.load_sample("astronaut").image, images.load_sample(style_name).image
+    return samples.load_sample("astronaut").image, samples.load_sample(style_name).image
 
 
 def _settings(**kw):

@@ -126,15 +126,15 @@ def cases(out: Path) -> list[tuple[str, list[str], list[Path]]]:
 def _dataset(out: Path) -> None:
     """A tiny ImageFolder dataset and a styles folder, made from the bundled samples."""
     sys.path.insert(0, str(ROOT))
-    from explorer.io import images  # noqa: E402  (the project's own decoder, for the samples)
+    from explorer.io import images, samples  # noqa: E402  (the project's own decoder and samples)
 
     for k, (cls, name) in enumerate((("cats", "chelsea"), ("cats", "coffee"), ("people", "astronaut"))):
-        im = images.resize_long_side(images.load_sample(name).image, 64)
+        im = images.resize_long_side(samples.load_sample(name).image, 64)
         (out / "data" / cls).mkdir(parents=True, exist_ok=True)
         im.save(out / "data" / cls / f"{name}.png")
     (out / "styles").mkdir(exist_ok=True)
     for name in ("brick", "gravel"):
-        images.resize_long_side(images.load_sample(name).image, 64).save(out / "styles" / f"{name}.png")
+        images.resize_long_side(samples.load_sample(name).image, 64).save(out / "styles" / f"{name}.png")
 
 
 def _numbers(obj, found: list) -> None:

@@ -45,7 +45,7 @@ def render_home(n: int) -> list[float]:
 
 
 def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
-    from explorer.io import images
+    from explorer.io import samples
     from explorer.style import transfer as style
     from explorer.app import ui
     from explorer.style import settings as style_settings
@@ -56,7 +56,7 @@ def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
     ui.heavy_runs.clear()
     stop, started = threading.Event(), threading.Semaphore(0)
     steps = [0] * 4
-    content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
+    content, style_img = samples.load_sample("astronaut").image, samples.load_sample("gravel").image
 
     def run(k):
         settings = style_settings.StyleSettings(size=128, steps=100_000, seed=k, optimizer="adam")

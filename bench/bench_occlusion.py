@@ -46,7 +46,8 @@ import harness  # noqa: E402
 
 from explorer.saliency.attribution import baseline_image  # noqa: E402
 from explorer.saliency.objectives import objective_value  # noqa: E402
-from explorer.io.images import load_sample, resize_long_side, to_tensor  # noqa: E402
+from explorer.io.images import resize_long_side, to_tensor  # noqa: E402
+from explorer.io.samples import load_sample  # noqa: E402
 from explorer.nets.models import load_model  # noqa: E402
 from explorer.saliency.occlusion import occlusion_fast, occlusion_windows  # noqa: E402
 

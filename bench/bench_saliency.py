@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from explorer.saliency import attribution as A  # noqa: E402
 from explorer.saliency import guided as G  # noqa: E402
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.nets import models  # noqa: E402
 from explorer.style.transfer import StyleTransfer  # noqa: E402
 from explorer.style.settings import StyleSettings
@@ -43,7 +43,7 @@ METHODS = {
 
 
 def image(name: str, size: int) -> torch.Tensor:
-    return images.to_tensor(images.resize_long_side(images.load_sample(name).image, size))
+    return images.to_tensor(images.resize_long_side(samples.load_sample(name).image, size))
 
 
 def best_of(fn, repeats: int) -> float:

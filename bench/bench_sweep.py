@@ -47,7 +47,7 @@ import harness  # noqa: E402
 import torch  # noqa: E402
 
 from explorer.batch import sweep as batch, sweep_axes  # noqa: E402
-from explorer.io.images import load_sample  # noqa: E402
+from explorer.io.samples import load_sample  # noqa: E402
 from explorer.nets.models import load_model  # noqa: E402
 from explorer.core.devices import precision_name, resolve_precision
 from explorer.style.transfer import run_style_transfer  # noqa: E402

@@ -248,7 +248,7 @@ def wait_quiet(max_wait: float, interval: float = 2.0) -> None:
 
 def sample(name: str):
     """A bundled scikit-image sample as an RGB PIL image (``astronaut``, ``gravel``, ...)."""
-    from explorer.io.images import load_sample
+    from explorer.io.samples import load_sample
 
     return load_sample(name).image
 

@@ -14,7 +14,7 @@ from PIL import Image
 from explorer.activations import views
 
 from explorer.nets.layers import layer_info, output_shape
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.nets import memory, models
 from explorer.app import pickers, plots, ui
 from explorer.io import outputs
@@ -28,7 +28,7 @@ model = ui.sidebar_model(("vgg19", "vgg16", "googlenet", "inception_v3", "mobile
 model_name = model.name if model else st.session_state.get("act_model_name", "vgg19")
 DEFAULT_LAYER = {"vgg19": "relu3_1", "vgg16": "relu3_1", "googlenet": "inception4c", "inception_v3": "Mixed_5d",
                  "mobilenet_v2": "block10", "resnet50": "layer3_3"}
-SAMPLES = {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}
+SAMPLES = {**samples.SAMPLE_CONTENT, **samples.SAMPLE_STYLE}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -12,8 +12,8 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from PIL import Image  # noqa: E402
 
-from explorer.batch import augment, augment_io, augment_plan
-from explorer.io import archives, images
+from explorer.batch import augment, augment_io, augment_settings
+from explorer.io import archives, images, samples
 from explorer.app import pickers, ui  # noqa: E402
 
 st.title("Dataset augmentation")
@@ -30,15 +30,15 @@ with left:
                                               f"{archives.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
                                               "and listed in skipped.csv.")
 with right:
-    sample_names = st.multiselect("Style images: samples", list(images.SAMPLE_STYLE),
-                                  default=list(images.SAMPLE_STYLE)[2:4], key="aug_style_samples")
+    sample_names = st.multiselect("Style images: samples", list(samples.SAMPLE_STYLE),
+                                  default=list(samples.SAMPLE_STYLE)[2:4], key="aug_style_samples")
     uploads = st.file_uploader("Style images: uploads", accept_multiple_files=True, key="aug_style_upload")
 
 styles: list[augment_io.StyleImage] = []
 for name in sample_names:
     try:
-        styles.append(augment_io.StyleImage(f"sample:{images.SAMPLE_STYLE[name]}",
-                                         images.load_sample(images.SAMPLE_STYLE[name]).image))
+        styles.append(augment_io.StyleImage(f"sample:{samples.SAMPLE_STYLE[name]}",
+                                         samples.load_sample(samples.SAMPLE_STYLE[name]).image))
     except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
         st.error(ui.one_line(exc))
 taken = {s.name for s in styles}
@@ -74,7 +74,7 @@ with st.expander("What is drawn per output, and how to read manifest.csv"):
         "traditional parameters, final losses and seconds; `skipped.csv` lists the files that could not be used "
         "and why.")
 
-defaults = augment_plan.AugmentSettings()
+defaults = augment_settings.AugmentSettings()
 with st.expander("Settings", expanded=True):
     c1, c2, c3 = st.columns(3)
     variants = c1.number_input("Variants per image", 1, 20, 2, key="aug_variants")
@@ -90,7 +90,7 @@ with st.expander("Settings", expanded=True):
     blend = c3.number_input("Styles per output (blend)", 1, 6, 1, key="aug_blend")
     weight_range = c3.slider("Blend weight range", 0.0, 1.0, defaults.weight_range, step=0.05,
                              key="aug_weight_range", disabled=blend == 1)
-    traditional = c3.multiselect("Traditional augmentation", list(augment_plan.TRADITIONAL_OPS), key="aug_traditional",
+    traditional = c3.multiselect("Traditional augmentation", list(augment_settings.TRADITIONAL_OPS), key="aug_traditional",
                                  format_func={"flip": "horizontal flip", "crop": "random resized crop",
                                               "jitter": "colour jitter"}.get)
     traditional_at = c3.radio("Apply it", ["before", "after"], horizontal=True, key="aug_traditional_at",
@@ -98,7 +98,7 @@ with st.expander("Settings", expanded=True):
 
 settings = None
 try:
-    settings = augment_plan.AugmentSettings(
+    settings = augment_settings.AugmentSettings(
         variants=int(variants), batch_size=int(batch_size), steps=tuple(steps), size=tuple(size),
         beta_range=(float(beta_lo), float(beta_hi)), blend=int(blend), weight_range=tuple(weight_range),
         traditional=tuple(traditional), traditional_at=traditional_at, seed=int(seed),

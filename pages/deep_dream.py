@@ -7,7 +7,7 @@ from explorer.app import ui
 ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from explorer.dream import deepdream as dream
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.nets import models
 from explorer.app import pickers, plots, ui
 from explorer.io import outputs
@@ -23,7 +23,7 @@ model_name = model.name if model else "googlenet"
 start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
 img = ref = None
 if start == "an image":
-    img, ref = pickers.image_picker("Input image", {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}, key="dream_input")
+    img, ref = pickers.image_picker("Input image", {**samples.SAMPLE_CONTENT, **samples.SAMPLE_STYLE}, key="dream_input")
 else:
     ref = "gray" if start.startswith("gray") else "noise"
 
@@ -71,7 +71,7 @@ with st.expander("Settings", expanded=True):
 
 guide_img = class_name = None
 if objective == "guide":
-    g, _ = pickers.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
+    g, _ = pickers.image_picker("Guide image", {**samples.SAMPLE_STYLE, **samples.SAMPLE_CONTENT}, key="dream_guide")
     guide_img = g.image if g else None
 elif objective == "class" and model is not None:
     cats = list(model.spec.weights_enum.meta["categories"]) if model.has_classifier else []

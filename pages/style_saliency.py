@@ -9,7 +9,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from explorer.saliency import attribution, guided, objectives as saliency_objectives
 from explorer.style import guides
-from explorer.io import images, outputs
+from explorer.io import images, outputs, samples
 from explorer.nets import models, registry
 from explorer.app import pickers, plots, ui
 
@@ -57,7 +57,7 @@ with st.expander("What do these maps compute?"):
 
 left, right = st.columns([1, 2])
 with left:
-    img, ref = pickers.image_picker("Style image", images.SAMPLE_STYLE, key="sal_style")
+    img, ref = pickers.image_picker("Style image", samples.SAMPLE_STYLE, key="sal_style")
     size = st.slider("Working size (long side, px)", 64, 512, 256, step=16, key="sal_size",
                      help="The image is scaled so its long side has this many pixels; the heatmap has the same size.")
     pil = images.resize_long_side(img.image, int(size)) if img is not None else None

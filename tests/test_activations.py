@@ -25,7 +25,7 @@ from tests.helpers import error_line, picture, run_cli
 from explorer.activations import views
 from explorer.nets.layers import layer_activations, layer_info, output_shape, receptive_field, walk_layers
 from explorer.cli import parser as cli
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.nets import models
 from explorer.nets import registry
 from explorer.nets.models import FeatureNet, UnknownLayerError, list_layers, load_model
@@ -544,7 +544,7 @@ def test_cli_activations_end_to_end(capsys, tmp_path, vgg19):
     assert means == sorted(means, reverse=True)
     assert means[-1] >= sorted(r["channel_mean"], reverse=True)[7]  # really the 8 largest
     # the same numbers as the library gives for the same input
-    x = images.to_tensor(images.resize_long_side(images.parse_image_ref("sample:chelsea").image, 96))
+    x = images.to_tensor(images.resize_long_side(samples.parse_image_ref("sample:chelsea").image, 96))
     a = layer_activations(vgg19, x, "relu2_1")
     assert r["sparsity"] == pytest.approx(float((a == 0).mean()))
     assert [t["channel"] for t in top] == views.top_channels(a, 8).tolist()

@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer.saliency import attribution
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.saliency.occlusion import occlusion_windows
 from tests.helpers import app_env
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (downloads is a fixture)
@@ -74,7 +74,7 @@ def kept_caption(at: AppTest) -> str:
 
 def working_size(sample: str, size: int = 64) -> tuple[int, int]:
     """(width, height) of a bundled sample at a working size."""
-    return images.resize_long_side(images.load_sample(sample).image, size).size
+    return images.resize_long_side(samples.load_sample(sample).image, size).size
 
 
 # --------------------------------------------------------------------------- style saliency

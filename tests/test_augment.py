@@ -26,7 +26,8 @@ from explorer.cli import parser as cli
 from explorer.style import color
 from explorer.io import images
 from explorer.batch.augment import Augmentation
-from explorer.batch.augment_plan import AugmentSettings, Shard
+from explorer.batch.augment_plan import Shard
+from explorer.batch.augment_settings import AugmentSettings
 from explorer.core.runs import Run
 from tests.helpers import error_line, picture, run_cli, stripes
 

@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.cli import parser as cli, commands
 from explorer.style import color, transfer as style
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.style import gatys
 from explorer.style import settings as style_settings
 from tests.corpus import CorpusFile, build_corpus, encode, good_png
@@ -306,8 +306,8 @@ def test_cli_overflowing_weight_keeps_the_starting_image(capsys, tmp_path, share
     assert len(warning) == 1 and "infinite at step 0" in warning[0] and "the starting image" in warning[0], err
     r = json.loads(report.read_text())
     assert r["stopped"] and r["history"] == []
-    content, style_img = gatys.prepare_images(images.load_sample("astronaut").image,
-                                              images.load_sample("gravel").image, 64)
+    content, style_img = gatys.prepare_images(samples.load_sample("astronaut").image,
+                                              samples.load_sample("gravel").image, 64)
     start = images.to_pil(color.histogram_start(content, [(style_img, 1.0)]))
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(start))

@@ -26,7 +26,7 @@ from explorer.io import images
 from explorer.nets import models
 from explorer.style import transfer as style, settings as style_settings
 from explorer.io import files
-from explorer.nets import weights
+from explorer.nets import download, weights
 from explorer.nets import registry
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
@@ -359,7 +359,7 @@ def test_a_download_that_gets_no_answer_gives_up_in_one_line(silent, tmp_path):
     """The download waited forever."""
     url = f"http://{silent}/vgg19-dcbb9e9d.pth"
     with pytest.raises(OSError, match=r"no answer from 127\.0\.0\.1:\d+ within 0\.5 s"):
-        weights.download_file(url, tmp_path, progress=False, timeout=0.5)
+        download.download_file(url, tmp_path, progress=False, timeout=0.5)
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 

@@ -27,7 +27,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer.saliency import attribution
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.nets import models
 from explorer.style import transfer as style
 from explorer.app import ui
@@ -75,7 +75,7 @@ def session_work(i: int, tracker: dict | None = None) -> dict:
     """One session: a style transfer with its own seed, then a heatmap of its result
     (session 0: guided backprop, which hooks a private copy; the others: plain saliency)."""
     model = ui.cached_model("vgg19", "untrained", "cpu")
-    content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
+    content, style_img = samples.load_sample("astronaut").image, samples.load_sample("gravel").image
     settings = style_settings.StyleSettings(size=64, steps=2, seed=100 + i, init="noise", optimizer="adam", lr=0.05)
     c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
     targets = ui.cached_style_targets(model, blend[0][0], settings)
@@ -189,7 +189,7 @@ def test_home_page_renders_while_four_runs_are_in_progress(monkeypatch, tmp_path
     ui.heavy_runs.clear()
     started, stop = threading.Semaphore(0), threading.Event()
     steps_done = [0] * 4
-    content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
+    content, style_img = samples.load_sample("astronaut").image, samples.load_sample("gravel").image
 
     def long_run(k):
         settings = style_settings.StyleSettings(size=128, steps=500, seed=k, optimizer="adam")
@@ -286,7 +286,7 @@ def test_streamlit_stop_in_the_progress_view_ends_the_run(monkeypatch, vgg19, im
 def test_stopping_a_heatmap_stops_its_worker_thread(vgg19):
     """Attribution runs compute in a worker thread; closing the run's events cancels it at its
     next progress report and joins it, so nothing keeps computing for a page that is gone."""
-    x = images.to_tensor(images.resize_long_side(images.load_sample("gravel").image, 96))
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("gravel").image, 96))
     s = attribution.AttributionSettings(method="occlusion", size=96, window=16, stride=8, perturbations_per_eval=1,
                                         fast_occlusion=False)
     run = attribution.AttributionRun(vgg19, x, s)
@@ -390,7 +390,7 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
     models.load_model("vgg16", weights="imagenet", device="cpu")  # an offline weights folder
     assert calls == [True, True]
     # every call that reads weights passes weights_only=True; downloads are plain files
-    # (weights.download_file, with a timeout) read by the same torch.load, so torchvision's own
+    # (download.download_file, with a timeout) read by the same torch.load, so torchvision's own
     # loaders (torch.hub.load_state_dict_from_url defaults to weights_only=False) are not used
     checked = 0
     for source in sorted(ROOT.glob("explorer/**/*.py")):

@@ -14,7 +14,7 @@ import torch
 
 from explorer.saliency import attribution as A
 from explorer.dream import deepdream as dream
-from explorer.io import images
+from explorer.io import images, samples
 from explorer.nets import models
 from explorer.style import transfer as style
 from explorer.dream import settings as dream_settings
@@ -190,7 +190,7 @@ def test_deep_dream_on_the_real_vgg19_paints_new_things_untrained_weights_do_not
     """Dreaming relu4_3 of the real VGG19 over chelsea grows the classic eyes and circles:
     another trained network (MobileNetV2) no longer sees a cat. Untrained weights change the
     pixels at least as much (only noise), and the cat stays a cat."""
-    x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 224))
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("chelsea").image, 224))
     settings = dream_settings.DreamSettings(model="vgg19", octaves=3, steps=10, seed=0)
     out = {}
     for name, net in (("real", real_vgg19), ("untrained", models.load_model("vgg19", weights="untrained"))):
@@ -228,7 +228,7 @@ def test_mobilenet_v2_recognizes_the_samples(real_mobilenet, sample, expected):
 
     import torchvision.transforms.functional as TF
 
-    pil = images.load_sample(sample).image  # torchvision's evaluation preprocessing: resize 256, centre crop 224
+    pil = samples.load_sample(sample).image  # torchvision's evaluation preprocessing: resize 256, centre crop 224
     x = images.to_tensor(TF.center_crop(TF.resize(pil, 256), 224))
     top3 = [name.lower() for name, _ in top_predictions(real_mobilenet, x, 3)]
     assert any(expected in name for name in top3), top3

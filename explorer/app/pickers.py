@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 from ..style import blend
 from ..core import choices
 from ..io import decoding, images
+from ..io.samples import SAMPLE_CONTENT, SAMPLE_STYLE, load_sample
 from ..nets import memory
 from ..batch import sweep_axes
 from .ui import one_line
@@ -108,7 +109,7 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
                               label_visibility="collapsed")
         st.session_state.pop(good_key, None)  # the upload's image is not kept once a sample is chosen
         try:
-            img = images.load_sample(samples[choice])
+            img = load_sample(samples[choice])
         except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
             st.error(one_line(exc))
             return None, None
@@ -141,7 +142,7 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
 
 
 def _content_picker(key: str, width: int):
-    content, ref = image_picker("Content image", images.SAMPLE_CONTENT, key=key)
+    content, ref = image_picker("Content image", SAMPLE_CONTENT, key=key)
     if content is not None:
         st.image(content.image, caption=f"Content: {content.name}", width=width)
     return content, ref
@@ -158,7 +159,7 @@ def content_style_pickers(content_key: str = "content", style_key: str = "style"
     with left:
         content, content_ref = _content_picker(content_key, width)
     with right:
-        style_img, style_ref = image_picker("Style image", images.SAMPLE_STYLE, key=style_key)
+        style_img, style_ref = image_picker("Style image", SAMPLE_STYLE, key=style_key)
         if style_img is not None:
             st.image(style_img.image, caption=f"Style: {style_img.name}", width=width)
     return content, content_ref, style_img, style_ref
@@ -192,13 +193,13 @@ def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = b
     slots_key = f"{key}_slots"
     slots = state.setdefault(slots_key, [0])
     multi = len(slots) > 1
-    names = list(images.SAMPLE_STYLE)
+    names = list(SAMPLE_STYLE)
     picked = []
     for n, slot in enumerate(slots):
         pkey = key if slot == 0 else f"{key}_{slot + 1}"
         if multi:
             st.markdown(f"**Style image {n + 1}**")
-        img, ref = image_picker("Style image", images.SAMPLE_STYLE, key=pkey, default=slot % len(names))
+        img, ref = image_picker("Style image", SAMPLE_STYLE, key=pkey, default=slot % len(names))
         weight = 1.0
         if multi:
             weight = st.slider("Weight", 0.0, 1.0, 1.0, 0.05, key=f"{key}_weight_{slot}",

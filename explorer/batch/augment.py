@@ -2,8 +2,8 @@
 ImageFolder dataset, with a manifest, resumable, shardable over machines and GPUs. This module
 holds the run itself (:class:`Augmentation`); the rest lives one floor down:
 
-* :mod:`explorer.batch.augment_plan`: the settings (:class:`~explorer.batch.augment_plan.AugmentSettings`),
-  shards and devices, output names, and what each output gets (every random choice of a
+* :mod:`explorer.batch.augment_settings`: the settings (:class:`~explorer.batch.augment_settings.AugmentSettings`);
+* :mod:`explorer.batch.augment_plan`: shards and devices, output names, and what each output gets (every random choice of a
   :class:`~explorer.batch.augment_plan.Job`, seeded per source and variant, and the traditional
   augmentation ops);
 * :mod:`explorer.batch.augment_io`: the input and style folders, the manifests (columns, append logs,
@@ -64,7 +64,8 @@ from ..io import outputs
 from ..style.color import histogram_start
 from .augment_folder import check_folder, claim_folder, folder_settings
 from .augment_io import MANIFEST_COLUMNS, SKIPPED_COLUMNS, AppendLog, AugmentError, ShardLock, StyleImage, check_folders, read_manifest, rebuild_manifests
-from .augment_plan import IMAGE_EXTENSIONS, AugmentSettings, Job, Shard, apply_traditional, is_image_name, is_utf8_name, plan_jobs, shown_name
+from .augment_plan import IMAGE_EXTENSIONS, Job, Shard, apply_traditional, is_image_name, is_utf8_name, plan_jobs, shown_name
+from .augment_settings import AugmentSettings
 from ..core.devices import resolve_device, resolve_precision
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet
@@ -176,7 +177,7 @@ class Augmentation(Run):
             wrapped in :class:`~explorer.batch.augment_io.StyleImage`); their order is part of the
             plan, keep it stable.
         out_dir: where outputs go (created); must not be inside ``input_dir``.
-        settings: :class:`~explorer.batch.augment_plan.AugmentSettings`.
+        settings: :class:`~explorer.batch.augment_settings.AugmentSettings`.
         shard: the part of the inputs this run does.
 
     Raises:

@@ -36,7 +36,7 @@ from typing import Sequence
 
 from ..io import outputs
 from .augment_io import AugmentError, StyleImage, read_manifest
-from .augment_plan import AugmentSettings
+from .augment_settings import AugmentSettings
 
 __all__ = ["SETTINGS_FILE", "folder_settings", "differences", "check_folder", "claim_folder", "pick_folder"]
 

@@ -11,7 +11,7 @@ from ..batch import augment
 from ..io import outputs
 from ..batch import augment_folder
 from ..batch import augment_io
-from ..batch import augment_plan
+from ..batch import augment_plan, augment_settings
 from . import common
 from ..core.progress import tqdm_events
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = common.read_recipe(args.recipe) if args.recipe else {}
     if not hasattr(args, "variants") and "variants" not in (recipe.get("settings") or {}):
         raise common.CliError("--variants N is required (stylized outputs per input image)")
-    settings = common.settings_from(augment_plan.AugmentSettings, args, recipe)
+    settings = common.settings_from(augment_settings.AugmentSettings, args, recipe)
     shard = augment_plan.Shard.parse(args.shard) if args.shard else augment_plan.shard_from_env() or augment_plan.Shard()
     inputs = augment_io.check_folders(args.input_dir, args.output, args.styles_dir)
     if args.report and outputs.is_inside(args.report, args.output) and Path(args.report).suffix.lower() != ".json":

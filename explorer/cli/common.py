@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..io import images
+from ..io import samples
 from ..nets import models
 from ..io import files
 from ..io import outputs
@@ -138,13 +139,13 @@ def load_net(args: argparse.Namespace, name: str) -> models.FeatureNet:
 
 
 def load_ref(ref: str, role: str) -> images.LoadedImage:
-    """The image a reference names (:func:`explorer.io.images.parse_image_ref`), its notes (e.g.
+    """The image a reference names (:func:`explorer.io.samples.parse_image_ref`), its notes (e.g.
     an EXIF rotation) printed on stderr.
 
     Raises:
         explorer.io.images.ImageError: an unreadable image (one line starting with ``role``).
     """
-    li = images.parse_image_ref(ref, role=role)
+    li = samples.parse_image_ref(ref, role=role)
     for note in li.notes:
         say(f"note: {li.name}: {note}")
     return li

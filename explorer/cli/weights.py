@@ -1,13 +1,13 @@
 """``python -m explorer weights``: ``status`` lists every network's weights file and where it
 was found (or that the file found there cannot be read, and why); ``download`` fetches them
-(:mod:`explorer.nets.weights`).
+(:mod:`explorer.nets.weights`, :mod:`explorer.nets.download`).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ..nets import registry, weights
+from ..nets import download, registry, weights
 from . import common
 
 __all__ = ["run"]
@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     for n in names:
         if n not in registry.MODELS:
             raise common.CliError(f"unknown model {n!r}; choose from {', '.join(registry.MODELS)} or 'all'")
-    for p in weights.download_weights(names, dest=args.dir):
+    for p in download.download_weights(names, dest=args.dir):
         print(f"ok {p}")
     return 0

@@ -31,7 +31,8 @@ import torch
 from PIL import Image
 
 from ..nets.layers import receptive_field
-from ..io.images import SAMPLE_CONTENT, SAMPLE_STYLE, ImageError, LoadedImage, load_image, load_sample, to_pil, to_tensor
+from ..io.images import ImageError, LoadedImage, load_image, to_pil, to_tensor
+from ..io.samples import SAMPLE_CONTENT, SAMPLE_STYLE, load_sample
 from ..nets.models import FeatureNet
 from ..core.devices import autocast, precision_name, resolve_precision
 from ..io.grids import image_grid
@@ -91,7 +92,7 @@ class ImageSource:
 
 
 def sample_sources() -> list[ImageSource]:
-    """The bundled scikit-image samples (:data:`explorer.io.images.SAMPLE_CONTENT` and
+    """The bundled scikit-image samples (:data:`explorer.io.samples.SAMPLE_CONTENT` and
     ``SAMPLE_STYLE``), the default dataset."""
     return [ImageSource(name, sample=func) for name, func in {**SAMPLE_CONTENT, **SAMPLE_STYLE}.items()]
 

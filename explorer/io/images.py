@@ -1,8 +1,8 @@
 """Decode, validate and convert images; tensor <-> PIL.
 
 Every image a user gives us (a Streamlit upload, a path on the command line, a
-bundled sample) goes through :func:`load_image` / :func:`load_sample`, which
-always return an 8-bit ``"RGB"`` :class:`PIL.Image.Image` plus plain-words notes
+bundled sample) goes through :func:`load_image` / :func:`explorer.io.samples.load_sample`,
+which always return an 8-bit ``"RGB"`` :class:`PIL.Image.Image` plus plain-words notes
 about what was changed (first frame of an animation, transparency composited on
 white, 16-bit reduced to 8-bit, ...).  Anything wrong with the *file* raises
 :class:`ImageError`, a :class:`ValueError` whose message is one line a user can
@@ -23,13 +23,13 @@ Safety notes
 
 The low-level steps (bounded file reading, header identification, mode conversion to RGB,
 EXIF orientation) are in :mod:`explorer.io.decoding`; writing results (atomic writes, PNG/GIF/npy
-encoders) is :mod:`explorer.io.outputs`. No Streamlit import here; the pages and the CLI share this
+encoders) is :mod:`explorer.io.outputs`; the bundled samples and ``sample:NAME`` references are
+:mod:`explorer.io.samples`. No Streamlit import here; the pages and the CLI share this
 module.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,34 +53,15 @@ __all__ = [
     "resize_long_side",
     "to_tensor",
     "to_pil",
-    "SAMPLE_CONTENT",
-    "SAMPLE_STYLE",
-    "load_sample",
-    "parse_image_ref",
     "load_mask_image",
+    "source_label",
+    "unique_notes",
 ]
 
 #: Smallest accepted width and height of a loaded image, in pixels.
 MIN_SIDE = 32
 #: Smallest long side accepted by :func:`resize_long_side`, in pixels.
 MIN_RESIZE_SIDE = 16
-
-#: Bundled scikit-image samples (display name -> ``skimage.data`` function name).
-#: All of these ship inside the scikit-image wheel, so they load with no network.
-SAMPLE_CONTENT: dict[str, str] = {
-    "astronaut": "astronaut",
-    "chelsea (cat)": "chelsea",
-    "coffee": "coffee",
-}
-SAMPLE_STYLE: dict[str, str] = {
-    "hubble deep field": "hubble_deep_field",
-    "immunohistochemistry": "immunohistochemistry",
-    "gravel": "gravel",
-    "brick": "brick",
-}
-
-_SAMPLE_PREFIX = "sample:"
-
 
 class ImageError(ValueError):
     """A problem with an image file, explained in one line of plain words.
@@ -101,7 +82,7 @@ class LoadedImage:
 
     Attributes:
         image: always mode ``"RGB"``, 8 bits per channel, each side >= :data:`MIN_SIDE`
-            pixels (for images from :func:`load_image` / :func:`load_sample`).
+            pixels (for images from :func:`load_image` / :func:`~explorer.io.samples.load_sample`).
         name: the file name (no directories), the sample's display name, or the
             role when no name is known (e.g. bytes without a name).
         notes: plain-words notes about the conversions that were applied, e.g.
@@ -118,30 +99,31 @@ class LoadedImage:
 # --------------------------------------------------------------------------- #
 
 
-def _label(role: str, name: str | None) -> str:
+def source_label(role: str, name: str | None) -> str:
+    """How messages name an image: ``"style image 'x.png'"``, or the role alone without a name."""
     return f"{role} '{name}'" if name else role
 
 
 def _read_source(source: Any, name: str | None, role: str) -> tuple[bytes, str | None, str]:
     """Return ``(data, display_name, error_label)`` for any accepted source."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), name, _label(role, name)
+        return bytes(source), name, source_label(role, name)
 
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.fspath(source)).expanduser()
         shown = name or path.name or str(source)
         # "Not found"-type errors name the path as typed (that is what the user can
         # fix); errors about the contents name just the file.
-        label = _label(role, name or str(source))
+        label = source_label(role, name or str(source))
         data = read_regular_file(path, label, error=ImageError)
-        return data, shown, _label(role, shown)
+        return data, shown, source_label(role, shown)
 
     if hasattr(source, "getvalue") or hasattr(source, "read"):
         if name is None:
             raw_name = getattr(source, "name", None)
             if isinstance(raw_name, (str, os.PathLike)) and os.fspath(raw_name):
                 name = Path(os.fspath(raw_name)).name or None
-        label = _label(role, name)
+        label = source_label(role, name)
         try:
             if hasattr(source, "getvalue"):
                 data = source.getvalue()
@@ -293,7 +275,7 @@ def load_image(source: Any, *, name: str | None = None, role: str = "image", max
             im.close()
 
     _check_min_side(label, rgb.size)
-    return LoadedImage(image=clear_info(rgb), name=shown or role, notes=_dedupe(notes))
+    return LoadedImage(image=clear_info(rgb), name=shown or role, notes=unique_notes(notes))
 
 
 def _decode(im: ImageFile.ImageFile, data: bytes, label: str, target: tuple[int, int], budget: int | None,
@@ -347,70 +329,9 @@ def _decode(im: ImageFile.ImageFile, data: bytes, label: str, target: tuple[int,
         raise ImageError(f"{label}: unsupported pixel format '{im.mode}' ({short_reason(exc)})") from exc
 
 
-def _dedupe(notes: list[str]) -> list[str]:
+def unique_notes(notes: list[str]) -> list[str]:
+    """``notes`` without repeats, in first-seen order."""
     return list(dict.fromkeys(notes))
-
-
-# --------------------------------------------------------------------------- #
-# samples
-# --------------------------------------------------------------------------- #
-
-
-def _all_samples() -> dict[str, str]:
-    return {**SAMPLE_CONTENT, **SAMPLE_STYLE}
-
-
-def _resolve_sample(key: str) -> tuple[str, str] | None:
-    wanted = " ".join(str(key).split()).lower()
-    for display, func in _all_samples().items():
-        if wanted in (display.lower(), func.lower()):
-            return display, func
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def _decode_sample(func_name: str) -> tuple[Image.Image, tuple[str, ...]]:
-    import skimage.data  # lazy: importing scikit-image takes a moment
-
-    array = np.asarray(getattr(skimage.data, func_name)())
-    if array.dtype != np.uint8:
-        array = np.clip(np.round(array.astype(np.float64) * (255.0 if array.max() <= 1 else 1.0)), 0, 255)
-        array = array.astype(np.uint8)
-    notes: list[str] = []
-    rgb = clear_info(to_rgb(Image.fromarray(np.ascontiguousarray(array)), notes))
-    return rgb, tuple(_dedupe(notes))
-
-
-def load_sample(key: str, *, role: str = "sample image", spelling: str = "") -> LoadedImage:
-    """Load one of the bundled scikit-image samples as 8-bit RGB (no network).
-
-    Args:
-        key: a display name from :data:`SAMPLE_CONTENT` / :data:`SAMPLE_STYLE`
-            (``"chelsea (cat)"``) or its ``skimage.data`` function name
-            (``"chelsea"``); case and surrounding spaces are ignored.
-        role: prefixes error messages.
-        spelling: put before each name in the list of valid names of the error message
-            (``"sample:"`` on the command line, where that is how a sample is named).
-
-    Returns:
-        :class:`LoadedImage` with a fresh copy of the cached ``"RGB"`` image
-        (values 0..255; grayscale samples converted to RGB, with a note), the
-        display name as ``name``.
-
-    Raises:
-        ImageError: unknown key (the message lists the valid names), or the
-            sample could not be loaded.
-    """
-    resolved = _resolve_sample(key)
-    if resolved is None:
-        valid = ", ".join(f"{spelling}{func}" for func in _all_samples().values())
-        raise ImageError(f"{role}: unknown sample '{key}'; the samples are {valid}")
-    display, func = resolved
-    try:
-        image, notes = _decode_sample(func)
-    except Exception as exc:
-        raise ImageError(f"{_label(role, display)}: could not load the sample ({short_reason(exc)})") from exc
-    return LoadedImage(image=image.copy(), name=display, notes=list(notes))
 
 
 def load_mask_image(ref: Any, size: tuple[int, int], *, role: str = "mask",
@@ -435,25 +356,6 @@ def load_mask_image(ref: Any, size: tuple[int, int], *, role: str = "mask",
         raise ValueError(f"{role} {li.name} is {mw}x{mh} px but {image} is {w}x{h} px; "
                          f"paint the mask over {image} at the same aspect ratio")
     return li
-
-
-def parse_image_ref(ref: str, *, role: str = "image") -> LoadedImage:
-    """Load an image named on the command line.
-
-    Args:
-        ref: ``"sample:NAME"`` (NAME as accepted by :func:`load_sample`) or a path.
-        role: prefixes error messages.
-
-    Returns:
-        :class:`LoadedImage`, as from :func:`load_sample` or :func:`load_image`.
-
-    Raises:
-        ImageError: as :func:`load_sample` / :func:`load_image`.
-    """
-    text = str(ref)
-    if text.lower().startswith(_SAMPLE_PREFIX):
-        return load_sample(text[len(_SAMPLE_PREFIX):], role=role, spelling=_SAMPLE_PREFIX)
-    return load_image(Path(text), role=role)
 
 
 # --------------------------------------------------------------------------- #

@@ -8,21 +8,22 @@ saliency and occlusion maps, feature visualization, the activation view) first a
 :class:`MemoryEstimateError` (a ``ValueError``: the CLI prints it as one ``error:`` line with exit
 status 2, the pages as one ``st.error`` line) naming the largest size that fits.
 
-The estimate is computed from the architecture, not guessed: the network's passes are traced
-on the ``meta`` device (shapes only, no memory, no compute) under a dispatch mode that follows
-every tensor they create (convolutions, ReLUs, pooling and its indices, concatenations,
-normalization) and when it is freed: with gradients the forward pass keeps what the backward
-pass needs, which then adds its gradient buffers; without gradients only what is alive at once
-counts (residual branches and the layers asked for included). The images that pass together
-are traced together: a batch, integrated gradients' internal batch, occlusion's occluded images
-per pass. On top come the objective's Gram matrices, NNPACK's Winograd workspace (float32
-convolutions on the CPU), the images, the optimizer's state (L-BFGS keeps two image-sized
-vectors per remembered step, up to 100 steps), a dream-zoom's frames and their GIF, under mixed
-precision the low-precision copy of the weights, what the allocator adds (:data:`ALLOCATOR`,
-:data:`OVERHEAD`) and a margin (:data:`MARGIN`). The estimate is meant as an upper bound of the
-peak resident memory a run adds; ``bench/bench_memory.py`` measures every kind of run against it
-(README "Many users on one machine"). What is free comes from :mod:`explorer.core.cgroups`:
-``MemAvailable``, or less under the process's own cgroup limits.
+The estimate is computed from the architecture, not guessed: the network's passes are traced on
+the ``meta`` device (shapes only, no memory, no compute; :mod:`explorer.nets.liveness`) under a
+dispatch mode that follows every tensor they create (convolutions, ReLUs, pooling and its
+indices, concatenations, normalization) and when it is freed: with gradients the forward pass
+keeps what the backward pass needs, which then adds its gradient buffers; without gradients only
+what is alive at once counts (residual branches and the layers asked for included). The images
+that pass together are traced together: a batch, integrated gradients' internal batch,
+occlusion's occluded images per pass. On top come the objective's Gram matrices, NNPACK's
+Winograd workspace (float32 convolutions on the CPU), the images, the optimizer's state (L-BFGS
+keeps two image-sized vectors per remembered step, up to 100 steps), a dream-zoom's frames and
+their GIF, under mixed precision the low-precision copy of the weights, what the allocator adds
+(:data:`explorer.nets.liveness.ALLOCATOR`, :data:`OVERHEAD`) and a margin (:data:`MARGIN`). The
+estimate is meant as an upper bound of the peak resident memory a run adds;
+``bench/bench_memory.py`` measures every kind of run against it (README "Many users on one
+machine"). What is free comes from :mod:`explorer.core.cgroups`: ``MemAvailable``, or less under
+the process's own cgroup limits.
 
 On CUDA the estimate cannot know what else the GPU holds or how the caching allocator
 fragments, so :func:`is_out_of_memory` and :func:`out_of_memory_message` turn an
@@ -31,7 +32,6 @@ out-of-memory error that happens anyway into one line, after :func:`free_cached_
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -43,6 +43,7 @@ import torch
 from ..core import cgroups, choices
 from . import winograd
 from .layers import output_shape, receptive_field
+from .liveness import ALLOCATOR, rss, trace_pass
 from .models import FeatureNet, meta_net
 
 __all__ = [
@@ -74,14 +75,6 @@ OVERHEAD = 24 * 2**20
 #: (up to 7 % in bench/bench_memory.py), and some runs hold buffers the trace does not see (the
 #: hooks of guided backprop, Adam's and the transforms' temporaries).
 MARGIN = 0.15
-
-#: The resident memory a run adds is more than the tensors alive at its peak: glibc serves
-#: blocks below MMAP_MAX (its largest mmap threshold, 32 MiB on 64-bit Linux) from its heap,
-#: where freed blocks stay resident and fragment, so those count this many times; larger blocks
-#: are mapped and unmapped exactly. Measured (bench/bench_memory.py) on GoogLeNet, whose
-#: tensors are small: 1.2-1.3 times the traced tensors.
-ALLOCATOR = 1.3
-MMAP_MAX = 32 * 2**20
 
 #: L-BFGS history length used by :class:`explorer.style.transfer.StyleTransfer`.
 LBFGS_HISTORY = 100
@@ -163,75 +156,6 @@ def _deepest(name: str, layers: Sequence[str] | None, kind: str) -> list[str]:
     return [spatial[-1]]
 
 
-@dataclass(frozen=True)
-class _Traced:
-    floats: int  # float elements of every tensor the forward pass creates
-    ints: int  # integer elements (pooling indices)
-    kept: tuple[float, float]  # (float, integer) bytes, as resident memory, alive after the forward pass
-    peak: tuple[float, float]  # ... at the peak of the forward (and backward) pass
-    convs: tuple  # (c_in, c_out, h, w) of each 3x3, stride 1, padding 1 convolution (Winograd's)
-
-
-@functools.lru_cache(maxsize=256)
-def _trace(name: str, height: int, width: int, layers: tuple[str, ...], pooling: str, batch: int,
-           grad: bool) -> _Traced:
-    """The pass of ``batch`` images through ``layers`` (the walk stops at the deepest), traced
-    on the meta device (shapes only: no memory, no compute) under a dispatch mode that sees
-    every op.
-
-    Every op's non-aliasing output is counted (views and in-place ops are skipped), and a weak
-    reference on each notes when its memory is freed (its last reference gone; the autograd
-    graph's saved tensors hold theirs), so the trace follows what is alive at once, residual
-    branches and the requested layers included. With ``grad`` the forward pass is followed by
-    the backward pass of the mean squares of the layers (the gradient buffers of every
-    objective look like that). Bytes count as resident memory: times :data:`ALLOCATOR` for
-    blocks that glibc serves from its heap (below :data:`MMAP_MAX`), once for larger ones.
-    Cached per (model, size, layers, pooling, batch, grad)."""
-    import weakref
-
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    c = {"float": 0, "int": 0, "live": [0.0, 0.0], "peak": (0.0, 0.0)}
-    convs: list[tuple[int, int, int, int]] = []
-    refs = set()
-
-    def freed(ref, n: float, i: int) -> None:
-        refs.discard(ref)
-        c["live"][i] -= n
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            if func is torch.ops.aten.convolution.default:
-                x, wt, _, stride, padding, dilation, transposed, _, groups = args
-                if tuple(wt.shape[2:]) == (3, 3) and list(stride) == [1, 1] and list(padding) == [1, 1] and \
-                        list(dilation) == [1, 1] and not transposed and groups == 1:
-                    convs.append((int(x.shape[1]), int(wt.shape[0]), int(x.shape[2]), int(x.shape[3])))
-            schema = getattr(func, "_schema", None)
-            returns = schema.returns if schema is not None else ()
-            for i, t in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
-                if not isinstance(t, torch.Tensor) or (i < len(returns) and returns[i].alias_info is not None):
-                    continue  # a view or an in-place op: no new memory
-                kind = 0 if t.is_floating_point() else 1
-                c["int" if kind else "float"] += t.numel()
-                n = t.numel() * (8 if kind else 4)
-                n *= ALLOCATOR if n < MMAP_MAX else 1.0
-                c["live"][kind] += n
-                if sum(c["live"]) > sum(c["peak"]):
-                    c["peak"] = tuple(c["live"])
-                refs.add(weakref.ref(t, functools.partial(freed, n=n, i=kind)))
-            return out
-
-    net = meta_net(name)
-    with torch.device("meta"), Count(), torch.set_grad_enabled(grad):
-        x = torch.empty(batch, 3, height, width, requires_grad=grad)
-        feats = net.features(x, layers, pooling=pooling)
-        kept = tuple(c["live"])
-        if grad:
-            sum(f.float().pow(2).mean() for f in feats.values()).backward()
-    return _Traced(c["float"], c["int"], kept, c["peak"], tuple(convs))
-
-
 def _dtype_bytes(dtype) -> int:
     if dtype is None:
         return 4
@@ -250,11 +174,6 @@ def _winograd(convs, conv: str) -> tuple[int, int]:
     space = max((64 * math.ceil(h / 6) * math.ceil(w / 6) * (ci + co) + 16 * ci * co for ci, co, h, w in used),
                 default=0)
     return 4 * space, 4 * sum(9 * ci * co for ci, co, _, _ in used)
-
-
-def _rss(block: float, count: float = 1) -> float:
-    """Resident bytes of ``count`` tensors of ``block`` bytes each (see :data:`ALLOCATOR`)."""
-    return count * block * (ALLOCATOR if block < MMAP_MAX else 1.0)
 
 
 def _region(name: str, layer: str, window: int, h: int, w: int) -> int:
@@ -316,7 +235,7 @@ def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style",
     b = max(1, int(batch))
     n = min(b, windows) if windows and not backward else b  # occlusion: at most one image per window
     fast = kind == "occlusion" and engine == "fast"
-    t = _trace(name, ph, pw, tuple(wanted), pooling, 1 if fast else n, backward and not fast)
+    t = trace_pass(name, ph, pw, tuple(wanted), pooling, 1 if fast else n, backward and not fast)
     fb = _dtype_bytes(dtype)
     low = fb < 4
     image = 3 * h * w * 4
@@ -332,37 +251,37 @@ def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style",
         # reads also the clean region, the difference and both concatenated twice, and a style
         # layer the change of its Gram matrix and its square
         step = max(3 * max(per.values()), 7 * max(per[l] for l in wanted))
-        objective = _rss(b * 4 * step) + _rss(b * 4 * max(grams, default=0), 2)
-        images = _rss(image, 6)
+        objective = rss(b * 4 * step) + rss(b * 4 * max(grams, default=0), 2)
+        images = rss(image, 6)
     elif backward:
         # what the forward pass keeps for the backward pass, and the backward pass's peak above it
         acts = t.kept[0] * fb / 4 + t.kept[1]
         grads = ((t.peak[0] - t.kept[0]) * fb / 4 + t.peak[1] - t.kept[1]) if input_gradient else 0
         if low:  # losses read float32 copies of the layers they use (kept for their backward)
-            acts += sum(_rss(b * 4 * v) for v in numel.values())
+            acts += sum(rss(b * 4 * v) for v in numel.values())
         # Gram matrices and loss terms kept for the backward pass, the style targets
-        objective = sum(_rss(b * 4 * g, 3) + _rss(4 * g) for g in grams)
+        objective = sum(rss(b * 4 * g, 3) + rss(4 * g) for g in grams)
     else:
         acts = t.peak[0] * fb / 4 + t.peak[1]
         # the largest Gram matrix, divided by the positions and squared; the activation view copies
         # its layer into NumPy and takes statistics of it
-        objective = _rss(n * 4 * max(grams, default=0), 3)
+        objective = rss(n * 4 * max(grams, default=0), 3)
         if kind == "activations":
-            objective += sum(_rss(n * 4 * v, 2) for v in numel.values())
+            objective += sum(rss(n * 4 * v, 2) for v in numel.values())
         if kind == "occlusion":  # Captum: the input repeated, the masks, the occluded images
-            images = _rss(b * image) + _rss(n * image, 9)
+            images = rss(b * image) + rss(n * image, 9)
     if kind == "style":  # content, x, its clamp and copies, gradient, previews; style image, start
-        images = _rss(b * image, 10) + _rss(image, 2)
+        images = rss(b * image, 10) + rss(image, 2)
     elif kind == "dream":  # octave bases, detail, x, rolled, gradient and its steps, previews; a frame per octave
-        images = _rss(image, 16 + max(1, octaves))
+        images = rss(image, 16 + max(1, octaves))
     elif kind == "activations":  # the image, its channels_last copy, the picture
-        images = _rss(b * image, 3)
+        images = rss(b * image, 3)
     elif kind != "occlusion":  # the images, Captum's and the transforms' copies of them
-        images = _rss(b * image, 4) + _rss(image, 4)
+        images = rss(b * image, 4) + rss(image, 4)
     if optimizer == "lbfgs":
-        opt = _rss(b * image, 2 * min(max(int(steps) - 1, 0), LBFGS_HISTORY) + 6)
+        opt = rss(b * image, 2 * min(max(int(steps) - 1, 0), LBFGS_HISTORY) + 6)
     elif optimizer == "adam":
-        opt = _rss(b * image, 3)
+        opt = rss(b * image, 3)
     weights = 0
     if low:
         deepest = max(wanted, key=net.layer_names.index)
@@ -370,7 +289,7 @@ def estimate(model_name_or_net, height: int, width: int, *, kind: str = "style",
                            for p in net.body[l].parameters())
     space, flipped = _winograd(t.convs, conv) if backward and not low else (0, 0)
     # a zoom keeps every frame: float32 tensor (12 bytes a pixel), RGB picture (3), GIF frame and bytes (3)
-    kept = int(_rss(h * w * 18, int(frames)))
+    kept = int(rss(h * w * 18, int(frames)))
     parts = [int(v) for v in (acts, grads, images, opt, weights + flipped, objective, space + OVERHEAD, kept)]
     return Estimate(*parts, margin=int(MARGIN * sum(parts)))
 

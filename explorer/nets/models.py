@@ -44,7 +44,8 @@ from torch import nn
 from . import winograd
 from ..core.devices import resolve_device
 from .registry import ModelSpec, get_spec
-from .weights import WeightsInfo, WeightsMissingError, file_digest, imagenet_state_dict, load_state_dict_into, read_state_dict, untrained_allowed
+from .download import imagenet_state_dict
+from .weights import WeightsInfo, WeightsMissingError, file_digest, load_state_dict_into, read_state_dict, untrained_allowed
 
 __all__ = [
     "FeatureNet",

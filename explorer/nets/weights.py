@@ -1,5 +1,5 @@
-"""Weights files: where a network's weights are looked for, downloading them, reading
-``state_dict`` files and loading them into a network built on the meta device.
+"""Weights files: where a network's weights are looked for, reading ``state_dict`` files and
+loading them into a network built on the meta device. Downloading them is :mod:`explorer.nets.download`.
 
 Search order for ImageNet weights (see README "Weights and offline use"): ``EXPLORER_WEIGHTS_DIR``
 (a folder holding torchvision's ``.pth`` files under their usual names, or another
@@ -10,7 +10,7 @@ needed, how large it is, where to put it and how to pre-download it (:class:`Wei
 a file that is there but unreadable, damaged (NaN or infinite values) or of the wrong kind is
 never replaced by anything else: its error names it.
 
-Also used by :mod:`explorer.photo` for its segmentation network (outside the registry).
+Also used by :mod:`explorer.style.regions` for its segmentation network (outside the registry).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
-from urllib.parse import urlparse
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -41,13 +40,11 @@ __all__ = [
     "file_digest",
     "read_state_dict",
     "weights_file_problem",
-    "DOWNLOAD_TIMEOUT",
-    "download_file",
-    "fetch_weights",
-    "imagenet_state_dict",
+    "find_weights_file",
+    "find_local_weights",
+    "missing_weights_error",
     "weights_status",
     "found_text",
-    "download_weights",
     "load_state_dict_into",
 ]
 
@@ -133,16 +130,28 @@ def _present(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def _find_local(name: str) -> Path | None:
-    """torchvision's file for ``name`` in EXPLORER_WEIGHTS_DIR or torch's cache; failing that, in
-    EXPLORER_WEIGHTS_DIR, another ``.pth``/``.pt`` entry named ``<name>-*`` (e.g.
-    ``vgg19-caffe-features-q8.pth``), the first in alphabetical order. Entries that are not
-    regular files count too: reading them says what they are."""
-    fname = weights_file_name(name)
-    folders = [f for f in (weights_dir(), cache_dir()) if f is not None]
-    for folder in folders:
-        if _present(folder / fname):
+def find_weights_file(fname: str) -> Path | None:
+    """The entry named ``fname`` (a file name such as ``vgg19-dcbb9e9d.pth``) in
+    EXPLORER_WEIGHTS_DIR, else in torch's cache, or None. Entries that are not regular files
+    count too: reading them says what they are."""
+    for folder in (weights_dir(), cache_dir()):
+        if folder is not None and _present(folder / fname):
             return folder / fname
+    return None
+
+
+def find_local_weights(name: str) -> Path | None:
+    """torchvision's file for ``name`` in EXPLORER_WEIGHTS_DIR or torch's cache
+    (:func:`find_weights_file`); failing that, in EXPLORER_WEIGHTS_DIR, another ``.pth``/``.pt``
+    entry named ``<name>-*`` (e.g. ``vgg19-caffe-features-q8.pth``), the first in alphabetical
+    order. Entries that are not regular files count too: reading them says what they are.
+
+    Raises:
+        ValueError: unknown model.
+    """
+    found = find_weights_file(weights_file_name(name))
+    if found is not None:
+        return found
     wd = weights_dir()
     if wd is not None and wd.is_dir():
         other = sorted(p for p in wd.glob(f"{name}-*") if p.suffix in (".pth", ".pt"))
@@ -151,7 +160,14 @@ def _find_local(name: str) -> Path | None:
     return None
 
 
-def _missing_error(name: str, reason: str) -> WeightsError:
+def missing_weights_error(name: str, reason: str) -> WeightsError:
+    """The :class:`WeightsMissingError` for a registered network whose ImageNet weights are not on
+    this machine and could not be fetched (``reason``, a few words): which file is needed, its
+    size, where to put it and how to pre-download it, for the CLI and (``app_message``) the app.
+
+    Raises:
+        ValueError: unknown model.
+    """
     spec = get_spec(name)
     wd = weights_dir()
     where = f"EXPLORER_WEIGHTS_DIR ({wd})" if wd else "a folder named by EXPLORER_WEIGHTS_DIR"
@@ -272,130 +288,6 @@ def weights_file_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-#: Seconds a weights download may wait to connect, and then for each block of data: behind a
-#: network that accepts connections and never answers, the download gives up with one line
-#: instead of hanging (torchvision's own download has no timeout). ``EXPLORER_DOWNLOAD_TIMEOUT``
-#: sets another value.
-DOWNLOAD_TIMEOUT = 30.0
-
-
-def _download_timeout() -> float:
-    raw = os.environ.get("EXPLORER_DOWNLOAD_TIMEOUT", "").strip()
-    try:
-        value = float(raw) if raw else DOWNLOAD_TIMEOUT
-    except ValueError:
-        raise WeightsError(f"EXPLORER_DOWNLOAD_TIMEOUT must be a number of seconds; got {raw!r}") from None
-    if not 0 < value < 1e6:
-        raise WeightsError(f"EXPLORER_DOWNLOAD_TIMEOUT must be a positive number of seconds; got {raw!r}")
-    return value
-
-
-def download_file(url: str, folder: Path, progress: bool | Callable[[int, int], None] = True,
-                  timeout: float | None = None) -> Path:
-    """Download ``url`` into ``folder`` under its own file name, atomically (a hidden
-    ``.part`` file renamed when complete), checking the SHA-256 prefix torchvision puts in its
-    file names (``vgg19-dcbb9e9d.pth``: the digest starts with ``dcbb9e9d``).
-
-    Args:
-        url: an http(s) address.
-        folder: where the file goes (created).
-        progress: True for a tqdm bar on stderr, False for none, or a function called with
-            (bytes so far, total bytes or 0) after each block.
-        timeout: seconds to connect and for each block (default: ``EXPLORER_DOWNLOAD_TIMEOUT``
-            or :data:`DOWNLOAD_TIMEOUT`).
-
-    Returns:
-        the file's path.
-
-    Raises:
-        OSError: the download failed or timed out, or the digest does not match (one line).
-    """
-    import hashlib
-    import urllib.request
-
-    timeout = _download_timeout() if timeout is None else timeout
-    name = Path(urlparse(url).path).name
-    folder.mkdir(parents=True, exist_ok=True)
-    dest, part = folder / name, folder / f".{name}.part"
-    match = torch.hub.HASH_REGEX.search(name)
-    digest = hashlib.sha256()
-    bar = None
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "dream-style-explorer"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as fh:
-            total, done = int(resp.headers.get("Content-Length") or 0), 0
-            if progress is True:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=name)
-            while block := resp.read(1 << 20):
-                fh.write(block)
-                digest.update(block)
-                done += len(block)
-                if bar is not None:
-                    bar.update(len(block))
-                elif callable(progress):
-                    progress(done, total)
-        if match and not digest.hexdigest().startswith(match.group(1)):
-            raise OSError(f"{name} is damaged: its SHA-256 does not start with {match.group(1)}")
-        os.replace(part, dest)
-    except TimeoutError:
-        raise OSError(f"no answer from {urlparse(url).netloc} within {timeout:g} s") from None
-    except OSError as exc:
-        reason = getattr(exc, "reason", None) or exc
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            raise OSError(f"no answer from {urlparse(url).netloc} within {timeout:g} s") from None
-        raise OSError(" ".join(str(reason).split()) or type(exc).__name__) from None
-    finally:
-        if bar is not None:
-            bar.close()
-        part.unlink(missing_ok=True)
-    return dest
-
-
-def fetch_weights(weights_enum, progress: bool | Callable[[int, int], None] = True) -> Path:
-    """The file of a torchvision weights entry: from EXPLORER_WEIGHTS_DIR, torch's cache, or
-    downloaded into torch's cache (:func:`download_file`, with a timeout) unless
-    EXPLORER_OFFLINE=1.
-
-    Raises:
-        WeightsError: offline, or the download failed; the message says why in a few words and
-            the caller adds the way forward.
-    """
-    fname = Path(urlparse(weights_enum.url).path).name
-    for folder in (weights_dir(), cache_dir()):
-        if folder is not None and _present(folder / fname):
-            return folder / fname
-    if offline():
-        raise WeightsError("EXPLORER_OFFLINE=1 forbids downloading")
-    try:
-        return download_file(weights_enum.url, cache_dir(), progress)
-    except OSError as exc:
-        raise WeightsError(f"the download failed ({exc})") from None
-
-
-def imagenet_state_dict(name: str, progress: bool = True) -> tuple[dict[str, torch.Tensor], str]:
-    """The ImageNet weights of a registered network: found locally (EXPLORER_WEIGHTS_DIR, then
-    torch's cache) or fetched (:func:`fetch_weights`), and read (:func:`read_state_dict`).
-
-    Returns:
-        (state_dict, the path of the file it was read from).
-
-    Raises:
-        ValueError: unknown model.
-        WeightsMissingError: no file and no download; one line saying which file is needed and
-            how to get it.
-        WeightsError: a file is there but cannot be read (one line naming it).
-    """
-    local = _find_local(name)
-    if local is None:
-        try:
-            local = fetch_weights(get_spec(name).weights_enum, progress)
-        except WeightsError as exc:
-            raise _missing_error(name, str(exc)) from None
-    return read_state_dict(local), str(local)
-
-
 def weights_status(names: Iterable[str] | None = None) -> list[dict]:
     """Where each model's ImageNet weights are on this machine.
 
@@ -407,7 +299,7 @@ def weights_status(names: Iterable[str] | None = None) -> list[dict]:
     out = []
     for n in names or MODELS:
         spec = get_spec(n)
-        found = _find_local(n)
+        found = find_local_weights(n)
         out.append({
             "model": n, "file": spec.file_name, "size_mb": spec.file_size_mb,
             "found": str(found) if found else None,
@@ -439,38 +331,6 @@ def found_text(row: dict, missing: str = "missing") -> str:
     if not row["found"]:
         return missing
     return f"{row['found']}: found but unreadable: {row['problem']}" if row["problem"] else row["found"]
-
-
-def download_weights(names: Iterable[str], dest: str | Path | None = None, progress: bool = True) -> list[Path]:
-    """Download ImageNet weights (torchvision's files, with a timeout) into torch's cache and, when
-    ``dest`` is given, copy them there too (to prepare an ``EXPLORER_WEIGHTS_DIR`` for an
-    offline classroom machine). Returns the paths written.
-
-    Raises:
-        WeightsError: a download failed (the message names the file).
-    """
-    import shutil
-
-    paths = []
-    for n in names:
-        spec = get_spec(n)
-        cached = cache_dir() / spec.file_name
-        if not cached.is_file():
-            try:
-                download_file(spec.weights_enum.url, cache_dir(), progress)
-            except OSError as exc:
-                raise WeightsError(f"download of {spec.file_name} ({spec.file_size_mb:.0f} MB) for {n} failed: "
-                                   f"{exc}") from None
-        if dest is not None:
-            d = Path(dest).expanduser()
-            d.mkdir(parents=True, exist_ok=True)
-            tmp = d / (spec.file_name + ".part")
-            shutil.copyfile(cached, tmp)
-            os.replace(tmp, d / spec.file_name)
-            paths.append(d / spec.file_name)
-        else:
-            paths.append(cached)
-    return paths
 
 
 def _is_conv_only(spec: ModelSpec, sd: dict[str, torch.Tensor]) -> bool:

@@ -32,7 +32,8 @@ from torchvision.models.segmentation import DeepLabV3_ResNet50_Weights, deeplabv
 
 from ..io.images import load_mask_image
 from .matting import as_hwc
-from ..nets.weights import WeightsError, cache_dir, fetch_weights, load_state_dict_into, read_state_dict, weights_dir
+from ..nets.download import fetch_weights
+from ..nets.weights import WeightsError, cache_dir, load_state_dict_into, read_state_dict, weights_dir
 from ..core.devices import resolve_device
 
 __all__ = [
@@ -377,7 +378,7 @@ def _seg_missing(reason: str):
 
 def _seg_source() -> Path:
     """The DeepLabV3 weights file: EXPLORER_WEIGHTS_DIR, then torch's cache, then a download
-    with a timeout (unless EXPLORER_OFFLINE=1), :func:`explorer.nets.weights.fetch_weights`."""
+    with a timeout (unless EXPLORER_OFFLINE=1), :func:`explorer.nets.download.fetch_weights`."""
     try:
         return fetch_weights(_seg_weights())
     except WeightsError as exc:
