@@ -4,7 +4,8 @@ Prints figures; asserts nothing about time. Per image size (default 256 px, long
 
 * ``captum ppe=P``: ``captum.attr.Occlusion(f).attribute(image, sliding_window_shapes=(3, W, W),
   strides=(3, S, S), baselines=baseline, perturbations_per_eval=P)`` for P = 1 and 16, with
-  ``f = explorer.saliency.objectives.objective_value`` (a full VGG19 forward pass per occluded image).
+  ``f = explorer.saliency.objectives.objective_function(model, "style", layers=...)`` (a full VGG19
+  forward pass per occluded image).
   Above 256 px only P = 16 runs, and only when one timed batch extrapolates to less than
   ``--captum-limit`` seconds (default 300); otherwise the estimate is printed.
 * ``fast bs=B``: ``explorer.saliency.occlusion.occlusion_fast`` with batch_size B, channels_last (the
@@ -44,8 +45,8 @@ if str(ROOT) not in sys.path:
 
 import harness  # noqa: E402
 
-from explorer.saliency.attribution import baseline_image  # noqa: E402
-from explorer.saliency.objectives import objective_value  # noqa: E402
+from explorer.saliency.methods import baseline_image  # noqa: E402
+from explorer.saliency.objectives import objective_function  # noqa: E402
 from explorer.io.images import resize_long_side, to_tensor  # noqa: E402
 from explorer.io.samples import load_sample  # noqa: E402
 from explorer.nets.models import load_model  # noqa: E402
@@ -61,8 +62,7 @@ def load() -> str:
 def captum(model, image, baseline, window, stride, per_eval):
     from captum.attr import Occlusion
 
-    def forward(x):
-        return objective_value(model, x, "style", LAYERS)
+    forward = objective_function(model, "style", layers=LAYERS)
 
     with torch.no_grad():
         return Occlusion(forward).attribute(image, sliding_window_shapes=(3, window, window),
@@ -73,10 +73,11 @@ def captum(model, image, baseline, window, stride, per_eval):
 def captum_estimate(model, image, baseline, window, stride, per_eval) -> float:
     """Seconds a Captum run would take: one timed forward batch of ``per_eval`` images."""
     x = torch.cat([image] * per_eval)
+    forward = objective_function(model, "style", layers=LAYERS)
     with torch.no_grad():
-        objective_value(model, x[:1], "style", LAYERS)  # warm-up
+        forward(x[:1])  # warm-up
         t0 = time.perf_counter()
-        objective_value(model, x, "style", LAYERS)
+        forward(x)
         per_image = (time.perf_counter() - t0) / per_eval
     return per_image * (len(occlusion_windows(*image.shape[-2:], window, stride)) + 1)
 

@@ -17,9 +17,17 @@ import pytest
 import torch
 
 from explorer.saliency import attribution as A
+from explorer.saliency import methods as M
 from explorer.saliency import objectives as SO
-from explorer.optim.losses import gram_matrix, style_layer_loss
+from explorer.optim import objectives
+from explorer.optim.losses import gram_matrix, style_energy as energy, style_layer_loss
 from tests.helpers import picture, stripes
+
+
+def style_energy(model, x, layers=None, weights=None):
+    """The style objective as Captum's forward function evaluates it (the network's style layers
+    by default)."""
+    return SO.objective_function(model, "style", layers=layers or model.spec.style_layers, weights=weights)(x)
 
 
 def planted(n: int = 64, quadrant: tuple[int, int] = (0, 0), seed: int = 1) -> torch.Tensor:
@@ -46,14 +54,30 @@ def test_style_energy_is_eq5_against_a_zero_target(vgg19):
     feats = vgg19.features(x, layers)
     expected = sum(w * style_layer_loss(feats[l], torch.zeros(feats[l].shape[1], feats[l].shape[1]))
                    for w, l in zip(weights, layers))
-    got = SO.style_energy(vgg19, x, layers, weights)
+    got = style_energy(vgg19, x, layers, weights)
     assert got.shape == (2,) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
     # and by hand for one layer: ||G||^2 / (4 N^2 M^2) with the unnormalized Gram
     f = feats["relu1_1"][0]
     n, m = f.shape[0], f.shape[1] * f.shape[2]
     by_hand = gram_matrix(f).double().pow(2).sum() / (4 * n * n * m * m)
-    torch.testing.assert_close(SO.style_energy(vgg19, x[:1], ["relu1_1"])[0].double(), by_hand, rtol=1e-5, atol=0)
+    torch.testing.assert_close(style_energy(vgg19, x[:1], ["relu1_1"])[0].double(), by_hand, rtol=1e-5, atol=0)
+
+
+def test_layer_weights_by_name_mean_the_same_in_every_style_energy(vgg19):
+    """Captum's forward function, the objective and the energy itself read w_l one way: a dict
+    by layer name is the aligned list, and bad weights get the same one line at once."""
+    x = picture(48, 64)
+    layers = ("relu1_1", "relu3_1")
+    by_list = style_energy(vgg19, x, layers, [0.3, 2.0])
+    assert torch.equal(style_energy(vgg19, x, layers, {"relu3_1": 2.0, "relu1_1": 0.3}), by_list)
+    assert torch.equal(energy(vgg19.features(x, layers), layers, {"relu1_1": 0.3, "relu3_1": 2.0}), by_list)
+    for bad, message in (([1.0], "1 layer weights for 2 style layers"),
+                         ({"relu1_1": 1.0}, "no layer weight for style layer relu3_1")):
+        with pytest.raises(ValueError, match=message):
+            objectives.style_energy(layers, bad)
+        with pytest.raises(ValueError, match=message):
+            SO.objective_function(vgg19, "style", layers=layers, weights=bad)
 
 
 @pytest.mark.parametrize("text, kind, layer, channel", [
@@ -266,7 +290,7 @@ def test_private_copy_of_mobilenet_exposes_every_rectifier_to_guided_backprop():
 
 def _plain_gradient(model, x):
     x = x.clone().requires_grad_(True)
-    SO.style_energy(model, x).sum().backward()
+    style_energy(model, x).sum().backward()
     return x.grad
 
 
@@ -285,11 +309,11 @@ def test_guided_backprop_hooks_never_reach_the_shared_model(vgg19):
         def f(t):
             with torch.enable_grad():
                 seen["grad"] = _plain_gradient(vgg19, other)
-            return SO.style_energy(net, t)
+            return style_energy(net, t)
         return f
 
     net = A.private_copy(vgg19)
-    A._guided(net, objective_for(net), x.clone().requires_grad_(True))
+    M.guided_backprop(net, objective_for(net), x.clone().requires_grad_(True))
     torch.testing.assert_close(seen["grad"], reference, rtol=0, atol=0)
     assert _no_hooks(vgg19) and _no_hooks(net)
 

@@ -39,7 +39,7 @@ def test_all_ones_mask_gives_the_full_gram_exactly():
 def test_all_ones_weight_map_gives_the_full_style_targets(vgg19):
     s = stripes(48, 64)
     full = style_targets(vgg19, s, LAYERS)
-    masked = GD.guided_targets(vgg19, s, LAYERS, torch.ones(48, 64))
+    masked = style_targets(vgg19, s, LAYERS, weight=torch.ones(48, 64))
     for l in LAYERS:
         torch.testing.assert_close(masked[l], full[l], rtol=1e-5, atol=0)
 

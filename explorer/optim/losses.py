@@ -39,6 +39,7 @@ __all__ = [
     "style_layer_loss",
     "guided_style_layer_loss",
     "style_loss",
+    "style_layer_weights",
     "style_energy",
     "total_variation",
     "region_valid",
@@ -177,15 +178,52 @@ def guided_style_layer_loss(features: torch.Tensor, target: torch.Tensor, *,
     return region_style_layer_loss(features, masks, target, valid=valid, plan=plan)
 
 
+def style_layer_weights(layers: Sequence[str],
+                        weights: Sequence[float] | Mapping[str, float] | None = None) -> list[float]:
+    """The layer weights w_l of Gatys et al. 2016 eq. (5) as a list aligned with ``layers``:
+    the one reading of "w_l per style layer, default 1/L each" that the style energy, its
+    objective and the fast occlusion engine share.
+
+    Args:
+        layers: the style layer names (L of them).
+        weights: ``None`` (1/L each), a sequence of L numbers, or a dict by layer name.
+
+    Returns:
+        L floats (as given, not normalized).
+
+    Raises:
+        ValueError: no layers, a sequence of another length, or a dict without some layer.
+    """
+    layers = list(layers)
+    if not layers:
+        raise ValueError("name at least one style layer")
+    if weights is None:
+        return [1.0 / len(layers)] * len(layers)
+    if isinstance(weights, Mapping):
+        try:
+            return [float(weights[n]) for n in layers]
+        except KeyError as exc:
+            raise ValueError(f"no layer weight for style layer {exc.args[0]}") from None
+    w = [float(v) for v in weights]
+    if len(w) != len(layers):
+        raise ValueError(f"{len(w)} layer weights for {len(layers)} style layers")
+    return w
+
+
 def style_energy(features: Mapping[str, torch.Tensor], layers: Sequence[str],
-                 weights: Sequence[float] | None = None) -> torch.Tensor:
+                 weights: Sequence[float] | Mapping[str, float] | None = None) -> torch.Tensor:
     """Style-representation energy E = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2): the style loss
     eq. (5) of Gatys et al. 2016 that an all-zero style target A_l would give (their eq. (4)
     with A_l = 0), written with the position-normalized Gram g = G/M: sum_l w_l ||g_l||^2 / (4 N_l^2).
 
+    The one definition of the energy that the saliency maps explain: its objective is
+    :func:`explorer.optim.objectives.style_energy`, and :func:`explorer.saliency.occlusion.occlusion_fast`
+    computes the change of this same sum window by window.
+
     Args:
         features: activations per layer name, each (B, N_l, H_l, W_l).
-        layers: the style layers to sum over; ``weights``: w_l per layer (default 1/L each).
+        layers: the style layers to sum over; ``weights``: w_l per layer (:func:`style_layer_weights`;
+            default 1/L each).
 
     Returns:
         (B,) float32 tensor.
@@ -194,11 +232,7 @@ def style_energy(features: Mapping[str, torch.Tensor], layers: Sequence[str],
         ValueError: no layers, weights of another length, or a layer without spatial maps.
     """
     layers = list(layers)
-    if not layers:
-        raise ValueError("name at least one style layer")
-    w = [1.0 / len(layers)] * len(layers) if weights is None else [float(v) for v in weights]
-    if len(w) != len(layers):
-        raise ValueError(f"{len(w)} layer weights for {len(layers)} style layers")
+    w = style_layer_weights(layers, weights)
     total = None
     for wl, name in zip(w, layers):
         f = features[name]
@@ -338,13 +372,13 @@ def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets
     with G_{l,c}[O] = F diag(w_c) F^T / sum_k w_{c,k} the normalized masked Gram of the
     generated image's features under the *content* image's region-c mask w_c at this layer
     (:func:`guided_gram`), and G_{l,c}[S] the target from
-    :func:`explorer.style.guides.region_style_targets`. With one all-ones region this is exactly
+    :func:`explorer.style.gatys.style_targets` with ``regions``. With one all-ones region this is exactly
     :func:`style_layer_loss` against ``gram_matrix(F_s, normalize=True)``
     (Gatys et al. 2016 eq. (4)).
 
     Region c contributes 0 (and no gradient) when its content mask is empty at this layer
     (:func:`region_valid`), or when it is not valid on the style side: ``valid[c]`` False, or,
-    without ``valid``, an all-zero target (how :func:`explorer.style.guides.region_style_targets` marks empty style
+    without ``valid``, an all-zero target (how :func:`explorer.style.gatys.style_targets` marks empty style
     regions). No host-device synchronization: safe to call every step on a GPU.
 
     Args:
@@ -353,8 +387,8 @@ def region_style_layer_loss(features: torch.Tensor, masks: torch.Tensor, targets
         masks: (R, H_l, W_l) content-image region masks at this layer
             (:func:`explorer.style.guides.region_layer_masks` of the content masks).
         targets: (R, N, N) float32 style targets of this layer.
-        valid: optional (R,) bool, regions whose style target is valid
-            (``RegionTargets.valid[layer]``).
+        valid: optional (R,) bool, regions whose style target is valid (default: those with a
+            target that is not all zero).
         plan: :func:`region_plan` of ``masks``: the same value, computed over each region's
             positions only (faster when regions are many or small).
 

@@ -317,19 +317,19 @@ def class_logit(logits_layer: str, index: int, name: str = "") -> Objective:
                      f"logit {index}{f' ({name})' if name else ''}")
 
 
-def style_energy(layers: Sequence[str], weights: Sequence[float] | None = None) -> Objective:
-    """:func:`explorer.optim.losses.style_energy` as an objective: sum_l w_l ||G_l||^2 / (4 N_l^2 M_l^2)
-    (Gatys et al. 2016 eq. (5) against an all-zero target; default w_l = 1/L). Shape (B,).
+def style_energy(layers: Sequence[str], weights: Sequence[float] | Mapping[str, float] | None = None) -> Objective:
+    """The style energy the saliency maps explain, as an objective (its one entry point):
+    :func:`explorer.optim.losses.style_energy`, sum_l w_l ||G_l||^2 / (4 N_l^2 M_l^2)
+    (Gatys et al. 2016 eq. (5) against an all-zero target; w_l by
+    :func:`explorer.optim.losses.style_layer_weights`, default 1/L). Term name
+    ``"style_energy"``; shape (B,).
 
     Raises:
-        ValueError: no layers, or weights of another length (at once).
+        ValueError: no layers, or weights of another length or without some layer (at once).
     """
     layers = list(layers)
-    if not layers:
-        raise ValueError("name at least one style layer")
-    if weights is not None and len(weights) != len(layers):
-        raise ValueError(f"{len(weights)} layer weights for {len(layers)} style layers")
-    return Objective(lambda a: losses.style_energy(a, layers, weights), layers,
+    w = losses.style_layer_weights(layers, weights)
+    return Objective(lambda a: losses.style_energy(a, layers, w), layers,
                      f"style energy({', '.join(layers)})", name="style_energy")
 
 

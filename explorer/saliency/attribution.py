@@ -29,28 +29,22 @@ Methods, all from Captum (nothing here computes a gradient attribution of its ow
   channel-weighted activation sum), upsampled bilinearly to the image (``LayerAttribution.interpolate``).
 
 Guided backprop hooks every ReLU module and Grad-CAM hooks its layer. The cached model is
-shared by every browser session, so hook-using methods run on :func:`private_copy`: a network
-with its own ReLU (and hooked layer) modules around the shared convolutions, so hooks never
-touch what another session's forward pass runs through.
+shared by every browser session, so hook-using methods run on
+:func:`explorer.saliency.methods.private_copy` (with the baselines and SmoothGrad there).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 import queue
 import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
-from torchvision.transforms.v2.functional import gaussian_blur
 
 from ..core import choices
 from ..activations.views import channel_map_rgb
@@ -58,6 +52,7 @@ from ..nets.layers import fast_layout
 from ..io.images import to_pil
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet, last_feature_layer
+from .methods import baseline_image, guided_backprop, private_copy, smoothgrad
 from .occlusion import UnsupportedNetworkError, occlusion_fast, occlusion_windows, supports
 from ..core.progress import ProgressEvent
 from ..core.runs import Run
@@ -91,45 +86,6 @@ BASELINES = choices.BASELINES
 #: so hiding any region *raises* the style energy and the whole map is negative (gravel, chelsea:
 #: no positive window); a blurred copy removes the window's texture and keeps its colours.
 DEFAULT_BASELINE = "blur"
-
-# Captum warns on every GuidedBackprop call that it sets hooks; we know, and use a private copy.
-warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
-
-
-# ----------------------------------------------------------------------------- hook safety
-
-def _private_module(module: nn.Module) -> nn.Module:
-    """A copy of ``module``'s tree of modules that shares its parameters and buffers (no tensor
-    is copied), with every ReLU6 written as ReLU then a clamp at 6 (MobileNetV2), so that
-    guided backprop, which hooks ``nn.ReLU`` modules, sees every rectifier."""
-    memo = {id(t): t for t in (*module.parameters(), *module.buffers())}
-    copy_ = copy.deepcopy(module, memo)
-    if isinstance(copy_, nn.ReLU6):
-        return nn.Sequential(nn.ReLU(), nn.Hardtanh(0.0, 6.0))
-    for parent in list(copy_.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.ReLU6):
-                setattr(parent, name, nn.Sequential(nn.ReLU(), nn.Hardtanh(0.0, 6.0)))
-            elif isinstance(child, nn.ReLU) and child.inplace:
-                setattr(parent, name, nn.ReLU(inplace=False))  # backward hooks refuse in-place outputs
-    return copy_
-
-
-def private_copy(model: FeatureNet, hooked_layer: str | None = None) -> FeatureNet:
-    """A network for hook-using Captum methods that shares the weights (no copy) but owns every
-    module a hook can be put on: each layer's module tree is copied around the shared
-    parameters (:func:`_private_module`), so guided backprop's hooks on every ReLU and
-    Grad-CAM's hook on ``hooked_layer`` never fire in another session's forward pass through
-    the shared model.
-
-    Raises:
-        UnknownLayerError: unknown ``hooked_layer``.
-    """
-    if hooked_layer is not None:
-        model.check_layers([hooked_layer])
-    layers = [(name, _private_module(model.body[name])) for name in model.layer_names]
-    return FeatureNet(model.spec, layers, model.weights).to(model.device)
-
 
 # ----------------------------------------------------------------------------- settings
 
@@ -191,33 +147,6 @@ class AttributionSettings(RecipeSettings):
         d = asdict(self)
         d["style_layers"] = list(self.style_layers)
         return d
-
-
-# ----------------------------------------------------------------------------- baselines
-
-def baseline_image(image: torch.Tensor, kind: str, window: int = 32) -> torch.Tensor:
-    """What an occluded window is filled with, (1, 3, H, W) in [0, 1].
-
-    Args:
-        image: (1, 3, H, W) in [0, 1].
-        kind: ``zero`` (black), ``mean`` (per-channel mean colour of the image) or ``blur``
-            (torchvision's Gaussian blur with sigma = window / 4 px, kernel 2*ceil(3 sigma)+1,
-            reflect padding): the window then loses its texture but keeps its colour.
-        window: occlusion window side in pixels (sets the blur).
-
-    Raises:
-        ValueError: unknown kind.
-    """
-    if kind == "zero":
-        return torch.zeros_like(image)
-    if kind == "mean":
-        return image.mean((2, 3), keepdim=True).expand_as(image).clone()
-    if kind == "blur":
-        sigma = max(window / 4.0, 0.5)
-        k = 2 * math.ceil(3 * sigma) + 1
-        k = min(k, 2 * ((min(image.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs k <= side
-        return gaussian_blur(image, [k, k], [sigma, sigma])
-    raise ValueError(f"baseline must be one of {', '.join(BASELINES)}; got {kind!r}")
 
 
 # ----------------------------------------------------------------------------- results
@@ -413,13 +342,13 @@ class AttributionRun(Run):
             return a.amax(1)[0]
         if s.method == "guided_backprop":
             net = private_copy(self.model)
-            a = _guided(net, self._forward(net), x)
+            a = guided_backprop(net, self._forward(net), x)
             return a.abs().amax(1)[0]
         if s.method == "integrated_gradients":
             ig = IntegratedGradients(self._forward(self.model))
             kw = dict(baselines=torch.zeros_like(x), n_steps=s.ig_steps, internal_batch_size=8)
             if s.smoothgrad > 0:
-                a = _smoothgrad(ig, x, s.smoothgrad, float(s.smoothgrad_sigma), **kw)
+                a = smoothgrad(ig, x, s.smoothgrad, float(s.smoothgrad_sigma), **kw)
             else:
                 a = ig.attribute(x, **kw)
             return a.sum(1).abs()[0]
@@ -433,17 +362,15 @@ class AttributionRun(Run):
     def _occlusion(self, progress: Callable[[int, int], None]) -> np.ndarray:
         s = self.settings
         base = baseline_image(self.image, s.baseline, s.window)
-        if s.fast_occlusion and self.spec.kind != "class":
+        if s.fast_occlusion:
             try:
-                kw = dict(objective=self.spec.kind, layers=self.style_layers, channel=self.spec.channel)
-                if self.spec.kind != "style":
-                    kw["layers"] = (self.spec.layer,)
-                out = occlusion_fast(self.model, self.image, base, window=s.window, stride=s.stride,
-                                     batch_size=s.perturbations_per_eval, progress=progress, **kw)
+                out = occlusion_fast(self.model, self.image, base, objective=self.spec, layers=self.style_layers,
+                                     window=s.window, stride=s.stride, batch_size=s.perturbations_per_eval,
+                                     progress=progress)
                 self.engine = "fast"
                 return out
             except UnsupportedNetworkError:
-                pass  # not a plain VGG stack: Captum below
+                pass  # not a plain VGG stack, or the class objective: Captum below
         from captum.attr import Occlusion
 
         total = len(occlusion_windows(*self.image.shape[-2:], s.window, s.stride))
@@ -494,30 +421,6 @@ class AttributionRun(Run):
         if self._result is None:
             raise RuntimeError("the attribution run did not finish")
         return self._result
-
-
-def _smoothgrad(ig, x: torch.Tensor, samples: int, sigma: float, **kw) -> torch.Tensor:
-    """SmoothGrad (Smilkov et al. 2017) over Captum's integrated gradients ``ig``: the mean of
-    ``ig.attribute(x + noise_i, **kw)`` over ``samples`` draws of N(0, sigma^2) noise, computed
-    as ``captum.attr.NoiseTunnel(ig).attribute(x, nt_type="smoothgrad", nt_samples_batch_size=1)``
-    does, but with the noise drawn from a private generator seeded 0 (NoiseTunnel draws from
-    torch's global generator, which reseeding would change for every other thread)."""
-    g = torch.Generator(device=x.device).manual_seed(0)
-    std = torch.tensor(sigma, device=x.device).repeat(x.shape)
-    total = None
-    for _ in range(samples):
-        noisy = (x + torch.normal(0, std, generator=g)).requires_grad_()
-        a = ig.attribute(noisy, **kw)
-        total = a if total is None else total + a
-    return total * 1 / samples
-
-
-def _guided(net: FeatureNet, forward: Callable, x: torch.Tensor) -> torch.Tensor:
-    from captum.attr import GuidedBackprop
-
-    gb = GuidedBackprop(net)
-    gb.forward_func = forward  # Captum calls forward_func; the hooks stay on `net`'s private ReLUs
-    return gb.attribute(x)
 
 
 def attribute(model: FeatureNet, image: torch.Tensor, settings: AttributionSettings) -> Heatmap:

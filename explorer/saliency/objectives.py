@@ -1,8 +1,11 @@
 """What a saliency map explains: the objectives of the style image that the heatmaps attribute
 (style energy, a layer's or a channel's mean activation, the top class's logit), parsed from the
-text users type (``style``, ``layer:NAME``, ``channel:NAME:K``, ``class``) and built from the
-shared :mod:`explorer.optim.objectives`. :func:`objective_value` is the plain forward pass that
-:func:`explorer.saliency.occlusion.occlusion_fast` reproduces window by window.
+text users type (``style``, ``layer:NAME``, ``channel:NAME:K``, ``class``) into an
+:class:`ObjectiveSpec` and built from the shared :mod:`explorer.optim.objectives` (the style
+energy is :func:`explorer.optim.objectives.style_energy`, defined once in
+:func:`explorer.optim.losses.style_energy`). :func:`objective_function` is the plain forward pass
+that Captum runs and :func:`explorer.saliency.occlusion.occlusion_fast` reproduces window by
+window, both from the same :class:`ObjectiveSpec`.
 """
 
 from __future__ import annotations
@@ -12,15 +15,13 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from ..optim import losses, objectives
+from ..optim import objectives
 from ..nets.layers import output_shape
 from ..nets.models import FeatureNet
 from ..optim.objectives import Objective
-from .occlusion import check_objective, layer_list, layer_weight_list
 from ..style.settings import DEFAULT_STYLE_LAYERS
 
-__all__ = ["ObjectiveSpec", "parse_objective", "style_energy", "objective_function", "spec_objective",
-           "objective_value", "check_spatial"]
+__all__ = ["ObjectiveSpec", "parse_objective", "as_spec", "objective_function", "spec_objective", "check_spatial"]
 
 
 @dataclass(frozen=True)
@@ -69,30 +70,13 @@ def parse_objective(text: str) -> ObjectiveSpec:
     raise ValueError(f"objective must be style, layer:NAME, channel:NAME:K or class; got {str(text)[:60]!r}")
 
 
-def style_energy(model: FeatureNet, x: torch.Tensor, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-                 weights: Sequence[float] | None = None, pooling: str = "max") -> torch.Tensor:
-    """Style-representation energy E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2).
-
-    G_l is the Gram matrix of Gatys et al. 2016 eq. (3); the term is their eq. (4) with an
-    all-zero target A_l, so E is the style loss eq. (5) that a blank style would give. Written
-    with the position-normalized Gram g = G/M: sum_l w_l ||g_l||^2 / (4 N_l^2). Float32.
-
-    Args:
-        model: the feature network.
-        x: images (N, 3, H, W) in [0, 1]; gradients flow to it.
-        layers: style layer names; ``weights``: w_l per layer (default 1/L each).
-        pooling: ``"max"`` or ``"avg"``, as in :meth:`FeatureNet.features`.
-
-    Returns:
-        (N,) float32 tensor.
+def as_spec(objective: "ObjectiveSpec | str") -> ObjectiveSpec:
+    """An :class:`ObjectiveSpec` as it is, or the text of one parsed by :func:`parse_objective`.
 
     Raises:
-        UnknownLayerError: unknown layer; ValueError: no layers, or weights of another length.
+        ValueError: text that is not an objective (one line).
     """
-    layers = list(layers)
-    if not layers:
-        raise ValueError("name at least one style layer")
-    return losses.style_energy(model.features(x, layers, pooling=pooling), layers, weights)
+    return objective if isinstance(objective, ObjectiveSpec) else parse_objective(objective)
 
 
 def check_spatial(model: FeatureNet, layer: str, channel: int | None = None) -> None:
@@ -109,15 +93,22 @@ def check_spatial(model: FeatureNet, layer: str, channel: int | None = None) -> 
         raise ValueError(f"{layer} has {shape[0]} channels; channel {channel} does not exist")
 
 
-def objective_function(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-                       weights: Sequence[float] | None = None, image: torch.Tensor | None = None,
+def objective_function(model: FeatureNet, spec: "ObjectiveSpec | str", *,
+                       layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+                       weights: Sequence[float] | Mapping[str, float] | None = None,
+                       image: torch.Tensor | None = None,
                        pooling: str = "max") -> Callable[[torch.Tensor], torch.Tensor]:
-    """The objective as Captum's forward function: images (N, 3, H, W) in [0, 1] -> (N,) float32.
+    """The objective as Captum's forward function: images (N, 3, H, W) in [0, 1] -> (N,) float32
+    on the model's device (unitless, as activations are). What the fast occlusion engine
+    (:func:`explorer.saliency.occlusion.occlusion_fast`) reproduces window by window.
 
     Args:
-        model: the network that evaluates it (pass a :func:`private_copy` for hook-using methods).
-        spec: from :func:`parse_objective`.
-        layers, weights, pooling: for the ``style`` objective.
+        model: the network that evaluates it (pass a
+            :func:`explorer.saliency.methods.private_copy` for hook-using methods).
+        spec: an :class:`ObjectiveSpec` or its text (:func:`as_spec`).
+        layers, weights: the ``style`` objective's layers and w_l (a sequence aligned with
+            ``layers`` or a dict by name; default 1/L each).
+        pooling: ``"max"`` or ``"avg"`` (see :meth:`FeatureNet.features`).
         image: for ``class``, the image whose top class is explained (fixed once, so the
             occluded or noisy copies are scored on the same class).
 
@@ -129,13 +120,15 @@ def objective_function(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequen
     return lambda x: obj(model.features(x, obj.layers, pooling=pooling))
 
 
-def spec_objective(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-                   weights: Sequence[float] | None = None, image: torch.Tensor | None = None) -> Objective:
+def spec_objective(model: FeatureNet, spec: "ObjectiveSpec | str", *, layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+                   weights: Sequence[float] | Mapping[str, float] | None = None,
+                   image: torch.Tensor | None = None) -> Objective:
     """The :class:`~explorer.optim.objectives.Objective` an :class:`ObjectiveSpec` names, checked
     against ``model`` (the same objectives Deep Dream and feature visualization optimize):
     :func:`~explorer.optim.objectives.style_energy`, :func:`~explorer.optim.objectives.layer_mean`,
     :func:`~explorer.optim.objectives.channel` or :func:`~explorer.optim.objectives.class_logit` of the
     image's top class. Arguments and errors as :func:`objective_function`."""
+    spec = as_spec(spec)
     if spec.kind == "style":
         model.check_layers(layers)
         return objectives.style_energy(layers, weights)
@@ -150,47 +143,3 @@ def spec_objective(model: FeatureNet, spec: ObjectiveSpec, *, layers: Sequence[s
     with torch.no_grad():
         idx = int(model(image.to(model.device, torch.float32)).argmax(1)[0])
     return objectives.class_logit(logits, idx)
-
-
-def objective_value(model: FeatureNet, x: torch.Tensor, objective: str = "style",
-                    layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
-                    layer_weights: Sequence[float] | Mapping[str, float] | None = None,
-                    channel: int | None = None, pooling: str = "max") -> torch.Tensor:
-    """The objective of a batch of images, computed the ordinary way (a full forward pass);
-    the forward function to hand to Captum, and what :func:`explorer.saliency.occlusion.occlusion_fast` explains.
-
-    The objectives of :mod:`explorer.saliency.occlusion` (``objective`` one of
-    :data:`explorer.saliency.occlusion.OBJECTIVES`, its argument names), evaluated by
-    :func:`objective_function` (one definition of the objectives in the project):
-
-    * ``"style"``: E(x) = sum_l w_l ||G_l||_F^2 / (4 N_l^2 M_l^2), G_l the Gram matrix of
-      Gatys et al. 2016 eq. (3) (eq. (4) against an all-zero target); w_l default 1/L.
-    * ``"layer"``: the mean activation of ``layers[0]`` (over channels and positions).
-    * ``"channel"``: the mean activation of channel ``channel`` of ``layers[0]``.
-
-    Args:
-        model: the feature network (any family).
-        x: images (N, 3, H, W) in [0, 1].
-        objective: one of :data:`explorer.saliency.occlusion.OBJECTIVES`.
-        layers: layer names (a single name is allowed); exactly one for layer/channel.
-        layer_weights: w_l, a sequence aligned with ``layers`` or a dict by name (style only).
-        channel: channel index for ``"channel"``.
-        pooling: ``"max"`` or ``"avg"`` (see :meth:`FeatureNet.features`).
-
-    Returns:
-        (N,) float32 tensor on the model's device (unitless: activations are unitless).
-
-    Raises:
-        ValueError: unknown objective, wrong number of layers or weights, a channel out of
-            range, a layer without spatial maps; ``UnknownLayerError`` (a ``ValueError``) for
-            unknown layer names.
-    """
-    layers = layer_list(layers)
-    check_objective(objective, layers, channel)
-    if objective == "style":
-        f = objective_function(model, ObjectiveSpec("style"), layers=layers,
-                               weights=layer_weight_list(layers, layer_weights), pooling=pooling)
-    else:
-        f = objective_function(model, ObjectiveSpec(objective, layers[0], channel if objective == "channel" else None),
-                               pooling=pooling)
-    return f(x)

@@ -6,8 +6,9 @@ all three colour channels, slides over the image with ``stride`` px; for each po
 pixels inside it are replaced by a baseline image's pixels, and the attribution of a pixel is
 the mean, over the windows that cover it, of f(x) - f(x with that window occluded).
 
-Captum runs the whole network once per window. The objectives here (see :data:`OBJECTIVES`)
-are functions of sums over the spatial positions of per-layer statistics, so this module
+Captum runs the whole network once per window. The objectives here (the style energy of
+:func:`explorer.optim.losses.style_energy`, a layer's or a channel's mean: the
+:class:`~explorer.saliency.objectives.ObjectiveSpec` kinds other than ``class``) are functions of sums over the spatial positions of per-layer statistics, so this module
 computes the same numbers exactly by recomputing only what a window changes:
 
 1. The clean image runs once; every layer's clean activation is kept (up to the deepest layer
@@ -58,12 +59,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nets.models import FeatureNet
+from ..optim.losses import style_layer_weights
 from ..style.settings import DEFAULT_STYLE_LAYERS
+from .objectives import ObjectiveSpec, as_spec
+from .occlusion_plan import Axis, axis_starts, check_windows, occlusion_windows, plan_axis, window_batches
 
 __all__ = ["OBJECTIVES", "DEFAULT_BATCH_SIZE", "UnsupportedNetworkError", "occlusion_windows", "occlusion_fast",
-           "check_objective", "layer_list", "layer_weight_list", "supports"]
+           "supports"]
 
-#: Objectives this engine computes: the style energy, a layer's mean, a channel's mean.
+#: :class:`~explorer.saliency.objectives.ObjectiveSpec` kinds this engine computes: the style
+#: energy, a layer's mean, a channel's mean (``class`` is left to Captum).
 OBJECTIVES = ("style", "layer", "channel")
 #: Windows per batch when the caller does not say: the fastest of 8, 16, 32 and 64 on a 2-core
 #: AVX-512 CPU at 256 px (bench/bench_occlusion.py); larger batches were not faster there.
@@ -74,107 +79,6 @@ class UnsupportedNetworkError(ValueError):
     """The network (not a VGG) or the layer (behind VGG's convolutional stack) is outside what
     this engine computes; use ``captum.attr.Occlusion`` instead. Other bad arguments raise a
     plain ``ValueError``."""
-
-
-# ----------------------------------------------------------------------------- windows
-
-def _axis_starts(size: int, window: int, stride: int) -> list[int]:
-    """Window starts along one axis, Captum's way: ceil((size - window) / stride) + 1 windows at
-    0, stride, 2 stride, ...; the last one may stick out of the image (it is cut off there)."""
-    n = -(-(size - window) // stride) + 1
-    return [k * stride for k in range(n)]
-
-
-def _check_windows(height: int, width: int, window: int, stride: int) -> None:
-    for name, v in (("height", height), ("width", width), ("window", window), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive whole number, got {v!r}")
-    if window > min(height, width):
-        raise ValueError(f"the occlusion window ({window} px) is larger than the image ({width} x {height} px)")
-    if stride > window and (height > window or width > window):
-        raise ValueError(f"the stride ({stride} px) must not exceed the window ({window} px): pixels would be skipped")
-
-
-def occlusion_windows(height: int, width: int, window: int, stride: int) -> list[tuple[int, int]]:
-    """Top-left corners (y, x) of the windows, in Captum's order and placement.
-
-    Captum's ``Occlusion`` places ceil((H - window) / stride) + 1 windows along y at
-    0, stride, 2 stride, ... (likewise along x); the last one may extend past the border, where
-    it is cut off (so it occludes fewer pixels). Windows are numbered with y varying fastest.
-
-    Args:
-        height, width: image size in pixels.
-        window: side of the square window in pixels, 1 <= window <= min(height, width).
-        stride: step in pixels, 1 <= stride <= window (unless the window spans the image).
-
-    Returns:
-        list of (y, x) pixel coordinates, length ny * nx.
-
-    Raises:
-        ValueError: a window larger than the image, a stride larger than the window, or a
-            size that is not a positive whole number.
-    """
-    _check_windows(height, width, window, stride)
-    ys, xs = _axis_starts(height, window, stride), _axis_starts(width, window, stride)
-    return [(y, x) for x in xs for y in ys]
-
-
-# ----------------------------------------------------------------------------- the plan
-
-@dataclass
-class _Axis:
-    """One layer step along one axis, for every window start on that axis (arrays of length n).
-
-    The step reads a crop [crop_start, crop_start + crop_size) of the clean input activation
-    (positions < 0 or >= the map size are the zero padding), pastes the occluded region of the
-    previous step into it (R[src : src + length] -> crop[dst : dst + length]) and produces the
-    occluded region [out_start, out_start + out_size) of its output."""
-
-    crop_start: np.ndarray
-    crop_size: int
-    src: np.ndarray
-    dst: np.ndarray
-    length: np.ndarray
-    out_start: np.ndarray
-    out_size: int
-
-
-def _paste_geometry(a: np.ndarray, size: int, crop_start: np.ndarray, crop_size: int):
-    lo = np.maximum(a, crop_start)
-    hi = np.minimum(a + size, crop_start + crop_size)
-    return lo - a, lo - crop_start, np.maximum(hi - lo, 0)
-
-
-def _plan_axis(starts: Sequence[int], window: int, extent: int, ops: Sequence[tuple[str, int, int]]):
-    """Regions along one axis. ``ops``: (kind, input extent, output extent) per layer.
-
-    Returns (input region start per window, input region size, list of :class:`_Axis` or
-    ``None`` for ReLU steps)."""
-    starts = np.asarray(starts, dtype=np.int64)
-    size = min(window, extent)
-    a = np.minimum(starts, extent - size)  # the window, moved inside the image if cut off
-    first_start, first_size = a.copy(), size
-    plan: list[_Axis | None] = []
-    for kind, n_in, n_out in ops:
-        if kind == "relu":
-            plan.append(None)
-            continue
-        # the affected output interval [first, last] of each window, inside the map
-        if kind == "conv":  # output o depends on inputs o-1..o+1: the region grows by one a side
-            first, last = np.maximum(a - 1, 0), np.minimum(a + size, n_out - 1)
-        else:  # 2x2/2 pooling, floor mode: cells covering the region (a trailing odd row is dropped)
-            first = np.minimum(np.floor_divide(a, 2), n_out - 1)
-            last = np.minimum(np.floor_divide(a + size - 1, 2), n_out - 1)
-        out_size = int(max(1, (last - first + 1).max()))  # one size for all: moved inward at the borders
-        o = np.clip(first, 0, n_out - out_size)
-        if kind == "conv":
-            crop_start, crop_size = o - 1, out_size + 2
-        else:
-            crop_start, crop_size = 2 * o, 2 * out_size
-        src, dst, length = _paste_geometry(a, size, crop_start, crop_size)
-        plan.append(_Axis(crop_start, crop_size, src, dst, length, o, out_size))
-        a, size = o, out_size
-    return first_start, first_size, plan
 
 
 @dataclass
@@ -230,59 +134,15 @@ def supports(model: FeatureNet, layers: str | Sequence[str]) -> bool:
     VGG stack up to the deepest of them) instead of raising :class:`UnsupportedNetworkError`."""
     try:
         names = list(model.layer_names)
-        _check_model(model, max(model.check_layers(layer_list(layers)), key=names.index))
+        _check_model(model, max(model.check_layers(_layer_list(layers)), key=names.index))
     except ValueError:  # UnsupportedNetworkError, an unknown layer
         return False
     return True
 
 
-# ----------------------------------------------------------------------------- objective
-
-def layer_list(layers: str | Sequence[str]) -> list[str]:
+def _layer_list(layers: str | Sequence[str]) -> list[str]:
     """``layers`` as a list of names (a single name becomes a one-element list)."""
     return [layers] if isinstance(layers, str) else list(layers)
-
-
-def layer_weight_list(layers: list[str], layer_weights) -> list[float]:
-    """The style objective's w_l as a list aligned with ``layers``.
-
-    Args:
-        layers: layer names.
-        layer_weights: None (1/L each), a sequence aligned with ``layers``, or a dict by name.
-
-    Raises:
-        ValueError: a dict without some layer, or a sequence of another length.
-    """
-    if layer_weights is None:
-        return [1.0 / len(layers)] * len(layers)
-    if isinstance(layer_weights, Mapping):
-        try:
-            return [float(layer_weights[n]) for n in layers]
-        except KeyError as exc:
-            raise ValueError(f"no layer weight for style layer {exc.args[0]}") from None
-    w = [float(v) for v in layer_weights]
-    if len(w) != len(layers):
-        raise ValueError(f"{len(w)} layer weights for {len(layers)} style layers")
-    return w
-
-
-def check_objective(objective: str, layers: list[str], channel) -> None:
-    """Check an objective of :data:`OBJECTIVES` with its layers and channel (the names
-    themselves are checked against the network elsewhere).
-
-    Raises:
-        ValueError: an unknown objective, no layer, more than one layer for ``"layer"`` or
-            ``"channel"``, or a channel that is not a whole number >= 0.
-    """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
-    if not layers:
-        raise ValueError("name at least one layer")
-    if objective in ("layer", "channel") and len(layers) != 1:
-        raise ValueError(f"the {objective} objective takes exactly one layer, got {len(layers)}")
-    if objective == "channel" and (channel is None or isinstance(channel, bool) or int(channel) != channel
-                                   or channel < 0):
-        raise ValueError(f"the channel objective needs a channel number >= 0, got {channel!r}")
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -299,7 +159,7 @@ def _gather(src: torch.Tensor, ys: np.ndarray, xs: np.ndarray, hy: int, wx: int,
     return crops.permute(1, 2, 0, 3, 4)[yt, xt]
 
 
-def _paste(crop: torch.Tensor, region: torch.Tensor, ay: _Axis, ax: _Axis) -> None:
+def _paste(crop: torch.Tensor, region: torch.Tensor, ay: Axis, ax: Axis) -> None:
     """crop[b, :, dst.., dst..] = region[b, :, src.., src..] for every window b of the batch."""
     geo = np.stack([ay.src, ay.dst, ay.length, ax.src, ax.dst, ax.length], 1)
     if (geo == geo[0]).all():
@@ -320,9 +180,9 @@ def _as_pc(t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tensor | float, *,
-                   objective: str = "style", layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
+                   objective: ObjectiveSpec | str = "style", layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
                    layer_weights: Sequence[float] | Mapping[str, float] | None = None,
-                   channel: int | None = None, window: int = 32, stride: int = 16, pooling: str = "max",
+                   window: int = 32, stride: int = 16, pooling: str = "max",
                    batch_size: int = DEFAULT_BATCH_SIZE, progress: Callable[[int, int], None] | None = None,
                    channels_last: bool = True) -> torch.Tensor:
     """Occlusion attribution of a VGG objective, exactly as Captum computes it, much faster.
@@ -330,8 +190,8 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
     Equal (up to float32 rounding) to one channel of
     ``captum.attr.Occlusion(f).attribute(image, sliding_window_shapes=(3, window, window),
     strides=(3, stride, stride), baselines=baseline)`` with
-    ``f = lambda x: explorer.saliency.objectives.objective_value(model, x, objective, layers, layer_weights, channel,
-    pooling)``:
+    ``f = explorer.saliency.objectives.objective_function(model, objective, layers=layers,
+    weights=layer_weights, pooling=pooling)``:
     for each window of :func:`occlusion_windows`, d = f(image) - f(image with the window's
     pixels replaced by the baseline's, all three channels), and each pixel gets the mean of d
     over the windows that cover it (Zeiler & Fergus 2014, sec. 4.2; Captum's ``Occlusion``).
@@ -342,14 +202,15 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
         image: (1, 3, H, W) in [0, 1], H and W at least ``model.spec.min_size`` (32) px.
         baseline: (1, 3, H, W) (or broadcastable to it, or a number) in [0, 1]: the pixels a
             window is filled with.
-        objective: ``"style"`` (E = sum_l w_l ||G_l||^2 / (4 N_l^2 M_l^2), Gatys et al. 2016
-            eqs. (1)-(3) against a zero target), ``"layer"`` (mean activation of ``layers[0]``)
-            or ``"channel"`` (mean activation of channel ``channel`` of ``layers[0]``).
-        layers: layer names (``conv*``, ``relu*`` or ``pool*`` of the VGG feature stack); one
-            name for layer/channel.
-        layer_weights: w_l for ``"style"``: sequence aligned with ``layers`` or dict by name;
-            default 1/L each.
-        channel: the channel index for ``"channel"``.
+        objective: an :class:`~explorer.saliency.objectives.ObjectiveSpec` or its text
+            (``"style"``, ``"layer:NAME"``, ``"channel:NAME:K"``): the style energy
+            E = sum_l w_l ||G_l||^2 / (4 N_l^2 M_l^2) over ``layers``
+            (:func:`explorer.optim.losses.style_energy`, Gatys et al. 2016 eq. (4)-(5) against
+            a zero target), the mean activation of a layer, or of one channel of it.
+        layers: the style energy's layers (``conv*``, ``relu*`` or ``pool*`` of the VGG feature
+            stack; a single name is allowed); the layer and channel objectives name their own.
+        layer_weights: the style energy's w_l: a sequence aligned with ``layers`` or a dict by
+            name; default 1/L each (:func:`explorer.optim.losses.style_layer_weights`).
         window: window side in px, 1..min(H, W). stride: step in px, 1..window.
         pooling: ``"max"`` (as trained) or ``"avg"`` (see :meth:`FeatureNet.features`).
         batch_size: windows computed together (memory grows with it; the result does not change).
@@ -361,15 +222,21 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
         unitless).
 
     Raises:
-        UnsupportedNetworkError (a ``ValueError``): a network that is not a plain VGG, or a
-            layer behind its convolutional stack (callers fall back to Captum).
-        ValueError: unknown objective or layer (``UnknownLayerError``),
+        UnsupportedNetworkError (a ``ValueError``): a network that is not a plain VGG, a layer
+            behind its convolutional stack, or the ``class`` objective (callers fall back to
+            Captum).
+        ValueError: an objective that does not parse, an unknown layer (``UnknownLayerError``),
             a channel out of range, wrong weights, bad image/baseline shapes, a window larger
             than the image or a stride larger than the window, ``batch_size < 1``.
     """
+    spec = as_spec(objective)
+    if spec.kind not in OBJECTIVES:
+        raise UnsupportedNetworkError(f"fast occlusion computes the {', '.join(OBJECTIVES)} objectives, not "
+                                      f"{spec}; use Captum's Occlusion")
+    objective, channel = spec.kind, spec.channel
+    layers = _layer_list(layers) if objective == "style" else [spec.layer]
     _check_family(model)
-    layers = layer_list(layers)
-    check_objective(objective, layers, channel)
+    weights = style_layer_weights(layers, layer_weights) if objective == "style" else [1.0]
     model.check_layers(layers)
     if pooling not in ("max", "avg"):
         raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
@@ -378,13 +245,12 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
     names = list(model.layer_names)
     deepest = max(layers, key=names.index)
     steps_spec = _check_model(model, deepest)
-    weights = layer_weight_list(layers, layer_weights) if objective == "style" else [1.0]
     if image.dim() != 4 or image.shape[:2] != (1, 3):
         raise ValueError(f"image must have shape (1, 3, H, W), got {tuple(image.shape)}")
     H, W = int(image.shape[-2]), int(image.shape[-1])
     if min(H, W) < model.spec.min_size:
         raise ValueError(f"{model.name} needs images of at least {model.spec.min_size} px a side, got {W} x {H}")
-    _check_windows(H, W, window, stride)
+    check_windows(H, W, window, stride)
     dev = model.device
     x = image.detach().to(dev, torch.float32)
     try:
@@ -431,10 +297,10 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
         ops_y.append((kind, prev_h, oh))
         ops_x.append((kind, prev_w, ow))
         prev_h, prev_w = oh, ow
-    starts_y, starts_x = _axis_starts(H, window, stride), _axis_starts(W, window, stride)
+    starts_y, starts_x = axis_starts(H, window, stride), axis_starts(W, window, stride)
     wins = [(y, xx) for xx in starts_x for y in starts_y]  # Captum's order
     macs = [(m.in_channels * m.out_channels) if k == "conv" else 0 for _, k, m in steps_spec]
-    batches = _batches(wins, window, ops_y, ops_x, H, W, macs, batch_size)
+    batches = window_batches(wins, window, ops_y, ops_x, H, W, macs, batch_size)
     # channel objective: after the last convolution only channel k is needed
     last_conv = max(i for i, (_, k, _) in enumerate(steps_spec) if k == "conv") if objective == "channel" else None
     steps = [_Step(name, kind, module, steps_spec[i - 1][0] if i > 0 else "",
@@ -448,8 +314,8 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
         n = len(batch)
         wy = np.array([wins[i][0] for i in batch], dtype=np.int64)
         wx = np.array([wins[i][1] for i in batch], dtype=np.int64)
-        a0y, s0y, plan_y = _plan_axis(wy, window, H, ops_y)
-        a0x, s0x, plan_x = _plan_axis(wx, window, W, ops_x)
+        a0y, s0y, plan_y = plan_axis(wy, window, H, ops_y)
+        a0x, s0x, plan_x = plan_axis(wx, window, W, ops_x)
         # the occluded input region: clean normalized pixels with the normalized baseline pasted
         # in (normalization is elementwise, so this is the normalization of Captum's input)
         r_clean = _gather(padded[""], a0y, a0x, s0y, s0x, pad, slice(None), fmt)
@@ -508,40 +374,3 @@ def occlusion_fast(model: FeatureNet, image: torch.Tensor, baseline: torch.Tenso
         total[y: y + window, xx: xx + window] += d
         count[y: y + window, xx: xx + window] += 1.0
     return (total / count).float()
-
-
-def _batches(wins: list[tuple[int, int]], window: int, ops_y, ops_x, height: int, width: int,
-             macs: list[int], batch_size: int) -> list[list[int]]:
-    """Window indices in batches of at most ``batch_size``. A batch shares one region size per
-    layer (the largest of its windows'), and windows near a border have smaller regions, so
-    windows whose regions have the same sizes along y and along x go together; neighbouring
-    small groups are merged when that costs at most 10 % more multiply-adds."""
-    def sizes(starts, extent, ops):
-        return [tuple(p.out_size if p else 0 for p in _plan_axis([s], window, extent, ops)[2]) for s in starts]
-
-    ys, xs = sorted({y for y, _ in wins}), sorted({x for _, x in wins})
-    key_y, key_x = dict(zip(ys, sizes(ys, height, ops_y))), dict(zip(xs, sizes(xs, width, ops_x)))
-
-    def cost(members: list[int]) -> int:  # multiply-adds of the convolutions for a batch
-        if not members:
-            return 0
-        sy = np.max([key_y[wins[i][0]] for i in members], 0)
-        sx = np.max([key_x[wins[i][1]] for i in members], 0)
-        return len(members) * int(sum(m * a * b for m, a, b in zip(macs, sy, sx)))
-
-    groups: dict[tuple, list[int]] = {}
-    for i, (y, x) in enumerate(wins):
-        groups.setdefault((key_y[y], key_x[x]), []).append(i)
-    chunks = []
-    for key in sorted(groups, key=lambda k: cost(groups[k][:1]), reverse=True):
-        g = groups[key]
-        per = -(-len(g) // -(-len(g) // batch_size))  # equal parts of at most batch_size
-        chunks += [g[i: i + per] for i in range(0, len(g), per)]
-    batches: list[list[int]] = []
-    for c in chunks:
-        if batches and len(batches[-1]) + len(c) <= batch_size and \
-                cost(batches[-1] + c) <= 1.1 * (cost(batches[-1]) + cost(c)):
-            batches[-1] = batches[-1] + c
-        else:
-            batches.append(list(c))
-    return batches

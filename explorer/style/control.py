@@ -218,7 +218,7 @@ class ControlledTransfer(Run):
             style_t = blend[0][0]
             sm = _resize(self.regions.style[:, None], tuple(style_t.shape[-2:]), "area")[:, 0]
             cm = _resize(self.regions.content[:, None], tuple(content.shape[-2:]), "area")[:, 0]
-            targets = guides.region_style_targets(self.model, style_t, sm, layers, pooling=s.pooling)
+            targets = style_targets(self.model, style_t, layers, pooling=s.pooling, regions=sm)
             masks = guides.region_layer_masks(cm.to(self.model.device), self.model, layers)
             layer_guides = {l: LayerGuide(masks=m, plan=region_plan(m)) for l, m in masks.items()}
         elif targets is None:

@@ -1,4 +1,5 @@
-"""The Gatys objective: style targets (Gram matrices of the style images), the scales that make
+"""The Gatys objective: style targets (the one builder of every style target: plain, blended,
+saliency-guided and per-region Gram matrices of the style images), the scales that make
 the losses relative, and the composed objective ``alpha * content + beta * style + tv``
 (Gatys et al. 2016 eq. (7) plus total variation) that :class:`explorer.style.transfer.StyleTransfer`
 minimizes. Equation numbers as in :mod:`explorer.optim.losses`.
@@ -25,10 +26,11 @@ import torch
 
 from ..optim import objectives
 from ..io.images import resize_long_side, to_tensor
-from ..optim.losses import gram_matrix
+from ..optim.losses import guided_gram, region_valid
 from ..core.devices import autocast, resolve_precision, to_memory_format, use_channels_last
 from ..nets.models import FeatureNet
 from ..optim.objectives import LayerGuide, Objective
+from .guides import layer_masks, region_layer_masks
 from .settings import StyleSettings
 
 __all__ = ["style_targets", "prepare_images", "term_scales", "gatys_objective"]
@@ -43,22 +45,43 @@ def prepare_images(content, style, size: int) -> tuple[torch.Tensor, torch.Tenso
 
 @torch.no_grad()
 def style_targets(model: FeatureNet, styles: Sequence[tuple[torch.Tensor, float]] | torch.Tensor,
-                  layers: Iterable[str], *, pooling: str = "max", precision: str = "fp32") -> dict[str, torch.Tensor]:
-    """The style representation to match: per layer, the (blended) position-normalized Gram matrix.
+                  layers: Iterable[str], *, pooling: str = "max", precision: str = "fp32",
+                  weight: torch.Tensor | None = None, regions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The style representation to match, per layer: the one builder of every style target, each
+    a normalized :func:`explorer.optim.losses.guided_gram` of the style image's features F
+    (G_w = F diag(w) F^T / sum_k w_k):
+
+    * plain (no guide): w = 1 everywhere, the position-normalized Gram G / M of Gatys et al.
+      2016 eq. (3); (N_l, N_l);
+    * a weighted blend of several style images: the Gram matrices averaged with the weights
+      normalized to sum to 1 (images may have different sizes: each Gram is normalized by its
+      own number of positions M); (N_l, N_l);
+    * saliency-guided (``weight``): w the weight map area-averaged to each layer
+      (:func:`explorer.style.guides.layer_masks`); (N_l, N_l); an all-ones map gives exactly
+      the plain target;
+    * per region (``regions``): one target per region, G_{l,c}[S] of Luan et al. 2017
+      eq. (3a)-(3b) with w the region's style mask at the layer
+      (:func:`explorer.style.guides.region_layer_masks`); (R, N_l, N_l). A region whose mask is
+      (numerically) empty at a layer (:func:`explorer.optim.losses.region_valid`) gets an
+      all-zero target there, which :func:`explorer.optim.losses.region_style_layer_loss` skips.
 
     Args:
         model: the feature network.
-        styles: one style image (1, 3, H, W) in [0, 1], or a list of (image, weight) pairs whose
-            Gram matrices are averaged with the weights normalized to sum to 1. Images may have
-            different sizes: each Gram is normalized by its own number of positions M.
+        styles: one style image (1, 3, H, W) in [0, 1], or a list of (image, weight) pairs.
         layers: style layer names.
-        pooling, precision: as in :class:`StyleSettings`.
+        pooling, precision: as in :class:`StyleSettings` (the features are computed under that
+            precision's autocast; the Gram matrices are float32).
+        weight: an (H, W) weight map in [0, 1] at the style image's size (one style image only).
+        regions: (R, H, W) region masks of the style image in [0, 1] (one style image only).
 
     Returns:
-        dict layer -> float32 tensor (N_l, N_l) on the model's device.
+        dict layer -> float32 tensor (N_l, N_l), or (R, N_l, N_l) with ``regions``, on the
+        model's device: a plain dict, safe to copy or move.
 
     Raises:
-        ValueError: no style image, or weights that do not sum to a positive number.
+        ValueError: no style image, weights that do not sum to a positive number, a guide with
+            more than one style image or with both ``weight`` and ``regions``, or a guide whose
+            size is not the style image's; UnknownLayerError: an unknown layer.
     """
     if isinstance(styles, torch.Tensor):
         styles = [(styles, 1.0)]
@@ -69,6 +92,7 @@ def style_targets(model: FeatureNet, styles: Sequence[tuple[torch.Tensor, float]
     if not total > 0:
         raise ValueError("style weights must sum to a positive number")
     layers = model.check_layers(layers)
+    masks = _guide_masks(model, styles, layers, weight, regions)
     dtype = resolve_precision(precision, model.device)
     out: dict[str, torch.Tensor] = {}
     for img, w in styles:
@@ -76,9 +100,45 @@ def style_targets(model: FeatureNet, styles: Sequence[tuple[torch.Tensor, float]
         with autocast(model.device, dtype):
             feats = model.features(x, layers, pooling=pooling)
         for name in layers:
-            g = gram_matrix(feats[name], normalize=True)[0] * (w / total)
+            if regions is None:
+                g = guided_gram(feats[name], None if masks is None else masks[name])[0]
+            else:
+                f = feats[name].float()
+                ok = region_valid(masks[name])
+                n = f.shape[1]
+                g = torch.zeros(len(ok), n, n, device=f.device, dtype=torch.float32)
+                for r in torch.nonzero(ok).flatten().tolist():
+                    g[r] = guided_gram(f, masks[name][r])[0]
+            g = g * (w / total)
             out[name] = out[name] + g if name in out else g
     return out
+
+
+def _guide_masks(model: FeatureNet, styles: list, layers: list[str], weight: torch.Tensor | None,
+                 regions: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
+    """The guide of :func:`style_targets` at every layer: (H_l, W_l) for ``weight``, (R, H_l, W_l)
+    for ``regions``, None without a guide. Raises ValueError as :func:`style_targets` says."""
+    if weight is None and regions is None:
+        return None
+    if weight is not None and regions is not None:
+        raise ValueError("give a saliency weight map or region masks, not both")
+    if len(styles) != 1:
+        raise ValueError("guided and per-region style targets take one style image, not a blend")
+    style = styles[0][0]
+    if not isinstance(style, torch.Tensor) or style.dim() != 4 or style.shape[:2] != (1, 3):
+        raise ValueError(f"the style image must have shape (1, 3, H, W); got "
+                         f"{tuple(style.shape) if isinstance(style, torch.Tensor) else type(style).__name__}")
+    if weight is not None:
+        if tuple(weight.shape) != tuple(style.shape[-2:]):
+            raise ValueError(f"weight map {tuple(weight.shape)} does not match the style image "
+                             f"{tuple(style.shape[-2:])}")
+        return layer_masks(weight, model, layers)
+    if not isinstance(regions, torch.Tensor) or regions.dim() != 3:
+        raise ValueError("style region masks must have shape (R, H, W)")
+    if tuple(regions.shape[-2:]) != tuple(style.shape[-2:]):
+        raise ValueError(f"style masks are {regions.shape[-1]}x{regions.shape[-2]} px but the style image is "
+                         f"{style.shape[-1]}x{style.shape[-2]} px")
+    return region_layer_masks(regions.to(model.device), model, layers)
 
 
 def term_scales(content_target: torch.Tensor, targets: Mapping[str, torch.Tensor], normalization: str,
