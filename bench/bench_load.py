@@ -47,7 +47,7 @@ def render_home(n: int) -> list[float]:
 def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
     from explorer.io import samples
     from explorer.style import transfer as style
-    from explorer.app import ui
+    from explorer.app import runs, ui
     from explorer.style import settings as style_settings
     from explorer.style.blend import prepare_blend
     from tests.test_load import Bar
@@ -61,7 +61,7 @@ def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
     def run(k):
         settings = style_settings.StyleSettings(size=128, steps=100_000, seed=k, optimizer="adam")
         c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
-        gen = ui._queued(style.StyleTransfer(model, c, blend, settings), Bar())
+        gen = runs._queued(style.StyleTransfer(model, c, blend, settings), Bar())
         try:
             for ev in gen:
                 steps[k] = ev.step

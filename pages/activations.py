@@ -140,11 +140,10 @@ if acts is not None:
             grid = views.channel_grid(acts, top, cols=min(8, len(top)), cell=128)
             st.image(grid, caption=f"Top {len(top)} of {acts.shape[0]} channels of {layer}, by {rank}")
             grid_info = {"weights": model.weights.label, "layer": layer}  # PNG encoded again only for another grid
-            png = ui.result_bytes(st.session_state.setdefault("act_downloads", {}), "grid",
-                                  lambda: outputs.png_bytes(grid, pnginfo=grid_info),
-                                  depends=(hashlib.sha1(grid.tobytes()).hexdigest(), *grid_info.values()))
-            st.download_button("Download grid (PNG)", png,
-                               file_name=f"{layer}-top{len(top)}.png", mime="image/png", key="download_grid")
+            ui.downloads(st.session_state.setdefault("act_downloads", {}), [
+                ui.Download("Download grid (PNG)", f"{layer}-top{len(top)}.png", "image/png", "download_grid",
+                            lambda: outputs.png_bytes(grid, pnginfo=grid_info), slot="grid",
+                            depends=(hashlib.sha1(grid.tobytes()).hexdigest(), *grid_info.values()))], widths=[1])
             st.caption("Each tile is one channel's feature map, coloured from its own minimum (dark purple) to its own "
                        "maximum (yellow); the label gives the channel index and that value range. Bright areas are "
                        "where the pattern this channel detects is present in the picture.")

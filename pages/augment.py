@@ -115,10 +115,8 @@ elif not styles:
     st.info("Choose at least one style image.")
 
 ready = model is not None and up is not None and bool(styles) and settings is not None
-b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
-run_clicked = b1.button("Augment", type="primary", disabled=not ready, key="aug_run", width="stretch")
-if b2.button("Stop", key="aug_stop", width="stretch"):
-    st.toast("Stopped: the images finished so far are kept.")
+run_clicked = ui.run_buttons(ready, run_key="aug_run", stop_key="aug_stop", label="Augment",
+                             toast="Stopped: the images finished so far are kept.")
 
 SHOWN = 6
 
@@ -175,6 +173,7 @@ if res:
         st.warning(f"{len(res['skipped'])} input file(s) skipped (listed in skipped.csv):")
         st.dataframe(res["skipped"], hide_index=True, key="aug_skipped")
     if res["zip"]:
-        st.download_button("Download the augmented dataset (.zip)", res["zip"], file_name="augmented.zip",
-                           mime="application/zip", key="aug_download",
-                           help="The class folders with the stylized images, manifest.csv and skipped.csv")
+        ui.downloads(res, [ui.Download("Download the augmented dataset (.zip)", "augmented.zip", "application/zip",
+                                       "aug_download", lambda: res["zip"],
+                                       help="The class folders with the stylized images, manifest.csv and skipped.csv")],
+                     widths=[1])

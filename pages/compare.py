@@ -99,11 +99,10 @@ elif painted:
 
 ready = model is not None and content is not None and style_img is not None and settings is not None \
     and guide is not None and (mask is not None or not painted)
-b1, b2, b3, _ = st.columns([1.4, 1, 1, 5])  # Run, sweep and Stop side by side at any width
-run_clicked = b1.button("Run comparison", type="primary", disabled=not ready, key="cmp_run", width="stretch")
-sweep_clicked = b2.button("k% sweep", disabled=not ready or painted, key="cmp_sweep", width="stretch",
-                          help="Guided transfer with keep = 10, 30, 60 and 100 % (a painted mask has no k)")
-b3.button("Stop", key="cmp_stop", width="stretch")
+run_clicked, sweep_clicked = ui.run_buttons(
+    ready, run_key="cmp_run", stop_key="cmp_stop", label="Run comparison", widths=(1.4, 1, 1, 5),
+    also=("k% sweep", "cmp_sweep", ready and not painted,
+          "Guided transfer with keep = 10, 30, 60 and 100 % (a painted mask has no k)"))
 
 page_run = ui.PageRun("compare")  # the comparison
 keep_run = ui.PageRun("compare_sweep")  # the k% sweep
@@ -194,14 +193,12 @@ if res:
             if res["history"][k]:
                 col.plotly_chart(plots.loss_figure(res["history"][k], scale=used, title=f"{name}: loss per step"),
                                  key=f"cmp_chart_{k}")
-        d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
         info = {"weights": res["weights_label"]}
-        full, guided = (ui.result_bytes(res, k, lambda k=k: outputs.png_bytes(res[k], pnginfo=info))
-                        for k in ("full", "guided"))
-        d1.download_button("Download full-Gram PNG", full,
-                           file_name="full_gram.png", mime="image/png", key="cmp_download_full")
-        d2.download_button("Download guided PNG", guided,
-                           file_name="guided_gram.png", mime="image/png", key="cmp_download_guided")
+        ui.downloads(res, [  # three columns: room for the labels at 1280 px
+            ui.png_download(res, key="cmp_download_full", file_name="full_gram.png", label="Download full-Gram PNG",
+                            image="full", pnginfo=info),
+            ui.png_download(res, key="cmp_download_guided", file_name="guided_gram.png", label="Download guided PNG",
+                            image="guided", pnginfo=info)], widths=[1, 1, 1])
 
 sweep = keep_run.result
 if sweep:

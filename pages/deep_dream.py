@@ -95,12 +95,21 @@ except ValueError as exc:
 
 ready = model is not None and settings is not None and (img is not None or start != "an image") and \
     (objective != "guide" or guide_img is not None) and (objective != "class" or class_name)
-b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
-run_clicked = b1.button("Run", type="primary", disabled=not ready, key="dream_run", width="stretch")
-b2.button("Stop", key="dream_stop", width="stretch")
+run_clicked = ui.run_buttons(ready, run_key="dream_run", stop_key="dream_stop")
 
 page_run = ui.PageRun("dream")
 page_run.recover()
+
+
+def result_fields(run) -> dict:
+    """The result section's fields of a finished or stopped dream (or dream-zoom)."""
+    if isinstance(run, ZoomRun):
+        frames = [images.to_pil(f) for f in run.frames] or [page_run.pending["input_image"]]
+        return {"image": frames[-1], "frames": frames, "report": run.report(), "history": [], "notes": run.notes}
+    result = run.result()
+    return {"image": images.to_pil(result.image), "report": result.report(), "history": result.history,
+            "frames": [images.to_pil(f) for f in result.animation_frames()], "notes": result.notes}
+
 
 if run_clicked and ready:
     x = images.to_tensor(images.resize_long_side(img.image, settings.size)) if img is not None else \
@@ -113,40 +122,32 @@ if run_clicked and ready:
             st.info(note)
         page_run.start({"inputs": {"image": ref}, "settings": settings.to_dict(),
                         "weights_label": model.weights.label, "input_image": images.to_pil(x)})
-        page_run.events(run, preview_caption="Dream")
+        page_run.events(run, preview_caption="Dream", fields=result_fields)
     except ValueError as exc:  # bad channel, unknown class, guide problems: checked before the run starts
         st.error(ui.one_line(exc))
     else:
-        if zoom_mode:
-            frames = [images.to_pil(f) for f in run.frames]
-            page_run.finish(image=frames[-1], frames=frames, report=run.report(), history=[])
-        else:
-            result = run.result()
-            page_run.finish(image=images.to_pil(result.image), report=result.report(),
-                            frames=[images.to_pil(f) for f in result.animation_frames()], history=result.history)
+        page_run.finish(**result_fields(run))
 
 res = page_run.result
 if res:
     ui.result_heading(res)
-    for note in (res.get("report") or {}).get("notes") or []:
-        if note.startswith(dream.DEAD_START):  # a flat start and a dead channel: say why, offer the fix
+    for note in res["notes"]:
+        if getattr(note, "code", None) == dream.DEAD_START_CODE:  # a flat start and a dead channel: say why, offer the fix
             st.warning(f"Nothing changed: {note}.")
             st.button("Start from noise instead", key="dream_use_noise",
                       on_click=lambda: st.session_state.update(dream_start="noise"))
     cols = st.columns(2)
     cols[0].image(res["input_image"], caption="Input", width="stretch")
     cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})", width="stretch")
-    report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
+    report = res["report"]
     report["inputs"] = res["inputs"]
-    d1, d2, d3, _ = st.columns([1, 1.4, 1, 1])
-    png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
-    d1.download_button("Download PNG", png, file_name="dream.png", mime="image/png", key="dream_download_png")
-    d2.download_button("Download recipe (JSON)", outputs.json_text(report), file_name="dream-recipe.json",
-                       mime="application/json", key="dream_download_json",
-                       help="Replay with: python -m explorer dream IMAGE --recipe dream-recipe.json -o out.png")
-    if res.get("frames") and len(res["frames"]) > 1:
-        d3.download_button("Download GIF", ui.result_bytes(res, "gif", lambda: outputs.gif_bytes(res["frames"], 600)),
-                           file_name="dream.gif", mime="image/gif", key="dream_download_gif")
+    gif = ui.Download("Download GIF", "dream.gif", "image/gif", "dream_download_gif",
+                      lambda: outputs.gif_bytes(res["frames"], 600), slot="gif") if len(res["frames"]) > 1 else None
+    ui.downloads(res, [
+        ui.png_download(res, key="dream_download_png", file_name="dream.png", pnginfo={"weights": res["weights_label"]}),
+        ui.recipe_download(report, key="dream_download_json", file_name="dream-recipe.json",
+                           help="Replay with: python -m explorer dream IMAGE --recipe dream-recipe.json -o out.png"),
+        gif], widths=[1, 1.4, 1, 1])
     if res.get("history"):
         st.plotly_chart(plots.loss_figure(res["history"], keys=("objective",), title="Objective per step",
                                           log=False),

@@ -120,10 +120,8 @@ except ValueError as exc:
     settings = {}
 
 ready = model is not None and pil is not None and bool(settings)
-b1, b2, _ = st.columns([2, 1, 5])
-run_clicked = b1.button("Compute heatmap" + ("s" if len(methods) > 1 else ""), type="primary", disabled=not ready,
-                        key="sal_run", width="stretch")
-b2.button("Stop", key="sal_stop", width="stretch")
+run_clicked = ui.run_buttons(ready, run_key="sal_run", stop_key="sal_stop", widths=(2, 1, 5),
+                             label="Compute heatmap" + ("s" if len(methods) > 1 else ""))
 
 page_run = ui.PageRun("saliency")
 page_run.recover()
@@ -173,17 +171,16 @@ if res:
             st.info(f"These maps come from a network with {res['weights_label']}: they show what an untrained "
                     "network responds to (colour, contrast and edges pass through random filters), not what a "
                     "trained one has learned to look for.")
-        d1, d2 = st.columns(2)
-        overlay_png = ui.result_bytes(res, "overlay", lambda: outputs.png_bytes(
-            attribution.overlay_image(main.image, main.values, opacity),
-            pnginfo={"weights": res["weights_label"], "heatmap": outputs.json_text(main.report(), indent=None)}),
-            depends=opacity)
-        d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
-                           mime="image/png", key="sal_download_png")
-        npy = ui.result_bytes(res, "npy", lambda: outputs.npy_bytes(main.values))
-        d2.download_button("Download heatmap (.npy)", npy, width="stretch", file_name="saliency_heatmap.npy",
-                           mime="application/octet-stream", key="sal_download_npy",
-                           help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")
+        ui.downloads(res, [
+            ui.Download("Download overlay PNG", "saliency_overlay.png", "image/png", "sal_download_png",
+                        lambda: outputs.png_bytes(attribution.overlay_image(main.image, main.values, opacity),
+                                                  pnginfo={"weights": res["weights_label"],
+                                                           "heatmap": outputs.json_text(main.report(), indent=None)}),
+                        slot="overlay", depends=opacity),
+            ui.Download("Download heatmap (.npy)", "saliency_heatmap.npy", "application/octet-stream", "sal_download_npy",
+                        lambda: outputs.npy_bytes(main.values), slot="npy",
+                        help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")],
+            widths=[1, 1], stretch=True)
 
     with side:
         st.markdown("**Top-k mask**")

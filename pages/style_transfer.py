@@ -179,13 +179,20 @@ blocked = control.unsupported(settings, len(styles), mask_inputs=mask_uploads) \
 if blocked:  # said before Run, not after
     st.warning(f"Run is off: {blocked}.")
 ready = model is not None and content is not None and styles is not None and settings is not None and not blocked
-b1, b2, _ = st.columns([1, 1, 6])
-run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run", width="stretch")
-if b2.button("Stop", key="stop", width="stretch"):
-    st.toast("Stopped: the last preview is kept.")
+run_clicked = ui.run_buttons(ready, run_key="run", stop_key="stop", toast="Stopped: the image so far is kept.")
 
 page_run = ui.PageRun("style")
 page_run.recover()
+
+
+def result_fields(run: control.ControlledTransfer) -> dict:
+    """The result section's fields of a finished or stopped run."""
+    result = run.result()
+    report = run.report()
+    report["inputs"] = page_run.pending["inputs"]
+    return {"image": images.to_pil(result.image), "history": result.history, "report": report,
+            "stopped": result.stopped}
+
 
 if run_clicked and ready:
     try:
@@ -207,15 +214,12 @@ if run_clicked and ready:
         for note in run.notes:
             st.caption(f"Note: {note}")
         page_run.events(run, scale={"content": settings.content_weight, "style": settings.style_weight,
-                                    "tv": settings.tv_weight, "photo": settings.photo_lambda})
+                                    "tv": settings.tv_weight, "photo": settings.photo_lambda},
+                        fields=result_fields)
         if not run.started:  # its first scale was refused: run_events showed why in one line
             page_run.cancel()
         else:
-            result = run.result()
-            report = run.report(result)
-            report["inputs"] = page_run.pending["inputs"]
-            page_run.finish(image=images.to_pil(result.image), history=result.history, report=report,
-                            stopped=result.stopped)
+            page_run.finish(**result_fields(run))
 
 res = page_run.result
 if res:
@@ -231,15 +235,11 @@ if res:
     for note in res.get("notes") or []:
         st.caption(f"Note: {note}")
     pnginfo = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
-    d1, d2, _ = st.columns([1, 1.4, 2])
-    d1.download_button("Download PNG", ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo)),
-                       file_name="stylized.png", mime="image/png", key="download_png")
-    report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
-                                   "weights_label": res["weights_label"], "stopped": res.get("stopped"),
-                                   "history": res["history"]}
-    d2.download_button("Download settings (JSON)", outputs.json_text(report), file_name="recipe.json",
-                       mime="application/json", key="download_json",
-                       help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")
+    ui.downloads(res, [
+        ui.png_download(res, key="download_png", file_name="stylized.png", pnginfo=pnginfo),
+        ui.recipe_download(res["report"], key="download_json", file_name="recipe.json", label="Download settings (JSON)",
+                           help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")],
+        widths=[1, 1.4, 2])
     hist = res["history"]
     if hist:
         s_ = res["settings"]
@@ -248,5 +248,5 @@ if res:
                                           per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"],
                                           layer_weights=style_settings.StyleSettings.from_dict(s_).layer_weights),
                         key="final_chart")
-        took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
+        took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. "
         st.caption(took + style_settings.describe_final_losses(hist[-1], s_))

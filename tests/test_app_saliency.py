@@ -123,11 +123,11 @@ def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
 
 
 def test_occlusion_reports_progress_while_it_runs(monkeypatch):
-    from explorer.app import ui
+    from explorer.app import runs
 
     seen = []
-    show = ui._EventView.show
-    monkeypatch.setattr(ui._EventView, "show", lambda self, ev: seen.append(ev) or show(self, ev))
+    show = runs._EventView.show
+    monkeypatch.setattr(runs._EventView, "show", lambda self, ev: seen.append(ev) or show(self, ev))
     at = saliency_page()
     at.selectbox(key="sal_method").set_value("occlusion")
     at.slider(key="sal_window").set_value(16)

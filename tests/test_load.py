@@ -2,7 +2,7 @@
 
 Sessions are threads that call what the pages call (``ui.cached_model``,
 ``ui.cached_style_targets``, ``style.StyleTransfer``, ``attribution.AttributionRun``, all
-through the shared run queue ``ui._queued``), because each Streamlit session runs its script in
+through the shared run queue ``runs._queued``), because each Streamlit session runs its script in
 its own thread of one process. AppTest instances cannot run side by side in threads: every
 ``AppTest.run`` installs a mock ``Runtime._instance`` (and resets ``PagesManager`` state) for
 the whole process and sets it back to None when it ends, so concurrent AppTests would tear down
@@ -30,7 +30,7 @@ from explorer.saliency import attribution
 from explorer.io import images, samples
 from explorer.nets import models
 from explorer.style import transfer as style
-from explorer.app import ui
+from explorer.app import runs, ui
 from explorer.nets import weights
 from explorer.style import settings as style_settings
 from explorer.style.blend import prepare_blend
@@ -81,12 +81,12 @@ def session_work(i: int, tracker: dict | None = None) -> dict:
     targets = ui.cached_style_targets(model, blend[0][0], settings)
     run = style.StyleTransfer(model, c, targets, settings)
     bar = Bar()
-    for _ in ui._queued(_tracked(run, tracker), bar):
+    for _ in runs._queued(_tracked(run, tracker), bar):
         pass
     result = run.result()
     method = "guided_backprop" if i == 0 else "saliency"
     heat_run = attribution.AttributionRun(model, result.image, attribution.AttributionSettings(method=method, size=64))
-    for _ in ui._queued(_tracked(heat_run, tracker), bar):
+    for _ in runs._queued(_tracked(heat_run, tracker), bar):
         pass
     return {"image": result.image, "heat": heat_run.result().values, "waited": bar.positions, "model": model}
 
@@ -195,7 +195,7 @@ def test_home_page_renders_while_four_runs_are_in_progress(monkeypatch, tmp_path
         settings = style_settings.StyleSettings(size=128, steps=500, seed=k, optimizer="adam")
         c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
         run = style.StyleTransfer(vgg19, c, blend, settings)
-        gen = ui._queued(run, Bar())
+        gen = runs._queued(run, Bar())
         try:
             for ev in gen:
                 if ev.step == 1:
@@ -238,7 +238,7 @@ def test_stopping_a_run_frees_its_slot_and_its_tensors(vgg19, images64):
     settings = style_settings.StyleSettings(size=64, steps=50, optimizer="lbfgs")
     run = style.StyleTransfer(vgg19, content, style_img, settings)
     x, last_good = weakref.ref(run.x), weakref.ref(run.last_good)
-    gen = ui._queued(run, Bar())
+    gen = runs._queued(run, Bar())
     for ev in gen:
         if ev.step == 3:
             break
@@ -250,7 +250,7 @@ def test_stopping_a_run_frees_its_slot_and_its_tensors(vgg19, images64):
     assert x() is None and last_good() is None  # the image, its optimizer state and history are gone
     # the app stays usable: the next run takes the slot and finishes
     nxt = style.StyleTransfer(vgg19, content, style_img, style_settings.StyleSettings(size=64, steps=2))
-    assert [ev.step for ev in ui._queued(nxt, Bar())] == [0, 1, 2]
+    assert [ev.step for ev in runs._queued(nxt, Bar())] == [0, 1, 2]
     assert ui.heavy_runs().running == 0
     ui.heavy_runs.clear()
 
@@ -270,7 +270,7 @@ def test_streamlit_stop_in_the_progress_view_ends_the_run(monkeypatch, vgg19, im
         if ev.step == 2:
             raise StopException()
 
-    monkeypatch.setattr(ui._EventView, "show", show)
+    monkeypatch.setattr(runs._EventView, "show", show)
     run = style.StyleTransfer(vgg19, content, style_img, style_settings.StyleSettings(size=64, steps=100))
     ref = weakref.ref(run.x)
     with pytest.raises(StopException):

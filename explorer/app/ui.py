@@ -1,16 +1,16 @@
 """The few Streamlit helpers every page shares: the app shell (entry point, page guard, the
-weights/device sidebar), the cached model, style targets, activations and heatmaps, the
-run/progress widget (:func:`run_events`, the shared queue of heavy runs) and a page's run state
-(:class:`PageRun`). Pages stay thin: widgets in, explorer calls, results out. The input pickers
-are in :mod:`explorer.app.pickers`.
+weights/device sidebar), the cached model, style targets, activations and heatmaps. Pages stay
+thin: widgets in, explorer calls, results out. How a page runs a computation (Run/Stop buttons,
+progress, :class:`~explorer.app.runs.PageRun`, downloads) is in :mod:`explorer.app.runs`, whose
+public names this module re-exports (pages call them through ``ui``); the input pickers are in
+:mod:`explorer.app.pickers`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-import time
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Sequence
 
 import streamlit as st
 
@@ -28,15 +28,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..activations import views
-from ..nets import memory, models, registry
+from ..nets import models, registry
 from ..nets.layers import layer_activations
 from ..core import devices
-from ..io import images
-from . import plots  # noqa: E402
 from .page_state import keep_settings, result_bytes  # noqa: E402
-from ..core.progress import ProgressEvent  # noqa: E402
-from ..core.runs import Run  # noqa: E402
-from ..core.runqueue import RunQueue, default_slots  # noqa: E402
+from .runs import (Download, PageRun, downloads, heatmap_cache, heavy_runs, one_line, png_download,  # noqa: E402
+                   progress_text, queue_message, recipe_download, result_heading, run_buttons, run_events)
 from ..nets.weights import WeightsError, WeightsMissingError, untrained_allowed, weights_status  # noqa: E402
 
 __all__ = [
@@ -57,7 +54,12 @@ __all__ = [
     "heavy_runs",
     "queue_message",
     "result_heading",
+    "run_buttons",
     "PageRun",
+    "Download",
+    "png_download",
+    "recipe_download",
+    "downloads",
     "one_line",
     "device_summary",
     "result_bytes",
@@ -93,11 +95,6 @@ def page_guard() -> None:
 
     runpy.run_path(str(installation.app_script()), run_name="__main__")
     st.stop()
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one readable line (no traceback)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -264,262 +261,12 @@ def weights_notice(model: models.FeatureNet) -> None:
                    "ImageNet weights are available.", icon="⚠️")
 
 
-def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mapping[str, float] | None = None,
-               preview_caption: str = "Current image") -> ProgressEvent | None:
-    """Render a computation's progress events: a progress bar with step count and elapsed
-    time, a live preview and Plotly loss curves. The latest preview and losses are kept in
-    ``st.session_state[state_key]`` so they survive a Stop (which reruns the script).
-
-    The computation waits its turn in :func:`heavy_runs` (the page shows its place in the
-    queue) and gives its slot back when it ends or the user stops it. A part of the run that
-    is refused for memory (:class:`~explorer.nets.memory.MemoryEstimateError`) or that runs out of
-    memory anyway (CUDA's OutOfMemoryError: the cache is emptied) ends the run with one
-    ``st.error`` line; the run keeps what it had: an :class:`explorer.core.runs.Run` is marked with
-    :meth:`~explorer.core.runs.Run.stop` (its ``stopped`` says why and its result reports itself as
-    partial); a plain iterable of events has no result to mark.
-
-    Pages call it through :meth:`PageRun.events`, which passes the page's ``state_key``.
-
-    Returns:
-        the last event seen.
-    """
-    area = st.empty()  # cleared at the end: the page then shows the result section instead
-    view = _EventView(area.container(), state_key, scale, preview_caption)
-    last = None
-    queued = _queued(events, view.bar)
-    failed = None
-    try:
-        for ev in queued:
-            view.show(ev)
-            last = ev
-    except memory.MemoryEstimateError as exc:  # a part of the run (a larger scale, a batch) cannot fit
-        failed = one_line(exc)
-    except (RuntimeError, MemoryError) as exc:  # out of (GPU) memory although the estimate fitted
-        if not memory.is_out_of_memory(exc):
-            raise
-        failed = memory.out_of_memory_message(exc)
-    finally:
-        queued.close()  # gives the slot back at once, also when the user stopped the page
-    if failed is not None:  # the exception (and the frames holding the run's tensors) is gone now
-        memory.free_cached_memory()
-        if isinstance(events, Run):
-            events.stop(failed)  # the run's result() then reports itself as partial
-        st.error(failed)
-        return last
-    area.empty()
-    return last
-
-
-def progress_text(ev: ProgressEvent) -> str:
-    """The progress bar's line: ``"Step 12 of 100 · scale 1 of 2 (181x136 px) · 3.1 s · 0.26 s/step"``
-    (the stage only for multi-stage runs; seconds per step, averaged since Run, from step 1 on)."""
-    stage = f" · {ev.stage}" if ev.stage else ""
-    pace = f" · {ev.elapsed / ev.step:.2f} s/step" if ev.step > 0 else ""
-    return f"Step {ev.step} of {ev.total}{stage} · {ev.elapsed:.1f} s{pace}"
-
-
-class _EventView:
-    """The progress bar, preview and loss chart of one run."""
-
-    def __init__(self, box, state_key: str, scale, preview_caption: str):
-        self.box, self.state_key, self.scale, self.caption = box, state_key, scale, preview_caption
-        self.bar = box.progress(0.0, text="Starting…")
-        left, right = box.columns([1, 1])
-        self.preview_slot, self.chart_slot = left.empty(), right.empty()
-        self.rows: list[dict] = []
-        self.last_chart = 0.0
-        self.charts = 0  # chart keys count renders: a step number repeats at each coarse-to-fine scale
-
-    def show(self, ev: ProgressEvent) -> None:
-        if ev.losses:
-            self.rows.append({"step": ev.step, **ev.losses})
-        self.bar.progress(ev.fraction, text=progress_text(ev))
-        partial = st.session_state.setdefault(self.state_key, {})
-        partial.update(rows=self.rows, step=ev.step, total=ev.total)
-        if ev.preview is not None:
-            pil = images.to_pil(ev.preview)
-            partial["preview"] = pil
-            # as wide as the chart beside it: a 256 px preview at its own size looked tiny
-            self.preview_slot.image(pil, caption=f"{self.caption}, step {ev.step}", width="stretch")
-            now = time.monotonic()
-            if self.rows and (now - self.last_chart > 0.5 or ev.done):
-                self.charts += 1
-                self.chart_slot.plotly_chart(plots.loss_figure(self.rows, scale=self.scale),
-                                             key=f"{self.state_key}_chart_{self.charts}")
-                self.last_chart = now
-        if ev.message:
-            self.box.info(ev.message)
-
-
-@st.cache_resource(show_spinner=False)
-def heavy_runs() -> RunQueue:
-    """The process-wide queue of heavy runs (``EXPLORER_MAX_RUNS`` at a time, default 1),
-    shared by every browser session."""
-    return RunQueue(default_slots())
-
-
-def queue_message(position: int, running: int, slots: int) -> str:
-    """What a waiting run's progress bar says: what it waits for, and that it starts by itself.
-
-    Args:
-        position: 1 for the next run to start, 2 for the one after it, ...
-        running: heavy runs in progress now (in any browser), ``slots``: how many may run at once.
-    """
-    others = f"{running} run{'s' if running != 1 else ''} from other browsers or tabs"
-    ahead = "" if position <= 1 else f", and {position - 1} queued before yours"
-    return (f"Waiting for the machine: {others} in progress{ahead}. It runs {slots} at a time, so that each "
-            "finishes sooner; yours starts by itself as soon as one ends.")
-
-
-def _queued(events: Iterable[ProgressEvent], bar) -> Iterator[ProgressEvent]:
-    queue = heavy_runs()
-
-    def waiting(position: int) -> None:
-        bar.progress(0.0, text=queue_message(position, queue.running, queue.slots))
-
-    with queue.slot(on_wait=waiting):
-        yield from events
-
-
-def result_heading(result: dict) -> None:
-    """The "Result" heading of a page, with a warning when the result is partial (stopped)."""
-    st.subheader("Result")
-    if result.get("stopped"):
-        st.warning(f"Partial result: {result['stopped']}.")
-
-
-class PageRun:
-    """The run state of one page's run, kept in the session under ``name``: its result, the
-    inputs of the run in progress, whether one is in progress, and the partial state
-    :func:`run_events` keeps (its last preview and loss rows) so that a Stop keeps something.
-
-    On a page: ``page_run = ui.PageRun("style")``, ``page_run.recover()`` near the top; on Run
-    ``start(pending)``, ``events(run)``, then ``finish(image=...)`` (or ``cancel()``); then draw
-    ``page_run.result``, its downloads encoded once through :func:`result_bytes`. The session keys are ``{name}_result``, ``{name}_pending``,
-    ``{name}_running`` and ``{name}_partial`` (:attr:`state_key`); pages use this class instead.
-
-    Args:
-        name: the page's run name (``"style"``, ``"dream"``, ``"saliency"``, ...), unique per run
-            kind of the app.
-    """
-
-    def __init__(self, name: str):
-        self.name = name
-
-    @property
-    def state_key(self) -> str:
-        """The session key of the partial state :func:`run_events` keeps for this run."""
-        return f"{self.name}_partial"
-
-    @property
-    def result(self) -> dict | None:
-        """The stored result (the pending fields merged with the finished or partial run's
-        fields and ``stopped``), or None when there is none yet."""
-        return st.session_state.get(f"{self.name}_result")
-
-    @property
-    def pending(self) -> dict:
-        """The fields of the run in progress (or of the last one started), ``{}`` when none."""
-        return st.session_state.get(f"{self.name}_pending", {})
-
-    @property
-    def running(self) -> bool:
-        """True from :meth:`start` until :meth:`finish`, :meth:`cancel` or :meth:`recover`."""
-        return bool(st.session_state.get(f"{self.name}_running"))
-
-    def start(self, pending: dict) -> None:
-        """Mark a run as in progress; ``pending`` (inputs, settings, labels) is merged into the
-        result when it finishes or is stopped."""
-        st.session_state[f"{self.name}_pending"] = pending
-        st.session_state[self.state_key] = {}
-        st.session_state[f"{self.name}_running"] = True
-
-    def events(self, run: Iterable[ProgressEvent], *, scale: Mapping[str, float] | None = None,
-               preview_caption: str = "Current image") -> ProgressEvent | None:
-        """:func:`run_events` for this page's run (progress bar, preview, loss chart; the
-        partial state under :attr:`state_key`). Returns the last event seen."""
-        return run_events(run, state_key=self.state_key, scale=scale, preview_caption=preview_caption)
-
-    def cancel(self) -> None:
-        """Forget a run that ended before its first step (refused for memory, say:
-        :func:`run_events` has shown why in one line); the previous result stays on the page."""
-        st.session_state[f"{self.name}_running"] = False
-        st.session_state.pop(f"{self.name}_pending", None)
-
-    def finish(self, **fields) -> None:
-        """Store the finished run's result: the pending fields, ``stopped=None`` and ``fields``
-        (``image`` and anything else; a ``stopped`` among them wins)."""
-        st.session_state[f"{self.name}_running"] = False
-        st.session_state[f"{self.name}_result"] = {**self.pending, "stopped": None, **fields}
-
-    def clear(self) -> None:
-        """Forget the stored result (the page shows none until the next one)."""
-        st.session_state.pop(f"{self.name}_result", None)
-
-    def recover(self, partial_result: Callable[[dict], dict | None] | None = None) -> None:
-        """Call near the top of a page: if the previous script run was interrupted mid-run
-        (Stop, or any widget change, reruns the script), keep its last preview as a partial
-        result (``image``, ``history``, ``report=None`` and ``stopped`` "stopped at step k of
-        n").
-
-        ``partial_result``, when given, builds the result fields from the partial state (the
-        dict :func:`run_events` kept: ``preview``, ``rows``, ``step``, ``total``) instead, e.g.
-        the cells a sweep finished; returning None keeps no result (the previous one stays)."""
-        state = st.session_state
-        if not state.get(f"{self.name}_running"):
-            return
-        state[f"{self.name}_running"] = False
-        partial = state.get(self.state_key) or {}
-        stopped = f"stopped at step {partial.get('step')} of {partial.get('total')}"
-        if partial_result is not None:
-            fields = partial_result(partial)
-            if fields:
-                state[f"{self.name}_result"] = {**self.pending, **fields, "stopped": stopped}
-            return
-        if partial.get("preview") is not None:
-            state[f"{self.name}_result"] = {**self.pending, "image": partial["preview"],
-                                            "history": partial.get("rows", []), "report": None, "stopped": stopped}
-
-
-# ----------------------------------------------------------------------------- heatmaps
-
-class _HeatmapCache:
-    """A small least-recently-used store of finished heatmaps, shared by every session."""
-
-    def __init__(self, size: int = 16):
-        self.size, self.items, self.lock = size, {}, threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            value = self.items.pop(key, None)
-            if value is not None:
-                self.items[key] = value  # most recently used last
-            return value
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.items.pop(key, None)
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.pop(next(iter(self.items)))
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
-
-
-@st.cache_resource(show_spinner=False)
-def heatmap_cache() -> _HeatmapCache:
-    """The process-wide store behind :func:`cached_heatmap` (``.clear()`` empties it)."""
-    return _HeatmapCache()
-
-
 def cached_heatmap(model: models.FeatureNet, image_tensor: torch.Tensor, settings, *, page_run: PageRun):
     """The :class:`~explorer.saliency.attribution.Heatmap` of ``image_tensor`` ((1, 3, H, W) in [0, 1])
     for ``settings`` (:class:`~explorer.saliency.attribution.AttributionSettings`).
 
     Computed once per (image content, model, weights, device, settings) and shared by every
-    page and session: a heatmap computed on the Style saliency page is reused by the Full vs
+    page and session (in :func:`~explorer.app.runs.heatmap_cache`): a heatmap computed on the Style saliency page is reused by the Full vs
     guided page. When it is not cached yet, the :class:`~explorer.saliency.attribution.AttributionRun`
     is rendered with ``page_run.events`` (:meth:`PageRun.events`: progress bar; it takes its
     turn in :func:`heavy_runs`).

@@ -27,6 +27,7 @@ from ..io import files
 from ..io import outputs
 from ..style import settings as style_settings
 from ..core.progress import ProgressEvent, tqdm_events
+from ..core.runs import Run
 
 __all__ = ["CliError", "MAX_RECIPE_BYTES", "read_recipe", "image_ref", "settings_from", "say", "load_net",
            "load_ref", "drive", "png_out", "write_outputs", "write_results", "disk_full_error", "check_outputs",
@@ -152,18 +153,32 @@ def load_ref(ref: str, role: str) -> images.LoadedImage:
 
 
 def drive(run: Iterable[ProgressEvent], desc: str, quiet: bool,
-          keys: tuple[str, ...] = ("total", "content", "style")) -> bool:
+          keys: tuple[str, ...] = ("total", "content", "style"), *,
+          events: Iterable[ProgressEvent] | None = None) -> bool:
     """Run an iterable of progress events under a tqdm bar on stderr (hidden with ``quiet`` or
     when stderr is not a terminal), its postfix showing the events' ``losses[k]`` for ``k`` in
     ``keys`` (a dream's events carry ``objective``).
 
+    Ctrl-C stops the run: a :class:`~explorer.core.runs.Run` is marked with
+    :meth:`~explorer.core.runs.Run.stop` ("interrupted at step k of n"), so that its result and
+    report say so themselves (``stopped``), as a page's stopped run does.
+
+    Args:
+        run: the run (or a plain iterable of events).
+        events: what to iterate instead of ``run`` itself (a wrapper of its events).
+
     Returns:
         True when Ctrl-C stopped it (after saying so), False when it ran to the end.
     """
+    last = None
     try:
-        for _ in tqdm_events(run, desc=desc, disable=True if quiet else None, keys=keys):
-            pass
+        for ev in tqdm_events(run if events is None else events, desc=desc,
+                              disable=True if quiet else None, keys=keys):
+            last = ev
     except KeyboardInterrupt:
+        if isinstance(run, Run):
+            run.stop("interrupted " + (f"at step {last.step} of {last.total}" if last is not None
+                                       else "before the first step"))
         say("interrupted: writing the last image")
         return True
     return False

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         common.say(f"note: {note}")
     interrupted = common.drive(run, "zoom" if args.zoom_frames else "dream", args.quiet, keys=("objective",))
     for note in ([] if args.zoom_frames else run.notes):
-        if note.startswith(dream.DEAD_START):
+        if getattr(note, "code", None) == dream.DEAD_START_CODE:
             common.say(f"warning: {note}")
     if args.zoom_frames:
         if not run.frames:
@@ -69,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     pil_frames = [images.to_pil(f) for f in frames]
     report["inputs"] = {"image": ref, **({"guide": args.guide} if args.guide else {})}
     report["output"] = str(out)
-    if interrupted:
-        report["stopped"] = "interrupted"
     gif = [(args.gif, lambda: outputs.write_bytes_atomic(
         outputs.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif))] if args.gif else []
     common.write_outputs(args, out, last, report, extra=gif)

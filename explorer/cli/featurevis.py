@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 shown.update(m.strip() for m in ev.message.split(";"))
             yield ev
 
-    interrupted = common.drive(events(), "featurevis", args.quiet, keys=("objective",))
+    interrupted = common.drive(run, "featurevis", args.quiet, keys=("objective",), events=events())
     result = run.result()
     for note in result.notes:
         if note not in shown:
@@ -106,8 +106,6 @@ def run(args: argparse.Namespace) -> int:
     report = result.report()
     report["inputs"] = {"images": images}
     report["output"] = str(out)
-    if interrupted:
-        report["stopped"], report["partial"] = "interrupted", True
     grid = result.grid()
     info = {"weights": report["weights_label"], "settings": outputs.json_text(report["settings"], indent=None)}
     steps = [(str(out), lambda: outputs.save_png_atomic(grid, out, pnginfo=info))]

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
          f"{devices.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = common.drive(run, "stylize", args.quiet)
     result = run.result()
-    report = run.report(result)
+    report = run.report()
     report["inputs"] = {"content": content_ref, "style": style_ref, **({"mask": args.mask} if args.mask else {}),
                         **({"content_mask": args.content_mask, "style_mask": args.style_mask}
                            if settings.masks == "files" else {})}
@@ -74,10 +74,8 @@ def run(args: argparse.Namespace) -> int:
         report["guide"] = guidance.settings.to_dict()
         report["guidance"] = guidance.report()
     report["output"] = str(out)
-    if interrupted:
-        report["stopped"] = f"interrupted after step {result.history[-1]['step'] if result.history else 0}"
     common.write_outputs(args, out, result.image, report)
-    if result.stopped:
+    if result.stopped and not interrupted:  # an interruption was said when it happened
         common.say(f"warning: {result.stopped}")
     fl = result.final_losses
     common.say(f"wrote {out} after {result.history[-1]['step'] if result.history else 0} steps in {result.seconds:.1f} s"

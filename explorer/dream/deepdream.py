@@ -36,7 +36,7 @@ from ..nets.models import FeatureNet, list_layers, meta_net
 from ..core.devices import autocast, precision_name, resolve_precision
 from ..optim.objectives import INPUT, Objective, channel, class_logit, guide, layer_l2, layer_mean, total
 from ..core.progress import ProgressEvent
-from ..core.runs import Run
+from ..core.runs import Note, Run, note_codes
 from .settings import DreamSettings
 from ..optim.transforms import Jitter, roll, unroll
 
@@ -218,8 +218,10 @@ def _smooth(g: torch.Tensor, sigma: float) -> torch.Tensor:
     return out / len(sigmas)
 
 
-#: How :func:`dead_start_note` begins (pages and the CLI look for it).
+#: How :func:`dead_start_note` begins.
 DEAD_START = "the objective is exactly 0 on this starting image"
+#: The code of that note (:class:`~explorer.core.runs.Note`): pages and the CLI look for it.
+DEAD_START_CODE = "dead_start"
 
 
 def dead_start_note(objective: Objective) -> str:
@@ -267,8 +269,10 @@ class DreamResult:
         image: (1, 3, H, W) in [0, 1], CPU float32, the size of the (working-size) input.
         frames: (label, image) after each octave, each at the final size (for the GIF).
         history: one dict per step: ``step``, ``octave``, ``objective``, ``seconds``.
-        notes: one-line notes (octaves reduced, class objective with untrained weights).
+        notes: one-line notes (:class:`~explorer.core.runs.Note`: octaves reduced, class
+            objective with untrained weights, a dead start).
         input_image: the dream's start at the working size, (1, 3, H, W) in [0, 1], CPU.
+        stopped: ``None`` when every step ran, else why the dream ended early (one line).
     """
 
     image: torch.Tensor
@@ -281,9 +285,10 @@ class DreamResult:
     device: str
     precision: str
     seconds: float
-    notes: list[str]
+    notes: list[Note]
     octave_sizes: list[tuple[int, int]]
     input_image: torch.Tensor | None = None
+    stopped: str | None = None
 
     def animation_frames(self) -> list[torch.Tensor]:
         """The octave-by-octave progression for a GIF: the input, then the image after each
@@ -298,6 +303,7 @@ class DreamResult:
             "weights_label": self.weights_label, "device": self.device, "precision": self.precision,
             "seconds": round(self.seconds, 3), "notes": self.notes,
             "octave_sizes": [list(s) for s in self.octave_sizes], "history": self.history,
+            "stopped": self.stopped,
         }
 
 
@@ -341,7 +347,7 @@ class DreamRun(Run):
             settings.channels_last == "auto" and self.device.type in ("cuda", "cpu"))
         self.objective = objective or build_objective(model, settings, guide_image)
         if settings.objective == "class" and model.weights.untrained:
-            self.notes.append("class logits of untrained weights carry no meaning; the dream shows noise patterns")
+            self.note("untrained_class", "class logits of untrained weights carry no meaning; the dream shows noise patterns")
         layers = [l for l in self.objective.layers]
         min_side = min_input_size(model.name, layers)
         self.base = image.to(self.device, torch.float32)
@@ -351,9 +357,9 @@ class DreamRun(Run):
                              f"{', '.join(layers)}")
         self.sizes, note = octave_sizes(h, w, settings.octaves, settings.octave_scale, min_side)
         if note:
-            self.notes.append(note)
+            self.note("octaves_reduced", note)
         if settings.tile < 2 * min_side:  # tiles are at least tile/2 wide; each must fit the network
-            self.notes.append(f"tile size raised from {settings.tile} to {2 * min_side} px: {model.name} needs "
+            self.note("tile_raised", f"tile size raised from {settings.tile} to {2 * min_side} px: {model.name} needs "
                               f"{min_side} px a side at {', '.join(layers)}")
             settings = dataclasses.replace(settings, tile=2 * min_side)
             self.settings = settings
@@ -392,7 +398,7 @@ class DreamRun(Run):
                 x, value = dream_step(self.model, self.objective, x, s, rng, self.dtype, self.channels_last)
                 step += 1
                 if step == 1 and value == 0.0:
-                    self.notes.append(dead_start_note(self.objective))
+                    self.note(DEAD_START_CODE, dead_start_note(self.objective))
                 self.seconds = time.perf_counter() - start
                 self.history.append({"step": step, "octave": o + 1, "objective": value,
                                      "seconds": round(self.seconds, 4)})
@@ -414,7 +420,7 @@ class DreamRun(Run):
     @property
     def dead_start(self) -> bool:
         """True when the objective was exactly 0 at the first step (:func:`dead_start_note`)."""
-        return any(n.startswith(DEAD_START) for n in self.notes)
+        return DEAD_START_CODE in note_codes(self.notes)
 
     def result(self) -> DreamResult:
         """The dream so far (also valid after stopping early)."""
@@ -423,7 +429,7 @@ class DreamRun(Run):
             history=list(self.history), settings=self.settings, objective=self.objective.description,
             weights=self.model.weights.kind, weights_label=self.model.weights.label, device=str(self.device),
             precision=precision_name(self.dtype), seconds=self.seconds, notes=list(self.notes),
-            octave_sizes=list(self.sizes), input_image=self.base.cpu().clone())
+            octave_sizes=list(self.sizes), input_image=self.base.cpu().clone(), stopped=self.stopped)
 
 
 def start_image(kind: str, size: int = 256, seed: int = 0) -> torch.Tensor:

@@ -82,7 +82,7 @@ class ZoomRun(Run):
         """JSON-ready report of the sequence so far (CLI ``--report`` and the page's recipe)."""
         return {"settings": self.settings.to_dict(), "objective": self.objective.description,
                 "weights": self.model.weights.kind, "weights_label": self.model.weights.label,
-                "zoom_frames": len(self.frames), "zoom": self.zoom}
+                "zoom_frames": len(self.frames), "zoom": self.zoom, "stopped": self.stopped}
 
     def __iter__(self) -> Iterator[ProgressEvent]:
         offset, per = 0, None

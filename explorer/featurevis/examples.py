@@ -365,7 +365,7 @@ class DatasetExamples(Run):
         self.cached = False
         self.seconds = 0.0
         if model.weights.untrained:
-            self.notes.append(f"{model.weights.label}: the examples show what random filters respond to")
+            self.note("untrained", f"{model.weights.label}: the examples show what random filters respond to")
 
     def __iter__(self) -> Iterator[ProgressEvent]:
         n = len(self.sources)
@@ -438,8 +438,8 @@ class DatasetExamples(Run):
         skipped = self.index.skipped
         if skipped:
             shown = ", ".join(name for name, _ in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-            self.notes.append(f"skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that could not be "
-                              f"read as images or are too thin: {shown}")
+            self.note("files_skipped", f"skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that could "
+                      f"not be read as images or are too thin: {shown}")
 
     def result(self) -> DatasetExamplesResult:
         """The top-k examples of the images read so far (none before the pass ends)."""

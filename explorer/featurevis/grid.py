@@ -198,8 +198,8 @@ class GridRun(Run):
             self.examples = DatasetExamples(model, settings.layer, settings.channels[0], sources, k=self.k,
                                             size=EXAMPLES_SIZE, precision=settings.precision)
         elif self.k:
-            self.notes.append(f"dataset examples are shown for channel and neuron objectives; a "
-                              f"{settings.objective} objective is not one channel")
+            self.note("no_examples", f"dataset examples are shown for channel and neuron objectives; a "
+                      f"{settings.objective} objective is not one channel")
         self.notes[:0] = self.vis.notes
 
     def stop(self, reason: str) -> None:
@@ -224,7 +224,7 @@ class GridRun(Run):
             if note not in self.notes:
                 self.notes.append(note)
         if self.examples.stopped:
-            self.notes.append(f"no dataset examples: {self.examples.stopped}")
+            self.note("no_examples", f"no dataset examples: {self.examples.stopped}")
 
     def result(self) -> GridResult:
         examples: dict[int, DatasetExamplesResult] = {}

@@ -312,7 +312,7 @@ class AttributionRun(Run):
             occlusion_windows(h, w, settings.window, settings.stride)  # one-line ValueError for bad geometry
         check_attribution_memory(model, self.image, settings)  # MemoryEstimateError before any work
         if self.spec.kind == "class" and model.weights.untrained:
-            self.notes.append("with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
+            self.note("untrained_class", "with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
         self._result: Heatmap | None = None
         self.engine = "captum"
 

@@ -39,7 +39,7 @@ from ..nets.models import FeatureNet
 from ..core.devices import resolve_precision
 from ..optim.objectives import LayerGuide
 from ..core.progress import ProgressEvent
-from ..core.runs import Run
+from ..core.runs import Note, Run
 from .transfer import StyleResult, StyleTransfer, check_style_memory
 from .settings import StyleSettings
 
@@ -151,7 +151,7 @@ class ControlledTransfer(Run):
         self.regions = self._resolve_masks(blend[0][0] if blend else None, mask_inputs)
         self.dtype = resolve_precision(settings.precision, model.device)
         check_style_memory(model, self.content_final, settings, self.dtype)  # the largest scale must fit
-        self.notes = list(self.regions.notes) if self.regions is not None else []
+        self.notes = [Note("regions", n) for n in self.regions.notes] if self.regions is not None else []
         self.run: StyleTransfer | None = None
         self.scale_results: list[StyleResult] = []
         self.history: list[dict] = []
@@ -325,10 +325,10 @@ class ControlledTransfer(Run):
                            precision=current.precision, channels_last=current.channels_last,
                            seconds=self.seconds or current.seconds, stopped=self.stopped or current.stopped)
 
-    def report(self, result: StyleResult | None = None) -> dict:
-        """:meth:`StyleResult.report` of ``result`` (default: :meth:`result`, computed anew) plus
-        the scale plan, the regions and notes."""
-        r = (result or self.result()).report()
+    def report(self) -> dict:
+        """:meth:`StyleResult.report` of :meth:`result` (the run so far) plus the scale plan, the
+        regions and notes. Raises ValueError when the run has not started (see :attr:`started`)."""
+        r = self.result().report()
         r["scales"] = [{"size": sz, "steps": n} for sz, n in self.plan]
         if self.regions is not None:
             r["regions"] = list(self.regions.names)

@@ -238,8 +238,8 @@ class StyleTransfer(Run):
             if style_list:
                 return histogram_start(self.content, list(style_list))  # matched on the CPU (scikit-image)
             # precomputed targets and no picture: nothing to take a palette from
-            self.notes.append("the run started from the content image: a histogram start needs a style picture, "
-                              "and this run was given precomputed style targets only")
+            self.note("histogram_start_skipped", "the run started from the content image: a histogram start "
+                      "needs a style picture, and this run was given precomputed style targets only")
             return self.content.clone()
         if s.init == "content":
             return self.content.clone()
