@@ -16,10 +16,11 @@ from explorer.core.runs import Run, run_to_end
 
 
 def _classes():
-    for info in pkgutil.iter_modules(explorer.__path__):
-        if info.name in ("__main__", "ui", "pickers") or info.name.startswith("cmd_"):
+    for info in pkgutil.walk_packages(explorer.__path__, prefix="explorer."):
+        top = info.name.split(".")[1]
+        if info.ispkg or info.name == "explorer.__main__" or top in ("app", "cli"):
             continue  # Streamlit widgets and CLI entry points hold no runs
-        mod = importlib.import_module(f"explorer.{info.name}")
+        mod = importlib.import_module(info.name)
         for _, cls in inspect.getmembers(mod, inspect.isclass):
             if cls.__module__ == mod.__name__:
                 yield cls
