@@ -362,9 +362,9 @@ def network_with_weights(default: str, allowed: Sequence[str]) -> tuple[str, str
     for row in weights_status([n for n in allowed if n != default]):
         if row["found"] and not row["problem"]:
             spec, pick = get_spec(default), get_spec(row["model"])
-            return pick.name, (f"{spec.title} ({default}), the default network here, has no weights on this "
-                               f"machine, so this starts on {pick.title} ({pick.name}), which has; to use "
-                               f"{spec.title}, get its weights with `explorer weights download --models {default}`")
+            return pick.name, (f"the default network, {spec.title}, has no weights on this machine, so this "
+                               f"starts on {pick.title}, which has them; to use {spec.title}, get its weights "
+                               f"with `explorer weights download --models {default}`")
     return default, None
 
 
