@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer.core import choices
