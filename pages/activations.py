@@ -15,7 +15,8 @@ from explorer.activations import views
 
 from explorer.nets.layers import layer_info, output_shape
 from explorer.io import images, samples
-from explorer.nets import memory, models
+from explorer.core import choices
+from explorer.nets import memory, models, registry
 from explorer.app import pickers, plots, ui
 from explorer.io import outputs
 
@@ -23,11 +24,8 @@ st.title("Layer activations")
 st.caption("What each layer of a network computes for one picture: its channels' feature maps, their "
            "statistics, and the Gram matrix that style transfer matches.")
 
-model = ui.sidebar_model(("vgg19", "vgg16", "googlenet", "inception_v3", "mobilenet_v2", "resnet50"), default="vgg19",
-                         key="act_model")
-model_name = model.name if model else st.session_state.get("act_model_name", "vgg19")
-DEFAULT_LAYER = {"vgg19": "relu3_1", "vgg16": "relu3_1", "googlenet": "inception4c", "inception_v3": "Mixed_5d",
-                 "mobilenet_v2": "block10", "resnet50": "layer3_3"}
+model = ui.sidebar_model(choices.MODEL_NAMES, key="act_model")
+model_name = model.name if model else st.session_state["act_model_name"]
 SAMPLES = {**samples.SAMPLE_CONTENT, **samples.SAMPLE_STYLE}
 
 
@@ -77,7 +75,7 @@ with right:
     # for every size (its key names the size): a browser never keeps showing the shapes of the
     # previous size. The chosen layer is carried over from the last size (per network).
     pref_key = f"act_layer_pref_{model_name}"
-    chosen = st.session_state.get(pref_key, DEFAULT_LAYER.get(model_name, names[len(names) // 2]))
+    chosen = st.session_state.get(pref_key, registry.MODELS[model_name].activation_layer)
     layer = st.selectbox("Layer (in forward order)", names, index=names.index(chosen) if chosen in names else 0,
                          key=f"act_layer_{model_name}_{width}x{height}", format_func=labels.get)
     st.session_state[pref_key] = layer

@@ -13,6 +13,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from PIL import Image  # noqa: E402
 
 from explorer.batch import augment, augment_io, augment_settings
+from explorer.core import choices
 from explorer.io import archives, images, samples
 from explorer.app import pickers, ui  # noqa: E402
 
@@ -21,7 +22,7 @@ st.caption("Stylized copies of a training set with Gatys style transfer: every i
            "own randomly chosen style (or blend of styles), style weight, steps and size, drawn from the seed. "
            "For large datasets, resuming and several GPUs or machines, use `python -m explorer augment`.")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="aug_model")
+model = ui.sidebar_model(choices.STYLE_MODELS, key="aug_model")
 
 left, right = st.columns(2)
 with left:
@@ -102,7 +103,7 @@ try:
         variants=int(variants), batch_size=int(batch_size), steps=tuple(steps), size=tuple(size),
         beta_range=(float(beta_lo), float(beta_hi)), blend=int(blend), weight_range=tuple(weight_range),
         traditional=tuple(traditional), traditional_at=traditional_at, seed=int(seed),
-        model=model.name if model else "vgg19")
+        model=model.name if model else st.session_state["aug_model_name"])
 except ValueError as exc:
     st.error(ui.one_line(exc))
 if settings is not None and styles and settings.blend > len(styles):

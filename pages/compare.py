@@ -10,6 +10,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from explorer.saliency import attribution, guided
 from explorer.style import gatys, settings as style_settings
 from explorer.io import images, outputs
+from explorer.core import choices
 from explorer.nets import models
 from explorer.app import pickers, plots, ui
 
@@ -18,8 +19,8 @@ st.caption("Style transfer twice with the same content, seed and settings: once 
            "whole style image (Gatys et al. 2016), once matching Gram matrices built from its most salient regions "
            "only (saliency-guided, after *Neural Style Transfer for Data Augmentation*).")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="cmp_model")
-model_name = model.name if model else "vgg19"
+model = ui.sidebar_model(choices.STYLE_MODELS, key="cmp_model")
+model_name = model.name if model else st.session_state["cmp_model_name"]
 layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
 KEEPS = (0.1, 0.3, 0.6, 1.0)
 

@@ -8,7 +8,8 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from explorer.dream import deepdream as dream
 from explorer.io import images, samples
-from explorer.nets import models
+from explorer.core import choices
+from explorer.nets import models, registry
 from explorer.app import pickers, plots, ui
 from explorer.io import outputs
 from explorer.dream.zoom import ZoomRun
@@ -17,8 +18,8 @@ from explorer.dream import settings as dream_settings
 st.title("Deep Dream")
 st.caption("Mordvintsev, Olah & Tyka, *Inceptionism: Going Deeper into Neural Networks*, Google Research 2015.")
 
-model = ui.sidebar_model(tuple(dream_settings.DEFAULT_LAYERS), default="googlenet", key="dream_model")
-model_name = model.name if model else "googlenet"
+model = ui.sidebar_model(choices.MODEL_NAMES, default=dream_settings.DreamSettings.model, key="dream_model")
+model_name = model.name if model else st.session_state["dream_model_name"]
 
 start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
 img = ref = None
@@ -40,8 +41,8 @@ with st.expander("What is Deep Dream?"):
                 "- **Tiles**: big images get their gradient tile by tile, so memory stays bounded.\n"
                 "- **Shallow layers** amplify edges and colours; **deep layers** textures, patterns, object parts.")
 
-layer_opts = [n for n in models.list_layers(model_name) if not n.startswith(("fc", "avgpool", "relu6", "relu7"))]
-default_layer = dream_settings.DEFAULT_LAYERS[model_name]
+layer_opts = models.spatial_layers(model_name)
+default_layer = registry.MODELS[model_name].dream_layer
 with st.expander("Settings", expanded=True):
     c1, c2, c3 = st.columns(3)
     layers = c1.multiselect("Layers", layer_opts, default=[default_layer], key=f"dream_layers_{model_name}",

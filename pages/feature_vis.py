@@ -26,8 +26,8 @@ st.caption(f"{DISTILL}; the loop follows {LUCENT}. What does one channel of a ne
            "noise and change the picture until the channel fires as strongly as it can, then compare with the "
            "real images that excite it most.")
 
-model = ui.sidebar_model(choices.MODEL_NAMES, default="vgg19", key="fv_model")
-model_name = model.name if model else "vgg19"
+model = ui.sidebar_model(choices.MODEL_NAMES, default=FV.FeatureVisSettings.model, key="fv_model")
+model_name = model.name if model else st.session_state["fv_model_name"]
 
 with st.expander("What is feature visualization? (optimization from scratch)"):
     st.markdown(f"Source: {DISTILL}, sections *Feature Visualization by Optimization* and *The Enemy of "

@@ -10,6 +10,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from explorer.saliency import attribution, guided, objectives as saliency_objectives
 from explorer.style import guides
 from explorer.io import images, outputs, samples
+from explorer.core import choices
 from explorer.nets import models, registry
 from explorer.app import pickers, plots, ui
 
@@ -18,8 +19,8 @@ st.caption("Which regions of a style image drive the network? Heatmaps of a styl
            "saliency (Simonyan et al. 2014), guided backprop (Springenberg et al. 2015), integrated gradients "
            "(Sundararajan et al. 2017), occlusion (Zeiler & Fergus 2014) and Grad-CAM (Selvaraju et al. 2017).")
 
-model = ui.sidebar_model(("vgg19", "vgg16", "mobilenet_v2", "resnet50"), key="sal_model")
-model_name = model.name if model else "vgg19"
+model = ui.sidebar_model(choices.SALIENCY_MODELS, key="sal_model")
+model_name = model.name if model else st.session_state["sal_model_name"]
 layer_names = models.spatial_layers(model_name)
 default_style_layers = list(registry.MODELS[model_name].style_layers)
 OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean activation of one layer",
@@ -74,7 +75,7 @@ with right:
     objective = kind
     if kind in ("layer", "channel"):
         c1, c2 = st.columns(2)
-        layer = c1.selectbox("Layer", layer_names, index=layer_names.index(default_style_layers[2]),
+        layer = c1.selectbox("Layer", layer_names, index=layer_names.index(registry.MODELS[model_name].saliency_layer),
                              key=f"sal_layer_{model_name}")
         objective = f"layer:{layer}"
         if kind == "channel":
@@ -130,7 +131,7 @@ if run_clicked and ready:
     x = images.to_tensor(pil)
     page_run.start({"inputs": {"style": ref}, "image_name": img.name, "image": pil,
                     "weights_label": model.weights.label, "untrained": model.weights.untrained,
-                    "style_layers": tuple(style_layers)})
+                    "style_layers": tuple(style_layers), "model": model.name})
     done = []
     try:
         for m in methods:
@@ -203,7 +204,10 @@ if res:
                              + ("graded by importance" if soft else "white = kept") + "; ranked by "
                              + ("the positive part of the map (where hiding a window lowers the objective)"
                                 if main.method == "occlusion" else "importance"))
-            if model is not None:
+            if model is not None and model.name != res.get("model", model.name):  # the sidebar changed since
+                st.caption(f"The per-layer masks are drawn at the style layers of {res['model']}, the network "
+                           f"of these heatmaps: switch back to it, or compute the heatmaps again on {model.name}.")
+            elif model is not None:
                 masks = guides.layer_masks(weight, model, res["style_layers"])
                 cols = st.columns(len(masks))
                 for col, (name, m) in zip(cols, masks.items()):

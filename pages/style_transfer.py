@@ -15,7 +15,7 @@ from explorer.nets import weights
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="style_model")
+model = ui.sidebar_model(choices.STYLE_MODELS, key="style_model")
 
 # one style image by default; "Add style image" blends up to 6 (weighted mean of their Gram matrices)
 content, content_ref, styles = pickers.content_blend_pickers("content", "style", width=320)
@@ -166,7 +166,7 @@ try:
         size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None), content_weight=alpha,
         style_weight=beta, loss_normalization=loss_normalization, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
         style_layers=tuple(style_layers), style_layer_weights=(layer_w if layer_w.strip() else None),
-        init=init, seed=int(seed), model=model.name if model else "vgg19", pooling=pooling,
+        init=init, seed=int(seed), model=model.name if model else st.session_state["style_model_name"], pooling=pooling,
         precision=precision, parameterization=parameterization, conv_algorithm=conv_algorithm,
         preview_every=int(preview_every), preserve_color=preserve_color,
         scales=int(scales), start_size=int(start_size), scale_steps_ratio=float(ratio),

@@ -17,7 +17,7 @@ st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
            "what each does to the picture and to the losses (Gatys, Ecker & Bethge, CVPR 2016).")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="sweep_model")
+model = ui.sidebar_model(choices.STYLE_MODELS, key="sweep_model")
 content, content_ref, style_img, style_ref = pickers.content_style_pickers("sweep_content", "sweep_style", width=200)
 
 with st.expander("What does each parameter do, and what should I look for?"):
@@ -94,7 +94,7 @@ try:
     settings = style_settings.StyleSettings(size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None),
                                    content_weight=float(alpha), style_weight=float(beta), init=init, seed=int(seed),
                                    style_layers=sweep_axes.STYLE_LAYER_SETS[layer_set], preview_every=5,
-                                   model=model.name if model else "vgg19")
+                                   model=model.name if model else st.session_state["sweep_model_name"])
     if model is not None and content is not None and style_img is not None and axis1 is not None and ok2:
         c, s = gatys.prepare_images(content.image, style_img.image, settings.size)
         sweep = batch.Sweep(model, c, s, settings, axis1, axis2)  # plans only; runs when iterated

@@ -211,19 +211,31 @@ def untrained_switch(key: str, name: str = "vgg19") -> bool:
     return untrained
 
 
-def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "vgg19",
+def sidebar_model(choices: Sequence[str], default: str | None = None,
                   key: str = "model") -> models.FeatureNet | None:
     """Sidebar controls for network, device and weights; returns the cached model, or ``None``
     after showing a one-line error (e.g. no pretrained weights and untrained not chosen, or a
-    weights file that is there but unreadable or damaged: never replaced by untrained weights)."""
+    weights file that is there but unreadable or damaged: never replaced by untrained weights).
+
+    The network picker (widget key ``{key}_name``, which holds the chosen name even when the
+    model cannot load) starts on ``default`` (``choices[0]`` when None), or, when that network
+    has no weights on this machine and another of ``choices`` has, on that one, saying which
+    and why with the download command (:func:`explorer.nets.models.network_with_weights`)."""
     sb = st.sidebar
-    name = sb.selectbox("Network", list(choices), index=list(choices).index(default), key=f"{key}_name",
+    state = st.session_state
+    default = default or choices[0]
+    if f"{key}_name" not in state and f"{key}_start" not in state:  # the page's first run in this session
+        state[f"{key}_start"] = (default, None) if state.get(UNTRAINED_KEY) else \
+            models.network_with_weights(default, choices)
+    start, note = state.get(f"{key}_start", (default, None))
+    name = sb.selectbox("Network", list(choices), index=list(choices).index(start), key=f"{key}_name",
                         format_func=lambda n: registry.MODELS[n].title)
+    if note and name == start:
+        st.info(note[0].upper() + note[1:] + ".")
     options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
         (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
     # Choices that should follow the user from page to page live in plain session-state keys
     # (widget state is per page); each page's widget starts from them and writes them back.
-    state = st.session_state
     dev_pref = state.setdefault("pref_device", "auto")
     device = sb.selectbox("Device", options, index=options.index(dev_pref) if dev_pref in options else 0,
                           key=f"{key}_device", help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
@@ -240,6 +252,11 @@ def sidebar_model(choices: Sequence[str] = ("vgg19", "vgg16"), default: str = "v
         st.error(" ".join(exc.app_message.split()))
         if exc.app_detail:
             st.caption(exc.app_detail)
+        have = [registry.MODELS[r["model"]].title for r in weights_status([n for n in choices if n != name])
+                if r["found"] and not r["problem"]]
+        if isinstance(exc, WeightsMissingError) and have:
+            st.caption(f"Networks with weights on this machine: {', '.join(have)} (pick one under Network "
+                       "in the sidebar).")
         elif not untrained and not isinstance(exc, WeightsMissingError):  # a file found but unusable
             st.caption("Replace or remove that file (`python -m explorer weights status` lists what is found "
                        "where), or tick “Use untrained weights” to go on with untrained weights.")

@@ -52,11 +52,12 @@ AXIS_TITLES = {
     "optimizer": "optimizer",
 }
 
-#: Named sets of style layers for the ``style_layers`` axis (VGG16 and VGG19 names).
+#: Named sets of style layers for the ``style_layers`` axis, cut from the style networks' default
+#: style layers (the registry's ``ModelSpec.style_layers``: relu1_1, relu2_1 | relu3_1 | relu4_1, relu5_1).
 STYLE_LAYER_SETS: dict[str, tuple[str, ...]] = {
-    "shallow": ("relu1_1", "relu2_1"),
-    "middle": ("relu3_1",),
-    "deep": ("relu4_1", "relu5_1"),
+    "shallow": DEFAULT_STYLE_LAYERS[:2],
+    "middle": DEFAULT_STYLE_LAYERS[2:3],
+    "deep": DEFAULT_STYLE_LAYERS[3:],
     "all five": DEFAULT_STYLE_LAYERS,
 }
 

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..batch import augment
+from ..core import choices
 from ..io import outputs
 from ..batch import augment_folder
 from ..batch import augment_io
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = common.read_recipe(args.recipe) if args.recipe else {}
     if not hasattr(args, "variants") and "variants" not in (recipe.get("settings") or {}):
         raise common.CliError("--variants N is required (stylized outputs per input image)")
-    settings = common.settings_from(augment_settings.AugmentSettings, args, recipe)
+    settings = common.settings_from(augment_settings.AugmentSettings, args, recipe, networks=choices.STYLE_MODELS)
+    common.check_layers(settings.model, [settings.content_layer, *settings.style_layers])
     shard = augment_plan.Shard.parse(args.shard) if args.shard else augment_plan.shard_from_env() or augment_plan.Shard()
     inputs = augment_io.check_folders(args.input_dir, args.output, args.styles_dir)
     if args.report and outputs.is_inside(args.report, args.output) and Path(args.report).suffix.lower() != ".json":

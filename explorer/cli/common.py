@@ -29,7 +29,8 @@ from ..style import settings as style_settings
 from ..core.progress import ProgressEvent, tqdm_events
 from ..core.runs import Run
 
-__all__ = ["CliError", "MAX_RECIPE_BYTES", "read_recipe", "image_ref", "settings_from", "say", "load_net",
+__all__ = ["CliError", "MAX_RECIPE_BYTES", "read_recipe", "image_ref", "settings_from", "say", "default_network",
+           "check_layers", "load_net",
            "load_ref", "drive", "png_out", "write_outputs", "write_results", "disk_full_error", "check_outputs",
            "check_apart", "file_ref"]
 
@@ -90,10 +91,11 @@ def image_ref(arg: str | None, recipe: dict, key: str) -> str:
     raise CliError(f"missing {key.upper()} image (a path or sample:NAME)")
 
 
-def settings_from(cls, args: argparse.Namespace, recipe: dict):
+def settings_from(cls, args: argparse.Namespace, recipe: dict, networks: Sequence[str] = ()):
     """A settings dataclass ``cls`` (a :class:`~explorer.core.settings.RecipeSettings`) from
     defaults < the recipe's settings < flags given on the command line (flags not given are
-    absent from ``args``).
+    absent from ``args``). With ``networks`` (the ones the command offers), a ``model`` that
+    neither the recipe nor a flag names is :func:`default_network`'s choice among them.
 
     Raises:
         CliError: a recipe without ``settings``, or a bad value (the settings' one-line message).
@@ -106,6 +108,8 @@ def settings_from(cls, args: argparse.Namespace, recipe: dict):
     for f in cls.__dataclass_fields__:
         if hasattr(args, f):
             merged[f] = getattr(args, f)
+    if networks and "model" not in merged:
+        merged["model"] = default_network(args, cls.__dataclass_fields__["model"].default, networks)
     try:
         return cls.from_dict(merged)
     except ValueError as exc:
@@ -123,6 +127,34 @@ def _weights_arg(args) -> str:
 def say(msg: str) -> None:
     """Print one message line for the user on stderr."""
     print(msg, file=sys.stderr)
+
+
+def default_network(args: argparse.Namespace, default: str, networks: Sequence[str]) -> str:
+    """The network a command runs on when the user names none: ``default``, or, when ImageNet
+    weights are wanted (neither ``--untrained`` nor ``--weights``) and none of ``default``'s are
+    on this machine, the first of ``networks`` that has them, with a note on stderr saying which,
+    why, and the download command for ``default``
+    (:func:`explorer.nets.models.network_with_weights`).
+
+    Raises:
+        ValueError: unknown model.
+    """
+    if getattr(args, "untrained", False) or getattr(args, "weights", None):
+        return default
+    name, note = models.network_with_weights(default, networks)
+    if note:
+        say(f"note: {note}")
+    return name
+
+
+def check_layers(name: str, layers: Iterable[str]) -> None:
+    """Check the layer names a command was given against network ``name``'s layers on the meta
+    device, before any weights are loaded (empty names, meaning "the default", are skipped).
+
+    Raises:
+        explorer.nets.models.UnknownLayerError: one line listing the valid names.
+    """
+    models.check_layer_names(name, [n for n in layers if n])
 
 
 def load_net(args: argparse.Namespace, name: str) -> models.FeatureNet:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core import choices
 from ..dream import deepdream as dream
 from ..io import images
 from ..io import outputs
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
     recipe = common.read_recipe(args.recipe) if args.recipe else {}
-    settings = common.settings_from(dream_settings.DreamSettings, args, recipe)
+    settings = common.settings_from(dream_settings.DreamSettings, args, recipe, networks=choices.MODEL_NAMES)
     ref = common.image_ref(args.image, recipe, "image") if args.image not in ("gray", "noise") else args.image
     out = common.png_out(args, "dream.png")
     if args.gif and Path(args.gif).suffix.lower() != ".gif":
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.zoom_frames <= 500:
         raise common.CliError("--zoom-frames must be between 0 and 500")
     common.check_apart(args, out, inputs=[("image", common.file_ref(ref)), ("guide image", args.guide)])
+    common.check_layers(settings.model, [layer for layer, _ in settings.layers])
     if ref in ("gray", "noise"):
         x = dream.start_image(ref, settings.size or 256, settings.seed)
     else:

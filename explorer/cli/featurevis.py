@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core import choices
 from ..featurevis import render as FV
 from ..featurevis import grid as G
 from ..io import outputs
@@ -44,6 +45,8 @@ def _settings(args: argparse.Namespace, recipe: dict) -> FV.FeatureVisSettings:
         t = args.transforms.strip().lower()
         flags["transforms"] = STANDARD_TRANSFORMS if t == "standard" else () if t in ("none", "") else args.transforms
     merged = {**(recipe.get("settings") or {}), **flags}
+    if "model" not in merged:
+        merged["model"] = common.default_network(args, FV.FeatureVisSettings.model, choices.MODEL_NAMES)
     try:
         if "channels" in flags:
             merged["channels"] = G.parse_channels(flags["channels"])
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     sheet_out = examples_path(out) if k else None
     common.check_apart(args, out, folders=[("--images-dir", args.images_dir)],
                        more=[("the examples sheet", sheet_out)] if sheet_out is not None else [])
+    common.check_layers(settings.model, [settings.layer])
     model = common.load_net(args, settings.model)
     run = G.GridRun(model, settings, sources, k=k)  # a bad layer, channel or folder: one line, before any work
     what = f"{settings.layer} {settings.objective} {','.join(map(str, settings.channels))}"

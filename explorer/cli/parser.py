@@ -57,9 +57,9 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
                         "alpha/beta mean the same for any VGG19 file; paper: eq. (4) and (1) as written")
     p.add_argument("--tv-weight", type=float, default=S, dest="tv_weight", help="total-variation weight (default 0)")
     p.add_argument("--tv-beta", type=float, default=S, dest="tv_beta", help="total-variation exponent p of R_{V^p} (Mahendran & Vedaldi's beta; default 2)")
-    p.add_argument("--content-layer", default=S, dest="content_layer", help="default relu4_2")
+    p.add_argument("--content-layer", default=S, dest="content_layer", help="default: the network's, relu4_2")
     p.add_argument("--style-layers", default=S, dest="style_layers",
-                   help="comma-separated, default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
+                   help="comma-separated, default: the network's, relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
     p.add_argument("--style-layer-weights", default=S, dest="style_layer_weights",
                    help="comma-separated w_l, one per style layer (default equal)")
     p.add_argument("--init", choices=list(choices.INITS), default=S,
@@ -70,7 +70,7 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
                         "with L-BFGS, pixel with Adam)")
     p.add_argument("--seed", type=int, default=S, help="default 0")
     p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,
-                   help="default vgg19")
+                   help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
     p.add_argument("--pooling", choices=list(choices.POOLINGS), default=S, help="default max")
     p.add_argument("--precision", choices=list(choices.PRECISIONS), default=S, help="default auto")
     p.add_argument("--channels-last", choices=list(choices.CHANNELS_LAST), default=S, dest="channels_last")
@@ -140,8 +140,10 @@ def _dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", nargs="?",
                    help="a path, sample:NAME, or 'gray' / 'noise' to visualize features from scratch")
     p.add_argument("-o", "--output", help="output PNG path (default: dream.png)")
-    p.add_argument("--model", choices=list(choices.MODEL_NAMES), default=S, help="default googlenet")
-    p.add_argument("--layers", default=S, help="LAYER[:WEIGHT],... (default inception4c for GoogLeNet)")
+    p.add_argument("--model", choices=list(choices.MODEL_NAMES), default=S,
+                   help="default googlenet (or, when its weights are not on this machine, a network whose are)")
+    p.add_argument("--layers", default=S, help="LAYER[:WEIGHT],... (default: the network's classic layer, "
+                                               "inception4c on GoogLeNet, relu4_3 on VGG)")
     p.add_argument("--channels", default=S, help="channel indices, e.g. 12,97: dream those channels only")
     p.add_argument("--center", action="store_true", default=S, help="channel objective at the centre position only")
     p.add_argument("--objective", choices=list(choices.DREAM_OBJECTIVES), default=S, help="default l2")
@@ -170,8 +172,9 @@ def _dream_options(p: argparse.ArgumentParser) -> None:
 def _featurevis_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
     p.add_argument("-o", "--output", help="the grid of pictures, a PNG (default: featurevis.png)")
-    p.add_argument("--model", choices=list(choices.MODEL_NAMES), default=S, help="default vgg19")
-    p.add_argument("--layer", default=S, help="canonical layer name (default: the 4th style layer, relu4_1 on VGG)")
+    p.add_argument("--model", choices=list(choices.MODEL_NAMES), default=S,
+                   help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
+    p.add_argument("--layer", default=S, help="canonical layer name (default: the network's own, relu4_1 on VGG)")
     p.add_argument("--objective", choices=list(choices.FEATUREVIS_OBJECTIVES), default=S,
                    help="channel: mean over positions (default); neuron: the centre position; direction: "
                         "--channels weighted by --direction-weights; class: ImageNet class indices")
@@ -221,8 +224,8 @@ def _saliency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradcam-layer", default=S, dest="gradcam_layer",
                    help="Grad-CAM layer (default: the deepest layer of the objective)")
     p.add_argument("--size", type=int, default=S, help="working size, long side in pixels (default 256)")
-    p.add_argument("--model", choices=list(choices.SALIENCY_MODELS), default="vgg19",
-                   help="default vgg19")
+    p.add_argument("--model", choices=list(choices.SALIENCY_MODELS),
+                   help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
     p.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the PNG, 0 to 1 (default 0.5)")
     _common_options(p)
 
@@ -257,7 +260,7 @@ def _augment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parameterization", choices=list(choices.STYLE_PARAMETERIZATIONS), default=S,
                    help="what Adam changes: auto (default: the pixels), pixel or fourier")
     p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,
-                   help="default vgg19")
+                   help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
     p.add_argument("--precision", choices=list(choices.PRECISIONS), default=S, help="default auto")
     p.add_argument("--shard", metavar="I/N",
                    help="do shard I of N (inputs whose index mod N == I); default: RANK/WORLD_SIZE if set "
@@ -288,8 +291,10 @@ def build_parser(prog: str = "python -m explorer") -> argparse.ArgumentParser:
     ac = sub.add_parser("activations", help="what a layer computes for an image: channel grid and statistics",
                         description="Top channels of one layer as an image grid, plus statistics as JSON.")
     ac.add_argument("image", help="a path or sample:NAME")
-    ac.add_argument("--model", choices=list(choices.MODEL_NAMES), default="vgg19", help="default vgg19")
-    ac.add_argument("--layer", default="relu3_1", help="canonical layer name (default relu3_1)")
+    ac.add_argument("--model", choices=list(choices.MODEL_NAMES),
+                    help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
+    ac.add_argument("--layer", help="canonical layer name (default: the network's own, relu3_1 on VGG, "
+                                    "inception4c on GoogLeNet, block10 on MobileNetV2)")
     ac.add_argument("--top", type=int, default=16, help="how many channels in the grid (default 16)")
     ac.add_argument("--by", choices=["mean", "max"], default="mean", help="rank channels by (default mean)")
     ac.add_argument("--size", type=int, default=256, help="working size, long side in pixels (default 256)")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..saliency import attribution
+from ..core import choices
+from ..saliency import attribution, objectives as saliency_objectives
 from ..io import images
 from ..io import outputs
 from . import common
@@ -32,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
     recipe = common.read_recipe(args.recipe) if args.recipe else {}
     settings = common.settings_from(attribution.AttributionSettings, args, recipe)
     common.check_apart(args, out, inputs=[("style image", common.file_ref(args.style))])
+    name = args.model or common.default_network(args, choices.SALIENCY_MODELS[0], choices.SALIENCY_MODELS)
+    common.check_layers(name, [*settings.style_layers, settings.gradcam_layer,
+                               saliency_objectives.parse_objective(settings.objective).layer or ""])
     li = common.load_ref(args.style, "style image")
-    model = common.load_net(args, args.model)
+    model = common.load_net(args, name)
     x = images.to_tensor(images.resize_long_side(li.image, settings.size))
     run = attribution.AttributionRun(model, x, settings)
     for note in run.notes:

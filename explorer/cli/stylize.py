@@ -11,7 +11,7 @@ import os
 
 from ..saliency import attribution, guided
 from ..style import control, gatys, settings as style_settings
-from ..core import devices
+from ..core import choices, devices
 from ..io import images
 from . import common
 from ..style.blend import format_style_spec, parse_style_entries, parse_style_spec
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
     recipe = common.read_recipe(args.recipe) if args.recipe else {}
-    settings = common.settings_from(style_settings.StyleSettings, args, recipe)
+    settings = common.settings_from(style_settings.StyleSettings, args, recipe, networks=choices.STYLE_MODELS)
     if args.style_spec and args.style:
         raise common.CliError("give the style image either as STYLE or with --style, not both")
     content_ref = common.image_ref(args.content, recipe, "content")
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         ("content image", common.file_ref(content_ref)),
         *[("style image", common.file_ref(ref)) for ref, _ in blend],
         ("--mask", args.mask), ("--content-mask", args.content_mask), ("--style-mask", args.style_mask)])
+    common.check_layers(settings.model, [settings.content_layer, *settings.style_layers])
     content = common.load_ref(content_ref, "content image")
     style_imgs = [(_load_style(ref, len(blend), style_ref), w) for ref, w in blend]
     style_img = style_imgs[0][0]

@@ -3,7 +3,8 @@ optimizers, precisions, colour modes and the other choice lists, plus the two de
 command line's help states. The settings classes check against these lists, the command line
 offers them as ``choices`` (so ``python -m explorer --help`` answers without importing torch),
 and the pages show them. ``explorer.nets.registry`` checks at import that its registry matches
-:data:`MODEL_FAMILIES`.
+:data:`MODEL_FAMILIES` and :data:`STYLE_MODELS`; each network's default layers live on its registry
+entry (:class:`explorer.nets.registry.ModelSpec`), not here.
 """
 
 from __future__ import annotations
@@ -63,6 +64,3 @@ CONV_ALGORITHMS: tuple[str, ...] = ("auto", "direct", "winograd")
 DEFAULT_STYLE_WEIGHT = 80.0
 #: Default photorealism weight lambda (Luan et al. 2017, eq. 4) with relative losses (per pixel).
 DEFAULT_PHOTO_LAMBDA = 1e5
-#: Classic starting layer of a Deep Dream per network (what the page and the CLI offer first).
-DEFAULT_DREAM_LAYERS: dict[str, str] = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "vgg19": "relu4_3",
-                                        "vgg16": "relu4_3", "mobilenet_v2": "block10", "resnet50": "layer3_3"}

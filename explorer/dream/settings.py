@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from ..core import choices
 from ..core.settings import RecipeSettings, check_choice, check_float, check_int, check_name
+from ..nets.registry import MODELS
 
 __all__ = ["DreamSettings", "parse_layer_weights", "DEFAULT_LAYERS"]
 
-#: Classic starting layers per network (:data:`explorer.core.choices.DEFAULT_DREAM_LAYERS`).
-DEFAULT_LAYERS = choices.DEFAULT_DREAM_LAYERS
+#: Classic starting layer per network, read from the registry (``ModelSpec.dream_layer``).
+DEFAULT_LAYERS: dict[str, str] = {name: spec.dream_layer for name, spec in MODELS.items()}
 
 
 def parse_layer_weights(spec: str | Sequence) -> tuple[tuple[str, float], ...]:
@@ -62,9 +62,10 @@ class DreamSettings(RecipeSettings):
     """Every option of a dream (what a recipe JSON holds).
 
     Attributes:
-        model: ``googlenet`` (default), ``inception_v3``, ``vgg19`` or ``vgg16``.
+        model: a registered network, ``googlenet`` by default.
         layers: (layer, weight) pairs, or ``"inception4c:1,inception4d:0.5"``; their objectives
-            are summed with the weights. ``None``: the model's classic layer (:data:`DEFAULT_LAYERS`).
+            are summed with the weights. ``None``: the network's classic layer
+            (``ModelSpec.dream_layer``: inception4c on GoogLeNet).
         objective: ``"l2"`` (mean squared activation), ``"mean"``, ``"guide"`` (needs a guide
             image) or ``"class"`` (needs ``class_name``).
         channels: channel indices; when given, the objective is the mean of these channels of
@@ -113,7 +114,7 @@ class DreamSettings(RecipeSettings):
         error, not the default), channels to a tuple of ints."""
         check_choice("model", self.model, DEFAULT_LAYERS)
         if self.layers is None:
-            self.layers = ((DEFAULT_LAYERS[self.model], 1.0),)
+            self.layers = ((MODELS[self.model].dream_layer, 1.0),)
         self.layers = parse_layer_weights(self.layers)
         raw = self.channels
         try:

@@ -64,19 +64,14 @@ OBJECTIVES = ("channel", "neuron", "direction", "class")
 
 # ----------------------------------------------------------------------------- settings
 
-def _default_layer(model: str) -> str:
-    layers = MODELS[model].style_layers
-    return layers[3] if len(layers) > 3 else layers[-1]
-
-
 @dataclass
 class FeatureVisSettings(RecipeSettings):
     """Every option of a feature visualization (what a recipe JSON holds).
 
     Attributes:
         model: a registered network (default ``vgg19``).
-        layer: the layer whose unit is visualized (``None``: the 4th of the network's style
-            layers, ``relu4_1`` on VGG); also the diversity term's layer.
+        layer: the layer whose unit is visualized (``None``: the network's
+            ``ModelSpec.featurevis_layer``, ``relu4_1`` on VGG); also the diversity term's layer.
         objective: ``channel`` (mean of the channels over positions), ``neuron`` (each channel
             at the centre position, averaged), ``direction`` (sum over ``channels`` of weight x
             channel, averaged over positions) or ``class`` (``channels`` are ImageNet class
@@ -120,7 +115,7 @@ class FeatureVisSettings(RecipeSettings):
         to the model's default layer."""
         check_choice("model", self.model, list_models())
         if self.layer is None:
-            self.layer = _default_layer(self.model)
+            self.layer = MODELS[self.model].featurevis_layer
         self.channels = _numbers("channels", self.channels, int)
         self.weights = _numbers("weights", self.weights, float)
         t = self.transforms

@@ -40,7 +40,7 @@ from typing import Sequence
 
 import torch
 
-from ..core import cgroups, choices
+from ..core import cgroups
 from . import winograd
 from .layers import output_shape, receptive_field
 from .liveness import ALLOCATOR, rss, trace_pass
@@ -147,7 +147,7 @@ def _deepest(name: str, layers: Sequence[str] | None, kind: str) -> list[str]:
     if layers:
         return net.check_layers(layers)
     if kind == "dream":
-        return [choices.DEFAULT_DREAM_LAYERS.get(name, net.layer_names[-1])]
+        return [net.spec.dream_layer]
     if kind == "style" and net.spec.style_layers:  # a style transfer reads the style layers
         return list(net.spec.style_layers)
     if net.spec.family == "vgg":

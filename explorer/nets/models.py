@@ -45,13 +45,15 @@ from . import winograd
 from ..core.devices import resolve_device
 from .registry import ModelSpec, get_spec
 from .download import imagenet_state_dict
-from .weights import WeightsInfo, WeightsMissingError, file_digest, load_state_dict_into, read_state_dict, untrained_allowed
+from .weights import WeightsInfo, WeightsMissingError, file_digest, load_state_dict_into, read_state_dict, untrained_allowed, weights_status
 
 __all__ = [
     "FeatureNet",
     "UnknownLayerError",
     "NoClassifierError",
     "list_layers",
+    "check_layer_names",
+    "network_with_weights",
     "spatial_layers",
     "last_feature_layer",
     "meta_net",
@@ -329,6 +331,42 @@ def meta_net(name: str) -> "FeatureNet":
 def list_layers(name: str) -> list[str]:
     """Canonical layer names of a registered network, in forward order (from :func:`meta_net`)."""
     return list(meta_net(name).layer_names)
+
+
+def check_layer_names(name: str, layers: Iterable[str]) -> list[str]:
+    """``layers`` as a list, each checked against network ``name``'s layer list on the meta
+    device (:func:`meta_net`): a bad name costs no weights file and no download.
+
+    Raises:
+        ValueError: unknown model; UnknownLayerError: a layer the network does not have (the
+            message lists the valid names).
+    """
+    return meta_net(name).check_layers(layers)
+
+
+def network_with_weights(default: str, allowed: Sequence[str]) -> tuple[str, str | None]:
+    """The network a page or command starts on when the user has not chosen one: ``default``,
+    unless no file of its ImageNet weights is on this machine (:func:`weights_status`) and one
+    of ``allowed`` has one; then the first such network, with a note saying which, why, and how
+    to get ``default``'s weights. A file that is there but cannot be used is not "no weights":
+    ``default`` stays, and loading it names the file.
+
+    Returns:
+        (network name, note or ``None`` when ``default`` is kept).
+
+    Raises:
+        ValueError: unknown model.
+    """
+    get_spec(default)
+    if weights_status([default])[0]["found"]:
+        return default, None
+    for row in weights_status([n for n in allowed if n != default]):
+        if row["found"] and not row["problem"]:
+            spec, pick = get_spec(default), get_spec(row["model"])
+            return pick.name, (f"the default network, {spec.title}, has no weights on this machine, so this "
+                               f"starts on {pick.title}, which has them; to use {spec.title}, get its weights "
+                               f"with `explorer weights download --models {default}`")
+    return default, None
 
 
 #: Layers after the global pooling: no spatial maps.

@@ -51,7 +51,7 @@ from ..activations.views import channel_map_rgb
 from ..nets.layers import fast_layout
 from ..io.images import to_pil
 from ..nets.memory import check_fits
-from ..nets.models import FeatureNet, last_feature_layer
+from ..nets.models import FeatureNet
 from .methods import baseline_image, guided_backprop, private_copy, smoothgrad
 from .occlusion import UnsupportedNetworkError, occlusion_fast, occlusion_windows, supports
 from ..core.progress import ProgressEvent
@@ -109,8 +109,7 @@ class AttributionSettings(RecipeSettings):
         smoothgrad_sigma: their noise standard deviation, pixels in [0, 1].
         gradcam_layer: the layer Grad-CAM explains; empty = the deepest layer the objective
             uses (the deepest style layer, the objective's layer, or for ``class`` the network's
-            last feature layer, :func:`explorer.nets.models.last_feature_layer`: relu5_4 on VGG19,
-            relu5_3 on VGG16).
+            ``ModelSpec.gradcam_layer``: relu5_4 on VGG19, relu5_3 on VGG16).
         fast_occlusion: use the exact incremental occlusion where it applies (same numbers).
     """
 
@@ -319,7 +318,7 @@ class AttributionRun(Run):
     def _gradcam_layer(self) -> str:
         m, s, spec = self.model, self.settings, self.spec
         deepest = {"style": max(self.style_layers, key=m.depth),
-                   "class": last_feature_layer(m.name)}.get(spec.kind, spec.layer)
+                   "class": m.spec.gradcam_layer}.get(spec.kind, spec.layer)
         layer = s.gradcam_layer or deepest
         check_spatial(m, layer)
         if m.depth(layer) > m.depth(deepest):

@@ -19,8 +19,10 @@ from ..core.settings import RecipeSettings, check_choice, check_float, check_int
 __all__ = ["StyleSettings", "describe_final_losses", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYER",
            "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA", "MIN_SCALE_STEPS"]
 
-DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-DEFAULT_CONTENT_LAYER = "relu4_2"
+#: The default network's style and content layers, read from the registry (``ModelSpec.style_layers``
+#: and ``content_layer``: Gatys et al.'s relu1_1 ... relu5_1 and relu4_2, the same names on both VGGs).
+DEFAULT_STYLE_LAYERS = MODELS[choices.STYLE_MODELS[0]].style_layers
+DEFAULT_CONTENT_LAYER: str = MODELS[choices.STYLE_MODELS[0]].content_layer
 #: beta of eq. (7) with relative losses and alpha = 1 (calibrated on the real VGG19 against
 #: neural-style's published outputs; README "Defaults on real weights"), and the lambda of the
 #: photorealism regularizer (relative losses, L_m per pixel) that keeps a photo photographic on
@@ -32,8 +34,8 @@ MIN_SCALE_STEPS = 10
 
 
 def _vgg_models() -> list[str]:
-    """The registered networks style transfer runs on (the VGGs)."""
-    return [n for n, spec in MODELS.items() if spec.family == "vgg"]
+    """The registered networks style transfer runs on (those with a content layer: the VGGs)."""
+    return [n for n, spec in MODELS.items() if spec.supports_style]
 
 
 
