@@ -9,7 +9,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from explorer.saliency import attribution, guided
 from explorer.style import gatys, settings as style_settings
-from explorer.io import images, outputs
+from explorer.io import images
 from explorer.core import choices
 from explorer.nets import models
 from explorer.app import pickers, plots, ui
