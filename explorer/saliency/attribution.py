@@ -284,7 +284,7 @@ class AttributionRun(Run):
     windows; the gradient methods report start and end), then :meth:`result`.
 
     Args:
-        model: the shared network (VGG19 or VGG16); never modified.
+        model: the shared network (any of ``choices.SALIENCY_MODELS``); never modified.
         image: the style image (1, 3, H, W) in [0, 1] at the working size.
         settings: :class:`AttributionSettings`.
 
