@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ..activations import views
+from ..core import recipes
 from ..nets.layers import layer_activations, layer_info
 from ..io import images
 from ..nets import memory
@@ -47,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError(f"{args.layer} has no spatial maps (shape {acts.shape}); pick a convolutional layer")
     stats = views.channel_stats(acts)
     top = views.top_channels(acts, args.top, by=args.by)
+    settings = {"model": model.name, "layer": args.layer, "top": args.top, "by": args.by, "size": args.size}
     report = {
+        **recipes.run_info("activations", settings, model.weights, model.device, "fp32"),
         "image": args.image, "model": model.name, "layer": args.layer, "weights": model.weights.kind,
         "weights_label": model.weights.label, "input_hw": list(x.shape[-2:]),
         "shape": list(acts.shape), "receptive_field": info.receptive_field, "stride": info.stride,

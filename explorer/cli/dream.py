@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core import recipes
 from ..dream import deepdream as dream
 from ..io import images
 from ..io import outputs
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
-    recipe = common.read_recipe(args.recipe) if args.recipe else {}
+    recipe = common.read_recipe(args.recipe, args.command) if args.recipe else {}
     settings = common.settings_from(dream_settings.DreamSettings, args, recipe)
     ref = common.image_ref(args.image, recipe, "image") if args.image not in ("gray", "noise") else args.image
     out = common.png_out(args, "dream.png")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             raise common.CliError("--objective guide needs --guide IMAGE")
         g = common.load_ref(args.guide, "guide image")
         guide_img = images.to_tensor(images.resize_long_side(g.image, max(x.shape[-2:])))
-    model = common.load_net(args, settings.model)
+    model = common.load_net(args, settings.model, recipe)
     common.say(f"dreaming {ref} ({x.shape[-1]}x{x.shape[-2]} px) on {model.device}, {model.weights.label}")
     run = zoom.ZoomRun(model, x, settings, args.zoom_frames, args.zoom, guide_img) if args.zoom_frames \
         else dream.DreamRun(model, x, settings, guide_image=guide_img)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         result = run.result()
         last, report, frames = result.image, result.report(), result.animation_frames()
     pil_frames = [images.to_pil(f) for f in frames]
-    report["inputs"] = {"image": ref, **({"guide": args.guide} if args.guide else {})}
+    report = recipes.recipe("dream", report, {"image": ref, **({"guide": args.guide} if args.guide else {})})
     report["output"] = str(out)
     if interrupted:
         report["stopped"] = "interrupted"
