@@ -115,7 +115,8 @@ def migrate(data: Mapping, command: str | None = None, *,
     Raises:
         ValueError: not an object, a ``recipe_version`` that is not a whole number from 1 to
             :data:`RECIPE_VERSION` (a newer one names the version to update to), or a recipe of
-            another command; one line.
+            another command (its own ``command``, or for version 1 the keys only that command's
+            settings have); one line.
     """
     if not isinstance(data, Mapping):
         raise ValueError("a recipe must be a JSON object")
@@ -131,7 +132,10 @@ def migrate(data: Mapping, command: str | None = None, *,
     if own is not None and command is not None and own != command:
         raise ValueError(f"this is a recipe of `explorer {own}`, not of `explorer {command}`")
     out = copy.deepcopy(dict(data))
-    cmd = own or command or _guess_command(out)
+    guess = None if own is not None else _guess_command(out)
+    if guess is not None and command is not None and guess != command:
+        raise ValueError(f"by its settings this is a recipe of `explorer {guess}`, not of `explorer {command}`")
+    cmd = own or command or guess
     settings = out.get("settings")
     if version < 2 and isinstance(settings, dict):
         _settings_v1_to_v2(cmd, settings, layers_of)
