@@ -11,6 +11,7 @@ from explorer.io import images
 from explorer.nets import models
 from explorer.app import pickers, plots, ui
 from explorer.io import outputs
+from explorer.core import choices, recipes
 from explorer.dream.zoom import ZoomRun
 from explorer.dream import settings as dream_settings
 
@@ -63,7 +64,7 @@ with st.expander("Settings", expanded=True):
     smooth = c3.slider("Gradient smoothing sigma (px)", 0.0, 4.0, 0.0, step=0.25, key="dream_smooth")
     tile = c3.select_slider("Tile size (px)", [128, 256, 384, 512, 768, 1024], 512, key="dream_tile")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="dream_seed")
-    precision = c3.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="dream_precision")
+    precision = c3.selectbox("Precision", list(choices.PRECISIONS), key="dream_precision")
     zoom_mode = c2.checkbox("Dream-zoom sequence", key="dream_zoom_mode",
                             help="dream, zoom in a few percent and crop, dream again: an animation")
     zoom_frames = c2.slider("Zoom frames", 2, 60, 8, key="dream_zoom_frames", disabled=not zoom_mode)
@@ -136,8 +137,8 @@ if res:
     cols = st.columns(2)
     cols[0].image(res["input_image"], caption="Input", width="stretch")
     cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})", width="stretch")
-    report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
-    report["inputs"] = res["inputs"]
+    report = recipes.recipe("dream", res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")},
+                            res["inputs"])
     d1, d2, d3, _ = st.columns([1, 1.4, 1, 1])
     png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
     d1.download_button("Download PNG", png, file_name="dream.png", mime="image/png", key="dream_download_png")

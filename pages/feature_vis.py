@@ -11,7 +11,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from explorer.nets.layers import layer_info, receptive_field
 from explorer.featurevis import render as FV
 from explorer.featurevis import grid as G
-from explorer.core import choices
+from explorer.core import choices, recipes
 from explorer.io import grids, outputs
 from explorer.nets import models
 from explorer.app import plots, ui
@@ -170,8 +170,8 @@ with t_grid:
         sheet = res.get("sheet") or res["image"]
         st.image(sheet, caption=f"Left: the optimized picture of each channel; right: its top dataset crops with "
                                 f"their activation ({res['weights_label']})", width="stretch")
-        report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
-        report["inputs"] = res["inputs"]
+        report = recipes.recipe("featurevis", res.get("report") or {"settings": res["settings"],
+                                                                     "stopped": res.get("stopped")}, res["inputs"])
         d1, d2, d3, _ = st.columns([1, 1.3, 1.3, 1])
         info_png = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
         d1.download_button("Download grid (PNG)",
@@ -263,8 +263,8 @@ with t_one:
             st.image([c for c, _ in res["crops"]], caption=[t for _, t in res["crops"]], width=128)
             st.caption(f"Each crop is the {res['field_px']} px receptive field around the position where the channel "
                        f"is largest on that image (images prepared at {G.EXAMPLES_SIZE} px).")
-        report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
-        report["inputs"] = res["inputs"]
+        report = recipes.recipe("featurevis", res.get("report") or {"settings": res["settings"],
+                                                                     "stopped": res.get("stopped")}, res["inputs"])
         d1, d2, _ = st.columns([1, 1.3, 2])
         png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
         d1.download_button("Download PNG", png, file_name="featurevis-channel.png", mime="image/png",

@@ -7,7 +7,7 @@ from explorer.app import ui
 ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from explorer.style import blend, control, settings as style_settings
-from explorer.core import choices
+from explorer.core import choices, recipes
 from explorer.io import images, outputs
 from explorer.app import pickers, plots, ui
 from explorer.nets import weights
@@ -63,7 +63,7 @@ with st.expander("Settings", expanded=False):
     c1, c2, c3 = st.columns(3)
     size = c1.slider("Working size (long side, px)", 64, 1024, defaults.size, step=32, key="size")
     steps = c1.number_input("Steps", 1, 5000, defaults.steps, key="steps")
-    optimizer = c1.selectbox("Optimizer", ["lbfgs", "adam"], key="optimizer")
+    optimizer = c1.selectbox("Optimizer", list(choices.OPTIMIZERS), key="optimizer")
     lr = c1.number_input("Learning rate (0 = default: 1 for L-BFGS, 0.02 for Adam)", 0.0, 100.0, 0.0,
                          format="%.4f", key="lr")
     alpha = c2.number_input("Content weight alpha", 0.0, 1e12, defaults.content_weight, format="%.3g", key="alpha")
@@ -89,7 +89,7 @@ with st.expander("Settings", expanded=False):
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
     pooling = c1.selectbox("Pooling", ["max", "avg"], key="pooling",
                            help="Gatys et al. replace max pooling by average pooling for smoother results")
-    precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
+    precision = c2.selectbox("Precision", list(choices.PRECISIONS), key="precision",
                              help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
     parameterization = c1.selectbox(
         "Optimize", list(choices.STYLE_PARAMETERIZATIONS), key="parameterization",
@@ -234,9 +234,9 @@ if res:
     d1, d2, _ = st.columns([1, 1.4, 2])
     d1.download_button("Download PNG", ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo)),
                        file_name="stylized.png", mime="image/png", key="download_png")
-    report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
-                                   "weights_label": res["weights_label"], "stopped": res.get("stopped"),
-                                   "history": res["history"]}
+    report = recipes.recipe("stylize", res.get("report") or {
+        "settings": res["settings"], "weights_label": res["weights_label"], "stopped": res.get("stopped"),
+        "history": res["history"]}, res["inputs"])
     d2.download_button("Download settings (JSON)", outputs.json_text(report), file_name="recipe.json",
                        mime="application/json", key="download_json",
                        help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")

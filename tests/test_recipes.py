@@ -263,3 +263,25 @@ def test_declared_ranges_and_choices_are_checked_by_the_base_class(cls):
                 cls(**{f.name: rule.hi + 1})
             checked += 1
     assert checked >= 5
+
+
+def test_a_weights_files_digest_is_computed_once_until_the_file_changes(tmp_path, monkeypatch):
+    import builtins
+    import os
+
+    from explorer.nets import weights
+
+    f = tmp_path / "w.pth"
+    f.write_bytes(b"a" * 1000)
+    opened = []
+
+    def counting_open(path, *args, **kw):
+        opened.append(str(path))
+        return builtins.open(path, *args, **kw)
+
+    monkeypatch.setattr(weights, "open", counting_open, raising=False)
+    first = weights.file_digest(f)
+    assert weights.file_digest(f) == first and opened == [str(f)]
+    f.write_bytes(b"b" * 1000)
+    os.utime(f, ns=(1, 1))  # another modification time, whatever the clock's resolution
+    assert weights.file_digest(f) != first and len(opened) == 2

@@ -8,6 +8,7 @@ import argparse
 
 from ..activations import views
 from ..core import recipes
+from ..core.settings import check_int
 from ..nets.layers import layer_activations, layer_info
 from ..io import images
 from ..nets import memory
@@ -27,10 +28,8 @@ def run(args: argparse.Namespace) -> int:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
     out = common.png_out(args, "activations.png")
-    if not 1 <= args.top <= 1024:
-        raise common.CliError("--top must be between 1 and 1024")
-    if not 32 <= args.size <= 4096:
-        raise common.CliError("--size must be between 32 and 4096")
+    check_int("--top", args.top, 1, 1024)
+    check_int("--size", args.size, 32, 4096)
     common.check_apart(args, out, inputs=[("image", common.file_ref(args.image))])
     li = common.load_ref(args.image, "image")
     model = common.load_net(args, args.model)

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..core import recipes
+from ..core.settings import check_int
 from ..dream import deepdream as dream
 from ..io import images
 from ..io import outputs
@@ -35,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError(f"--gif must name a .gif file; got {args.gif}")
     if args.zoom_frames and not args.gif:
         raise common.CliError("--zoom-frames needs --gif OUT.gif to write the sequence to")
-    if not 0 <= args.zoom_frames <= 500:
-        raise common.CliError("--zoom-frames must be between 0 and 500")
+    check_int("--zoom-frames", args.zoom_frames, 0, 500)
     common.check_apart(args, out, inputs=[("image", common.file_ref(ref)), ("guide image", args.guide)])
     if ref in ("gray", "noise"):
         x = dream.start_image(ref, settings.size or 256, settings.seed)

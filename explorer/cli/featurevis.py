@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..core import recipes
+from ..core.settings import check_int
 from ..featurevis import render as FV
 from ..featurevis import grid as G
 from ..io import outputs
@@ -73,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args, recipe)
     out = common.png_out(args, "featurevis.png")
     k = args.examples if args.examples is not None else int(recipe.get("examples_k") or 0) if recipe else 0
-    if not 0 <= k <= 100:
-        raise common.CliError(f"--examples must be between 0 and 100; got {k}")
+    check_int("--examples", k, 0, 100)
     if args.images_dir and not k:
         raise common.CliError("--images-dir needs --examples N (how many crops per channel)")
     sources, images = None, "samples"

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..core import recipes
+from ..core.settings import check_float
 from ..saliency import attribution
 from ..io import images
 from ..io import outputs
@@ -28,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     out = common.png_out(args, "saliency.png")
     if args.npy and Path(args.npy).suffix.lower() != ".npy":
         raise common.CliError(f"--npy must name a .npy file; got {args.npy}")
-    if not 0.0 <= args.opacity <= 1.0:
-        raise common.CliError("--opacity must be between 0 and 1")
+    check_float("--opacity", args.opacity, 0.0, 1.0)
     recipe = common.read_recipe(args.recipe, args.command) if args.recipe else {}
     settings = common.settings_from(attribution.AttributionSettings, args, recipe)
     style_ref = common.image_ref(args.style, recipe, "style")
