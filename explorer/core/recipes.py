@@ -114,9 +114,9 @@ def migrate(data: Mapping, command: str | None = None, *,
 
     Raises:
         ValueError: not an object, a ``recipe_version`` that is not a whole number from 1 to
-            :data:`RECIPE_VERSION` (a newer one names the version to update to), or a recipe of
-            another command (its own ``command``, or for version 1 the keys only that command's
-            settings have); one line.
+            :data:`RECIPE_VERSION` (a newer one names the version to update to), or a recipe
+            whose ``command`` is another; one line. (A version 1 recipe of another command is
+            refused by the settings class, naming the keys it does not know.)
     """
     if not isinstance(data, Mapping):
         raise ValueError("a recipe must be a JSON object")
@@ -132,10 +132,7 @@ def migrate(data: Mapping, command: str | None = None, *,
     if own is not None and command is not None and own != command:
         raise ValueError(f"this is a recipe of `explorer {own}`, not of `explorer {command}`")
     out = copy.deepcopy(dict(data))
-    guess = None if own is not None else _guess_command(out)
-    if guess is not None and command is not None and guess != command:
-        raise ValueError(f"by its settings this is a recipe of `explorer {guess}`, not of `explorer {command}`")
-    cmd = own or command or guess
+    cmd = own or command or _guess_command(out)
     settings = out.get("settings")
     if version < 2 and isinstance(settings, dict):
         _settings_v1_to_v2(cmd, settings, layers_of)
