@@ -159,7 +159,7 @@ res = page_run.result
 if res:
     ui.result_heading(res)
     summary = res["summary"]
-    st.write(f"{summary['written']} image(s) written from {summary['inputs']} input file(s) in "
+    st.write(f"{summary['written']} image(s) written from {summary['input_files']} input file(s) in "
              f"{summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} images/min), "
              f"{res['weights_label']}.")
     if res["shown"]:

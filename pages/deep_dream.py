@@ -8,10 +8,10 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from explorer.dream import deepdream as dream
 from explorer.io import images, samples
-from explorer.core import choices
 from explorer.nets import models, registry
 from explorer.app import pickers, plots, ui
 from explorer.io import outputs
+from explorer.core import choices, recipes
 from explorer.dream.zoom import ZoomRun
 from explorer.dream import settings as dream_settings
 
@@ -64,7 +64,7 @@ with st.expander("Settings", expanded=True):
     smooth = c3.slider("Gradient smoothing sigma (px)", 0.0, 4.0, 0.0, step=0.25, key="dream_smooth")
     tile = c3.select_slider("Tile size (px)", [128, 256, 384, 512, 768, 1024], 512, key="dream_tile")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="dream_seed")
-    precision = c3.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="dream_precision")
+    precision = c3.selectbox("Precision", list(choices.PRECISIONS), key="dream_precision")
     zoom_mode = c2.checkbox("Dream-zoom sequence", key="dream_zoom_mode",
                             help="dream, zoom in a few percent and crop, dream again: an animation")
     zoom_frames = c2.slider("Zoom frames", 2, 60, 8, key="dream_zoom_frames", disabled=not zoom_mode)
@@ -140,8 +140,7 @@ if res:
     cols = st.columns(2)
     cols[0].image(res["input_image"], caption="Input", width="stretch")
     cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})", width="stretch")
-    report = res["report"]
-    report["inputs"] = res["inputs"]
+    report = recipes.recipe("dream", res["report"], res["inputs"])
     gif = ui.Download("Download GIF", "dream.gif", "image/gif", "dream_download_gif",
                       lambda: outputs.gif_bytes(res["frames"], 600), slot="gif") if len(res["frames"]) > 1 else None
     ui.downloads(res, [

@@ -11,7 +11,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from explorer.nets.layers import layer_info, receptive_field
 from explorer.featurevis import render as FV
 from explorer.featurevis import grid as G
-from explorer.core import choices
+from explorer.core import choices, recipes
 from explorer.io import grids, outputs
 from explorer.nets import models
 from explorer.app import plots, ui
@@ -176,7 +176,8 @@ with t_grid:
             ui.png_download(res, key="fv_grid_download_sheet", file_name="featurevis-examples.png", image="sheet",
                             label="Download with examples (PNG)", pnginfo=info_png)
             if res.get("sheet") is not None else None,
-            ui.recipe_download(res["report"], key="fv_grid_download_json", file_name="featurevis-recipe.json",
+            ui.recipe_download(recipes.recipe("featurevis", res["report"], res["inputs"]),
+                               key="fv_grid_download_json", file_name="featurevis-recipe.json",
                                help="Replay with: python -m explorer featurevis --recipe featurevis-recipe.json "
                                     "-o grid.png")], widths=[1, 1.3, 1.3, 1])
         if res.get("history"):
@@ -264,7 +265,8 @@ with t_one:
         ui.downloads(res, [
             ui.png_download(res, key="fv_one_download_png", file_name="featurevis-channel.png",
                             pnginfo={"weights": res["weights_label"]}),
-            ui.recipe_download(res["report"], key="fv_one_download_json", file_name="featurevis-channel-recipe.json")],
+            ui.recipe_download(recipes.recipe("featurevis", res["report"], res["inputs"]),
+                               key="fv_one_download_json", file_name="featurevis-channel-recipe.json")],
             widths=[1, 1.3, 2])
         if res.get("history"):
             keys = ("objective", "diversity") if "diversity" in res["history"][0] else ("objective",)

@@ -7,7 +7,7 @@ from explorer.app import ui
 ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from explorer.style import blend, control, settings as style_settings
-from explorer.core import choices
+from explorer.core import choices, recipes
 from explorer.io import images, outputs
 from explorer.app import pickers, plots, ui
 from explorer.nets import weights
@@ -63,7 +63,7 @@ with st.expander("Settings", expanded=False):
     c1, c2, c3 = st.columns(3)
     size = c1.slider("Working size (long side, px)", 64, 1024, defaults.size, step=32, key="size")
     steps = c1.number_input("Steps", 1, 5000, defaults.steps, key="steps")
-    optimizer = c1.selectbox("Optimizer", ["lbfgs", "adam"], key="optimizer")
+    optimizer = c1.selectbox("Optimizer", list(choices.OPTIMIZERS), key="optimizer")
     lr = c1.number_input("Learning rate (0 = default: 1 for L-BFGS, 0.02 for Adam)", 0.0, 100.0, 0.0,
                          format="%.4f", key="lr")
     alpha = c2.number_input("Content weight alpha", 0.0, 1e12, defaults.content_weight, format="%.3g", key="alpha")
@@ -89,7 +89,7 @@ with st.expander("Settings", expanded=False):
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
     pooling = c1.selectbox("Pooling", ["max", "avg"], key="pooling",
                            help="Gatys et al. replace max pooling by average pooling for smoother results")
-    precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
+    precision = c2.selectbox("Precision", list(choices.PRECISIONS), key="precision",
                              help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
     parameterization = c1.selectbox(
         "Optimize", list(choices.STYLE_PARAMETERIZATIONS), key="parameterization",
@@ -237,7 +237,8 @@ if res:
     pnginfo = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
     ui.downloads(res, [
         ui.png_download(res, key="download_png", file_name="stylized.png", pnginfo=pnginfo),
-        ui.recipe_download(res["report"], key="download_json", file_name="recipe.json", label="Download settings (JSON)",
+        ui.recipe_download(recipes.recipe("stylize", res["report"], res["inputs"]), key="download_json",
+                           file_name="recipe.json", label="Download settings (JSON)",
                            help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")],
         widths=[1, 1.4, 2])
     hist = res["history"]

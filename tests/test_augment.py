@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from explorer.core.recipes import migrate
 from explorer.batch import augment, augment_io, augment_plan
 from explorer.io import archives
 from explorer.cli import parser as cli
@@ -326,9 +327,11 @@ def test_the_job_hash_is_unchanged_by_the_beta_rename(vgg19, tmp_path):
 
 
 def test_the_old_name_ratio_range_still_works_in_recipes_and_on_the_command_line(capsys):
-    assert AugmentSettings.from_dict({"ratio_range": [5, 50]}).beta_range == (5.0, 50.0)
-    # a --beta-range flag merged over an older recipe wins
-    assert AugmentSettings.from_dict({"ratio_range": [5, 50], "beta_range": "6,60"}).beta_range == (6.0, 60.0)
+    def replay(settings):
+        return AugmentSettings.from_dict(migrate({"settings": settings}, "augment")["settings"])
+
+    assert replay({"ratio_range": [5, 50]}).beta_range == (5.0, 50.0)
+    assert replay({"ratio_range": [5, 50], "beta_range": "6,60"}).beta_range == (6.0, 60.0)
     parser = cli.build_parser()
     args = parser.parse_args(["augment", "in", "styles", "-o", "out", "--ratio-range", "1,2"])
     assert args.beta_range == "1,2" and not hasattr(args, "ratio_range")
@@ -586,6 +589,6 @@ def test_augmentation_defaults_and_recipes_from_before_them():
     assert s.style_settings(20, 128).image_parameterization == "pixel"  # Adam runs on the pixels
     old = {**AugmentSettings().to_dict(), "init": "content", "steps": [50, 50]}
     del old["parameterization"]
-    assert AugmentSettings.from_dict(old).parameterization == "pixel"
+    assert AugmentSettings.from_dict(migrate({"settings": old}, "augment")["settings"]).parameterization == "pixel"
     with pytest.raises(ValueError, match="init must be one of histogram, content, noise; got 'style'"):
         AugmentSettings(init="style")

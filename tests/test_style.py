@@ -11,6 +11,7 @@ from explorer.app import ui
 from explorer.nets.models import UnknownLayerError
 from explorer.optim.parameterizations import OffsetImage, fourier_scale
 from explorer.core.progress import ProgressEvent
+from explorer.core.recipes import migrate
 from explorer.style.transfer import FIRST_STEP_MOVE, StyleTransfer, run_style_transfer
 from explorer.style import gatys
 from explorer.style.gatys import style_targets
@@ -362,10 +363,11 @@ def test_the_first_lbfgs_step_moves_the_image_by_the_set_amount(vgg19, images64,
 def test_recipes_from_before_the_fourier_offset_replay_as_they_ran():
     old = StyleSettings().to_dict()
     del old["parameterization"], old["conv_algorithm"]
-    replay = StyleSettings.from_dict(old)
+    replay = StyleSettings.from_dict(migrate({"settings": old}, "stylize")["settings"])
     assert (replay.parameterization, replay.conv_algorithm) == ("pixel", "direct")
     assert StyleSettings.from_dict(StyleSettings().to_dict()) == StyleSettings()
-    assert StyleSettings.from_dict({"steps": 3}).parameterization == "auto"  # a partial recipe: today's defaults
+    partial = migrate({"settings": {"steps": 3}}, "stylize")["settings"]
+    assert StyleSettings.from_dict(partial).parameterization == "auto"  # a partial recipe: today's defaults
 
 
 def test_each_parameterization_and_conv_algorithm_lowers_the_loss(vgg19, images64):

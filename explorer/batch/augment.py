@@ -66,10 +66,11 @@ from .augment_folder import check_folder, claim_folder, folder_settings
 from .augment_io import MANIFEST_COLUMNS, SKIPPED_COLUMNS, AppendLog, AugmentError, ShardLock, StyleImage, check_folders, read_manifest, rebuild_manifests
 from .augment_plan import IMAGE_EXTENSIONS, Job, Shard, apply_traditional, is_image_name, is_utf8_name, plan_jobs, shown_name
 from .augment_settings import AugmentSettings
-from ..core.devices import resolve_device, resolve_precision
+from ..core.devices import precision_name, resolve_device, resolve_precision
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet
 from ..core.progress import ProgressEvent
+from ..core.recipes import run_info
 from ..core.runs import Run
 from ..style.gatys import gatys_objective, style_targets
 from ..style.transfer import StyleTransfer
@@ -431,13 +432,16 @@ class Augmentation(Run):
         return self.summary()
 
     def summary(self) -> dict:
-        """JSON-ready summary: settings, shard, counts, seconds, images per minute, skipped inputs."""
+        """JSON-ready summary: the run-info block (:func:`explorer.core.recipes.run_info`), then
+        the shard, counts (``input_files``: this shard's input files), seconds, images per minute,
+        skipped inputs and the style images."""
         return {
-            "settings": self.settings.to_dict(),
+            **run_info("augment", self.settings.to_dict(), self.model.weights, self.model.device,
+                       precision_name(resolve_precision(self.settings.precision, self.model.device))),
             "shard": str(self.shard),
             "weights_label": self.model.weights.label,
             "device": str(self.model.device),
-            "inputs": len(self.mine),
+            "input_files": len(self.mine),
             "outputs_planned": len(self.jobs),
             "already_done": self.already_done,
             "written": len(self.written),

@@ -84,7 +84,7 @@ class AugmentSettings(RecipeSettings):
         beta_range: the style weight beta (alpha = 1), sampled log-uniformly per output
             (relative losses, see :mod:`explorer.style.transfer`). The default (30, 200) brackets
             StyleSettings' beta of 80, for any VGG19 file. Called ``ratio_range`` before; that
-            key of an older recipe is still read (:meth:`from_dict`).
+            key of an older recipe is still read (:func:`explorer.core.recipes.migrate`).
         blend: style images per output (1 = one style chosen per output; K > 1 = a blend of K
             distinct styles).
         weight_range: range of each blend weight before normalization (ignored for blend 1).
@@ -177,20 +177,3 @@ class AugmentSettings(RecipeSettings):
         for k in ("steps", "size", "beta_range", "weight_range", "traditional", "style_layers"):
             d[k] = list(d[k])
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AugmentSettings":
-        """Build from a recipe's ``settings`` (:meth:`RecipeSettings.from_dict`). A recipe or
-        report written before the rename holds ``ratio_range``: the same numbers (beta with
-        alpha = 1), read as ``beta_range``; when both keys are there ``beta_range`` wins (a
-        ``--beta-range`` flag merged over an older recipe). A whole settings dict from before
-        ``parameterization`` (``channels_last`` but not it) replays as it ran, on pixels.
-
-        Raises:
-            ValueError: as :meth:`RecipeSettings.from_dict`.
-        """
-        if isinstance(d, dict) and "ratio_range" in d:  # a beta_range beside it wins
-            d = {"beta_range": d["ratio_range"], **{k: v for k, v in d.items() if k != "ratio_range"}}
-        if isinstance(d, dict) and "channels_last" in d:
-            d = {"parameterization": "pixel", **d}
-        return super().from_dict(d)

@@ -70,7 +70,7 @@ AXIS_ALIASES = {"ratio": "alpha_beta"}
 # a decimal number as text (the same pattern as explorer.style.blend's style weights)
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
-_CHOICES = {"init": choices.INITS, "optimizer": ("lbfgs", "adam")}
+_CHOICES = {"init": choices.INITS, "optimizer": choices.OPTIMIZERS}
 
 #: How the grid names each optimizer.
 OPTIMIZER_TITLES = {"lbfgs": "L-BFGS", "adam": "Adam"}

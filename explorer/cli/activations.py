@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 
 from ..activations import views
-from ..core import choices
+from ..core import choices, recipes
+from ..core.settings import check_int
 from ..nets import registry
 from ..nets.layers import layer_activations, layer_info
 from ..io import images
@@ -28,10 +29,8 @@ def run(args: argparse.Namespace) -> int:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
     out = common.png_out(args, "activations.png")
-    if not 1 <= args.top <= 1024:
-        raise common.CliError("--top must be between 1 and 1024")
-    if not 32 <= args.size <= 4096:
-        raise common.CliError("--size must be between 32 and 4096")
+    check_int("--top", args.top, 1, 1024)
+    check_int("--size", args.size, 32, 4096)
     common.check_apart(args, out, inputs=[("image", common.file_ref(args.image))])
     name = args.model or common.default_network(args, choices.MODEL_NAMES[0], choices.MODEL_NAMES)
     layer = args.layer or registry.get_spec(name).activation_layer
@@ -51,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError(f"{layer} has no spatial maps (shape {acts.shape}); pick a convolutional layer")
     stats = views.channel_stats(acts)
     top = views.top_channels(acts, args.top, by=args.by)
+    settings = {"model": model.name, "layer": layer, "top": args.top, "by": args.by, "size": args.size}
     report = {
+        **recipes.run_info("activations", settings, model.weights, model.device, "fp32"),
         "image": args.image, "model": model.name, "layer": layer, "weights": model.weights.kind,
         "weights_label": model.weights.label, "input_hw": list(x.shape[-2:]),
         "shape": list(acts.shape), "receptive_field": info.receptive_field, "stride": info.stride,

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..batch import augment
-from ..core import choices
+from ..core import choices, recipes
 from ..io import outputs
 from ..batch import augment_folder
 from ..batch import augment_io
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
-    recipe = common.read_recipe(args.recipe) if args.recipe else {}
+    recipe = common.read_recipe(args.recipe, args.command) if args.recipe else {}
     if not hasattr(args, "variants") and "variants" not in (recipe.get("settings") or {}):
         raise common.CliError("--variants N is required (stylized outputs per input image)")
     settings = common.settings_from(augment_settings.AugmentSettings, args, recipe, networks=choices.STYLE_MODELS)
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     out, new_folder = Path(args.output), getattr(args, "new_folder_if_different", False)
     if not new_folder:  # a second writer, or another shard plan: one line, before the model
         augment_io.ShardLock(out, shard).acquire().release()
-    model = common.load_net(args, settings.model)
+    model = common.load_net(args, settings.model, recipe)
     if new_folder:
         wanted = augment_folder.folder_settings(settings, styles, model.weights)
         chosen = augment_folder.pick_folder(out, wanted)
@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
                                           "already written", where=out) from None
     summary = run.summary()
     if args.report:
-        common.write_results(args, [(args.report, lambda: outputs.write_json_atomic(
-            {**summary, "interrupted": interrupted}, args.report))])
+        report = recipes.recipe("augment", summary, {"input_dir": str(args.input_dir),
+                                                     "styles_dir": str(args.styles_dir)}, interrupted=interrupted)
+        common.write_results(args, [(args.report, lambda: outputs.write_json_atomic(report, args.report))])
     common.say(f"wrote {summary['written']} image(s) in {summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} "
          f"images/min); {out / 'manifest.csv'} lists {rows} output(s)")
     if skipped:

@@ -25,7 +25,7 @@ from ..io import samples
 from ..nets import models
 from ..io import files
 from ..io import outputs
-from ..style import settings as style_settings
+from ..core import recipes
 from ..core.progress import ProgressEvent, tqdm_events
 from ..core.runs import Run
 
@@ -42,13 +42,15 @@ class CliError(Exception):
 MAX_RECIPE_BYTES = 2**20
 
 
-def read_recipe(path: str) -> dict:
-    """The recipe's JSON object, its shape checked: ``settings`` (and ``guide``) objects,
-    ``inputs`` an object of strings. A recipe is checked whole before any model is loaded.
+def read_recipe(path: str, command: str | None = None) -> dict:
+    """The recipe's JSON object in the current shape (:func:`explorer.core.recipes.migrate`:
+    a recipe any earlier version wrote replays as it ran), its shape checked: ``settings`` (and
+    ``guide``) objects, ``inputs`` an object of strings. A recipe is checked whole before any
+    model is loaded. ``command``: the command replaying it.
 
     Raises:
-        CliError: not a regular file of at most 1 MB, not JSON (or nested too deep), or of the
-            wrong shape; one line.
+        CliError: not a regular file of at most 1 MB, not JSON (or nested too deep), of the
+            wrong shape, of another command or of a newer version; one line.
     """
     raw = files.read_regular_file(path, f"recipe {path}", MAX_RECIPE_BYTES, error=CliError)
     try:
@@ -59,6 +61,10 @@ def read_recipe(path: str) -> dict:
         raise CliError(f"recipe {path} is nested too deeply to be a recipe") from None
     if not isinstance(data, dict):
         raise CliError(f"recipe {path} must hold a JSON object")
+    try:
+        data = recipes.migrate(data, command, layers_of=models.list_layers)
+    except ValueError as exc:
+        raise CliError(f"recipe {path}: {exc}") from None
     for key in ("settings", "guide", "inputs"):
         if key in data and not isinstance(data[key], dict):
             raise CliError(f"recipe {path}: '{key}' must be a JSON object, got {_json_kind(data[key])}")
@@ -103,8 +109,6 @@ def settings_from(cls, args: argparse.Namespace, recipe: dict, networks: Sequenc
     if recipe and "settings" not in recipe:
         raise CliError("recipe has no 'settings' object")
     merged = dict(recipe.get("settings", {})) if recipe else {}
-    if cls is style_settings.StyleSettings and "style_weight" in merged and "loss_normalization" not in merged:
-        merged["loss_normalization"] = "paper"  # a recipe from before relative losses: its beta is the paper's
     for f in cls.__dataclass_fields__:
         if hasattr(args, f):
             merged[f] = getattr(args, f)
@@ -157,9 +161,11 @@ def check_layers(name: str, layers: Iterable[str]) -> None:
     models.check_layer_names(name, [n for n in layers if n])
 
 
-def load_net(args: argparse.Namespace, name: str) -> models.FeatureNet:
+def load_net(args: argparse.Namespace, name: str, recipe: dict | None = None) -> models.FeatureNet:
     """The network ``name`` with the weights the flags ask for (``--untrained``, ``--weights``,
-    default auto) on ``--device``; warns on stderr when the weights are untrained.
+    default auto) on ``--device``; warns on stderr when the weights are untrained, and when a
+    replayed ``recipe`` was made with other weights (another digest or kind: the numbers will
+    differ).
 
     Raises:
         explorer.nets.weights.WeightsError: no usable weights; ValueError: unknown model or device.
@@ -168,6 +174,12 @@ def load_net(args: argparse.Namespace, name: str) -> models.FeatureNet:
     if model.weights.untrained:
         say(f"warning: using {model.weights.label}: the result shows what an untrained network "
             "computes, not what a trained one sees")
+    made = ((recipe or {}).get("run") or {}).get("weights") if isinstance((recipe or {}).get("run"), dict) else None
+    if isinstance(made, dict) and made.get("label") and (
+            made.get("kind") != model.weights.kind or (made.get("digest") or "") != (model.weights.digest or "")):
+        say(f"note: the recipe was made with {made['label']}"
+            + (f" ({str(made.get('digest'))[:15]}...)" if made.get("digest") else "")
+            + f"; this run uses {model.weights.label}, so its numbers may differ")
     return model
 
 

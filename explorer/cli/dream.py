@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core import choices
+from ..core import choices, recipes
+from ..core.settings import check_int
 from ..dream import deepdream as dream
 from ..io import images
 from ..io import outputs
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
-    recipe = common.read_recipe(args.recipe) if args.recipe else {}
+    recipe = common.read_recipe(args.recipe, args.command) if args.recipe else {}
     settings = common.settings_from(dream_settings.DreamSettings, args, recipe, networks=choices.MODEL_NAMES)
     ref = common.image_ref(args.image, recipe, "image") if args.image not in ("gray", "noise") else args.image
     out = common.png_out(args, "dream.png")
@@ -35,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError(f"--gif must name a .gif file; got {args.gif}")
     if args.zoom_frames and not args.gif:
         raise common.CliError("--zoom-frames needs --gif OUT.gif to write the sequence to")
-    if not 0 <= args.zoom_frames <= 500:
-        raise common.CliError("--zoom-frames must be between 0 and 500")
+    check_int("--zoom-frames", args.zoom_frames, 0, 500)
     common.check_apart(args, out, inputs=[("image", common.file_ref(ref)), ("guide image", args.guide)])
     common.check_layers(settings.model, [layer for layer, _ in settings.layers])
     if ref in ("gray", "noise"):
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             raise common.CliError("--objective guide needs --guide IMAGE")
         g = common.load_ref(args.guide, "guide image")
         guide_img = images.to_tensor(images.resize_long_side(g.image, max(x.shape[-2:])))
-    model = common.load_net(args, settings.model)
+    model = common.load_net(args, settings.model, recipe)
     common.say(f"dreaming {ref} ({x.shape[-1]}x{x.shape[-2]} px) on {model.device}, {model.weights.label}")
     run = zoom.ZoomRun(model, x, settings, args.zoom_frames, args.zoom, guide_img) if args.zoom_frames \
         else dream.DreamRun(model, x, settings, guide_image=guide_img)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         result = run.result()
         last, report, frames = result.image, result.report(), result.animation_frames()
     pil_frames = [images.to_pil(f) for f in frames]
-    report["inputs"] = {"image": ref, **({"guide": args.guide} if args.guide else {})}
+    report = recipes.recipe("dream", report, {"image": ref, **({"guide": args.guide} if args.guide else {})})
     report["output"] = str(out)
     gif = [(args.gif, lambda: outputs.write_bytes_atomic(
         outputs.gif_bytes(pil_frames, duration_ms=250 if args.zoom_frames else 600), args.gif))] if args.gif else []

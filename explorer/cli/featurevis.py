@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core import choices
+from ..core import choices, recipes
+from ..core.settings import check_int
 from ..featurevis import render as FV
 from ..featurevis import grid as G
 from ..io import outputs
@@ -71,12 +72,11 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
-    recipe = common.read_recipe(args.recipe) if args.recipe else {}
+    recipe = common.read_recipe(args.recipe, args.command) if args.recipe else {}
     settings = _settings(args, recipe)
     out = common.png_out(args, "featurevis.png")
     k = args.examples if args.examples is not None else int(recipe.get("examples_k") or 0) if recipe else 0
-    if not 0 <= k <= 100:
-        raise common.CliError(f"--examples must be between 0 and 100; got {k}")
+    check_int("--examples", k, 0, 100)
     if args.images_dir and not k:
         raise common.CliError("--images-dir needs --examples N (how many crops per channel)")
     sources, images = None, "samples"
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     common.check_apart(args, out, folders=[("--images-dir", args.images_dir)],
                        more=[("the examples sheet", sheet_out)] if sheet_out is not None else [])
     common.check_layers(settings.model, [settings.layer])
-    model = common.load_net(args, settings.model)
+    model = common.load_net(args, settings.model, recipe)
     run = G.GridRun(model, settings, sources, k=k)  # a bad layer, channel or folder: one line, before any work
     what = f"{settings.layer} {settings.objective} {','.join(map(str, settings.channels))}"
     common.say(f"visualizing {what} ({settings.batch} image{'s' if settings.batch > 1 else ''}, "
@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         if note not in shown:
             common.say(f"note: {note}")
-    report = result.report()
-    report["inputs"] = {"images": images}
+    report = recipes.recipe("featurevis", result.report(), {"images": images})
     report["output"] = str(out)
     grid = result.grid()
     info = {"weights": report["weights_label"], "settings": outputs.json_text(report["settings"], indent=None)}

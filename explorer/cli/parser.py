@@ -207,7 +207,7 @@ def _featurevis_options(p: argparse.ArgumentParser) -> None:
 
 def _saliency_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS
-    p.add_argument("style", help="style image: a path or sample:NAME")
+    p.add_argument("style", nargs="?", help="style image: a path or sample:NAME (default: the recipe's)")
     p.add_argument("-o", "--output", help="heatmap overlay PNG (default saliency.png)")
     p.add_argument("--npy", metavar="HEAT.npy", help="also write the raw heatmap (H x W float32) here")
     p.add_argument("--method", choices=list(choices.METHODS), default=S, help="default saliency")
@@ -224,7 +224,7 @@ def _saliency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradcam-layer", default=S, dest="gradcam_layer",
                    help="Grad-CAM layer (default: the deepest layer of the objective)")
     p.add_argument("--size", type=int, default=S, help="working size, long side in pixels (default 256)")
-    p.add_argument("--model", choices=list(choices.SALIENCY_MODELS),
+    p.add_argument("--model", choices=list(choices.SALIENCY_MODELS), default=S,
                    help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
     p.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the PNG, 0 to 1 (default 0.5)")
     _common_options(p)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core import choices
+from ..core import choices, recipes
+from ..core.settings import check_float
 from ..saliency import attribution, objectives as saliency_objectives
 from ..io import images
 from ..io import outputs
@@ -28,16 +29,15 @@ def run(args: argparse.Namespace) -> int:
     out = common.png_out(args, "saliency.png")
     if args.npy and Path(args.npy).suffix.lower() != ".npy":
         raise common.CliError(f"--npy must name a .npy file; got {args.npy}")
-    if not 0.0 <= args.opacity <= 1.0:
-        raise common.CliError("--opacity must be between 0 and 1")
-    recipe = common.read_recipe(args.recipe) if args.recipe else {}
-    settings = common.settings_from(attribution.AttributionSettings, args, recipe)
-    common.check_apart(args, out, inputs=[("style image", common.file_ref(args.style))])
-    name = args.model or common.default_network(args, choices.SALIENCY_MODELS[0], choices.SALIENCY_MODELS)
-    common.check_layers(name, [*settings.style_layers, settings.gradcam_layer,
-                               saliency_objectives.parse_objective(settings.objective).layer or ""])
-    li = common.load_ref(args.style, "style image")
-    model = common.load_net(args, name)
+    check_float("--opacity", args.opacity, 0.0, 1.0)
+    recipe = common.read_recipe(args.recipe, args.command) if args.recipe else {}
+    settings = common.settings_from(attribution.AttributionSettings, args, recipe, networks=choices.SALIENCY_MODELS)
+    style_ref = common.image_ref(args.style, recipe, "style")
+    common.check_apart(args, out, inputs=[("style image", common.file_ref(style_ref))])
+    common.check_layers(settings.model, [*settings.style_layers, settings.gradcam_layer,
+                                         saliency_objectives.parse_objective(settings.objective).layer or ""])
+    li = common.load_ref(style_ref, "style image")
+    model = common.load_net(args, settings.model, recipe)
     x = images.to_tensor(images.resize_long_side(li.image, settings.size))
     run = attribution.AttributionRun(model, x, settings)
     for note in run.notes:
@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     heat = run.result()
     info = {"weights": model.weights.label, "heatmap": outputs.json_text(heat.report(), indent=None)}
     common.write_results(args, [
-        *([(args.report, lambda: outputs.write_json_atomic({**heat.report(), "inputs": {"style": args.style}},
-                                                            args.report))] if args.report else []),
+        *([(args.report, lambda: outputs.write_json_atomic(recipes.recipe("saliency", heat.report(),
+                                                                          {"style": style_ref}), args.report))]
+          if args.report else []),
         (str(out), lambda: outputs.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity),
                                                    out, pnginfo=info)),
         *([(args.npy, lambda: outputs.write_bytes_atomic(outputs.npy_bytes(heat.values), args.npy))]

@@ -11,7 +11,7 @@ import os
 
 from ..saliency import attribution, guided
 from ..style import control, gatys, settings as style_settings
-from ..core import choices, devices
+from ..core import choices, devices, recipes
 from ..io import images
 from . import common
 from ..style.blend import format_style_spec, parse_style_entries, parse_style_spec
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         explorer.cli.common.CliError and the errors :func:`explorer.cli.commands.run` turns into one line.
     """
-    recipe = common.read_recipe(args.recipe) if args.recipe else {}
+    recipe = common.read_recipe(args.recipe, args.command) if args.recipe else {}
     settings = common.settings_from(style_settings.StyleSettings, args, recipe, networks=choices.STYLE_MODELS)
     if args.style_spec and args.style:
         raise common.CliError("give the style image either as STYLE or with --style, not both")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     content = common.load_ref(content_ref, "content image")
     style_imgs = [(_load_style(ref, len(blend), style_ref), w) for ref, w in blend]
     style_img = style_imgs[0][0]
-    model = common.load_net(args, settings.model)
+    model = common.load_net(args, settings.model, recipe)
     guidance = None
     if guide:  # the heatmap and guided targets are of the style image at the working size
         guidance = _guidance(args, model, gatys.prepare_images(content.image, style_img.image, settings.size)[1],
@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
          f"{devices.precision_name(run.dtype)}, {model.weights.label}{how}")
     interrupted = common.drive(run, "stylize", args.quiet)
     result = run.result()
-    report = run.report()
-    report["inputs"] = {"content": content_ref, "style": style_ref, **({"mask": args.mask} if args.mask else {}),
-                        **({"content_mask": args.content_mask, "style_mask": args.style_mask}
-                           if settings.masks == "files" else {})}
+    report = recipes.recipe("stylize", run.report(), {
+        "content": content_ref, "style": style_ref, **({"mask": args.mask} if args.mask else {}),
+        **({"content_mask": args.content_mask, "style_mask": args.style_mask} if settings.masks == "files" else {})})
     if guidance:
         report["guide"] = guidance.settings.to_dict()
         report["guidance"] = guidance.report()

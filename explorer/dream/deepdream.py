@@ -33,9 +33,11 @@ import torchvision.transforms.functional as TF
 
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet, list_layers, meta_net
+from ..nets.weights import WeightsInfo
 from ..core.devices import autocast, precision_name, resolve_precision
 from ..optim.objectives import INPUT, Objective, channel, class_logit, guide, layer_l2, layer_mean, total
 from ..core.progress import ProgressEvent
+from ..core.recipes import run_info
 from ..core.runs import Note, Run, note_codes
 from .settings import DreamSettings
 from ..optim.transforms import Jitter, roll, unroll
@@ -273,6 +275,7 @@ class DreamResult:
             objective with untrained weights, a dead start).
         input_image: the dream's start at the working size, (1, 3, H, W) in [0, 1], CPU.
         stopped: ``None`` when every step ran, else why the dream ended early (one line).
+        weights_info: the network's weights (file, digest), for the report's run-info block.
     """
 
     image: torch.Tensor
@@ -289,6 +292,7 @@ class DreamResult:
     octave_sizes: list[tuple[int, int]]
     input_image: torch.Tensor | None = None
     stopped: str | None = None
+    weights_info: WeightsInfo | None = None
 
     def animation_frames(self) -> list[torch.Tensor]:
         """The octave-by-octave progression for a GIF: the input, then the image after each
@@ -297,9 +301,11 @@ class DreamResult:
         return start + [f for _, f in self.frames]
 
     def report(self) -> dict:
-        """JSON-ready report (CLI ``--report`` and the page's recipe download)."""
+        """JSON-ready report (CLI ``--report`` and the page's recipe download): the run-info
+        block (:func:`explorer.core.recipes.run_info`), then the dream's."""
         return {
-            "settings": self.settings.to_dict(), "objective": self.objective, "weights": self.weights,
+            **run_info("dream", self.settings.to_dict(), self.weights_info, self.device, self.precision),
+            "objective": self.objective, "weights": self.weights,
             "weights_label": self.weights_label, "device": self.device, "precision": self.precision,
             "seconds": round(self.seconds, 3), "notes": self.notes,
             "octave_sizes": [list(s) for s in self.octave_sizes], "history": self.history,
@@ -429,7 +435,8 @@ class DreamRun(Run):
             history=list(self.history), settings=self.settings, objective=self.objective.description,
             weights=self.model.weights.kind, weights_label=self.model.weights.label, device=str(self.device),
             precision=precision_name(self.dtype), seconds=self.seconds, notes=list(self.notes),
-            octave_sizes=list(self.sizes), input_image=self.base.cpu().clone(), stopped=self.stopped)
+            octave_sizes=list(self.sizes), input_image=self.base.cpu().clone(), stopped=self.stopped,
+            weights_info=self.model.weights)
 
 
 def start_image(kind: str, size: int = 256, seed: int = 0) -> torch.Tensor:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from ..core.settings import RecipeSettings, check_choice, check_float, check_int, check_name
+from ..core import choices
+from ..core.settings import RecipeSettings, check_choice, check_float, check_name, setting
 from ..nets.registry import MODELS
 
 __all__ = ["DreamSettings", "parse_layer_weights", "DEFAULT_LAYERS"]
@@ -89,42 +90,33 @@ class DreamSettings(RecipeSettings):
         preview_every: emit a preview every this many steps (and at every octave's end).
     """
 
-    model: str = "googlenet"
+    model: str = setting("googlenet", choices=DEFAULT_LAYERS)
     layers: tuple | str | None = None
-    objective: str = "l2"
-    channels: tuple[int, ...] = ()
+    objective: str = setting("l2", choices=choices.DREAM_OBJECTIVES)
+    channels: tuple[int, ...] = setting((), numbers=int)
     center: bool = False
     class_name: str | None = None
-    octaves: int = 4
-    octave_scale: float = 1.4
-    steps: int = 10
-    step_size: float = 0.01
-    jitter: int = 32
-    smooth: float = 0.0
-    normalize: str = "mean"
-    tile: int = 512
-    size: int | None = None
-    seed: int = 0
-    precision: str = "auto"
-    channels_last: str = "auto"
-    preview_every: int = 5
+    octaves: int = setting(4, lo=1, hi=12)
+    octave_scale: float = setting(1.4, lo=1.01, hi=4.0)
+    steps: int = setting(10, lo=0, hi=10_000)
+    step_size: float = setting(0.01, lo=0.0, hi=1.0)
+    jitter: int = setting(32, lo=0, hi=4096)
+    smooth: float = setting(0.0, lo=0.0, hi=50.0)
+    normalize: str = setting("mean", choices=choices.DREAM_NORMALIZE)
+    tile: int = setting(512, lo=64, hi=8192)
+    size: int | None = setting(None, lo=32, hi=8192, optional=True)
+    seed: int = setting(0, lo=0, hi=2**63 - 1)
+    precision: str = setting("auto", choices=choices.PRECISIONS)
+    channels_last: str = setting("auto", choices=choices.CHANNELS_LAST)
+    preview_every: int = setting(5, lo=1, hi=100_000)
 
     def canonicalize(self) -> None:
         """Layers to (name, weight) pairs (``None``: the network's classic layer; ``""`` is an
-        error, not the default), channels to a tuple of ints."""
+        error, not the default); channels are the base class's."""
         check_choice("model", self.model, DEFAULT_LAYERS)
         if self.layers is None:
             self.layers = ((MODELS[self.model].dream_layer, 1.0),)
         self.layers = parse_layer_weights(self.layers)
-        raw = self.channels
-        try:
-            if isinstance(raw, str):
-                raw = [c for c in raw.split(",") if c.strip()]
-            if not isinstance(raw, (list, tuple)) or any(isinstance(c, (bool, float, list, dict)) for c in raw):
-                raise TypeError
-            self.channels = tuple(int(c) for c in raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"channels must be whole numbers separated by commas; got {str(raw)[:40]!r}") from None
 
     def validate(self) -> "DreamSettings":
         """Check types and ranges (changes nothing).
@@ -132,24 +124,8 @@ class DreamSettings(RecipeSettings):
         Raises:
             ValueError: one line naming the option and what is allowed.
         """
-        check_choice("model", self.model, DEFAULT_LAYERS)
+        super().validate()
         parse_layer_weights(self.layers)
-        checks = {"objective": ("l2", "mean", "guide", "class"), "normalize": ("mean", "std"),
-                  "precision": ("auto", "fp32", "bf16", "fp16"), "channels_last": ("auto", "on", "off")}
-        for key, allowed in checks.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
-        check_int("octaves", self.octaves, 1, 12)
-        check_int("steps", self.steps, 0, 10_000)
-        check_int("jitter", self.jitter, 0, 4096)
-        check_int("tile", self.tile, 64, 8192)
-        check_int("seed", self.seed, 0, 2**63 - 1)
-        check_int("preview_every", self.preview_every, 1, 100_000)
-        if self.size is not None:
-            check_int("size", self.size, 32, 8192)
-        check_float("octave_scale", self.octave_scale, 1.01, 4.0)
-        check_float("step_size", self.step_size, 0.0, 1.0)
-        check_float("smooth", self.smooth, 0.0, 50.0)
         if any(c < 0 for c in self.channels):
             raise ValueError("channel indices must be >= 0")
         if self.objective == "class" and not self.class_name:

@@ -14,7 +14,9 @@ from .deepdream import DreamRun, build_objective, check_dream_memory
 from .settings import DreamSettings
 from ..nets.models import FeatureNet
 from ..optim.objectives import Objective
+from ..core.devices import precision_name
 from ..core.progress import ProgressEvent
+from ..core.recipes import run_info
 from ..core.runs import Run
 
 __all__ = ["zoom_frames", "ZoomRun"]
@@ -69,6 +71,7 @@ class ZoomRun(Run):
         # the first frame's run checks layers, channels, sizes and its own memory before any work
         first = DreamRun(model, image, settings, objective=self.objective)
         self.notes = first.notes
+        self.dtype = first.dtype
         # every finished frame is kept (and written as a GIF): the whole sequence must fit
         check_dream_memory(model, *image.shape[-2:], first.settings, first.objective.layers, first.dtype,
                            len(first.sizes), frames=frames)  # MemoryEstimateError
@@ -79,8 +82,11 @@ class ZoomRun(Run):
         return list(self.frames)
 
     def report(self) -> dict:
-        """JSON-ready report of the sequence so far (CLI ``--report`` and the page's recipe)."""
-        return {"settings": self.settings.to_dict(), "objective": self.objective.description,
+        """JSON-ready report of the sequence so far (CLI ``--report`` and the page's recipe): the
+        run-info block (:func:`explorer.core.recipes.run_info`), then the sequence's."""
+        return {**run_info("dream", self.settings.to_dict(), self.model.weights, self.model.device,
+                           precision_name(self.dtype)),
+                "objective": self.objective.description,
                 "weights": self.model.weights.kind, "weights_label": self.model.weights.label,
                 "zoom_frames": len(self.frames), "zoom": self.zoom, "stopped": self.stopped}
 

@@ -36,13 +36,16 @@ from ..nets.layers import output_shape
 from ..io.grids import image_grid
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet
+from ..nets.weights import WeightsInfo
 from ..nets.registry import MODELS, list_models
 from ..core.devices import autocast, precision_name, resolve_precision, to_memory_format, use_channels_last
 from ..optim.parameterizations import COLOR_CORRELATION_SVD_SQRT, PARAMETERIZATIONS, ImageParam, correlate_colors, decorrelate_colors, fourier_scale, high_frequency_share
 from ..optim.objectives import INPUT, Objective, channel, class_logit, direction, diversity, neuron, total
 from ..core.progress import ProgressEvent
+from ..core.choices import PRECISIONS
+from ..core.recipes import run_info
 from ..core.runs import Run
-from ..core.settings import RecipeSettings, check_choice, check_float, check_int, check_name
+from ..core.settings import RecipeSettings, check_choice, check_float, check_name, setting
 from ..optim.transforms import STANDARD_TRANSFORMS, RandomScale, compose, parse_transform
 
 __all__ = [
@@ -91,24 +94,24 @@ class FeatureVisSettings(RecipeSettings):
         preview_every: a preview every this many steps (and at the last).
     """
 
-    model: str = "vgg19"
+    model: str = setting("vgg19", choices=list_models)
     layer: str | None = None
-    objective: str = "channel"
-    channels: tuple[int, ...] = (0,)
-    weights: tuple[float, ...] = ()
-    separate: bool = False
-    diversity: float = 0.0
-    parameterization: str = "fourier"
-    decorrelate: bool = True
-    decay: float = 1.0
+    objective: str = setting("channel", choices=OBJECTIVES)
+    channels: tuple[int, ...] = setting((0,), numbers=int)
+    weights: tuple[float, ...] = setting((), numbers=float)
+    separate: bool = setting(False, flag=True)
+    diversity: float = setting(0.0, lo=-1e6, hi=1e6)
+    parameterization: str = setting("fourier", choices=PARAMETERIZATIONS)
+    decorrelate: bool = setting(True, flag=True)
+    decay: float = setting(1.0, lo=0.0, hi=4.0)
     transforms: tuple[str, ...] = STANDARD_TRANSFORMS
-    steps: int = 256
-    lr: float = 0.05
-    size: int = 128
-    batch: int = 1
-    seed: int = 0
-    precision: str = "auto"
-    preview_every: int = 16
+    steps: int = setting(256, lo=0, hi=100_000)
+    lr: float = setting(0.05, lo=0.0, hi=10.0, exclusive_min=True)
+    size: int = setting(128, lo=16, hi=4096)
+    batch: int = setting(1, lo=1, hi=256)
+    seed: int = setting(0, lo=0, hi=2**63 - 1)
+    precision: str = setting("auto", choices=PRECISIONS)
+    preview_every: int = setting(16, lo=1, hi=100_000)
 
     def canonicalize(self) -> None:
         """``"3,7"`` to (3, 7), ``"pad:12,jitter:8"`` to a tuple, lists to tuples, ``layer=None``
@@ -116,8 +119,6 @@ class FeatureVisSettings(RecipeSettings):
         check_choice("model", self.model, list_models())
         if self.layer is None:
             self.layer = MODELS[self.model].featurevis_layer
-        self.channels = _numbers("channels", self.channels, int)
-        self.weights = _numbers("weights", self.weights, float)
         t = self.transforms
         if isinstance(t, str):
             t = [s.strip() for s in t.split(",") if s.strip()]
@@ -131,14 +132,8 @@ class FeatureVisSettings(RecipeSettings):
         Raises:
             ValueError: one line naming the option and what is allowed.
         """
-        check_choice("model", self.model, list_models())
+        super().validate()
         check_name("layer", self.layer)
-        check_choice("objective", self.objective, OBJECTIVES)
-        check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
-        check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
-        for key in ("separate", "decorrelate"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{key} must be true or false; got {getattr(self, key)!r}")
         if not self.channels or any(c < 0 for c in self.channels):
             raise ValueError("channels must name at least one index, each >= 0")
         if len(set(self.channels)) != len(self.channels):
@@ -147,14 +142,6 @@ class FeatureVisSettings(RecipeSettings):
             raise ValueError("weights are the direction's entries: one per channel, with objective direction")
         for w in self.weights:
             check_float("each direction weight", w, -1e6, 1e6)
-        check_float("diversity", self.diversity, -1e6, 1e6)
-        check_float("decay", self.decay, 0.0, 4.0)
-        check_float("lr", self.lr, 0.0, 10.0, exclusive_min=True)
-        check_int("steps", self.steps, 0, 100_000)
-        check_int("size", self.size, 16, 4096)
-        check_int("batch", self.batch, 1, 256)
-        check_int("seed", self.seed, 0, 2**63 - 1)
-        check_int("preview_every", self.preview_every, 1, 100_000)
         for spec in self.transforms:
             parse_transform(spec)
         if self.separate and self.objective == "direction":
@@ -168,24 +155,6 @@ class FeatureVisSettings(RecipeSettings):
         d = asdict(self)
         d.update(channels=list(self.channels), weights=list(self.weights), transforms=list(self.transforms))
         return d
-
-
-def _numbers(key: str, raw, kind) -> tuple:
-    try:
-        if isinstance(raw, str):
-            raw = [c for c in raw.split(",") if c.strip()]
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            raw = [raw]
-        if not isinstance(raw, (list, tuple)) or any(isinstance(c, (bool, list, dict)) for c in raw):
-            raise TypeError
-        if kind is int and any(isinstance(c, float) and not c.is_integer() for c in raw):
-            raise TypeError
-        out = tuple(kind(float(c)) if kind is int else kind(c) for c in raw)
-        if kind is float and not all(math.isfinite(v) for v in out):
-            raise TypeError
-        return out
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be numbers separated by commas; got {str(raw)[:40]!r}") from None
 
 
 # ----------------------------------------------------------------------------- objective
@@ -247,6 +216,7 @@ class FeatureVisResult:
             batch mean (e.g. ``diversity``), ``seconds``.
         labels: what image i shows (e.g. ``"relu4_1 channel 7"``).
         stopped: ``None`` or why the run ended early.
+        weights_info: the network's weights (file, digest), for the report's run-info block.
     """
 
     image: torch.Tensor
@@ -261,14 +231,17 @@ class FeatureVisResult:
     seconds: float
     notes: list[str]
     stopped: str | None = None
+    weights_info: WeightsInfo | None = None
 
     def grid(self, cols: int | None = None, cell: int | None = None) -> Image.Image:
         """:func:`explorer.io.grids.image_grid` of the images with their labels."""
         return image_grid(self.image, self.labels, cols=cols, cell=cell)
 
     def report(self) -> dict:
-        """JSON-ready report (settings, weights, timing, notes, history)."""
-        return {"settings": self.settings.to_dict(), "objective": self.objective, "labels": self.labels,
+        """JSON-ready report: the run-info block (:func:`explorer.core.recipes.run_info`), then
+        the objective, weights, timing, notes and history."""
+        return {**run_info("featurevis", self.settings.to_dict(), self.weights_info, self.device, self.precision),
+                "objective": self.objective, "labels": self.labels,
                 "weights": self.weights, "weights_label": self.weights_label, "device": self.device,
                 "precision": self.precision, "seconds": round(self.seconds, 3), "notes": self.notes,
                 "stopped": self.stopped, "partial": self.stopped is not None, "history": self.history}
@@ -387,7 +360,7 @@ class FeatureVisualization(Run):
             image=self.image(), history=list(self.history), settings=self.settings,
             objective=self.objective.description, labels=list(self.labels), weights=self.model.weights.kind,
             weights_label=self.model.weights.label, device=str(self.device), precision=precision_name(self.dtype),
-            seconds=self.seconds, notes=list(self.notes), stopped=self.stopped)
+            seconds=self.seconds, notes=list(self.notes), stopped=self.stopped, weights_info=self.model.weights)
 
 
 def _labels(s: FeatureVisSettings, batch: int, objective: Objective) -> list[str]:

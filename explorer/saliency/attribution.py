@@ -52,12 +52,14 @@ from ..nets.layers import fast_layout
 from ..io.images import to_pil
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet
+from ..nets.weights import WeightsInfo
 from .methods import baseline_image, guided_backprop, private_copy, smoothgrad
 from .occlusion import UnsupportedNetworkError, occlusion_fast, occlusion_windows, supports
 from ..core.progress import ProgressEvent
+from ..core.recipes import run_info
 from ..core.runs import Run
 from .objectives import check_spatial, objective_function, parse_objective
-from ..core.settings import RecipeSettings, check_choice, check_float, check_int, check_names
+from ..core.settings import RecipeSettings, setting
 
 __all__ = [
     "METHODS",
@@ -111,35 +113,29 @@ class AttributionSettings(RecipeSettings):
             uses (the deepest style layer, the objective's layer, or for ``class`` the network's
             ``ModelSpec.gradcam_layer``: relu5_4 on VGG19, relu5_3 on VGG16).
         fast_occlusion: use the exact incremental occlusion where it applies (same numbers).
+        model: the network explained (:data:`explorer.core.choices.SALIENCY_MODELS`); a run
+            records the network it was given (:class:`AttributionRun`).
     """
 
-    method: str = "saliency"
+    method: str = setting("saliency", choices=METHODS)
     objective: str = "style"
-    style_layers: tuple[str, ...] = ()
-    size: int = 256
-    window: int = 32
-    stride: int = 16
-    baseline: str = DEFAULT_BASELINE
-    perturbations_per_eval: int = 16
-    ig_steps: int = 32
-    smoothgrad: int = 0
-    smoothgrad_sigma: float = 0.1
+    style_layers: tuple[str, ...] = setting((), names=True, allow_empty=True)
+    size: int = setting(256, lo=32, hi=4096)
+    window: int = setting(32, lo=1, hi=4096)
+    stride: int = setting(16, lo=1, hi=4096)
+    baseline: str = setting(DEFAULT_BASELINE, choices=BASELINES)
+    perturbations_per_eval: int = setting(16, lo=1, hi=1024)
+    ig_steps: int = setting(32, lo=1, hi=1000)
+    smoothgrad: int = setting(0, lo=0, hi=1000)
+    smoothgrad_sigma: float = setting(0.1, lo=0.0, hi=1.0, exclusive_min=True)
     gradcam_layer: str = ""
     fast_occlusion: bool = True
-
-    def canonicalize(self) -> None:
-        """``"a,b"`` to a tuple of layer names (no duplicates; empty = the network's own)."""
-        self.style_layers = check_names("style_layers", self.style_layers, allow_empty=True)
+    model: str = setting("vgg19", choices=choices.SALIENCY_MODELS)
 
     def validate(self) -> "AttributionSettings":
         """Raises ValueError (one line) for a bad option."""
-        check_choice("method", self.method, METHODS)
-        check_choice("baseline", self.baseline, BASELINES)
+        super().validate()
         parse_objective(self.objective)
-        for key, lo, hi in (("size", 32, 4096), ("window", 1, 4096), ("stride", 1, 4096),
-                            ("perturbations_per_eval", 1, 1024), ("ig_steps", 1, 1000), ("smoothgrad", 0, 1000)):
-            check_int(key, getattr(self, key), lo, hi)
-        check_float("smoothgrad_sigma", self.smoothgrad_sigma, 0.0, 1.0, exclusive_min=True)
         return self
 
     def to_dict(self) -> dict:
@@ -163,6 +159,8 @@ class Heatmap:
         weights_label: e.g. "untrained weights (seed 0)"; ``seconds``: wall clock.
         engine: for occlusion, ``fast`` (exact incremental) or ``captum``.
         notes: plain-words notes for the user.
+        weights_info, device: the network's weights (file, digest) and where it ran, for the
+            report's run-info block.
     """
 
     values: np.ndarray
@@ -174,6 +172,8 @@ class Heatmap:
     seconds: float
     engine: str = "captum"
     notes: tuple[str, ...] = ()
+    weights_info: WeightsInfo | None = None
+    device: str = "cpu"
 
     @property
     def importance(self) -> np.ndarray:
@@ -182,9 +182,11 @@ class Heatmap:
         return np.maximum(self.values, 0.0).astype(np.float32)
 
     def report(self) -> dict:
-        """JSON-ready description (no arrays)."""
+        """JSON-ready description (no arrays): the run-info block
+        (:func:`explorer.core.recipes.run_info`; heatmaps are computed in float32), then the map's."""
         v = self.values
-        return {"method": self.method, "objective": self.objective, "settings": self.settings.to_dict(),
+        return {**run_info("saliency", self.settings.to_dict(), self.weights_info, self.device, "fp32"),
+                "method": self.method, "objective": self.objective,
                 "weights_label": self.weights_label, "seconds": round(self.seconds, 3), "engine": self.engine,
                 "shape": list(v.shape), "min": float(v.min()), "max": float(v.max()), "notes": list(self.notes)}
 
@@ -297,6 +299,8 @@ class AttributionRun(Run):
         settings.validate()
         if image.dim() != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"image must have shape (1, 3, H, W), got {tuple(image.shape)}")
+        if settings.model != model.name:  # the settings record the network explained
+            settings = dataclasses.replace(settings, model=model.name)
         self.model, self.settings = model, settings
         self.image = image.detach().to(model.device, torch.float32)
         self.spec = parse_objective(settings.objective)
@@ -408,7 +412,7 @@ class AttributionRun(Run):
         settings = dataclasses.replace(self.settings, style_layers=self.style_layers)  # the layers used
         self._result = Heatmap(values, self.image.cpu(), self.settings.method, str(self.spec), settings,
                                self.model.weights.label, time.perf_counter() - start, self.engine,
-                               tuple(self.notes))
+                               tuple(self.notes), self.model.weights, str(self.model.device))
         yield ProgressEvent(1, 1, self._result.seconds, done=True)
 
     def result(self) -> Heatmap:

@@ -323,7 +323,8 @@ class ControlledTransfer(Run):
         return StyleResult(image=image.cpu(), history=history, snapshots=current.snapshots, settings=s,
                            weights=current.weights, weights_label=current.weights_label, device=current.device,
                            precision=current.precision, channels_last=current.channels_last,
-                           seconds=self.seconds or current.seconds, stopped=self.stopped or current.stopped)
+                           seconds=self.seconds or current.seconds, stopped=self.stopped or current.stopped,
+                           weights_info=current.weights_info)
 
     def report(self) -> dict:
         """:meth:`StyleResult.report` of :meth:`result` (the run so far) plus the scale plan, the

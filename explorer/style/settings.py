@@ -14,7 +14,7 @@ from typing import Mapping
 
 from ..core import choices
 from ..nets.registry import MODELS
-from ..core.settings import RecipeSettings, check_choice, check_float, check_int, check_name, check_names
+from ..core.settings import RecipeSettings, check_float, check_name, setting
 
 __all__ = ["StyleSettings", "describe_final_losses", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYER",
            "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA", "MIN_SCALE_STEPS"]
@@ -38,21 +38,17 @@ def _vgg_models() -> list[str]:
     return [n for n, spec in MODELS.items() if spec.supports_style]
 
 
+def _layer_count(s: "StyleSettings") -> int | None:
+    """How many layers the settings' network has (None for an unknown one: validate() names it)."""
+    from ..nets.models import list_layers
+
+    try:
+        return len(list_layers(s.model))
+    except (ValueError, TypeError, KeyError):
+        return None
+
 
 # ----------------------------------------------------------------------------- settings
-
-_CHOICES = {
-    "optimizer": choices.OPTIMIZERS,
-    "loss_normalization": choices.LOSS_NORMALIZATIONS,
-    "init": choices.INITS,
-    "pooling": choices.POOLINGS,
-    "precision": choices.PRECISIONS,
-    "channels_last": choices.CHANNELS_LAST,
-    "preserve_color": choices.PRESERVE_COLORS,
-    "masks": choices.MASK_SOURCES,
-    "parameterization": choices.STYLE_PARAMETERIZATIONS,
-    "conv_algorithm": choices.CONV_ALGORITHMS,
-}
 
 
 @dataclass
@@ -124,87 +120,50 @@ class StyleSettings(RecipeSettings):
         mask_k: number of colour clusters for ``masks="auto"``.
     """
 
-    size: int = 256
-    steps: int = 100
-    optimizer: str = "lbfgs"
-    lr: float | None = None
-    content_weight: float = 1.0
-    style_weight: float = DEFAULT_STYLE_WEIGHT
-    loss_normalization: str = "relative"
-    tv_weight: float = 0.0
-    tv_beta: float = 2.0
+    size: int = setting(256, lo=32, hi=4096)
+    steps: int = setting(100, lo=1, hi=100_000)
+    optimizer: str = setting("lbfgs", choices=choices.OPTIMIZERS)
+    lr: float | None = setting(None, lo=0.0, exclusive_min=True, optional=True)
+    content_weight: float = setting(1.0, lo=0.0)
+    style_weight: float = setting(DEFAULT_STYLE_WEIGHT, lo=0.0)
+    loss_normalization: str = setting("relative", choices=choices.LOSS_NORMALIZATIONS)
+    tv_weight: float = setting(0.0, lo=0.0)
+    tv_beta: float = setting(2.0, lo=0.5, hi=10.0)
     content_layer: str = DEFAULT_CONTENT_LAYER
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
-    style_layer_weights: tuple[float, ...] | None = None
-    init: str = "histogram"
-    seed: int = 0
-    model: str = "vgg19"
-    pooling: str = "max"
-    precision: str = "auto"
-    channels_last: str = "auto"
-    parameterization: str = "auto"
-    conv_algorithm: str = "auto"
-    preview_every: int = 10
-    preserve_color: str = "none"
-    scales: int = 1
-    start_size: int = 128
-    scale_steps_ratio: float = 0.5
-    photo_lambda: float = 0.0
-    masks: str = "none"
-    mask_k: int = 3
+    style_layers: tuple[str, ...] = setting(DEFAULT_STYLE_LAYERS, names=True, allow_empty=True, most=_layer_count)
+    style_layer_weights: tuple[float, ...] | None = setting(None, numbers=float, optional=True)
+    init: str = setting("histogram", choices=choices.INITS)
+    seed: int = setting(0, lo=0, hi=2**63 - 1)
+    model: str = setting("vgg19", choices=_vgg_models)
+    pooling: str = setting("max", choices=choices.POOLINGS)
+    precision: str = setting("auto", choices=choices.PRECISIONS)
+    channels_last: str = setting("auto", choices=choices.CHANNELS_LAST)
+    parameterization: str = setting("auto", choices=choices.STYLE_PARAMETERIZATIONS)
+    conv_algorithm: str = setting("auto", choices=choices.CONV_ALGORITHMS)
+    preview_every: int = setting(10, lo=1, hi=100_000)
+    preserve_color: str = setting("none", choices=choices.PRESERVE_COLORS)
+    scales: int = setting(1, lo=0, hi=12)
+    start_size: int = setting(128, lo=32, hi=4096)
+    scale_steps_ratio: float = setting(0.5, lo=0.0, hi=1.0, exclusive_min=True)
+    photo_lambda: float = setting(0.0, lo=0.0)
+    masks: str = setting("none", choices=choices.MASK_SOURCES)
+    mask_k: int = setting(3, lo=2, hi=8)
 
     def canonicalize(self) -> None:
-        """Bring the accepted spellings to one form (done once, on construction): comma-separated
-        text to tuples of names and numbers.
-
-        Raises:
-            ValueError: values of the wrong shape (one line).
-        """
-        from ..nets.models import list_layers
-
-        try:
-            most = len(list_layers(self.model))
-        except (ValueError, TypeError):
-            most = None  # an unknown model is reported by validate()
-        self.style_layers = check_names("style_layers", self.style_layers, most=most, allow_empty=True)
+        """The content layer's name without surrounding spaces (the lists are the base class's)."""
         self.content_layer = check_name("content_layer", self.content_layer)
-        if self.style_layer_weights is not None:
-            raw = self.style_layer_weights
-            try:
-                if isinstance(raw, str):
-                    raw = [s for s in raw.split(",") if s.strip()]
-                if not isinstance(raw, (list, tuple)) or any(isinstance(w, (bool, list, dict)) for w in raw):
-                    raise TypeError
-                self.style_layer_weights = tuple(float(w) for w in raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"style_layer_weights must be numbers separated by commas; got {raw!r}") from None
 
     def validate(self) -> "StyleSettings":
-        """Check types and ranges (changes nothing).
+        """Check every field's rule (:func:`~explorer.core.settings.setting`) and the rules
+        between fields (changes nothing).
 
         Raises:
             ValueError: one-line message naming the bad option and what is allowed.
         """
-        for key, allowed in _CHOICES.items():
-            check_choice(key, getattr(self, key), allowed)
-        check_choice("model", self.model, _vgg_models())
-        check_int("size", self.size, 32, 4096)
-        check_int("steps", self.steps, 1, 100_000)
-        check_int("seed", self.seed, 0, 2**63 - 1)
-        check_int("preview_every", self.preview_every, 1, 100_000)
-        for key in ("content_weight", "style_weight", "tv_weight"):
-            check_float(key, getattr(self, key), 0.0)
-        check_float("tv_beta", self.tv_beta, 0.5, 10.0)
-        check_int("scales", self.scales, 0, 12)
-        check_int("start_size", self.start_size, 32, 4096)
-        check_float("scale_steps_ratio", self.scale_steps_ratio, 0.0, 1.0, exclusive_min=True)
-        check_float("photo_lambda", self.photo_lambda, 0.0)
-        check_int("mask_k", self.mask_k, 2, 8)
+        super().validate()
         if self.scales != 1 and self.start_size >= self.size:
             raise ValueError(f"start_size ({self.start_size} px) must be smaller than size ({self.size} px) "
                              "for coarse-to-fine; or use scales 1")
-        if self.lr is not None:
-            check_float("lr", self.lr, 0.0, exclusive_min=True)
         if not self.style_layers and self.style_weight > 0:
             raise ValueError("style_layers is empty; name at least one layer or set style_weight to 0")
         if self.style_layer_weights is not None:
@@ -251,20 +210,6 @@ class StyleSettings(RecipeSettings):
             plan.append((sz, max(least, round(steps))))
             steps *= self.scale_steps_ratio
         return plan
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StyleSettings":
-        """Build from a dict such as a recipe's ``settings`` (see
-        :meth:`~explorer.core.settings.RecipeSettings.from_dict`). A complete settings dict written
-        before ``parameterization`` and ``conv_algorithm`` existed (it has ``channels_last``
-        but not them) replays as it ran then: pixels and torch's own convolutions.
-
-        Raises:
-            ValueError: not a JSON object, unknown keys, or bad values.
-        """
-        if isinstance(d, dict) and "channels_last" in d:
-            d = {"parameterization": "pixel", "conv_algorithm": "direct", **d}
-        return super().from_dict(d)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""

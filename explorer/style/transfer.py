@@ -34,9 +34,11 @@ from ..core.devices import autocast, precision_name, resolve_precision, to_memor
 from .gatys import gatys_objective, style_targets
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet
+from ..nets.weights import WeightsInfo
 from ..optim.objectives import INPUT, Objective
 from ..optim.parameterizations import OffsetImage
 from ..core.progress import ProgressEvent
+from ..core.recipes import run_info
 from ..core.runs import Run, run_to_end
 from .settings import StyleSettings
 
@@ -70,6 +72,8 @@ class StyleResult:
         device, precision: where and how the network ran.
         seconds: wall-clock time of the optimization.
         stopped: ``None`` when all steps ran, else a one-line reason (non-finite loss).
+        weights_info: the network's :class:`~explorer.nets.weights.WeightsInfo` (file and
+            digest, for the report's run-info block).
     """
 
     image: torch.Tensor
@@ -83,6 +87,7 @@ class StyleResult:
     channels_last: bool
     seconds: float
     stopped: str | None = None
+    weights_info: WeightsInfo | None = None
 
     @property
     def final_losses(self) -> dict[str, float]:
@@ -93,9 +98,10 @@ class StyleResult:
         return _main_losses(self.history[-1])
 
     def report(self) -> dict:
-        """JSON-ready run report (the CLI's ``--report`` and the page's settings download)."""
+        """JSON-ready run report (the CLI's ``--report`` and the page's settings download): the
+        run-info block (:func:`explorer.core.recipes.run_info`), then the run's results."""
         return {
-            "settings": self.settings.to_dict(),
+            **run_info("stylize", self.settings.to_dict(), self.weights_info, self.device, self.precision),
             "weights": self.weights,
             "weights_label": self.weights_label,
             "device": self.device,
@@ -418,6 +424,7 @@ class StyleTransfer(Run):
             channels_last=self.channels_last,
             seconds=self.seconds,
             stopped=self.stopped,
+            weights_info=self.model.weights,
         )
 
 
@@ -451,7 +458,7 @@ class StyleTransfer(Run):
                 settings=StyleSettings.from_dict({**self.settings.to_dict(), **changes}),
                 weights=whole.weights, weights_label=whole.weights_label, device=whole.device,
                 precision=whole.precision, channels_last=whole.channels_last, seconds=whole.seconds,
-                stopped=whole.stopped))
+                stopped=whole.stopped, weights_info=whole.weights_info))
         return out
 
 
