@@ -300,8 +300,8 @@ def test_a_report_whose_losses_became_nan_is_strict_json_and_replays(tmp_path, c
     """Reports held bare NaN / Infinity, which strict JSON readers refuse."""
     real = control.ControlledTransfer.report
 
-    def poisoned(self, result):
-        rep = real(self, result)
+    def poisoned(self):
+        rep = real(self)
         rep["final_losses"] = {**(rep.get("final_losses") or {}), "total": math.nan, "style": math.inf}
         rep["history"] = [{**h, "total": math.nan} for h in rep["history"]]
         return rep
