@@ -10,7 +10,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from explorer.saliency import attribution, guided, objectives as saliency_objectives
 from explorer.style import guides
 from explorer.io import images, outputs, samples
-from explorer.core import choices
+from explorer.core import choices, recipes
 from explorer.nets import models, registry
 from explorer.app import pickers, plots, ui
 
@@ -180,8 +180,11 @@ if res:
                         slot="overlay", depends=opacity),
             ui.Download("Download heatmap (.npy)", "saliency_heatmap.npy", "application/octet-stream", "sal_download_npy",
                         lambda: outputs.npy_bytes(main.values), slot="npy",
-                        help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")],
-            widths=[1, 1], stretch=True)
+                        help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')"),
+            ui.recipe_download(recipes.recipe("saliency", main.report(), res["inputs"]), key="sal_download_json",
+                               file_name="saliency-recipe.json",
+                               help="Replay with: python -m explorer saliency --recipe saliency-recipe.json -o out.png")],
+            widths=[1, 1, 1], stretch=True)
 
     with side:
         st.markdown("**Top-k mask**")

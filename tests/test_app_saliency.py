@@ -120,6 +120,24 @@ def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
     values = np.load(io.BytesIO(downloads["saliency_heatmap.npy"]), allow_pickle=False)
     assert values.dtype == np.float32 and values.shape == (h, w) and np.isfinite(values).all()
     assert values.max() > 0
+    # the page's recipe is the CLI's: replayed there, it gives the same heatmap, bit for bit
+    recipe = json.loads(downloads["saliency-recipe.json"])
+    assert recipe["command"] == "saliency" and recipe["settings"]["model"] == "vgg19"
+    assert recipe["run"]["weights"]["kind"] == "untrained" and recipe["inputs"]["style"] == "sample:hubble_deep_field"
+
+
+def test_the_saliency_pages_recipe_replays_in_the_cli_to_the_same_heatmap(downloads, tmp_path):
+    from explorer.cli.parser import main
+
+    at = saliency_page()
+    click(at, "sal_run")
+    assert not errors(at)
+    (tmp_path / "r.json").write_bytes(downloads["saliency-recipe.json"])
+    rc = main(["saliency", "--recipe", str(tmp_path / "r.json"), "--untrained", "--quiet",
+               "-o", str(tmp_path / "o.png"), "--npy", str(tmp_path / "o.npy")])
+    assert rc == 0
+    page = np.load(io.BytesIO(downloads["saliency_heatmap.npy"]), allow_pickle=False)
+    assert np.array_equal(np.load(tmp_path / "o.npy"), page)
 
 
 def test_occlusion_reports_progress_while_it_runs(monkeypatch):
