@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 import zipfile
 from pathlib import Path
 
@@ -592,3 +593,29 @@ def test_augmentation_defaults_and_recipes_from_before_them():
     assert AugmentSettings.from_dict(migrate({"settings": old}, "augment")["settings"]).parameterization == "pixel"
     with pytest.raises(ValueError, match="init must be one of histogram, content, noise; got 'style'"):
         AugmentSettings(init="style")
+
+
+@pytest.mark.parametrize("given, steps, size, traditional", [
+    (dict(steps="5", size=64.0, traditional="Crop, FLIP"), (5, 5), (64, 64), ("flip", "crop")),
+    (dict(steps="10,20", size=[48, 96], traditional="none"), (10, 20), (48, 96), ()),
+    (dict(steps=(3.0, 4), size="48, 48", traditional=["jitter", "flip"]), (3, 4), (48, 48), ("flip", "jitter")),
+])
+def test_augment_ranges_and_operations_accept_every_spelling(given, steps, size, traditional):
+    s = AugmentSettings(**given)
+    assert (s.steps, s.size, s.traditional) == (steps, size, traditional)
+    assert AugmentSettings.from_dict(s.to_dict()) == s  # the recipe form reads back the same
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(traditional=5), "traditional augmentation must be names separated by commas"),
+    (dict(style_layers=5), "style_layers must be names separated by commas"),
+    (dict(size=(48, 96, 128)), "size must be a number or a range LO,HI"),
+    (dict(steps=2.5), "steps must be a number or a range LO,HI"),
+    (dict(size="16,64"), "size must be between 32 and 4096; got 16"),
+    (dict(beta_range=0), "beta must be > 0"),
+    (dict(weight_range="0,0.0001"), "the blend weight range must reach at least 0.001"),
+    (dict(traditional_at="during"), "traditional_at must be one of before, after"),
+])
+def test_a_recipe_of_the_wrong_shape_names_the_augment_option(given, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        AugmentSettings.from_dict({**AugmentSettings().to_dict(), **given})

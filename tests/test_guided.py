@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -245,6 +246,20 @@ def test_guide_settings_errors():
         G.GuideSettings(keep=0)
     with pytest.raises(ValueError, match="cannot select channels"):
         G.GuideSettings(method="mask", variant="channels")
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"power": True}, "power must be a finite number; got True"),
+    ({"keep": 1.5}, "keep must be > 0 and <= 1; got 1.5"),
+    ({"window": 0}, "window must be between 1 and 4096; got 0"),
+    ({"stride": "8"}, "stride must be a whole number; got '8'"),
+    ({"baseline": "grey"}, "baseline must be one of blur, mean, zero; got 'grey'"),
+    ({"variant": "pixels"}, "variant must be one of positions, channels; got 'pixels'"),
+])
+def test_a_recipes_guide_with_a_wrong_value_names_the_option(given, message):
+    assert G.GuideSettings.from_dict({**G.GuideSettings().to_dict(), "keep": 1}).keep == 1  # a whole fraction
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        G.GuideSettings.from_dict({**G.GuideSettings().to_dict(), **given})
 
 
 # --------------------------------------------------------------------------- CLI

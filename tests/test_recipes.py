@@ -247,20 +247,31 @@ def test_every_settings_class_names_its_network(cls):
     assert cls().to_dict()["model"]
 
 
-@pytest.mark.parametrize("cls", _settings_classes()[:4], ids=lambda c: c.__name__)
+def _guide_settings() -> type:
+    from explorer.saliency.guided import GuideSettings
+
+    return GuideSettings
+
+
+@pytest.mark.parametrize("cls", _settings_classes() + [_guide_settings()], ids=lambda c: c.__name__)
 def test_declared_ranges_and_choices_are_checked_by_the_base_class(cls):
     checked = 0
     for f in dataclasses.fields(cls):
         rule = f.metadata.get("rule")
         if rule is None:
             continue
+        name = rule.label or f.name
         if rule.choices is not None:
-            with pytest.raises(ValueError, match=f"^{f.name} must be one of"):
+            with pytest.raises(ValueError, match=f"^{name} must be {'among' if rule.names else 'one of'}"):
                 cls(**{f.name: "no-such-choice"})
             checked += 1
         elif isinstance(rule.hi, int) and isinstance(rule.lo, int):
-            with pytest.raises(ValueError, match=f"^{f.name} must be between"):
+            with pytest.raises(ValueError, match=f"^{name} must be between"):
                 cls(**{f.name: rule.hi + 1})
+            checked += 1
+        elif rule.lo is not None and rule.hi is None:
+            with pytest.raises(ValueError, match=f"^{name} must be >"):
+                cls(**{f.name: rule.lo - 1})
             checked += 1
     assert checked >= 5
 

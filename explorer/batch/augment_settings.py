@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..core import choices
-from ..core.settings import RecipeSettings, check_choice, check_float, check_int
+from ..core.settings import RecipeSettings, setting
 from ..style.settings import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleSettings
 
 __all__ = [
@@ -24,49 +24,6 @@ __all__ = [
 TRADITIONAL_OPS = ("flip", "crop", "jitter")
 
 _MAX_STYLES = 6
-
-
-def _pair(key: str, value, cast):
-    """``N``, ``"N"``, ``"LO,HI"``, ``(LO, HI)`` or ``[LO, HI]`` -> (lo, hi) of ``cast``."""
-    raw = value
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",")]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value]
-    try:
-        items = list(value)
-        if not 1 <= len(items) <= 2 or any(isinstance(v, bool) for v in items):
-            raise ValueError
-        if cast is int:
-            nums = []
-            for v in items:
-                f = float(v)
-                if not f.is_integer():
-                    raise ValueError
-                nums.append(int(f))
-        else:
-            nums = [float(v) for v in items]
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a number or a range LO,HI; got {raw!r}") from None
-    lo, hi = nums[0], nums[-1]
-    if lo > hi:
-        raise ValueError(f"{key}: LO must not be above HI; got {raw!r}")
-    return lo, hi
-
-
-def _names(v) -> tuple[str, ...]:
-    """``"a, b"`` or a sequence of names -> a tuple of names."""
-    if isinstance(v, str):
-        return tuple(s.strip() for s in v.split(",") if s.strip())
-    return tuple(v)
-
-
-def _traditional(v) -> tuple[str, ...]:
-    """``"flip,crop"``, ``"none"`` or a sequence -> a tuple of lower-case operation names."""
-    if isinstance(v, str):
-        raw = [s.strip().lower() for s in v.split(",") if s.strip()]
-        return () if raw in (["none"], []) else tuple(raw)
-    return tuple(v)
 
 
 @dataclass
@@ -88,7 +45,8 @@ class AugmentSettings(RecipeSettings):
         blend: style images per output (1 = one style chosen per output; K > 1 = a blend of K
             distinct styles).
         weight_range: range of each blend weight before normalization (ignored for blend 1).
-        traditional: ops from :data:`TRADITIONAL_OPS` (``"flip,crop"`` or a tuple); empty = none.
+        traditional: ops from :data:`TRADITIONAL_OPS` (``"flip,crop"``, ``"none"`` or a tuple; text
+            in any case), kept in that order; empty = none.
         traditional_at: ``"before"`` or ``"after"`` stylization.
         seed: the run's seed; every output's draws derive from it, its source path and variant.
         lr: Adam learning rate (None = 0.02).
@@ -98,76 +56,45 @@ class AugmentSettings(RecipeSettings):
             channels_last: as in :class:`explorer.style.settings.StyleSettings`.
     """
 
-    variants: int = 1
-    batch_size: int = 4
-    steps: tuple[int, int] = (20, 20)
-    size: tuple[int, int] = (128, 128)
-    beta_range: tuple[float, float] = (30.0, 200.0)
-    blend: int = 1
-    weight_range: tuple[float, float] = (0.2, 1.0)
-    traditional: tuple[str, ...] = ()
-    traditional_at: str = "before"
+    variants: int = setting(1, lo=1, hi=10_000)
+    batch_size: int = setting(4, lo=1, hi=1024)
+    steps: tuple[int, int] = setting((20, 20), pair=int, lo=1, hi=100_000)
+    size: tuple[int, int] = setting((128, 128), pair=int, lo=32, hi=4096)
+    beta_range: tuple[float, float] = setting((30.0, 200.0), pair=float, lo=0.0, hi=1e30, exclusive_min=True,
+                                              label="beta")  # beta is a float32
+    blend: int = setting(1, lo=1, hi=_MAX_STYLES)
+    weight_range: tuple[float, float] = setting((0.2, 1.0), pair=float, lo=0.0, label="blend weight")
+    traditional: tuple[str, ...] = setting((), names=True, choices=TRADITIONAL_OPS, label="traditional augmentation")
+    traditional_at: str = setting("before", choices=("before", "after"))
     seed: int = 0
     lr: float | None = None
-    init: str = "histogram"
+    init: str = setting("histogram", choices=choices.AUGMENT_INITS)
     parameterization: str = "auto"
     tv_weight: float = 0.0
     content_layer: str = DEFAULT_CONTENT_LAYER
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layers: tuple[str, ...] = setting(DEFAULT_STYLE_LAYERS, names=True, allow_empty=True)
     model: str = "vgg19"
     pooling: str = "max"
     precision: str = "auto"
     channels_last: str = "auto"
 
-    def canonicalize(self) -> None:
-        """Bring accepted spellings to one form (on construction): ``"LO,HI"`` or a number for
-        the ranges become (LO, HI) tuples; ``"a,b"`` layer and operation lists become tuples,
-        the operations in :data:`TRADITIONAL_OPS` order (unknown ones kept for :meth:`validate`
-        to name)."""
-        self.steps = _pair("steps", self.steps, int)
-        self.size = _pair("size", self.size, int)
-        self.beta_range = _pair("beta range", self.beta_range, float)
-        self.weight_range = _pair("weight range", self.weight_range, float)
-        self.style_layers = _names(self.style_layers)
-        trad = _traditional(self.traditional)
-        self.traditional = tuple(t for t in TRADITIONAL_OPS if t in trad) + tuple(t for t in trad if t not in TRADITIONAL_OPS)
-
     def validate(self) -> "AugmentSettings":
-        """Check every option (changes nothing).
+        """Check every option (changes nothing); the style options through :meth:`style_settings`.
 
         Raises:
             ValueError: one line naming the bad option and what is allowed.
         """
-        steps, size = _pair("steps", self.steps, int), _pair("size", self.size, int)
-        beta_range = _pair("beta range", self.beta_range, float)
-        weight_range = _pair("weight range", self.weight_range, float)
-        bad = [t for t in _traditional(self.traditional) if t not in TRADITIONAL_OPS]
-        if bad:
-            raise ValueError(f"traditional augmentation must be among {', '.join(TRADITIONAL_OPS)}; got {bad[0]!r}")
-        if self.traditional_at not in ("before", "after"):
-            raise ValueError(f"traditional_at must be before or after; got {self.traditional_at!r}")
-        check_choice("init", self.init, choices.AUGMENT_INITS)
-        check_int("variants", self.variants, 1, 10_000)
-        check_int("batch_size", self.batch_size, 1, 1024)
-        check_int("blend", self.blend, 1, _MAX_STYLES)
-        for v in steps:
-            check_int("steps", v, 1, 100_000)
-        for v in size:
-            check_int("size", v, 32, 4096)
-        for v in beta_range:
-            check_float("beta", v, 0.0, 1e30, exclusive_min=True)  # beta is a float32
-        for v in weight_range:
-            check_float("blend weight", v, 0.0)
-        if weight_range[1] < 0.001:
-            raise ValueError(f"the blend weight range must reach at least 0.001; got {weight_range}")
-        self.style_settings(steps[0], size[0])  # checks the style options
+        super().validate()
+        if self.weight_range[1] < 0.001:
+            raise ValueError(f"the blend weight range must reach at least 0.001; got {self.weight_range}")
+        self.style_settings(self.steps[0], self.size[0])  # checks the style options
         return self
 
     def style_settings(self, steps: int, size: int) -> StyleSettings:
         """The :class:`StyleSettings` of one batch (Adam; alpha and beta are set per image)."""
         return StyleSettings(size=size, steps=steps, optimizer="adam", lr=self.lr, content_weight=1.0,
                              style_weight=1.0, tv_weight=self.tv_weight, content_layer=self.content_layer,
-                             style_layers=_names(self.style_layers), init=self.init, seed=0, model=self.model,
+                             style_layers=self.style_layers, init=self.init, seed=0, model=self.model,
                              parameterization=self.parameterization, pooling=self.pooling, precision=self.precision,
                              channels_last=self.channels_last, preview_every=max(1, steps))
 

@@ -47,7 +47,7 @@ from ..nets.models import FeatureNet
 from ..optim.objectives import LayerGuide, Objective
 from ..core.progress import ProgressEvent
 from ..core.runs import Run
-from ..core.settings import RecipeSettings
+from ..core.settings import RecipeSettings, setting
 from ..style.transfer import StyleTransfer
 from ..style.settings import StyleSettings
 
@@ -83,32 +83,31 @@ class GuideSettings(RecipeSettings):
         method: the heatmap method (:data:`GUIDES`), or ``"mask"`` for a user-supplied mask.
         keep: fraction of positions (or channels) kept, in (0, 1].
         soft: graded weights (heatmap to ``power``) instead of a 0/1 mask.
-        power: exponent of the soft map.
+        power: exponent of the soft map, in (0, 100].
         variant: ``"positions"`` (masked Gram) or ``"channels"`` (top channels per layer).
-        window, stride, baseline: occlusion options (see :class:`AttributionSettings`).
+        window, stride, baseline: occlusion options, as in :class:`AttributionSettings` (window
+            and stride 1 to 4096 px; baseline one of :data:`explorer.core.choices.BASELINES`).
     """
 
-    method: str = "saliency"
-    keep: float = 0.3
+    method: str = setting("saliency", choices=GUIDES + ("mask",), label="guide")
+    keep: float = setting(0.3, lo=0.0, hi=1.0, exclusive_min=True)
     soft: bool = False
-    power: float = 1.0
-    variant: str = "positions"
-    window: int = 32
-    stride: int = 16
-    baseline: str = DEFAULT_BASELINE
+    power: float = setting(1.0, lo=0.0, hi=100.0, exclusive_min=True)
+    variant: str = setting("positions", choices=VARIANTS)
+    window: int = setting(32, lo=1, hi=4096)
+    stride: int = setting(16, lo=1, hi=4096)
+    baseline: str = setting(DEFAULT_BASELINE, choices=choices.BASELINES)
 
     def validate(self) -> "GuideSettings":
-        if self.method not in GUIDES + ("mask",):
-            raise ValueError(f"guide must be one of {', '.join(GUIDES)} (or a --mask file); got {self.method!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
+        """Check every option (changes nothing).
+
+        Raises:
+            ValueError: one line naming the bad option and what is allowed (a painted mask
+                selects positions only).
+        """
+        super().validate()
         if self.method == "mask" and self.variant != "positions":
             raise ValueError("a painted mask selects positions; it cannot select channels")
-        if isinstance(self.keep, bool) or not isinstance(self.keep, (int, float)) or not 0 < self.keep <= 1:
-            raise ValueError(f"keep must be a fraction in (0, 1]; got {self.keep!r}")
-        if not isinstance(self.power, (int, float)) or not 0 < self.power <= 100:
-            raise ValueError(f"power must be in (0, 100]; got {self.power!r}")
-        self.attribution(DEFAULT_LAYERS, 256)  # validates window, stride, baseline
         return self
 
     def attribution(self, layers: Sequence[str], size: int) -> AttributionSettings:
@@ -119,9 +118,6 @@ class GuideSettings(RecipeSettings):
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-DEFAULT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
 @dataclass
