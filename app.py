@@ -5,9 +5,9 @@ Page config, navigation over ``pages/``, device and weights status, home text.
 
 import streamlit as st
 
-from explorer import ui  # first: it shows a torch/torchvision mismatch as an error box
+from explorer.app import ui  # first: it shows a torch/torchvision mismatch as an error box
 
-from explorer import registry, weights
+from explorer.nets import registry, weights
 
 st.set_page_config(page_title="Deep Dream & style explorer", page_icon="🎨", layout="wide")
 

@@ -1,7 +1,7 @@
 """Benchmark: dataset augmentation throughput (images per minute) by working size and batch size.
 
 Prints figures; asserts nothing about time. For each working size S and batch size B it runs
-``explorer.augment.Augmentation`` end to end (decode, resize, style targets, Adam, PNG writes,
+``explorer.batch.augment.Augmentation`` end to end (decode, resize, style targets, Adam, PNG writes,
 manifest rows) over a synthetic ImageFolder dataset written to a temporary folder (two classes
 of square smooth pictures, N images, one variant each, so every batch is full), untrained VGG19
 (``torch.manual_seed(0)``), 50 Adam steps, fp32 unless ``--precision`` says otherwise, two bundled
@@ -22,7 +22,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_augment.py --sizes 64 --steps 5 --images 4   # smoke test
     .venv/bin/python bench/bench_augment.py --real                   # real weights: speed and quality
 
-``--real`` (issue 17) runs on the real VGG19 file of ``../shared/weights`` instead: a dataset of
+``--real`` runs on the real VGG19 file of ``../shared/weights`` instead: a dataset of
 real photos (the shared ones and scikit-image's) with the shared paintings as styles, at 128 px
 with the page's defaults (batch 4, beta 30-200), once with the settings of before (content start,
 pixels, 50 Adam steps) and then with today's start and parameterization at several step counts.
@@ -41,7 +41,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -51,10 +50,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import harness  # noqa: E402
+
 import torch  # noqa: E402
 
-from explorer import augment, augment_io, augment_plan, images, models  # noqa: E402
-from explorer import devices
+from explorer.batch import augment, augment_io, augment_settings
+from explorer.io import images, samples
+from explorer.nets import models  # noqa: E402
+from explorer.core import devices
 
 VGG19_CONVS = [(3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 2), (128, 256, 4), (256, 256, 4), (256, 256, 4),
                (256, 256, 4), (256, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 8), (512, 512, 16)]
@@ -117,7 +120,7 @@ def real_dataset(root: Path) -> list[augment_io.StyleImage]:
         Image.open(p).convert("RGB").save(root / "photos" / f"{p.stem}.png")
     for name in ("astronaut", "coffee", "chelsea", "hubble_deep_field", "immunohistochemistry"):
         (root / "samples").mkdir(parents=True, exist_ok=True)
-        images.load_sample(name).image.save(root / "samples" / f"{name}.png")
+        samples.load_sample(name).image.save(root / "samples" / f"{name}.png")
     return [augment_io.StyleImage(p.stem, Image.open(p).convert("RGB")) for p in sorted((SHARED / "images").glob("*.jpg"))
             if p.stem in ("shipwreck", "starry_night", "the_scream", "woman-with-hat-matisse")]
 
@@ -127,7 +130,8 @@ def quality(model, data: Path, out: Path, run, styles) -> tuple[float, float]:
     import numpy as np
     from skimage.metrics import structural_similarity
 
-    from explorer import color, losses
+    from explorer.style import color
+    from explorer.optim import losses
 
     layers = list(run.settings.style_layers)
     left, ssim = [], []
@@ -160,8 +164,7 @@ def main_real(args) -> int:
     model = models.load_model("vgg19", weights=str(weights), device="cpu")
     configs = REAL_CONFIGS if not args.configs else [
         (i, p, int(n)) for i, p, n in (c.split(":") for c in args.configs.split(","))]
-    log(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, bf16 {devices.cpu_has_bf16()}, "
-        f"torch {torch.__version__}, precision {args.precision}; {model.weights.label}; "
+    log(f"{harness.machine_line()}; precision {args.precision}; {model.weights.label}; "
         f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'start':>9} {'optimize':>8} {'steps':>5} {'images':>6} {'seconds':>8} {'img/min':>8} {'style left':>10} "
           f"{'SSIM':>6}", flush=True)
@@ -169,11 +172,11 @@ def main_real(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-augment-real-") as tmp:
         data = Path(tmp) / "in"
         styles = real_dataset(data)
-        warm = augment_plan.AugmentSettings(steps=2, precision=args.precision, variants=1)
+        warm = augment_settings.AugmentSettings(steps=2, precision=args.precision, variants=1)
         for _ in augment.Augmentation(model, data, styles, Path(tmp) / "warm", warm):
             pass
         for k, (init, par, steps) in enumerate(configs):
-            s = augment_plan.AugmentSettings(variants=1, steps=steps, init=init, parameterization=par,
+            s = augment_settings.AugmentSettings(variants=1, steps=steps, init=init, parameterization=par,
                                              precision=args.precision, seed=0)
             out = Path(tmp) / f"out{k}"
             run = augment.Augmentation(model, data, styles, out, s)
@@ -190,7 +193,7 @@ def main_real(args) -> int:
             print(f"{init:>9} {par:>8} {steps:>5} {n:>6} {seconds:>8.1f} {n / seconds * 60:>8.2f} {left:>10.3f} "
                   f"{ssim:>6.3f}", flush=True)
     log(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    from explorer import grids
+    from explorer.io import grids
 
     path = ROOT / "bench" / "out" / "augment-real.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +215,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=8, help="images per configuration (default 8)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="default fp32")
     ap.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
-    ap.add_argument("--real", action="store_true", help="real weights and pictures: speed and quality (issue 17)")
+    ap.add_argument("--real", action="store_true", help="real weights and pictures: speed and quality")
     ap.add_argument("--configs", metavar="INIT:PARAM:STEPS,...",
                     help="--real's configurations instead of its own, e.g. histogram:pixel:30,content:pixel:50")
     args = ap.parse_args()
@@ -222,10 +225,9 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
 
     model = models.load_model("vgg19", weights="untrained", device="cpu")
-    styles = [augment_io.StyleImage(f"sample:{k}", images.load_sample(k).image) for k in ("gravel", "brick")]
+    styles = [augment_io.StyleImage(f"sample:{k}", samples.load_sample(k).image) for k in ("gravel", "brick")]
     load0 = os.getloadavg()
-    log(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, precision {args.precision}, OMP_WAIT_POLICY="
+    log(f"{harness.machine_line()}; precision {args.precision}, OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY')}; load average before: {' '.join(f'{v:.2f}' for v in load0)}")
     rows = []
     header = (f"{'size':>5} {'batch':>5} {'images':>6} {'seconds':>8} {'img/min':>8} {'s/step/img':>10} "
@@ -236,11 +238,11 @@ def main() -> int:
             data = Path(tmp) / f"in{size}"
             write_dataset(data, args.images, size)
             # warm-up: oneDNN picks its kernels for this shape on the first passes
-            warm = augment_plan.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
+            warm = augment_settings.AugmentSettings(variants=1, batch_size=1, steps=2, size=size, precision=args.precision)
             for _ in augment.Augmentation(model, data, styles, Path(tmp) / f"warm{size}", warm):
                 pass
             for b in batches:
-                s = augment_plan.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
+                s = augment_settings.AugmentSettings(variants=1, batch_size=b, steps=args.steps, size=size,
                                             beta_range=(1e5, 1e6), precision=args.precision, seed=0)
                 run = augment.Augmentation(model, data, styles, Path(tmp) / f"out{size}-{b}", s)
                 start = time.perf_counter()

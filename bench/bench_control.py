@@ -36,42 +36,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import harness
+from harness import ROOT, log
+
 TAG = "BENCH_RESULT "
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _model(weights: str):
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     return load_model("vgg19", weights=weights, device="cpu")
 
 
 def _images(style_name: str):
-    from explorer import images
+    from explorer.io import samples
 
-    return images.load_sample("astronaut").image, images.load_sample(style_name).image
+    return samples.load_sample("astronaut").image, samples.load_sample(style_name).image
 
 
 def _settings(**kw):
-    from explorer.style_settings import StyleSettings
+    from explorer.style.settings import StyleSettings
 
     return StyleSettings(**kw)
 
 
 def run_transfer(cfg: dict) -> dict:
     """One ControlledTransfer; returns the history of the last scale (seconds, total)."""
-    from explorer import control
+    from explorer.style import control
 
     model = _model(cfg["weights"])
     content, style = _images(cfg["style"])
@@ -91,7 +87,7 @@ def run_transfer(cfg: dict) -> dict:
 
 def step_costs(cfg: dict) -> dict:
     """Seconds per step at one size for the plain loss and the DPST terms (after 2 warm-up steps)."""
-    from explorer import control
+    from explorer.style import control
 
     model = _model(cfg["weights"])
     content, style = _images(cfg["style"])
@@ -112,7 +108,8 @@ def step_costs(cfg: dict) -> dict:
             next(it)
         out[name] = {"s_per_step": (time.perf_counter() - t1) / cfg["steps"], "setup_s": setup}
         it.close()
-    from explorer import images, matting
+    from explorer.io import images
+    from explorer.style import matting
 
     c = images.to_tensor(images.resize_long_side(content, cfg["size"]))
     t0 = time.perf_counter()
@@ -127,7 +124,7 @@ def child(name: str, cfg: dict) -> None:
     torch.manual_seed(0)
     fn = {"transfer": run_transfer, "costs": step_costs}[cfg["kind"]]
     res = fn(cfg)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = harness.PeakRSS.process_peak_mb()  # the whole child: loading included
     print(TAG + json.dumps(res), flush=True)
 
 
@@ -174,7 +171,7 @@ def main() -> None:
     if args.one:
         child(args.one, json.loads(args.cfg))
         return
-    log(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, weights {args.weights}")
+    log(f"{harness.machine_line()}; weights {args.weights}")
     out: dict = {"weights": args.weights}
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
         single = spawn(f"single {size}", {"kind": "transfer", "weights": args.weights, "style": "gravel",

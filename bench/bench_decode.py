@@ -7,9 +7,9 @@ in a fresh child process: it imports the explorer, reads the file, frees what it
 (``gc.collect`` and glibc's ``malloc_trim``), resets the peak resident set size
 (``/proc/self/clear_refs``), takes the resident set size as the baseline and decodes:
 
-* ``cli``: ``explorer.images.load_image(data)``, the full-size image (the command line);
+* ``cli``: ``explorer.io.images.load_image(data)``, the full-size image (the command line);
 * ``page``: what a page keeps, ``load_image(data, max_side=2048, memory_budget=...)`` and then
-  glibc's ``malloc_trim``, as ``explorer.pickers.decode_upload`` does (a checkout without
+  glibc's ``malloc_trim``, as ``explorer.app.pickers.decode_upload`` does (a checkout without
   ``max_side`` decodes the full image, as its pages did).
 
 Printed per configuration: seconds, the peak resident set size above the baseline, what is
@@ -28,6 +28,7 @@ The last stdout line starts with ``JSON `` and holds every figure.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import subprocess
 import sys
@@ -35,27 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGE_SIDE = 2048  # explorer.pickers.UPLOAD_MAX_SIDE
+import harness
+from harness import ROOT
 
-
-def _status(key: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _trim() -> None:
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+PAGE_SIDE = 2048  # explorer.app.pickers.UPLOAD_MAX_SIDE
 
 
 def make_png(path: Path, side: int) -> None:
@@ -70,13 +54,13 @@ def make_png(path: Path, side: int) -> None:
 def one(tree: str, config: str, path: str) -> dict:
     """In a child: decode ``path`` as ``config`` says with the explorer of ``tree``."""
     sys.path.insert(0, tree)
-    from explorer import images
+    from explorer.io import images
 
     data = Path(path).read_bytes()
-    _trim()
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-        fh.write("5")  # reset the peak (VmHWM) to the current resident set size
-    base = _status("VmRSS")
+    mem = harness.PeakRSS().start()  # collects, trims, resets the peak (VmHWM) to the resident set
+    if not mem.reset_ok:
+        raise SystemExit("cannot reset the peak RSS here (/proc/self/clear_refs); Linux only")
+    base = mem.before_mb
     start = time.perf_counter()
     kwargs = {"max_side": PAGE_SIDE, "memory_budget": 1 << 40} if config == "page" else {}
     try:
@@ -84,15 +68,15 @@ def one(tree: str, config: str, path: str) -> dict:
     except TypeError:  # a checkout without max_side: its pages kept the full image
         loaded, kwargs = images.load_image(data), {}
     if kwargs:
-        _trim()  # decode_upload hands what decoding freed back to the system
+        harness.malloc_trim()  # decode_upload hands what decoding freed back to the system
     seconds = time.perf_counter() - start
-    peak, held = _status("VmHWM") - base, _status("VmRSS") - base
+    peak, held = mem.stop()["run_growth_mb"], harness.proc_status_mb("VmRSS") - base
     size = loaded.image.size
     del loaded
-    _trim()
-    mb = 2**20
-    return {"config": config, "seconds": round(seconds, 2), "peak_mb": round(peak / mb), "held_mb": round(held / mb),
-            "after_mb": round((_status("VmRSS") - base) / mb), "size": list(size)}
+    gc.collect()
+    harness.malloc_trim()
+    return {"config": config, "seconds": round(seconds, 2), "peak_mb": round(peak), "held_mb": round(held),
+            "after_mb": round(harness.proc_status_mb("VmRSS") - base), "size": list(size)}
 
 
 def main(argv=None) -> int:
@@ -108,6 +92,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as tmp:
         path = Path(tmp) / f"gray16-{args.side}.png"
         make_png(path, args.side)
+        print(harness.machine_line())
         print(f"{path.name}: {path.stat().st_size / 1e3:.0f} kB, 16-bit grayscale {args.side} x {args.side}; "
               f"tree {args.tree}")
         print(f"{'config':6} {'seconds':>8} {'peak MB':>8} {'held MB':>8} {'after MB':>9}  size")

@@ -5,7 +5,7 @@ Each configuration runs in a fresh interpreter (``--one JSON``) so its peak RSS 
 Rows:
 * ``reference``: a plain single-scale, untiled loop the way the original notebook's
   ``make_step`` reads (fp32, contiguous, no octaves, no jitter), GoogLeNet to inception4c.
-* ``step <model>``: seconds per step of :func:`explorer.dream.dream_step` at 512 px for each
+* ``step <model>``: seconds per step of :func:`explorer.dream.deepdream.dream_step` at 512 px for each
   network's default layer (fp32 and the project's ``auto`` precision).
 * ``dream``: the whole default dream (GoogLeNet, inception4c, 4 octaves, scale 1.4, 10 steps
   per octave) at 512 px: wall-clock seconds (target: at most 4 s on the 2-core CPU).
@@ -29,13 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+import harness
+from harness import ROOT
 
 
 def one(cfg: dict) -> dict:
@@ -44,10 +39,10 @@ def one(cfg: dict) -> dict:
 
     import torch
 
-    from explorer import dream
-    from explorer import dream_settings
-    from explorer.models import load_model
-    from explorer.devices import resolve_precision
+    from explorer.dream import deepdream as dream
+    from explorer.dream import settings as dream_settings
+    from explorer.nets.models import load_model
+    from explorer.core.devices import resolve_precision
 
     torch.manual_seed(0)
     weights = "imagenet" if cfg.get("pretrained") else "untrained"
@@ -94,7 +89,7 @@ def one(cfg: dict) -> dict:
             pass
         out["seconds"] = time.perf_counter() - t
         out["octave_sizes"] = run.result().octave_sizes
-    out["peak_rss_mb"] = _peak_mb()
+    out["peak_rss_mb"] = harness.PeakRSS.process_peak_mb()  # the whole child: loading included
     return out
 
 
@@ -116,8 +111,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(json.loads(args.one))))
         return
-    import torch
-
     q = args.quick
     size, steps = (128, 2) if q else (512, 5)
     rows = []
@@ -134,7 +127,7 @@ def main() -> None:
     # a whole tiled dream on a large image (4 octaves, 2 steps each): its peak memory
     rows.append(child({"kind": "dream", "model": "googlenet", "precision": "auto", "size": 256 if q else 2048,
                        "steps": 2}))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights: "
+    print(f"{harness.machine_line()}; weights: "
           f"{rows[0].get('weights', '?')}")
     print(f"{'config':58s} {'s/step':>8s} {'seconds':>8s} {'peak MB':>8s}")
     for r in rows:

@@ -1,11 +1,11 @@
-"""Feature visualization benchmark (issue 18): prints figures, never asserts on time.
+"""Feature visualization benchmark: prints figures, never asserts on time.
 
 Rows:
 * ``featurevis``: one channel visualization on VGG19 (``--layer`` relu4_1, channel 50), Fourier
   + decorrelated + Lucent's standard transforms, ``--size`` 224 px, ``--steps`` 256 Adam
   steps, ``--precision`` fp32: wall-clock seconds and seconds per step (target: under 60 s
   on the 2-core CPU).
-* ``dataset examples``: one pass of :class:`explorer.dataset_examples.DatasetExamples` over
+* ``dataset examples``: one pass of :class:`explorer.featurevis.examples.DatasetExamples` over
   ``--images`` 100 pictures at 224 px (the scikit-image samples and ``../shared/images``, with
   resized, cropped and mirrored variants written to a temporary folder until there are enough):
   seconds (target: under 60 s), then the same request again (served by the cache) and another
@@ -32,14 +32,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import harness  # noqa: E402
+
 from PIL import Image, ImageOps  # noqa: E402
 
-from explorer import dataset_examples as D  # noqa: E402
-from explorer import featurevis as FV  # noqa: E402
-from explorer.images import ImageError, load_image  # noqa: E402
-from explorer.models import load_model  # noqa: E402
-from explorer.runs import run_to_end  # noqa: E402
+from explorer.featurevis import examples as D  # noqa: E402
+from explorer.featurevis import render as FV  # noqa: E402
+from explorer.io.images import ImageError, load_image  # noqa: E402
+from explorer.nets.models import load_model  # noqa: E402
+from explorer.core.runs import run_to_end  # noqa: E402
 
 SHARED = Path(os.environ.get("EXPLORER_SHARED") or ROOT.parent / "shared")
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         shared = SHARED / "weights" / "vgg19-caffe-features-q8.pth"
         weights = str(shared) if shared.exists() else "untrained"
     model = load_model("vgg19", weights=weights, device="cpu")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {model.weights.label}")
+    print(f"{harness.machine_line()}; {model.weights.label}")
 
     s = FV.FeatureVisSettings(layer=args.layer, channels=(args.channel,), size=args.size, steps=args.steps,
                               precision=args.precision)

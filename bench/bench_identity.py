@@ -11,7 +11,8 @@ not count, while any change of a number does:
 * a ``.npy``: SHA-256 of its array bytes, dtype and shape;
 * a JSON report: SHA-256 of every number under its ``history`` (and ``final_losses``,
   ``values``, ``channels``) keys, in order, written with ``repr`` (exact floats), timings
-  (``seconds``, ...) left out;
+  (``seconds``, ...) and the recipe (``run``, ``settings``: what was asked, not what was
+  computed) left out;
 * an augmentation folder: each PNG's pixel fingerprint.
 
 It also prints each command's wall-clock seconds (one run each: a rough check that nothing got
@@ -49,6 +50,9 @@ PAINTING = SHARED / "images" / "starry_night.jpg"
 PHOTO = SHARED / "images" / "tubingen.jpg"
 
 _NUMERIC_KEYS = ("history", "final_losses", "values", "channels", "top", "channel_means", "mean", "objective")
+#: Keys that hold what a result was asked for (the run-info block and the settings), not what it
+#: computed: a report that gains them (``activations --json``) keeps its fingerprint.
+_RECIPE_KEYS = ("run", "settings")
 #: Keys that hold timings (different at every run), left out wherever they appear.
 _TIME_KEYS = ("seconds", "elapsed", "time", "images_per_minute", "seconds_per_step")
 
@@ -126,15 +130,15 @@ def cases(out: Path) -> list[tuple[str, list[str], list[Path]]]:
 def _dataset(out: Path) -> None:
     """A tiny ImageFolder dataset and a styles folder, made from the bundled samples."""
     sys.path.insert(0, str(ROOT))
-    from explorer import images  # noqa: E402  (the project's own decoder, for the samples)
+    from explorer.io import images, samples  # noqa: E402  (the project's own decoder and samples)
 
     for k, (cls, name) in enumerate((("cats", "chelsea"), ("cats", "coffee"), ("people", "astronaut"))):
-        im = images.resize_long_side(images.load_sample(name).image, 64)
+        im = images.resize_long_side(samples.load_sample(name).image, 64)
         (out / "data" / cls).mkdir(parents=True, exist_ok=True)
         im.save(out / "data" / cls / f"{name}.png")
     (out / "styles").mkdir(exist_ok=True)
     for name in ("brick", "gravel"):
-        images.resize_long_side(images.load_sample(name).image, 64).save(out / "styles" / f"{name}.png")
+        images.resize_long_side(samples.load_sample(name).image, 64).save(out / "styles" / f"{name}.png")
 
 
 def _numbers(obj, found: list) -> None:
@@ -154,6 +158,8 @@ def _numbers(obj, found: list) -> None:
 def _json_numbers(obj, found: list) -> None:
     if isinstance(obj, dict):
         for k in sorted(obj):
+            if k in _RECIPE_KEYS:
+                continue
             if k in _NUMERIC_KEYS:
                 _numbers(obj[k], found)
             else:

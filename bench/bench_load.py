@@ -23,10 +23,9 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
+import harness
+from harness import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("EXPLORER_ALLOW_UNTRAINED", "1")
 os.environ.setdefault("EXPLORER_OFFLINE", "1")
@@ -46,21 +45,23 @@ def render_home(n: int) -> list[float]:
 
 
 def under_load(n: int, slots: int, model) -> tuple[list[float], list[int]]:
-    from explorer import images, style, ui
-    from explorer import style_settings
-    from explorer.blend import prepare_blend
+    from explorer.io import samples
+    from explorer.style import transfer as style
+    from explorer.app import runs, ui
+    from explorer.style import settings as style_settings
+    from explorer.style.blend import prepare_blend
     from tests.test_load import Bar
 
     os.environ["EXPLORER_MAX_RUNS"] = str(slots)
     ui.heavy_runs.clear()
     stop, started = threading.Event(), threading.Semaphore(0)
     steps = [0] * 4
-    content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
+    content, style_img = samples.load_sample("astronaut").image, samples.load_sample("gravel").image
 
     def run(k):
         settings = style_settings.StyleSettings(size=128, steps=100_000, seed=k, optimizer="adam")
         c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
-        gen = ui._queued(style.StyleTransfer(model, c, blend, settings), Bar())
+        gen = runs._queued(style.StyleTransfer(model, c, blend, settings), Bar())
         try:
             for ev in gen:
                 steps[k] = ev.step
@@ -89,7 +90,8 @@ def sessions(n: int) -> dict:
     import numpy as np
     import torch
 
-    from explorer import models, ui
+    from explorer.nets import models
+    from explorer.app import ui
     from tests import test_load as tl
 
     os.environ["EXPLORER_MAX_RUNS"] = "4"
@@ -100,12 +102,11 @@ def sessions(n: int) -> dict:
     models.load_model = lambda *a, **k: loads.append(a[0]) or original(*a, **k)
     tracker = {"lock": threading.Lock(), "now": 0, "max": 0}
     try:
-        reset = tl.rss_peak_reset()
-        base = tl.status("VmRSS")
+        mem = harness.PeakRSS().start()
         t = time.perf_counter()
         together = tl.run_threads(lambda k: tl.session_work(k, tracker), n)
         seconds = time.perf_counter() - t
-        peak = tl.status("VmHWM") - base if reset else None
+        peak = mem.stop()["run_growth_mb"]
         t = time.perf_counter()
         alone = [tl.session_work(k) for k in range(n)]
         seconds_alone = time.perf_counter() - t
@@ -115,7 +116,7 @@ def sessions(n: int) -> dict:
                for a, b in zip(together, alone))
     ui.heavy_runs.clear()
     return {"sessions": n, "seconds": seconds, "seconds_alone_one_after_another": seconds_alone,
-            "loads": len(loads), "max_running": tracker["max"], "peak_rss_growth_mb": peak and peak / 2**20,
+            "loads": len(loads), "max_running": tracker["max"], "peak_rss_growth_mb": peak,
             "identical_to_alone": same, "waited": sum(1 for r in together if r["waited"])}
 
 
@@ -124,8 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--renders", type=int, default=5)
     ap.add_argument("--sessions", type=int, default=8)
     args = ap.parse_args(argv)
-    from explorer import models
+    from explorer.nets import models
 
+    print(harness.machine_line())
     s = sessions(args.sessions)
     print(f"{s['sessions']} sessions (4 slots): {s['seconds']:.1f} s together, {s['seconds_alone_one_after_another']:.1f} s "
           f"one after another; model loads {s['loads']}; at most {s['max_running']} computing at once; "

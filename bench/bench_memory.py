@@ -1,4 +1,4 @@
-"""Benchmark: the memory estimate of ``explorer.memory`` against measured peak memory, for every
+"""Benchmark: the memory estimate of ``explorer.nets.memory`` against measured peak memory, for every
 kind of heavy run.
 
 Each case (a kind of run at one size) runs in a fresh child process: it loads the untrained
@@ -8,7 +8,7 @@ and kernels are there), frees what it can (``gc.collect`` and glibc's ``malloc_t
 the peak resident set size (``/proc/self/clear_refs``) and records the resident set size as the
 baseline, then runs the case the way the app or the command line runs it. The measured figure
 is the peak resident set size during the run (``VmHWM``) minus the baseline: what the run itself
-needed on top of the loaded model. The estimate is what the run asked ``explorer.memory`` for:
+needed on top of the loaded model. The estimate is what the run asked ``explorer.nets.memory`` for:
 every ``check_fits`` the run calls is recorded (the largest counts), so the table shows the very
 figure that approves or refuses the run. Prints one row per case (kind, size, estimate,
 measured, ratio = estimate / measured) and asserts nothing.
@@ -43,7 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import harness
+from harness import ROOT
 
 #: (kind, size in px, options). ``kind`` picks the runner below; options go to it.
 CASES: list[tuple[str, int, dict]] = [
@@ -72,31 +73,13 @@ QUICK = [("style-lbfgs", 128, {}), ("style-lbfgs", 256, {}), ("dream", 256, {}),
          ("activations", 512, {"layer": "relu5_1"})]
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _trim() -> None:
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")  # reset the peak (VmHWM) to the current resident set size
-    except OSError as exc:
-        raise SystemExit(f"cannot reset the peak RSS here ({exc}); Linux only") from None
+def _reset_peak() -> harness.PeakRSS:
+    """harness.PeakRSS started (collects, trims, resets the peak to the resident set); exits
+    where the peak cannot be reset."""
+    mem = harness.PeakRSS().start()
+    if not mem.reset_ok:
+        raise SystemExit("cannot reset the peak RSS here (/proc/self/clear_refs); Linux only")
+    return mem
 
 
 # ----------------------------------------------------------------------------- the child
@@ -107,7 +90,7 @@ class _Recorder:
     for (the largest of its calls) and approves."""
 
     def __init__(self):
-        from explorer import memory
+        from explorer.nets import memory
 
         self.memory = memory
         self.calls: list[dict] = []
@@ -144,7 +127,7 @@ def _drain(run, stop_after: int | None = None) -> None:
 
 
 def _cli(argv: list[str]) -> None:
-    from explorer import cli
+    from explorer.cli import parser as cli
 
     rc = cli.main([str(a) for a in argv])
     if rc != 0:
@@ -156,7 +139,11 @@ _loaded: dict = {}
 
 def _runner(kind: str, size: int, opts: dict, tmp: Path):
     """A function that runs the case once (the networks already loaded)."""
-    from explorer import attribution, dream, dream_settings, featurevis, models, style, style_settings
+    from explorer.saliency import attribution
+    from explorer.dream import deepdream as dream, settings as dream_settings
+    from explorer.featurevis import render as featurevis
+    from explorer.nets import models
+    from explorer.style import transfer as style, settings as style_settings
 
     model_name = opts.get("model", {"dream": "googlenet", "dream-zoom": "googlenet"}.get(kind, "vgg19"))
     model = _loaded.get(model_name) or _loaded.setdefault(model_name, models.load_model(model_name, weights="untrained",
@@ -196,24 +183,22 @@ def one(kind: str, size: int, opts: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from explorer import devices
+    from explorer.core import devices
 
     recorder = _Recorder()
     with tempfile.TemporaryDirectory() as tmp:
         _runner(kind, 64, {**opts, **({"frames": 2} if kind == "dream-zoom" else {})}, Path(tmp))()
         recorder.install()
         run = _runner(kind, size, opts, Path(tmp))
-        _trim()
-        _reset_peak()
-        base = _status("VmRSS")
+        mem = _reset_peak()
         t0 = time.perf_counter()
         run()
         seconds = time.perf_counter() - t0
-        peak = _status("VmHWM")
+        figures = mem.stop()
     if not recorder.calls:
         raise SystemExit(f"{kind} at {size} px never asked for a memory estimate")
     call = max(recorder.calls, key=lambda c: c["total"])
-    measured = peak - base
+    measured, base = figures["run_growth_mb"] * 2**20, figures["rss_before_run_mb"] * 2**20
     return {"kind": kind, "size": size, "options": opts, "estimate_mb": call["total"] / 2**20,
             "measured_mb": measured / 2**20, "ratio": call["total"] / max(1, measured),
             "baseline_mb": base / 2**20, "seconds": round(seconds, 1),
@@ -253,6 +238,7 @@ def main(argv=None) -> int:
         return 0
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     rows, failed = [], 0
+    print(harness.machine_line(), flush=True)
     print(f"{'kind':22s} {'size':>6s} {'estimate':>10s} {'measured':>10s} {'ratio':>6s}  details", flush=True)
     for kind, size, opts in cases:
         out = subprocess.run([sys.executable, __file__, "--one", json.dumps([kind, size, opts])], capture_output=True,

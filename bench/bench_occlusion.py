@@ -1,13 +1,14 @@
-"""Benchmark: exact fast occlusion (explorer.occlusion_fast) against a plain Captum Occlusion call.
+"""Benchmark: exact fast occlusion (explorer.saliency.occlusion) against a plain Captum Occlusion call.
 
 Prints figures; asserts nothing about time. Per image size (default 256 px, long side):
 
 * ``captum ppe=P``: ``captum.attr.Occlusion(f).attribute(image, sliding_window_shapes=(3, W, W),
   strides=(3, S, S), baselines=baseline, perturbations_per_eval=P)`` for P = 1 and 16, with
-  ``f = explorer.saliency_objectives.objective_value`` (a full VGG19 forward pass per occluded image).
+  ``f = explorer.saliency.objectives.objective_function(model, "style", layers=...)`` (a full VGG19
+  forward pass per occluded image).
   Above 256 px only P = 16 runs, and only when one timed batch extrapolates to less than
   ``--captum-limit`` seconds (default 300); otherwise the estimate is printed.
-* ``fast bs=B``: ``explorer.occlusion_fast.occlusion_fast`` with batch_size B, channels_last (the
+* ``fast bs=B``: ``explorer.saliency.occlusion.occlusion_fast`` with batch_size B, channels_last (the
   default) and, for one batch size, contiguous NCHW crops.
 
 Setup: untrained VGG19 (``load_model("vgg19", weights="untrained")``: the timings do not depend on
@@ -32,7 +33,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,10 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from explorer.attribution import baseline_image, objective_value  # noqa: E402
-from explorer.images import load_sample, resize_long_side, to_tensor  # noqa: E402
-from explorer.models import load_model  # noqa: E402
-from explorer.occlusion_fast import occlusion_fast, occlusion_windows  # noqa: E402
+import harness  # noqa: E402
+
+from explorer.saliency.methods import baseline_image  # noqa: E402
+from explorer.saliency.objectives import objective_function  # noqa: E402
+from explorer.io.images import resize_long_side, to_tensor  # noqa: E402
+from explorer.io.samples import load_sample  # noqa: E402
+from explorer.nets.models import load_model  # noqa: E402
+from explorer.saliency.occlusion import occlusion_fast, occlusion_windows  # noqa: E402
 
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -58,8 +62,7 @@ def load() -> str:
 def captum(model, image, baseline, window, stride, per_eval):
     from captum.attr import Occlusion
 
-    def forward(x):
-        return objective_value(model, x, "style", LAYERS)
+    forward = objective_function(model, "style", layers=LAYERS)
 
     with torch.no_grad():
         return Occlusion(forward).attribute(image, sliding_window_shapes=(3, window, window),
@@ -70,10 +73,11 @@ def captum(model, image, baseline, window, stride, per_eval):
 def captum_estimate(model, image, baseline, window, stride, per_eval) -> float:
     """Seconds a Captum run would take: one timed forward batch of ``per_eval`` images."""
     x = torch.cat([image] * per_eval)
+    forward = objective_function(model, "style", layers=LAYERS)
     with torch.no_grad():
-        objective_value(model, x[:1], "style", LAYERS)  # warm-up
+        forward(x[:1])  # warm-up
         t0 = time.perf_counter()
-        objective_value(model, x, "style", LAYERS)
+        forward(x)
         per_image = (time.perf_counter() - t0) / per_eval
     return per_image * (len(occlusion_windows(*image.shape[-2:], window, stride)) + 1)
 
@@ -93,8 +97,7 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     batch_sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
 
-    print(f"# occlusion benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"# occlusion benchmark: {harness.machine_line()}; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     model = load_model("vgg19", weights="untrained", device="cpu")
     print(f"# vgg19, {model.weights.label}; style objective over {','.join(LAYERS)}; window {args.window} px, "

@@ -19,7 +19,7 @@ final total is at most a tenth of the first.
 Part 2 (``--reference-size``, 0 = off): the balance against neural-style's published outputs
 (``shared/images/reference-outputs``, Caffe VGG19, 1000 iterations at 512 px): an independent
 Gatys loss (relative content error at relu4_2, mean relative Gram error at relu1_1..relu5_1,
-written here, not taken from ``explorer.style``) of the reference and of the default run at the
+written here, not taken from ``explorer.style.transfer``) of the reference and of the default run at the
 same size.
 
 Usage::
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,9 +42,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer import images, models, style  # noqa: E402
-from explorer import gatys
-from explorer import devices, style_settings
+import harness  # noqa: E402
+
+from explorer.io import images
+from explorer.nets import models
+from explorer.style import transfer as style  # noqa: E402
+from explorer.style import gatys
+from explorer.style import settings as style_settings
 
 SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
 PHOTOS = ("tubingen", "golden_gate", "hoovertowernight")
@@ -120,8 +123,7 @@ def main() -> int:
     if not src.is_file():
         print(f"error: {src} not found (set EXPLORER_SHARED to the shared folder)", file=sys.stderr)
         return 2
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, bf16 {devices.cpu_has_bf16()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"machine: {harness.machine_line()}")
     rows, out = [], ROOT / "bench" / "out"
     for scale in [float(v) for v in a.scales.split(",")]:
         path = src if scale == 1.0 else scaled_copy(src, scale, out / f"vgg19-caffe-x{scale:g}.pth")

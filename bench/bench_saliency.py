@@ -22,13 +22,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import harness  # noqa: E402
+
 import torch  # noqa: E402
 
-from explorer import attribution as A  # noqa: E402
-from explorer import guided as G  # noqa: E402
-from explorer import images, models  # noqa: E402
-from explorer.style import StyleTransfer  # noqa: E402
-from explorer.style_settings import StyleSettings
+from explorer.saliency import attribution as A  # noqa: E402
+from explorer.saliency import guided as G  # noqa: E402
+from explorer.io import images, samples
+from explorer.nets import models  # noqa: E402
+from explorer.style.transfer import StyleTransfer  # noqa: E402
+from explorer.style.settings import StyleSettings
 
 METHODS = {
     "saliency": {},
@@ -40,7 +43,7 @@ METHODS = {
 
 
 def image(name: str, size: int) -> torch.Tensor:
-    return images.to_tensor(images.resize_long_side(images.load_sample(name).image, size))
+    return images.to_tensor(images.resize_long_side(samples.load_sample(name).image, size))
 
 
 def best_of(fn, repeats: int) -> float:
@@ -110,8 +113,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
     model = models.load_model("vgg19", weights="untrained", device="cpu")
-    print(f"# bench_saliency: {model.weights.label}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(f"# bench_saliency: {model.weights.label}; {harness.machine_line()}")
     if not args.skip_methods:
         bench_methods(model, sizes, args.repeats)
     if not args.skip_guided:

@@ -1,16 +1,16 @@
-"""Time to a good picture on the real VGG19 (issue 17): the PyTorch tutorial's loop against the
+"""Time to a good picture on the real VGG19: the PyTorch tutorial's loop against the
 project, scored by one plain Gatys loss; the per-step overhead over the bare network; the first
 preview with the page's defaults; and VGG19's convolutions, direct against Winograd, layer by
 layer. Prints figures; asserts nothing.
 
 Sections (all by default; pick some with ``--only target,overhead,first,layers``):
 
-* ``target``: per size and pair, ``reference`` is the tutorial's loop as the issue states it:
-  VGG19 up to conv5_1 on the real Caffe file, fp32, one ``torch.optim.LBFGS([img], max_iter=100)``
-  step (torch's defaults otherwise: lr 1, no line search), no clamping, content conv4_2, style
-  conv1_1 .. conv5_1 with w_l = 1/5, from the content image; written out here the tutorial's way
-  (the network is the project's :class:`~explorer.models.FeatureNet` on the same file, with
-  torch's own convolutions). ``project`` is :class:`explorer.style.StyleTransfer` on the same
+* ``target``: per size and pair, ``reference`` is the tutorial's loop, ``harness.tutorial_reference``
+  (one ``torch.optim.LBFGS([img], max_iter=100)`` step, torch's defaults otherwise: lr 1, no
+  line search; no clamping; from the content image) on the real Caffe VGG19 file up to conv5_1,
+  fp32, content conv4_2, style conv1_1 .. conv5_1 with w_l = 1/5 (the network is the project's
+  :class:`~explorer.nets.models.FeatureNet` on the same file, with
+  torch's own convolutions). ``project`` is :class:`explorer.style.transfer.StyleTransfer` on the same
   objective (``loss_normalization="paper"``, alpha 1, beta 1e2, fp32) with its defaults: the
   histogram start, the Fourier offset, Winograd convolutions, the scaled first L-BFGS step and
   the strong-Wolfe line search. With ``--ablation`` the project also runs with each of the
@@ -28,10 +28,10 @@ Sections (all by default; pick some with ``--only target,overhead,first,layers``
   saved in bench/out/first-*.png to look at.
 * ``layers``: each of VGG19's 3x3 convolutions at the working size: forward and input
   gradient, oneDNN (NCHW and channels_last) against NNPACK's Winograd (what
-  :data:`explorer.winograd.MIN_POSITIONS` rests on).
+  :data:`explorer.nets.winograd.MIN_POSITIONS` rests on).
 
 Usage: ``python bench/bench_speed.py [--sizes 256,512] [--pairs tubingen:shipwreck,golden_gate:starry_night]
-[--only ...] [--ablation] [--json FILE]``. Run it on a quiet machine: the 512 px reference alone
+[--only ...] [--ablation] [--quick] [--json FILE]``. Run it on a quiet machine: the 512 px reference alone
 takes about 3 minutes on 2 cores.
 """
 
@@ -40,24 +40,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import harness
+from harness import ROOT, SHARED
 
 import explorer  # noqa: E402,F401  (before torch: sets GOMP_SPINCOUNT, see explorer/__init__.py)
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
-from explorer import control, devices, images, losses, models, style, winograd  # noqa: E402
-from explorer.gatys import prepare_images  # noqa: E402
-from explorer.style_settings import StyleSettings  # noqa: E402
+from explorer.style import control, transfer as style
+from explorer.core import devices
+from explorer.io import images
+from explorer.optim import losses
+from explorer.nets import models, winograd  # noqa: E402
+from explorer.style.gatys import prepare_images  # noqa: E402
+from explorer.style.settings import StyleSettings  # noqa: E402
 
-SHARED = Path(os.environ.get("EXPLORER_SHARED", ROOT.parent / "shared"))
 WEIGHTS = SHARED / "weights" / "vgg19-caffe-features-q8.pth"
 OUT = ROOT / "bench" / "out"
 CONTENT_LAYER = "conv4_2"
@@ -69,9 +70,7 @@ ABLATIONS = {"project": {}, "content start": {"init": "content"}, "pixels": {"pa
              "none of the three": {"init": "content", "parameterization": "pixel", "conv_algorithm": "direct"}}
 
 
-def picture(stem: str):
-    path = next(p for p in sorted((SHARED / "images").iterdir()) if p.stem.startswith(stem))
-    return images.load_image(str(path)).image
+picture = harness.shared_picture
 
 
 def plain_terms(net, x, content_t, style_t):
@@ -83,14 +82,6 @@ def plain_terms(net, x, content_t, style_t):
     return c, s
 
 
-def targets(net, content, style_img):
-    with torch.no_grad():
-        content_t = net.features(content, [CONTENT_LAYER])[CONTENT_LAYER]
-        fs = net.features(style_img, list(STYLE_LAYERS))
-        style_t = {l: losses.gram_matrix(fs[l], normalize=True)[0] for l in STYLE_LAYERS}
-    return content_t, style_t
-
-
 def score(net, x, content_t, style_t) -> float:
     """alpha L_content + beta L_style of clamp(x, 0, 1), in fp32 without gradients."""
     with torch.no_grad():
@@ -98,25 +89,13 @@ def score(net, x, content_t, style_t) -> float:
     return float(ALPHA * c + BETA * s)
 
 
-def reference(net, content, style_img, evals: int = 100):
-    """The tutorial's loop; returns [(seconds since before the targets, closure's loss)], the
-    image and the targets."""
-    start = time.perf_counter()
-    content_t, style_t = targets(net, content, style_img)
-    img = content.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([img], max_iter=evals)
-    curve = []
-
-    def closure():
-        opt.zero_grad()
-        c, s = plain_terms(net, img, content_t, style_t)
-        loss = ALPHA * c.sum() + BETA * s.sum()
-        loss.backward()
-        curve.append((time.perf_counter() - start, float(loss.detach())))
-        return loss
-
-    opt.step(closure)
-    return curve, img.detach(), (content_t, style_t)
+def reference(net, content, style_img, evals: int = 100) -> harness.ReferenceRun:
+    """The tutorial loop (``harness.tutorial_reference``) on this network with torch's own
+    convolutions, on the objective above."""
+    return harness.tutorial_reference(lambda x: net.features(x, [CONTENT_LAYER, *STYLE_LAYERS]), content, style_img,
+                                      content_layer=CONTENT_LAYER, style_layers=STYLE_LAYERS,
+                                      layer_weights={l: 1.0 / len(STYLE_LAYERS) for l in STYLE_LAYERS},
+                                      alpha=ALPHA, beta=BETA, evals=evals)
 
 
 def project_settings(size: int, steps: int, **kw) -> StyleSettings:
@@ -152,7 +131,8 @@ def sampled(curve, n: int = 10) -> str:
 def bench_target(net, size: int, pair: str, args, out: dict) -> None:
     cs, ss = pair.split(":")
     c, s = prepare_images(picture(cs), picture(ss), size)
-    ref_curve, ref_img, (content_t, style_t) = reference(net, c, s, args.evals)
+    ref = reference(net, c, s, args.evals)
+    ref_curve, ref_img, content_t, style_t = ref.curve, ref.image, ref.content_target, ref.style_targets
     ref_t, ref_score = ref_curve[-1][0], score(net, ref_img, content_t, style_t)
     row = {"size": size, "pair": pair, "shape": list(c.shape[-2:]), "reference_seconds": ref_t,
            "reference_score": ref_score, "reference_evaluations": len(ref_curve), "runs": {}}
@@ -219,7 +199,8 @@ def bench_first(net, args, out: dict) -> None:
         cs, ss = pair.split(":")
         content, style_pil = picture(cs), picture(ss)
         for precision in ("auto", "fp32"):
-            settings = StyleSettings(preview_every=5, precision=precision)  # the page's defaults
+            quick = {"size": 64, "steps": 10} if args.quick else {}
+            settings = StyleSettings(preview_every=5, precision=precision, **quick)  # the page's defaults
             start = time.perf_counter()
             run = control.ControlledTransfer(net, content, [(style_pil, 1.0)], settings)
             previews = []
@@ -232,7 +213,7 @@ def bench_first(net, args, out: dict) -> None:
             first, last = values[0][2], values[-1][2]
             took = time.perf_counter() - start
             label = devices.precision_name(devices.resolve_precision(precision, net.device))
-            print(f"  {cs} + {ss}, 256 px, precision {precision} ({label}), {settings.steps} steps in {took:.1f} s "
+            print(f"  {cs} + {ss}, {settings.size} px, precision {precision} ({label}), {settings.steps} steps in {took:.1f} s "
                   f"({took / settings.steps:.3f} s/step): relative style loss at the start {first:.3f}, "
                   f"step 100 {last:.3f}")
             for k, t, v in values[1:5]:
@@ -242,50 +223,6 @@ def bench_first(net, args, out: dict) -> None:
                 images.to_pil(p).save(OUT / f"first-{cs}-{precision}-step{k:03d}.png")
             out.setdefault("first", []).append({"pair": pair, "precision": precision, "seconds": took,
                                                 "previews": [(k, t, v) for k, t, v in values]})
-
-
-def bench_layers(net, size: int, out: dict) -> None:
-    c, _ = prepare_images(picture("tubingen"), picture("shipwreck"), size)
-    h0, w0 = c.shape[-2:]
-
-    def med(fn, n=5):
-        fn()
-        ts = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts) * 1e3
-
-    seen = set()
-    print(f"  {size} px ({w0}x{h0}), ms: forward / input gradient")
-    for name in net.layer_names:
-        conv = net.body[name]
-        if not isinstance(conv, torch.nn.Conv2d) or name == "conv5_2":
-            if name == "conv5_2":
-                break
-            continue
-        stride = 2 ** int(name[4]) // 2
-        h, w = h0 // stride, w0 // stride
-        key = (conv.in_channels, conv.out_channels, h, w)
-        if key in seen:
-            continue
-        seen.add(key)
-        x = torch.randn(1, conv.in_channels, h, w)
-        g = torch.randn(1, conv.out_channels, h, w)
-        xc, gc = x.contiguous(memory_format=torch.channels_last), g.contiguous(memory_format=torch.channels_last)
-        wf = winograd.flipped_weight(conv.weight)
-        bwd = lambda gg, xx: torch.ops.aten.convolution_backward(gg, xx, conv.weight, None, [1, 1], [1, 1], [1, 1],
-                                                                 False, [0, 0], 1, [True, False, False])
-        r = {"direct nchw": (med(lambda: F.conv2d(x, conv.weight, conv.bias, padding=1)), med(lambda: bwd(g, x))),
-             "direct cl": (med(lambda: F.conv2d(xc, conv.weight, conv.bias, padding=1)), med(lambda: bwd(gc, xc))),
-             "winograd": (med(lambda: winograd.winograd_conv3x3(x, conv.weight, conv.bias, wf)),
-                          med(lambda: torch._nnpack_spatial_convolution(g, wf, None, [1, 1], [1, 1])))}
-        auto = "winograd" if winograd.prefers(conv, x) else "direct"
-        print(f"  {name} ({conv.in_channels}->{conv.out_channels}, {w}x{h} = {w * h} positions, auto: {auto}): " +
-              ", ".join(f"{k} {f:.1f} / {b:.1f}" for k, (f, b) in r.items()))
-        out.setdefault("layers", []).append({"size": size, "layer": name, "positions": w * h, "auto": auto,
-                                             **{k: list(v) for k, v in r.items()}})
 
 
 def main(argv=None) -> int:
@@ -298,28 +235,27 @@ def main(argv=None) -> int:
     p.add_argument("--ablation", action="store_true", help="also run the project with each means switched back")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the overhead section (default 3)")
     p.add_argument("--json", metavar="FILE", help="write every figure (curves included) here")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 64 px, the first pair, 5 evaluations and steps, 1 round, first previews of 10 steps")
     args = p.parse_args(argv)
+    if args.quick:
+        args.sizes, args.pairs = "64", args.pairs.split(",")[0]
+        args.evals, args.max_steps, args.rounds = 5, 5, 1
     if not WEIGHTS.exists():
         print(f"needs the real VGG19 file {WEIGHTS} (set EXPLORER_SHARED)")
         return 2
     torch.set_num_threads(os.cpu_count() or 1)
     net = models.load_model("vgg19", weights=str(WEIGHTS), device="cpu")
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "threads": torch.get_num_threads(), "bf16": devices.cpu_has_bf16(), "torch": torch.__version__,
-               "nnpack": winograd.available(), "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
-               "load_before": os.getloadavg()}
-    try:
-        machine["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    print(f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads, bf16 {machine['bf16']} "
-          f"(fp32 everywhere except the first-picture section's 'auto'), torch {machine['torch']}, NNPACK "
-          f"{machine['nnpack']}, GOMP_SPINCOUNT {machine['GOMP_SPINCOUNT']}, load {machine['load_before'][0]:.2f}; "
+    machine = {**harness.machine(), "nnpack": winograd.available(), "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT")}
+    print(f"{harness.machine_line(machine)}; fp32 everywhere except the first-picture section's 'auto' "
+          f"(bf16 where native); NNPACK {machine['nnpack']}, GOMP_SPINCOUNT {machine['GOMP_SPINCOUNT']}; "
           f"{net.weights.label}")
     sections = set(args.only.split(","))
     out: dict = {"machine": machine}
     sizes = [int(v) for v in args.sizes.split(",")]
     if "layers" in sections:
+        from speed_layers import bench_layers
+
         print("\n== VGG19's 3x3 convolutions: direct (oneDNN) against Winograd (NNPACK) ==")
         for size in sizes:
             bench_layers(net, size, out)
@@ -335,8 +271,8 @@ def main(argv=None) -> int:
         for size in sizes:
             for pair in args.pairs.split(","):
                 bench_target(net, size, pair, args, out)
-    out["machine"]["load_after"] = os.getloadavg()
-    print(f"\nload average after: {out['machine']['load_after'][0]:.2f}")
+    out["machine"]["load_after"] = harness.loadavg()
+    print(f"\nload average after: {out['machine']['load_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

@@ -1,4 +1,4 @@
-"""Benchmark: seconds per cell of a 3 x 3 parameter sweep (explorer.batch.Sweep).
+"""Benchmark: seconds per cell of a 3 x 3 parameter sweep (explorer.batch.sweep.Sweep).
 
 Prints figures; asserts nothing about time. On the same images (scikit-image's "astronaut" as
 content, "gravel" as style, scaled to --size px) and the same untrained VGG19 (torchvision init
@@ -34,7 +34,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,15 +42,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import harness  # noqa: E402
+
 import torch  # noqa: E402
 
-from explorer import batch, sweep_axes  # noqa: E402
-from explorer.images import load_sample  # noqa: E402
-from explorer.models import load_model, resolve_precision  # noqa: E402
-from explorer.devices import precision_name
-from explorer.style import run_style_transfer  # noqa: E402
-from explorer.gatys import prepare_images
-from explorer.style_settings import StyleSettings
+from explorer.batch import sweep as batch, sweep_axes  # noqa: E402
+from explorer.io.samples import load_sample  # noqa: E402
+from explorer.nets.models import load_model  # noqa: E402
+from explorer.core.devices import precision_name, resolve_precision
+from explorer.style.transfer import run_style_transfer  # noqa: E402
+from explorer.style.gatys import prepare_images
+from explorer.style.settings import StyleSettings
 
 
 def loadavg() -> str:
@@ -126,8 +127,7 @@ def main(argv=None) -> int:
     }
     prec = precision_name(resolve_precision(args.precision, model.device))
     print(f"bench_sweep: 3 x 3 sweeps at {args.size} px ({tuple(content.shape[-2:])}), {steps} steps, untrained "
-          f"VGG19, precision {prec}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+          f"VGG19, precision {prec}; {harness.machine_line()}")
     print(f"load average at start: {loadavg()}")
 
     warm = StyleSettings(size=args.size, steps=2, optimizer="adam", init="noise", precision=args.precision)

@@ -27,11 +27,17 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer import activations, attribution, dream, images, models, style  # noqa: E402
-from explorer import outputs
-from explorer import dream_settings
-from explorer import gatys
-from explorer import style_settings
+from explorer.activations import views
+from explorer.nets import models
+from explorer.nets.layers import layer_activations
+from explorer.saliency import attribution
+from explorer.dream import deepdream as dream
+from explorer.io import images, samples
+from explorer.style import transfer as style  # noqa: E402
+from explorer.io import outputs
+from explorer.dream import settings as dream_settings
+from explorer.style import gatys
+from explorer.style import settings as style_settings
 
 OUT = ROOT / "docs" / "gallery"
 
@@ -57,11 +63,11 @@ def _caption(img: Image.Image, text: str) -> Image.Image:
 
 
 def style_grid(vgg: models.FeatureNet) -> None:
-    contents, styles = list(images.SAMPLE_CONTENT.values()), list(images.SAMPLE_STYLE.values())
+    contents, styles = list(samples.SAMPLE_CONTENT.values()), list(samples.SAMPLE_STYLE.values())
     cell, cells = 200, {}
     for c in contents:
         for s in styles:
-            ct, st = gatys.prepare_images(images.load_sample(c).image, images.load_sample(s).image, 256)
+            ct, st = gatys.prepare_images(samples.load_sample(c).image, samples.load_sample(s).image, 256)
             run = style.StyleTransfer(vgg, ct, st, style_settings.StyleSettings(size=256))
             for _ in run:
                 pass
@@ -79,7 +85,7 @@ def style_grid(vgg: models.FeatureNet) -> None:
 
 
 def dreams(vgg: models.FeatureNet, mobilenet: models.FeatureNet) -> None:
-    x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 320))
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("chelsea").image, 320))
     for net, name in ((vgg, "dream_vgg19.png"), (mobilenet, "dream_mobilenet_v2.png")):
         run = dream.DreamRun(net, x, dream_settings.DreamSettings(model=net.name, seed=0))
         for _ in run:
@@ -88,16 +94,16 @@ def dreams(vgg: models.FeatureNet, mobilenet: models.FeatureNet) -> None:
 
 
 def heatmaps(vgg: models.FeatureNet) -> None:
-    x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 256))
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("chelsea").image, 256))
     for method in ("occlusion", "gradcam"):
         heat = attribution.attribute(vgg, x, attribution.AttributionSettings(method=method))
         _save(attribution.overlay_image(heat.image, heat.importance, 0.6), f"saliency_{method}.png", vgg.weights.label)
 
 
 def channels(vgg: models.FeatureNet) -> None:
-    x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 256))
-    acts = activations.layer_activations(vgg, x, "relu3_1")
-    _save(activations.channel_grid(acts, activations.top_channels(acts, 8), cols=4), "channels_relu3_1.png",
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("chelsea").image, 256))
+    acts = layer_activations(vgg, x, "relu3_1")
+    _save(views.channel_grid(acts, views.top_channels(acts, 8), cols=4), "channels_relu3_1.png",
           vgg.weights.label)
 
 

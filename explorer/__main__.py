@@ -1,7 +1,7 @@
-"""``python -m explorer``: see :mod:`explorer.cli`."""
+"""``python -m explorer``: see :mod:`explorer.cli.parser`."""
 
 import sys
 
-from .cli import main
+from .cli.parser import main
 
 sys.exit(main())

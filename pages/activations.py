@@ -5,26 +5,28 @@ import math
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from PIL import Image
 
-from explorer import activations as act
-from explorer import images, memory, models, pickers, plots, ui
-from explorer import outputs
+from explorer.activations import views
+
+from explorer.nets.layers import layer_info, output_shape
+from explorer.io import images, samples
+from explorer.core import choices
+from explorer.nets import memory, models, registry
+from explorer.app import pickers, plots, ui
+from explorer.io import outputs
 
 st.title("Layer activations")
 st.caption("What each layer of a network computes for one picture: its channels' feature maps, their "
            "statistics, and the Gram matrix that style transfer matches.")
 
-model = ui.sidebar_model(("vgg19", "vgg16", "googlenet", "inception_v3", "mobilenet_v2", "resnet50"), default="vgg19",
-                         key="act_model")
-model_name = model.name if model else st.session_state.get("act_model_name", "vgg19")
-DEFAULT_LAYER = {"vgg19": "relu3_1", "vgg16": "relu3_1", "googlenet": "inception4c", "inception_v3": "Mixed_5d",
-                 "mobilenet_v2": "block10", "resnet50": "layer3_3"}
-SAMPLES = {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}
+model = ui.sidebar_model(choices.MODEL_NAMES, key="act_model")
+model_name = model.name if model else st.session_state["act_model_name"]
+SAMPLES = {**samples.SAMPLE_CONTENT, **samples.SAMPLE_STYLE}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -33,9 +35,9 @@ def layer_labels(name: str, height: int, width: int) -> dict[str, str]:
     stride, parameters."""
     labels = {}
     for n in models.list_layers(name):
-        info = act.layer_info(name, n)
+        info = layer_info(name, n)
         try:
-            shape = act.output_shape(name, n, height, width)
+            shape = output_shape(name, n, height, width)
         except ValueError:  # image too small for the network: the page says so once
             shape = None
         params = f"{info.params:,} params" if info.params else "no weights"
@@ -49,7 +51,7 @@ def layer_labels(name: str, height: int, width: int) -> dict[str, str]:
 
 def small_map(channel_map) -> Image.Image:
     """A channel map as a Viridis image, blown up with square pixels to about 160 px."""
-    im = act.channel_map_rgb(channel_map)
+    im = views.channel_map_rgb(channel_map)
     k = max(1, 160 // max(im.size))
     return im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
 
@@ -73,11 +75,11 @@ with right:
     # for every size (its key names the size): a browser never keeps showing the shapes of the
     # previous size. The chosen layer is carried over from the last size (per network).
     pref_key = f"act_layer_pref_{model_name}"
-    chosen = st.session_state.get(pref_key, DEFAULT_LAYER.get(model_name, names[len(names) // 2]))
+    chosen = st.session_state.get(pref_key, registry.MODELS[model_name].activation_layer)
     layer = st.selectbox("Layer (in forward order)", names, index=names.index(chosen) if chosen in names else 0,
                          key=f"act_layer_{model_name}_{width}x{height}", format_func=labels.get)
     st.session_state[pref_key] = layer
-    info = act.layer_info(model_name, layer)
+    info = layer_info(model_name, layer)
     if info.receptive_field is None:
         sees = "It comes after global pooling: each of its values depends on the whole image."
     else:
@@ -132,15 +134,14 @@ if acts is not None:
             n_top = c1.slider("Channels to show", 1, min(64, acts.shape[0]), min(16, acts.shape[0]), key="act_n")
             rank = c2.radio("Rank channels by", ["mean", "max"], horizontal=True, key="act_rank",
                             format_func={"mean": "mean activation", "max": "peak activation"}.get)
-            top = act.top_channels(acts, n_top, by=rank)
-            grid = act.channel_grid(acts, top, cols=min(8, len(top)), cell=128)
+            top = views.top_channels(acts, n_top, by=rank)
+            grid = views.channel_grid(acts, top, cols=min(8, len(top)), cell=128)
             st.image(grid, caption=f"Top {len(top)} of {acts.shape[0]} channels of {layer}, by {rank}")
             grid_info = {"weights": model.weights.label, "layer": layer}  # PNG encoded again only for another grid
-            png = ui.result_bytes(st.session_state.setdefault("act_downloads", {}), "grid",
-                                  lambda: outputs.png_bytes(grid, pnginfo=grid_info),
-                                  depends=(hashlib.sha1(grid.tobytes()).hexdigest(), *grid_info.values()))
-            st.download_button("Download grid (PNG)", png,
-                               file_name=f"{layer}-top{len(top)}.png", mime="image/png", key="download_grid")
+            ui.downloads(st.session_state.setdefault("act_downloads", {}), [
+                ui.Download("Download grid (PNG)", f"{layer}-top{len(top)}.png", "image/png", "download_grid",
+                            lambda: outputs.png_bytes(grid, pnginfo=grid_info), slot="grid",
+                            depends=(hashlib.sha1(grid.tobytes()).hexdigest(), *grid_info.values()))], widths=[1])
             st.caption("Each tile is one channel's feature map, coloured from its own minimum (dark purple) to its own "
                        "maximum (yellow); the label gives the channel index and that value range. Bright areas are "
                        "where the pattern this channel detects is present in the picture.")
@@ -149,8 +150,8 @@ if acts is not None:
         if not spatial:
             st.info(no_maps)
         else:
-            ranked = [int(c) for c in act.top_channels(acts, acts.shape[0], by=rank)]
-            stats = act.channel_stats(acts)
+            ranked = [int(c) for c in views.top_channels(acts, acts.shape[0], by=rank)]
+            stats = views.channel_stats(acts)
             c1, c2 = st.columns([2, 1])
             channel = c1.selectbox("Channel (strongest first)", ranked, index=0,
                                    key=f"act_channel_{model_name}_{layer}",
@@ -166,7 +167,7 @@ if acts is not None:
         if not spatial:
             st.info(no_maps)
         else:
-            stats = act.channel_stats(acts)
+            stats = views.channel_stats(acts)
             m1, m2, m3 = st.columns(3)
             m1.metric("Sparsity (zeros)", f"{stats.sparsity:.1%}",
                       help="Fraction of all values in the layer that are exactly 0")
@@ -191,7 +192,7 @@ if acts is not None:
                              key="act_gram_order",
                              format_func={"cluster": "similarity (clusters)", "activation": "mean activation",
                                           "none": "channel index"}.get)
-            g, idx = act.gram_view(acts, order)
+            g, idx = views.gram_view(acts, order)
             st.plotly_chart(plots.gram_heatmap(g, idx, f"Gram matrix of {layer} ({g.shape[0]} channels)"),
                             key="act_gram")
             st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \qquad \text{(Gatys et al. 2016, eq. 3)}")
@@ -229,7 +230,7 @@ if acts is not None:
                 except ValueError as exc:
                     st.error(ui.one_line(exc))
             if acts_b is not None:
-                cmp = act.compare_images(acts, acts_b)
+                cmp = views.compare_images(acts, acts_b)
                 m1, m2, m3 = st.columns(3)
                 m1.metric("Cosine similarity", f"{cmp.cosine:.3f}")
                 m2.metric("Style distance E_l", f"{cmp.style_distance:.3g}")
@@ -246,5 +247,5 @@ if acts is not None:
                 for col, name, im, a, top in ((c1, img.name, pil, acts, cmp.top_a),
                                               (c2, other.name, pil_b, acts_b, cmp.top_b)):
                     col.image(im, caption=name, width=256)
-                    col.image(act.channel_grid(a, top, cols=4, cell=96),
+                    col.image(views.channel_grid(a, top, cols=4, cell=96),
                               caption=f"{name}: top channels " + ", ".join(f"#{c}" for c in top), width="stretch")

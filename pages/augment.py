@@ -6,37 +6,40 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
 from PIL import Image  # noqa: E402
 
-from explorer import augment, augment_io, augment_plan, images, pickers, ui  # noqa: E402
+from explorer.batch import augment, augment_io, augment_settings
+from explorer.core import choices
+from explorer.io import archives, images, samples
+from explorer.app import pickers, ui  # noqa: E402
 
 st.title("Dataset augmentation")
 st.caption("Stylized copies of a training set with Gatys style transfer: every image gets N variants, each with its "
            "own randomly chosen style (or blend of styles), style weight, steps and size, drawn from the seed. "
            "For large datasets, resuming and several GPUs or machines, use `python -m explorer augment`.")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="aug_model")
+model = ui.sidebar_model(choices.STYLE_MODELS, key="aug_model")
 
 left, right = st.columns(2)
 with left:
     up = st.file_uploader("Dataset (.zip, one folder per class: cats/1.jpg, dogs/2.png, …)", type=["zip"],
-                          key="aug_zip", help=f"At most {augment_io.MAX_ZIP_FILES} files and "
-                                              f"{augment_io.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
+                          key="aug_zip", help=f"At most {archives.MAX_ZIP_FILES} files and "
+                                              f"{archives.MAX_ZIP_BYTES // 2**20} MB unpacked. Bad files are skipped "
                                               "and listed in skipped.csv.")
 with right:
-    sample_names = st.multiselect("Style images: samples", list(images.SAMPLE_STYLE),
-                                  default=list(images.SAMPLE_STYLE)[2:4], key="aug_style_samples")
+    sample_names = st.multiselect("Style images: samples", list(samples.SAMPLE_STYLE),
+                                  default=list(samples.SAMPLE_STYLE)[2:4], key="aug_style_samples")
     uploads = st.file_uploader("Style images: uploads", accept_multiple_files=True, key="aug_style_upload")
 
 styles: list[augment_io.StyleImage] = []
 for name in sample_names:
     try:
-        styles.append(augment_io.StyleImage(f"sample:{images.SAMPLE_STYLE[name]}",
-                                         images.load_sample(images.SAMPLE_STYLE[name]).image))
+        styles.append(augment_io.StyleImage(f"sample:{samples.SAMPLE_STYLE[name]}",
+                                         samples.load_sample(samples.SAMPLE_STYLE[name]).image))
     except images.ImageError as exc:  # pragma: no cover - samples ship with scikit-image
         st.error(ui.one_line(exc))
 taken = {s.name for s in styles}
@@ -72,7 +75,7 @@ with st.expander("What is drawn per output, and how to read manifest.csv"):
         "traditional parameters, final losses and seconds; `skipped.csv` lists the files that could not be used "
         "and why.")
 
-defaults = augment_plan.AugmentSettings()
+defaults = augment_settings.AugmentSettings()
 with st.expander("Settings", expanded=True):
     c1, c2, c3 = st.columns(3)
     variants = c1.number_input("Variants per image", 1, 20, 2, key="aug_variants")
@@ -88,7 +91,7 @@ with st.expander("Settings", expanded=True):
     blend = c3.number_input("Styles per output (blend)", 1, 6, 1, key="aug_blend")
     weight_range = c3.slider("Blend weight range", 0.0, 1.0, defaults.weight_range, step=0.05,
                              key="aug_weight_range", disabled=blend == 1)
-    traditional = c3.multiselect("Traditional augmentation", list(augment_plan.TRADITIONAL_OPS), key="aug_traditional",
+    traditional = c3.multiselect("Traditional augmentation", list(augment_settings.TRADITIONAL_OPS), key="aug_traditional",
                                  format_func={"flip": "horizontal flip", "crop": "random resized crop",
                                               "jitter": "colour jitter"}.get)
     traditional_at = c3.radio("Apply it", ["before", "after"], horizontal=True, key="aug_traditional_at",
@@ -96,11 +99,11 @@ with st.expander("Settings", expanded=True):
 
 settings = None
 try:
-    settings = augment_plan.AugmentSettings(
+    settings = augment_settings.AugmentSettings(
         variants=int(variants), batch_size=int(batch_size), steps=tuple(steps), size=tuple(size),
         beta_range=(float(beta_lo), float(beta_hi)), blend=int(blend), weight_range=tuple(weight_range),
         traditional=tuple(traditional), traditional_at=traditional_at, seed=int(seed),
-        model=model.name if model else "vgg19")
+        model=model.name if model else st.session_state["aug_model_name"])
 except ValueError as exc:
     st.error(ui.one_line(exc))
 if settings is not None and styles and settings.blend > len(styles):
@@ -113,10 +116,8 @@ elif not styles:
     st.info("Choose at least one style image.")
 
 ready = model is not None and up is not None and bool(styles) and settings is not None
-b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
-run_clicked = b1.button("Augment", type="primary", disabled=not ready, key="aug_run", width="stretch")
-if b2.button("Stop", key="aug_stop", width="stretch"):
-    st.toast("Stopped: the images finished so far are kept.")
+run_clicked = ui.run_buttons(ready, run_key="aug_run", stop_key="aug_stop", label="Augment",
+                             toast="Stopped: the images finished so far are kept.")
 
 SHOWN = 6
 
@@ -130,7 +131,7 @@ def collect(run: augment.Augmentation, out: Path, stopped: str | None) -> dict:
         with Image.open(out / r["output"]) as im:
             shown.append((im.convert("RGB"), r))
     return {"rows": rows, "skipped": list(run.skipped), "shown": shown,
-            "zip": augment_io.zip_folder(out) if out.is_dir() else b"", "summary": run.summary(),
+            "zip": archives.zip_folder(out) if out.is_dir() else b"", "summary": run.summary(),
             "weights_label": model.weights.label, "stopped": stopped}
 
 
@@ -141,7 +142,7 @@ if run_clicked and ready:
     with tempfile.TemporaryDirectory(prefix="explorer-augment-") as tmp:
         src, out = Path(tmp) / "input", Path(tmp) / "output"
         try:
-            augment_io.extract_dataset_zip(up.getvalue(), src)
+            archives.extract_dataset_zip(up.getvalue(), src)
             run = augment.Augmentation(model, src, styles, out, settings)
         except ValueError as exc:  # not a zip, unsafe names, too large, unknown layers
             st.error(ui.one_line(exc))
@@ -158,7 +159,7 @@ res = page_run.result
 if res:
     ui.result_heading(res)
     summary = res["summary"]
-    st.write(f"{summary['written']} image(s) written from {summary['inputs']} input file(s) in "
+    st.write(f"{summary['written']} image(s) written from {summary['input_files']} input file(s) in "
              f"{summary['seconds']:.1f} s ({summary['images_per_minute']:.1f} images/min), "
              f"{res['weights_label']}.")
     if res["shown"]:
@@ -173,6 +174,7 @@ if res:
         st.warning(f"{len(res['skipped'])} input file(s) skipped (listed in skipped.csv):")
         st.dataframe(res["skipped"], hide_index=True, key="aug_skipped")
     if res["zip"]:
-        st.download_button("Download the augmented dataset (.zip)", res["zip"], file_name="augmented.zip",
-                           mime="application/zip", key="aug_download",
-                           help="The class folders with the stylized images, manifest.csv and skipped.csv")
+        ui.downloads(res, [ui.Download("Download the augmented dataset (.zip)", "augmented.zip", "application/zip",
+                                       "aug_download", lambda: res["zip"],
+                                       help="The class folders with the stylized images, manifest.csv and skipped.csv")],
+                     widths=[1])

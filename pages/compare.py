@@ -3,19 +3,24 @@ with Gram matrices of its most salient regions only, side by side with their los
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import attribution, gatys, guided, images, models, outputs, pickers, plots, style_settings, ui
+from explorer.saliency import attribution, guided
+from explorer.style import gatys, settings as style_settings
+from explorer.io import images
+from explorer.core import choices
+from explorer.nets import models
+from explorer.app import pickers, plots, ui
 
 st.title("Full vs guided Gram")
 st.caption("Style transfer twice with the same content, seed and settings: once matching the Gram matrices of the "
            "whole style image (Gatys et al. 2016), once matching Gram matrices built from its most salient regions "
            "only (saliency-guided, after *Neural Style Transfer for Data Augmentation*).")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="cmp_model")
-model_name = model.name if model else "vgg19"
+model = ui.sidebar_model(choices.STYLE_MODELS, key="cmp_model")
+model_name = model.name if model else st.session_state["cmp_model_name"]
 layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
 KEEPS = (0.1, 0.3, 0.6, 1.0)
 
@@ -95,11 +100,10 @@ elif painted:
 
 ready = model is not None and content is not None and style_img is not None and settings is not None \
     and guide is not None and (mask is not None or not painted)
-b1, b2, b3, _ = st.columns([1.4, 1, 1, 5])  # Run, sweep and Stop side by side at any width
-run_clicked = b1.button("Run comparison", type="primary", disabled=not ready, key="cmp_run", width="stretch")
-sweep_clicked = b2.button("k% sweep", disabled=not ready or painted, key="cmp_sweep", width="stretch",
-                          help="Guided transfer with keep = 10, 30, 60 and 100 % (a painted mask has no k)")
-b3.button("Stop", key="cmp_stop", width="stretch")
+run_clicked, sweep_clicked = ui.run_buttons(
+    ready, run_key="cmp_run", stop_key="cmp_stop", label="Run comparison", widths=(1.4, 1, 1, 5),
+    also=("k% sweep", "cmp_sweep", ready and not painted,
+          "Guided transfer with keep = 10, 30, 60 and 100 % (a painted mask has no k)"))
 
 page_run = ui.PageRun("compare")  # the comparison
 keep_run = ui.PageRun("compare_sweep")  # the k% sweep
@@ -190,14 +194,12 @@ if res:
             if res["history"][k]:
                 col.plotly_chart(plots.loss_figure(res["history"][k], scale=used, title=f"{name}: loss per step"),
                                  key=f"cmp_chart_{k}")
-        d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
         info = {"weights": res["weights_label"]}
-        full, guided = (ui.result_bytes(res, k, lambda k=k: outputs.png_bytes(res[k], pnginfo=info))
-                        for k in ("full", "guided"))
-        d1.download_button("Download full-Gram PNG", full,
-                           file_name="full_gram.png", mime="image/png", key="cmp_download_full")
-        d2.download_button("Download guided PNG", guided,
-                           file_name="guided_gram.png", mime="image/png", key="cmp_download_guided")
+        ui.downloads(res, [  # three columns: room for the labels at 1280 px
+            ui.png_download(res, key="cmp_download_full", file_name="full_gram.png", label="Download full-Gram PNG",
+                            image="full", pnginfo=info),
+            ui.png_download(res, key="cmp_download_guided", file_name="guided_gram.png", label="Download guided PNG",
+                            image="guided", pnginfo=info)], widths=[1, 1, 1])
 
 sweep = keep_run.result
 if sweep:

@@ -2,25 +2,29 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import dream, images, models, pickers, plots, ui
-from explorer import outputs
-from explorer.zoom import ZoomRun
-from explorer import dream_settings
+from explorer.dream import deepdream as dream
+from explorer.io import images, samples
+from explorer.nets import models, registry
+from explorer.app import pickers, plots, ui
+from explorer.io import outputs
+from explorer.core import choices, recipes
+from explorer.dream.zoom import ZoomRun
+from explorer.dream import settings as dream_settings
 
 st.title("Deep Dream")
 st.caption("Mordvintsev, Olah & Tyka, *Inceptionism: Going Deeper into Neural Networks*, Google Research 2015.")
 
-model = ui.sidebar_model(tuple(dream_settings.DEFAULT_LAYERS), default="googlenet", key="dream_model")
-model_name = model.name if model else "googlenet"
+model = ui.sidebar_model(choices.MODEL_NAMES, default=dream_settings.DreamSettings.model, key="dream_model")
+model_name = model.name if model else st.session_state["dream_model_name"]
 
 start = st.radio("Start from", ["an image", "gray (visualize from scratch)", "noise"], horizontal=True, key="dream_start")
 img = ref = None
 if start == "an image":
-    img, ref = pickers.image_picker("Input image", {**images.SAMPLE_CONTENT, **images.SAMPLE_STYLE}, key="dream_input")
+    img, ref = pickers.image_picker("Input image", {**samples.SAMPLE_CONTENT, **samples.SAMPLE_STYLE}, key="dream_input")
 else:
     ref = "gray" if start.startswith("gray") else "noise"
 
@@ -37,8 +41,8 @@ with st.expander("What is Deep Dream?"):
                 "- **Tiles**: big images get their gradient tile by tile, so memory stays bounded.\n"
                 "- **Shallow layers** amplify edges and colours; **deep layers** textures, patterns, object parts.")
 
-layer_opts = [n for n in models.list_layers(model_name) if not n.startswith(("fc", "avgpool", "relu6", "relu7"))]
-default_layer = dream_settings.DEFAULT_LAYERS[model_name]
+layer_opts = models.spatial_layers(model_name)
+default_layer = registry.MODELS[model_name].dream_layer
 with st.expander("Settings", expanded=True):
     c1, c2, c3 = st.columns(3)
     layers = c1.multiselect("Layers", layer_opts, default=[default_layer], key=f"dream_layers_{model_name}",
@@ -60,7 +64,7 @@ with st.expander("Settings", expanded=True):
     smooth = c3.slider("Gradient smoothing sigma (px)", 0.0, 4.0, 0.0, step=0.25, key="dream_smooth")
     tile = c3.select_slider("Tile size (px)", [128, 256, 384, 512, 768, 1024], 512, key="dream_tile")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="dream_seed")
-    precision = c3.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="dream_precision")
+    precision = c3.selectbox("Precision", list(choices.PRECISIONS), key="dream_precision")
     zoom_mode = c2.checkbox("Dream-zoom sequence", key="dream_zoom_mode",
                             help="dream, zoom in a few percent and crop, dream again: an animation")
     zoom_frames = c2.slider("Zoom frames", 2, 60, 8, key="dream_zoom_frames", disabled=not zoom_mode)
@@ -68,7 +72,7 @@ with st.expander("Settings", expanded=True):
 
 guide_img = class_name = None
 if objective == "guide":
-    g, _ = pickers.image_picker("Guide image", {**images.SAMPLE_STYLE, **images.SAMPLE_CONTENT}, key="dream_guide")
+    g, _ = pickers.image_picker("Guide image", {**samples.SAMPLE_STYLE, **samples.SAMPLE_CONTENT}, key="dream_guide")
     guide_img = g.image if g else None
 elif objective == "class" and model is not None:
     cats = list(model.spec.weights_enum.meta["categories"]) if model.has_classifier else []
@@ -92,12 +96,21 @@ except ValueError as exc:
 
 ready = model is not None and settings is not None and (img is not None or start != "an image") and \
     (objective != "guide" or guide_img is not None) and (objective != "class" or class_name)
-b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
-run_clicked = b1.button("Run", type="primary", disabled=not ready, key="dream_run", width="stretch")
-b2.button("Stop", key="dream_stop", width="stretch")
+run_clicked = ui.run_buttons(ready, run_key="dream_run", stop_key="dream_stop")
 
 page_run = ui.PageRun("dream")
 page_run.recover()
+
+
+def result_fields(run) -> dict:
+    """The result section's fields of a finished or stopped dream (or dream-zoom)."""
+    if isinstance(run, ZoomRun):
+        frames = [images.to_pil(f) for f in run.frames] or [page_run.pending["input_image"]]
+        return {"image": frames[-1], "frames": frames, "report": run.report(), "history": [], "notes": run.notes}
+    result = run.result()
+    return {"image": images.to_pil(result.image), "report": result.report(), "history": result.history,
+            "frames": [images.to_pil(f) for f in result.animation_frames()], "notes": result.notes}
+
 
 if run_clicked and ready:
     x = images.to_tensor(images.resize_long_side(img.image, settings.size)) if img is not None else \
@@ -110,40 +123,31 @@ if run_clicked and ready:
             st.info(note)
         page_run.start({"inputs": {"image": ref}, "settings": settings.to_dict(),
                         "weights_label": model.weights.label, "input_image": images.to_pil(x)})
-        page_run.events(run, preview_caption="Dream")
+        page_run.events(run, preview_caption="Dream", fields=result_fields)
     except ValueError as exc:  # bad channel, unknown class, guide problems: checked before the run starts
         st.error(ui.one_line(exc))
     else:
-        if zoom_mode:
-            frames = [images.to_pil(f) for f in run.frames]
-            page_run.finish(image=frames[-1], frames=frames, report=run.report(), history=[])
-        else:
-            result = run.result()
-            page_run.finish(image=images.to_pil(result.image), report=result.report(),
-                            frames=[images.to_pil(f) for f in result.animation_frames()], history=result.history)
+        page_run.finish(**result_fields(run))
 
 res = page_run.result
 if res:
     ui.result_heading(res)
-    for note in (res.get("report") or {}).get("notes") or []:
-        if note.startswith(dream.DEAD_START):  # a flat start and a dead channel: say why, offer the fix
+    for note in res["notes"]:
+        if getattr(note, "code", None) == dream.DEAD_START_CODE:  # a flat start and a dead channel: say why, offer the fix
             st.warning(f"Nothing changed: {note}.")
             st.button("Start from noise instead", key="dream_use_noise",
                       on_click=lambda: st.session_state.update(dream_start="noise"))
     cols = st.columns(2)
     cols[0].image(res["input_image"], caption="Input", width="stretch")
     cols[1].image(res["image"], caption=f"Dream ({res['weights_label']})", width="stretch")
-    report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
-    report["inputs"] = res["inputs"]
-    d1, d2, d3, _ = st.columns([1, 1.4, 1, 1])
-    png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
-    d1.download_button("Download PNG", png, file_name="dream.png", mime="image/png", key="dream_download_png")
-    d2.download_button("Download recipe (JSON)", outputs.json_text(report), file_name="dream-recipe.json",
-                       mime="application/json", key="dream_download_json",
-                       help="Replay with: python -m explorer dream IMAGE --recipe dream-recipe.json -o out.png")
-    if res.get("frames") and len(res["frames"]) > 1:
-        d3.download_button("Download GIF", ui.result_bytes(res, "gif", lambda: outputs.gif_bytes(res["frames"], 600)),
-                           file_name="dream.gif", mime="image/gif", key="dream_download_gif")
+    report = recipes.recipe("dream", res["report"], res["inputs"])
+    gif = ui.Download("Download GIF", "dream.gif", "image/gif", "dream_download_gif",
+                      lambda: outputs.gif_bytes(res["frames"], 600), slot="gif") if len(res["frames"]) > 1 else None
+    ui.downloads(res, [
+        ui.png_download(res, key="dream_download_png", file_name="dream.png", pnginfo={"weights": res["weights_label"]}),
+        ui.recipe_download(report, key="dream_download_json", file_name="dream-recipe.json",
+                           help="Replay with: python -m explorer dream IMAGE --recipe dream-recipe.json -o out.png"),
+        gif], widths=[1, 1.4, 1, 1])
     if res.get("history"):
         st.plotly_chart(plots.loss_figure(res["history"], keys=("objective",), title="Objective per step",
                                           log=False),

@@ -3,15 +3,19 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import activations as act
-from explorer import featurevis as FV
-from explorer import featurevis_grid as G
-from explorer import choices, grids, models, outputs, plots, ui
-from explorer.transforms import STANDARD_TRANSFORMS
+
+from explorer.nets.layers import layer_info, receptive_field
+from explorer.featurevis import render as FV
+from explorer.featurevis import grid as G
+from explorer.core import choices, recipes
+from explorer.io import grids, outputs
+from explorer.nets import models
+from explorer.app import plots, ui
+from explorer.optim.transforms import STANDARD_TRANSFORMS
 
 DISTILL = ("Olah, Mordvintsev & Schubert, [*Feature Visualization*](https://distill.pub/2017/feature-visualization/), "
            "Distill 2017")
@@ -22,8 +26,8 @@ st.caption(f"{DISTILL}; the loop follows {LUCENT}. What does one channel of a ne
            "noise and change the picture until the channel fires as strongly as it can, then compare with the "
            "real images that excite it most.")
 
-model = ui.sidebar_model(choices.MODEL_NAMES, default="vgg19", key="fv_model")
-model_name = model.name if model else "vgg19"
+model = ui.sidebar_model(choices.MODEL_NAMES, default=FV.FeatureVisSettings.model, key="fv_model")
+model_name = model.name if model else st.session_state["fv_model_name"]
 
 with st.expander("What is feature visualization? (optimization from scratch)"):
     st.markdown(f"Source: {DISTILL}, sections *Feature Visualization by Optimization* and *The Enemy of "
@@ -40,14 +44,14 @@ with st.expander("What is feature visualization? (optimization from scratch)"):
                 "*direction* is a weighted combination of channels (a direction in activation space); *class* "
                 "is an ImageNet logit (needs weights with a classifier).")
 
-layers = [n for n in models.list_layers(model_name) if act.receptive_field(model_name, n) is not None]
+layers = [n for n in models.list_layers(model_name) if receptive_field(model_name, n) is not None]
 default_layer = FV.FeatureVisSettings(model=model_name).layer
 layer = st.selectbox("Layer (in forward order)", layers,
                      index=layers.index(default_layer) if default_layer in layers else len(layers) // 2,
                      key=f"fv_layer_{model_name}",
-                     format_func=lambda n: f"{n} · {act.layer_info(model_name, n).shape[0]} channels · "
-                                           f"RF {act.receptive_field(model_name, n)[0]} px")
-info = act.layer_info(model_name, layer)
+                     format_func=lambda n: f"{n} · {layer_info(model_name, n).shape[0]} channels · "
+                                           f"RF {receptive_field(model_name, n)[0]} px")
+info = layer_info(model_name, layer)
 n_channels = info.shape[0]
 st.caption(f"**{layer}** has {n_channels} channels (0-{n_channels - 1}). Each of its positions sees a "
            f"{info.receptive_field}×{info.receptive_field} px patch of the input (its receptive field), and "
@@ -115,10 +119,7 @@ def timing(settings, *results) -> None:
 
 
 def run_buttons(name: str, ready: bool) -> bool:
-    b1, b2, _ = st.columns([1, 1, 6])
-    clicked = b1.button("Run", type="primary", disabled=not ready, key=f"{name}_run", width="stretch")
-    b2.button("Stop", key=f"{name}_stop", width="stretch")
-    return clicked and ready
+    return ui.run_buttons(ready, run_key=f"{name}_run", stop_key=f"{name}_stop")
 
 
 def notes_of(res: dict) -> None:
@@ -152,13 +153,15 @@ with t_grid:
         except ValueError as exc:  # a channel the layer lacks, an image too small: before any work
             st.error(ui.one_line(exc))
         else:
+            def grid_fields(run: G.GridRun) -> dict:
+                result = run.result()
+                return {"image": result.grid(), "sheet": result.sheet(), "history": result.vis.history,
+                        "report": {**result.report(), "inputs": {"images": dataset_ref}}, "stopped": result.stopped}
+
             grid_run.start({"settings": settings.to_dict(), "inputs": {"images": dataset_ref},
                             "weights_label": model.weights.label})
-            grid_run.events(run, preview_caption="Visualizations")
-            result = run.result()
-            report = {**result.report(), "inputs": {"images": dataset_ref}}
-            grid_run.finish(image=result.grid(), sheet=result.sheet(), report=report, history=result.vis.history,
-                            stopped=result.stopped)
+            grid_run.events(run, preview_caption="Visualizations", fields=grid_fields)
+            grid_run.finish(**grid_fields(run))
     res = grid_run.result
     if res:
         ui.result_heading(res)
@@ -166,22 +169,19 @@ with t_grid:
         sheet = res.get("sheet") or res["image"]
         st.image(sheet, caption=f"Left: the optimized picture of each channel; right: its top dataset crops with "
                                 f"their activation ({res['weights_label']})", width="stretch")
-        report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
-        report["inputs"] = res["inputs"]
-        d1, d2, d3, _ = st.columns([1, 1.3, 1.3, 1])
         info_png = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
-        d1.download_button("Download grid (PNG)",
-                           ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo=info_png)),
-                           file_name="featurevis-grid.png", mime="image/png", key="fv_grid_download_png")
-        if res.get("sheet") is not None:
-            d2.download_button("Download with examples (PNG)",
-                               ui.result_bytes(res, "sheet", lambda: outputs.png_bytes(res["sheet"], pnginfo=info_png)),
-                               file_name="featurevis-examples.png", mime="image/png", key="fv_grid_download_sheet")
-        d3.download_button("Download recipe (JSON)", outputs.json_text(report), file_name="featurevis-recipe.json",
-                           mime="application/json", key="fv_grid_download_json",
-                           help="Replay with: python -m explorer featurevis --recipe featurevis-recipe.json -o grid.png")
+        ui.downloads(res, [
+            ui.png_download(res, key="fv_grid_download_png", file_name="featurevis-grid.png",
+                            label="Download grid (PNG)", pnginfo=info_png),
+            ui.png_download(res, key="fv_grid_download_sheet", file_name="featurevis-examples.png", image="sheet",
+                            label="Download with examples (PNG)", pnginfo=info_png)
+            if res.get("sheet") is not None else None,
+            ui.recipe_download(recipes.recipe("featurevis", res["report"], res["inputs"]),
+                               key="fv_grid_download_json", file_name="featurevis-recipe.json",
+                               help="Replay with: python -m explorer featurevis --recipe featurevis-recipe.json "
+                                    "-o grid.png")], widths=[1, 1.3, 1.3, 1])
         if res.get("history"):
-            seconds = (res.get("report") or {}).get("seconds") or res["history"][-1]["seconds"]
+            seconds = res["report"].get("seconds") or res["history"][-1]["seconds"]
             st.caption(f"This run: {seconds:.1f} s for {len(res['history'])} steps "
                        f"({seconds / len(res['history']):.3f} s per step).")
             st.plotly_chart(plots.loss_figure(res["history"], keys=("objective",), title="Objective per step "
@@ -235,39 +235,39 @@ with t_one:
         except ValueError as exc:
             st.error(ui.one_line(exc))
         else:
+            def one_fields(run: G.GridRun) -> dict:
+                result = run.result()
+                ex = next(iter(result.examples.values()), None)
+                return {"image": result.grid(), "images": [grids.image_grid(result.vis.image[i:i + 1])
+                                                           for i in range(result.vis.image.shape[0])],
+                        "crops": [(e.crop, f"{e.value:.3g} · {e.name}") for e in (ex.examples if ex else [])],
+                        "field_px": ex.field_px if ex else None,
+                        "report": {**result.report(), "inputs": {"images": dataset_ref}},
+                        "history": result.vis.history, "stopped": result.stopped}
+
             one_run.start({"settings": one.to_dict(), "inputs": {"images": dataset_ref},
                            "weights_label": model.weights.label})
-            one_run.events(run, preview_caption="Visualization")
-            result = run.result()
-            ex = next(iter(result.examples.values()), None)
-            one_run.finish(image=result.grid(), images=[grids.image_grid(result.vis.image[i:i + 1])
-                                                         for i in range(result.vis.image.shape[0])],
-                           crops=[(e.crop, f"{e.value:.3g} · {e.name}") for e in (ex.examples if ex else [])],
-                           field_px=ex.field_px if ex else None, report={**result.report(),
-                                                                          "inputs": {"images": dataset_ref}},
-                           history=result.vis.history, stopped=result.stopped)
+            one_run.events(run, preview_caption="Visualization", fields=one_fields)
+            one_run.finish(**one_fields(run))
     res = one_run.result
     if res:
         ui.result_heading(res)
         notes_of(res)
         pics = res.get("images") or [res["image"]]
         for col, pic in zip(st.columns(len(pics)), pics):
-            col.image(pic, caption=f"{(res.get('report') or {}).get('objective', '')} ({res['weights_label']})",
+            col.image(pic, caption=f"{res['report'].get('objective', '')} ({res['weights_label']})",
                       width="stretch")
         if res.get("crops"):
             st.markdown("**Dataset examples**: the crops that excite this channel most, with the activation")
             st.image([c for c, _ in res["crops"]], caption=[t for _, t in res["crops"]], width=128)
             st.caption(f"Each crop is the {res['field_px']} px receptive field around the position where the channel "
                        f"is largest on that image (images prepared at {G.EXAMPLES_SIZE} px).")
-        report = res.get("report") or {"settings": res["settings"], "stopped": res.get("stopped")}
-        report["inputs"] = res["inputs"]
-        d1, d2, _ = st.columns([1, 1.3, 2])
-        png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
-        d1.download_button("Download PNG", png, file_name="featurevis-channel.png", mime="image/png",
-                           key="fv_one_download_png")
-        d2.download_button("Download recipe (JSON)", outputs.json_text(report),
-                           file_name="featurevis-channel-recipe.json", mime="application/json",
-                           key="fv_one_download_json")
+        ui.downloads(res, [
+            ui.png_download(res, key="fv_one_download_png", file_name="featurevis-channel.png",
+                            pnginfo={"weights": res["weights_label"]}),
+            ui.recipe_download(recipes.recipe("featurevis", res["report"], res["inputs"]),
+                               key="fv_one_download_json", file_name="featurevis-channel-recipe.json")],
+            widths=[1, 1.3, 2])
         if res.get("history"):
             keys = ("objective", "diversity") if "diversity" in res["history"][0] else ("objective",)
             st.plotly_chart(plots.loss_figure(res["history"], keys=keys, title="Objective per step", log=False),
@@ -287,12 +287,15 @@ with t_cmp:
         except ValueError as exc:
             st.error(ui.one_line(exc))
         else:
+            def cmp_fields(run: G.ComparisonRun) -> dict:
+                result = run.result()
+                return {"image": result.grid(), "rows": [(label, grids.image_grid(r.image[:1]), share, r.history)
+                                                         for label, r, share in result.rows],
+                        "report": result.report(), "history": [], "stopped": result.stopped}
+
             cmp_run.start({"settings": cmp.to_dict(), "weights_label": model.weights.label})
-            cmp_run.events(run, preview_caption="Current run")
-            result = run.result()
-            cmp_run.finish(image=result.grid(), rows=[(label, grids.image_grid(r.image[:1]), share, r.history)
-                                                      for label, r, share in result.rows],
-                           report=result.report(), history=[], stopped=result.stopped)
+            cmp_run.events(run, preview_caption="Current run", fields=cmp_fields)
+            cmp_run.finish(**cmp_fields(run))
     res = cmp_run.result
     if res:
         ui.result_heading(res)
@@ -306,13 +309,11 @@ with t_cmp:
             st.plotly_chart(plots.objective_curves({label: hist for label, _, _, hist in rows}), key="fv_cmp_chart")
             st.caption("The objective each run reaches: pixels without transforms often score highest, with "
                        "the least readable picture: the enemy of feature visualization is high-frequency noise.")
-        d1, d2, _ = st.columns([1, 1.3, 2])
-        png = ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], {"weights": res["weights_label"]}))
-        d1.download_button("Download PNG", png, file_name="featurevis-comparison.png", mime="image/png",
-                           key="fv_cmp_download_png")
-        d2.download_button("Download report (JSON)",
-                           outputs.json_text(res.get("report") or {"settings": res["settings"]}),
-                           file_name="featurevis-comparison.json", mime="application/json", key="fv_cmp_download_json")
+        ui.downloads(res, [
+            ui.png_download(res, key="fv_cmp_download_png", file_name="featurevis-comparison.png",
+                            pnginfo={"weights": res["weights_label"]}),
+            ui.recipe_download(res["report"], key="fv_cmp_download_json", file_name="featurevis-comparison.json",
+                               label="Download report (JSON)")], widths=[1, 1.3, 2])
 
 st.subheader("The ideas, with their sources")
 with st.expander("Parameterization: Fourier spectrum and decorrelated colours"):

@@ -3,20 +3,24 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import (attribution, guided, guides, images, models, outputs, pickers, plots, registry,
-                      saliency_objectives, ui)
+from explorer.saliency import attribution, guided, objectives as saliency_objectives
+from explorer.style import guides
+from explorer.io import images, outputs, samples
+from explorer.core import choices, recipes
+from explorer.nets import models, registry
+from explorer.app import pickers, plots, ui
 
 st.title("Style saliency")
 st.caption("Which regions of a style image drive the network? Heatmaps of a style objective with Captum: "
            "saliency (Simonyan et al. 2014), guided backprop (Springenberg et al. 2015), integrated gradients "
            "(Sundararajan et al. 2017), occlusion (Zeiler & Fergus 2014) and Grad-CAM (Selvaraju et al. 2017).")
 
-model = ui.sidebar_model(("vgg19", "vgg16", "mobilenet_v2", "resnet50"), key="sal_model")
-model_name = model.name if model else "vgg19"
+model = ui.sidebar_model(choices.SALIENCY_MODELS, key="sal_model")
+model_name = model.name if model else st.session_state["sal_model_name"]
 layer_names = models.spatial_layers(model_name)
 default_style_layers = list(registry.MODELS[model_name].style_layers)
 OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean activation of one layer",
@@ -54,7 +58,7 @@ with st.expander("What do these maps compute?"):
 
 left, right = st.columns([1, 2])
 with left:
-    img, ref = pickers.image_picker("Style image", images.SAMPLE_STYLE, key="sal_style")
+    img, ref = pickers.image_picker("Style image", samples.SAMPLE_STYLE, key="sal_style")
     size = st.slider("Working size (long side, px)", 64, 512, 256, step=16, key="sal_size",
                      help="The image is scaled so its long side has this many pixels; the heatmap has the same size.")
     pil = images.resize_long_side(img.image, int(size)) if img is not None else None
@@ -71,7 +75,7 @@ with right:
     objective = kind
     if kind in ("layer", "channel"):
         c1, c2 = st.columns(2)
-        layer = c1.selectbox("Layer", layer_names, index=layer_names.index(default_style_layers[2]),
+        layer = c1.selectbox("Layer", layer_names, index=layer_names.index(registry.MODELS[model_name].saliency_layer),
                              key=f"sal_layer_{model_name}")
         objective = f"layer:{layer}"
         if kind == "channel":
@@ -117,10 +121,8 @@ except ValueError as exc:
     settings = {}
 
 ready = model is not None and pil is not None and bool(settings)
-b1, b2, _ = st.columns([2, 1, 5])
-run_clicked = b1.button("Compute heatmap" + ("s" if len(methods) > 1 else ""), type="primary", disabled=not ready,
-                        key="sal_run", width="stretch")
-b2.button("Stop", key="sal_stop", width="stretch")
+run_clicked = ui.run_buttons(ready, run_key="sal_run", stop_key="sal_stop", widths=(2, 1, 5),
+                             label="Compute heatmap" + ("s" if len(methods) > 1 else ""))
 
 page_run = ui.PageRun("saliency")
 page_run.recover()
@@ -129,7 +131,7 @@ if run_clicked and ready:
     x = images.to_tensor(pil)
     page_run.start({"inputs": {"style": ref}, "image_name": img.name, "image": pil,
                     "weights_label": model.weights.label, "untrained": model.weights.untrained,
-                    "style_layers": tuple(style_layers)})
+                    "style_layers": tuple(style_layers), "model": model.name})
     done = []
     try:
         for m in methods:
@@ -170,17 +172,19 @@ if res:
             st.info(f"These maps come from a network with {res['weights_label']}: they show what an untrained "
                     "network responds to (colour, contrast and edges pass through random filters), not what a "
                     "trained one has learned to look for.")
-        d1, d2 = st.columns(2)
-        overlay_png = ui.result_bytes(res, "overlay", lambda: outputs.png_bytes(
-            attribution.overlay_image(main.image, main.values, opacity),
-            pnginfo={"weights": res["weights_label"], "heatmap": outputs.json_text(main.report(), indent=None)}),
-            depends=opacity)
-        d1.download_button("Download overlay PNG", overlay_png, width="stretch", file_name="saliency_overlay.png",
-                           mime="image/png", key="sal_download_png")
-        npy = ui.result_bytes(res, "npy", lambda: outputs.npy_bytes(main.values))
-        d2.download_button("Download heatmap (.npy)", npy, width="stretch", file_name="saliency_heatmap.npy",
-                           mime="application/octet-stream", key="sal_download_npy",
-                           help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")
+        ui.downloads(res, [
+            ui.Download("Download overlay PNG", "saliency_overlay.png", "image/png", "sal_download_png",
+                        lambda: outputs.png_bytes(attribution.overlay_image(main.image, main.values, opacity),
+                                                  pnginfo={"weights": res["weights_label"],
+                                                           "heatmap": outputs.json_text(main.report(), indent=None)}),
+                        slot="overlay", depends=opacity),
+            ui.Download("Download heatmap (.npy)", "saliency_heatmap.npy", "application/octet-stream", "sal_download_npy",
+                        lambda: outputs.npy_bytes(main.values), slot="npy",
+                        help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')"),
+            ui.recipe_download(recipes.recipe("saliency", main.report(), res["inputs"]), key="sal_download_json",
+                               file_name="saliency-recipe.json",
+                               help="Replay with: python -m explorer saliency --recipe saliency-recipe.json -o out.png")],
+            widths=[1, 1, 1], stretch=True)
 
     with side:
         st.markdown("**Top-k mask**")
@@ -203,7 +207,10 @@ if res:
                              + ("graded by importance" if soft else "white = kept") + "; ranked by "
                              + ("the positive part of the map (where hiding a window lowers the objective)"
                                 if main.method == "occlusion" else "importance"))
-            if model is not None:
+            if model is not None and model.name != res.get("model", model.name):  # the sidebar changed since
+                st.caption(f"The per-layer masks are drawn at the style layers of {res['model']}, the network "
+                           f"of these heatmaps: switch back to it, or compute the heatmaps again on {model.name}.")
+            elif model is not None:
                 masks = guides.layer_masks(weight, model, res["style_layers"])
                 cols = st.columns(len(masks))
                 for col, (name, m) in zip(cols, masks.items()):

@@ -2,16 +2,20 @@
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import blend, choices, control, images, outputs, pickers, plots, style_settings, ui, weights
+from explorer.style import blend, control, settings as style_settings
+from explorer.core import choices, recipes
+from explorer.io import images, outputs
+from explorer.app import pickers, plots, ui
+from explorer.nets import weights
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="style_model")
+model = ui.sidebar_model(choices.STYLE_MODELS, key="style_model")
 
 # one style image by default; "Add style image" blends up to 6 (weighted mean of their Gram matrices)
 content, content_ref, styles = pickers.content_blend_pickers("content", "style", width=320)
@@ -59,7 +63,7 @@ with st.expander("Settings", expanded=False):
     c1, c2, c3 = st.columns(3)
     size = c1.slider("Working size (long side, px)", 64, 1024, defaults.size, step=32, key="size")
     steps = c1.number_input("Steps", 1, 5000, defaults.steps, key="steps")
-    optimizer = c1.selectbox("Optimizer", ["lbfgs", "adam"], key="optimizer")
+    optimizer = c1.selectbox("Optimizer", list(choices.OPTIMIZERS), key="optimizer")
     lr = c1.number_input("Learning rate (0 = default: 1 for L-BFGS, 0.02 for Adam)", 0.0, 100.0, 0.0,
                          format="%.4f", key="lr")
     alpha = c2.number_input("Content weight alpha", 0.0, 1e12, defaults.content_weight, format="%.3g", key="alpha")
@@ -85,7 +89,7 @@ with st.expander("Settings", expanded=False):
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
     pooling = c1.selectbox("Pooling", ["max", "avg"], key="pooling",
                            help="Gatys et al. replace max pooling by average pooling for smoother results")
-    precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
+    precision = c2.selectbox("Precision", list(choices.PRECISIONS), key="precision",
                              help="auto: bf16 where the CPU or GPU supports it; Gram matrices and losses stay float32")
     parameterization = c1.selectbox(
         "Optimize", list(choices.STYLE_PARAMETERIZATIONS), key="parameterization",
@@ -162,7 +166,7 @@ try:
         size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None), content_weight=alpha,
         style_weight=beta, loss_normalization=loss_normalization, tv_weight=tv_weight, tv_beta=tv_beta, content_layer=content_layer,
         style_layers=tuple(style_layers), style_layer_weights=(layer_w if layer_w.strip() else None),
-        init=init, seed=int(seed), model=model.name if model else "vgg19", pooling=pooling,
+        init=init, seed=int(seed), model=model.name if model else st.session_state["style_model_name"], pooling=pooling,
         precision=precision, parameterization=parameterization, conv_algorithm=conv_algorithm,
         preview_every=int(preview_every), preserve_color=preserve_color,
         scales=int(scales), start_size=int(start_size), scale_steps_ratio=float(ratio),
@@ -175,13 +179,20 @@ blocked = control.unsupported(settings, len(styles), mask_inputs=mask_uploads) \
 if blocked:  # said before Run, not after
     st.warning(f"Run is off: {blocked}.")
 ready = model is not None and content is not None and styles is not None and settings is not None and not blocked
-b1, b2, _ = st.columns([1, 1, 6])
-run_clicked = b1.button("Run", type="primary", disabled=not ready, key="run", width="stretch")
-if b2.button("Stop", key="stop", width="stretch"):
-    st.toast("Stopped: the last preview is kept.")
+run_clicked = ui.run_buttons(ready, run_key="run", stop_key="stop", toast="Stopped: the image so far is kept.")
 
 page_run = ui.PageRun("style")
 page_run.recover()
+
+
+def result_fields(run: control.ControlledTransfer) -> dict:
+    """The result section's fields of a finished or stopped run."""
+    result = run.result()
+    report = run.report()
+    report["inputs"] = page_run.pending["inputs"]
+    return {"image": images.to_pil(result.image), "history": result.history, "report": report,
+            "stopped": result.stopped}
+
 
 if run_clicked and ready:
     try:
@@ -203,15 +214,12 @@ if run_clicked and ready:
         for note in run.notes:
             st.caption(f"Note: {note}")
         page_run.events(run, scale={"content": settings.content_weight, "style": settings.style_weight,
-                                    "tv": settings.tv_weight, "photo": settings.photo_lambda})
+                                    "tv": settings.tv_weight, "photo": settings.photo_lambda},
+                        fields=result_fields)
         if not run.started:  # its first scale was refused: run_events showed why in one line
             page_run.cancel()
         else:
-            result = run.result()
-            report = run.report(result)
-            report["inputs"] = page_run.pending["inputs"]
-            page_run.finish(image=images.to_pil(result.image), history=result.history, report=report,
-                            stopped=result.stopped)
+            page_run.finish(**result_fields(run))
 
 res = page_run.result
 if res:
@@ -227,15 +235,12 @@ if res:
     for note in res.get("notes") or []:
         st.caption(f"Note: {note}")
     pnginfo = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
-    d1, d2, _ = st.columns([1, 1.4, 2])
-    d1.download_button("Download PNG", ui.result_bytes(res, "png", lambda: outputs.png_bytes(res["image"], pnginfo)),
-                       file_name="stylized.png", mime="image/png", key="download_png")
-    report = res.get("report") or {"settings": res["settings"], "inputs": res["inputs"],
-                                   "weights_label": res["weights_label"], "stopped": res.get("stopped"),
-                                   "history": res["history"]}
-    d2.download_button("Download settings (JSON)", outputs.json_text(report), file_name="recipe.json",
-                       mime="application/json", key="download_json",
-                       help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")
+    ui.downloads(res, [
+        ui.png_download(res, key="download_png", file_name="stylized.png", pnginfo=pnginfo),
+        ui.recipe_download(recipes.recipe("stylize", res["report"], res["inputs"]), key="download_json",
+                           file_name="recipe.json", label="Download settings (JSON)",
+                           help="Replay with: python -m explorer stylize --recipe recipe.json CONTENT STYLE -o out.png")],
+        widths=[1, 1.4, 2])
     hist = res["history"]
     if hist:
         s_ = res["settings"]
@@ -244,5 +249,5 @@ if res:
                                           per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"],
                                           layer_weights=style_settings.StyleSettings.from_dict(s_).layer_weights),
                         key="final_chart")
-        took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. " if res.get("report") else ""
+        took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. "
         st.caption(took + style_settings.describe_final_losses(hist[-1], s_))

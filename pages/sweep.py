@@ -3,18 +3,21 @@ their losses; the grid (PNG) and the numbers (CSV) download."""
 
 import streamlit as st
 
-from explorer import ui
+from explorer.app import ui
 
-ui.page_guard()  # before anything is drawn: see explorer.ui.page_guard
+ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer import batch, choices, gatys, pickers, style_settings, sweep_axes, sweep_render, ui
-from explorer.outputs import json_text, png_bytes
+from explorer.batch import sweep as batch, sweep_axes, sweep_render
+from explorer.core import choices
+from explorer.style import gatys, settings as style_settings
+from explorer.app import pickers, ui
+from explorer.io.outputs import json_text
 
 st.title("Parameter sweep")
 st.caption("One style transfer per cell of a grid: change one or two settings, keep everything else, and see "
            "what each does to the picture and to the losses (Gatys, Ecker & Bethge, CVPR 2016).")
 
-model = ui.sidebar_model(("vgg19", "vgg16"), key="sweep_model")
+model = ui.sidebar_model(choices.STYLE_MODELS, key="sweep_model")
 content, content_ref, style_img, style_ref = pickers.content_style_pickers("sweep_content", "sweep_style", width=200)
 
 with st.expander("What does each parameter do, and what should I look for?"):
@@ -91,7 +94,7 @@ try:
     settings = style_settings.StyleSettings(size=int(size), steps=int(steps), optimizer=optimizer, lr=(lr or None),
                                    content_weight=float(alpha), style_weight=float(beta), init=init, seed=int(seed),
                                    style_layers=sweep_axes.STYLE_LAYER_SETS[layer_set], preview_every=5,
-                                   model=model.name if model else "vgg19")
+                                   model=model.name if model else st.session_state["sweep_model_name"])
     if model is not None and content is not None and style_img is not None and axis1 is not None and ok2:
         c, s = gatys.prepare_images(content.image, style_img.image, settings.size)
         sweep = batch.Sweep(model, c, s, settings, axis1, axis2)  # plans only; runs when iterated
@@ -104,11 +107,7 @@ if sweep is not None:
                f"run(s) of {sweep.run_steps} steps" + (f", batches of {', '.join(map(str, sizes))} images"
                                                        if max(sizes) > 1 else "") + ".")
 
-b1, b2, _ = st.columns([1, 1, 6])  # Run and Stop side by side at any width
-run_clicked = b1.button("Run sweep", type="primary", disabled=sweep is None, key="sweep_run", width="stretch")
-b2.button("Stop", key="sweep_stop", width="stretch")
-
-state = st.session_state
+run_clicked = ui.run_buttons(sweep is not None, run_key="sweep_run", stop_key="sweep_stop", label="Run sweep")
 
 
 def outputs(sw: batch.Sweep) -> dict | None:
@@ -129,8 +128,7 @@ def outputs(sw: batch.Sweep) -> dict | None:
 
 # a Stop (or any widget change) mid-sweep reruns this script: keep the cells finished so far
 page_run = ui.PageRun("sweep")
-page_run.recover(lambda partial: outputs(state["sweep_live"]) if state.get("sweep_live") else None)
-state.pop("sweep_live", None)
+page_run.recover()
 
 if run_clicked and sweep is not None:
     try:
@@ -141,10 +139,8 @@ if run_clicked and sweep is not None:
     else:
         page_run.start({"inputs": {"content": content_ref, "style": style_ref},
                         "weights_label": model.weights.label})
-        state["sweep_live"] = sweep
-        page_run.events(sweep, preview_caption="Current run's images")
+        page_run.events(sweep, preview_caption="Current run's images", fields=outputs)
         page_run.finish(**(outputs(sweep) or {}))
-        state.pop("sweep_live", None)
 
 res = page_run.result
 if res and res.get("grid") is not None:
@@ -157,8 +153,8 @@ if res and res.get("grid") is not None:
                                 ("content", "style", "tv", "total", "ratio", "content_weight", "style_weight")})
     pnginfo = {"weights": res["weights_label"],
                "sweep": json_text({**res["report"], "inputs": res["inputs"]}, indent=None)}
-    d1, d2, _ = st.columns(3)  # room for the labels at 1280 px
-    d1.download_button("Download grid (PNG)", ui.result_bytes(res, "png", lambda: png_bytes(res["grid"], pnginfo)),
-                       file_name="sweep.png", mime="image/png", key="sweep_download_png")
-    d2.download_button("Download numbers (CSV)", res["csv"], file_name="sweep.csv", mime="text/csv",
-                       key="sweep_download_csv")
+    ui.downloads(res, [  # three columns: room for the labels at 1280 px
+        ui.png_download(res, key="sweep_download_png", file_name="sweep.png", label="Download grid (PNG)",
+                        image="grid", slot="png", pnginfo=pnginfo),
+        ui.Download("Download numbers (CSV)", "sweep.csv", "text/csv", "sweep_download_csv", lambda: res["csv"])],
+        widths=[1, 1, 1])

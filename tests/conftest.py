@@ -29,7 +29,7 @@ os.environ.pop("EXPLORER_WEIGHTS_DIR", None)
 @pytest.fixture(scope="session")
 def vgg19():
     """The shared untrained VGG19 (torchvision init under torch.manual_seed(0))."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     return load_model("vgg19", weights="untrained", device="cpu")
 
@@ -49,7 +49,7 @@ def images64():
 @pytest.fixture(scope="session")
 def googlenet():
     """The shared untrained GoogLeNet (torchvision init under torch.manual_seed(0)), for Deep Dream."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     return load_model("googlenet", weights="untrained", device="cpu")
 
@@ -73,7 +73,7 @@ def shared_path(relative: str) -> Path:
 @pytest.fixture(scope="session")
 def real_vgg19():
     """The original Caffe VGG19 conv layers (real ImageNet training), ``shared/weights``."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     return load_model("vgg19", weights=str(shared_path("weights/vgg19-caffe-features-q8.pth")), device="cpu")
 
@@ -81,7 +81,7 @@ def real_vgg19():
 @pytest.fixture(scope="session")
 def real_mobilenet():
     """MobileNetV2 trained on ImageNet, with its classifier, ``shared/weights``."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     return load_model("mobilenet_v2", weights=str(shared_path("weights/mobilenet_v2-coral-int8.pth")), device="cpu")
 

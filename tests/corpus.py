@@ -2,8 +2,8 @@
 committed): imported by the tests, not collected.
 
 :func:`build_corpus` writes every file into a folder and returns name -> :class:`CorpusFile`
-with what :func:`explorer.images.load_image` must do with it: ``"ok"`` (a correct 8-bit RGB
-image, with ``check`` describing it) or ``"error"`` (one-line :class:`~explorer.images.ImageError`
+with what :func:`explorer.io.images.load_image` must do with it: ``"ok"`` (a correct 8-bit RGB
+image, with ``check`` describing it) or ``"error"`` (one-line :class:`~explorer.io.images.ImageError`
 containing ``phrase``).
 """
 

@@ -15,7 +15,8 @@ from typing import Iterator
 import pytest
 import torch
 
-from explorer import cli, devices
+from explorer.cli import parser as cli
+from explorer.core import devices
 
 
 def picture(h: int, w: int) -> torch.Tensor:
@@ -91,7 +92,7 @@ def silent_server() -> Iterator[str]:
 
 def native_bf16(device: str = "cpu") -> bool:
     """Whether bf16 runs natively on ``device``: a CPU with AVX512-BF16 or AMX
-    (:func:`explorer.devices.cpu_has_bf16`), or a CUDA GPU with bf16."""
+    (:func:`explorer.core.devices.cpu_has_bf16`), or a CUDA GPU with bf16."""
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return devices.cpu_has_bf16()

@@ -1,9 +1,9 @@
-"""The layer activation explorer's core (explorer/activations.py) and the ``activations`` command.
+"""The layer activation explorer's core (explorer/nets/layers.py) and the ``activations`` command.
 
 Receptive fields are checked three ways: against well-known published values (VGG), against a
 hand computation written out below (GoogLeNet), and empirically: the input pixels that the
 gradient of one output unit reaches. Statistics, rankings and the Gram view are checked against
-NumPy / explorer.style on random arrays with known answers. Networks are untrained (seeded),
+NumPy / explorer.style.transfer on random arrays with known answers. Networks are untrained (seeded),
 images 32-160 px, everything on the CPU.
 """
 
@@ -22,12 +22,15 @@ from PIL import Image
 from torch import nn
 
 from tests.helpers import error_line, picture, run_cli
-from explorer import activations as act
-from explorer import cli, images, models
-from explorer import registry
-from explorer.models import FeatureNet, UnknownLayerError, list_layers, load_model
-from explorer.weights import WeightsInfo
-from explorer.losses import gram_matrix, style_layer_loss
+from explorer.activations import views
+from explorer.nets.layers import layer_activations, layer_info, output_shape, receptive_field, walk_layers
+from explorer.cli import parser as cli
+from explorer.io import images, samples
+from explorer.nets import models
+from explorer.nets import registry
+from explorer.nets.models import FeatureNet, UnknownLayerError, list_layers, load_model
+from explorer.nets.weights import WeightsInfo
+from explorer.optim.losses import gram_matrix, style_layer_loss
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -69,7 +72,7 @@ def _offline(monkeypatch):
     ("inception_v3", "Mixed_7c", 1311, 32),  # Araujo et al., Distill 2019, table of common nets
 ])
 def test_receptive_field_known_values(model, layer, rf, stride):
-    assert act.receptive_field(model, layer) == (rf, stride)
+    assert receptive_field(model, layer) == (rf, stride)
 
 
 def test_receptive_field_googlenet_inception4c_by_hand():
@@ -91,22 +94,22 @@ def test_receptive_field_googlenet_inception4c_by_hand():
     r, j = 1, 1
     for k, s in [(7, 2), (3, 2), (1, 1), (3, 1), (3, 2)]:  # conv1, maxpool1, conv2, conv3, maxpool2
         r, j = r + (k - 1) * j, j * s
-    assert (r, j) == (27, 8) == act.receptive_field("googlenet", "maxpool2")
+    assert (r, j) == (27, 8) == receptive_field("googlenet", "maxpool2")
     for _ in ("inception3a", "inception3b"):
         r += (3 - 1) * j
-    assert (r, j) == (59, 8) == act.receptive_field("googlenet", "inception3b")
+    assert (r, j) == (59, 8) == receptive_field("googlenet", "inception3b")
     r, j = r + (3 - 1) * j, j * 2  # maxpool3
     for _ in ("inception4a", "inception4b", "inception4c"):
         r += (3 - 1) * j
     assert (r, j) == (171, 16)
-    assert act.receptive_field("googlenet", "inception4c") == (r, j)
+    assert receptive_field("googlenet", "inception4c") == (r, j)
 
 
 def test_receptive_field_grows_along_the_network_and_is_none_after_global_pooling():
     for name in registry.MODELS:
         prev = (0, 0)
         for layer in list_layers(name):
-            rf = act.receptive_field(name, layer)
+            rf = receptive_field(name, layer)
             if layer == "avgpool" or layer.startswith(("fc", "relu6", "relu7")):
                 assert rf is None, (name, layer)
                 continue
@@ -116,7 +119,7 @@ def test_receptive_field_grows_along_the_network_and_is_none_after_global_poolin
 
 def test_receptive_field_unknown_layer_lists_valid_layers():
     with pytest.raises(UnknownLayerError, match="valid layers:.*conv1_1"):
-        act.receptive_field("vgg19", "conv9_9")
+        receptive_field("vgg19", "conv9_9")
 
 
 def _gradient_box(net: FeatureNet, layer: str, size: int, pooling: str, di: int = 0, dj: int = 0):
@@ -176,7 +179,7 @@ def test_receptive_field_equals_the_gradients_reach(request, model, layer, size)
     average pooling of the same windows (``pooling="avg"``; the pools inside Inception blocks
     stay max pools, but a 3x3 conv branch beside them covers the same window), it reaches the
     whole field, and moving one output unit moves the field by the stride."""
-    rf, stride = act.receptive_field(model, layer)
+    rf, stride = receptive_field(model, layer)
     net = request.getfixturevalue("inception_v3_probe" if model == "inception_v3" else model)
     if model != "inception_v3":  # the probe's default init is not what the app shows
         r0, r1, c0, c1 = _gradient_box(net, layer, size, "max")
@@ -202,38 +205,38 @@ def test_output_shape_equals_real_forward_shapes(vgg19, googlenet, h, w):
         with torch.no_grad():
             feats = net.features(x, layers)
         for layer in layers:
-            assert act.output_shape(net.name, layer, h, w) == tuple(feats[layer].shape[1:]), (net.name, layer)
+            assert output_shape(net.name, layer, h, w) == tuple(feats[layer].shape[1:]), (net.name, layer)
 
 
 def test_output_shape_of_inception_v3_matches_its_architecture():
     # 299 px is Inception v3's native size: Mixed_5b 35x35x256, Mixed_6a 17x17x768, Mixed_7c 8x8x2048
-    assert act.output_shape("inception_v3", "Mixed_5b", 299, 299) == (256, 35, 35)
-    assert act.output_shape("inception_v3", "Mixed_6e", 299, 299) == (768, 17, 17)
-    assert act.output_shape("inception_v3", "Mixed_7c", 299, 299) == (2048, 8, 8)
-    assert act.output_shape("inception_v3", "fc", 299, 299) == (1000,)
+    assert output_shape("inception_v3", "Mixed_5b", 299, 299) == (256, 35, 35)
+    assert output_shape("inception_v3", "Mixed_6e", 299, 299) == (768, 17, 17)
+    assert output_shape("inception_v3", "Mixed_7c", 299, 299) == (2048, 8, 8)
+    assert output_shape("inception_v3", "fc", 299, 299) == (1000,)
 
 
 def test_layer_info_parameters_and_shapes(vgg19, googlenet):
-    i = act.layer_info("vgg19", "conv1_1", 64)
+    i = layer_info("vgg19", "conv1_1", 64)
     assert (i.name, i.index, i.shape, i.receptive_field, i.stride) == ("conv1_1", 0, (64, 64, 64), 3, 1)
     assert i.params == 3 * 64 * 9 + 64 == i.params_total
-    r = act.layer_info("vgg19", "relu1_1", 64)
+    r = layer_info("vgg19", "relu1_1", 64)
     assert (r.index, r.params, r.params_total) == (1, 0, 3 * 64 * 9 + 64)
-    c2 = act.layer_info("vgg19", "conv1_2", 64)
+    c2 = layer_info("vgg19", "conv1_2", 64)
     assert c2.params == 64 * 64 * 9 + 64
     assert c2.params_total == 3 * 64 * 9 + 64 + 64 * 64 * 9 + 64
     # cumulative: the last layer's total is the whole network's parameter count
     for net, last in [(vgg19, "fc8"), (googlenet, "fc")]:
         total = sum(p.numel() for p in net.parameters())
-        assert act.layer_info(net.name, last).params_total == total
+        assert layer_info(net.name, last).params_total == total
         names = net.layer_names
         running = 0
         for layer in names[::5]:
-            info = act.layer_info(net.name, layer)
+            info = layer_info(net.name, layer)
             assert info.params == sum(p.numel() for p in net.body[layer].parameters())
             assert info.params_total >= running
             running = info.params_total
-    assert act.layer_info("vgg19", "fc6").params == 512 * 7 * 7 * 4096 + 4096
+    assert layer_info("vgg19", "fc6").params == 512 * 7 * 7 * 4096 + 4096
 
 
 @pytest.mark.parametrize("model, layer, shape", [
@@ -245,14 +248,14 @@ def test_layer_info_parameters_and_shapes(vgg19, googlenet):
     ("inception_v3", "fc", (1000,)),
 ])
 def test_layer_info_after_global_pooling_has_no_receptive_field(model, layer, shape):
-    info = act.layer_info(model, layer, 224 if model != "inception_v3" else 299)
+    info = layer_info(model, layer, 224 if model != "inception_v3" else 299)
     assert info.receptive_field is None and info.stride is None
     assert info.shape == shape
 
 
 def test_layer_info_unknown_layer():
     with pytest.raises(UnknownLayerError, match="inception4c"):
-        act.layer_info("googlenet", "relu1_1")
+        layer_info("googlenet", "relu1_1")
 
 
 # ----------------------------------------------------------------------------- activations
@@ -269,28 +272,28 @@ def test_layer_activations_runs_only_up_to_the_layer(vgg19):
     trapped = FeatureNet(vgg19.spec, [(n, _Trap() if n == "conv3_1" else vgg19.body[n]) for n in vgg19.layer_names],
                          vgg19.weights)
     x = picture(64, 80)
-    a = act.layer_activations(trapped, x.double(), "relu2_1")  # float64 input is fine too
+    a = layer_activations(trapped, x.double(), "relu2_1")  # float64 input is fine too
     assert isinstance(a, np.ndarray) and a.dtype == np.float32
     assert a.shape == (128, 32, 40)
     with torch.no_grad():
         want = vgg19.features(x, ["relu2_1"])["relu2_1"][0].numpy()
     np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(AssertionError, match="deeper"):
-        act.layer_activations(trapped, x, "conv3_1")
+        layer_activations(trapped, x, "conv3_1")
 
 
 def test_layer_activations_errors(vgg19):
     with pytest.raises(UnknownLayerError):
-        act.layer_activations(vgg19, picture(64, 64), "inception4c")
+        layer_activations(vgg19, picture(64, 64), "inception4c")
     with pytest.raises(ValueError, match="at least 32 px"):
-        act.layer_activations(vgg19, picture(16, 64), "conv1_1")
+        layer_activations(vgg19, picture(16, 64), "conv1_1")
 
 
 def test_channel_stats_against_numpy():
     rng = np.random.default_rng(1)
     a = np.maximum(rng.normal(size=(6, 9, 7)), 0).astype(np.float32)  # about half are zeros, as after a ReLU
     a[2] = 0.0  # a dead channel
-    s = act.channel_stats(a)
+    s = views.channel_stats(a)
     assert s.sparsity == pytest.approx(float((a == 0).mean()))
     assert 0.4 < s.sparsity < 0.7
     flat = a.reshape(6, -1)
@@ -300,7 +303,7 @@ def test_channel_stats_against_numpy():
     np.testing.assert_allclose(s.zero_fraction, (flat == 0).mean(1))
     assert s.zero_fraction[2] == 1.0 and s.max[2] == 0.0
     with pytest.raises(ValueError, match="spatial"):
-        act.channel_stats(np.ones(10, np.float32))
+        views.channel_stats(np.ones(10, np.float32))
 
 
 @pytest.mark.parametrize("by", ["mean", "max"])
@@ -309,17 +312,17 @@ def test_top_channels_are_the_n_largest(by, n):
     a = distinct_acts(12, 5, 4, seed=n)
     score = a.reshape(12, -1).mean(1) if by == "mean" else a.reshape(12, -1).max(1)
     want = sorted(range(12), key=lambda c: -score[c])[:n]
-    assert act.top_channels(a, n, by=by).tolist() == want
+    assert views.top_channels(a, n, by=by).tolist() == want
 
 
 def test_top_channels_n_larger_than_channels_and_bad_arguments():
     a = distinct_acts(7, 3, 3)
-    top = act.top_channels(a, 50)
+    top = views.top_channels(a, 50)
     assert sorted(top.tolist()) == list(range(7))
     with pytest.raises(ValueError, match="mean"):
-        act.top_channels(a, 3, by="median")
+        views.top_channels(a, 3, by="median")
     with pytest.raises(ValueError):
-        act.top_channels(a, 0)
+        views.top_channels(a, 0)
 
 
 # ----------------------------------------------------------------------------- Gram view
@@ -328,7 +331,7 @@ def test_top_channels_n_larger_than_channels_and_bad_arguments():
 @pytest.mark.parametrize("order", ["cluster", "activation", "none"])
 def test_gram_view_is_the_normalized_gram_permuted(order):
     a = distinct_acts(10, 6, 5, seed=3)
-    g, idx = act.gram_view(a, order)
+    g, idx = views.gram_view(a, order)
     assert sorted(idx.tolist()) == list(range(10))
     ref = gram_matrix(torch.from_numpy(a), normalize=True).numpy()
     assert g.shape == (10, 10) and g.dtype == np.float32
@@ -344,24 +347,24 @@ def test_gram_view_cluster_puts_identical_channels_together():
     rng = np.random.default_rng(5)
     a = rng.normal(size=(12, 8, 8)).astype(np.float32)
     a[5] = a[0]
-    _, idx = act.gram_view(a, "cluster")
+    _, idx = views.gram_view(a, "cluster")
     pos = idx.tolist()
     assert abs(pos.index(0) - pos.index(5)) == 1, pos
 
 
 def test_gram_view_bad_order():
     with pytest.raises(ValueError, match="cluster"):
-        act.gram_view(distinct_acts(4, 3, 3), "random")
+        views.gram_view(distinct_acts(4, 3, 3), "random")
 
 
 # ----------------------------------------------------------------------------- comparing two images
 
 
-def test_compare_images_style_distance_is_eq2():
+def test_compare_images_style_distance_is_eq4():
     rng = np.random.default_rng(2)
     a = np.maximum(rng.normal(size=(8, 6, 7)), 0).astype(np.float32)
     b = np.maximum(rng.normal(0.3, 1.0, size=(8, 9, 5)), 0).astype(np.float32)  # sizes may differ
-    cmp = act.compare_images(a, b, n=3)
+    cmp = views.compare_images(a, b, n=3)
     ta, tb = torch.from_numpy(a)[None], torch.from_numpy(b)[None]
     want = float(style_layer_loss(ta, gram_matrix(tb, normalize=True)[0])[0])
     assert cmp.style_distance == pytest.approx(want, rel=1e-5)
@@ -372,8 +375,8 @@ def test_compare_images_style_distance_is_eq2():
     assert cmp.style_distance > 0
     ma, mb = fa.mean(1), fb.mean(1)
     assert cmp.cosine == pytest.approx(ma @ mb / np.linalg.norm(ma) / np.linalg.norm(mb), rel=1e-5)
-    assert cmp.top_a.tolist() == act.top_channels(a, 3).tolist()
-    assert cmp.top_b.tolist() == act.top_channels(b, 3).tolist()
+    assert cmp.top_a.tolist() == views.top_channels(a, 3).tolist()
+    assert cmp.top_b.tolist() == views.top_channels(b, 3).tolist()
     assert cmp.shared_top == sorted(set(cmp.top_a.tolist()) & set(cmp.top_b.tolist()))
 
 
@@ -384,31 +387,31 @@ def test_compare_images_style_distance_at_untrained_scales(scale):
     rng = np.random.default_rng(4)
     a = np.maximum(rng.normal(size=(8, 6, 6)), 0).astype(np.float32)
     b = np.maximum(rng.normal(0.3, 1.0, size=(8, 6, 6)), 0).astype(np.float32)
-    base = act.compare_images(a, b).style_distance
-    scaled = act.compare_images(a * np.float32(scale), b * np.float32(scale))
+    base = views.compare_images(a, b).style_distance
+    scaled = views.compare_images(a * np.float32(scale), b * np.float32(scale))
     assert math.isfinite(scaled.style_distance) and scaled.style_distance > 0
     assert scaled.style_distance == pytest.approx(base * scale ** 4, rel=1e-5)
-    assert scaled.cosine == pytest.approx(act.compare_images(a, b).cosine, rel=1e-5)
+    assert scaled.cosine == pytest.approx(views.compare_images(a, b).cosine, rel=1e-5)
 
 
 def test_compare_images_of_real_activations(vgg19, images64):
     content, style = images64
-    a = act.layer_activations(vgg19, content, "relu2_1")
-    b = act.layer_activations(vgg19, style, "relu2_1")
-    same = act.compare_images(a, a)
+    a = layer_activations(vgg19, content, "relu2_1")
+    b = layer_activations(vgg19, style, "relu2_1")
+    same = views.compare_images(a, a)
     assert same.cosine == pytest.approx(1.0, abs=1e-6)
     assert same.style_distance == pytest.approx(0.0, abs=1e-12)
     assert same.shared_top == sorted(same.top_a.tolist()) and len(same.top_a) == 8
-    diff = act.compare_images(a, b)
+    diff = views.compare_images(a, b)
     assert diff.style_distance > 0
     assert -1.0 <= diff.cosine < 1.0
 
 
 def test_compare_images_channel_mismatch_raises(vgg19, images64):
-    a = act.layer_activations(vgg19, images64[0], "relu1_1")
-    b = act.layer_activations(vgg19, images64[0], "relu2_1")
+    a = layer_activations(vgg19, images64[0], "relu1_1")
+    b = layer_activations(vgg19, images64[0], "relu2_1")
     with pytest.raises(ValueError, match="same layer"):
-        act.compare_images(a, b)
+        views.compare_images(a, b)
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -417,7 +420,7 @@ def test_compare_images_channel_mismatch_raises(vgg19, images64):
 @pytest.mark.parametrize("k, cols, cell", [(8, 4, 32), (5, 4, 40), (1, 3, 24), (6, 6, 16)])
 def test_channel_grid_size(k, cols, cell):
     a = distinct_acts(10, 7, 9)
-    grid = act.channel_grid(a, list(range(k)), cols=cols, cell=cell)
+    grid = views.channel_grid(a, list(range(k)), cols=cols, cell=cell)
     assert grid.mode == "RGB"
     assert grid.size == (cols * cell, math.ceil(k / cols) * (cell + 16))
 
@@ -426,7 +429,7 @@ def test_channel_grid_cells_show_their_own_channel():
     y, x = np.mgrid[0:8, 0:8].astype(np.float32)
     a = np.stack([x, y, x, np.zeros_like(x)])  # 0 and 2 are the same map, 1 is its transpose
     cell = 32
-    grid = np.asarray(act.channel_grid(a, [0, 1, 2], cols=3, cell=cell))
+    grid = np.asarray(views.channel_grid(a, [0, 1, 2], cols=3, cell=cell))
 
     def tile(k):  # the map area of cell k (below the 16 px label strip)
         return grid[16:16 + cell, k * cell:(k + 1) * cell]
@@ -437,10 +440,10 @@ def test_channel_grid_cells_show_their_own_channel():
 
 
 def test_channel_map_rgb():
-    img = act.channel_map_rgb(np.full((5, 7), 3.5, np.float32))  # a constant map: no division by zero
+    img = views.channel_map_rgb(np.full((5, 7), 3.5, np.float32))  # a constant map: no division by zero
     assert img.size == (7, 5) and img.mode == "RGB"
     assert len(np.unique(np.asarray(img).reshape(-1, 3), axis=0)) == 1
-    ramp = np.asarray(act.channel_map_rgb(np.arange(12, dtype=np.float32).reshape(3, 4)))
+    ramp = np.asarray(views.channel_map_rgb(np.arange(12, dtype=np.float32).reshape(3, 4)))
     assert not np.array_equal(ramp[0, 0], ramp[-1, -1])  # lowest and highest get different colours
 
 
@@ -449,22 +452,22 @@ def test_channel_map_rgb():
 
 @pytest.mark.parametrize("name", list(registry.MODELS))
 def test_walk_layers_are_spatial_layers_in_forward_order(name):
-    layers = act.walk_layers(name)
+    layers = walk_layers(name)
     names = list_layers(name)
     assert len(layers) >= 4
     assert all(l in names for l in layers), layers
     idx = [names.index(l) for l in layers]
     assert idx == sorted(idx) and len(set(idx)) == len(idx)
     size = 299 if name == "inception_v3" else 224
-    assert all(len(act.output_shape(name, l, size, size)) == 3 for l in layers)
+    assert all(len(output_shape(name, l, size, size)) == 3 for l in layers)
 
 
 @pytest.mark.parametrize("net_name, size", [("vgg19", 64), ("googlenet", 96)])
 def test_walk_network_shows_the_strongest_channel_of_each_layer(request, net_name, size):
     net = request.getfixturevalue(net_name)
     x = picture(size, size + 16)
-    walk = act.walk_network(net, x)
-    layers = act.walk_layers(net_name)
+    walk = views.walk_network(net, x)
+    layers = walk_layers(net_name)
     assert [w[0] for w in walk] == layers
     with torch.no_grad():  # the module runs in channels_last layout; the same here, same rounding
         feats = net.features(x.contiguous(memory_format=torch.channels_last), layers)
@@ -473,7 +476,7 @@ def test_walk_network_shows_the_strongest_channel_of_each_layer(request, net_nam
         assert c == int(np.argmax(a.reshape(a.shape[0], -1).mean(1)))
         assert m.dtype == np.float32
         np.testing.assert_allclose(m, a[c], rtol=1e-5, atol=1e-30)
-    chosen = act.walk_network(net, x, layers[1:3])
+    chosen = views.walk_network(net, x, layers[1:3])
     assert [w[0] for w in chosen] == layers[1:3]
 
 
@@ -482,7 +485,7 @@ def test_walk_network_shows_the_strongest_channel_of_each_layer(request, net_nam
 
 def test_top_predictions_none_for_untrained_weights(googlenet):
     assert googlenet.weights.untrained
-    assert act.top_predictions(googlenet, picture(96, 96)) is None
+    assert views.top_predictions(googlenet, picture(96, 96)) is None
 
 
 @pytest.fixture(scope="module")
@@ -500,7 +503,7 @@ def test_top_predictions_with_a_weights_file(googlenet_file):
     _, net = googlenet_file
     assert net.weights.kind == "file"
     x = picture(96, 112)
-    preds = act.top_predictions(net, x)
+    preds = views.top_predictions(net, x)
     assert isinstance(preds, list) and len(preds) == 5
     cats = registry.MODELS["googlenet"].weights_enum.meta["categories"]
     names, probs = [p[0] for p in preds], [p[1] for p in preds]
@@ -512,7 +515,7 @@ def test_top_predictions_with_a_weights_file(googlenet_file):
     want = p.topk(5)
     assert names == [cats[i] for i in want.indices.tolist()]
     np.testing.assert_allclose(probs, want.values.numpy(), rtol=1e-5)
-    assert len(act.top_predictions(net, x, k=3)) == 3
+    assert len(views.top_predictions(net, x, k=3)) == 3
 
 
 # ----------------------------------------------------------------------------- the activations command
@@ -541,10 +544,10 @@ def test_cli_activations_end_to_end(capsys, tmp_path, vgg19):
     assert means == sorted(means, reverse=True)
     assert means[-1] >= sorted(r["channel_mean"], reverse=True)[7]  # really the 8 largest
     # the same numbers as the library gives for the same input
-    x = images.to_tensor(images.resize_long_side(images.parse_image_ref("sample:chelsea").image, 96))
-    a = act.layer_activations(vgg19, x, "relu2_1")
+    x = images.to_tensor(images.resize_long_side(samples.parse_image_ref("sample:chelsea").image, 96))
+    a = layer_activations(vgg19, x, "relu2_1")
     assert r["sparsity"] == pytest.approx(float((a == 0).mean()))
-    assert [t["channel"] for t in top] == act.top_channels(a, 8).tolist()
+    assert [t["channel"] for t in top] == views.top_channels(a, 8).tolist()
 
 
 def test_cli_activations_unknown_layer(capsys, tmp_path):

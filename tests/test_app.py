@@ -245,7 +245,7 @@ def test_damaged_or_unreadable_weights_files_are_named_on_the_page(monkeypatch, 
     import torch
     import torchvision
 
-    from explorer import ui
+    from explorer.app import ui
 
     folder = tmp_path / "weights"
     folder.mkdir()

@@ -1,4 +1,4 @@
-"""AppTest of the Layer activations page (and the Plotly figures it adds to explorer.plots).
+"""AppTest of the Layer activations page (and the Plotly figures it adds to explorer.app.plots).
 
 Untrained weights (``EXPLORER_ALLOW_UNTRAINED=1``), 64 to 128 px images. Every network renders
 every view; pooled layers and images too small for a network give one line, not a traceback;
@@ -22,8 +22,11 @@ from streamlit.testing.v1 import AppTest
 
 from tests.helpers import app_env
 
-from explorer import activations as act
-from explorer import models, plots, registry, weights
+from explorer.activations import views
+
+from explorer.nets.layers import layer_activations, layer_info, output_shape, walk_layers
+from explorer.nets import models, registry, weights
+from explorer.app import plots
 from tests.test_app import downloads, errors, png_of  # noqa: F401 (downloads is a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +68,7 @@ def test_layer_shapes_follow_the_working_size():
         assert not at.exception
         picker = layer_picker(at)
         assert picker.value == "relu3_1"  # the choice survives the new widget
-        h, w = act.output_shape("vgg19", "relu3_1", *_working_hw(at))[1:]
+        h, w = output_shape("vgg19", "relu3_1", *_working_hw(at))[1:]
         option = next(o for o in picker.options if o.startswith("relu3_1 · "))
         assert option.startswith(f"relu3_1 · 256×{h}×{w} · "), option
         line = [m.value for m in at.markdown if m.value.startswith("Output of **relu3_1**")]
@@ -109,7 +112,7 @@ def test_every_view_renders_for_every_network(network, size, layer):
     assert picker.value == layer
     names = [o.split(" · ")[0] for o in picker.options]
     assert names == models.list_layers(network)
-    info = act.layer_info(network, layer)
+    info = layer_info(network, layer)
     assert any(o.startswith(f"{layer} · {info.shape[0]}×") and f"RF {info.receptive_field} px, stride "
                f"{info.stride}" in o for o in picker.options), picker.options
     assert any(f"{info.receptive_field}×{info.receptive_field} px patch" in m.value for m in at.markdown)
@@ -126,7 +129,7 @@ def test_every_view_renders_for_every_network(network, size, layer):
     overlay = next(f for t, f in figs.items() if t.startswith(f"{layer} · channel #"))
     assert [d["type"] for d in overlay["data"]] == ["image", "heatmap"]
     walk = [c for c in captions(at) if re.fullmatch(r"\S+ · channel #\d+", c)]
-    assert [c.split(" · ")[0] for c in walk] == act.walk_layers(network)
+    assert [c.split(" · ")[0] for c in walk] == walk_layers(network)
     assert any("need pretrained weights" in c.value for c in at.caption)
 
 
@@ -192,13 +195,13 @@ def test_compare_mode_shows_cosine_and_style_distance():
 
 
 def test_views_reuse_activations_and_a_layer_change_computes_once(monkeypatch):
-    from explorer import ui
+    from explorer.app import ui
 
     calls: list[str] = []
     walks: list[int] = []
-    real, real_walk = act.layer_activations, act.walk_network
-    monkeypatch.setattr(act, "layer_activations", lambda m, x, layer: calls.append(layer) or real(m, x, layer))
-    monkeypatch.setattr(act, "walk_network", lambda m, x: walks.append(1) or real_walk(m, x))
+    real, real_walk = layer_activations, views.walk_network
+    monkeypatch.setattr(ui, "layer_activations", lambda m, x, layer: calls.append(layer) or real(m, x, layer))
+    monkeypatch.setattr(views, "walk_network", lambda m, x: walks.append(1) or real_walk(m, x))
     ui._activations.clear()
     ui._walk.clear()
     at = open_page("googlenet", 64)  # first vgg19 at 256 px, then googlenet at 64 px
@@ -226,7 +229,7 @@ def test_views_reuse_activations_and_a_layer_change_computes_once(monkeypatch):
 def test_top5_predictions_with_pretrained_weights(monkeypatch, tmp_path):
     import torch
 
-    from explorer import ui
+    from explorer.app import ui
 
     folder = tmp_path / "weights"
     folder.mkdir()

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import images
+from explorer.io import images
 from tests.helpers import app_env, picture, stripes
 from tests.test_app import downloads  # noqa: F401  (fixture re-exported)
 
@@ -115,7 +115,7 @@ def test_bad_zips_are_one_error_line_and_nothing_runs(page, data, message):
 def test_a_run_too_big_for_memory_is_one_error_line_before_any_image_is_decoded(page, monkeypatch):
     """The largest working size of the range, square, checked before the inputs are decoded or
     any style target is computed (it used to come after both, at the first batch)."""
-    from explorer import augment
+    from explorer.batch import augment
 
     seen: list[str] = []
     load, targets = images.load_image, augment.style_targets

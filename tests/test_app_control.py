@@ -8,8 +8,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from explorer import style
-from explorer import style_settings
+from explorer.style import transfer as style
+from explorer.style import settings as style_settings
 from tests.test_app import STYLE_PAGE, check_result, click_run, downloads, errors, home, page  # noqa: F401
 from tests.test_app import _env, small_settings  # noqa: F401
 

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import attribution, images
-from explorer.occlusion_fast import occlusion_windows
+from explorer.saliency import attribution
+from explorer.io import images, samples
+from explorer.saliency.occlusion import occlusion_windows
 from tests.helpers import app_env
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (downloads is a fixture)
 
@@ -73,7 +74,7 @@ def kept_caption(at: AppTest) -> str:
 
 def working_size(sample: str, size: int = 64) -> tuple[int, int]:
     """(width, height) of a bundled sample at a working size."""
-    return images.resize_long_side(images.load_sample(sample).image, size).size
+    return images.resize_long_side(samples.load_sample(sample).image, size).size
 
 
 # --------------------------------------------------------------------------- style saliency
@@ -119,14 +120,32 @@ def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
     values = np.load(io.BytesIO(downloads["saliency_heatmap.npy"]), allow_pickle=False)
     assert values.dtype == np.float32 and values.shape == (h, w) and np.isfinite(values).all()
     assert values.max() > 0
+    # the page's recipe is the CLI's: replayed there, it gives the same heatmap, bit for bit
+    recipe = json.loads(downloads["saliency-recipe.json"])
+    assert recipe["command"] == "saliency" and recipe["settings"]["model"] == "vgg19"
+    assert recipe["run"]["weights"]["kind"] == "untrained" and recipe["inputs"]["style"] == "sample:hubble_deep_field"
+
+
+def test_the_saliency_pages_recipe_replays_in_the_cli_to_the_same_heatmap(downloads, tmp_path):
+    from explorer.cli.parser import main
+
+    at = saliency_page()
+    click(at, "sal_run")
+    assert not errors(at)
+    (tmp_path / "r.json").write_bytes(downloads["saliency-recipe.json"])
+    rc = main(["saliency", "--recipe", str(tmp_path / "r.json"), "--untrained", "--quiet",
+               "-o", str(tmp_path / "o.png"), "--npy", str(tmp_path / "o.npy")])
+    assert rc == 0
+    page = np.load(io.BytesIO(downloads["saliency_heatmap.npy"]), allow_pickle=False)
+    assert np.array_equal(np.load(tmp_path / "o.npy"), page)
 
 
 def test_occlusion_reports_progress_while_it_runs(monkeypatch):
-    from explorer import ui
+    from explorer.app import runs
 
     seen = []
-    show = ui._EventView.show
-    monkeypatch.setattr(ui._EventView, "show", lambda self, ev: seen.append(ev) or show(self, ev))
+    show = runs._EventView.show
+    monkeypatch.setattr(runs._EventView, "show", lambda self, ev: seen.append(ev) or show(self, ev))
     at = saliency_page()
     at.selectbox(key="sal_method").set_value("occlusion")
     at.slider(key="sal_window").set_value(16)
@@ -158,7 +177,7 @@ def test_compare_methods_side_by_side():
 
 
 def test_keep_slider_changes_the_mask_without_recomputing(monkeypatch):
-    from explorer import ui
+    from explorer.app import ui
 
     made = []
     real = attribution.AttributionRun
@@ -282,7 +301,7 @@ def test_bad_mask_upload_is_one_error_and_a_good_mask_runs():
 
 
 def test_overlay_colour_scale_label_and_block_means():
-    from explorer import plots
+    from explorer.app import plots
 
     image = Image.new("RGB", (10, 6), "gray")
     values = np.arange(60, dtype=np.float32).reshape(6, 10) - 20

@@ -12,7 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from explorer import dream, outputs
+from explorer.dream import deepdream as dream
+from explorer.io import outputs
 from tests.helpers import app_env
 from tests.test_app import errors, untrained_box
 

@@ -1,4 +1,4 @@
-"""Captum heatmaps of style objectives (explorer.attribution): objectives, every method's
+"""Captum heatmaps of style objectives (explorer.saliency.attribution): objectives, every method's
 output, the planted-texture property, occlusion batching, and hook safety of the shared model.
 
 Untrained VGG19 (seed 0) on the CPU with 48-64 px images. The planted image is a flat gray
@@ -16,10 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import attribution as A
-from explorer import saliency_objectives as SO
-from explorer.losses import gram_matrix, style_layer_loss
+from explorer.saliency import attribution as A
+from explorer.saliency import methods as M
+from explorer.saliency import objectives as SO
+from explorer.optim import objectives
+from explorer.optim.losses import gram_matrix, style_energy as energy, style_layer_loss
 from tests.helpers import picture, stripes
+
+
+def style_energy(model, x, layers=None, weights=None):
+    """The style objective as Captum's forward function evaluates it (the network's style layers
+    by default)."""
+    return SO.objective_function(model, "style", layers=layers or model.spec.style_layers, weights=weights)(x)
 
 
 def planted(n: int = 64, quadrant: tuple[int, int] = (0, 0), seed: int = 1) -> torch.Tensor:
@@ -39,21 +47,37 @@ def quadrant_share(values: np.ndarray, quadrant: tuple[int, int]) -> float:
 
 # --------------------------------------------------------------------------- objectives
 
-def test_style_energy_is_eq2_against_a_zero_target(vgg19):
+def test_style_energy_is_eq5_against_a_zero_target(vgg19):
     x = torch.cat([picture(48, 64), stripes(48, 64)])
     layers = ("relu1_1", "conv3_1", "relu5_1")
     weights = (0.2, 0.3, 0.5)
     feats = vgg19.features(x, layers)
     expected = sum(w * style_layer_loss(feats[l], torch.zeros(feats[l].shape[1], feats[l].shape[1]))
                    for w, l in zip(weights, layers))
-    got = SO.style_energy(vgg19, x, layers, weights)
+    got = style_energy(vgg19, x, layers, weights)
     assert got.shape == (2,) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
     # and by hand for one layer: ||G||^2 / (4 N^2 M^2) with the unnormalized Gram
     f = feats["relu1_1"][0]
     n, m = f.shape[0], f.shape[1] * f.shape[2]
     by_hand = gram_matrix(f).double().pow(2).sum() / (4 * n * n * m * m)
-    torch.testing.assert_close(SO.style_energy(vgg19, x[:1], ["relu1_1"])[0].double(), by_hand, rtol=1e-5, atol=0)
+    torch.testing.assert_close(style_energy(vgg19, x[:1], ["relu1_1"])[0].double(), by_hand, rtol=1e-5, atol=0)
+
+
+def test_layer_weights_by_name_mean_the_same_in_every_style_energy(vgg19):
+    """Captum's forward function, the objective and the energy itself read w_l one way: a dict
+    by layer name is the aligned list, and bad weights get the same one line at once."""
+    x = picture(48, 64)
+    layers = ("relu1_1", "relu3_1")
+    by_list = style_energy(vgg19, x, layers, [0.3, 2.0])
+    assert torch.equal(style_energy(vgg19, x, layers, {"relu3_1": 2.0, "relu1_1": 0.3}), by_list)
+    assert torch.equal(energy(vgg19.features(x, layers), layers, {"relu1_1": 0.3, "relu3_1": 2.0}), by_list)
+    for bad, message in (([1.0], "1 layer weights for 2 style layers"),
+                         ({"relu1_1": 1.0}, "no layer weight for style layer relu3_1")):
+        with pytest.raises(ValueError, match=message):
+            objectives.style_energy(layers, bad)
+        with pytest.raises(ValueError, match=message):
+            SO.objective_function(vgg19, "style", layers=layers, weights=bad)
 
 
 @pytest.mark.parametrize("text, kind, layer, channel", [
@@ -183,7 +207,7 @@ def test_captum_occlusion_counts_each_window_once(vgg19, per_eval):
 def test_gradcam_default_layer_exists_on_vgg16(objective, layer):
     """Grad-CAM's default layer is the deepest the objective uses, for ``class`` the network's
     last feature layer: relu5_3 on VGG16 (relu5_4, VGG19's, does not exist there)."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     vgg16 = load_model("vgg16", weights="untrained", device="cpu")
     run = A.AttributionRun(vgg16, picture(48, 48), A.AttributionSettings(method="gradcam", objective=objective))
@@ -250,7 +274,7 @@ def test_private_copy_shares_weights_and_owns_every_hookable_module(vgg19):
 def test_private_copy_of_mobilenet_exposes_every_rectifier_to_guided_backprop():
     """MobileNetV2 rectifies with ReLU6, which Captum's guided backprop does not hook: the private
     copy writes it as ReLU then a clamp at 6 (same outputs) and shares parameters and buffers."""
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     net = load_model("mobilenet_v2", weights="untrained")
     copy_ = A.private_copy(net)
@@ -266,7 +290,7 @@ def test_private_copy_of_mobilenet_exposes_every_rectifier_to_guided_backprop():
 
 def _plain_gradient(model, x):
     x = x.clone().requires_grad_(True)
-    SO.style_energy(model, x).sum().backward()
+    style_energy(model, x).sum().backward()
     return x.grad
 
 
@@ -285,11 +309,11 @@ def test_guided_backprop_hooks_never_reach_the_shared_model(vgg19):
         def f(t):
             with torch.enable_grad():
                 seen["grad"] = _plain_gradient(vgg19, other)
-            return SO.style_energy(net, t)
+            return style_energy(net, t)
         return f
 
     net = A.private_copy(vgg19)
-    A._guided(net, objective_for(net), x.clone().requires_grad_(True))
+    M.guided_backprop(net, objective_for(net), x.clone().requires_grad_(True))
     torch.testing.assert_close(seen["grad"], reference, rtol=0, atol=0)
     assert _no_hooks(vgg19) and _no_hooks(net)
 

@@ -1,4 +1,4 @@
-"""Dataset augmentation (explorer.augment and ``python -m explorer augment``).
+"""Dataset augmentation (explorer.batch.augment and ``python -m explorer augment``).
 
 CPU, untrained VGG19 (the session fixture), tiny datasets made here: two classes, 40-48 px
 images, 48 px working size, 1-2 Adam steps, batch size 2. The properties checked (class layout,
@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 import zipfile
 from pathlib import Path
 
@@ -20,10 +21,16 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import augment, augment_io, augment_plan, cli, color, images
-from explorer.augment import Augmentation
-from explorer.augment_plan import AugmentSettings, Shard
-from explorer.runs import Run
+from explorer.core.recipes import migrate
+from explorer.batch import augment, augment_io, augment_plan
+from explorer.io import archives
+from explorer.cli import parser as cli
+from explorer.style import color
+from explorer.io import images
+from explorer.batch.augment import Augmentation
+from explorer.batch.augment_plan import Shard
+from explorer.batch.augment_settings import AugmentSettings
+from explorer.core.runs import Run
 from tests.helpers import error_line, picture, run_cli, stripes
 
 GOOD = ["cats/a.png", "cats/b.jpg", "dogs/c.png", "dogs/d.png", "dogs/e.png"]
@@ -321,9 +328,11 @@ def test_the_job_hash_is_unchanged_by_the_beta_rename(vgg19, tmp_path):
 
 
 def test_the_old_name_ratio_range_still_works_in_recipes_and_on_the_command_line(capsys):
-    assert AugmentSettings.from_dict({"ratio_range": [5, 50]}).beta_range == (5.0, 50.0)
-    # a --beta-range flag merged over an older recipe wins
-    assert AugmentSettings.from_dict({"ratio_range": [5, 50], "beta_range": "6,60"}).beta_range == (6.0, 60.0)
+    def replay(settings):
+        return AugmentSettings.from_dict(migrate({"settings": settings}, "augment")["settings"])
+
+    assert replay({"ratio_range": [5, 50]}).beta_range == (5.0, 50.0)
+    assert replay({"ratio_range": [5, 50], "beta_range": "6,60"}).beta_range == (6.0, 60.0)
     parser = cli.build_parser()
     args = parser.parse_args(["augment", "in", "styles", "-o", "out", "--ratio-range", "1,2"])
     assert args.beta_range == "1,2" and not hasattr(args, "ratio_range")
@@ -461,29 +470,29 @@ def test_dataset_zips_are_unpacked_safely(tmp_path):
     png = (tmp_path / "x.png")
     _pil(picture(40, 40)).save(png)
     data = png.read_bytes()
-    n = augment_io.extract_dataset_zip(_zip({"ds/cats/a.png": data, "ds/dogs/b.png": data, "ds/.DS_Store": b"x",
+    n = archives.extract_dataset_zip(_zip({"ds/cats/a.png": data, "ds/dogs/b.png": data, "ds/.DS_Store": b"x",
                                           "__MACOSX/ds/cats/._a.png": b"x"}, symlink="ds/cats/link.png"),
                                     tmp_path / "one")
     assert n == 2 and augment_io.list_inputs(tmp_path / "one") == ["cats/a.png", "dogs/b.png"]  # top folder dropped
-    augment_io.extract_dataset_zip(_zip({"cats/a.png": data, "cats\\b.png": data}), tmp_path / "two")
+    archives.extract_dataset_zip(_zip({"cats/a.png": data, "cats\\b.png": data}), tmp_path / "two")
     assert augment_io.list_inputs(tmp_path / "two") == ["cats/a.png", "cats/b.png"]
     for evil in ("../evil.png", "cats/../../evil.png", "/etc/evil.png", "C:/evil.png"):
-        with pytest.raises(augment_io.AugmentError, match="refusing"):
-            augment_io.extract_dataset_zip(_zip({"cats/a.png": data, evil: data}), tmp_path / "three")
+        with pytest.raises(archives.ArchiveError, match="refusing"):
+            archives.extract_dataset_zip(_zip({"cats/a.png": data, evil: data}), tmp_path / "three")
     assert not (tmp_path / "evil.png").exists()
-    with pytest.raises(augment_io.AugmentError, match="limit"):
-        augment_io.extract_dataset_zip(_zip({"cats/a.png": b"0" * 5000}), tmp_path / "four", max_bytes=4000)
-    with pytest.raises(augment_io.AugmentError, match="not a zip"):
-        augment_io.extract_dataset_zip(b"PK not really", tmp_path / "five")
+    with pytest.raises(archives.ArchiveError, match="limit"):
+        archives.extract_dataset_zip(_zip({"cats/a.png": b"0" * 5000}), tmp_path / "four", max_bytes=4000)
+    with pytest.raises(archives.ArchiveError, match="not a zip"):
+        archives.extract_dataset_zip(b"PK not really", tmp_path / "five")
 
 
 def test_zip_folder_holds_the_layout_and_the_two_csv_files(vgg19, data, tmp_path):
     input_dir, styles_dir = data
     run_all(vgg19, input_dir, styles_dir, tmp_path / "out", settings(variants=1))
-    blob = augment_io.zip_folder(tmp_path / "out")
+    blob = archives.zip_folder(tmp_path / "out")
     names = zipfile.ZipFile(io.BytesIO(blob)).namelist()
     assert sorted(names) == sorted(expected_outputs(variants=1) | {"manifest.csv", "skipped.csv"})
-    assert augment_io.zip_folder(tmp_path / "out") == blob  # same folder, same bytes
+    assert archives.zip_folder(tmp_path / "out") == blob  # same folder, same bytes
 
 
 # --------------------------------------------------------------------------- the command line
@@ -492,10 +501,10 @@ def test_zip_folder_holds_the_layout_and_the_two_csv_files(vgg19, data, tmp_path
 def test_cli_augment_writes_the_dataset_and_resumes(vgg19, data, tmp_path, capsys, monkeypatch):
     """The real command; only the network is the session's untrained VGG19 instead of a fresh
     one (building VGG19 takes seconds; test_cli covers loading)."""
-    from explorer import commands
+    from explorer.cli import commands
 
     loads = []
-    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
+    monkeypatch.setattr("explorer.nets.models.load_model", lambda name, **kw: loads.append((name, kw)) or vgg19)
     input_dir, styles_dir = data
     add_bad_files(input_dir)
     out = tmp_path / "out"
@@ -581,6 +590,32 @@ def test_augmentation_defaults_and_recipes_from_before_them():
     assert s.style_settings(20, 128).image_parameterization == "pixel"  # Adam runs on the pixels
     old = {**AugmentSettings().to_dict(), "init": "content", "steps": [50, 50]}
     del old["parameterization"]
-    assert AugmentSettings.from_dict(old).parameterization == "pixel"
+    assert AugmentSettings.from_dict(migrate({"settings": old}, "augment")["settings"]).parameterization == "pixel"
     with pytest.raises(ValueError, match="init must be one of histogram, content, noise; got 'style'"):
         AugmentSettings(init="style")
+
+
+@pytest.mark.parametrize("given, steps, size, traditional", [
+    (dict(steps="5", size=64.0, traditional="Crop, FLIP"), (5, 5), (64, 64), ("flip", "crop")),
+    (dict(steps="10,20", size=[48, 96], traditional="none"), (10, 20), (48, 96), ()),
+    (dict(steps=(3.0, 4), size="48, 48", traditional=["jitter", "flip"]), (3, 4), (48, 48), ("flip", "jitter")),
+])
+def test_augment_ranges_and_operations_accept_every_spelling(given, steps, size, traditional):
+    s = AugmentSettings(**given)
+    assert (s.steps, s.size, s.traditional) == (steps, size, traditional)
+    assert AugmentSettings.from_dict(s.to_dict()) == s  # the recipe form reads back the same
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(traditional=5), "traditional augmentation must be names separated by commas"),
+    (dict(style_layers=5), "style_layers must be names separated by commas"),
+    (dict(size=(48, 96, 128)), "size must be a number or a range LO,HI"),
+    (dict(steps=2.5), "steps must be a number or a range LO,HI"),
+    (dict(size="16,64"), "size must be between 32 and 4096; got 16"),
+    (dict(beta_range=0), "beta must be > 0"),
+    (dict(weight_range="0,0.0001"), "the blend weight range must reach at least 0.001"),
+    (dict(traditional_at="during"), "traditional_at must be one of before, after"),
+])
+def test_a_recipe_of_the_wrong_shape_names_the_augment_option(given, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        AugmentSettings.from_dict({**AugmentSettings().to_dict(), **given})

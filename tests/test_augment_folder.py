@@ -1,10 +1,10 @@
 """One augmentation output folder, one shard plan at a time and one set of settings; and the
-memory check that refuses a run before it decodes an image (explorer.augment_io.ShardLock,
-explorer.augment_folder, explorer.augment.check_augment_memory, ``python -m explorer augment``).
+memory check that refuses a run before it decodes an image (explorer.batch.augment_io.ShardLock,
+explorer.batch.augment_folder, explorer.batch.augment.check_augment_memory, ``python -m explorer augment``).
 
 CPU, the session's untrained VGG19, the tiny dataset of tests/test_augment.py (five 40-48 px
 images, 48 px working size, one Adam step). Where a run needs weights from a file, the untrained
-network is given a :class:`~explorer.weights.WeightsInfo` of a file instead (the pictures do not
+network is given a :class:`~explorer.nets.weights.WeightsInfo` of a file instead (the pictures do not
 matter here, only what the folder records and compares).
 """
 
@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explorer import augment, augment_folder, augment_io, cmd_common, images
-from explorer.augment import Augmentation
-from explorer.augment_plan import Shard
-from explorer.memory import MemoryEstimateError
-from explorer.weights import WeightsInfo
+from explorer.batch import augment, augment_folder, augment_io
+from explorer.cli import common as cmd_common
+from explorer.io import images
+from explorer.batch.augment import Augmentation
+from explorer.batch.augment_plan import Shard
+from explorer.nets.memory import MemoryEstimateError
+from explorer.nets.weights import WeightsInfo
 from tests.helpers import error_line, picture, run_cli
 from tests.test_augment import data, outputs, run_all, settings  # noqa: F401  (data: fixture)
 
@@ -97,8 +99,8 @@ def test_the_locks_go_with_a_killed_process(tmp_path):
     """Two processes: one runs shard 0/2 and is killed; a plain run is refused while it lives and
     may start at once after (no stale lock to delete)."""
     out = tmp_path / "out"
-    code = ("import sys; from pathlib import Path; from explorer.augment_io import ShardLock; "
-            "from explorer.augment_plan import Shard; "
+    code = ("import sys; from pathlib import Path; from explorer.batch.augment_io import ShardLock; "
+            "from explorer.batch.augment_plan import Shard; "
             "lock = ShardLock(Path(sys.argv[1]), Shard(0, 2)).acquire(); print('held', flush=True); sys.stdin.read()")
     child = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -199,7 +201,7 @@ def test_cli_refuses_other_weights_or_writes_into_a_new_folder_when_asked(vgg19,
         monkeypatch.setattr(vgg19, "weights", _file_weights(Path(weights).name, Path(weights).stem[-1]))
         return vgg19
 
-    monkeypatch.setattr("explorer.models.load_model", load_model)
+    monkeypatch.setattr("explorer.nets.models.load_model", load_model)
     base = ["augment", input_dir, styles_dir, "-o", out, "--variants", "1", "--batch-size", "5", "--steps", "1",
             "--size", "48", "--quiet"]
     rc, _, err = run_cli(capsys, *base, "--weights", tmp_path / "net-a.pth")

@@ -22,9 +22,11 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import cli, color, commands, images, style
-from explorer import gatys
-from explorer import style_settings
+from explorer.cli import parser as cli, commands
+from explorer.style import color, transfer as style
+from explorer.io import images, samples
+from explorer.style import gatys
+from explorer.style import settings as style_settings
 from tests.corpus import CorpusFile, build_corpus, encode, good_png
 from tests.helpers import app_env, error_line, run_cli
 
@@ -50,7 +52,7 @@ def corpus(tmp_path_factory) -> dict[str, CorpusFile]:
 def shared_models(monkeypatch, vgg19, googlenet):
     """The CLI's model loading answers with the session's untrained networks."""
     nets = {"vgg19": vgg19, "googlenet": googlenet}
-    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: nets[name])
+    monkeypatch.setattr("explorer.nets.models.load_model", lambda name, **kw: nets[name])
 
 
 def expected_size(f: CorpusFile, side: int = 64) -> tuple[int, int]:
@@ -304,8 +306,8 @@ def test_cli_overflowing_weight_keeps_the_starting_image(capsys, tmp_path, share
     assert len(warning) == 1 and "infinite at step 0" in warning[0] and "the starting image" in warning[0], err
     r = json.loads(report.read_text())
     assert r["stopped"] and r["history"] == []
-    content, style_img = gatys.prepare_images(images.load_sample("astronaut").image,
-                                              images.load_sample("gravel").image, 64)
+    content, style_img = gatys.prepare_images(samples.load_sample("astronaut").image,
+                                              samples.load_sample("gravel").image, 64)
     start = images.to_pil(color.histogram_start(content, [(style_img, 1.0)]))
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(start))
@@ -376,7 +378,7 @@ def _deep_png(width: int, height: int) -> bytes:
 def test_page_keeps_an_upload_at_the_largest_working_size_only(style_page, monkeypatch):
     """The session keeps the upload scaled to the largest working size a page offers, not the
     full-size pixels (a 9400 x 9400 scan was 350 MB per session, held after the tab closed)."""
-    from explorer import pickers
+    from explorer.app import pickers
 
     monkeypatch.setattr(pickers, "UPLOAD_MAX_SIDE", 64)
     at = style_page
@@ -393,7 +395,7 @@ def test_page_keeps_an_upload_at_the_largest_working_size_only(style_page, monke
 
 
 def test_page_refuses_an_upload_that_does_not_fit_in_free_memory_and_keeps_the_last_image(style_page, monkeypatch):
-    from explorer import memory
+    from explorer.nets import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 3 * 2**20)
     at = style_page

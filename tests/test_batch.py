@@ -1,5 +1,5 @@
-"""Style blend specs and blended Gram targets (explorer.blend), sweep axes (explorer.sweep_axes),
-parameter sweeps (explorer.batch) and their table, CSV and grid image (explorer.sweep_render)
+"""Style blend specs and blended Gram targets (explorer.style.blend), sweep axes (explorer.batch.sweep_axes),
+parameter sweeps (explorer.batch.sweep) and their table, CSV and grid image (explorer.batch.sweep_render)
 (CPU, untrained VGG19, 48 px, a few steps)."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import math
 import pytest
 import torch
 
-from explorer import batch
-from explorer.batch import Sweep
-from explorer.blend import format_style_spec, parse_style_spec
-from explorer.sweep_axes import SweepAxis, log_alpha_beta, parse_axis
-from explorer.sweep_render import sweep_csv, sweep_grid_image, sweep_table
-from explorer.style import StyleTransfer, run_style_transfer
-from explorer.gatys import style_targets
-from explorer.style_settings import StyleSettings
+from explorer.batch import sweep as batch
+from explorer.batch.sweep import Sweep
+from explorer.style.blend import format_style_spec, parse_style_spec
+from explorer.batch.sweep_axes import SweepAxis, log_alpha_beta, parse_axis
+from explorer.batch.sweep_render import sweep_csv, sweep_grid_image, sweep_table
+from explorer.style.transfer import StyleTransfer, run_style_transfer
+from explorer.style.gatys import style_targets
+from explorer.style.settings import StyleSettings
 from tests.helpers import picture, stripes
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1"]

@@ -381,7 +381,7 @@ def test_layer_activations(page, server, pictures):
     set_slider(page, "act_size", WORK)
     expect(page.locator('[data-testid="stImage"]').filter(has_text="content.png, 64×48 px")).to_be_visible()
     grid = shown_image(page, "Top 16 of 256 channels of relu3_1")
-    assert png_size(grid, "JPEG") == (8 * 128, 2 * (128 + 16))  # explorer.activations.channel_grid, 8 columns
+    assert png_size(grid, "JPEG") == (8 * 128, 2 * (128 + 16))  # explorer.nets.layers.channel_grid, 8 columns
     screenshot(page, "04-activations")
 
 

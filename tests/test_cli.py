@@ -1,6 +1,6 @@
 """Tests for the command line, ``python -m explorer``.
 
-Most tests call :func:`explorer.cli.main` in-process (capsys reads stdout/stderr); two run the
+Most tests call :func:`explorer.cli.parser.main` in-process (capsys reads stdout/stderr); two run the
 real ``python -m explorer`` in a subprocess to check exit codes and that no traceback leaks.
 Every run is on the CPU, 64 px, 2-3 steps, with untrained weights (``--untrained``,
 ``EXPLORER_ALLOW_UNTRAINED=1``) or a state_dict file written by the test, because pretrained
@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from tests.helpers import error_line, run_cli
-from explorer import cli
-from explorer.models import list_layers
+from explorer.cli import parser as cli
+from explorer.nets.models import list_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -474,7 +474,7 @@ def test_help_and_argument_errors_do_not_import_torch(argv):
     """``--help`` and argument errors answer without importing torch (5-35 s on a loaded 2-core
     machine); the commands import it only once they run."""
     code = ("import sys\nfrom explorer import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'explorer.models' in sys.modules)")
+            "print('torch' in sys.modules, 'explorer.nets.models' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
 
@@ -507,7 +507,7 @@ def test_dream_progress_bar_shows_the_objective(capsys, tmp_path, monkeypatch, g
     content and style losses, so a dream's bar never showed its objective."""
     import tqdm.auto
 
-    from explorer import models
+    from explorer.nets import models
 
     _Bar.posts = []
     monkeypatch.setattr(tqdm.auto, "tqdm", _Bar)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import choices, featurevis, parameterizations
+from explorer.core import choices
+from explorer.featurevis import render as featurevis
+from explorer.optim import parameterizations
 from tests.helpers import error_line, run_cli
 
 FAST = ["--layer", "relu2_1", "--size", "48", "--steps", "3", "--untrained", "--quiet"]
@@ -32,7 +34,7 @@ def pixels(path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def first(tmp_path_factory):
     """One run with examples, shared: (output folder, report)."""
-    from explorer import cli
+    from explorer.cli import parser as cli
 
     d = tmp_path_factory.mktemp("fv")
     rc = cli.main(["featurevis", "--channels", "0-2", "--examples", "2", "-o", str(d / "grid.png"),

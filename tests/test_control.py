@@ -6,10 +6,11 @@ import json
 import pytest
 import torch
 
-from explorer import color, control, gatys, images, matting
-from explorer import outputs
-from explorer.style import StyleTransfer
-from explorer.style_settings import StyleSettings
+from explorer.style import color, control, gatys, matting
+from explorer.io import images
+from explorer.io import outputs
+from explorer.style.transfer import StyleTransfer
+from explorer.style.settings import StyleSettings
 from helpers import error_line, picture, run_cli, stripes
 
 

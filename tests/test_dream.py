@@ -21,12 +21,12 @@ import torch
 from PIL import Image
 
 from tests.helpers import error_line, picture, run_cli, stripes
-from explorer import cli
-from explorer.dream import DreamRun, build_objective, class_index, dream_step, gradient, layer_hint, min_input_size, octave_sizes
-from explorer.objectives import channel, guide, layer_l2, layer_mean
-from explorer.zoom import ZoomRun, zoom_frames
-from explorer.dream_settings import DEFAULT_LAYERS, DreamSettings, parse_layer_weights
-from explorer.models import UnknownLayerError, list_layers
+from explorer.cli import parser as cli
+from explorer.dream.deepdream import DreamRun, build_objective, class_index, dream_step, gradient, layer_hint, min_input_size, octave_sizes
+from explorer.optim.objectives import channel, guide, layer_l2, layer_mean
+from explorer.dream.zoom import ZoomRun, zoom_frames
+from explorer.dream.settings import DEFAULT_LAYERS, DreamSettings, parse_layer_weights
+from explorer.nets.models import UnknownLayerError, list_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,9 +246,9 @@ MEMORY_SCRIPT = r"""
 import json, resource, sys
 import torch
 torch.set_num_threads(2)  # the same on every machine (per-thread scratch memory)
-from explorer.models import load_model
-from explorer.dream import DreamRun
-from explorer.dream_settings import DreamSettings
+from explorer.nets.models import load_model
+from explorer.dream.deepdream import DreamRun
+from explorer.dream.settings import DreamSettings
 model = load_model("googlenet", weights="untrained", device="cpu")
 x = torch.rand(1, 3, 1536, 1536, generator=torch.Generator().manual_seed(0))
 # ru_maxrss survives fork+exec on Linux (a child starts with its parent's peak, here pytest's),
@@ -449,7 +449,7 @@ def test_zoom_run_counts_steps_across_frames(googlenet):
 
 @pytest.fixture(scope="module")
 def inception_v3():
-    from explorer.models import load_model
+    from explorer.nets.models import load_model
 
     return load_model("inception_v3", weights="untrained", device="cpu")
 

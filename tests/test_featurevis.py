@@ -1,4 +1,4 @@
-"""Feature visualization (issue 18): transforms, parameterizations, objectives, the run, and
+"""Feature visualization: transforms, parameterizations, objectives, the run, and
 dataset examples. Mechanics on untrained seeded weights at 32-64 px; the results a user looks
 at (smoother pictures with the Fourier + decorrelated + robust recipe, top crops that excite
 their unit) on the real VGG19 in the ``realweights`` tier at the end."""
@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import dataset_examples as D
-from explorer import featurevis as FV
-from explorer import grids
-from explorer import objectives as O
-from explorer import transforms as T
-from explorer.runs import run_to_end
+from explorer.featurevis import examples as D
+from explorer.featurevis import render as FV
+from explorer.io import grids
+from explorer.optim import objectives as O
+from explorer.optim import transforms as T
+from explorer.core.runs import run_to_end
 
 
 def gen(seed: int = 0) -> torch.Generator:

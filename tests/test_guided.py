@@ -1,4 +1,4 @@
-"""Saliency-guided Gram matrices (explorer.guided): masked Gram maths, weight maps, per-layer
+"""Saliency-guided Gram matrices (explorer.saliency.guided): masked Gram maths, weight maps, per-layer
 masks, channel selection, guided transfer and its comparison, and the CLI options.
 Untrained VGG19 (seed 0), CPU, 48-64 px, a few steps."""
 
@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from explorer import attribution as A
-from explorer import guided as G
-from explorer import guides as GD
-from explorer import losses as L
-from explorer.gatys import gatys_objective
-from explorer.objectives import LayerGuide
-from explorer.style import StyleTransfer, run_style_transfer
-from explorer.gatys import style_targets
-from explorer.style_settings import StyleSettings
-from explorer.losses import gram_matrix, style_layer_loss
+from explorer.saliency import attribution as A
+from explorer.saliency import guided as G
+from explorer.style import guides as GD
+from explorer.optim import losses as L
+from explorer.style.gatys import gatys_objective
+from explorer.optim.objectives import LayerGuide
+from explorer.style.transfer import StyleTransfer, run_style_transfer
+from explorer.style.gatys import style_targets
+from explorer.style.settings import StyleSettings
+from explorer.optim.losses import gram_matrix, style_layer_loss
 from tests.helpers import error_line, picture, run_cli, stripes
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -39,7 +40,7 @@ def test_all_ones_mask_gives_the_full_gram_exactly():
 def test_all_ones_weight_map_gives_the_full_style_targets(vgg19):
     s = stripes(48, 64)
     full = style_targets(vgg19, s, LAYERS)
-    masked = GD.guided_targets(vgg19, s, LAYERS, torch.ones(48, 64))
+    masked = style_targets(vgg19, s, LAYERS, weight=torch.ones(48, 64))
     for l in LAYERS:
         torch.testing.assert_close(masked[l], full[l], rtol=1e-5, atol=0)
 
@@ -245,6 +246,20 @@ def test_guide_settings_errors():
         G.GuideSettings(keep=0)
     with pytest.raises(ValueError, match="cannot select channels"):
         G.GuideSettings(method="mask", variant="channels")
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"power": True}, "power must be a finite number; got True"),
+    ({"keep": 1.5}, "keep must be > 0 and <= 1; got 1.5"),
+    ({"window": 0}, "window must be between 1 and 4096; got 0"),
+    ({"stride": "8"}, "stride must be a whole number; got '8'"),
+    ({"baseline": "grey"}, "baseline must be one of blur, mean, zero; got 'grey'"),
+    ({"variant": "pixels"}, "variant must be one of positions, channels; got 'pixels'"),
+])
+def test_a_recipes_guide_with_a_wrong_value_names_the_option(given, message):
+    assert G.GuideSettings.from_dict({**G.GuideSettings().to_dict(), "keep": 1}).keep == 1  # a whole fraction
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        G.GuideSettings.from_dict({**G.GuideSettings().to_dict(), **given})
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,6 +1,6 @@
 """What a careless or malicious user does: odd file names, two runs into one folder, recipes of
 the wrong shape, special files, bad output paths, negative numbers, a network that never
-answers, and a coarse-to-fine page run. Each test names the item of the hostile pass it covers.
+answers, and a coarse-to-fine page run.
 
 CPU, untrained VGG19 (the session fixture), 40-48 px images, 1 Adam step: the properties
 (names, counts, one-line errors, no work before a refusal) do not depend on the picture.
@@ -19,10 +19,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explorer import augment, augment_io, augment_plan, cmd_common, dream_settings, images, models, style, style_settings
-from explorer import files
-from explorer import weights
-from explorer import registry
+from explorer.batch import augment, augment_io, augment_plan
+from explorer.cli import common as cmd_common
+from explorer.dream import settings as dream_settings
+from explorer.io import images
+from explorer.nets import models
+from explorer.style import transfer as style, settings as style_settings
+from explorer.io import files
+from explorer.nets import download, weights
+from explorer.nets import registry
 from tests.helpers import app_env, error_line, picture, run_cli, silent_server, stripes
 from tests.test_augment import make_styles, run_all, settings
 
@@ -68,7 +73,7 @@ def _hostile_dataset(root: Path) -> list[str]:
 
 
 def test_final_output_names_never_collide():
-    """Item 1: cats/b.png and cats/b_png.jpg both became cats/b_png__v0.png."""
+    """Two uploads, cats/b.png and cats/b_png.jpg, both became cats/b_png__v0.png."""
     inputs = ["cats/b.png", "cats/b.jpg", "cats/b_png.jpg", "cats/B_PNG.jpeg", "dogs/b.png", "a.png"]
     stems = augment_plan.output_stems(inputs)
     finals = [stems[p].casefold() for p in inputs]
@@ -113,7 +118,7 @@ def test_every_hostile_name_is_stylized_or_skipped_and_the_manifest_names_real_f
 
 
 def test_a_second_writer_is_refused_in_one_line(vgg19, tmp_path, capsys, monkeypatch):
-    """Item 2: two runs into one folder overwrote each other; now the second is refused before
+    """Two runs into one folder overwrote each other; now the second is refused before
     any model is loaded, and the lock goes with the process (no stale lock after it ends)."""
     src, styles, out = tmp_path / "in", make_styles(tmp_path / "styles"), tmp_path / "out"
     _png(src / "cats" / "a.png")
@@ -135,7 +140,7 @@ def test_a_second_writer_is_refused_in_one_line(vgg19, tmp_path, capsys, monkeyp
 
 
 def test_shard_logs_are_appended_not_truncated(vgg19, tmp_path):
-    """Item 2: a restarted shard keeps the earlier run's log rows (opened for appending)."""
+    """A restarted shard keeps the earlier run's log rows (opened for appending)."""
     src, styles, out = tmp_path / "in", make_styles(tmp_path / "styles"), tmp_path / "out"
     for k, name in enumerate(["cats/a.png", "cats/b.png"]):
         _png(src / name, k=k)
@@ -150,7 +155,6 @@ def test_shard_logs_are_appended_not_truncated(vgg19, tmp_path):
 
 def test_output_folder_may_not_be_the_styles_folder_and_broken_styles_are_skipped(vgg19, tmp_path, capsys,
                                                                                   monkeypatch):
-    """Item 4."""
     src, styles = tmp_path / "in", make_styles(tmp_path / "styles")
     _png(src / "cats" / "a.png")
     _no_model(monkeypatch)
@@ -169,7 +173,7 @@ def test_output_folder_may_not_be_the_styles_folder_and_broken_styles_are_skippe
 
 
 def test_formula_cells_are_neutralized_and_read_back_exactly():
-    """Item 5 (OWASP's CSV injection rule): a leading quote on write, removed on read."""
+    """OWASP's CSV injection rule: a leading quote on write, removed on read."""
     for text in ("=HYPERLINK(\"x\")", "+1", "-2", "@A1", "'quoted", "plain", "\tTab"):
         cell = augment_io.cell_out(text)
         assert not cell.startswith(FORMULA_STARTS)
@@ -191,7 +195,6 @@ def test_formula_cells_are_neutralized_and_read_back_exactly():
     ([1, 2], "must hold a JSON object"),
 ])
 def test_recipes_of_the_wrong_shape_give_one_line_before_any_model(tmp_path, capsys, monkeypatch, recipe, words):
-    """Item 6."""
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps(recipe))
     _no_model(monkeypatch)
@@ -207,7 +210,7 @@ def test_recipes_of_the_wrong_shape_give_one_line_before_any_model(tmp_path, cap
     (["augment", "IN", "STYLES", "--variants", "1"], {"settings": None}, "'settings' must be a JSON object"),
 ])
 def test_every_command_checks_its_recipe_before_any_model(tmp_path, capsys, monkeypatch, command, recipe, words):
-    """Item 6, for the other commands that take --recipe."""
+    """The same for the other commands that take --recipe."""
     src, styles = tmp_path / "in", make_styles(tmp_path / "styles")
     _png(src / "cats" / "a.png")
     path = tmp_path / "recipe.json"
@@ -236,7 +239,7 @@ def test_saliency_replays_its_recipe(tmp_path, capsys):
 
 
 def test_a_deeply_nested_or_huge_recipe_gives_one_line(tmp_path, capsys, monkeypatch):
-    """Item 6: 200,000 levels of nesting made json raise RecursionError."""
+    """200,000 levels of nesting made json raise RecursionError."""
     _no_model(monkeypatch)
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 200_000 + "]" * 200_000)
@@ -254,7 +257,7 @@ def test_a_deeply_nested_or_huge_recipe_gives_one_line(tmp_path, capsys, monkeyp
     ("inception4c:nan", "finite"), ("inception4c:1e400", "finite"), ("", "at least one layer"),
     ("inception4c,inception4c:2", "twice"), (",", "at least one layer")])
 def test_dream_layer_weights_must_be_finite_and_present(tmp_path, capsys, monkeypatch, layers, words):
-    """Item 7: nan and 1e400 gave an all-black PNG with exit 0; "" fell back to the default."""
+    """NaN and 1e400 gave an all-black PNG with exit 0; "" fell back to the default."""
     _no_model(monkeypatch)
     rc, _, err = run_cli(capsys, "dream", "gray", "-o", tmp_path / "o.png", "--layers", layers, "--untrained")
     assert rc == 2 and words in error_line(err)
@@ -264,7 +267,7 @@ def test_dream_layer_weights_must_be_finite_and_present(tmp_path, capsys, monkey
 
 
 def test_special_files_are_refused_at_once(tmp_path, capsys, monkeypatch):
-    """Item 8: /dev/zero read until memory ran out and a named pipe hung."""
+    """/dev/zero read until memory ran out and a named pipe hung."""
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     _no_model(monkeypatch)
@@ -297,7 +300,7 @@ def test_weights_that_are_not_regular_files_say_what_they_are(tmp_path, capsys):
 
 
 def test_layer_lists_longer_than_the_network_or_with_duplicates_are_refused():
-    """Item 8: a list of 2,000,000 style layers ran for minutes."""
+    """A list of 2,000,000 style layers ran for minutes."""
     n = len(models.list_layers("vgg19"))
     with pytest.raises(ValueError, match=f"there are only {n}"):
         style_settings.StyleSettings(style_layers=",".join(["relu1_1"] * 2_000_000))
@@ -306,7 +309,7 @@ def test_layer_lists_longer_than_the_network_or_with_duplicates_are_refused():
 
 
 def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
-    """Item 9: `-o /etc/passwd/x.png` and `--report DIR` failed only after the computation."""
+    """`-o /etc/passwd/x.png` and `--report DIR` failed only after the computation."""
     _no_model(monkeypatch)
     afile = tmp_path / "a-file"
     afile.write_text("x")
@@ -330,7 +333,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch)
 
 
 def test_negative_numbers_reach_the_checks_that_explain_them(tmp_path, capsys, monkeypatch):
-    """Item 9: `--weight-range -1,1` and `--shard -1/2` were read as unknown flags."""
+    """`--weight-range -1,1` and `--shard -1/2` were read as unknown flags."""
     src, styles = tmp_path / "in", make_styles(tmp_path / "styles")
     _png(src / "cats" / "a.png")
     _no_model(monkeypatch)
@@ -353,15 +356,15 @@ def silent():
 
 
 def test_a_download_that_gets_no_answer_gives_up_in_one_line(silent, tmp_path):
-    """Item 10: the download waited forever."""
+    """The download waited forever."""
     url = f"http://{silent}/vgg19-dcbb9e9d.pth"
     with pytest.raises(OSError, match=r"no answer from 127\.0\.0\.1:\d+ within 0\.5 s"):
-        weights.download_file(url, tmp_path, progress=False, timeout=0.5)
+        download.download_file(url, tmp_path, progress=False, timeout=0.5)
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 
 def test_the_cli_says_the_way_forward_when_the_download_hangs(silent, tmp_path, capsys, monkeypatch):
-    """Item 10, as a user meets it: a model load that needs a download, behind that network."""
+    """The download, as a user meets it: a model load that needs a download, behind that network."""
     spec = registry.MODELS["vgg19"]
     fake = types.SimpleNamespace(url=f"http://{silent}/vgg19-dcbb9e9d.pth", meta=spec.weights_enum.meta)
     monkeypatch.setitem(registry.MODELS, "vgg19", dataclasses.replace(spec, weights_enum=fake))
@@ -380,7 +383,7 @@ def test_the_cli_says_the_way_forward_when_the_download_hangs(silent, tmp_path, 
 # ----------------------------------------------------------------------------- the style page
 
 def test_chart_keys_stay_unique_when_steps_repeat(monkeypatch, tmp_path):
-    """Item 11: coarse-to-fine restarts the step count at each scale; the live chart's key was
+    """Coarse-to-fine restarts the step count at each scale; the live chart's key was
     the step number, so the second scale crashed with StreamlitDuplicateElementKey."""
     from streamlit.testing.v1 import AppTest
 
@@ -389,8 +392,8 @@ def test_chart_keys_stay_unique_when_steps_repeat(monkeypatch, tmp_path):
     def script():
         import torch
 
-        from explorer import ui
-        from explorer.progress import ProgressEvent
+        from explorer.app import ui
+        from explorer.core.progress import ProgressEvent
 
         img = torch.zeros(1, 3, 8, 8)
         events = [ProgressEvent(s, 6, 0.1 * s, {"content": 1.0, "style": 1.0, "total": 2.0}, preview=img, done=True)
@@ -402,8 +405,8 @@ def test_chart_keys_stay_unique_when_steps_repeat(monkeypatch, tmp_path):
 
 
 def test_a_first_scale_refused_for_memory_gives_one_line_and_the_next_run_works(monkeypatch, tmp_path):
-    """Item 12: ``ValueError: the run has not started`` leaked as a traceback."""
-    from explorer import memory
+    """``ValueError: the run has not started`` leaked as a traceback."""
+    from explorer.nets import memory
     from tests.test_app import ROOT, STYLE_PAGE, click_run, errors, small_settings
     from streamlit.testing.v1 import AppTest
 

@@ -1,4 +1,4 @@
-"""Tests for explorer.images: every odd file is built at test time in tmp_path."""
+"""Tests for explorer.io.images: every odd file is built at test time in tmp_path."""
 
 from __future__ import annotations
 
@@ -12,23 +12,12 @@ import pytest
 import torch
 from PIL import Image, ImageFile, features
 
-from explorer import decoding, images
-from explorer.decoding import accepted_formats_text
+from explorer.io import decoding, samples
+from explorer.io.decoding import accepted_formats_text
 from tests.corpus import patch_png_size, png_chunks
-from explorer.images import (
-    MIN_SIDE,
-    SAMPLE_CONTENT,
-    SAMPLE_STYLE,
-    ImageError,
-    LoadedImage,
-    load_image,
-    load_sample,
-    parse_image_ref,
-    resize_long_side,
-    to_pil,
-    to_tensor,
-)
-from explorer.outputs import png_bytes, save_png_atomic, write_bytes_atomic, write_text_atomic
+from explorer.io.images import MIN_SIDE, ImageError, LoadedImage, load_image, resize_long_side, to_pil, to_tensor
+from explorer.io.samples import SAMPLE_CONTENT, SAMPLE_STYLE, load_sample, parse_image_ref
+from explorer.io.outputs import png_bytes, save_png_atomic, write_bytes_atomic, write_text_atomic
 
 # --------------------------------------------------------------------------- helpers
 
@@ -549,9 +538,9 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    images._decode_sample.cache_clear()
+    samples._decode_sample.cache_clear()
     yield
-    images._decode_sample.cache_clear()
+    samples._decode_sample.cache_clear()
 
 
 def test_samples_load_offline(no_network):

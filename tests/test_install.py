@@ -18,8 +18,9 @@ import torch
 from packaging.requirements import Requirement
 from streamlit.testing.v1 import AppTest
 
-import explorer
-from explorer import cli, cmd_app, devices, installation
+import explorer.app
+from explorer.cli import parser as cli, app as cmd_app
+from explorer.core import devices, installation
 from tests.helpers import app_env, broken_torchvision, error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +50,9 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.slow  # builds a wheel: about 10 s on a 2-core CPU
 def test_the_wheel_holds_the_package_the_app_and_the_console_script_but_no_tests(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    modules = {p.name for p in (ROOT / "explorer").glob("*.py")}
-    assert {n.split("/")[1] for n in names if n.count("/") == 1 and n.startswith("explorer/")} == modules
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "explorer").rglob("*.py")}
+    assert {n for n in names if n.endswith(".py") and n.startswith("explorer/") and "/streamlit_app/" not in n} \
+        == modules
     app = "explorer/streamlit_app/"
     assert {app + "app.py", app + ".streamlit/config.toml", *(f"{app}pages/{p}" for p in PAGES)} <= set(names)
     tops = {n.split("/")[0] for n in names}
@@ -58,7 +60,7 @@ def test_the_wheel_holds_the_package_the_app_and_the_console_script_but_no_tests
     assert not [n for n in names if n.startswith(app) and n.count("/") == 2 and n != app + "app.py"], \
         "of the top level only app.py (not setup.py)"
     info = {n.rsplit("/", 1)[1]: zipfile.ZipFile(wheel).read(n).decode() for n in names if ".dist-info/" in n}
-    assert "explorer = explorer.cli:main" in info["entry_points.txt"].splitlines()
+    assert "explorer = explorer.cli.parser:main" in info["entry_points.txt"].splitlines()
     required = {_req(l.split(":", 1)[1]) for l in info["METADATA"].splitlines() if l.startswith("Requires-Dist:")}
     listed = {_req(l) for l in (ROOT / "requirements.txt").read_text().splitlines() if l.strip()
               and not l.startswith("#")}
@@ -252,9 +254,9 @@ def test_a_torchvision_built_for_another_torch_gives_one_line_not_a_traceback(tm
 def test_every_page_shows_the_mismatch_in_an_error_box_not_a_traceback(script, monkeypatch, tmp_path):
     app_env(monkeypatch, tmp_path)
     broken_torchvision(monkeypatch, tmp_path, "0.28.0")
-    # the pages import explorer.ui first; make this run import it afresh, as a new server would
-    monkeypatch.delitem(sys.modules, "explorer.ui", raising=False)
-    monkeypatch.delattr(explorer, "ui", raising=False)
+    # the pages import explorer.app.ui first; make this run import it afresh, as a new server would
+    monkeypatch.delitem(sys.modules, "explorer.app.ui", raising=False)
+    monkeypatch.delattr(explorer.app, "ui", raising=False)
     at = AppTest.from_file(str(ROOT / script), default_timeout=60)
     at.run()
     assert not at.exception

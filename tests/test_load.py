@@ -2,7 +2,7 @@
 
 Sessions are threads that call what the pages call (``ui.cached_model``,
 ``ui.cached_style_targets``, ``style.StyleTransfer``, ``attribution.AttributionRun``, all
-through the shared run queue ``ui._queued``), because each Streamlit session runs its script in
+through the shared run queue ``runs._queued``), because each Streamlit session runs its script in
 its own thread of one process. AppTest instances cannot run side by side in threads: every
 ``AppTest.run`` installs a mock ``Runtime._instance`` (and resets ``PagesManager`` state) for
 the whole process and sets it back to None when it ends, so concurrent AppTests would tear down
@@ -26,10 +26,14 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import attribution, images, models, style, ui
-from explorer import weights
-from explorer import style_settings
-from explorer.blend import prepare_blend
+from explorer.saliency import attribution
+from explorer.io import images, samples
+from explorer.nets import models
+from explorer.style import transfer as style
+from explorer.app import runs, ui
+from explorer.nets import weights
+from explorer.style import settings as style_settings
+from explorer.style.blend import prepare_blend
 from tests.corpus import good_png
 from tests.helpers import app_env
 
@@ -71,18 +75,18 @@ def session_work(i: int, tracker: dict | None = None) -> dict:
     """One session: a style transfer with its own seed, then a heatmap of its result
     (session 0: guided backprop, which hooks a private copy; the others: plain saliency)."""
     model = ui.cached_model("vgg19", "untrained", "cpu")
-    content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
+    content, style_img = samples.load_sample("astronaut").image, samples.load_sample("gravel").image
     settings = style_settings.StyleSettings(size=64, steps=2, seed=100 + i, init="noise", optimizer="adam", lr=0.05)
     c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
     targets = ui.cached_style_targets(model, blend[0][0], settings)
     run = style.StyleTransfer(model, c, targets, settings)
     bar = Bar()
-    for _ in ui._queued(_tracked(run, tracker), bar):
+    for _ in runs._queued(_tracked(run, tracker), bar):
         pass
     result = run.result()
     method = "guided_backprop" if i == 0 else "saliency"
     heat_run = attribution.AttributionRun(model, result.image, attribution.AttributionSettings(method=method, size=64))
-    for _ in ui._queued(_tracked(heat_run, tracker), bar):
+    for _ in runs._queued(_tracked(heat_run, tracker), bar):
         pass
     return {"image": result.image, "heat": heat_run.result().values, "waited": bar.positions, "model": model}
 
@@ -185,13 +189,13 @@ def test_home_page_renders_while_four_runs_are_in_progress(monkeypatch, tmp_path
     ui.heavy_runs.clear()
     started, stop = threading.Semaphore(0), threading.Event()
     steps_done = [0] * 4
-    content, style_img = images.load_sample("astronaut").image, images.load_sample("gravel").image
+    content, style_img = samples.load_sample("astronaut").image, samples.load_sample("gravel").image
 
     def long_run(k):
         settings = style_settings.StyleSettings(size=128, steps=500, seed=k, optimizer="adam")
         c, blend = prepare_blend(content, [(style_img, 1.0)], settings.size)
         run = style.StyleTransfer(vgg19, c, blend, settings)
-        gen = ui._queued(run, Bar())
+        gen = runs._queued(run, Bar())
         try:
             for ev in gen:
                 if ev.step == 1:
@@ -234,7 +238,7 @@ def test_stopping_a_run_frees_its_slot_and_its_tensors(vgg19, images64):
     settings = style_settings.StyleSettings(size=64, steps=50, optimizer="lbfgs")
     run = style.StyleTransfer(vgg19, content, style_img, settings)
     x, last_good = weakref.ref(run.x), weakref.ref(run.last_good)
-    gen = ui._queued(run, Bar())
+    gen = runs._queued(run, Bar())
     for ev in gen:
         if ev.step == 3:
             break
@@ -246,7 +250,7 @@ def test_stopping_a_run_frees_its_slot_and_its_tensors(vgg19, images64):
     assert x() is None and last_good() is None  # the image, its optimizer state and history are gone
     # the app stays usable: the next run takes the slot and finishes
     nxt = style.StyleTransfer(vgg19, content, style_img, style_settings.StyleSettings(size=64, steps=2))
-    assert [ev.step for ev in ui._queued(nxt, Bar())] == [0, 1, 2]
+    assert [ev.step for ev in runs._queued(nxt, Bar())] == [0, 1, 2]
     assert ui.heavy_runs().running == 0
     ui.heavy_runs.clear()
 
@@ -266,7 +270,7 @@ def test_streamlit_stop_in_the_progress_view_ends_the_run(monkeypatch, vgg19, im
         if ev.step == 2:
             raise StopException()
 
-    monkeypatch.setattr(ui._EventView, "show", show)
+    monkeypatch.setattr(runs._EventView, "show", show)
     run = style.StyleTransfer(vgg19, content, style_img, style_settings.StyleSettings(size=64, steps=100))
     ref = weakref.ref(run.x)
     with pytest.raises(StopException):
@@ -282,7 +286,7 @@ def test_streamlit_stop_in_the_progress_view_ends_the_run(monkeypatch, vgg19, im
 def test_stopping_a_heatmap_stops_its_worker_thread(vgg19):
     """Attribution runs compute in a worker thread; closing the run's events cancels it at its
     next progress report and joins it, so nothing keeps computing for a page that is gone."""
-    x = images.to_tensor(images.resize_long_side(images.load_sample("gravel").image, 96))
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("gravel").image, 96))
     s = attribution.AttributionSettings(method="occlusion", size=96, window=16, stride=8, perturbations_per_eval=1,
                                         fast_occlusion=False)
     run = attribution.AttributionRun(vgg19, x, s)
@@ -386,10 +390,10 @@ def test_weights_are_only_loaded_with_weights_only(monkeypatch, tmp_path):
     models.load_model("vgg16", weights="imagenet", device="cpu")  # an offline weights folder
     assert calls == [True, True]
     # every call that reads weights passes weights_only=True; downloads are plain files
-    # (weights.download_file, with a timeout) read by the same torch.load, so torchvision's own
+    # (download.download_file, with a timeout) read by the same torch.load, so torchvision's own
     # loaders (torch.hub.load_state_dict_from_url defaults to weights_only=False) are not used
     checked = 0
-    for source in sorted(ROOT.glob("explorer/*.py")):
+    for source in sorted(ROOT.glob("explorer/**/*.py")):
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
                     node.func.attr in ("load", "get_state_dict", "load_state_dict_from_url"):

@@ -1,4 +1,4 @@
-"""The memory estimate (``explorer.memory``): its arithmetic (Winograd's workspace, what is
+"""The memory estimate (``explorer.nets.memory``): its arithmetic (Winograd's workspace, what is
 alive without gradients, occlusion's batch, a zoom's frames), the free memory under a cgroup
 limit (fake cgroup trees, v1 and v2), the refusal of runs that cannot fit (CLI: one line and
 exit 2; page: one ``st.error``), the out-of-memory path for CUDA (which cannot happen here, so
@@ -17,7 +17,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import attribution, cgroups, cli, commands, dream, dream_settings, memory, style, winograd, zoom
+from explorer.saliency import attribution
+from explorer.core import cgroups
+from explorer.cli import parser as cli, commands
+from explorer.dream import deepdream as dream, settings as dream_settings, zoom
+from explorer.nets import memory, winograd
+from explorer.style import transfer as style
 from tests.helpers import app_env, error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +32,7 @@ STYLE = dict(kind="style", optimizer="lbfgs", layers=["relu4_2", "relu1_1", "rel
 @pytest.fixture
 def shared_models(monkeypatch, vgg19, googlenet):
     nets = {"vgg19": vgg19, "googlenet": googlenet}
-    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: nets[name])
+    monkeypatch.setattr("explorer.nets.models.load_model", lambda name, **kw: nets[name])
     return nets
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torchvision
 
-from explorer import devices, models, registry, weights
-from explorer.models import UnknownLayerError, list_layers, load_model
-from explorer.weights import WeightsError
+from explorer.core import devices
+from explorer.nets import models, registry, weights
+from explorer.nets.models import UnknownLayerError, list_layers, load_model
+from explorer.nets.weights import WeightsError
 
 
 def test_vgg19_layers_have_canonical_names_in_forward_order():
@@ -221,7 +222,7 @@ def test_mobilenet_and_resnet_logits_and_blocks_equal_torchvision(tmp_path, name
 
 
 def test_mobilenet_and_resnet_layer_names_and_receptive_fields():
-    from explorer.activations import receptive_field
+    from explorer.nets.layers import receptive_field
 
     m = list_layers("mobilenet_v2")
     assert m[:3] == ["conv1", "block1", "block2"] and m[-3:] == ["conv_last", "avgpool", "fc"] and len(m) == 21
@@ -278,13 +279,14 @@ def test_a_conv_file_that_does_not_fit_names_the_key(tmp_path):
 
 
 def test_class_objectives_and_predictions_say_conv_only_weights_have_no_classifier(tmp_path, capsys):
-    from explorer import activations, dream
+    from explorer.activations import views
+    from explorer.dream import deepdream as dream
     from tests.helpers import error_line, run_cli
 
     path = tmp_path / "vgg19-conv.pth"
     _conv_only_file(path)
     net = load_model("vgg19", weights=path)
-    assert activations.top_predictions(net, torch.rand(1, 3, 64, 64)) is None
+    assert views.top_predictions(net, torch.rand(1, 3, 64, 64)) is None
     rc, _, err = run_cli(capsys, "dream", "gray", "-o", tmp_path / "d.png", "--model", "vgg19", "--objective", "class",
                          "--class", "tabby", "--weights", path, "--size", "64", "--quiet")
     assert rc == 2 and "no classifier" in error_line(err)
@@ -394,7 +396,7 @@ def test_building_untrained_weights_leaves_the_global_generator_alone():
     random draws do not repeat because a model was built meanwhile."""
     import torch
 
-    from explorer import models
+    from explorer.nets import models
 
     torch.manual_seed(1234)
     expected = torch.rand(3)

@@ -14,7 +14,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import dream, dream_settings, images, pickers, plots, style_settings
+from explorer.dream import deepdream as dream, settings as dream_settings
+from explorer.io import images
+from explorer.app import pickers, plots
+from explorer.style import settings as style_settings
 from tests.helpers import app_env, error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,9 +175,9 @@ def test_incompatible_options_turn_run_off_before_it_is_clicked():
 # ----------------------------------------------------------------------------- one tool
 
 def test_activations_writes_with_o_like_every_other_command(vgg19, tmp_path, capsys, monkeypatch):
-    from explorer import commands
+    from explorer.cli import commands
 
-    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: vgg19)
+    monkeypatch.setattr("explorer.nets.models.load_model", lambda name, **kw: vgg19)
     out = tmp_path / "grid.png"
     rc, _, err = run_cli(capsys, "activations", "sample:coffee", "-o", out, "--size", "64", "--top", "4",
                          "--untrained")

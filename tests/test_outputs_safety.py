@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import blend, cmd_common, control, images, outputs
+from explorer.style import blend, control
+from explorer.cli import common as cmd_common
+from explorer.io import images, outputs
 from tests.helpers import error_line, picture, run_cli
 
 FAST = ["--size", "48", "--untrained", "--quiet"]
@@ -31,7 +33,7 @@ STYLIZE_FAST = [*FAST, "--steps", "1", "--optimizer", "adam"]
 def shared_models(monkeypatch, vgg19, googlenet):
     """The CLI's model loading answers with the session's untrained networks."""
     nets = {"vgg19": vgg19, "googlenet": googlenet}
-    monkeypatch.setattr("explorer.models.load_model", lambda name, **kw: nets[name])
+    monkeypatch.setattr("explorer.nets.models.load_model", lambda name, **kw: nets[name])
 
 
 def _no_model(monkeypatch):
@@ -298,8 +300,8 @@ def test_a_report_whose_losses_became_nan_is_strict_json_and_replays(tmp_path, c
     """Reports held bare NaN / Infinity, which strict JSON readers refuse."""
     real = control.ControlledTransfer.report
 
-    def poisoned(self, result):
-        rep = real(self, result)
+    def poisoned(self):
+        rep = real(self)
         rep["final_losses"] = {**(rep.get("final_losses") or {}), "total": math.nan, "style": math.inf}
         rep["history"] = [{**h, "total": math.nan} for h in rep["history"]]
         return rep
@@ -351,7 +353,7 @@ def test_no_command_prints_on_stdout(tmp_path, capsys, shared_models):
 # ----------------------------------------------------------------------------- a full disk
 
 class _FullDisk:
-    """``os`` as :mod:`explorer.outputs` sees it, with a disk that fills after ``room`` files."""
+    """``os`` as :mod:`explorer.io.outputs` sees it, with a disk that fills after ``room`` files."""
 
     def __init__(self, room: int = 0, code: int = errno.ENOSPC):
         self.room, self.code = room, code

@@ -1,7 +1,7 @@
-"""Deep Photo Style Transfer building blocks (explorer.matting, explorer.regions, explorer.photo):
+"""Deep Photo Style Transfer building blocks (explorer.style.matting, explorer.style.regions, explorer.photo):
 the Matting Laplacian (Levin et al. 2008 eq. (12)) against a loop-based construction, the photorealism regularizer (Luan et al. 2017
 eq. (2)) and its analytic gradient, colour / k-means / segmentation region masks, and the
-augmented style loss (Luan et al. 2017 eq. (4)-(5)). CPU, untrained VGG19 (seed 0), 9-64 px."""
+augmented style loss (Luan et al. 2017 eq. (3a)-(3b)). CPU, untrained VGG19 (seed 0), 9-64 px."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import scipy.sparse as sp
 import torch
 from PIL import Image
 
-from explorer import matting as M
-from explorer import guides as GD
-from explorer import losses as L
-from explorer import regions as R
-from explorer.guides import layer_masks
-from explorer.losses import guided_gram
-from explorer.images import ImageError
-from explorer.weights import WeightsError
-from explorer.gatys import style_targets
-from explorer.losses import gram_matrix, style_layer_loss
+from explorer.style import matting as M
+from explorer.style import guides as GD
+from explorer.optim import losses as L
+from explorer.style import regions as R
+from explorer.style.guides import layer_masks
+from explorer.optim.losses import guided_gram
+from explorer.io.images import ImageError
+from explorer.nets.weights import WeightsError
+from explorer.style.gatys import style_targets
+from explorer.optim.losses import gram_matrix, style_layer_loss
 from tests.helpers import picture, stripes
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")
@@ -194,7 +194,7 @@ def test_photorealism_loss_rejects_other_sizes():
 def test_one_all_ones_region_is_the_plain_gram_style_loss(vgg19):
     content, style = picture(48, 64), stripes(48, 64)
     ones = torch.ones(1, 48, 64)
-    targets = GD.region_style_targets(vgg19, style, ones, LAYERS)
+    targets = style_targets(vgg19, style, LAYERS, regions=ones)
     plain = style_targets(vgg19, style, LAYERS)
     masks = GD.region_layer_masks(ones, vgg19, LAYERS)
     noise = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(0))
@@ -203,7 +203,7 @@ def test_one_all_ones_region_is_the_plain_gram_style_loss(vgg19):
     for layer in LAYERS:
         assert targets[layer].shape == (1, *plain[layer].shape) and targets[layer].dtype == torch.float32
         torch.testing.assert_close(targets[layer][0], plain[layer], rtol=1e-5, atol=1e-7)
-        assert bool(targets.valid[layer].all())
+        assert bool(targets[layer].flatten(1).abs().amax(1).gt(0).all())  # the one region is valid
         f = feats[layer]
         got = L.region_style_layer_loss(f, masks[layer], targets[layer])
         want = style_layer_loss(f, plain[layer])
@@ -224,7 +224,7 @@ def halves(h: int, w: int) -> torch.Tensor:
 def test_two_regions_each_target_is_the_gram_of_its_part(vgg19):
     style = stripes(48, 64) * torch.linspace(0.3, 1, 64)  # left and right halves differ
     masks = halves(48, 64)
-    targets = GD.region_style_targets(vgg19, style, masks, LAYERS)
+    targets = style_targets(vgg19, style, LAYERS, regions=masks)
     layer_m = GD.region_layer_masks(masks, vgg19, LAYERS)
     feats = vgg19.features(style, LAYERS)
     for layer in LAYERS:
@@ -283,10 +283,36 @@ def test_empty_regions_contribute_nothing():
 def test_style_region_missing_at_a_layer_gets_a_zero_target(vgg19):
     masks = torch.zeros(2, 48, 64)
     masks[0] = 1
-    targets = GD.region_style_targets(vgg19, stripes(48, 64), masks, ["relu1_1"])
-    assert targets.valid["relu1_1"].tolist() == [True, False]
+    targets = style_targets(vgg19, stripes(48, 64), ["relu1_1"], regions=masks)
     assert torch.count_nonzero(targets["relu1_1"][1]) == 0 and torch.count_nonzero(targets["relu1_1"][0]) > 0
     assert L.region_valid(GD.region_layer_masks(masks, vgg19, ["relu1_1"])["relu1_1"]).tolist() == [True, False]
+
+
+def test_region_targets_are_a_plain_dict_whose_copies_keep_the_empty_regions_skipped(vgg19):
+    """Region targets moved or copied the way runs do ({l: t.to(dev)}) lose nothing: an empty
+    style region is marked by its all-zero target, which the loss skips."""
+    masks = torch.zeros(2, 48, 64)
+    masks[0] = 1
+    targets = style_targets(vgg19, stripes(48, 64), ["relu1_1"], regions=masks)
+    assert type(targets) is dict
+    copied = {k: v.to("cpu").clone() for k, v in targets.items()}
+    content_masks = GD.region_layer_masks(halves(48, 64), vgg19, ["relu1_1"])["relu1_1"]
+    f = vgg19.features(picture(48, 64), ["relu1_1"])["relu1_1"]
+    got = L.region_style_layer_loss(f, content_masks, copied["relu1_1"])
+    only_first = L.region_style_layer_loss(f, content_masks[:1], copied["relu1_1"][:1])
+    assert torch.equal(got, only_first) and float(got) > 0
+
+
+def test_region_and_guided_targets_take_one_style_image_and_matching_masks(vgg19):
+    a, b = stripes(48, 64), picture(48, 64)
+    with pytest.raises(ValueError, match="one style image, not a blend"):
+        style_targets(vgg19, [(a, 1.0), (b, 1.0)], ["relu1_1"], regions=torch.ones(1, 48, 64))
+    with pytest.raises(ValueError, match="not both"):
+        style_targets(vgg19, a, ["relu1_1"], regions=torch.ones(1, 48, 64), weight=torch.ones(48, 64))
+    with pytest.raises(ValueError, match="style masks are 32x48 px but the style image is 64x48 px"):
+        style_targets(vgg19, a, ["relu1_1"], regions=torch.ones(1, 48, 32))
+    with pytest.raises(ValueError, match="does not match the style image"):
+        style_targets(vgg19, a, ["relu1_1"], weight=torch.ones(48, 32))
 
 
 def test_region_loss_shape_errors():

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import attribution as A
-from explorer import dream, images, models, style
-from explorer import dream_settings
-from explorer import gatys
-from explorer import style_settings
+from explorer.saliency import attribution as A
+from explorer.dream import deepdream as dream
+from explorer.io import images, samples
+from explorer.nets import models
+from explorer.style import transfer as style
+from explorer.dream import settings as dream_settings
+from explorer.style import gatys
+from explorer.style import settings as style_settings
 from tests.helpers import fast_precision
 from tests.test_attribution import planted, quadrant_share
 
@@ -108,7 +111,7 @@ def test_relative_losses_mean_the_same_for_any_file_scale(real_vgg19, shared_ima
 
 
 def _gatys_balance(net, image, content, style_img):
-    """An independent Gatys loss (written here, not taken from explorer.style): the relative
+    """An independent Gatys loss (written here, not taken from explorer.style.transfer): the relative
     content error at relu4_2 and the mean relative error of position-normalized Gram matrices
     at relu1_1 .. relu5_1."""
     def gram(f):
@@ -144,7 +147,7 @@ def test_default_balance_is_like_neural_styles_published_outputs(real_vgg19, sha
     assert _gatys_balance(real_vgg19, c, c, s)[1] > 5 * os_
 
 
-# ----------------------------------------------------------------------------- speed to a good picture (issue 17)
+# ----------------------------------------------------------------------------- speed to a good picture
 
 _BEFORE = dict(init="content", parameterization="pixel", conv_algorithm="direct")
 
@@ -187,7 +190,7 @@ def test_deep_dream_on_the_real_vgg19_paints_new_things_untrained_weights_do_not
     """Dreaming relu4_3 of the real VGG19 over chelsea grows the classic eyes and circles:
     another trained network (MobileNetV2) no longer sees a cat. Untrained weights change the
     pixels at least as much (only noise), and the cat stays a cat."""
-    x = images.to_tensor(images.resize_long_side(images.load_sample("chelsea").image, 224))
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("chelsea").image, 224))
     settings = dream_settings.DreamSettings(model="vgg19", octaves=3, steps=10, seed=0)
     out = {}
     for name, net in (("real", real_vgg19), ("untrained", models.load_model("vgg19", weights="untrained"))):
@@ -221,11 +224,11 @@ def test_saliency_of_the_real_vgg19_finds_the_planted_texture(real_vgg19, quadra
 
 @pytest.mark.parametrize("sample, expected", [("chelsea", "cat"), ("coffee", "espresso")])
 def test_mobilenet_v2_recognizes_the_samples(real_mobilenet, sample, expected):
-    from explorer.activations import top_predictions
+    from explorer.activations.views import top_predictions
 
     import torchvision.transforms.functional as TF
 
-    pil = images.load_sample(sample).image  # torchvision's evaluation preprocessing: resize 256, centre crop 224
+    pil = samples.load_sample(sample).image  # torchvision's evaluation preprocessing: resize 256, centre crop 224
     x = images.to_tensor(TF.center_crop(TF.resize(pil, 256), 224))
     top3 = [name.lower() for name, _ in top_predictions(real_mobilenet, x, 3)]
     assert any(expected in name for name in top3), top3

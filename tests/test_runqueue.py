@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from explorer.runqueue import RunQueue, default_slots
+from explorer.core.runqueue import RunQueue, default_slots
 
 
 def test_one_slot_admits_in_arrival_order_and_reports_positions():
@@ -103,7 +103,7 @@ def test_a_page_run_waits_its_turn_and_then_runs(monkeypatch, tmp_path):
 
     from streamlit.testing.v1 import AppTest
 
-    from explorer import ui
+    from explorer.app import ui
     from tests.helpers import app_env
 
     app_env(monkeypatch, tmp_path)

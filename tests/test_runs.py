@@ -1,4 +1,4 @@
-"""The one run contract (explorer/runs.py): every run iterates progress events and has
+"""The one run contract (explorer/core/runs.py): every run iterates progress events and has
 ``result()``, ``report()``, ``notes`` and ``stopped``, so that the pages and the CLI treat them alike."""
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ import pkgutil
 import pytest
 
 import explorer
-from explorer.progress import ProgressEvent
-from explorer.runs import Run, run_to_end
+from explorer.core.progress import ProgressEvent
+from explorer.core.runs import Run, run_to_end
 
 
 def _classes():
-    for info in pkgutil.iter_modules(explorer.__path__):
-        if info.name in ("__main__", "ui", "pickers") or info.name.startswith("cmd_"):
+    for info in pkgutil.walk_packages(explorer.__path__, prefix="explorer."):
+        top = info.name.split(".")[1]
+        if info.ispkg or info.name == "explorer.__main__" or top in ("app", "cli"):
             continue  # Streamlit widgets and CLI entry points hold no runs
-        mod = importlib.import_module(f"explorer.{info.name}")
+        mod = importlib.import_module(info.name)
         for _, cls in inspect.getmembers(mod, inspect.isclass):
             if cls.__module__ == mod.__name__:
                 yield cls
@@ -67,8 +68,8 @@ def test_the_default_report_is_the_results_report():
 
 
 def test_a_stopped_style_transfer_reports_itself_as_partial(vgg19):
-    from explorer.style import StyleTransfer
-    from explorer.style_settings import StyleSettings
+    from explorer.style.transfer import StyleTransfer
+    from explorer.style.settings import StyleSettings
     from tests.helpers import picture, stripes
 
     run = StyleTransfer(vgg19, picture(48, 48), stripes(48, 48), StyleSettings(size=48, steps=3, precision="fp32"))

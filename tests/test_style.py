@@ -6,21 +6,23 @@ import math
 import pytest
 import torch
 
-from explorer import color, ui
-from explorer.models import UnknownLayerError
-from explorer.parameterizations import OffsetImage, fourier_scale
-from explorer.progress import ProgressEvent
-from explorer.style import FIRST_STEP_MOVE, StyleTransfer, run_style_transfer
-from explorer import gatys
-from explorer.gatys import style_targets
-from explorer.style_settings import StyleSettings
-from explorer.losses import content_loss, gram_matrix, style_layer_loss, style_loss, total_variation
+from explorer.style import color
+from explorer.app import ui
+from explorer.nets.models import UnknownLayerError
+from explorer.optim.parameterizations import OffsetImage, fourier_scale
+from explorer.core.progress import ProgressEvent
+from explorer.core.recipes import migrate
+from explorer.style.transfer import FIRST_STEP_MOVE, StyleTransfer, run_style_transfer
+from explorer.style import gatys
+from explorer.style.gatys import style_targets
+from explorer.style.settings import StyleSettings
+from explorer.optim.losses import content_loss, gram_matrix, style_layer_loss, style_loss, total_variation
 from tests.helpers import needs_native_bf16
 
 # ----------------------------------------------------------------------------- maths
 
 
-def test_gram_matrix_eq1_by_hand():
+def test_gram_matrix_eq3_by_hand():
     # N = 2 channels, M = 2 positions: F = [[1, 2], [3, 4]]
     f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
     expected = torch.tensor([[5.0, 11.0], [11.0, 25.0]])
@@ -29,12 +31,12 @@ def test_gram_matrix_eq1_by_hand():
     assert gram_matrix(f.to(torch.bfloat16)).dtype == torch.float32
 
 
-def test_content_loss_eq4_by_hand():
+def test_content_loss_eq1_by_hand():
     f = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
     assert content_loss(f, torch.zeros_like(f)).item() == pytest.approx(7.0)  # 1/2 (1 + 4 + 9)
 
 
-def test_style_layer_loss_is_eq2_with_unnormalized_grams():
+def test_style_layer_loss_is_eq4_with_unnormalized_grams():
     f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
     s = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).view(1, 2, 1, 2)
     g, a = gram_matrix(f)[0], gram_matrix(s)[0]
@@ -46,7 +48,7 @@ def test_style_layer_loss_is_eq2_with_unnormalized_grams():
     assert got.item() == pytest.approx(834 / 64)
 
 
-def test_style_loss_eq3_weights_layers():
+def test_style_loss_eq5_weights_layers():
     e = {"a": torch.tensor([2.0]), "b": torch.tensor([10.0])}
     assert style_loss(e, {"a": 0.5, "b": 0.1}).item() == pytest.approx(2.0)
 
@@ -201,7 +203,7 @@ def test_final_losses_belong_to_the_returned_image(vgg19, images64):
 
 
 def test_gram_backward_matches_autograd_in_both_memory_formats():
-    from explorer.losses import _Gram
+    from explorer.optim.losses import _Gram
 
     for fmt in (torch.contiguous_format, torch.channels_last):
         f = torch.randn(2, 5, 4, 3, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
@@ -361,10 +363,11 @@ def test_the_first_lbfgs_step_moves_the_image_by_the_set_amount(vgg19, images64,
 def test_recipes_from_before_the_fourier_offset_replay_as_they_ran():
     old = StyleSettings().to_dict()
     del old["parameterization"], old["conv_algorithm"]
-    replay = StyleSettings.from_dict(old)
+    replay = StyleSettings.from_dict(migrate({"settings": old}, "stylize")["settings"])
     assert (replay.parameterization, replay.conv_algorithm) == ("pixel", "direct")
     assert StyleSettings.from_dict(StyleSettings().to_dict()) == StyleSettings()
-    assert StyleSettings.from_dict({"steps": 3}).parameterization == "auto"  # a partial recipe: today's defaults
+    partial = migrate({"settings": {"steps": 3}}, "stylize")["settings"]
+    assert StyleSettings.from_dict(partial).parameterization == "auto"  # a partial recipe: today's defaults
 
 
 def test_each_parameterization_and_conv_algorithm_lowers_the_loss(vgg19, images64):

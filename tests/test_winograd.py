@@ -1,4 +1,4 @@
-"""Winograd convolutions (explorer/winograd.py) and FeatureNet.features(conv=...): the same
+"""Winograd convolutions (explorer/nets/winograd.py) and FeatureNet.features(conv=...): the same
 numbers as torch's own convolutions to Winograd's float32 rounding, gradients included, batches
 equal to single images, and only where it applies."""
 
@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer import choices, winograd
+from explorer.core import choices
+from explorer.nets import winograd
 
 needs_nnpack = pytest.mark.skipif(not winograd.available(), reason="this PyTorch build has no NNPACK")
 

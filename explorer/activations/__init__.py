@@ -1,0 +1,1 @@
+"""The layer activation explorer: what each layer of a network computes for an image."""
