@@ -36,8 +36,10 @@ with st.expander("What does this comparison show, and what not?"):
                 "run matches: **keep = 100 % with a hard mask is the full-Gram transfer**. The *channels* variant "
                 "instead keeps, per layer, the k % of channels with the largest attribution and compares Gram "
                 "matrices on those channels only.")
-    st.markdown("The table measures both results the same way: the **content loss** (eq. 1), the **style loss "
-                "against the full Gram** targets and against the **masked Gram** targets (eq. 5), the **SSIM** of "
+    st.markdown("The table measures both results the same way: the **content loss**, the **style loss "
+                "against the full Gram** targets and against the **masked Gram** targets, both relative (Gatys et "
+                "al.'s eq. 1 and 5 divided by their targets' size: ‖F−P‖²/‖P‖² and Σ w_l ‖G−A‖²/‖A‖², as the "
+                "*Style transfer* page explains), the **SSIM** of "
                 "the result to the content image (1 = identical structure), and the wall-clock **seconds**.\n\n"
                 "What it does **not** show: it is one content/style pair with one seed and one set of settings, "
                 "not a study; style losses measure Gram statistics, not how good or how stylish the picture looks; "
@@ -143,7 +145,7 @@ if (run_clicked or sweep_clicked) and ready:
     else:
         if run_clicked:
             page_run.start(pending)
-            page_run.events(run, scale=scale)
+            page_run.events(run, scale=scale, normalization=settings.loss_normalization)
             try:
                 cmp = run.result()
             except RuntimeError:  # a part was refused for memory: run_events showed why in one line
@@ -155,7 +157,8 @@ if (run_clicked or sweep_clicked) and ready:
                                 history={"full": cmp.full.history, "guided": cmp.guided.history})
         else:
             keep_run.start(pending)
-            keep_run.events(run, scale=scale, preview_caption="Current image")
+            keep_run.events(run, scale=scale, preview_caption="Current image",
+                            normalization=settings.loss_normalization)
             keep_run.finish(results=[(k, images.to_pil(r.image), m) for k, r, m in run.results])
 
 res = page_run.result
@@ -184,7 +187,9 @@ if res:
                                     ("content loss", "style loss (full Gram)", "style loss (masked Gram)")}
                      | {"SSIM to content": st.column_config.NumberColumn(format="%.3f"),
                         "seconds": st.column_config.NumberColumn(format="%.1f")})
-        st.caption("Losses are unweighted (eq. 1 and eq. 5) and evaluated the same way for both images. Each run "
+        norm = res["settings"].get("loss_normalization", "relative")
+        st.caption(f"Losses are unweighted, {plots.term_label('content', norm)} and "
+                   f"{plots.term_label('style', norm)}, evaluated the same way for both images. Each run "
                    "makes its own style loss small: the full run the full-Gram one, the guided run the masked one; "
                    "the cross terms show how far each result is from the other target.")
         s_ = res["settings"]
@@ -192,7 +197,8 @@ if res:
         l1, l2 = st.columns(2)
         for col, k, name in ((l1, "full", "Full Gram"), (l2, "guided", "Saliency-guided")):
             if res["history"][k]:
-                col.plotly_chart(plots.loss_figure(res["history"][k], scale=used, title=f"{name}: loss per step"),
+                col.plotly_chart(plots.loss_figure(res["history"][k], scale=used, title=f"{name}: loss per step",
+                                                   normalization=norm),
                                  key=f"cmp_chart_{k}")
         info = {"weights": res["weights_label"]}
         ui.downloads(res, [  # three columns: room for the labels at 1280 px

@@ -29,8 +29,9 @@ OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean acti
 with st.expander("What do these maps compute?"):
     st.markdown("Every method explains one number computed from the image, the **objective**. The default is the "
                 "**style energy**: how much Gram-matrix “style” the network finds in the picture, summed over the "
-                "style layers. It is the style loss of Gatys et al. (eq. 3 and 4) measured against an all-zero "
-                "target, so it is large where the picture has strong, co-occurring features.")
+                "style layers. It is the style loss of Gatys et al. 2016 measured against an all-zero target (their "
+                "eq. 3 for the Gram matrix, eq. 4 for each layer's E_l, eq. 5 for the weighted sum over layers), "
+                " so it is large where the picture has strong, co-occurring features.")
     st.latex(r"E(x) = \sum_l w_l \, \frac{\lVert G^l(x) \rVert_F^2}{4 N_l^2 M_l^2}, \qquad "
              r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk}")
     st.markdown("(N_l channels and M_l positions at layer l, w_l = 1/L.) The other objectives are the mean "

@@ -11,6 +11,7 @@ from explorer.core import choices, recipes
 from explorer.io import images, outputs
 from explorer.app import pickers, plots, ui
 from explorer.nets import weights
+from explorer.optim import parameterizations
 
 st.title("Style transfer")
 st.caption("Gatys, Ecker & Bethge, *Image Style Transfer Using Convolutional Neural Networks*, CVPR 2016.")
@@ -23,7 +24,11 @@ content, content_ref, styles = pickers.content_blend_pickers("content", "style",
 with st.expander("What do alpha, beta, the layers and TV do?"):
     st.markdown("The network describes the **content** of an image by its activations at one deep layer, "
                 "and its **style** by the correlations between channels (the Gram matrix) at several layers. "
-                "Starting from the content photo, the optimizer changes pixels to match both at once.")
+                "The optimizer changes an image until it matches both at once. By default that image starts as the "
+                "content photo recoloured with the style's colour histograms (*Start from*), and with L-BFGS the "
+                "variable it changes is not the pixels but a Fourier offset added to that start (*Optimize*, "
+                "below). Gatys et al. started from white noise and changed the pixels: *Start from* noise with "
+                "*Optimize* pixels does that.")
     st.markdown("Each equation carries its paper and that paper's own number.")
     st.latex(r"\mathcal{L}_{content} = \tfrac12 \sum_{i,j} \left(F^l_{ij} - P^l_{ij}\right)^2 "
              r"\qquad \text{(Gatys et al. 2016, eq. 1)}")
@@ -44,8 +49,13 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
              r"\qquad \text{(relative losses, this app)}")
     st.markdown("Then alpha = 1, beta = 80 (the default) gives about the balance of neural-style's published "
                 "pictures with any VGG19 file. With the *paper* loss scale, Gatys et al.'s eq. 1 and 4 are used as written "
-                "and beta must suit the file: the paper's alpha/beta = 1e-3 for the original Caffe VGG19, about "
-                "3e-7 for torchvision's.")
+                "and beta must suit the file's activation size: about alpha/beta = 1e-3 for the original Caffe VGG19, "
+                "about 3e-7 for torchvision's. The 1e-3 is the paper's number, but the paper's network is a "
+                "*normalized* VGG19 (weights rescaled so that each filter's mean activation over images and positions "
+                "is 1). The Caffe file is not normalized: its deeper layers' activations are so much larger that "
+                "relu4_1 alone carries over 98 % of the paper-scale style loss (about 99 % at the start of a run on "
+                "tubingen + starry_night at 128 px), so the same alpha/beta does not weigh the layers as the paper "
+                "did. The normalized VGG19 is not offered yet.")
     st.markdown(
         "- **alpha / beta** balance content against style: a larger beta repaints more.\n"
         "- **Style layers**: shallow layers (relu1_1) carry colours and fine strokes, deep ones (relu5_1) larger "
@@ -95,8 +105,11 @@ with st.expander("Settings", expanded=False):
         "Optimize", list(choices.STYLE_PARAMETERIZATIONS), key="parameterization",
         format_func={"auto": "auto", "fourier": "Fourier offset", "pixel": "pixels"}.get,
         help="Fourier offset: the optimizer changes an offset to the start whose spatial frequencies are scaled "
-             "by 1/f^0.5, so broad changes come as easily as fine ones (Olah et al. 2017) and L-BFGS needs fewer "
-             "steps; pixels: every pixel directly, as in the paper; auto: Fourier with L-BFGS, pixels with Adam")
+             f"by 1/f^{parameterizations.STYLE_FOURIER_DECAY:g}, so broad changes come as easily as fine ones, and "
+             "L-BFGS needs fewer steps. Olah et al. 2017 (and their Lucid library) scale by 1/f; the exponent "
+             f"{parameterizations.STYLE_FOURIER_DECAY:g} is this project's, tuned on the real VGG19 (fewest L-BFGS "
+             "evaluations to a given loss). Pixels: every pixel directly, as in the paper; auto: Fourier with "
+             "L-BFGS, pixels with Adam")
     conv_algorithm = c2.selectbox(
         "Convolutions (CPU, fp32)", list(choices.CONV_ALGORITHMS), key="conv_algorithm",
         format_func={"auto": "auto", "direct": "direct", "winograd": "Winograd"}.get,
@@ -120,6 +133,7 @@ with st.expander("Colours, scales and photorealism", expanded=False):
                            disabled=scales == 1)
     ratio = k2.slider("Steps at each larger scale (fraction of the previous)", 0.1, 1.0,
                       defaults.scale_steps_ratio, step=0.05, key="scale_steps_ratio", disabled=scales == 1)
+    plan_slot = k2.empty()  # the sizes of these settings' scales, once the settings are made
     photo = k3.toggle("Photorealistic mode", key="photo",
                       help="Deep Photo Style Transfer (Luan et al. 2017): penalize outputs that are not locally affine colour changes of the "
                            "content photo (Matting Laplacian), and match styles region by region")
@@ -145,20 +159,27 @@ with st.expander("Colours, scales and photorealism", expanded=False):
         "brightness matched to the content's mean and spread; the result's luminance is then combined with the "
         "content's colour channels (I, Q). **Histogram**: the style image is recoloured with the content's "
         "palette first (scikit-image `match_histograms`).\n"
-        "- **Coarse-to-fine**: the first scale finds the layout cheaply; each next size (about x1.41) only refines "
-        "it, with fewer steps.\n"
-        "- **Photorealism**: the Matting Laplacian M of the content (Levin et al. 2008) is small for images that "
-        "are, in every 3x3 window, an affine function of the content's colours; the loss adds lambda times it, "
-        "so edges stay where the photo has them.\n"
+        "- **Coarse-to-fine** (Gatys et al. 2017, *Controlling Perceptual Factors in Neural Style Transfer*): "
+        "the first scale finds the layout cheaply; each next size only refines it, with fewer steps. The sizes "
+        "grow geometrically: each is the previous one times r = (working size / first scale)^(1/(scales − 1)), "
+        "so r = √2 ≈ 1.41 only where the working size is 2^((scales − 1)/2) times the first scale.\n"
+        "- **Photorealism**: the Matting Laplacian M of the content (Levin et al. 2008) is a fixed matrix, "
+        "computed once from the content photo. What is near zero is the quadratic form V_c[O]ᵀ M V_c[O] of the "
+        "output O: it is when O is, in every 3x3 window, an affine function of the content's colours (Levin et "
+        "al. 2008; Luan et al. eq. 2, below). The loss adds lambda times it, so edges stay where the photo has "
+        "them.\n"
         "- **Semantic regions**: one Gram matrix per region (sky to sky, building to building), so styles do not "
         "spill across regions; regions present in only one image are ignored. Luan et al. weight each "
-        "region's term 1/(2N²) (their eq. 3a, below); this app averages each region's Gram matrix over the "
+        "region's term 1/(2N²) (their eq. 3a, below; their eq. 4 sums it over the layers with weights β_l "
+        "and Γ); this app averages each region's Gram matrix over the "
         "region's positions and weights the term 1/(4N²) like Gatys et al.'s eq. 4, so that a single region "
         "covering the whole image gives exactly the plain style loss.")
     st.latex(r"\mathcal{L}_m = \sum_{c=1}^{3} V_c[O]^\top \mathcal{M}_I V_c[O] "
              r"\qquad \text{(Luan et al. 2017, eq. 2)}")
-    st.latex(r"\mathcal{L}_{s+} = \sum_l \sum_{c=1}^{C} \frac{1}{2N_{l,c}^2} \sum_{ij} "
+    st.latex(r"\mathcal{L}^l_{s+} = \sum_{c=1}^{C} \frac{1}{2N_{l,c}^2} \sum_{ij} "
              r"\left(G_{l,c}[O] - G_{l,c}[S]\right)_{ij}^2 \qquad \text{(Luan et al. 2017, eq. 3a)}")
+    st.latex(r"\mathcal{L}_{total} = \sum_l \alpha_l \mathcal{L}^l_c + \Gamma \sum_l \beta_l \mathcal{L}^l_{s+} "
+             r"+ \lambda \mathcal{L}_m \qquad \text{(Luan et al. 2017, eq. 4)}")
 
 settings = None
 try:
@@ -173,6 +194,8 @@ try:
         photo_lambda=float(photo_lambda) if photo else 0.0, masks=masks, mask_k=int(mask_k))
 except ValueError as exc:
     st.error(ui.one_line(exc))
+if settings is not None and settings.scales > 1:
+    plan_slot.caption(style_settings.describe_scale_plan(settings))
 
 blocked = control.unsupported(settings, len(styles), mask_inputs=mask_uploads) \
     if settings is not None and styles is not None else None
@@ -215,7 +238,7 @@ if run_clicked and ready:
             st.caption(f"Note: {note}")
         page_run.events(run, scale={"content": settings.content_weight, "style": settings.style_weight,
                                     "tv": settings.tv_weight, "photo": settings.photo_lambda},
-                        fields=result_fields)
+                        normalization=settings.loss_normalization, fields=result_fields)
         if not run.started:  # its first scale was refused: run_events showed why in one line
             page_run.cancel()
         else:
@@ -247,6 +270,7 @@ if res:
         st.plotly_chart(plots.loss_figure(hist, scale={"content": s_["content_weight"], "style": s_["style_weight"],
                                                        "tv": s_["tv_weight"], "photo": s_.get("photo_lambda", 0)},
                                           per_layer="style_layers" in hist[-1], layer_scale=s_["style_weight"],
+                                          normalization=s_.get("loss_normalization", "relative"),
                                           layer_weights=style_settings.StyleSettings.from_dict(s_).layer_weights),
                         key="final_chart")
         took = f"{hist[-1]['step']} steps in {res['report']['seconds']:.1f} s. "

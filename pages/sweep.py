@@ -10,7 +10,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from explorer.batch import sweep as batch, sweep_axes, sweep_render
 from explorer.core import choices
 from explorer.style import gatys, settings as style_settings
-from explorer.app import pickers, ui
+from explorer.app import pickers, plots, ui
 from explorer.io.outputs import json_text
 
 st.title("Parameter sweep")
@@ -20,6 +20,7 @@ st.caption("One style transfer per cell of a grid: change one or two settings, k
 model = ui.sidebar_model(choices.STYLE_MODELS, key="sweep_model")
 content, content_ref, style_img, style_ref = pickers.content_style_pickers("sweep_content", "sweep_style", width=200)
 
+defaults = style_settings.StyleSettings()  # the sweep runs at its loss scale (relative)
 with st.expander("What does each parameter do, and what should I look for?"):
     st.markdown(
         "- **Content/style ratio α/β**: how much the optimizer cares about keeping the photo's layout (α, the "
@@ -32,15 +33,18 @@ with st.expander("What does each parameter do, and what should I look for?"):
         "- **Seed**: the random start when starting from *noise*. Different seeds give different arrangements "
         "of the same texture (a Gram matrix does not record *where* things are). Starting from the content "
         "image, the seed changes nothing.\n"
-        "- **Initialization**: start from the content photo (keeps its layout, fastest), white noise (pure "
-        "synthesis: needs many more steps, or a larger learning rate) or the style image.\n"
+        "- **Initialization**: start from the content photo in the style's colours (the default) or as it is "
+        "(both keep its layout, fastest), white noise (Gatys et al.'s start; pure synthesis: needs many more "
+        "steps, or a larger learning rate) or the style image.\n"
         "- **Style layers**: *shallow* (relu1_1, relu2_1) carry colours and fine grain, *deep* (relu4_1, "
         "relu5_1) larger motifs; *all five* is the paper's choice. Each layer weighs 1/L of its own set, so "
         "style losses of different sets are not comparable with each other.\n"
         "- **Optimizer**: L-BFGS (the paper's) usually gets lower in fewer steps; Adam moves each pixel by at "
         "most about its learning rate per step, slower but steady.\n\n"
-        "Under each cell: its **content** loss (eq. 1), **style** loss (eq. 5, unweighted) and the **total** the "
-        "optimizer minimized (α content + β style). Compare totals only between cells with the same α and β.\n\n"
+        f"Under each cell: its **content** loss ({plots.term_label('content', defaults.loss_normalization)}), "
+        f"**style** loss ({plots.term_label('style', defaults.loss_normalization)}), both unweighted, and the "
+        "**total** the optimizer minimized (α content + β style). Compare totals only between cells with the same "
+        "α and β.\n\n"
         "**Batching**: cells that differ only in the seed (and, with Adam, in α/β) are computed together, as one "
         "batch of images through the network, which is faster than one after another. Adam treats every pixel "
         "on its own, so a batched image gets exactly the run it would get alone. L-BFGS keeps one memory of "
@@ -62,7 +66,6 @@ with a2:
     axis2, ok2 = pickers.sweep_axis_picker("Columns", "sweep_cols", default="steps", optional=True,
                                       exclude=(axis1.name,) if axis1 is not None else ())
 
-defaults = style_settings.StyleSettings()
 with st.expander("Base settings (every cell starts from these)"):
     c1, c2, c3 = st.columns(3)
     size = c1.slider("Working size (long side, px)", 64, 256, 96, step=16, key="sweep_size",

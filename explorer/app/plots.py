@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-__all__ = ["loss_figure", "objective_curves", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
+__all__ = ["TERM_NAMES", "term_label", "loss_figure", "objective_curves", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
 
 
 def _plain_numbers(fig: go.Figure) -> go.Figure:
@@ -22,24 +22,44 @@ def _plain_numbers(fig: go.Figure) -> go.Figure:
     fig.update_traces(colorbar_exponentformat="e", selector={"type": "heatmap"})
     return fig
 
-#: What each curve is once scaled by its weight (Gatys et al. 2016 eq. 1, 5, 7; Luan et al. 2017 eq. 2).
-_LABELS = {
-    "total": "weighted total α·L_content + β·L_style + TV (+ λ·L_m)",
-    "content": "α·L_content (Gatys eq. 1)",
-    "style": "β·L_style (Gatys eq. 5)",
-    "tv": "TV weight·R_V^β",
-    "photo": "λ·L_m photorealism (Luan eq. 2)",
+#: How each unweighted term is named at each loss scale. An equation is named only where it is
+#: used as written (``"paper"``: Gatys et al. 2016 eq. 1 and 5, Luan et al. 2017 eq. 2); the
+#: default ``"relative"`` terms are those equations divided by their targets' size
+#: (:mod:`explorer.style.gatys`), so they are labelled with the ratio they are.
+TERM_NAMES = {
+    "relative": {"content": "L_content, relative ‖F−P‖²/‖P‖²", "style": "L_style, relative Σ w_l‖G−A‖²/‖A‖²",
+                 "tv": "R_V^p", "photo": "L_m per pixel (relative)"},
+    "paper": {"content": "L_content (Gatys eq. 1)", "style": "L_style (Gatys eq. 5)", "tv": "R_V^p",
+              "photo": "L_m photorealism (Luan eq. 2)"},
 }
-#: The same terms unscaled (total stays the weighted sum: the optimizer minimizes it).
-_RAW_LABELS = {
-    "total": "weighted total", "content": "L_content", "style": "L_style", "tv": "R_V^β", "photo": "L_m",
-}
+#: The weight each term is multiplied by in the total the optimizer minimizes (Gatys et al. eq. 7 plus TV).
+_WEIGHTS = {"content": "α", "style": "β", "tv": "TV weight", "photo": "λ"}
+
+
+def term_label(key: str, normalization: str = "relative", weighted: bool = False) -> str:
+    """A loss curve's or column's label: e.g. ``"β·L_style (Gatys eq. 5)"`` (paper scale,
+    weighted) or ``"L_content, relative ‖F−P‖²/‖P‖²"`` (relative scale, unweighted).
+
+    Args:
+        key: ``"content"``, ``"style"``, ``"tv"``, ``"photo"`` or ``"total"`` (any other key is
+            returned as it is).
+        normalization: the run's ``loss_normalization``, ``"relative"`` or ``"paper"``.
+        weighted: prefix the term's weight (the curve shows weight x term).
+    """
+    if normalization not in TERM_NAMES:
+        raise ValueError(f"unknown loss scale {normalization!r}; expected one of {', '.join(TERM_NAMES)}")
+    if key == "total":
+        return "weighted total α·L_content + β·L_style + TV (+ λ·L_m)" if weighted else "weighted total"
+    name = TERM_NAMES[normalization].get(key)
+    if name is None:
+        return key
+    return f"{_WEIGHTS[key]}·{name}" if weighted else name
 
 
 def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None = None,
                 keys: Sequence[str] = ("total", "content", "style", "tv", "photo"), per_layer: bool = False,
                 layer_scale: float = 1.0, layer_weights: Mapping[str, float] | None = None,
-                title: str = "Loss per step", height: int = 320, log: bool = True) -> go.Figure:
+                normalization: str = "relative", title: str = "Loss per step", height: int = 320, log: bool = True) -> go.Figure:
     """Loss curves, one trace per term, log-scale y axis.
 
     Args:
@@ -53,12 +73,16 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
             dotted, as ``layer_scale * w_l * E_l`` with w_l from ``layer_weights`` (1 when not
             given): with ``layer_scale`` = beta and the run's w_l the dotted curves add up to the
             ``style`` curve. Each is labelled with exactly that product.
+        normalization: the run's loss scale, ``"relative"`` (the default) or ``"paper"``:
+            the legend names Gatys's and Luan's equations only for ``"paper"``
+            (:func:`term_label`).
         title, height: figure title and height in pixels.
         log: log-scale y axis (non-positive values are then left out).
 
     Returns:
         a Plotly figure.
     """
+    term_label("total", normalization)  # an unknown loss scale fails here, in one line
     scale = dict(scale or {})
     steps = [r["step"] for r in history]
     fig = go.Figure()
@@ -70,7 +94,7 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
         vals = [y * f if y is not None and (y * f > 0 or not log) else None for y in ys]
         if not any(v is not None for v in vals):
             continue
-        label = _LABELS.get(k, k) if scale else _RAW_LABELS.get(k, k)
+        label = term_label(k, normalization, weighted=bool(scale))
         # markers too when there are few points: a single step's value is otherwise invisible
         fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines+markers" if len(steps) <= 10 else "lines",
                                  name=label, connectgaps=False))

@@ -49,7 +49,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mapping[str, float] | None = None,
-               preview_caption: str = "Current image") -> ProgressEvent | None:
+               preview_caption: str = "Current image", normalization: str = "relative") -> ProgressEvent | None:
     """Render a computation's progress events: a progress bar with step count and elapsed
     time, a live preview and Plotly loss curves. The latest preview and losses are kept in
     ``st.session_state[state_key]`` so they survive a Stop (which reruns the script).
@@ -63,12 +63,13 @@ def run_events(events: Iterable[ProgressEvent], *, state_key: str, scale: Mappin
     partial); a plain iterable of events has no result to mark.
 
     Pages call it through :meth:`PageRun.events`, which passes the page's ``state_key``.
+    ``scale`` and ``normalization`` (the run's loss scale) go to :func:`explorer.app.plots.loss_figure`.
 
     Returns:
         the last event seen.
     """
     area = st.empty()  # cleared at the end: the page then shows the result section instead
-    view = _EventView(area.container(), state_key, scale, preview_caption)
+    view = _EventView(area.container(), state_key, scale, preview_caption, normalization)
     last = None
     queued = _queued(events, view.bar)
     failed = None
@@ -105,8 +106,9 @@ def progress_text(ev: ProgressEvent) -> str:
 class _EventView:
     """The progress bar, preview and loss chart of one run."""
 
-    def __init__(self, box, state_key: str, scale, preview_caption: str):
+    def __init__(self, box, state_key: str, scale, preview_caption: str, normalization: str = "relative"):
         self.box, self.state_key, self.scale, self.caption = box, state_key, scale, preview_caption
+        self.normalization = normalization
         self.bar = box.progress(0.0, text="Starting…")
         left, right = box.columns([1, 1])
         self.preview_slot, self.chart_slot = left.empty(), right.empty()
@@ -128,7 +130,8 @@ class _EventView:
             now = time.monotonic()
             if self.rows and (now - self.last_chart > 0.5 or ev.done):
                 self.charts += 1
-                self.chart_slot.plotly_chart(plots.loss_figure(self.rows, scale=self.scale),
+                self.chart_slot.plotly_chart(plots.loss_figure(self.rows, scale=self.scale,
+                                                               normalization=self.normalization),
                                              key=f"{self.state_key}_chart_{self.charts}")
                 self.last_chart = now
         if ev.message:
@@ -221,7 +224,7 @@ class PageRun:
         st.session_state[f"{self.name}_running"] = True
 
     def events(self, run: Iterable[ProgressEvent], *, scale: Mapping[str, float] | None = None,
-               preview_caption: str = "Current image",
+               preview_caption: str = "Current image", normalization: str = "relative",
                fields: Callable[[Run], dict | None] | None = None) -> ProgressEvent | None:
         """:func:`run_events` for this page's run (progress bar, preview, loss chart; the
         partial state under :attr:`state_key`). Returns the last event seen.
@@ -234,7 +237,8 @@ class PageRun:
         the same fields as a finished one, with ``stopped`` set. ``fields`` returning None
         keeps no result (the previous one stays)."""
         try:
-            return run_events(run, state_key=self.state_key, scale=scale, preview_caption=preview_caption)
+            return run_events(run, state_key=self.state_key, scale=scale, preview_caption=preview_caption,
+                              normalization=normalization)
         except BaseException:  # Streamlit's rerun/stop exceptions, and any error of the run
             if fields is not None and self.running:
                 self._keep_fields(run, fields)

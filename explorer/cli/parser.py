@@ -65,8 +65,8 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=list(choices.INITS), default=S,
                    help="starting image (default histogram: the content image in the style's colours)")
     p.add_argument("--parameterization", choices=list(choices.STYLE_PARAMETERIZATIONS), default=S,
-                   help="what the optimizer changes: fourier (an offset whose spectrum is scaled by 1/f^0.5: "
-                        "L-BFGS needs fewer steps), pixel (the pixels, as Gatys et al.) or auto (default: fourier "
+                   help="what the optimizer changes: fourier (an offset whose spectrum is scaled by 1/f^0.5, "
+                        "this project's tuned exponent; Olah et al. 2017 use 1/f: L-BFGS needs fewer steps), pixel (the pixels, as Gatys et al.) or auto (default: fourier "
                         "with L-BFGS, pixel with Adam)")
     p.add_argument("--seed", type=int, default=S, help="default 0")
     p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,

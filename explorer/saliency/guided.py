@@ -218,8 +218,10 @@ def transfer_metrics(model: FeatureNet, image: torch.Tensor, content: torch.Tens
         full_targets: the style image's full Gram targets, if already computed.
 
     Returns:
-        ``content``: eq. (1) at the content layer; ``style_full``: eq. (5) against the style
-        image's full Grams; ``style_masked``: eq. (5) against the guided targets; ``ssim``: SSIM
+        ``content``: the content term at the content layer; ``style_full``: the style term
+        against the style image's full Grams; ``style_masked``: the style term against the
+        guided targets, each at ``settings.loss_normalization``'s scale (relative by default:
+        eq. (1) and (5) divided by their targets' size, :mod:`explorer.style.gatys`); ``ssim``: SSIM
         of the result to the content image (scikit-image, data range 1, over RGB);
         ``seconds``. All evaluated in float32 with max pooling as in ``settings``.
     """

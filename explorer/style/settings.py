@@ -16,7 +16,7 @@ from ..core import choices
 from ..nets.registry import MODELS
 from ..core.settings import RecipeSettings, check_float, check_name, setting
 
-__all__ = ["StyleSettings", "describe_final_losses", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYER",
+__all__ = ["StyleSettings", "describe_final_losses", "describe_scale_plan", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYER",
            "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA", "MIN_SCALE_STEPS"]
 
 #: The default network's style and content layers, read from the registry (``ModelSpec.style_layers``
@@ -64,14 +64,16 @@ class StyleSettings(RecipeSettings):
         style_weight: beta of eq. (7). With the default relative losses alpha = 1, beta = 80
             gives a balance like the published outputs of neural-style (content readable,
             strokes and palette of the style); the same numbers hold for any VGG19 file.
-            With ``loss_normalization="paper"`` the balance depends on the file: the paper's
-            alpha/beta = 1e-3 suits the original Caffe VGG19 (activations of about 0-1000),
-            torchvision's file needs about 3e-7 (its activations are about 58x smaller; content
-            scales with s^2, style with s^4).
+            With ``loss_normalization="paper"`` the balance depends on the file: about
+            alpha/beta = 1e-3 for the original Caffe VGG19 (activations of about 0-1000),
+            about 3e-7 for torchvision's file (content scales with s^2, style with s^4). The
+            1e-3 is the paper's number for its *normalized* VGG19 (each filter's mean
+            activation 1), which is not offered yet; on the unnormalized Caffe file relu4_1
+            carries over 98 % of the paper-scale style loss.
         loss_normalization: ``"relative"`` (each term divided by its target's squared norm,
             see the module docstring) or ``"paper"`` (eq. (4) and (1) as written).
         tv_weight: weight of the total-variation regularizer.
-        tv_beta: exponent beta of R_{V^beta}.
+        tv_beta: exponent p of R_{V^p} (Mahendran & Vedaldi 2015 call it beta).
         content_layer: layer of eq. (1).
         style_layers: layers of eq. (5).
         style_layer_weights: w_l, one per style layer; ``None`` = equal weights 1/L (the paper's 1/5).
@@ -85,8 +87,10 @@ class StyleSettings(RecipeSettings):
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the network's forward pass.
         channels_last: memory format for the network's input: ``"auto"`` (on for CUDA and CPU, off for MPS), on, off.
         parameterization: what the optimizer changes: ``"fourier"``, an offset to the start
-            image whose spectrum is scaled by 1/f^0.5
-            (:class:`explorer.optim.parameterizations.OffsetImage`), with which L-BFGS needs fewer
+            image whose spectrum is scaled by 1/f^0.5 (Olah et al. 2017 and Lucid use 1/f; 0.5
+            is this project's tuned exponent,
+            :data:`explorer.optim.parameterizations.STYLE_FOURIER_DECAY`;
+            :class:`explorer.optim.parameterizations.OffsetImage`), with which L-BFGS needs fewer
             steps to a given loss; ``"pixel"``, the pixels themselves, as Gatys et al.; or
             ``"auto"`` (the default): Fourier with L-BFGS, pixels with Adam (whose fixed
             per-coefficient step moved the Fourier offset's broad frequencies so far that
@@ -100,8 +104,9 @@ class StyleSettings(RecipeSettings):
             Factors in Neural Style Transfer", sec. 5): ``"none"``, ``"luminance"`` (transfer
             the luminance only, then put the content's colour channels back) or ``"histogram"``
             (match the style image's colour histogram to the content's first).
-        scales: coarse-to-fine: optimize at ``scales`` sizes from ``start_size`` up to ``size``
-            (geometric steps), each scale starting from the previous result, upsampled; 1 = a
+        scales: coarse-to-fine (Gatys et al. 2017): optimize at ``scales`` sizes from
+            ``start_size`` up to ``size`` (geometric steps of r = (size / start_size)^(1/(scales-1)),
+            :meth:`scale_ratio`), each scale starting from the previous result, upsampled; 1 = a
             single scale; 0 = as many scales as steps of sqrt(2) from ``start_size`` need.
         start_size: the long side of the first scale, pixels (only when ``scales`` != 1).
         scale_steps_ratio: each larger scale runs this fraction of the previous scale's steps
@@ -211,6 +216,14 @@ class StyleSettings(RecipeSettings):
             steps *= self.scale_steps_ratio
         return plan
 
+    def scale_ratio(self) -> float:
+        """The factor r between consecutive coarse-to-fine sizes before rounding:
+        r = (size / start_size)^(1 / (n - 1)) for the n scales of :meth:`scale_plan`
+        (coarse-to-fine after Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style
+        Transfer"); 1.0 with a single scale."""
+        n = len(self.scale_plan())
+        return 1.0 if n == 1 else (self.size / self.start_size) ** (1 / (n - 1))
+
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
         d = asdict(self)
@@ -246,3 +259,17 @@ def describe_final_losses(row: Mapping, settings: Mapping) -> str:
         values.append(f"{lam:g}·{row['photo']:.4g}")
     return (f"Final losses, unweighted: {raw}. Weighted total {' + '.join(terms)} = {' + '.join(values)} "
             f"= {row['total']:.4g}.")
+
+
+def describe_scale_plan(settings: StyleSettings) -> str:
+    """One line that states a coarse-to-fine schedule exactly as :meth:`StyleSettings.scale_plan`
+    makes it, e.g. ``"Scales: 128 → 181 → 256 px, each the previous times r = (256/128)^(1/2) =
+    1.414 (rounded to whole pixels); steps 100 → 50 → 25."``"""
+    plan = settings.scale_plan()
+    n = len(plan)
+    sizes = " → ".join(str(sz) for sz, _ in plan)
+    steps = " → ".join(str(k) for _, k in plan)
+    if n == 1:
+        return f"One scale: {sizes} px, {steps} steps."
+    return (f"Scales: {sizes} px, each the previous times r = ({settings.size}/{settings.start_size})^(1/{n - 1}) "
+            f"= {settings.scale_ratio():.3f} (rounded to whole pixels); steps {steps}.")

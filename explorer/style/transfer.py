@@ -62,7 +62,7 @@ class StyleResult:
             losses were finite (the final image unless the run stopped early).
         history: one dict per step k = 0..steps, the losses of the image after k updates
             (k = 0 is the starting image; the last entry belongs to ``image``): ``step``,
-            ``content``, ``style``, ``tv``, ``total`` (unweighted eq. (1), (5), R_V^beta and the
+            ``content``, ``style``, ``tv``, ``total`` (unweighted eq. (1), (5), R_V^p and the
             weighted total of eq. (7) + TV), ``style_layers`` (E_l per layer) and ``seconds``
             (elapsed wall clock).
         snapshots: (step, image) pairs taken every ``preview_every`` steps (and at the
@@ -264,7 +264,7 @@ class StyleTransfer(Run):
         """All loss terms of the image clamp(x, 0, 1), for the optimizer's variable x
         (B, 3, H, W) (any values; see the module docstring). Float32 tensors of shape (B,)
         except ``style_layers`` (dict of E_l): ``content`` (L_c), ``style`` (sum_l w_l E_l),
-        ``tv`` (R_V^beta) (0 where the objective has no such term), every other term of the
+        ``tv`` (R_V^p) (0 where the objective has no such term), every other term of the
         objective under its name (e.g. ``photo``), all unweighted and relative or as in the
         paper per ``loss_normalization``; ``total`` is the objective, e.g. alpha L_c +
         beta L_style + the weighted TV and regularizer terms (eq. (7) plus TV)."""
