@@ -259,6 +259,10 @@ def test_compare_runs_end_to_end(downloads):
                                    "SSIM to content", "seconds"]
     assert np.isfinite(table.drop(columns="run").to_numpy(dtype=float)).all()
     assert set(charts(at)) == {"Full Gram: loss per step", "Saliency-guided: loss per step"}
+    # the default loss scale is relative: the caption and legends say so and name no equation
+    assert any("unweighted, L_content, relative ‖F−P‖²/‖P‖² and L_style, relative" in c.value for c in at.caption)
+    legend = {t["name"] for f in charts(at).values() for t in f["data"]}
+    assert "β·L_style, relative Σ w_l‖G−A‖²/‖A‖²" in legend and not any("eq." in n for n in legend), legend
     for name in ("full_gram.png", "guided_gram.png"):
         with Image.open(io.BytesIO(downloads[name])) as im:
             assert im.format == "PNG" and im.size == working_size("astronaut")

@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from explorer.app import plots
+
 from tests.helpers import app_env
 from tests.test_app import downloads, errors  # noqa: F401  (fixture re-exported)
 
@@ -138,3 +140,25 @@ def test_style_page_blends_two_style_images(style_page, downloads):
     assert not at.exception and not errors(at)
     assert not [s for s in at.slider if s.key.startswith("style_weight_")]
     assert not at.button(key="run").disabled
+
+
+@pytest.mark.parametrize("normalization", ["relative", "paper"])
+def test_style_page_loss_chart_names_the_scale_it_shows(style_page, normalization):
+    """The final chart's legend: relative terms as the ratios they are, Gatys's equations only
+    at paper scale; TV with its exponent p."""
+    at = style_page
+    at.number_input(key="steps").set_value(1)
+    at.number_input(key="tv_weight").set_value(0.01)
+    at.selectbox(key="loss_normalization").set_value(normalization).run()
+    at.button(key="run").click().run()
+    assert not at.exception and not errors(at)
+    final = [json.loads(el.proto.spec) for el in at.get("plotly_chart") if el.key == "final_chart"]
+    assert len(final) == 1
+    names = {t["name"] for t in final[0]["data"]}
+    assert "TV weight·R_V^p" in names
+    want = {plots.term_label(k, normalization, weighted=True) for k in ("content", "style")}
+    assert want <= names, names
+    if normalization == "relative":
+        assert not any("eq." in n for n in names), names
+    else:
+        assert {"α·L_content (Gatys eq. 1)", "β·L_style (Gatys eq. 5)"} <= names

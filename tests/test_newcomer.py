@@ -91,14 +91,117 @@ def test_per_layer_curves_are_labelled_with_the_product_they_show():
     hist = [{"step": s, "content": 1.0, "style": 0.25 * 2.0 + 0.75 * 4.0, "tv": 0.0, "total": 9.0,
              "style_layers": {"relu1_1": 2.0, "relu2_1": 4.0}} for s in range(3)]
     fig = plots.loss_figure(hist, scale={"content": 1.0, "style": 80.0}, per_layer=True, layer_scale=80.0,
-                            layer_weights=w)
+                            layer_weights=w, normalization="paper")
     traces = {t.name: t for t in fig.data}
     assert "β·w_l·E_l relu1_1" in traces and "β·w_l·E_l relu2_1" in traces
     assert "β·L_style (Gatys eq. 5)" in traces
     dotted = traces["β·w_l·E_l relu1_1"].y[0] + traces["β·w_l·E_l relu2_1"].y[0]
     assert dotted == pytest.approx(traces["β·L_style (Gatys eq. 5)"].y[0])  # they add up to the style curve
     raw = plots.loss_figure(hist, per_layer=True)
-    assert "E_l relu1_1" in {t.name for t in raw.data} and "L_style" in {t.name for t in raw.data}
+    assert "E_l relu1_1" in {t.name for t in raw.data}
+    assert "L_style, relative Σ w_l‖G−A‖²/‖A‖²" in {t.name for t in raw.data}
+
+
+@pytest.mark.parametrize("normalization", ["relative", "paper"])
+def test_loss_labels_name_an_equation_only_at_paper_scale(normalization):
+    """Relative values are labelled as the ratios they are; Gatys's eq. 1 and 5 and Luan's eq. 2
+    are named only where they are used as written. The TV exponent is p, as on the page."""
+    hist = [{"step": s, "content": 0.5, "style": 0.01, "tv": 0.1, "photo": 0.2, "total": 2.0} for s in range(3)]
+    weighted = plots.loss_figure(hist, scale={"content": 1.0, "style": 80.0, "tv": 0.01, "photo": 1e5},
+                                 normalization=normalization)
+    raw = plots.loss_figure(hist, normalization=normalization)
+    names = [t.name for t in weighted.data] + [t.name for t in raw.data]
+    assert "TV weight·R_V^p" in names and "R_V^p" in names and not any("β" in n and "R_V" in n for n in names)
+    if normalization == "paper":
+        assert {"α·L_content (Gatys eq. 1)", "β·L_style (Gatys eq. 5)", "λ·L_m photorealism (Luan eq. 2)",
+                "L_content (Gatys eq. 1)", "L_style (Gatys eq. 5)"} <= set(names)
+    else:
+        assert not any("eq." in n for n in names), names
+        assert {"α·L_content, relative ‖F−P‖²/‖P‖²", "β·L_style, relative Σ w_l‖G−A‖²/‖A‖²",
+                "L_content, relative ‖F−P‖²/‖P‖²", "λ·L_m per pixel (relative)"} <= set(names)
+    with pytest.raises(ValueError, match="unknown loss scale 'tiny'"):
+        plots.loss_figure(hist, normalization="tiny")
+
+
+def test_the_labelled_values_are_what_the_labels_say(vgg19, images64):
+    """Relative: ‖F−P‖²/‖P‖² and Σ w_l ‖G−A‖²/‖A‖² (G, A Gram matrices per position); paper:
+    Gatys et al. 2016 eq. 1 and eq. 5 (with eq. 4 per layer), computed here from the features."""
+    from explorer.optim import losses
+    from explorer.style import gatys, transfer
+
+    content, style = images64
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    got = {}
+    for norm in ("relative", "paper"):
+        s = style_settings.StyleSettings(size=64, steps=1, precision="fp32", loss_normalization=norm)
+        targets = gatys.style_targets(vgg19, style, s.style_layers)
+        got[norm] = transfer.StyleTransfer(vgg19, content, targets, s).losses(x)
+    layers = list(s.style_layers) + [s.content_layer]
+    fx, fp = vgg19.features(x, layers), vgg19.features(content, layers)
+    f, p = fx[s.content_layer], fp[s.content_layer]
+    w = s.layer_weights
+    rel_style = sum(w[l] * (losses.gram_matrix(fx[l], normalize=True) - targets[l]).pow(2).sum()
+                    / targets[l].pow(2).sum() for l in s.style_layers)
+    paper_style = sum(w[l] * losses.style_layer_loss(fx[l], targets[l]) for l in s.style_layers)
+    torch.testing.assert_close(got["relative"]["content"], ((f - p).pow(2).sum() / p.pow(2).sum()).reshape(1),
+                               rtol=1e-4, atol=0)
+    torch.testing.assert_close(got["relative"]["style"], rel_style.reshape(1), rtol=1e-4, atol=0)
+    torch.testing.assert_close(got["paper"]["content"], (0.5 * (f - p).pow(2).sum()).reshape(1), rtol=1e-4, atol=0)
+    torch.testing.assert_close(got["paper"]["style"], paper_style.reshape(1), rtol=1e-4, atol=0)
+
+
+def test_coarse_to_fine_ratio_is_the_one_the_plan_uses():
+    """r = (size / start)^(1/(scales − 1)); the plan's sizes are start·r^k rounded."""
+    for size, start, scales in ((256, 128, 3), (512, 128, 3), (300, 64, 4), (256, 128, 2)):
+        s = style_settings.StyleSettings(size=size, start_size=start, scales=scales)
+        r = s.scale_ratio()
+        assert r == pytest.approx((size / start) ** (1 / (scales - 1)))
+        assert [sz for sz, _ in s.scale_plan()] == [round(start * r ** k) for k in range(scales)]
+        line = style_settings.describe_scale_plan(s)
+        assert f"r = ({size}/{start})^(1/{scales - 1}) = {r:.3f}" in line
+        assert line.startswith("Scales: " + " → ".join(str(sz) for sz, _ in s.scale_plan()) + " px")
+    assert style_settings.StyleSettings(size=256, scales=1).scale_ratio() == 1.0
+
+
+def test_style_page_states_the_start_the_scale_ratio_and_the_papers_setup():
+    from explorer.optim import parameterizations
+
+    at = _home()
+    at.switch_page("pages/style_transfer.py").run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "Starting from the content photo, the optimizer changes pixels" not in text
+    assert "content photo recoloured with the style's colour histograms" in text
+    assert "Fourier offset" in text and "Gatys et al. started from white noise" in text
+    assert "about x1.41" not in text and "(working size / first scale)^(1/(scales − 1))" in text
+    assert "Controlling Perceptual Factors" in text
+    assert "*normalized* VGG19" in text and "relu4_1 alone carries over 98 %" in text and "not offered yet" in text
+    assert "the paper's alpha/beta = 1e-3 for the original Caffe VGG19" not in text
+    assert "is small for images" not in text and "quadratic form V_c[O]ᵀ M V_c[O]" in text
+    assert "their eq. 4 sums it over the layers" in text
+    latex = " ".join(m.value for m in at.latex)
+    assert r"\mathcal{L}^l_{s+}" in latex and "Luan et al. 2017, eq. 4" in latex
+    decay = f"1/f^{parameterizations.STYLE_FOURIER_DECAY:g}"
+    help_ = at.selectbox(key="parameterization").help
+    assert decay in help_ and "scale by 1/f;" in help_ and "this project's, tuned" in help_
+
+    at.number_input(key="scales").set_value(3)
+    at.slider(key="size").set_value(512).run()
+    at.slider(key="start_size").set_value(128).run()
+    assert not at.exception
+    want = style_settings.describe_scale_plan(style_settings.StyleSettings(size=512, start_size=128, scales=3))
+    assert want in [c.value for c in at.caption], [c.value for c in at.caption]
+    assert "r = (512/128)^(1/2) = 2.000" in want and "Scales: 128 → 256 → 512 px" in want
+
+
+def test_saliency_and_sweep_pages_cite_the_right_equations():
+    at = _home()
+    at.switch_page("pages/style_saliency.py").run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "(eq. 3 and 4)" not in text and "eq. 5 for the weighted sum over layers" in text
+    at.switch_page("pages/sweep.py").run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "(eq. 1)" not in text and plots.term_label("content", "relative") in text
+    assert plots.term_label("style", "relative") in text
 
 
 def test_figures_use_plain_scientific_notation_not_si_suffixes():

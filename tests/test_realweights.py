@@ -110,6 +110,24 @@ def test_relative_losses_mean_the_same_for_any_file_scale(real_vgg19, shared_ima
     assert float(paper["small"]["style"] / paper["caffe"]["style"]) == pytest.approx(58 ** -4, rel=0.02)
 
 
+@pytest.mark.parametrize("init", ["histogram", "content", "noise"])
+def test_relu4_1_carries_almost_all_of_the_paper_scale_style_loss_on_the_caffe_file(real_vgg19, shared_images, init):
+    """The Caffe VGG19 is not the paper's normalized network: its layers' activations differ so
+    much in size that at paper scale (eq. 4 and 5 as written) relu4_1's w_l E_l is over 98 % of
+    L_style at the start of a run (about 99 % from the photo, tubingen + starry_night, 128 px)."""
+    c, s = _pictures(shared_images, "tubingen", "starry_night", 128)
+    settings = style_settings.StyleSettings(size=128, precision="fp32", loss_normalization="paper", init=init)
+    run = style.StyleTransfer(real_vgg19, c, s, settings)
+    with torch.no_grad():
+        terms = run.losses(run.x)  # the start image
+    w = settings.layer_weights
+    share = {l: float(w[l] * e[0] / terms["style"][0]) for l, e in terms["style_layers"].items()}
+    assert sum(share.values()) == pytest.approx(1.0, rel=1e-4)
+    assert share["relu4_1"] > 0.98, share
+    if init != "noise":
+        assert share["relu4_1"] > 0.99, share
+
+
 def _gatys_balance(net, image, content, style_img):
     """An independent Gatys loss (written here, not taken from explorer.style.transfer): the relative
     content error at relu4_2 and the mean relative error of position-normalized Gram matrices
