@@ -39,7 +39,7 @@ _RAW_LABELS = {
 def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None = None,
                 keys: Sequence[str] = ("total", "content", "style", "tv", "photo"), per_layer: bool = False,
                 layer_scale: float = 1.0, layer_weights: Mapping[str, float] | None = None,
-                title: str = "Loss per step", height: int = 320, log: bool = True) -> go.Figure:
+                layer_symbol: str = "E_l", title: str = "Loss per step", height: int = 320, log: bool = True) -> go.Figure:
     """Loss curves, one trace per term, log-scale y axis.
 
     Args:
@@ -53,6 +53,8 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
             dotted, as ``layer_scale * w_l * E_l`` with w_l from ``layer_weights`` (1 when not
             given): with ``layer_scale`` = beta and the run's w_l the dotted curves add up to the
             ``style`` curve. Each is labelled with exactly that product.
+        layer_symbol: the per-layer term's symbol in those labels: ``"E_l"`` for eq. (4) at the
+            paper's scale, ``"Ẽ_l"`` for the relative scale (the default loss scale).
         title, height: figure title and height in pixels.
         log: log-scale y axis (non-positive values are then left out).
 
@@ -79,7 +81,7 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
             w = 1.0 if layer_weights is None else float(layer_weights.get(layer, 0.0))
             vals = [r["style_layers"].get(layer, 0) * layer_scale * w for r in history]
             vals = [v if v > 0 else None for v in vals]
-            parts = ([] if layer_scale == 1 else ["β"]) + ([] if layer_weights is None else ["w_l"]) + ["E_l"]
+            parts = ([] if layer_scale == 1 else ["β"]) + ([] if layer_weights is None else ["w_l"]) + [layer_symbol]
             if any(v is not None for v in vals):
                 fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines", name=f"{'·'.join(parts)} {layer}",
                                          line={"dash": "dot", "width": 1}))
