@@ -231,9 +231,12 @@ if acts is not None:
                     st.error(ui.one_line(exc))
             if acts_b is not None:
                 cmp = views.compare_images(acts, acts_b)
-                m1, m2, m3 = st.columns(3)
+                m1, m2, m4, m3 = st.columns(4)
                 m1.metric("Cosine similarity", f"{cmp.cosine:.3f}")
-                m2.metric("Style distance E_l", f"{cmp.style_distance:.3g}")
+                m2.metric("Style distance E_l (paper scale)", f"{cmp.style_distance:.3g}",
+                          help="Gatys et al. 2016 eq. 4 as written: grows with the 4th power of the activations")
+                m4.metric("Relative Ẽ_l (style page's scale)", f"{cmp.relative_style_distance:.3g}",
+                          help="E_l · 4N_l² / ‖Â‖²: the squared relative error of the Gram matrix")
                 if not math.isfinite(cmp.style_distance):
                     st.caption("E_l is too large for float32 here: the activations of this network are huge "
                                f"(up to {float(abs(acts).max()):.3g}), as with untrained weights.")
@@ -242,7 +245,13 @@ if acts is not None:
                            "the same channels fire in the same proportions, near 0 that they share little at this "
                            "layer. **E_l** (Gatys et al. 2016, eq. 4; see the Style transfer page) is the difference of the two Gram "
                            "matrices, the quantity style transfer makes small at this layer: 0 means the same style "
-                           "statistics. **Shared top channels** are among both images' strongest.")
+                           "statistics. It is shown at two scales. **E_l** is the *paper scale*, eq. 4 as written "
+                           "(what the style page's *Paper* loss scale uses): it grows with the fourth power of the "
+                           "activations, so its size depends on the network file. **Ẽ_l** is the *relative scale*, "
+                           "what the style page uses by default and shows in its charts: the same difference divided "
+                           "by the size of the second image's Gram matrix, Ẽ_l = E_l · 4N_l² / ‖Â_l‖² (N_l channels, "
+                           "Â_l the Gram matrix divided by the number of positions), a squared relative error that "
+                           "does not depend on the file. **Shared top channels** are among both images' strongest.")
                 c1, c2 = st.columns(2)
                 for col, name, im, a, top in ((c1, img.name, pil, acts, cmp.top_a),
                                               (c2, other.name, pil_b, acts_b, cmp.top_b)):

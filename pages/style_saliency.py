@@ -41,9 +41,15 @@ with st.expander("What do these maps compute?"):
     st.latex(r"S(p) = \max_c \left| \partial E / \partial x_{c,p} \right|")
     st.markdown("**Guided backprop** is the same gradient, but every ReLU passes back only positive gradients "
                 "where its input was positive: sharper, edge-like maps.")
-    st.markdown("**Integrated gradients** add up the gradient along the straight path from a black image to the "
-                "picture, so the map sums to the objective's change; **SmoothGrad** averages it over noisy copies.")
-    st.latex(r"IG(p) = \Big| \sum_c x_{c,p} \int_0^1 \frac{\partial E(\alpha x)}{\partial x_{c,p}} \, d\alpha \Big|")
+    st.markdown("**Integrated gradients** (Sundararajan et al. 2017) add up the gradient along the straight path "
+                "from a black image to the picture. The map shown is **signed** (summed over the three colours, "
+                "no absolute value): red pixels raised the objective along the path, blue ones lowered it. Only "
+                "this signed map adds up to the objective's change, E(picture) − E(black) (the paper's "
+                "*completeness*), up to the error of the finite number of integration steps; its absolute value "
+                "would count the blue pixels as important too. **SmoothGrad** (Smilkov et al. 2017) averages the "
+                "map over noisy copies of the picture.")
+    st.latex(r"IG(p) = \sum_c x_{c,p} \int_0^1 \frac{\partial E(\alpha x)}{\partial x_{c,p}} \, d\alpha, "
+             r"\qquad \sum_p IG(p) \approx E(x) - E(0)")
     st.markdown("**Occlusion** hides one window at a time (black, the mean colour, or a blurred copy) and "
                 "measures how much the objective drops; each pixel gets the average over the windows that cover "
                 "it. Positive (red): hiding it lowers the objective; negative (blue): hiding it raises it. "
@@ -155,18 +161,25 @@ if res:
     view, side = st.columns([3, 2])
     with view:
         opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.6, step=0.05, key="sal_opacity")
-        signed = main.method == "occlusion"
+        signed, occluded = main.signed, main.method == "occlusion"
         title = f"{attribution.METHOD_TITLES[main.method]} of {main.objective} · {res['image_name']}"
+        value_label = "objective drop" if occluded else "attribution (signed)" if signed else "importance"
         st.plotly_chart(plots.channel_overlay(res["image"], main.values, opacity, title,
-                                              colorscale="RdBu_r" if signed else "Viridis",
-                                              value_label="objective drop" if signed else "importance",
+                                              colorscale="RdBu_r" if signed else "Viridis", value_label=value_label,
                                               zmid=0.0 if signed else None, max_cells=128),
                         key="sal_overlay")
-        engine = f" ({'exact incremental' if main.engine == 'fast' else 'Captum'} engine)" if signed else ""
+        engine = f" ({'exact incremental' if main.engine == 'fast' else 'Captum'} engine)" if occluded else ""
+        sign_note = ""
+        if occluded:
+            sign_note = " Red: hiding this region lowers the objective; blue: raises it."
+        elif signed:
+            sign_note = (f" Signed integrated gradients, summed over RGB: red raised the objective along the path "
+                         f"from black, blue lowered it; the map adds up to {float(main.values.sum()):.4g}, which "
+                         "approximates the objective's change from the black image.")
         st.caption(f"Objective: {saliency_objectives.parse_objective(main.objective).describe()}. Heatmap "
                    f"{main.values.shape[1]}×{main.values.shape[0]} px, {main.seconds:.1f} s{engine}. "
                    "Hover to read the value at a pixel."
-                   + (" Red: hiding this region lowers the objective; blue: raises it." if signed else ""))
+                   + sign_note)
         for note in main.notes:
             st.caption(f"Note: {note}")
         if res["untrained"]:
@@ -175,7 +188,8 @@ if res:
                     "trained one has learned to look for.")
         ui.downloads(res, [
             ui.Download("Download overlay PNG", "saliency_overlay.png", "image/png", "sal_download_png",
-                        lambda: outputs.png_bytes(attribution.overlay_image(main.image, main.values, opacity),
+                        lambda: outputs.png_bytes(attribution.overlay_image(main.image, main.values, opacity,
+                                                                            signed=signed),
                                                   pnginfo={"weights": res["weights_label"],
                                                            "heatmap": outputs.json_text(main.report(), indent=None)}),
                         slot="overlay", depends=opacity),
@@ -207,7 +221,7 @@ if res:
                      caption=f"Kept {kept:,} of {weight.numel():,} px ({kept / weight.numel():.0%}), "
                              + ("graded by importance" if soft else "white = kept") + "; ranked by "
                              + ("the positive part of the map (where hiding a window lowers the objective)"
-                                if main.method == "occlusion" else "importance"))
+                                if occluded else "the size of the attribution, either sign" if signed else "importance"))
             if model is not None and model.name != res.get("model", model.name):  # the sidebar changed since
                 st.caption(f"The per-layer masks are drawn at the style layers of {res['model']}, the network "
                            f"of these heatmaps: switch back to it, or compute the heatmaps again on {model.name}.")
@@ -217,16 +231,19 @@ if res:
                 for col, (name, m) in zip(cols, masks.items()):
                     col.image(pickers.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",
                               width="stretch")
-                st.caption("The same mask at each style layer's resolution (area-averaged): each cell's grey is the "
-                           "share of its pixels that are kept. Saliency-guided Gram transfer weighs each position's "
+                st.caption("The same mask at each style layer's resolution (area-averaged): each cell's grey is "
+                           + ("the mean weight of its pixels (the graded weights, 0 where a pixel is not kept)"
+                              if soft else "the share of its pixels that are kept") + ". Saliency-guided Gram transfer weighs each position's "
                            "features by these values when it builds the style targets.")
 
     if len(heatmaps) > 1:
         st.subheader("Methods side by side")
         cols = st.columns(len(heatmaps))
         for col, hm in zip(cols, heatmaps):
-            col.image(attribution.overlay_image(hm.image, hm.values, opacity), width="stretch",
+            col.image(attribution.overlay_image(hm.image, hm.values, opacity, signed=hm.signed), width="stretch",
                       caption=f"{attribution.METHOD_TITLES[hm.method]} · {hm.seconds:.1f} s")
-        st.caption("Each map is coloured from its own minimum (dark purple) to its own maximum (yellow), so "
-                   "compare where the bright regions are, not how bright they are. Gradient maps are sharp and "
+        st.caption("Each unsigned map is coloured from its own minimum (dark purple) to its own maximum (yellow); "
+                   "each signed map (integrated gradients, occlusion) from blue (negative) through white (0) to red "
+                   "(positive), scaled to its own largest size. So compare where the strong regions are, not how "
+                   "strong they are. Gradient maps are sharp and "
                    "speckled (one pixel at a time); occlusion and Grad-CAM are smooth (windows, deep layers).")

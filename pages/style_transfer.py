@@ -44,9 +44,15 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
                 "eq. 4 with the fourth power of the activations, whose size differs between VGG19 files (the "
                 "original Caffe file's are about 58 times torchvision's). So each term is divided by the size of "
                 "its target, which makes both squared relative errors:")
-    st.latex(r"\mathcal{L}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} \qquad "
-             r"E_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
-             r"\qquad \text{(relative losses, this app)}")
+    st.latex(r"\tilde{\mathcal{L}}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} "
+             r"\qquad \tilde{E}_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
+             r"= E_l \cdot \frac{4 N_l^2 M_l^2}{\sum_{ij} (A^l_{ij})^2}, \qquad "
+             r"\tilde{\mathcal{L}}_{style} = \sum_l w_l \tilde{E}_l \qquad \text{(relative losses, this app)}")
+    st.caption("Two scales, two symbols: E_l is eq. 4 at the paper's scale (the *Paper* loss scale, and the "
+               "“Style distance E_l (paper scale)” on the Activations page); Ẽ_l is the relative scale, what the "
+               "default run minimizes and what its chart's per-layer curves show (“Relative Ẽ_l” on the "
+               "Activations page). For the same two images and layer they differ by the factor above, which "
+               "depends on the network file and can span many orders of magnitude.")
     st.markdown("Then alpha = 1, beta = 80 (the default) gives about the balance of neural-style's published "
                 "pictures with any VGG19 file. With the *paper* loss scale, Gatys et al.'s eq. 1 and 4 are used as written "
                 "and beta must suit the file's activation size: about alpha/beta = 1e-3 for the original Caffe VGG19, "

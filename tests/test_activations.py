@@ -380,6 +380,30 @@ def test_compare_images_style_distance_is_eq4():
     assert cmp.shared_top == sorted(set(cmp.top_a.tolist()) & set(cmp.top_b.tolist()))
 
 
+def test_relative_style_distance_is_the_style_pages_relative_scale():
+    """Ẽ_l (the style page's default, relative scale) = E_l (eq. 4, paper scale) times the factor
+    the style transfer itself uses (term_scales), and is what the style objective's relative
+    layer term gives for the same two images; scaling every activation leaves it unchanged."""
+    from explorer.style.gatys import term_scales
+
+    rng = np.random.default_rng(5)
+    a = np.maximum(rng.normal(size=(8, 6, 7)), 0).astype(np.float32)
+    b = np.maximum(rng.normal(0.3, 1.0, size=(8, 9, 5)), 0).astype(np.float32)
+    cmp = views.compare_images(a, b)
+    target = gram_matrix(torch.from_numpy(b)[None], normalize=True)[0]
+    _, factor = term_scales(torch.ones(1, 1, 1, 1), {"l": target}, "relative", 1)
+    assert cmp.relative_style_distance == pytest.approx(cmp.style_distance * factor["l"], rel=1e-5)
+    relative_term = float(style_layer_loss(torch.from_numpy(a)[None], target)[0]) * factor["l"]
+    assert cmp.relative_style_distance == pytest.approx(relative_term, rel=1e-5)
+    # by hand: ||Â - B̂||^2 / ||B̂||^2 with position-normalized Gram matrices
+    fa, fb = a.reshape(8, -1).astype(np.float64), b.reshape(8, -1).astype(np.float64)
+    ga, gb = fa @ fa.T / fa.shape[1], fb @ fb.T / fb.shape[1]
+    assert cmp.relative_style_distance == pytest.approx(((ga - gb) ** 2).sum() / (gb ** 2).sum(), rel=1e-5)
+    scaled = views.compare_images(a * np.float32(58), b * np.float32(58))
+    assert scaled.relative_style_distance == pytest.approx(cmp.relative_style_distance, rel=1e-5)
+    assert scaled.style_distance == pytest.approx(cmp.style_distance * 58 ** 4, rel=1e-5)
+
+
 @pytest.mark.parametrize("scale", [1e11, 1e-11])
 def test_compare_images_style_distance_at_untrained_scales(scale):
     """Untrained networks' activations can be ~1e11 or ~1e-11; E_l is quartic in the

@@ -155,6 +155,21 @@ def test_style_page_renders_with_untrained_warning(page):
     assert not page.button(key="run").disabled
 
 
+def test_style_page_names_the_paper_and_the_relative_layer_term_apart(page):
+    tex = " ".join(l.value for l in page.latex)
+    assert r"E_l = \frac{1}{4 N_l^2 M_l^2}" in tex and r"\tilde{E}_l = \frac" in tex
+    assert r"= E_l \cdot \frac{4 N_l^2 M_l^2}{\sum_{ij} (A^l_{ij})^2}" in tex
+    assert any(c.value.startswith("Two scales, two symbols") for c in page.caption)
+    small_settings(page)
+    for scale, symbol in (("relative", "Ẽ_l"), ("paper", "E_l")):
+        page.selectbox(key="loss_normalization").set_value(scale).run()
+        click_run(page)
+        assert not errors(page)
+        chart = next(json.loads(el.proto.spec) for el in page.get("plotly_chart") if el.key == "final_chart")
+        layer_traces = [t["name"] for t in chart["data"] if " relu" in t["name"]]
+        assert layer_traces and all(n.startswith(f"β·w_l·{symbol} relu") for n in layer_traces), layer_traces
+
+
 def test_upload_run_and_download(page, downloads):
     upload_content(page, "photo.png", png_of(100, 80))
     assert not errors(page)

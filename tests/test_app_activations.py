@@ -185,13 +185,17 @@ def test_compare_mode_shows_cosine_and_style_distance():
     assert not at.exception and not errors(at)
     m = metrics(at)
     assert -1.0 <= float(m["Cosine similarity"]) <= 1.0
-    assert float(m["Style distance E_l"]) > 0  # astronaut vs. cat: different Gram matrices
+    e, rel = float(m["Style distance E_l (paper scale)"]), float(m["Relative Ẽ_l (style page's scale)"])
+    assert e > 0 and rel > 0  # astronaut vs. cat: different Gram matrices
+    assert any("*paper scale*" in c.value and "*relative scale*" in c.value and "Ẽ_l = E_l · 4N_l² / ‖Â_l‖²"
+               in c.value for c in at.caption)
     assert re.fullmatch(r"\d+ of 8", m["Shared top channels"])
     assert any("Cosine similarity" in c.value and "E_l" in c.value for c in at.caption)
     assert any(c.startswith("chelsea (cat): top channels #") for c in captions(at))
     at.selectbox(key="act_other_sample").set_value("astronaut").run()  # the same image: identical statistics
     m = metrics(at)
-    assert float(m["Cosine similarity"]) == pytest.approx(1.0, abs=1e-5) and float(m["Style distance E_l"]) == 0
+    assert float(m["Cosine similarity"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(m["Style distance E_l (paper scale)"]) == 0 and float(m["Relative Ẽ_l (style page's scale)"]) == 0
 
 
 def test_views_reuse_activations_and_a_layer_change_computes_once(monkeypatch):

@@ -165,6 +165,47 @@ def test_occlusion_reports_progress_while_it_runs(monkeypatch):
     assert any("Red: hiding this region lowers the objective" in c.value for c in at.caption)
 
 
+def test_integrated_gradients_show_the_signed_map_that_adds_up_to_the_objectives_change():
+    import torch
+
+    from explorer.nets.models import load_model
+    from explorer.saliency.objectives import objective_function
+
+    at = saliency_page()
+    at.selectbox(key="sal_method").set_value("integrated_gradients")
+    at.slider(key="sal_ig_steps").set_value(32).run()
+    click(at, "sal_run")
+    assert not errors(at)
+    fig = next(f for t, f in charts(at).items() if t.startswith("Integrated gradients of style"))
+    heat = fig["data"][1]
+    assert heat["zmid"] == 0 and "attribution (signed)" in heat["hovertemplate"]  # diverging scale
+    z = z_array(heat).astype(np.float64)
+    assert (z < 0).any() and (z > 0).any()
+    cap = next(c.value for c in at.caption if "Signed integrated gradients" in c.value)
+    stated = float(re.search(r"adds up to (\S+), which", cap).group(1))
+    assert stated == pytest.approx(z.sum(), rel=1e-3)
+    # completeness, with the project's own objective on the page's image and network
+    model = load_model("vgg19", weights="untrained", device="cpu")
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("hubble_deep_field").image, 64))
+    f = objective_function(model, "style", layers=model.spec.style_layers)
+    with torch.no_grad():
+        change = float(f(x)[0] - f(torch.zeros_like(x))[0])
+    assert stated == pytest.approx(change, rel=0.05)
+    tex = " ".join(l.value for l in at.latex)
+    assert r"\sum_p IG(p) \approx E(x) - E(0)" in tex and r"\Big|" not in tex
+    assert "ranked by the size of the attribution, either sign" in kept_caption(at)
+
+
+def test_layer_mask_caption_says_share_for_hard_and_mean_weight_for_soft_masks():
+    at = saliency_page()
+    click(at, "sal_run")
+    hard = [c.value for c in at.caption if c.value.startswith("The same mask at each style layer")]
+    assert len(hard) == 1 and "share of its pixels that are kept" in hard[0] and "mean weight" not in hard[0]
+    at.checkbox(key="sal_soft").check().run()
+    soft = [c.value for c in at.caption if c.value.startswith("The same mask at each style layer")]
+    assert len(soft) == 1 and "mean weight of its pixels" in soft[0] and "share of its pixels" not in soft[0]
+
+
 def test_compare_methods_side_by_side():
     at = saliency_page()
     at.checkbox(key="sal_compare_on").check().run()

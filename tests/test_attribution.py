@@ -121,7 +121,8 @@ def test_every_method_gives_a_finite_map_of_the_input_size(vgg19, method):
     assert np.isfinite(heat.values).all() and np.abs(heat.values).max() > 0
     assert heat.importance.min() >= 0
     assert heat.weights_label == vgg19.weights.label
-    if method != "occlusion":
+    assert heat.signed == (method in ("integrated_gradients", "occlusion"))
+    if not heat.signed:
         assert heat.values.min() >= 0  # gradient magnitudes and ReLU'd Grad-CAM
 
 
@@ -151,7 +152,35 @@ def test_smoothgrad_leaves_torchs_global_generator_alone(vgg19):
     torch.manual_seed(0)
     want = NoiseTunnel(ig).attribute(xl, nt_type="smoothgrad", nt_samples=2, nt_samples_batch_size=1, stdevs=0.2,
                                      baselines=torch.zeros_like(xl), n_steps=4, internal_batch_size=8)
-    np.testing.assert_allclose(got, want.sum(1).abs()[0].detach().numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(got, want.sum(1)[0].detach().numpy(), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("objective", ["style", "layer:relu3_1"])
+def test_integrated_gradients_map_is_signed_and_complete(vgg19, objective):
+    """Completeness (Sundararajan et al. 2017): the signed map adds up to objective(x) -
+    objective(black), both computed by the project's own objective function; the absolute
+    value, which the map used to show, does not when some pixels are negative."""
+    x = stripes(48, 48)
+    heat = A.attribute(vgg19, x, A.AttributionSettings(method="integrated_gradients", objective=objective,
+                                                       ig_steps=32))
+    f = SO.objective_function(vgg19, objective, layers=vgg19.spec.style_layers)
+    with torch.no_grad():
+        change = float(f(x)[0] - f(torch.zeros_like(x))[0])
+    total = float(heat.values.astype(np.float64).sum())
+    assert total == pytest.approx(change, rel=0.03)  # up to the 32-step quadrature's error
+    assert heat.signed and (heat.values < 0).any() and (heat.values > 0).any()
+    assert float(np.abs(heat.values).sum()) > 1.05 * abs(change)  # |IG| does not add up to the change
+    np.testing.assert_array_equal(heat.importance, np.abs(heat.values))  # masks rank by size, either sign
+
+
+def test_signed_overlay_uses_a_diverging_scale_centred_on_zero():
+    v = np.array([[-2.0, 0.0, 2.0, 1.0]], np.float32)
+    rgb = np.asarray(A.signed_map_rgb(v)).astype(int)
+    assert rgb[0, 0].tolist() == [33, 102, 172] and rgb[0, 2].tolist() == [178, 24, 43]  # -max blue, +max red
+    assert rgb[0, 1].tolist() == [247, 247, 247]  # 0 is white, wherever it lies in the range
+    assert rgb[0, 3, 0] > rgb[0, 3, 2]  # half of +max: reddish
+    x = picture(1, 4)
+    assert np.array_equal(np.asarray(A.overlay_image(x, v, 1.0, signed=True)), np.asarray(A.signed_map_rgb(v)))
 
 
 @pytest.mark.parametrize("quadrant", [(0, 0), (1, 1), (0, 1)])

@@ -134,6 +134,22 @@ def test_layer_masks_have_each_layers_resolution_and_average_the_area(vgg19):
     assert masks["relu3_1"][:, :4].eq(1).all() and masks["relu3_1"][:, 4:].eq(0).all()
 
 
+@pytest.mark.parametrize("soft", [False, True])
+def test_layer_mask_cells_are_the_kept_share_or_the_mean_weight(vgg19, soft):
+    """What the per-layer mask view says each cell's grey is: for a hard mask the share of the
+    cell's pixels that are kept, for a soft mask the mean weight of its pixels (0 where not kept)."""
+    heat = np.random.default_rng(0).random((48, 64)).astype(np.float32)
+    w = G.weight_map(heat, keep=0.3, soft=soft)
+    cells = GD.layer_masks(w, vgg19, LAYERS)["relu3_1"]  # 12 x 16 cells of 4 x 4 px
+    blocks = w.reshape(12, 4, 16, 4)
+    torch.testing.assert_close(cells, blocks.mean((1, 3)))
+    share = blocks.gt(0).float().mean((1, 3))
+    if soft:
+        assert not torch.allclose(cells, share)  # graded weights: the share of kept pixels is not what is shown
+    else:
+        torch.testing.assert_close(cells, share)
+
+
 # --------------------------------------------------------------------------- painted masks
 
 def _png(arr: np.ndarray) -> bytes:

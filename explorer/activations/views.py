@@ -174,9 +174,15 @@ class Comparison:
     Attributes:
         top_a, top_b: top channels of each image (by mean activation).
         cosine: cosine similarity of the two (C,) mean-activation vectors, in [-1, 1].
-        style_distance: E_l between them, Gatys et al. 2016 eq. (4) (image A as the generated
-            image, B as the style target), the per-layer term style transfer minimizes;
-            computed in float64.
+        style_distance: E_l between them at the paper's scale, Gatys et al. 2016 eq. (4)
+            (image A as the generated image, B as the style target), the per-layer term style
+            transfer minimizes with the *paper* loss scale; grows with the fourth power of the
+            activations; computed in float64.
+        relative_style_distance: the same distance at the *relative* scale, the style page's
+            default: Ẽ_l = ||Â - B̂||_F^2 / ||B̂||_F^2 = E_l * 4 N_l^2 / ||B̂||_F^2, with Â, B̂ the
+            position-normalized Gram matrices (G/M) of A and B and N_l channels (the factor of
+            :func:`explorer.style.gatys.term_scales`); unitless, unchanged when every
+            activation is scaled by one factor. NaN when B's Gram matrix is all zero.
         shared_top: channels in both top lists.
     """
 
@@ -184,6 +190,7 @@ class Comparison:
     top_b: np.ndarray
     cosine: float
     style_distance: float
+    relative_style_distance: float
     shared_top: list[int] = field(default_factory=list)
 
 
@@ -200,8 +207,10 @@ def compare_images(acts_a: np.ndarray, acts_b: np.ndarray, n: int = 8) -> Compar
     fa = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))[None]
     gb = gram_matrix(torch.from_numpy(np.ascontiguousarray(b, dtype=np.float64))[None], normalize=True)[0]
     e = float(style_layer_loss(fa, gb)[0])
+    nb2 = float(gb.pow(2).sum())
+    rel = e * 4.0 * gb.shape[-1] ** 2 / nb2 if nb2 > 0 else float("nan")
     ta, tb = top_channels(a, n), top_channels(b, n)
-    return Comparison(ta, tb, cos, e, sorted(set(ta.tolist()) & set(tb.tolist())))
+    return Comparison(ta, tb, cos, e, rel, sorted(set(ta.tolist()) & set(tb.tolist())))
 
 
 @torch.no_grad()

@@ -75,7 +75,8 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
             ``style`` curve. Each is labelled with exactly that product.
         normalization: the run's loss scale, ``"relative"`` (the default) or ``"paper"``:
             the legend names Gatys's and Luan's equations only for ``"paper"``
-            (:func:`term_label`).
+            (:func:`term_label`), and the per-layer term is ``E_l`` (eq. (4) at the paper's
+            scale) or ``Ẽ_l`` (the relative scale).
         title, height: figure title and height in pixels.
         log: log-scale y axis (non-positive values are then left out).
 
@@ -103,7 +104,7 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
             w = 1.0 if layer_weights is None else float(layer_weights.get(layer, 0.0))
             vals = [r["style_layers"].get(layer, 0) * layer_scale * w for r in history]
             vals = [v if v > 0 else None for v in vals]
-            parts = ([] if layer_scale == 1 else ["β"]) + ([] if layer_weights is None else ["w_l"]) + ["E_l"]
+            parts = ([] if layer_scale == 1 else ["β"]) + ([] if layer_weights is None else ["w_l"]) + ["E_l" if normalization == "paper" else "Ẽ_l"]
             if any(v is not None for v in vals):
                 fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines", name=f"{'·'.join(parts)} {layer}",
                                          line={"dash": "dot", "width": 1}))

@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         *([(args.report, lambda: outputs.write_json_atomic(recipes.recipe("saliency", heat.report(),
                                                                           {"style": style_ref}), args.report))]
           if args.report else []),
-        (str(out), lambda: outputs.save_png_atomic(attribution.overlay_image(heat.image, heat.values, args.opacity),
-                                                   out, pnginfo=info)),
+        (str(out), lambda: outputs.save_png_atomic(
+            attribution.overlay_image(heat.image, heat.values, args.opacity, signed=heat.signed), out, pnginfo=info)),
         *([(args.npy, lambda: outputs.write_bytes_atomic(outputs.npy_bytes(heat.values), args.npy))]
           if args.npy else [])])
     common.say(f"wrote {out}" + (f" and {args.npy}" if args.npy else "") +

@@ -18,7 +18,9 @@ Methods, all from Captum (nothing here computes a gradient attribution of its ow
 * ``guided_backprop``: Springenberg et al. 2015, |guided gradient|, max over RGB.
 * ``integrated_gradients``: Sundararajan et al. 2017 (black-image baseline), optionally
   averaged over noisy copies (SmoothGrad, Smilkov et al. 2017, as Captum's NoiseTunnel averages
-  them, the noise from a private seeded generator); |sum over RGB|.
+  them, the noise from a private seeded generator); the signed sum over RGB, so that the map
+  adds up to E(x) - E(black) (completeness, Sundararajan et al. 2017 section 3), up to the error
+  of the ``ig_steps``-point Riemann sum. Positive: the pixel's path raised the objective.
 * ``occlusion``: Zeiler & Fergus 2014, f(x) - f(x with a window replaced by a baseline), averaged
   over the windows that cover a pixel (Captum's definition). Signed: positive where hiding the
   region lowers the objective. For the VGG objectives that are sums over positions (style,
@@ -63,6 +65,7 @@ from ..core.settings import RecipeSettings, setting
 
 __all__ = [
     "METHODS",
+    "SIGNED_METHODS",
     "BASELINES",
     "private_copy",
     "baseline_image",
@@ -70,6 +73,7 @@ __all__ = [
     "Heatmap",
     "AttributionRun",
     "attribute",
+    "signed_map_rgb",
     "overlay_image",
 ]
 
@@ -82,6 +86,10 @@ METHOD_TITLES = {
     "occlusion": "Occlusion",
     "gradcam": "Grad-CAM",
 }
+#: Methods whose map is signed (drawn on a diverging scale centred on 0): integrated gradients
+#: (positive: the pixel's share of E(x) - E(black)) and occlusion (positive: hiding the region lowers
+#: the objective). The others give non-negative importances.
+SIGNED_METHODS = ("integrated_gradients", "occlusion")
 #: What an occluded window is filled with.
 BASELINES = choices.BASELINES
 #: What an occluded window shows by default. On the real VGG19 a black window adds strong edges,
@@ -151,9 +159,10 @@ class Heatmap:
     """One attribution map.
 
     Attributes:
-        values: (H, W) float32 NumPy array at the working size of the image. Gradient methods
-            and Grad-CAM give non-negative importances; occlusion is signed (objective drop when
-            the region is hidden).
+        values: (H, W) float32 NumPy array at the working size of the image. Saliency, guided
+            backprop and Grad-CAM give non-negative importances; integrated gradients are signed
+            (summed over RGB; the map adds up to objective(image) - objective(black)), occlusion
+            is signed (objective drop when the region is hidden). Units: those of the objective.
         image: the image explained, (1, 3, H, W) in [0, 1] on the CPU.
         method, objective: what produced it; ``settings``: the :class:`AttributionSettings`.
         weights_label: e.g. "untrained weights (seed 0)"; ``seconds``: wall clock.
@@ -176,9 +185,17 @@ class Heatmap:
     device: str = "cpu"
 
     @property
+    def signed(self) -> bool:
+        """Whether :attr:`values` has a meaningful sign (:data:`SIGNED_METHODS`)."""
+        return self.method in SIGNED_METHODS
+
+    @property
     def importance(self) -> np.ndarray:
-        """Non-negative importance (H, W) float32: the map itself, or for occlusion its positive
-        part (regions whose removal lowers the objective)."""
+        """Non-negative importance (H, W) float32, what top-k masks rank: the map itself; for
+        integrated gradients its size |IG| (either sign); for occlusion its positive part
+        (regions whose removal lowers the objective)."""
+        if self.method == "integrated_gradients":
+            return np.abs(self.values).astype(np.float32)
         return np.maximum(self.values, 0.0).astype(np.float32)
 
     def report(self) -> dict:
@@ -191,13 +208,30 @@ class Heatmap:
                 "shape": list(v.shape), "min": float(v.min()), "max": float(v.max()), "notes": list(self.notes)}
 
 
-def overlay_image(image: torch.Tensor, values: np.ndarray, opacity: float = 0.5):
-    """The heatmap over the image as an RGB PIL image (Viridis, scaled to the map's own range),
-    blended with ``opacity`` in [0, 1] (0 = image only)."""
+#: Diverging colours for signed maps: blue (negative), near-white (0), red (positive), as Plotly's RdBu_r.
+_DIVERGING = np.array([[33, 102, 172], [247, 247, 247], [178, 24, 43]], np.float32)
+
+
+def signed_map_rgb(values: np.ndarray) -> Image.Image:
+    """A signed map (H, W) as an RGB image on a diverging scale centred on 0: -max|v| blue,
+    0 near-white, +max|v| red (linear in between), so equal sizes of either sign look equally strong."""
+    m = np.asarray(values, np.float32)
+    top = float(np.abs(m).max()) if m.size else 0.0
+    t = np.zeros(m.shape, np.float32) if top <= 0 else np.clip(m / top, -1.0, 1.0)
+    lo, hi = np.minimum(t, 0.0)[..., None], np.maximum(t, 0.0)[..., None]
+    rgb = _DIVERGING[1] + (-lo) * (_DIVERGING[0] - _DIVERGING[1]) + hi * (_DIVERGING[2] - _DIVERGING[1])
+    return Image.fromarray(rgb.round().astype(np.uint8), "RGB")
+
+
+def overlay_image(image: torch.Tensor, values: np.ndarray, opacity: float = 0.5, signed: bool = False):
+    """The heatmap over the image as an RGB PIL image, blended with ``opacity`` in [0, 1]
+    (0 = image only): Viridis scaled to the map's own range, or with ``signed`` (pass
+    :attr:`Heatmap.signed`) the diverging scale of :func:`signed_map_rgb`."""
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1]; got {opacity}")
     base = to_pil(image)
-    heat = channel_map_rgb(np.asarray(values, np.float32))
+    values = np.asarray(values, np.float32)
+    heat = signed_map_rgb(values) if signed else channel_map_rgb(values)
     if heat.size != base.size:
         heat = heat.resize(base.size, Image.Resampling.BILINEAR)
     return Image.blend(base, heat, float(opacity))
@@ -354,7 +388,7 @@ class AttributionRun(Run):
                 a = smoothgrad(ig, x, s.smoothgrad, float(s.smoothgrad_sigma), **kw)
             else:
                 a = ig.attribute(x, **kw)
-            return a.sum(1).abs()[0]
+            return a.sum(1)[0]  # signed: completeness holds for this map, not for its absolute value
         # gradcam
         net = private_copy(self.model, hooked_layer=self.gradcam_layer)
         cam = LayerGradCam(self._forward(net), net.body[self.gradcam_layer])
