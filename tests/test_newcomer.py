@@ -98,7 +98,7 @@ def test_per_layer_curves_are_labelled_with_the_product_they_show():
     dotted = traces["β·w_l·E_l relu1_1"].y[0] + traces["β·w_l·E_l relu2_1"].y[0]
     assert dotted == pytest.approx(traces["β·L_style (Gatys eq. 5)"].y[0])  # they add up to the style curve
     raw = plots.loss_figure(hist, per_layer=True)
-    assert "E_l relu1_1" in {t.name for t in raw.data}
+    assert "Ẽ_l relu1_1" in {t.name for t in raw.data}  # the relative scale: the other symbol
     assert "L_style, relative Σ w_l‖G−A‖²/‖A‖²" in {t.name for t in raw.data}
 
 
