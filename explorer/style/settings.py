@@ -98,8 +98,11 @@ class StyleSettings(RecipeSettings):
         preview_every: emit a preview image every this many steps.
         preserve_color: keep the content's colours (Gatys et al. 2017, "Controlling Perceptual
             Factors in Neural Style Transfer", sec. 5): ``"none"``, ``"luminance"`` (transfer
-            the luminance only, then put the content's colour channels back) or ``"histogram"``
-            (match the style image's colour histogram to the content's first).
+            the luminance only, then put the content's colour channels back), ``"histogram"``
+            (first recolour the style image so that each RGB channel's histogram is the
+            content's) or ``"linear"`` (first recolour the style image so that its RGB mean and
+            covariance are the content's, x' = A x + b, sec. 5.2; A from symmetric matrix square
+            roots, :func:`explorer.style.color.linear_color_transform`).
         scales: coarse-to-fine: optimize at ``scales`` sizes from ``start_size`` up to ``size``
             (geometric steps), each scale starting from the previous result, upsampled; 1 = a
             single scale; 0 = as many scales as steps of sqrt(2) from ``start_size`` need.
