@@ -37,8 +37,10 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
              r"\qquad \text{(total variation } R_{V^p}\text{, Mahendran \& Vedaldi 2015)}")
     st.markdown("**Relative losses** (the default *loss scale*): Gatys et al.'s eq. 1 grows with the square and "
                 "eq. 4 with the fourth power of the activations, whose size differs between VGG19 files (the "
-                "original Caffe file's are about 58 times torchvision's). So each term is divided by the size of "
-                "its target, which makes both squared relative errors:")
+                "original Caffe file takes its input about 58 times larger than torchvision's, 255 × std; its "
+                "activations are larger by a factor of that order, different at each layer and only estimated "
+                "here). So each term is divided by the size of its target, which makes both squared relative "
+                "errors:")
     st.latex(r"\mathcal{L}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} \qquad "
              r"E_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
              r"\qquad \text{(relative losses, this app)}")

@@ -90,3 +90,9 @@ def test_mask_uploads_bad_then_good(page):  # noqa: F811
     click_run(page)
     check_result(page)
     assert not errors(page)
+
+
+def test_the_58_is_called_an_input_scale_ratio_and_an_estimate_for_activations(page):  # noqa: F811
+    text = " ".join(m.value for m in page.markdown)
+    assert "takes its input about 58 times larger than torchvision's, 255 × std" in text
+    assert "only estimated" in text and "activations are about 58 times" not in text

@@ -66,7 +66,8 @@ class StyleSettings(RecipeSettings):
             strokes and palette of the style); the same numbers hold for any VGG19 file.
             With ``loss_normalization="paper"`` the balance depends on the file: the paper's
             alpha/beta = 1e-3 suits the original Caffe VGG19 (activations of about 0-1000),
-            torchvision's file needs about 3e-7 (its activations are about 58x smaller; content
+            torchvision's file needs about 3e-7 (an estimate: its input is 58x smaller, 255 x std,
+            and its activations are taken to be too, though each layer's ratio differs; content
             scales with s^2, style with s^4).
         loss_normalization: ``"relative"`` (each term divided by its target's squared norm,
             see the module docstring) or ``"paper"`` (eq. (4) and (1) as written).
