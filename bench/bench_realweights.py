@@ -6,7 +6,8 @@ into the repository:
 
 * weights: ``shared/weights/vgg19-caffe-features-q8.pth`` (the original Caffe VGG19 conv layers),
   and a copy with every activation scaled by 1/58 (conv1_1's weight and every bias times 1/58,
-  about the magnitude of torchvision's ``vgg19-dcbb9e9d.pth``), written to ``bench/out/``;
+  torchvision's ``vgg19-dcbb9e9d.pth``'s magnitude as estimated from the input scale, 255 x std;
+  each layer's true ratio differs), written to ``bench/out/``;
 * content photos: tubingen, golden_gate, hoovertowernight; style paintings: starry_night,
   shipwreck, the_scream, woman-with-hat-matisse.
 

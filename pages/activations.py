@@ -231,8 +231,9 @@ if acts is not None:
                     st.error(ui.one_line(exc))
             if acts_b is not None:
                 cmp = views.compare_images(acts, acts_b)
-                m1, m2, m4, m3 = st.columns(4)
+                m1, m0, m2, m4 = st.columns(4)
                 m1.metric("Cosine similarity", f"{cmp.cosine:.3f}")
+                m0.metric("Centred cosine", f"{cmp.centred_cosine:.3f}")
                 m2.metric("Style distance E_l (paper scale)", f"{cmp.style_distance:.3g}",
                           help="Gatys et al. 2016 eq. 4 as written: grows with the 4th power of the activations")
                 m4.metric("Relative Ẽ_l (style page's scale)", f"{cmp.relative_style_distance:.3g}",
@@ -241,9 +242,17 @@ if acts is not None:
                     st.caption("E_l is too large for float32 here: the activations of this network are huge "
                                f"(up to {float(abs(acts).max()):.3g}), as with untrained weights.")
                 m3.metric("Shared top channels", f"{len(cmp.shared_top)} of {len(cmp.top_a)}")
-                st.caption("**Cosine similarity** compares the two images' average activation per channel: 1 means "
-                           "the same channels fire in the same proportions, near 0 that they share little at this "
-                           "layer. **E_l** (Gatys et al. 2016, eq. 4; see the Style transfer page) is the difference of the two Gram "
+                nonneg = float(acts.min()) >= 0 and float(acts_b.min()) >= 0
+                range_note = ("Here both vectors are non-negative (the layer follows a ReLU), so it lies between 0 "
+                              "and 1 and is near 1 for almost any two pictures: every channel's mean is positive, "
+                              "so the two vectors point roughly the same way; 0 would need the images to use "
+                              "disjoint channels. " if nonneg else "")
+                st.caption("**Cosine similarity** compares the two images' average activation per channel (a vector "
+                           "of one mean per channel): 1 means the same channels fire in the same proportions. "
+                           + range_note +
+                           "**Centred cosine** subtracts each vector's mean over the channels first (the correlation "
+                           "of the two channel profiles): between -1 and 1, 0 when the profiles are unrelated, so it "
+                           "shows the differences the plain cosine hides. **E_l** (Gatys et al. 2016, eq. 4; see the Style transfer page) is the difference of the two Gram "
                            "matrices, the quantity style transfer makes small at this layer: 0 means the same style "
                            "statistics. It is shown at two scales. **E_l** is the *paper scale*, eq. 4 as written "
                            "(what the style page's *Paper* loss scale uses): it grows with the fourth power of the "

@@ -42,8 +42,10 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
              r"\qquad \text{(total variation } R_{V^p}\text{, Mahendran \& Vedaldi 2015)}")
     st.markdown("**Relative losses** (the default *loss scale*): Gatys et al.'s eq. 1 grows with the square and "
                 "eq. 4 with the fourth power of the activations, whose size differs between VGG19 files (the "
-                "original Caffe file's are about 58 times torchvision's). So each term is divided by the size of "
-                "its target, which makes both squared relative errors:")
+                "original Caffe file takes its input about 58 times larger than torchvision's, 255 × std; its "
+                "activations are larger by a factor of that order, different at each layer and only estimated "
+                "here). So each term is divided by the size of its target, which makes both squared relative "
+                "errors:")
     st.latex(r"\tilde{\mathcal{L}}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} "
              r"\qquad \tilde{E}_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
              r"= E_l \cdot \frac{4 N_l^2 M_l^2}{\sum_{ij} (A^l_{ij})^2}, \qquad "
@@ -127,11 +129,13 @@ with st.expander("Settings", expanded=False):
 with st.expander("Colours, scales and photorealism", expanded=False):
     k1, k2, k3 = st.columns(3)
     preserve_color = k1.radio(
-        "Keep the content's colours", ["none", "luminance", "histogram"], key="preserve_color",
+        "Keep the content's colours", list(choices.PRESERVE_COLORS), key="preserve_color",
         format_func={"none": "No (colours from the style)", "luminance": "Luminance-only transfer",
-                     "histogram": "Match the style's colour histogram"}.get,
-        help="Gatys et al. 2017: transfer only the luminance and put the content's colours back, or recolour "
-             "the style image with the content's palette before the transfer")
+                     "histogram": "Recolour the style: content's channel histograms",
+                     "linear": "Recolour the style: content's mean and covariance"}.get,
+        help="Gatys et al. 2017, sec. 5: transfer only the luminance and put the content's colours back, or "
+             "recolour the style image with the content's colours before the transfer (each RGB channel's "
+             "histogram, or the paper's linear transform of the RGB mean and covariance)")
     scales = k2.number_input("Scales (coarse-to-fine)", 1, 8, defaults.scales, key="scales",
                              help="Optimize a small image first, then upsample it as the start of the next size: "
                                   "larger images in less time, and fewer out-of-memory errors")
@@ -163,8 +167,13 @@ with st.expander("Colours, scales and photorealism", expanded=False):
     st.markdown(
         "- **Luminance-only**: the network sees gray (luminance, Y of YIQ) versions of both images, the style's "
         "brightness matched to the content's mean and spread; the result's luminance is then combined with the "
-        "content's colour channels (I, Q). **Histogram**: the style image is recoloured with the content's "
-        "palette first (scikit-image `match_histograms`).\n"
+        "content's colour channels (I, Q). **Recolour the style**: before the transfer the style image is "
+        "given the content's colours, so the strokes stay and the palette is the content's. *Channel "
+        "histograms* matches each RGB channel's histogram to the content's on its own (scikit-image "
+        "`match_histograms`). *Mean and covariance* is Gatys et al. 2017's transform (sec. 5.2): every style "
+        "pixel x becomes A x + b so that the style's RGB mean and 3x3 covariance equal the content's; the paper "
+        "names two choices of A, Cholesky factors or symmetric matrix square roots, and this app uses the "
+        "symmetric roots, A = Σ_C^½ Σ_S^-½, b = μ_C − A μ_S (colours it pushes outside 0-1 are clipped).\n"
         "- **Coarse-to-fine** (Gatys et al. 2017, *Controlling Perceptual Factors in Neural Style Transfer*): "
         "the first scale finds the layout cheaply; each next size only refines it, with fewer steps. The sizes "
         "grow geometrically: each is the previous one times r = (working size / first scale)^(1/(scales − 1)), "

@@ -404,6 +404,24 @@ def test_relative_style_distance_is_the_style_pages_relative_scale():
     assert scaled.style_distance == pytest.approx(cmp.style_distance * 58 ** 4, rel=1e-5)
 
 
+def test_cosine_of_non_negative_activations_is_at_least_0_and_centred_cosine_is_a_correlation():
+    """After a ReLU every channel mean is >= 0, so the plain cosine lies in [0, 1] (here near 1
+    for two unrelated random profiles); the centred one is their Pearson correlation, in [-1, 1]."""
+    rng = np.random.default_rng(5)
+    for seed in range(20):
+        a = np.maximum(rng.normal(size=(16, 5, 5)), 0).astype(np.float32)
+        b = np.maximum(rng.normal(0.2, 1.5, size=(16, 4, 6)), 0).astype(np.float32)
+        cmp = views.compare_images(a, b)
+        assert cmp.cosine >= 0.0
+        ma, mb = a.reshape(16, -1).mean(1), b.reshape(16, -1).mean(1)
+        assert cmp.centred_cosine == pytest.approx(float(np.corrcoef(ma, mb)[0, 1]), abs=1e-5)
+        assert -1.0 <= cmp.centred_cosine <= 1.0
+    assert cmp.cosine > 0.8 > abs(cmp.centred_cosine)  # unrelated profiles: high cosine, low correlation
+    assert views.compare_images(a, a).centred_cosine == pytest.approx(1.0, abs=1e-6)
+    flat = np.ones((16, 3, 3), np.float32)
+    assert views.compare_images(flat, b).centred_cosine == 0.0  # a constant profile has no direction
+
+
 @pytest.mark.parametrize("scale", [1e11, 1e-11])
 def test_compare_images_style_distance_at_untrained_scales(scale):
     """Untrained networks' activations can be ~1e11 or ~1e-11; E_l is quartic in the

@@ -191,6 +191,10 @@ def test_compare_mode_shows_cosine_and_style_distance():
                in c.value for c in at.caption)
     assert re.fullmatch(r"\d+ of 8", m["Shared top channels"])
     assert any("Cosine similarity" in c.value and "E_l" in c.value for c in at.caption)
+    assert -1.0 <= float(m["Centred cosine"]) <= 1.0
+    assert any("Centred cosine" in c.value and "correlation" in c.value for c in at.caption)
+    # the default layer follows a ReLU: the caption gives the plain cosine's range, and it holds
+    assert float(m["Cosine similarity"]) >= 0 and any("lies between 0 and 1" in c.value for c in at.caption)
     assert any(c.startswith("chelsea (cat): top channels #") for c in captions(at))
     at.selectbox(key="act_other_sample").set_value("astronaut").run()  # the same image: identical statistics
     m = metrics(at)

@@ -39,6 +39,21 @@ def test_luminance_and_coarse_to_fine_on_the_page(page, downloads):  # noqa: F81
     assert report["history"][-1]["step"] == 3 + 3  # 3 steps at 48 px; no scale runs fewer than that (or 10)
 
 
+def test_colour_options_say_what_they_recolour_and_linear_runs(page, downloads):  # noqa: F811
+    radio = page.radio(key="preserve_color")
+    assert list(radio.options) == ["No (colours from the style)", "Luminance-only transfer",
+                                   "Recolour the style: content's channel histograms",
+                                   "Recolour the style: content's mean and covariance"]
+    text = " ".join(m.value for m in page.markdown)
+    assert "Gatys et al. 2017's transform (sec. 5.2)" in text and "symmetric roots" in text
+    small_settings(page)
+    radio.set_value("linear")
+    page.run()
+    click_run(page)
+    check_result(page)
+    assert json.loads(downloads["recipe.json"])["settings"]["preserve_color"] == "linear"
+
+
 def test_photorealistic_mode_with_automatic_regions(page, downloads):  # noqa: F811
     small_settings(page)
     page.toggle(key="photo").set_value(True)
@@ -75,3 +90,9 @@ def test_mask_uploads_bad_then_good(page):  # noqa: F811
     click_run(page)
     check_result(page)
     assert not errors(page)
+
+
+def test_the_58_is_called_an_input_scale_ratio_and_an_estimate_for_activations(page):  # noqa: F811
+    text = " ".join(m.value for m in page.markdown)
+    assert "takes its input about 58 times larger than torchvision's, 255 × std" in text
+    assert "only estimated" in text and "activations are about 58 times" not in text

@@ -119,3 +119,40 @@ def test_mobilenet_and_resnet_dream_on_the_page(page, model, layer):
     assert page.multiselect(key=f"dream_layers_{model}").value == [layer]
     run(page)
     assert not errors(page) and "Result" in [s.value for s in page.subheader]
+
+
+def _record_live_figures(monkeypatch) -> list:
+    """Every figure the live chart beside the preview draws during a run."""
+    from explorer.app import plots
+
+    seen: list = []
+    real = plots.live_figure
+
+    def recording(rows, **kw):
+        seen.append((list(rows), real(rows, **kw)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(plots, "live_figure", recording)
+    return seen
+
+
+def test_live_chart_shows_the_objective_as_the_dream_runs(page, monkeypatch, downloads):  # noqa: F811
+    seen = _record_live_figures(monkeypatch)
+    run(page)
+    assert seen
+    rows, fig = seen[-1]
+    assert [t.name for t in fig.data] == ["objective"]  # not an empty "Loss per step" plot
+    history = json.loads(downloads["dream-recipe.json"])["history"]
+    assert list(fig.data[0].y) == pytest.approx([h["objective"] for h in history])
+    assert fig.layout.yaxis.type != "log" and "Objective" in fig.layout.title.text
+
+
+def test_live_figure_keeps_weighted_loss_curves_for_style_rows():
+    from explorer.app import plots
+
+    rows = [{"step": 0, "total": 3.0, "content": 1.0, "style": 0.02},
+            {"step": 1, "total": 2.0, "content": 0.8, "style": 0.012}]
+    live = plots.live_figure(rows, scale={"content": 1.0, "style": 100.0})
+    assert live.to_dict() == plots.loss_figure(rows, scale={"content": 1.0, "style": 100.0}).to_dict()
+    fv = plots.live_figure([{"step": 1, "objective": -0.5, "diversity": 0.1}, {"step": 2, "objective": 0.5}])
+    assert [t.name for t in fv.data] == ["objective", "diversity"] and list(fv.data[0].y) == [-0.5, 0.5]

@@ -155,3 +155,14 @@ def test_class_objective_and_mobilenet(page, downloads):  # noqa: F811
     assert "Result" in [s.value for s in page.subheader]
     recipe = json.loads(downloads["featurevis-recipe.json"])
     assert (recipe["settings"]["model"], recipe["settings"]["layer"]) == ("mobilenet_v2", "block3")
+
+
+def test_live_chart_shows_the_objective_during_a_run(page, monkeypatch):
+    from tests.test_app_dream import _record_live_figures
+
+    seen = _record_live_figures(monkeypatch)
+    click(page, "fv_grid_run")
+    assert not errors(page) and seen
+    rows, fig = seen[-1]
+    assert [t.name for t in fig.data] == ["objective"]
+    assert list(fig.data[0].y) == pytest.approx([r["objective"] for r in rows]) and len(rows) >= 2

@@ -3,6 +3,7 @@ mode run end to end (the Matting Laplacian and region maths are in test_photo.py
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,6 +66,51 @@ def test_histogram_matching_moves_style_channel_means_to_the_content():
     assert matched.shape == st.shape and 0 <= float(matched.min()) and float(matched.max()) <= 1
 
 
+def _reddish_style(size=64, seed=2):
+    n = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([0.55 + 0.15 * n[:, :1], 0.2 + 0.1 * (n[:, :1] + n[:, 1:2]),
+                      0.25 + 0.1 * n[:, 2:]], 1)  # reddish, R and G correlated
+
+
+def _rgb_stats(x):
+    px = x[0].permute(1, 2, 0).reshape(-1, 3).double().numpy()
+    return px.mean(0), np.cov(px, rowvar=False, bias=True)
+
+
+def test_linear_colour_transform_gives_the_style_the_content_mean_and_covariance():
+    """Gatys et al. 2017, sec. 5.2: x' = A x + b with A Sigma_S A^T = Sigma_C and A mu_S + b = mu_C;
+    the style is what is recoloured (its size stays), towards the content's statistics."""
+    content, st = _mid_colour_content(), _reddish_style()
+    a, b = color.linear_color_transform(st, content)
+    mu_s, cov_s = _rgb_stats(st)
+    mu_c, cov_c = _rgb_stats(content)
+    np.testing.assert_allclose(a @ cov_s @ a.T, cov_c, atol=1e-10)
+    np.testing.assert_allclose(a @ mu_s + b, mu_c, atol=1e-10)
+    out = color.match_color_linear(st, content)
+    assert out.shape == st.shape and 0 < float(out.min()) and float(out.max()) < 1  # nothing clipped here
+    mu_o, cov_o = _rgb_stats(out)
+    np.testing.assert_allclose(mu_o, mu_c, atol=1e-5)
+    np.testing.assert_allclose(cov_o, cov_c, atol=1e-6)
+    assert np.abs(mu_s - mu_c).max() > 0.1 and np.abs(cov_s - cov_c).max() > 1e-3  # they did differ
+
+
+def test_linear_colour_transform_of_a_flat_style_is_finite():
+    content, flat = _mid_colour_content(), torch.full((1, 3, 32, 32), 0.4)
+    out = color.match_color_linear(flat, content)
+    assert torch.isfinite(out).all() and out.shape == flat.shape
+
+
+def test_histogram_matching_is_scikit_image_per_channel():
+    """The ``histogram`` option is unchanged: scikit-image's match_histograms of the style to the content."""
+    from skimage import exposure
+
+    content, st = _mid_colour_content(), _reddish_style()
+    want = exposure.match_histograms(st[0].permute(1, 2, 0).double().numpy(),
+                                     content[0].permute(1, 2, 0).double().numpy(), channel_axis=-1)
+    got = color.match_color_histogram(st, content)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, np.clip(want, 0, 1).astype(np.float32), atol=1e-7)
+
+
 def test_luminance_only_transfer_keeps_the_contents_chroma(vgg19):
     content = _pil(_mid_colour_content(48, 64))
     run = control.ControlledTransfer(vgg19, content, [(_pil(stripes(64, 64)), 1.0)],
@@ -93,6 +139,19 @@ def test_histogram_mode_targets_the_recoloured_style(vgg19):
     used = run.targets
     assert torch.allclose(used["relu1_1"], recoloured["relu1_1"], rtol=1e-4, atol=1e-7)
     assert not torch.allclose(used["relu1_1"], plain["relu1_1"], rtol=1e-2)
+
+
+@pytest.mark.parametrize("mode, recolour", [("histogram", color.match_color_histogram),
+                                              ("linear", color.match_color_linear)])
+def test_recolouring_modes_target_the_recoloured_style(vgg19, mode, recolour):
+    content, st_img = _mid_colour_content(48, 64), stripes(64, 64)
+    run = control.ControlledTransfer(vgg19, _pil(content), [(_pil(st_img), 1.0)], _settings(preserve_color=mode, steps=1))
+    list(run)
+    seen = run.run.content
+    assert torch.equal(seen, run.content_final)  # the network sees the content in colour
+    recoloured = gatys.style_targets(vgg19, recolour(images.to_tensor(_pil(st_img)), run.content_final),
+                                     run.settings.style_layers)
+    assert torch.allclose(run.targets["relu1_1"], recoloured["relu1_1"], rtol=1e-4, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- scales
@@ -299,3 +358,13 @@ def test_cli_mask_files_and_photo_lambda(tmp_path, capsys):
     # a recipe with mask-file regions needs the files again
     rc, _, err = run_cli(capsys, "stylize", "--recipe", rep, "--untrained", "-o", tmp_path / "b.png")
     assert rc == 2 and "--content-mask" in error_line(err)
+
+
+def test_cli_preserve_color_linear(tmp_path, capsys):
+    rep = tmp_path / "r.json"
+    rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:chelsea", "--untrained", "--size", "64",
+                         "--steps", "1", "--optimizer", "adam", "--preserve-color", "linear",
+                         "-o", tmp_path / "o.png", "--report", rep, "--quiet")
+    assert rc == 0, err
+    assert "linear colour preservation" in err
+    assert json.loads(rep.read_text())["settings"]["preserve_color"] == "linear"

@@ -403,3 +403,18 @@ def test_building_untrained_weights_leaves_the_global_generator_alone():
     torch.manual_seed(1234)
     models.load_model("vgg16", weights="untrained", device="cpu")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_caffe_input_is_about_58_times_torchvision_s():
+    """The "about 58" of the docs is the ratio of the two input conventions, 255 x std per channel:
+    a picture prepared the Caffe way (BGR 0-255 minus its mean) is the torchvision-normalized one
+    times caffe_input_scale(), up to the two conventions' slightly different means (< 0.6 of 255)."""
+    x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean, std = (torch.tensor(v, dtype=torch.float64).view(3, 1, 1) for v in (registry.IMAGENET_MEAN,
+                                                                             registry.IMAGENET_STD))
+    tv = (x - mean) / std
+    caffe_bgr = 255 * x.flip(0) - torch.tensor(registry.CAFFE_MEAN_BGR, dtype=torch.float64).view(3, 1, 1)
+    scale = torch.tensor(registry.caffe_input_scale(), dtype=torch.float64).view(3, 1, 1)
+    assert torch.allclose(caffe_bgr.flip(0), tv * scale, atol=0.6)
+    assert [round(s, 1) for s in registry.caffe_input_scale()] == [58.4, 57.1, 57.4]
+    assert round(sum(registry.caffe_input_scale()) / 3) == 58

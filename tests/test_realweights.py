@@ -60,7 +60,7 @@ def _run(net, content, style_img, **kw):
 @pytest.mark.parametrize("content, painting, precision, scale", [
     ("tubingen", "woman-with-hat-matisse", "fp32", 1.0),   # the pair whose total falls least
     ("golden_gate", "the_scream", fast_precision(), 1.0),
-    ("hoovertowernight", "shipwreck", "fp32", 1 / 58),      # about torchvision's activation size
+    ("hoovertowernight", "shipwreck", "fp32", 1 / 58),      # torchvision's size, estimated from the input scale
     ("tubingen", "starry_night", fast_precision(), 1 / 58),
 ])
 def test_default_transfer_converges_on_the_real_vgg19(real_vgg19, shared_images, tmp_path,
@@ -92,7 +92,7 @@ def test_the_paper_objective_converges_too(real_vgg19, shared_images):
 
 
 def test_relative_losses_mean_the_same_for_any_file_scale(real_vgg19, shared_images, tmp_path):
-    """Scaling every activation by 1/58 (Caffe -> torchvision magnitudes) leaves the relative
+    """Scaling every activation by 1/58 (the input-scale estimate of Caffe -> torchvision) leaves the relative
     losses unchanged, while the paper's terms scale as s^2 (content) and s^4 (style)."""
     small = models.load_model("vgg19", weights=_scaled_file(tmp_path, 1 / 58))
     c, s = _pictures(shared_images, "golden_gate", "starry_night", 64)

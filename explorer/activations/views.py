@@ -173,7 +173,12 @@ class Comparison:
 
     Attributes:
         top_a, top_b: top channels of each image (by mean activation).
-        cosine: cosine similarity of the two (C,) mean-activation vectors, in [-1, 1].
+        cosine: cosine similarity of the two (C,) mean-activation vectors, in [-1, 1]; in
+            [0, 1] when both are non-negative (any layer after a ReLU), and then usually near 1,
+            because every channel's mean is positive and the two vectors share that direction.
+        centred_cosine: the cosine after subtracting each vector's mean over channels (the
+            Pearson correlation of the two channel profiles), in [-1, 1]: 0 = no linear
+            relation, whatever the sign of the activations; 0 when a vector is constant.
         style_distance: E_l between them at the paper's scale, Gatys et al. 2016 eq. (4)
             (image A as the generated image, B as the style target), the per-layer term style
             transfer minimizes with the *paper* loss scale; grows with the fourth power of the
@@ -192,6 +197,7 @@ class Comparison:
     style_distance: float
     relative_style_distance: float
     shared_top: list[int] = field(default_factory=list)
+    centred_cosine: float = 0.0
 
 
 def compare_images(acts_a: np.ndarray, acts_b: np.ndarray, n: int = 8) -> Comparison:
@@ -200,8 +206,8 @@ def compare_images(acts_a: np.ndarray, acts_b: np.ndarray, n: int = 8) -> Compar
     if a.shape[0] != b.shape[0]:
         raise ValueError("both activations must come from the same layer")
     ma, mb = a.reshape(a.shape[0], -1).mean(1), b.reshape(b.shape[0], -1).mean(1)
-    denom = float(np.linalg.norm(ma) * np.linalg.norm(mb))
-    cos = float(ma @ mb / denom) if denom > 0 else 0.0
+    cos = _cosine(ma, mb)
+    centred = _cosine(ma - ma.mean(), mb - mb.mean())
     # float64: untrained networks' activations can be ~1e11 or ~1e-11, where the squared Gram
     # differences overflow or underflow float32
     fa = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))[None]
@@ -210,7 +216,13 @@ def compare_images(acts_a: np.ndarray, acts_b: np.ndarray, n: int = 8) -> Compar
     nb2 = float(gb.pow(2).sum())
     rel = e * 4.0 * gb.shape[-1] ** 2 / nb2 if nb2 > 0 else float("nan")
     ta, tb = top_channels(a, n), top_channels(b, n)
-    return Comparison(ta, tb, cos, e, rel, sorted(set(ta.tolist()) & set(tb.tolist())))
+    return Comparison(ta, tb, cos, e, rel, sorted(set(ta.tolist()) & set(tb.tolist())), centred)
+
+
+def _cosine(u: np.ndarray, v: np.ndarray) -> float:
+    """u.v / (|u| |v|) in the vectors' dtype, 0 when either vector is 0."""
+    denom = float(np.linalg.norm(u) * np.linalg.norm(v))
+    return float(u @ v / denom) if denom > 0 else 0.0
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-__all__ = ["TERM_NAMES", "term_label", "loss_figure", "objective_curves", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
+__all__ = ["TERM_NAMES", "term_label", "loss_figure", "live_figure", "objective_curves", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
 
 
 def _plain_numbers(fig: go.Figure) -> go.Figure:
@@ -115,6 +115,24 @@ def loss_figure(history: Sequence[Mapping], *, scale: Mapping[str, float] | None
         fig.update_yaxes(type="log")
     fig.update_traces(hovertemplate="step %{x}: %{y:.4g}")
     return _plain_numbers(fig)
+
+
+def live_figure(rows: Sequence[Mapping], *, scale: Mapping[str, float] | None = None,
+                normalization: str = "relative") -> go.Figure:
+    """The chart beside a run's live preview: for runs that maximize an objective (Deep Dream,
+    feature visualization: rows with ``objective``) the objective per step on a linear axis,
+    with the diversity term when there is one; for style transfer's rows the loss curves of
+    :func:`loss_figure` (log axis, each term times its weight from ``scale``).
+
+    Args:
+        rows: ``{"step": int, <name>: float, ...}`` rows collected from progress events.
+        scale: the loss weights, for loss rows only.
+        normalization: the style run's loss scale (:func:`loss_figure`), for loss rows only.
+    """
+    if any("objective" in r for r in rows):
+        keys = ("objective", "diversity") if any("diversity" in r for r in rows) else ("objective",)
+        return loss_figure(rows, keys=keys, title="Objective per step (maximized)", log=False)
+    return loss_figure(rows, scale=scale, normalization=normalization)
 
 
 def objective_curves(runs: Mapping[str, Sequence[Mapping]], key: str = "objective",

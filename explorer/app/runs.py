@@ -130,7 +130,7 @@ class _EventView:
             now = time.monotonic()
             if self.rows and (now - self.last_chart > 0.5 or ev.done):
                 self.charts += 1
-                self.chart_slot.plotly_chart(plots.loss_figure(self.rows, scale=self.scale,
+                self.chart_slot.plotly_chart(plots.live_figure(self.rows, scale=self.scale,
                                                                normalization=self.normalization),
                                              key=f"{self.state_key}_chart_{self.charts}")
                 self.last_chart = now

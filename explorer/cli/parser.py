@@ -81,8 +81,10 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
                    help="keep a snapshot every N steps (default 10)")
     c = p.add_argument_group("control over the result (colours, scales, photorealism, semantic masks)")
     c.add_argument("--preserve-color", choices=list(choices.PRESERVE_COLORS), default=S, dest="preserve_color",
-                   help="keep the content's colours: transfer luminance only, or match the style's colour "
-                        "histogram to the content first (Gatys et al. 2017)")
+                   help="keep the content's colours (Gatys et al. 2017): luminance = transfer luminance only; "
+                        "histogram = recolour the style with the content's per-channel histograms first; "
+                        "linear = recolour the style with the content's RGB mean and covariance first "
+                        "(the paper's linear transform, symmetric square roots)")
     c.add_argument("--scales", type=int, default=S,
                    help="coarse-to-fine: optimize at N sizes from --start-size up to --size (default 1)")
     c.add_argument("--start-size", type=int, default=S, dest="start_size",

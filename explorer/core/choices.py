@@ -46,7 +46,9 @@ AUGMENT_INITS: tuple[str, ...] = ("histogram", "content", "noise")
 POOLINGS: tuple[str, ...] = ("max", "avg")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 CHANNELS_LAST: tuple[str, ...] = ("auto", "on", "off")
-PRESERVE_COLORS: tuple[str, ...] = ("none", "luminance", "histogram")
+#: Keeping the content's colours (Gatys et al. 2017, sec. 5): none, luminance-only transfer, or the
+#: style image recoloured with the content's per-channel histograms or RGB mean and covariance.
+PRESERVE_COLORS: tuple[str, ...] = ("none", "luminance", "histogram", "linear")
 MASK_SOURCES: tuple[str, ...] = ("none", "files", "auto", "segmentation")
 DREAM_OBJECTIVES: tuple[str, ...] = ("l2", "mean", "guide", "class")
 DREAM_NORMALIZE: tuple[str, ...] = ("mean", "std")

@@ -23,6 +23,8 @@ from ..core import choices
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "CAFFE_MEAN_BGR",
+    "caffe_input_scale",
     "TF_MEAN",
     "TF_STD",
     "ModelSpec",
@@ -35,6 +37,22 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The original Caffe VGG's input convention: BGR values in 0-255 minus these means (Simonyan &
+#: Zisserman 2014's released model; the shared Caffe file has it folded into conv1_1).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def caffe_input_scale() -> tuple[float, float, float]:
+    """How many times larger a picture enters the original Caffe VGG than a torchvision network,
+    per RGB channel: Caffe takes 255 x - mean (0-255 units), torchvision (x - mean) / std, so the
+    ratio of the centred inputs is 255 * std = (58.4, 57.1, 57.4), about 58 (255 x 0.226).
+
+    This is measured from the two input conventions only. How much larger the Caffe VGG19's
+    layer activations are than torchvision's is a different number for each layer (two
+    separately trained networks), not measured here; "about 58 times" for activations is an
+    estimate from the input scale.
+    """
+    return tuple(255.0 * s for s in IMAGENET_STD)
 # torchvision's GoogLeNet and Inception v3 weights were ported from TensorFlow and expect
 # inputs in [-1, 1]; `transform_input=True` maps ImageNet-normalized input to exactly
 # (x - 0.5) / 0.5, which is what we apply directly since we walk the layers ourselves.

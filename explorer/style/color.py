@@ -8,9 +8,14 @@ Both methods are from L. A. Gatys, A. S. Ecker, M. Bethge, A. Hertzmann, E. Shec
   luminance's mean and standard deviation, L_S' = sigma_C / sigma_S (L_S - mu_S) + mu_C; the
   result's luminance is then recombined with the content's colour channels. YIQ is used (the
   paper's choice), via scikit-image.
-* **colour histogram matching** (sec. 5.2): the style image's colours are transformed to match
-  the content image's before the transfer (scikit-image's ``match_histograms`` per RGB channel;
-  the paper also describes a linear mean/covariance match).
+* **colour matching** (sec. 5.2): the style image is recoloured with the content image's colours
+  before the transfer, so the style that the network matches already has the content's palette.
+  Two ways are offered: ``histogram`` matches each RGB channel's histogram on its own
+  (scikit-image's ``match_histograms``; not the paper's method), and ``linear`` is the paper's
+  linear transform x' = A x + b, which gives the style's RGB values the content's mean and
+  3x3 covariance. The paper names two choices of A, the Cholesky factors (A = L_C L_S^-1) and
+  the symmetric matrix square roots of Image Analogies (A = Sigma_C^1/2 Sigma_S^-1/2); this module
+  uses the symmetric square roots (:func:`linear_color_transform`).
 
 All images here are float tensors (B, 3, H, W) with values in [0, 1] on any device; the work
 is done with scikit-image on the CPU in float64 and returned in float32 on the input's device.
@@ -24,9 +29,9 @@ from skimage import color as skcolor
 from skimage import exposure
 
 __all__ = ["PRESERVE_COLOR", "luminance", "match_luminance", "luminance_only", "recombine_luminance",
-           "match_color_histogram", "histogram_start", "chroma"]
+           "match_color_histogram", "linear_color_transform", "match_color_linear", "histogram_start", "chroma"]
 
-PRESERVE_COLOR = ("none", "luminance", "histogram")
+PRESERVE_COLOR = ("none", "luminance", "histogram", "linear")
 
 
 def _check(x: torch.Tensor, name: str) -> None:
@@ -132,8 +137,9 @@ def recombine_luminance(result: torch.Tensor, content: torch.Tensor) -> torch.Te
 
 
 def match_color_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Transform the style image's colours so that each RGB channel's histogram matches the
-    content image's (Gatys et al. 2017, sec. 5.2; scikit-image ``exposure.match_histograms``).
+    """Recolour the style image so that each RGB channel's histogram matches the content
+    image's (scikit-image ``exposure.match_histograms``, each channel on its own; Gatys et al.
+    2017, sec. 5.2, match colours with a linear transform instead: :func:`match_color_linear`).
     The style's patterns stay; its palette becomes the content's, so the transfer keeps the
     content's colours.
 
@@ -151,6 +157,65 @@ def match_color_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.T
     _check(content, "content")
     matched = exposure.match_histograms(_to_hwc(style[:1])[0], _to_hwc(content[:1])[0], channel_axis=-1)
     return _from_hwc(np.clip(matched, 0.0, 1.0)[None], style)
+
+
+def _sym_power(cov: np.ndarray, power: float) -> np.ndarray:
+    """cov^power for a symmetric positive semi-definite 3x3 matrix (eigendecomposition, NumPy);
+    eigenvalues below 1e-10 are raised to 1e-10 so that a flat image's inverse root is finite."""
+    vals, vecs = np.linalg.eigh(cov)
+    return (vecs * np.maximum(vals, 1e-10) ** power) @ vecs.T
+
+
+def linear_color_transform(style: torch.Tensor, content: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The linear colour transform of Gatys et al. 2017, sec. 5.2: A (3x3) and b (3,) such that
+    the style pixels x' = A x + b have the content's RGB mean and covariance,
+
+        A = Sigma_C^(1/2) Sigma_S^(-1/2),   b = mu_C - A mu_S,
+
+    with the symmetric matrix square roots (the Image Analogies variant that the paper names
+    beside the Cholesky one). Then A Sigma_S A^T = Sigma_C and A mu_S + b = mu_C.
+
+    Args:
+        style: (1, 3, H_s, W_s) in [0, 1] (the first image if B > 1).
+        content: (1, 3, H_c, W_c) in [0, 1] (the first image if B > 1).
+
+    Returns:
+        (A, b), float64 NumPy arrays of shape (3, 3) and (3,), acting on RGB values in [0, 1].
+        Covariances are over all pixels (population, divided by H*W).
+
+    Raises:
+        ValueError: tensors that are not (B, 3, H, W).
+    """
+    _check(style, "style")
+    _check(content, "content")
+    xs = _to_hwc(style[:1])[0].reshape(-1, 3)
+    xc = _to_hwc(content[:1])[0].reshape(-1, 3)
+    mu_s, mu_c = xs.mean(0), xc.mean(0)
+    cov_s = np.cov(xs, rowvar=False, bias=True)
+    cov_c = np.cov(xc, rowvar=False, bias=True)
+    a = _sym_power(cov_c, 0.5) @ _sym_power(cov_s, -0.5)
+    return a, mu_c - a @ mu_s
+
+
+def match_color_linear(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Recolour the style image with :func:`linear_color_transform` (Gatys et al. 2017,
+    sec. 5.2): its RGB mean and covariance become the content's, its patterns stay.
+
+    Args:
+        style: (1, 3, H_s, W_s) in [0, 1].
+        content: (1, 3, H_c, W_c) in [0, 1] (the first image if B > 1).
+
+    Returns:
+        (1, 3, H_s, W_s) float32 in [0, 1]. Values the transform puts outside [0, 1] are
+        clipped, so the statistics match exactly only where nothing was clipped.
+
+    Raises:
+        ValueError: tensors that are not (B, 3, H, W).
+    """
+    a, b = linear_color_transform(style, content)
+    xs = _to_hwc(style[:1])[0]
+    out = xs.reshape(-1, 3) @ a.T + b
+    return _from_hwc(np.clip(out, 0.0, 1.0).reshape(xs.shape)[None], style)
 
 
 def histogram_start(content: torch.Tensor, styles: list[tuple[torch.Tensor, float]]) -> torch.Tensor:

@@ -5,7 +5,8 @@ Transfer (photorealism regularizer and semantic masks), around one Gatys optimiz
 the default settings it is exactly one :class:`explorer.style.transfer.StyleTransfer`; otherwise:
 
 1. **Colour** (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer",
-   sec. 5): ``histogram`` matches each style image's colours to the content's before the
+   sec. 5): ``histogram`` (each RGB channel's histogram) and ``linear`` (the paper's RGB mean and
+   covariance transform, sec. 5.2) recolour each style image with the content's colours before the
    transfer; ``luminance`` runs the transfer on luminance images and recombines the result's
    luminance with the content's colour channels (:mod:`explorer.style.color`).
 2. **Scales**: the schedule of :meth:`StyleSettings.scale_plan`, smallest first. Each scale
@@ -199,6 +200,9 @@ class ControlledTransfer(Run):
         mode = self.settings.preserve_color
         if mode == "histogram":
             blend = [(color.match_color_histogram(st, c), w) for st, w in blend]
+            return c, c, blend
+        if mode == "linear":
+            blend = [(color.match_color_linear(st, c), w) for st, w in blend]
             return c, c, blend
         if mode == "luminance":
             cy, blend = color.luminance_only(c, blend)

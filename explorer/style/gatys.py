@@ -6,7 +6,8 @@ minimizes. Equation numbers as in :mod:`explorer.optim.losses`.
 
 **Relative losses** (``loss_normalization="relative"``, the default). Eq. (1) grows with the
 square and eq. (4) with the fourth power of the activations' magnitude, which differs between
-VGG19 files by large factors (the Caffe file's activations are about 58x torchvision's), so a
+VGG19 files by large factors (the Caffe file's input is about 58x torchvision's, 255 x std, and
+its activations are larger by a per-layer factor of that order, estimated, not measured), so a
 fixed alpha/beta cannot suit every file. The default therefore divides each term by its
 target's magnitude:
 

@@ -64,12 +64,13 @@ class StyleSettings(RecipeSettings):
         style_weight: beta of eq. (7). With the default relative losses alpha = 1, beta = 80
             gives a balance like the published outputs of neural-style (content readable,
             strokes and palette of the style); the same numbers hold for any VGG19 file.
-            With ``loss_normalization="paper"`` the balance depends on the file: about
-            alpha/beta = 1e-3 for the original Caffe VGG19 (activations of about 0-1000),
-            about 3e-7 for torchvision's file (content scales with s^2, style with s^4). The
-            1e-3 is the paper's number for its *normalized* VGG19 (each filter's mean
-            activation 1), which is not offered yet; on the unnormalized Caffe file relu4_1
-            carries over 98 % of the paper-scale style loss.
+            With ``loss_normalization="paper"`` the balance depends on the file: the paper's
+            alpha/beta = 1e-3 suits the original Caffe VGG19 (activations of about 0-1000),
+            torchvision's file needs about 3e-7 (an estimate: its input is 58x smaller, 255 x std,
+            and its activations are taken to be too, though each layer's ratio differs; content
+            scales with s^2, style with s^4). The 1e-3 is the paper's number for its *normalized*
+            VGG19 (each filter's mean activation 1), which is not offered yet; on the
+            unnormalized Caffe file relu4_1 carries over 98 % of the paper-scale style loss.
         loss_normalization: ``"relative"`` (each term divided by its target's squared norm,
             see the module docstring) or ``"paper"`` (eq. (4) and (1) as written).
         tv_weight: weight of the total-variation regularizer.
@@ -102,8 +103,11 @@ class StyleSettings(RecipeSettings):
         preview_every: emit a preview image every this many steps.
         preserve_color: keep the content's colours (Gatys et al. 2017, "Controlling Perceptual
             Factors in Neural Style Transfer", sec. 5): ``"none"``, ``"luminance"`` (transfer
-            the luminance only, then put the content's colour channels back) or ``"histogram"``
-            (match the style image's colour histogram to the content's first).
+            the luminance only, then put the content's colour channels back), ``"histogram"``
+            (first recolour the style image so that each RGB channel's histogram is the
+            content's) or ``"linear"`` (first recolour the style image so that its RGB mean and
+            covariance are the content's, x' = A x + b, sec. 5.2; A from symmetric matrix square
+            roots, :func:`explorer.style.color.linear_color_transform`).
         scales: coarse-to-fine (Gatys et al. 2017): optimize at ``scales`` sizes from
             ``start_size`` up to ``size`` (geometric steps of r = (size / start_size)^(1/(scales-1)),
             :meth:`scale_ratio`), each scale starting from the previous result, upsampled; 1 = a
