@@ -195,11 +195,13 @@ if res:
                         slot="overlay", depends=opacity),
             ui.Download("Download heatmap (.npy)", "saliency_heatmap.npy", "application/octet-stream", "sal_download_npy",
                         lambda: outputs.npy_bytes(main.values), slot="npy",
-                        help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')"),
+                        help="float32 array (height, width), the raw values: numpy.load('saliency_heatmap.npy')")],
+            widths=[1, 1], stretch=True)
+        ui.downloads(res, [  # its own row: three buttons side by side cut their labels at 1280 px
             ui.recipe_download(recipes.recipe("saliency", main.report(), res["inputs"]), key="sal_download_json",
                                file_name="saliency-recipe.json",
                                help="Replay with: python -m explorer saliency --recipe saliency-recipe.json -o out.png")],
-            widths=[1, 1, 1], stretch=True)
+            widths=[1, 1], stretch=True)
 
     with side:
         st.markdown("**Top-k mask**")

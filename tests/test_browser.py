@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import zipfile
@@ -407,6 +408,8 @@ def test_style_saliency(page, server, pictures, tmp_path):
     assert png_size(download(page, "sal_download_png", "saliency_overlay.png", tmp_path)) == (WORK, WORK)
     heat = np.load(download(page, "sal_download_npy", "saliency_heatmap.npy", tmp_path))
     assert heat.shape == (WORK, WORK) and heat.dtype == np.float32 and np.isfinite(heat).all()
+    recipe = json.loads(download(page, "sal_download_json", "saliency-recipe.json", tmp_path).read_text())
+    assert recipe["command"] == "saliency" and recipe["settings"]["size"] == WORK
     screenshot(page, "05-style_saliency")
 
 
