@@ -20,6 +20,12 @@ def home() -> None:
         "Pick a page on the left; every page runs on this machine and shows its progress as it goes."
     )
     st.markdown(
+        "**Deep Dream** amplifies whatever a chosen layer (or class) already sees in a photo by gradient "
+        "ascent on the image; **Layer activations** shows the feature maps one layer computes for a picture, "
+        "channel by channel, and compares two pictures there; **Feature visualization** starts from noise and "
+        "optimizes a picture that excites one channel, neuron or class as strongly as it can."
+    )
+    st.markdown(
         "**Style saliency** shows which regions of a style image drive the network (saliency, guided "
         "backprop, integrated gradients, occlusion, Grad-CAM heatmaps), and **Full vs guided Gram** runs "
         "style transfer twice, with the whole style image's Gram matrices and with only its most salient "
@@ -34,11 +40,9 @@ def home() -> None:
     st.subheader("This machine")
     st.write(f"Compute: {ui.device_summary()}.")
     rows = weights.weights_status()
-    st.dataframe(
-        [{"network": registry.MODELS[r["model"]].title, "weights file": r["file"],
-          "size (MB)": round(r["size_mb"], 1), "found at": weights.found_text(r, "not downloaded yet")} for r in rows],
-        hide_index=True,
-    )
+    st.dataframe([ui.weights_row(r) for r in rows], hide_index=True)
+    st.caption("Size: of the file found on this machine; for a network not downloaded yet, of torchvision's "
+               "download (1 MiB = 2²⁰ bytes).")
     if not any(r["found"] for r in rows) and not untrained:
         st.info(
             "No pretrained weights are on this machine yet. With internet they download on first use "

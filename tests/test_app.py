@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -140,6 +141,33 @@ def test_home_page_shows_weights_and_device(home):
     next(c for c in home.sidebar.checkbox if c.label == "Use untrained weights").uncheck().run()
     assert any("python -m explorer weights download" in i.value for i in home.info)
     assert not errors(home)
+
+
+def test_home_page_intro_names_every_page(home):
+    intro = " ".join(m.value for m in home.markdown)
+    for page in ("Style transfer", "Deep Dream", "Layer activations", "Feature visualization", "Style saliency",
+                 "Full vs guided Gram", "Parameter sweep"):
+        assert f"**{page}**" in intro
+
+
+def test_home_page_size_is_that_of_the_file_found(monkeypatch, tmp_path):
+    """A file other than torchvision's (here a stand-in for the Caffe conv layers) is listed by
+    its own name and size, not by torchvision's download."""
+    from explorer.nets import registry, weights
+
+    wd = tmp_path / "weights"
+    wd.mkdir()
+    (wd / "vgg19-caffe-features.pth").write_bytes(b"\0" * (3 * 2**20 + 2**19))
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(wd))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("network")
+    row = weights.weights_status(["vgg19"])[0]
+    assert table.loc["VGG19", "weights file"] == "vgg19-caffe-features.pth"
+    assert table.loc["VGG19", "size (MiB)"] == round(os.path.getsize(row["found"]) / 2**20, 1) == 3.5
+    vgg16 = registry.MODELS["vgg16"]
+    assert table.loc["VGG16", "size (MiB)"] == round(vgg16.file_size_mb, 1)  # not found: the download's
+    assert any("of the file found on this machine" in c.value for c in at.caption)
 
 
 # --------------------------------------------------------------------------- style page

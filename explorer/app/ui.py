@@ -9,6 +9,7 @@ public names this module re-exports (pages call them through ``ui``); the input 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from typing import Sequence
 
@@ -34,7 +35,7 @@ from ..core import devices
 from .page_state import keep_settings, result_bytes  # noqa: E402
 from .runs import (Download, PageRun, downloads, heatmap_cache, heavy_runs, one_line, png_download,  # noqa: E402
                    progress_text, queue_message, recipe_download, result_heading, run_buttons, run_events)
-from ..nets.weights import WeightsError, WeightsMissingError, untrained_allowed, weights_status  # noqa: E402
+from ..nets.weights import WeightsError, WeightsMissingError, found_text, untrained_allowed, weights_status  # noqa: E402
 
 __all__ = [
     "run_app",
@@ -191,6 +192,21 @@ def device_summary() -> str:
     else:
         what = f"CPU ({torch.get_num_threads()} threads)"
     return f"{what}, {prec} {'mixed precision' if prec != 'fp32' else 'precision'}"
+
+
+def weights_row(row: dict) -> dict:
+    """One row of the home page's weights table for a row of :func:`weights_status`.
+
+    The name and size are those of the file found on this machine (which may be another file
+    than torchvision's, e.g. the Caffe VGG19 conv layers); for a network without one, those of
+    torchvision's download. Size in MiB (2**20 bytes), one decimal.
+    """
+    found = row["found"]
+    size = os.path.getsize(found) / 2**20 if found and os.path.isfile(found) else row["size_mb"]
+    return {"network": registry.MODELS[row["model"]].title,
+            "weights file": os.path.basename(found) if found else row["file"],
+            "size (MiB)": round(size, 1),
+            "found at": found_text(row, "not downloaded yet")}
 
 
 def _default_untrained(name: str) -> bool:
