@@ -515,3 +515,18 @@ def test_stopped_runs_report_themselves_as_partial(vgg19, planted):
             ex.stop("stopped by the user")
             break
     assert ex.report()["partial"] and ex.result().examples == []
+
+
+def test_grid_progress_counts_the_steps_set_and_names_the_extra_ones(vgg19, planted):
+    from explorer.app.runs import progress_text
+    from explorer.featurevis.grid import ComparisonRun, GridRun
+
+    run = GridRun(vgg19, small(steps=3), sources=planted, k=1)
+    events = list(run)
+    n = len(run.examples.sources)
+    vis = [e for e in events if e.stage.startswith("visualization")]
+    assert [e.step for e in vis] == [0, 1, 2, 3] and {e.total for e in events} == {3 + n}
+    assert progress_text(vis[2]).startswith(f"Step 2 of {3 + n} · visualization step 2 of 3, then {n} dataset images")
+    assert all(e.stage.startswith("dataset examples") for e in events[len(vis):])
+    comparison = list(ComparisonRun(vgg19, small(steps=2)))
+    assert comparison[-1].stage.endswith(", step 2 of 2") and comparison[-1].total == 4 * 2

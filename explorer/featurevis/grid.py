@@ -182,7 +182,9 @@ class GridRun(Run):
     and a channel or neuron objective) the top-``k`` dataset examples of each of its channels.
 
     Events: the visualization's steps, then one per batch of images, numbered on after them
-    (``total`` = steps + images), with the stage named.
+    (``total`` = steps + images), with the stage named; while the visualization runs, the stage
+    counts its own steps and says what the extra ones are (``"visualization step 9 of 64, then 7
+    dataset images"``), so a total above the Steps setting is explained.
 
     Raises:
         the errors of :class:`FeatureVisualization` and :class:`DatasetExamples` (bad layer,
@@ -211,7 +213,8 @@ class GridRun(Run):
         n = len(self.examples.sources) if self.examples is not None else 0
         total = steps + n
         for ev in self.vis:
-            yield dataclasses.replace(ev, total=total, done=ev.done and not n, stage="visualization")
+            stage = f"visualization step {ev.step} of {steps}, then {n} dataset images" if n else "visualization"
+            yield dataclasses.replace(ev, total=total, done=ev.done and not n, stage=stage)
         if self.vis.stopped:
             self.stop(self.vis.stopped)
             return
@@ -287,7 +290,8 @@ class ComparisonResult:
 
 class ComparisonRun(Run):
     """The runs of :func:`~explorer.featurevis.render.comparison_settings` (``base``, one image) in turn;
-    events numbered on through all of them (``total`` = 4 x steps), each stage named.
+    events numbered on through all of them (``total`` = 4 x steps), each stage named with its own
+    step (``"2 of 4: pixels, step 9 of 64"``).
 
     Raises:
         the errors of :class:`FeatureVisualization`, before any work.
@@ -312,7 +316,7 @@ class ComparisonRun(Run):
             last = i == len(self.runs) - 1
             for ev in run:
                 yield dataclasses.replace(ev, step=i * self.steps + ev.step, total=total, elapsed=elapsed + ev.elapsed,
-                                          done=ev.done and last, stage=f"{i + 1} of {len(self.runs)}: {label}")
+                                          done=ev.done and last, stage=f"{i + 1} of {len(self.runs)}: {label}, step {ev.step} of {self.steps}")
             elapsed += run.seconds
             res = run.result()
             self.done.append((label, res, high_frequency_share(res.image)))
