@@ -96,7 +96,7 @@ if painted and upload is not None and style_img is not None and settings is not 
     except ValueError as exc:  # not an image, other aspect ratio, all black
         st.error(ui.one_line(exc))
     else:
-        g3.image(pickers.mask_image(mask), caption=f"Mask {upload.name}, at {s_size[0]}×{s_size[1]} px")
+        g3.image(pickers.mask_image(mask), caption=f"Mask {upload.name}, at {ui.size_text(s_size[0], s_size[1], 'px')}")
 elif painted:
     g3.caption("Upload a grayscale image with the style image's aspect ratio: white regions' style is transferred.")
 

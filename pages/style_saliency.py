@@ -231,7 +231,7 @@ if res:
                 masks = guides.layer_masks(weight, model, res["style_layers"])
                 cols = st.columns(len(masks))
                 for col, (name, m) in zip(cols, masks.items()):
-                    col.image(pickers.mask_image(m, cell=96), caption=f"{name} · {m.shape[1]}×{m.shape[0]}",
+                    col.image(pickers.mask_image(m, cell=96), caption=f"{name} · {ui.size_text(m.shape[1], m.shape[0])}",
                               width="stretch")
                 st.caption("The same mask at each style layer's resolution (area-averaged): each cell's grey is "
                            + ("the mean weight of its pixels (the graded weights, 0 where a pixel is not kept)"

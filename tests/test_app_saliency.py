@@ -109,9 +109,9 @@ def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
     assert img["type"] == "image" and heat["type"] == "heatmap"
     assert z_array(heat).shape == (h, w) and "importance %{z" in heat["hovertemplate"]
     assert kept_caption(at).startswith(f"Kept {int(np.ceil(0.3 * w * h)):,} of {w * h:,} px")
-    layer_caps = [c for c in captions(at) if re.fullmatch(r"relu\d_1 · \d+×\d+", c)]
+    layer_caps = [c for c in captions(at) if re.fullmatch(r"relu\d_1 · \d+\u2060×\u2060\d+", c)]
     assert [c.split(" · ")[0] for c in layer_caps] == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-    assert layer_caps[0] == f"relu1_1 · {w}×{h}"
+    assert layer_caps[0] == f"relu1_1 · {w}\u2060×\u2060{h}"  # word joiners: the size never wraps
     assert any("untrained network responds to" in i.value for i in at.info)
 
     with Image.open(io.BytesIO(downloads["saliency_overlay.png"])) as im:

@@ -194,6 +194,13 @@ def device_summary() -> str:
     return f"{what}, {prec} {'mixed precision' if prec != 'fp32' else 'precision'}"
 
 
+def size_text(width: int, height: int, unit: str = "") -> str:
+    """``"256×223"`` (or ``"256×223 px"`` with ``unit="px"``) that a browser never wraps inside: word
+    joiners (U+2060) on both sides of the ×, a no-break space (U+00A0) before the unit. For
+    captions under narrow images, where a line may still break at the spaces around it."""
+    return f"{width}\u2060×\u2060{height}" + (f"\u00a0{unit}" if unit else "")
+
+
 def weights_row(row: dict) -> dict:
     """One row of the home page's weights table for a row of :func:`weights_status`.
 
