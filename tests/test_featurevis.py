@@ -284,7 +284,8 @@ def test_separate_images_each_optimize_their_channel(vgg19):
     assert run.labels == ["relu2_1 channel 3", "relu2_1 channel 9"]
     run_to_end(run)
     grid = run.result().grid(cell=40)
-    assert isinstance(grid, Image.Image) and grid.size == (2 * 40 + 4, 40 + 14)
+    assert isinstance(grid, Image.Image) and grid.width == 2 * 40 + 4
+    assert grid.height > 40 + 14  # "relu2_1 channel 3" wraps in a 40 px cell rather than being cut
     x = run.param().detach().requires_grad_(True)
     obj = run.objective({"relu2_1": vgg19.features(x, ["relu2_1"])["relu2_1"]})
     obj[0].backward()
@@ -530,3 +531,19 @@ def test_grid_progress_counts_the_steps_set_and_names_the_extra_ones(vgg19, plan
     assert all(e.stage.startswith("dataset examples") for e in events[len(vis):])
     comparison = list(ComparisonRun(vgg19, small(steps=2)))
     assert comparison[-1].stage.endswith(", step 2 of 2") and comparison[-1].total == 4 * 2
+
+
+def test_grid_labels_wrap_to_fit_their_cell_and_keep_every_character():
+    from PIL import Image, ImageDraw, ImageFont
+
+    labels = ["chelsea (cat) 0.93", "immunohistochemistry", "a"]
+    g = grids.image_grid(torch.rand(3, 3, 16, 48), labels, cols=3, cell=48)
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), ImageFont.load_default()
+    for label in labels:
+        lines = grids.wrap_label(draw, label, 48 - 4, font)
+        assert "".join(lines).replace(" ", "") == label.replace(" ", "")  # nothing cut
+        for line in lines:
+            left, _, right, _ = draw.textbbox((0, 0), line, font=font)
+            assert right - left <= 48 - 4, line
+    assert len(grids.wrap_label(draw, labels[0], 44, font)) > 1 and g.height > 16 + 14  # the strip grew
+    assert grids.wrap_label(draw, "a", 44, font) == ["a"]
