@@ -92,7 +92,8 @@ try:
         steps=steps, step_size=float(step_size), jitter=jitter, smooth=float(smooth), tile=int(tile),
         size=int(size), seed=int(seed), precision=precision)
 except ValueError as exc:
-    st.error(ui.one_line(exc))
+    if not (objective == "class" and class_name is None):  # no classifier: said once, above
+        st.error(ui.one_line(exc))
 
 ready = model is not None and settings is not None and (img is not None or start != "an image") and \
     (objective != "guide" or guide_img is not None) and (objective != "class" or class_name)

@@ -156,3 +156,28 @@ def test_live_figure_keeps_weighted_loss_curves_for_style_rows():
     assert live.to_dict() == plots.loss_figure(rows, scale={"content": 1.0, "style": 100.0}).to_dict()
     fv = plots.live_figure([{"step": 1, "objective": -0.5, "diversity": 0.1}, {"step": 2, "objective": 0.5}])
     assert [t.name for t in fv.data] == ["objective", "diversity"] and list(fv.data[0].y) == [-0.5, 0.5]
+
+
+def test_class_objective_without_a_classifier_shows_one_error_and_no_cli_flag(monkeypatch, tmp_path):
+    """A conv-only VGG19 file (as the Caffe one) has no class scores: the page says so once, in
+    the page's words, and offers no Run; before, a second error asked for ``--class NAME``."""
+    import torch
+    import torchvision
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    torch.manual_seed(3)
+    sd = torchvision.models.vgg19(weights=None).features.state_dict()
+    torch.save({f"features.{k}": v for k, v in sd.items()}, folder / "vgg19-caffe-conv.pth")
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(DREAM_PAGE).run()
+    at.selectbox(key="dream_model_name").set_value("vgg19").run()
+    at.checkbox(key="dream_model_untrained").uncheck().run()
+    at.selectbox(key="dream_objective").set_value("class").run()
+    assert not at.exception
+    shown = [e.value for e in at.error]
+    assert len(shown) == 1 and "has no classifier" in shown[0], shown
+    assert not any("--" in e for e in shown)
+    assert at.button(key="dream_run").disabled
