@@ -99,6 +99,15 @@ def test_saliency_page_renders_with_untrained_weights():
     assert not at.button(key="sal_run").disabled
 
 
+def test_randomization_check_is_disabled_on_untrained_weights_and_says_why():
+    at = open_page(SALIENCY)
+    button = at.button(key="sal_check")
+    assert button.label == "Randomization check" and button.disabled
+    assert "Needs trained weights" in button.help
+    assert any(c.value.startswith("The randomization check needs trained weights") for c in at.caption)
+    assert not at.button(key="sal_run").disabled
+
+
 def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
     at = saliency_page()
     click(at, "sal_run")
