@@ -295,4 +295,4 @@ if check:
                "while the plain gradient's change. Here every layer is re-initialized at once (torchvision's "
                f"default initialization, seed {models.UNTRAINED_SEED}), the last step of their cascade, which randomizes the layers "
                "from the top down; and the objective is this page's, not their class logit. Each map is coloured "
-               "on its own scale, as above.")
+               "on its own scale (unsigned: its minimum to its maximum; signed: blue, white at 0, red).")
