@@ -7,7 +7,7 @@ from explorer.app import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer.saliency import attribution, guided, objectives as saliency_objectives
+from explorer.saliency import attribution, guided, objectives as saliency_objectives, sanity
 from explorer.style import guides
 from explorer.io import images, outputs, samples
 from explorer.core import choices, recipes
@@ -128,8 +128,16 @@ except ValueError as exc:
     settings = {}
 
 ready = model is not None and pil is not None and bool(settings)
-run_clicked = ui.run_buttons(ready, run_key="sal_run", stop_key="sal_stop", widths=(2, 1, 5),
-                             label="Compute heatmap" + ("s" if len(methods) > 1 else ""))
+trained = model is not None and not model.weights.untrained
+check_help = (f"Compute the {attribution.METHOD_TITLES[method]} map again with the untrained weights of this "
+              "network and compare the two (Adebayo et al. 2018)") if trained else \
+    "Needs trained weights: this network has untrained weights"
+run_clicked, check_clicked = ui.run_buttons(ready, run_key="sal_run", stop_key="sal_stop", widths=(2, 2, 1, 3),
+                                            label="Compute heatmap" + ("s" if len(methods) > 1 else ""),
+                                            also=("Randomization check", "sal_check", ready and trained, check_help))
+if model is not None and not trained:
+    st.caption("The randomization check needs trained weights: it compares the map of the trained network with "
+               "the map of the same network with untrained weights, and this network has untrained weights.")
 
 page_run = ui.PageRun("saliency")
 page_run.recover()
@@ -152,6 +160,23 @@ if run_clicked and ready:
         page_run.finish(heatmaps=done)
     else:
         page_run.cancel()
+
+check_run = ui.PageRun("saliency_check")
+check_run.recover()
+if check_clicked and ready and trained:
+    twin = ui.cached_model(model.name, "untrained", str(model.device))
+    check_run.start({"image_name": img.name, "model": model.name})
+    try:
+        check = sanity.randomization_check(
+            model, twin, images.to_tensor(pil), settings[method],
+            compute=lambda net, x, s: ui.cached_heatmap(net, x, s, page_run=check_run))
+    except ValueError as exc:  # a class objective on a conv-only file, a window larger than the image
+        st.error(ui.one_line(exc))
+        check = None
+    if check is not None:
+        check_run.finish(maps=check[:2], rho=check[2])
+    else:
+        check_run.cancel()
 
 res = page_run.result
 if res:
@@ -249,3 +274,25 @@ if res:
                    "(positive), scaled to its own largest size. So compare where the strong regions are, not how "
                    "strong they are. Gradient maps are sharp and "
                    "speckled (one pixel at a time); occlusion and Grad-CAM are smooth (windows, deep layers).")
+
+check = check_run.result
+if check:
+    st.subheader("Randomization check")
+    a, b = check["maps"]
+    cols = st.columns(2)
+    for col, hm in zip(cols, (a, b)):
+        col.image(attribution.overlay_image(hm.image, hm.values, 1.0, signed=hm.signed), width="stretch",
+                  caption=f"{attribution.METHOD_TITLES[hm.method]} · {hm.weights_label}")
+    rho = check["rho"]
+    st.markdown(f"Spearman rank correlation of the two maps, pixel by pixel: **ρ = {rho:.3f}**" if rho == rho else
+                "Spearman rank correlation: undefined (one of the maps is constant, so it ranks no pixel above another).")
+    st.caption(f"{check['image_name']}, {a.values.shape[1]}×{a.values.shape[0]} px, objective "
+               f"{saliency_objectives.parse_objective(a.objective).describe()}. ρ = 1: both maps rank the pixels "
+               "in the same order; ρ near 0: unrelated orders. The model-parameter randomization test of Adebayo "
+               "et al. 2018 (“Sanity Checks for Saliency Maps”): a method whose map barely changes when the weights "
+               "are randomized explains the image (its edges and contrasts), not the network, because nothing the "
+               "network learned is left. They found guided backprop's maps stay edge-like with random weights "
+               "while the plain gradient's change. Here every layer is re-initialized at once (torchvision's "
+               f"default initialization, seed {models.UNTRAINED_SEED}), the last step of their cascade, which randomizes the layers "
+               "from the top down; and the objective is this page's, not their class logit. Each map is coloured "
+               "on its own scale (unsigned: its minimum to its maximum; signed: blue, white at 0, red).")

@@ -99,6 +99,38 @@ def test_saliency_page_renders_with_untrained_weights():
     assert not at.button(key="sal_run").disabled
 
 
+def test_randomization_check_is_disabled_on_untrained_weights_and_says_why():
+    at = open_page(SALIENCY)
+    button = at.button(key="sal_check")
+    assert button.label == "Randomization check" and button.disabled
+    assert "Needs trained weights" in button.help
+    assert any(c.value.startswith("The randomization check needs trained weights") for c in at.caption)
+    assert not at.button(key="sal_run").disabled
+
+
+@pytest.mark.realweights
+def test_randomization_check_on_real_weights_shows_both_maps_and_their_rank_correlation(monkeypatch):
+    from tests.conftest import shared_path
+    from explorer.nets import models, registry
+    from explorer.saliency import sanity
+
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(shared_path("weights")))
+    at = saliency_page()
+    click(at, "sal_check")
+    assert not errors(at)
+    assert "Randomization check" in [h.value for h in at.subheader]
+    caps = [c for c in captions(at) if c.startswith("Saliency (|gradient|) · ")]
+    assert len(caps) == 2 and "vgg19-caffe-features-q8.pth" in caps[0] and caps[1].endswith("untrained weights (seed 0)")
+    stated = float(re.search(r"ρ = (-?[0-9.]+)", next(m.value for m in at.markdown if "ρ = " in m.value)).group(1))
+    # the same rho with the project's own functions on the page's image, networks and settings
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("hubble_deep_field").image, 64))
+    s = attribution.AttributionSettings(size=64, style_layers=tuple(registry.MODELS["vgg19"].style_layers))
+    trained = models.load_model("vgg19", weights="imagenet", device="cpu")
+    untrained = models.load_model("vgg19", weights="untrained", device="cpu")
+    _, _, rho = sanity.randomization_check(trained, untrained, x, s)
+    assert stated == pytest.approx(rho, abs=5e-4)
+
+
 def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
     at = saliency_page()
     click(at, "sal_run")
