@@ -92,6 +92,11 @@ with right:
                 + f", {info.params_total:,} up to here.")
     st.caption("Layer labels: output shape channels × height × width at this image size · receptive field (RF) "
                "and stride in input pixels · learned parameters.")
+    st.caption("The receptive field is the theoretical one, counted from the kernel sizes and strides. Luo et al. "
+               "2016 (*Understanding the Effective Receptive Field in Deep Convolutional Neural Networks*) show "
+               "that the pixels that really move a unit cover much less: their influence falls off like a "
+               "Gaussian from the centre, so the *effective* receptive field is a fraction of the number above "
+               "(training enlarges it somewhat).")
 
 acts = None
 if model is not None and x is not None:

@@ -60,6 +60,24 @@ if styles:
     for i, s in enumerate(styles[:6]):
         cols[i].image(s.image, caption=s.name, width=120)
 
+with st.expander("Why stylize a dataset, and what it costs"):
+    st.markdown(
+        "ImageNet-trained CNNs lean on texture more than on shape: Geirhos et al. 2019 (*ImageNet-trained CNNs "
+        "are biased towards texture; increasing shape bias improves accuracy and robustness*) showed that a "
+        "cat's shape with an elephant's skin is mostly called an elephant, and that training on "
+        "Stylized-ImageNet (each image repainted with a random painting's style, by AdaIN) shifts networks "
+        "towards shape and makes them more robust to many distortions. Jackson et al. 2019 (*Style "
+        "Augmentation: Data Augmentation via Style Randomization*) used random styles as an augmentation next "
+        "to the usual flips, crops and colour jitter, and found better generalization, above all across "
+        "domains.")
+    st.markdown(
+        "The costs: each output here is an optimization of many network passes, seconds to minutes per image "
+        "on a CPU where a flip costs nothing (those papers used feed-forward stylizers); the label is assumed "
+        "to survive the restyling, which fails when colour or texture is what defines the class (a ripe fruit, "
+        "a tissue stain); and a network trained on stylized images only scored lower on the original images in "
+        "Geirhos et al., who mixed them with the originals and fine-tuned on ImageNet for their best accuracy. "
+        "So keep the originals in the training set, and check a few outputs by eye.")
+
 with st.expander("What is drawn per output, and how to read manifest.csv"):
     st.markdown(
         "Each output image gets its own draws from the seed, its source path and its variant number, so the same "

@@ -36,6 +36,14 @@ with st.expander("What does this comparison show, and what not?"):
                 "run matches: **keep = 100 % with a hard mask is the full-Gram transfer**. The *channels* variant "
                 "instead keeps, per layer, the k % of channels with the largest attribution and compares Gram "
                 "matrices on those channels only.")
+    st.markdown("**How this page reads the idea.** *Neural Style Transfer for Data Augmentation* speaks of taking "
+                "\"the two most important pixels as i and j\" of the Gram matrix. That cannot be done literally: in "
+                "G_ij = Σ_k F_ik F_jk (Gatys et al. 2016, eq. 3) the indices i and j name two feature maps "
+                "(channels), and the positions k are summed out, so no entry of G belongs to a pixel. A pixel "
+                "can only matter through how much it adds to that sum. So the app weights the positions before "
+                "the sum (the w above: 1 for kept pixels, 0 or a smaller weight for the others) and keeps i and "
+                "j as channels; the *channels* variant is the other honest reading, choosing which i and j "
+                "enter.")
     st.markdown("The table measures both results the same way: the **content loss**, the **style loss "
                 "against the full Gram** targets and against the **masked Gram** targets, both relative (Gatys et "
                 "al.'s eq. 1 and 5 divided by their targets' size: ‖F−P‖²/‖P‖² and Σ w_l ‖G−A‖²/‖A‖², as the "

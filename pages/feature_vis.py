@@ -11,6 +11,7 @@ ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 from explorer.nets.layers import layer_info, receptive_field
 from explorer.featurevis import render as FV
 from explorer.featurevis import grid as G
+from explorer.featurevis import examples as FVX
 from explorer.core import choices, recipes
 from explorer.io import grids, outputs
 from explorer.nets import models
@@ -74,6 +75,13 @@ with st.expander("Settings", expanded=True):
     k = c3.slider("Dataset examples per channel", 0, 12, 4, key="fv_k")
     dataset = c3.radio("Dataset examples from", ["samples", "upload"], key="fv_dataset", horizontal=True,
                        format_func={"samples": "bundled samples", "upload": "my images"}.get)
+
+
+def dataset_words(res: dict) -> str:
+    """Where a result's dataset crops came from, in words: the bundled samples or an upload."""
+    ref = (res.get("inputs") or {}).get("images", "samples")
+    return f"the {len(FVX.sample_sources())} bundled samples, not ImageNet" if ref == "samples" else "your images"
+
 
 sources, dataset_ref = None, "samples"
 if dataset == "upload":
@@ -168,7 +176,8 @@ with t_grid:
         notes_of(res)
         sheet = res.get("sheet") or res["image"]
         st.image(sheet, caption=f"Left: the optimized picture of each channel; right: its top dataset crops with "
-                                f"their activation ({res['weights_label']})", width="stretch")
+                                f"their activation ({res['weights_label']}; dataset: {dataset_words(res)})",
+                 width="stretch")
         info_png = {"weights": res["weights_label"], "settings": outputs.json_text(res["settings"], indent=None)}
         ui.downloads(res, [
             ui.png_download(res, key="fv_grid_download_png", file_name="featurevis-grid.png",
@@ -261,7 +270,8 @@ with t_one:
             st.markdown("**Dataset examples**: the crops that excite this channel most, with the activation")
             st.image([c for c, _ in res["crops"]], caption=[t for _, t in res["crops"]], width=128)
             st.caption(f"Each crop is the {res['field_px']} px receptive field around the position where the channel "
-                       f"is largest on that image (images prepared at {G.EXAMPLES_SIZE} px).")
+                       f"is largest on that image (images prepared at {G.EXAMPLES_SIZE} px; dataset: "
+                       f"{dataset_words(res)}).")
         ui.downloads(res, [
             ui.png_download(res, key="fv_one_download_png", file_name="featurevis-channel.png",
                             pnginfo={"weights": res["weights_label"]}),
@@ -344,3 +354,10 @@ with st.expander("Dataset examples and the receptive field of the crops"):
                 f"to input pixels. At {layer} that is {info.receptive_field} px of a {G.EXAMPLES_SIZE} px image; "
                 "at deep layers it covers the whole image. Choosing another channel of the same layer reuses the "
                 "pass. With untrained weights both views show what random filters respond to.")
+    bundled = [src.name for src in FVX.sample_sources()]
+    st.markdown(f"**Where the examples come from.** Distill's dataset examples are drawn from ImageNet, the "
+                f"million-image set the network was trained on. Here, by default, they come from the "
+                f"{len(bundled)} pictures bundled with the app ({', '.join(bundled)}): a channel's top "
+                "example is the best of these few, so it can look unlike the optimized picture simply because "
+                "no bundled image contains what the channel looks for. Choose *my images* to draw them from "
+                "your own set (on the command line, `featurevis --images-dir DIR`).")

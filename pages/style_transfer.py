@@ -6,11 +6,11 @@ from explorer.app import ui
 
 ui.page_guard()  # before anything is drawn: see explorer.app.ui.page_guard
 
-from explorer.style import blend, control, settings as style_settings
+from explorer.style import blend, control, settings as style_settings, transfer
 from explorer.core import choices, recipes
 from explorer.io import images, outputs
 from explorer.app import pickers, plots, ui
-from explorer.nets import weights
+from explorer.nets import registry, weights
 from explorer.optim import parameterizations
 
 st.title("Style transfer")
@@ -75,6 +75,37 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
         "of their Gram matrices, with the weights divided by their sum. Each style image is scaled to the "
         "working size (long side, aspect ratio kept) and each Gram matrix is divided by its own number of "
         "positions, so images of different sizes count the same.")
+    caffe_scale = registry.caffe_input_scale()
+    st.markdown(
+        "**Gatys et al.'s own setup** (Gatys, Ecker & Bethge 2016, *Image Style Transfer Using Convolutional "
+        "Neural Networks*): a *normalized* VGG19 (each filter's mean activation over images and positions "
+        "rescaled to 1), its 16 convolutional and 5 pooling layers only, max pooling replaced by average "
+        "pooling for their figures (*Pooling* avg), and gradient descent that starts from a white-noise image "
+        "(*Start from* noise, *Optimize* pixels). They also say that content and style cannot be fully "
+        "separated: usually no image matches both targets exactly, so alpha/beta chooses where between them "
+        "the result lands, and the loss never reaches zero.")
+    st.markdown(
+        "**Input preprocessing.** The original Caffe VGG19 (Simonyan & Zisserman 2014) takes BGR values in "
+        "0-255 minus the per-channel means "
+        + ", ".join(f"{m:g}" for m in registry.CAFFE_MEAN_BGR)
+        + " (B, G, R); torchvision's networks take RGB in 0-1 as (x − mean) / std with mean "
+        + ", ".join(f"{m:g}" for m in registry.IMAGENET_MEAN) + " and std "
+        + ", ".join(f"{v:g}" for v in registry.IMAGENET_STD)
+        + ". The same centred picture therefore enters the Caffe network 255 × std = "
+        + f"{min(caffe_scale):.1f}–{max(caffe_scale):.1f}"
+        + " times larger per channel: that, not the image, is why the two files' activations differ so much "
+        "in size, and why the relative losses above exist.")
+    st.markdown(
+        "**Why this app optimizes.** Feed-forward networks stylize in one pass once trained: Johnson, Alahi & "
+        "Fei-Fei 2016 (*Perceptual Losses for Real-Time Style Transfer and Super-Resolution*) train one network "
+        "per style on this very loss; AdaIN (Huang & Belongie 2017, *Arbitrary Style Transfer in Real-time with "
+        "Adaptive Instance Normalization*) and WCT (Li et al. 2017, *Universal Style Transfer via Feature "
+        "Transforms*) take any style by matching feature means and variances, or whitening and colouring the "
+        "features; CycleGAN (Zhu et al. 2017, *Unpaired Image-to-Image Translation using Cycle-Consistent "
+        "Adversarial Networks*) learns a translation between two image collections, not from one painting. "
+        "This app solves Gatys et al.'s optimization instead: it needs no training, works for any pair, and "
+        "every term, weight and layer on this page acts directly on the picture you watch change, which is "
+        "what a lesson needs. The price is time: hundreds of network passes per image instead of one.")
 
 defaults = style_settings.StyleSettings()
 with st.expander("Settings", expanded=False):
@@ -125,6 +156,12 @@ with st.expander("Settings", expanded=False):
              "about 2x faster on large feature maps of a CPU in float32. auto: Winograd on maps of 2048 positions "
              "and more, torch's direct convolution elsewhere. No effect on a GPU or in bf16")
     preview_every = c3.number_input("Preview every N steps", 1, 1000, 5, key="preview_every")
+    st.caption(
+        f"**L-BFGS** (Liu & Nocedal 1989, *On the limited memory BFGS method for large scale optimization*) is a "
+        f"quasi-Newton method: it never forms the Hessian of the loss, but estimates the curvature from the last "
+        f"m pairs of steps s_k and gradient changes y_k and turns the gradient into a better-scaled step. Here "
+        f"m = {transfer.LBFGS_HISTORY} (torch.optim.LBFGS's history_size), with a strong-Wolfe line search. Adam "
+        f"keeps only running means of the gradient and its square: cheaper per step, but it needs more steps.")
 
 with st.expander("Colours, scales and photorealism", expanded=False):
     k1, k2, k3 = st.columns(3)
@@ -189,6 +226,16 @@ with st.expander("Colours, scales and photorealism", expanded=False):
         "and Γ); this app averages each region's Gram matrix over the "
         "region's positions and weights the term 1/(4N²) like Gatys et al.'s eq. 4, so that a single region "
         "covering the whole image gives exactly the plain style loss.")
+    st.markdown(
+        f"**Luan et al.'s own values** (Luan, Paris, Shechtman & Bala 2017, *Deep Photo Style Transfer*): "
+        f"Γ = 10² on the style term and λ = 10⁴ on L_m, in a two-stage procedure: first the style transfer with "
+        f"the region-wise style loss and no photorealism term, then that result as the start of a second run "
+        f"with λ L_m switched on (they found that solving eq. 4 at once lets the strong regularizer suppress the "
+        f"local colour transfer). Their λ multiplies L_m summed over all pixels next to unnormalized losses. Here "
+        f"beta plays the role of Γ, the run is one stage (the photorealism term is on from the first step; the "
+        f"coarse-to-fine scales are not their stages), and with relative losses L_m is divided by the number of "
+        f"pixels, so this page's lambda (default {style_settings.DEFAULT_PHOTO_LAMBDA:g}) is on another scale "
+        f"and cannot be compared with their 10⁴.")
     st.latex(r"\mathcal{L}_m = \sum_{c=1}^{3} V_c[O]^\top \mathcal{M}_I V_c[O] "
              r"\qquad \text{(Luan et al. 2017, eq. 2)}")
     st.latex(r"\mathcal{L}^l_{s+} = \sum_{c=1}^{C} \frac{1}{2N_{l,c}^2} \sum_{ij} "

@@ -326,3 +326,47 @@ def test_damaged_or_unreadable_weights_files_are_named_on_the_page(monkeypatch, 
         assert at.button(key="sal_run").disabled
     finally:
         ui.cached_model.clear()
+
+
+def page_words(at: AppTest) -> str:
+    """Every markdown and caption text of a rendered page, expanders included, as one string."""
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def test_style_page_gives_the_papers_setups_preprocessing_context_and_lbfgs_with_sources(page):
+    from explorer.nets import registry
+    from explorer.style import settings as style_settings, transfer
+
+    text = page_words(page)
+    # Gatys et al.'s own setup, and that no image satisfies both targets
+    for phrase in ("Gatys, Ecker & Bethge 2016", "*normalized* VGG19", "average pooling", "white-noise image",
+                   "no image matches both targets"):
+        assert phrase in text, phrase
+    # input preprocessing: the constants as the code has them, and the ratio computed from them
+    assert ", ".join(f"{m:g}" for m in registry.CAFFE_MEAN_BGR) in text
+    assert ", ".join(f"{v:g}" for v in registry.IMAGENET_STD) in text
+    scale = sorted(registry.caffe_input_scale())
+    assert f"255 × std = {scale[0]:.1f}–{scale[-1]:.1f} times larger" in text
+    # feed-forward and arbitrary-style methods, and why the app optimizes
+    for phrase in ("Johnson, Alahi & Fei-Fei 2016", "Huang & Belongie 2017", "Li et al. 2017", "Zhu et al. 2017",
+                   "Why this app optimizes"):
+        assert phrase in text, phrase
+    # L-BFGS beside the optimizer choice: m is the history_size the run gives torch
+    assert "quasi-Newton" in text and f"m = {transfer.LBFGS_HISTORY} (torch.optim.LBFGS's history_size)" in text
+    # Luan et al.'s values and stages, related to the page's lambda
+    assert "Γ = 10² on the style term and λ = 10⁴" in text and "two-stage procedure" in text
+    assert f"this page's lambda (default {style_settings.DEFAULT_PHOTO_LAMBDA:g})" in text
+    assert page.select_slider(key="photo_lambda").value == style_settings.DEFAULT_PHOTO_LAMBDA
+
+
+def test_readme_background_quotes_the_codes_numbers():
+    from explorer.featurevis import examples
+    from explorer.nets import registry
+    from explorer.style import transfer
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Background for lecturers", 1)[1].split("\n## ", 1)[0]
+    assert "(" + ", ".join(f"{m:g}" for m in registry.CAFFE_MEAN_BGR) + ")" in " ".join(section.split())
+    assert f"m = {transfer.LBFGS_HISTORY} here" in section
+    words = {7: "seven", 8: "eight", 9: "nine", 10: "ten", 11: "eleven", 12: "twelve"}
+    assert f"the {words[len(examples.sample_sources())]} bundled" in " ".join(section.split())

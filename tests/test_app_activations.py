@@ -295,3 +295,15 @@ def test_top_channel_grid_downloads_as_the_png_shown(downloads):  # noqa: F811
     grid = Image.open(io.BytesIO(seen[name[0]]))
     assert grid.size == (4 * 128, 128 + 16)  # 4 columns of 128 px maps with their 16 px label row
     assert "untrained" in grid.info["weights"]
+
+
+def test_receptive_field_numbers_come_with_the_effective_field_caveat():
+    from explorer.nets.layers import layer_info
+
+    at = open_page()
+    layer = layer_picker(at).value
+    rf = layer_info("vgg19", layer).receptive_field
+    assert any(f"Each position sees a {rf}×{rf} px patch" in m.value for m in at.markdown)
+    caveat = [c.value for c in at.caption if "Luo et al. 2016" in c.value]
+    assert caveat and "*effective* receptive field" in caveat[0]
+    assert "Understanding the Effective Receptive Field in Deep Convolutional Neural Networks" in caveat[0]

@@ -130,3 +130,11 @@ def test_a_run_too_big_for_memory_is_one_error_line_before_any_image_is_decoded(
     errs = errors(page)
     assert len(errs) == 1 and "a 96 px style transfer" in errs[0] and "needs about" in errs[0], errs
     assert seen == [] and "Result" not in [s.value for s in page.subheader]
+
+
+def test_page_says_why_style_augmentation_helps_and_what_it_costs(page):
+    text = " ".join(m.value for m in page.markdown)
+    for phrase in ("Geirhos et al. 2019", "Stylized-ImageNet", "texture", "shape", "Jackson et al. 2019",
+                   "*Style Augmentation: Data Augmentation via Style Randomization*", "The costs"):
+        assert phrase in text, phrase
+    assert "Why stylize a dataset, and what it costs" in [e.label for e in page.expander]

@@ -166,3 +166,12 @@ def test_live_chart_shows_the_objective_during_a_run(page, monkeypatch):
     rows, fig = seen[-1]
     assert [t.name for t in fig.data] == ["objective"]
     assert list(fig.data[0].y) == pytest.approx([r["objective"] for r in rows]) and len(rows) >= 2
+
+
+def test_page_says_the_dataset_examples_are_the_bundled_samples_not_imagenet(page):
+    from explorer.featurevis import examples
+
+    names = [s.name for s in examples.sample_sources()]
+    text = " ".join(m.value for m in page.markdown)
+    assert f"the {len(names)} pictures bundled with the app ({', '.join(names)})" in text
+    assert "Distill's dataset examples are drawn from ImageNet" in text and "*my images*" in text

@@ -393,3 +393,12 @@ def test_overlay_colour_scale_label_and_block_means():
     assert z[1, 3] == pytest.approx(values[3:, 9].mean())  # a partial block averages its own pixels only
     assert small.dx == 3 and small.x0 - small.dx / 2 == pytest.approx(-0.5)
     assert small.colorbar.title.text == "activation" and small.zmid is None  # the activation page's defaults
+
+
+def test_compare_page_says_how_it_reads_the_pixels_as_i_and_j_idea():
+    at = open_page(COMPARE)
+    text = " ".join(m.value for m in at.markdown)
+    for phrase in ("the two most important pixels as i and j", "Gatys et al. 2016, eq. 3",
+                   "the indices i and j name two feature maps", "the positions k are summed out",
+                   "the app weights the positions before the sum", "*Neural Style Transfer for Data Augmentation*"):
+        assert phrase in text, phrase

@@ -394,3 +394,19 @@ def test_auto_parameterization_is_fourier_for_lbfgs_and_pixels_for_adam(vgg19, i
     assert StyleSettings(parameterization="pixel").image_parameterization == "pixel"
     assert StyleTransfer(vgg19, content, style, _settings(optimizer="adam", steps=1)).image_param.kind == "pixel"
     assert StyleTransfer(vgg19, content, style, _settings(steps=1)).image_param.kind == "fourier"
+
+
+def test_the_lbfgs_memory_the_pages_name_is_the_one_torch_is_given(vgg19, images64, monkeypatch):
+    from explorer.style import transfer
+
+    seen = {}
+    real = torch.optim.LBFGS
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "LBFGS", spy)
+    content, style = images64
+    run_style_transfer(vgg19, content, style, _settings(steps=1, optimizer="lbfgs"))
+    assert seen["history_size"] == transfer.LBFGS_HISTORY

@@ -42,7 +42,11 @@ from ..core.recipes import run_info
 from ..core.runs import Run, run_to_end
 from .settings import StyleSettings
 
-__all__ = ["StyleTransfer", "StyleResult", "run_style_transfer", "check_style_memory"]
+__all__ = ["StyleTransfer", "StyleResult", "run_style_transfer", "check_style_memory", "LBFGS_HISTORY"]
+
+#: L-BFGS's memory m: how many recent curvature pairs (s_k, y_k) it keeps to approximate the inverse
+#: Hessian (torch.optim.LBFGS's ``history_size``; Liu & Nocedal 1989).
+LBFGS_HISTORY = 100
 
 #: Most loss evaluations the strong-Wolfe line search may spend on one L-BFGS step.
 MAX_LINE_SEARCH_EVALS = 20
@@ -312,7 +316,7 @@ class StyleTransfer(Run):
         raw = param.raw
         if s.optimizer == "lbfgs":
             opt = torch.optim.LBFGS([raw], lr=s.effective_lr, max_iter=1, max_eval=1 + MAX_LINE_SEARCH_EVALS,
-                                    history_size=100, line_search_fn="strong_wolfe")
+                                    history_size=LBFGS_HISTORY, line_search_fn="strong_wolfe")
         else:
             opt = torch.optim.Adam([raw], lr=s.effective_lr)
         start = time.perf_counter()
