@@ -7,7 +7,7 @@ import streamlit as st
 
 from explorer.app import ui  # first: it shows a torch/torchvision mismatch as an error box
 
-from explorer.nets import registry, weights
+from explorer.nets import weights
 
 st.set_page_config(page_title="Deep Dream & style explorer", page_icon="🎨", layout="wide")
 
