@@ -307,7 +307,7 @@ def test_damaged_or_unreadable_weights_files_are_named_on_the_page(monkeypatch, 
         assert not at.exception
         found = dict(zip(at.dataframe[0].value["weights file"], at.dataframe[0].value["found at"]))
         assert found["vgg19-dcbb9e9d.pth"].startswith(f"{vgg}: found but unreadable: the file is truncated or damaged")
-        assert found["mobilenet_v2-b0353104.pth"] == str(folder / "mobilenet_v2-damaged.pth")
+        assert found["mobilenet_v2-damaged.pth"] == str(folder / "mobilenet_v2-damaged.pth")  # the file found, by its name
 
         at.switch_page(STYLE_PAGE).run()
         assert not at.exception
