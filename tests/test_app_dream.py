@@ -170,14 +170,19 @@ def test_class_objective_without_a_classifier_shows_one_error_and_no_cli_flag(mo
     sd = torchvision.models.vgg19(weights=None).features.state_dict()
     torch.save({f"features.{k}": v for k, v in sd.items()}, folder / "vgg19-caffe-conv.pth")
     monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(DREAM_PAGE).run()
-    at.selectbox(key="dream_model_name").set_value("vgg19").run()
-    at.checkbox(key="dream_model_untrained").uncheck().run()
-    at.selectbox(key="dream_objective").set_value("class").run()
-    assert not at.exception
-    shown = [e.value for e in at.error]
-    assert len(shown) == 1 and "has no classifier" in shown[0], shown
-    assert not any("--" in e for e in shown)
-    assert at.button(key="dream_run").disabled
+    from explorer.app import ui
+
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page(DREAM_PAGE).run()
+        at.selectbox(key="dream_model_name").set_value("vgg19").run()
+        at.checkbox(key="dream_model_untrained").uncheck().run()
+        at.selectbox(key="dream_objective").set_value("class").run()
+        assert not at.exception
+        shown = [e.value for e in at.error]
+        assert len(shown) == 1 and "has no classifier" in shown[0], shown
+        assert not any("--" in e for e in shown)
+        assert at.button(key="dream_run").disabled
+    finally:
+        ui.cached_model.clear()  # the process-wide model cache must not hand this file to later tests

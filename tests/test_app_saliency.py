@@ -114,21 +114,27 @@ def test_randomization_check_on_real_weights_shows_both_maps_and_their_rank_corr
     from explorer.nets import models, registry
     from explorer.saliency import sanity
 
+    from explorer.app import ui
+
     monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(shared_path("weights")))
-    at = saliency_page()
-    click(at, "sal_check")
-    assert not errors(at)
-    assert "Randomization check" in [h.value for h in at.subheader]
-    caps = [c for c in captions(at) if c.startswith("Saliency (|gradient|) · ")]
-    assert len(caps) == 2 and "vgg19-caffe-features-q8.pth" in caps[0] and caps[1].endswith("untrained weights (seed 0)")
-    stated = float(re.search(r"ρ = (-?[0-9.]+)", next(m.value for m in at.markdown if "ρ = " in m.value)).group(1))
-    # the same rho with the project's own functions on the page's image, networks and settings
-    x = images.to_tensor(images.resize_long_side(samples.load_sample("hubble_deep_field").image, 64))
-    s = attribution.AttributionSettings(size=64, style_layers=tuple(registry.MODELS["vgg19"].style_layers))
-    trained = models.load_model("vgg19", weights="imagenet", device="cpu")
-    untrained = models.load_model("vgg19", weights="untrained", device="cpu")
-    _, _, rho = sanity.randomization_check(trained, untrained, x, s)
-    assert stated == pytest.approx(rho, abs=5e-4)
+    ui.cached_model.clear()  # a model another test cached under the same key is not this file's
+    try:
+        at = saliency_page()
+        click(at, "sal_check")
+        assert not errors(at)
+        assert "Randomization check" in [h.value for h in at.subheader]
+        caps = [c for c in captions(at) if c.startswith("Saliency (|gradient|) · ")]
+        assert len(caps) == 2 and "vgg19-caffe-features-q8.pth" in caps[0] and caps[1].endswith("untrained weights (seed 0)")
+        stated = float(re.search(r"ρ = (-?[0-9.]+)", next(m.value for m in at.markdown if "ρ = " in m.value)).group(1))
+        # the same rho with the project's own functions on the page's image, networks and settings
+        x = images.to_tensor(images.resize_long_side(samples.load_sample("hubble_deep_field").image, 64))
+        s = attribution.AttributionSettings(size=64, style_layers=tuple(registry.MODELS["vgg19"].style_layers))
+        trained = models.load_model("vgg19", weights="imagenet", device="cpu")
+        untrained = models.load_model("vgg19", weights="untrained", device="cpu")
+        _, _, rho = sanity.randomization_check(trained, untrained, x, s)
+        assert stated == pytest.approx(rho, abs=5e-4)
+    finally:
+        ui.cached_model.clear()  # the real file stays out of later tests
 
 
 def test_saliency_run_shows_heatmap_masks_and_downloads(downloads):
