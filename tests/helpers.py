@@ -143,3 +143,16 @@ def broken_torchvision(monkeypatch, tmp_path: Path, version: str = "0.28.0") -> 
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchvision\nVersion: {version}\n")
     monkeypatch.delitem(sys.modules, "torchvision", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_BrokenTorchvision(dist_info), *sys.meta_path])
+
+
+def open_app_page(page: str, timeout: float = 120):
+    """The app in Streamlit's AppTest, switched to ``page`` (e.g. ``"pages/deep_dream.py"``),
+    with no exception on Home or on the page. ``timeout``: seconds per script run."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=timeout)
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from explorer.saliency import attribution
 from explorer.io import images, samples
 from explorer.saliency.occlusion import occlusion_windows
-from tests.helpers import app_env
+from tests.helpers import app_env, open_app_page
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (downloads is a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +34,7 @@ def _env(monkeypatch, tmp_path):
 
 
 def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception
-    return at
+    return open_app_page(page)
 
 
 def click(at: AppTest, key: str) -> None:

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.dream import deepdream as dream
 from explorer.io import outputs
-from tests.helpers import app_env
+from tests.helpers import app_env, open_app_page
 from tests.test_app import errors, untrained_box
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +30,7 @@ def _env(monkeypatch, tmp_path):
 
 
 def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception
-    return at
+    return open_app_page(page)
 
 
 def tiny_dream(at: AppTest) -> None:

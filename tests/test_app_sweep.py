@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.app import plots
 
-from tests.helpers import app_env
+from tests.helpers import app_env, open_app_page
 from tests.test_app import downloads, errors  # noqa: F401  (fixture re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +28,8 @@ def _env(monkeypatch, tmp_path):
     app_env(monkeypatch, tmp_path)
 
 
-def open_page(path: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    assert not at.exception
-    at.switch_page(path).run()
-    assert not at.exception
-    return at
+def open_page(page: str) -> AppTest:
+    return open_app_page(page)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from explorer.featurevis.render import FeatureVisSettings
 from explorer.io import images
 from explorer.nets import models, registry
 from explorer.style.settings import StyleSettings
-from tests.helpers import app_env, error_line, picture, run_cli, stripes
+from tests.helpers import app_env, error_line, picture, run_cli, stripes, open_app_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -344,11 +344,7 @@ PAGES = [
 
 
 def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(page, timeout=180)
 
 
 @pytest.mark.slow
