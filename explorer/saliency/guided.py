@@ -270,8 +270,10 @@ class Comparison:
 
 
 class CompareRun(Run):
-    """Full-Gram transfer, then guided transfer, with the same content, seed and settings, as one
-    iterable of :class:`ProgressEvent` (``stage`` says which run; steps count over both).
+    """Full-Gram transfer, then guided transfer, with the same content, seed, starting image and
+    settings, as one iterable of :class:`ProgressEvent` (``stage`` says which run; steps count over
+    both). Only the style targets differ, so a guide that keeps every position (an all-ones weight
+    map) gives the full run's result.
 
     Args:
         model, content, style: as for :class:`~explorer.style.transfer.StyleTransfer` ((1, 3, H, W) in [0, 1]).
@@ -286,8 +288,12 @@ class CompareRun(Run):
         self.model, self.content, self.style, self.settings, self.guidance = model, content, style, settings, guidance
         self.full_targets = full_targets if full_targets is not None else \
             style_targets(model, style, settings.style_layers, pooling=settings.pooling)
+        # Both runs are given the style picture, so both start from the same image (the default
+        # histogram start takes its palette from the picture; given the Gram targets alone, the full
+        # run used to start from the plain content image, and keep = 100 % differed from it)
         self.runs = [
-            ("full Gram", StyleTransfer(model, content, self.full_targets, settings)),
+            ("full Gram", StyleTransfer(model, content, style, settings,
+                                        objective=gatys_objective(model, content, settings, self.full_targets))),
             ("saliency-guided", StyleTransfer(model, content, style, settings,
                                               objective=guidance.objective(model, content, settings))),
         ]
