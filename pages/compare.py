@@ -2,6 +2,7 @@
 with Gram matrices of its most salient regions only, side by side with their losses and metrics."""
 
 import streamlit as st
+from PIL import Image
 
 from explorer.app import ui
 
@@ -24,7 +25,13 @@ model_name = model.name if model else st.session_state["cmp_model_name"]
 layer_names = [n for n in models.list_layers(model_name) if n.startswith(("conv", "relu"))]
 KEEPS = (0.1, 0.3, 0.6, 1.0)
 
-content, content_ref, style_img, style_ref = pickers.content_style_pickers("cmp_content", "cmp_style", width=240)
+#: The sample pair the page opens on: on the real VGG19 at the page's defaults the guided run visibly
+#: leaves out the texture of the regions the mask drops (see README, "Full vs guided Gram").
+DEFAULT_CONTENT, DEFAULT_STYLE = "chelsea (cat)", "immunohistochemistry"
+#: Smoothing of the heatmap before its top k % is kept (Gaussian sigma, px at the working size).
+DEFAULT_SMOOTH = 4.0
+content, content_ref, style_img, style_ref = pickers.content_style_pickers(
+    "cmp_content", "cmp_style", width=240, content_default=DEFAULT_CONTENT, style_default=DEFAULT_STYLE)
 
 with st.expander("What does this comparison show, and what not?"):
     st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 3). "
@@ -33,9 +40,19 @@ with st.expander("What does this comparison show, and what not?"):
                 "only, each weighted by the mask w resampled to that layer:")
     st.latex(r"G^l_w = \frac{F^l \operatorname{diag}(w^l) \, F^{l\top}}{\sum_k w^l_k}")
     st.markdown("With an all-ones mask this is the full Gram matrix divided by M_l, which is exactly what the full "
-                "run matches: **keep = 100 % with a hard mask is the full-Gram transfer**. The *channels* variant "
+                "run matches: **keep = 100 % with a hard mask is the full-Gram transfer**. Both runs start from "
+                "the same image (by default the content photo recoloured with the style image's histogram) with "
+                "the same seed and settings, so only the style targets differ and at keep = 100 % the two results "
+                "are the same picture. This holds when every position of the heatmap is positive (saliency on a "
+                "photo or painting); positions with zero importance are never kept, and the page warns when "
+                "fewer positions than asked for are positive. The *channels* variant "
                 "instead keeps, per layer, the k % of channels with the largest attribution and compares Gram "
                 "matrices on those channels only.")
+    st.markdown("**Regions, not single pixels.** Saliency (|gradient|) changes from one pixel to the next, so "
+                "its top 30 % is salt and pepper scattered over the whole painting, and a Gram target built from "
+                "it is close to the full one. By default the page therefore smooths the heatmap with a Gaussian "
+                f"(σ = {DEFAULT_SMOOTH:g} px at the working size; *Smoothing σ* below, 0 = off) before it keeps "
+                "the top k %: the mask then keeps whole regions, ranked by their mean importance.")
     st.markdown("**How this page reads the idea.** *Neural Style Transfer for Data Augmentation* speaks of taking "
                 "\"the two most important pixels as i and j\" of the Gram matrix. That cannot be done literally: in "
                 "G_ij = Σ_k F_ik F_jk (Gatys et al. 2016, eq. 3) the indices i and j name two feature maps "
@@ -77,6 +94,10 @@ keep = g2.slider("Keep (%)", 1, 100, 30, key="cmp_keep", disabled=painted,
                  help="Share of pixels (or of channels per layer) whose style is transferred")
 soft = g2.checkbox("Soft (graded) mask", key="cmp_soft", disabled=painted or variant == "channels",
                    help="Kept pixels weigh heatmap / max instead of 1")
+smooth = g2.slider("Smoothing σ (px)", 0.0, 16.0, DEFAULT_SMOOTH, step=0.5, key="cmp_smooth",
+                   disabled=painted or variant == "channels",
+                   help="Gaussian smoothing of the heatmap before its top k % is kept: regions instead of "
+                        "scattered pixels (0 = the heatmap as it is)")
 window, stride, baseline = 32, 16, attribution.DEFAULT_BASELINE
 if method == "occlusion":
     window = g3.slider("Occlusion window (px)", 2, 128, 32, key="cmp_window")
@@ -91,6 +112,7 @@ try:
                                    style_weight=float(beta), seed=int(seed), style_layers=tuple(style_layers),
                                    model=model_name)
     guide = guided.GuideSettings(method=method, keep=keep / 100, soft=bool(soft) and not painted, variant=variant,
+                                 smooth=0.0 if painted or variant == "channels" else float(smooth),
                                  window=int(window), stride=int(stride), baseline=baseline)
 except ValueError as exc:
     st.error(ui.one_line(exc))
@@ -161,6 +183,7 @@ if (run_clicked or sweep_clicked) and ready:
             else:
                 page_run.finish(full=images.to_pil(cmp.full.image), guided=images.to_pil(cmp.guided.image),
                                 image=images.to_pil(cmp.guided.image), weight=pickers.mask_image(cmp.guidance.weight),
+                                overlay=images.to_pil(guided.mask_over(s, cmp.guidance.weight)),
                                 guidance=cmp.guidance.report(), metrics=cmp.metrics,
                                 history={"full": cmp.full.history, "guided": cmp.guided.history})
         else:
@@ -169,6 +192,34 @@ if (run_clicked or sweep_clicked) and ready:
                             normalization=settings.loss_normalization)
             keep_run.finish(results=[(k, images.to_pil(r.image), m) for k, r, m in run.results])
 
+def _where_they_differ(res: dict) -> None:
+    """What to look for, and where: the difference image with its colour scale, a zoom of the
+    window where the two results differ most, and the weight map over the style image."""
+    diff = guided.difference_map(res["full"], res["guided"])
+    h, w = diff.shape
+    box = guided.largest_difference_window(diff, max(8, max(h, w) // 4))
+    st.markdown("**What to look for.** Both runs copy texture statistics, not places: the guided run asks "
+                "the whole result to have the texture of the *kept* regions of the painting only (bright in the "
+                "mask view below), so the texture of the regions left out (dark) is missing from it everywhere. "
+                "At a small working size the two pictures look alike at a glance; the difference image shows "
+                "where they differ and by how much, and the zoom enlarges the window where they differ most.")
+    d1, d2, d3 = st.columns([1.3, 1, 1])
+    d1.plotly_chart(plots.difference_figure(diff, box, title="|full − guided|, mean over RGB"),
+                    key="cmp_difference")
+    d1.caption(f"Pixel values in [0, 1]: mean {diff.mean():.3f}, max {diff.max():.3f}; "
+               f"the box marks the zoomed {box[3]}×{box[2]} px window.")
+    top, left, bh, bw = box
+    k = max(1, 240 // max(bh, bw))
+    for col, key, name in ((d2, "full", "Full Gram"), (d2, "guided", "Saliency-guided")):
+        crop = res[key].crop((left, top, left + bw, top + bh)).resize((bw * k, bh * k), Image.Resampling.NEAREST)
+        col.image(crop, caption=f"{name}, zoom ×{k} of the boxed window", width="stretch")
+    if "overlay" in res and res["guide"]["variant"] == "positions":
+        d3.image(res["overlay"], caption="The weight map over the style image: kept regions as they are, "
+                                         "left-out regions darkened", width="stretch")
+    else:
+        d3.caption("The channels variant keeps every position (it selects channels), so there is no mask to show.")
+
+
 res = page_run.result
 if res:
     ui.result_heading(res)
@@ -176,15 +227,18 @@ if res:
         st.image(res["image"], caption=f"Last preview ({res['weights_label']})", width=320)
     else:
         g = res["guide"]
+        smoothed = f" smoothed σ = {g['smooth']:g} px" if g.get("smooth") else ""
         what = ("channels: " + ", ".join(f"{l} {n}" for l, n in res["guidance"]["kept_channels"].items())
                 if g["variant"] == "channels" else
                 "painted mask" if g["method"] == "mask" else
-                f"{attribution.METHOD_TITLES[g['method']]}, keep {g['keep']:.0%}{', soft' if g['soft'] else ''}")
+                f"{attribution.METHOD_TITLES[g['method']]}{smoothed}, keep {g['keep']:.0%}"
+                f"{', soft' if g['soft'] else ''}")
         cols = st.columns(4)
         cols[0].image(res["style_image"], caption="Style", width="stretch")
         cols[1].image(res["weight"], caption=f"Weight map ({what})", width="stretch")
         cols[2].image(res["full"], caption=f"Full Gram ({res['weights_label']})", width="stretch")
         cols[3].image(res["guided"], caption=f"Saliency-guided Gram ({res['weights_label']})", width="stretch")
+        _where_they_differ(res)
         m = res["metrics"]
         st.dataframe([{"run": name, "content loss": m[k]["content"], "style loss (full Gram)": m[k]["style_full"],
                        "style loss (masked Gram)": m[k]["style_masked"], "SSIM to content": m[k]["ssim"],

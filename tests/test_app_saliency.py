@@ -325,7 +325,14 @@ def test_compare_runs_end_to_end(downloads):
     click(at, "cmp_run")
     assert not errors(at)
     caps = captions(at)
-    assert any(c.startswith("Weight map (Saliency (|gradient|), keep 30%") for c in caps), caps
+    assert any(c.startswith("Weight map (Saliency (|gradient|) smoothed σ = 4 px, keep 30%") for c in caps), caps
+    # where they differ: the difference image with its colour scale, the zoom and the mask over the painting
+    diff = charts(at)["|full − guided|, mean over RGB"]["data"][0]
+    assert diff["colorbar"]["title"]["text"] == "|Δ| (0–1)" and diff["zmin"] == 0
+    assert sum(c.endswith("zoom ×15 of the boxed window") for c in caps) == 2, caps  # 64 px: a 16 px window
+    assert any(c.startswith("The weight map over the style image") for c in caps)
+    assert any(re.match(r"Pixel values in \[0, 1\]: mean \d\.\d{3}, max \d\.\d{3}; the box marks the zoomed "
+                        r"16×16 px window\.", c.value) for c in at.caption), [c.value for c in at.caption]
     assert any(c.startswith("Full Gram (untrained weights") for c in caps)
     assert any(c.startswith("Saliency-guided Gram (untrained weights") for c in caps)
     table = at.dataframe[0].value
@@ -333,14 +340,15 @@ def test_compare_runs_end_to_end(downloads):
     assert list(table.columns) == ["run", "content loss", "style loss (full Gram)", "style loss (masked Gram)",
                                    "SSIM to content", "seconds"]
     assert np.isfinite(table.drop(columns="run").to_numpy(dtype=float)).all()
-    assert set(charts(at)) == {"Full Gram: loss per step", "Saliency-guided: loss per step"}
+    assert set(charts(at)) == {"Full Gram: loss per step", "Saliency-guided: loss per step",
+                               "|full − guided|, mean over RGB"}
     # the default loss scale is relative: the caption and legends say so and name no equation
     assert any("unweighted, L_content, relative ‖F−P‖²/‖P‖² and L_style, relative" in c.value for c in at.caption)
-    legend = {t["name"] for f in charts(at).values() for t in f["data"]}
+    legend = {t["name"] for k, f in charts(at).items() if "loss per step" in k for t in f["data"]}
     assert "β·L_style, relative Σ w_l‖G−A‖²/‖A‖²" in legend and not any("eq." in n for n in legend), legend
     for name in ("full_gram.png", "guided_gram.png"):
         with Image.open(io.BytesIO(downloads[name])) as im:
-            assert im.format == "PNG" and im.size == working_size("astronaut")
+            assert im.format == "PNG" and im.size == working_size("chelsea")
 
 
 def test_keep_sweep_shows_a_strip():
@@ -362,7 +370,7 @@ def test_bad_mask_upload_is_one_error_and_a_good_mask_runs():
     errs = errors(at)
     assert len(errs) == 1 and "not an image" in errs[0] and "\n" not in errs[0]
     assert at.button(key="cmp_run").disabled
-    w, h = working_size("hubble_deep_field")
+    w, h = working_size("immunohistochemistry")
     mask = np.zeros((h, w), np.uint8)
     mask[:, : w // 2] = 255
     buf = io.BytesIO()
@@ -395,6 +403,17 @@ def test_overlay_colour_scale_label_and_block_means():
     assert z[1, 3] == pytest.approx(values[3:, 9].mean())  # a partial block averages its own pixels only
     assert small.dx == 3 and small.x0 - small.dx / 2 == pytest.approx(-0.5)
     assert small.colorbar.title.text == "activation" and small.zmid is None  # the activation page's defaults
+
+
+def test_compare_page_opens_on_its_default_pair_and_says_what_keep_100_and_smoothing_do():
+    at = open_page(COMPARE)
+    assert at.selectbox(key="cmp_content_sample").value == "chelsea (cat)"
+    assert at.selectbox(key="cmp_style_sample").value == "immunohistochemistry"
+    assert at.slider(key="cmp_smooth").value == 4.0
+    text = " ".join(m.value for m in at.markdown)
+    for phrase in ("Both runs start from the same image", "at keep = 100 % the two results are the same picture",
+                   "its top 30 % is salt and pepper", "(σ = 4 px at the working size;"):
+        assert phrase in text, phrase
 
 
 def test_compare_page_says_how_it_reads_the_pixels_as_i_and_j_idea():

@@ -216,6 +216,100 @@ def test_keeping_everything_reproduces_full_gram_transfer(vgg19, images64):
     torch.testing.assert_close(guided.image, full.image, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("smooth", [0.0, 4.0])
+def test_keep_100_percent_in_the_comparison_is_the_full_run(vgg19, images64, smooth):
+    # the page's comparison: the full run is given the cached full targets, the guided run its
+    # own; both must start from the same (histogram) image, so only the targets can differ
+    content, style = images64
+    settings = StyleSettings(size=64, steps=2, precision="fp32")
+    heat = A.attribute(vgg19, style, A.AttributionSettings(method="saliency", size=64))
+    guidance = G.prepare_guidance(vgg19, style, settings, G.GuideSettings(keep=1.0, smooth=smooth), heatmap=heat)
+    assert guidance.weight.eq(1).all()
+    full_targets = style_targets(vgg19, style, settings.style_layers, pooling=settings.pooling)
+    for layer in settings.style_layers:
+        torch.testing.assert_close(guidance.targets[layer], full_targets[layer], rtol=1e-6, atol=0)
+    run = G.CompareRun(vgg19, content, style, settings, guidance, full_targets=full_targets)
+    list(run)
+    c = run.result()
+    torch.testing.assert_close(c.guided.image, c.full.image, rtol=0, atol=1e-6)
+    assert c.full.history[0]["style"] == pytest.approx(c.guided.history[0]["style"], rel=1e-6)  # same start
+    for key in ("content", "style_full", "style_masked", "ssim"):
+        assert c.metrics["guided"][key] == pytest.approx(c.metrics["full"][key], rel=1e-5, abs=1e-7), key
+
+
+def test_smoothing_turns_scattered_pixels_into_regions():
+    from scipy.ndimage import label
+
+    rng = np.random.default_rng(0)
+    pixels = rng.random((64, 64)).astype(np.float32)  # per-pixel importance, no spatial structure
+    assert np.array_equal(G.smooth_importance(pixels, 0), pixels)
+    smooth = G.smooth_importance(pixels, 4)
+    assert smooth.shape == pixels.shape and smooth.dtype == np.float32 and (smooth > 0).all()
+    raw_parts = label(G.weight_map(pixels, 0.3).numpy())[1]
+    smooth_parts = label(G.weight_map(smooth, 0.3).numpy())[1]
+    assert smooth_parts * 10 < raw_parts, (raw_parts, smooth_parts)
+    # negative values count as 0; an isolated positive pixel spreads to its neighbourhood
+    one = np.full((9, 9), -1.0, np.float32)
+    one[4, 4] = 1.0
+    s = G.smooth_importance(one, 1.0)
+    assert s[4, 4] == s.max() and s[4, 5] > 0 and s.min() >= 0
+    with pytest.raises(ValueError, match="sigma"):
+        G.smooth_importance(pixels, -1)
+    with pytest.raises(ValueError, match="2-D"):
+        G.smooth_importance(pixels[None], 1)
+
+
+def test_guide_settings_smooth_the_heatmap_before_ranking(vgg19, images64):
+    _, style = images64
+    settings = StyleSettings(size=64, steps=1)
+    heat = A.attribute(vgg19, style, A.AttributionSettings(method="saliency", size=64))
+    g = G.prepare_guidance(vgg19, style, settings, G.GuideSettings(keep=0.3, smooth=3.0), heatmap=heat)
+    expected = G.weight_map(G.smooth_importance(heat.importance, 3.0), 0.3)
+    assert torch.equal(g.weight, expected) and not torch.equal(g.weight, G.weight_map(heat.importance, 0.3))
+    with pytest.raises(ValueError, match="smooth"):
+        G.GuideSettings(smooth=-1)
+
+
+@pytest.mark.realweights
+def test_smoothed_saliency_of_the_default_style_keeps_regions(real_vgg19):
+    # the page's claim: on the real VGG19 the top 30 % of saliency is salt and pepper, smoothed
+    # with sigma = 4 px (the page's default, at its 128 px working size) it is a few regions
+    from scipy.ndimage import label
+    from explorer.io.samples import load_sample
+    from explorer.io.images import resize_long_side, to_tensor
+
+    style = to_tensor(resize_long_side(load_sample("immunohistochemistry").image, 128))
+    heat = A.attribute(real_vgg19, style, A.AttributionSettings(method="saliency", size=128))
+    assert (heat.importance > 0).all()  # keep = 100 % keeps every position: the full-Gram target
+    raw = G.weight_map(heat.importance, 0.3).numpy()
+    smooth = G.weight_map(G.smooth_importance(heat.importance, 4.0), 0.3).numpy()
+    raw_parts, smooth_parts = label(raw)[1], label(smooth)[1]
+    assert raw_parts > 300 and smooth_parts < 40, (raw_parts, smooth_parts)
+
+
+def test_difference_map_zoom_window_and_mask_over_the_style():
+    a = torch.zeros(1, 3, 20, 30)
+    b = a.clone()
+    b[:, :, 12:16, 20:26] = 0.6
+    b[:, 0, 0, 0] = 0.9  # one strong pixel: the window ranks mean difference, not the maximum
+    d = G.difference_map(a, b)
+    assert d.shape == (20, 30) and d[13, 21] == pytest.approx(0.6) and d[0, 0] == pytest.approx(0.3)
+    from explorer.io.images import to_pil
+    assert np.allclose(G.difference_map(to_pil(a), to_pil(b)), d, atol=1 / 255)
+    top, left, h, w = G.largest_difference_window(d, 4)
+    assert (h, w) == (4, 4) and 12 <= top <= 12 and 20 <= left <= 22
+    assert G.largest_difference_window(d, 100)[2:] == (20, 30)  # never larger than the image
+    with pytest.raises(ValueError, match="differ in size"):
+        G.difference_map(a, torch.zeros(1, 3, 20, 31))
+    style = torch.full((1, 3, 4, 4), 0.8)
+    w = torch.zeros(4, 4)
+    w[:2] = 1
+    over = G.mask_over(style, w, dim=0.25)
+    assert torch.allclose(over[..., :2, :], style[..., :2, :]) and torch.allclose(over[..., 2:, :], style[..., 2:, :] * 0.25)
+    with pytest.raises(ValueError, match="weight map"):
+        G.mask_over(style, torch.ones(3, 4))
+
+
 @pytest.mark.slow  # over 5 s on a 2-core CPU; -m "not slow" leaves it out
 def test_guided_targets_differ_and_the_comparison_measures_both(vgg19, images64):
     content, style = images64
@@ -310,10 +404,11 @@ def test_cli_stylize_with_a_guide_records_it_and_replays(capsys, tmp_path):
     out, report = tmp_path / "g.png", tmp_path / "r.json"
     rc, _, err = run_cli(capsys, "stylize", "sample:astronaut", "sample:gravel", "-o", out, "--size", 64,
                          "--steps", 2, "--guide", "guided_backprop", "--keep", 0.2, "--soft", "--power", 2,
-                         "--untrained", "--quiet", "--report", report)
+                         "--smooth", 2, "--untrained", "--quiet", "--report", report)
     assert rc == 0, err
     rep = json.loads(report.read_text())
     assert rep["guide"]["method"] == "guided_backprop" and rep["guide"]["keep"] == 0.2 and rep["guide"]["soft"]
+    assert rep["guide"]["smooth"] == 2
     assert rep["guidance"]["kept_fraction"] == pytest.approx(0.2, abs=0.01)
     rc, _, err = run_cli(capsys, "stylize", "--recipe", report, "-o", tmp_path / "again.png", "--untrained", "--quiet")
     assert rc == 0, err

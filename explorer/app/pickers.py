@@ -141,28 +141,41 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
     return img, f"upload:{img.name}"
 
 
-def _content_picker(key: str, width: int):
-    content, ref = image_picker("Content image", SAMPLE_CONTENT, key=key)
+def _content_picker(key: str, width: int, default: int = 0):
+    content, ref = image_picker("Content image", SAMPLE_CONTENT, key=key, default=default)
     if content is not None:
         st.image(content.image, caption=f"Content: {content.name}", width=width)
     return content, ref
 
 
-def content_style_pickers(content_key: str = "content", style_key: str = "style", width: int = 320):
+def content_style_pickers(content_key: str = "content", style_key: str = "style", width: int = 320, *,
+                          content_default: str | None = None, style_default: str | None = None):
     """Two columns: a content picker and a style picker (:func:`image_picker` over the bundled
-    samples), each showing its image ``width`` px wide.
+    samples), each showing its image ``width`` px wide. ``content_default`` / ``style_default``:
+    the display name of the sample each picker starts on (a key of :data:`SAMPLE_CONTENT` /
+    :data:`SAMPLE_STYLE`; None = the first).
 
     Returns:
         (content, content_ref, style, style_ref) as :func:`image_picker` returns them.
     """
     left, right = st.columns(2)
     with left:
-        content, content_ref = _content_picker(content_key, width)
+        content, content_ref = _content_picker(content_key, width, _sample_index(SAMPLE_CONTENT, content_default))
     with right:
-        style_img, style_ref = image_picker("Style image", SAMPLE_STYLE, key=style_key)
+        style_img, style_ref = image_picker("Style image", SAMPLE_STYLE, key=style_key,
+                                            default=_sample_index(SAMPLE_STYLE, style_default))
         if style_img is not None:
             st.image(style_img.image, caption=f"Style: {style_img.name}", width=width)
     return content, content_ref, style_img, style_ref
+
+
+def _sample_index(samples: Mapping[str, str], name: str | None) -> int:
+    """The position of sample ``name`` in ``samples`` (0 for None); ValueError for an unknown name."""
+    if name is None:
+        return 0
+    if name not in samples:
+        raise ValueError(f"no bundled sample named {name!r}; choose one of {', '.join(samples)}")
+    return list(samples).index(name)
 
 
 def _add_style_slot(slots_key: str) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-__all__ = ["TERM_NAMES", "term_label", "loss_figure", "live_figure", "objective_curves", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap"]
+__all__ = ["TERM_NAMES", "term_label", "loss_figure", "live_figure", "objective_curves", "channel_overlay", "activation_histogram", "channel_bar", "gram_heatmap",
+           "difference_figure"]
 
 
 def _plain_numbers(fig: go.Figure) -> go.Figure:
@@ -287,4 +288,26 @@ def gram_heatmap(g: np.ndarray, order_indices: Sequence[int], title: str = "Gram
     fig.update_yaxes(type="category", showticklabels=ticks, title="channel", autorange="reversed",
                      scaleanchor="x", constrain="domain")
     fig.update_layout(title=title, margin=_MARGIN, height=560)
+    return _plain_numbers(fig)
+
+
+def difference_figure(diff: np.ndarray, box: tuple[int, int, int, int] | None = None,
+                      title: str = "|full − guided| per pixel") -> go.Figure:
+    """A per-pixel difference map (``explorer.saliency.guided.difference_map``: |a − b| averaged
+    over RGB, pixel values in [0, 1]) as a heatmap with its colour bar, image rows top to bottom,
+    and ``box`` = (top, left, height, width) in pixels outlined (the zoomed region)."""
+    d = np.asarray(diff, dtype=np.float32)
+    if d.ndim != 2:
+        raise ValueError(f"a difference map must be 2-D (H, W); got shape {d.shape}")
+    top = float(d.max()) if d.size and float(d.max()) > 0 else 1.0
+    fig = go.Figure(go.Heatmap(z=d, colorscale="Inferno", zmin=0.0, zmax=top,
+                               colorbar={"title": {"text": "|Δ| (0–1)"}},
+                               hovertemplate="x %{x} · y %{y}<br>|Δ| %{z:.3f}<extra></extra>"))
+    if box is not None:
+        y, x, h, w = box
+        fig.add_shape(type="rect", x0=x - 0.5, x1=x + w - 0.5, y0=y - 0.5, y1=y + h - 0.5,
+                      line={"color": "cyan", "width": 2})
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(title=title, margin=_MARGIN, height=320)
     return _plain_numbers(fig)

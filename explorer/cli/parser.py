@@ -108,6 +108,9 @@ def _stylize_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--soft", action="store_true", default=S,
                    help="weights graded by the normalized heatmap instead of a 0/1 mask")
     g.add_argument("--power", type=float, default=S, help="exponent of the --soft map (default 1)")
+    g.add_argument("--smooth", type=float, default=S, metavar="SIGMA",
+                   help="smooth the heatmap with a Gaussian of SIGMA px before keeping its top positions: "
+                        "regions instead of single pixels (default 0 = off)")
     g.add_argument("--guide-variant", choices=list(choices.GUIDE_VARIANTS), default=S, dest="variant",
                    help="positions: masked Gram (default); channels: keep the top channels per style layer")
     g.add_argument("--mask", metavar="FILE", help="a grayscale mask painted over the style image (white = keep)")

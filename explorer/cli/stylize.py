@@ -138,7 +138,7 @@ def _control_flags(args: argparse.Namespace, settings: style_settings.StyleSetti
     return None
 
 
-_GUIDE_FLAGS = ("guide", "keep", "soft", "power", "variant", "window", "stride", "baseline")
+_GUIDE_FLAGS = ("guide", "keep", "soft", "power", "smooth", "variant", "window", "stride", "baseline")
 
 
 def _guide_from(args: argparse.Namespace, recipe: dict):

@@ -17,7 +17,9 @@ matrices are built. How that wording is read here:
   the weighted mean over positions of the per-position outer products f_k f_k^T. With an
   all-ones map sum_k w_k = M_l, so G^l_w = G^l / M_l: exactly the position-normalized Gram that
   the full transfer uses, and eq. (4) of Gatys et al. 2016 is unchanged. With a 0/1 map it is
-  the normalized Gram of the selected positions' features alone. The generated image's Gram is
+  the normalized Gram of the selected positions' features alone. A per-pixel heatmap (saliency)
+  gives a salt-and-pepper top k %; ``GuideSettings.smooth`` first smooths it with a Gaussian
+  (:func:`explorer.saliency.selection.smooth_importance`) so that whole regions are kept. The generated image's Gram is
   the ordinary full one: the result is asked to have, everywhere, the texture statistics of the
   important regions only.
 * **channels**: per style layer, keep the ``keep`` fraction of channels with the largest
@@ -40,7 +42,7 @@ import torch
 
 from ..core import choices
 from .attribution import DEFAULT_BASELINE, AttributionSettings, Heatmap
-from .selection import channel_importance, guide_notes, load_mask, select_channels, weight_map
+from .selection import channel_importance, guide_notes, load_mask, select_channels, smooth_importance, weight_map
 from ..style.gatys import gatys_objective, style_targets
 from ..style.guides import layer_masks
 from ..nets.models import FeatureNet
@@ -55,6 +57,7 @@ __all__ = [
     "GUIDES",
     "VARIANTS",
     "weight_map",
+    "smooth_importance",
     "guide_notes",
     "load_mask",
     "channel_importance",
@@ -65,6 +68,9 @@ __all__ = [
     "transfer_metrics",
     "Comparison",
     "CompareRun",
+    "difference_map",
+    "largest_difference_window",
+    "mask_over",
     "KeepSweep",
 ]
 
@@ -84,6 +90,10 @@ class GuideSettings(RecipeSettings):
         keep: fraction of positions (or channels) kept, in (0, 1].
         soft: graded weights (heatmap to ``power``) instead of a 0/1 mask.
         power: exponent of the soft map, in (0, 100].
+        smooth: standard deviation in pixels (at the working size, 0 to 64) of a Gaussian that
+            smooths the heatmap before its top ``keep`` positions are taken
+            (:func:`explorer.saliency.selection.smooth_importance`): regions instead of single
+            pixels; 0 = the heatmap as it is.
         variant: ``"positions"`` (masked Gram) or ``"channels"`` (top channels per layer).
         window, stride, baseline: occlusion options, as in :class:`AttributionSettings` (window
             and stride 1 to 4096 px; baseline one of :data:`explorer.core.choices.BASELINES`).
@@ -93,6 +103,7 @@ class GuideSettings(RecipeSettings):
     keep: float = setting(0.3, lo=0.0, hi=1.0, exclusive_min=True)
     soft: bool = False
     power: float = setting(1.0, lo=0.0, hi=100.0, exclusive_min=True)
+    smooth: float = setting(0.0, lo=0.0, hi=64.0)
     variant: str = setting("positions", choices=VARIANTS)
     window: int = setting(32, lo=1, hi=4096)
     stride: int = setting(16, lo=1, hi=4096)
@@ -191,12 +202,13 @@ def prepare_guidance(model: FeatureNet, style: torch.Tensor, style_settings: Sty
     if mask is not None:  # the painted mask is the weight map as it is (keep and soft do not apply)
         weight = mask.float()
     elif heatmap is not None:
-        weight = weight_map(heatmap.importance, guide.keep, guide.soft, guide.power)
+        importance = smooth_importance(heatmap.importance, guide.smooth)
+        weight = weight_map(importance, guide.keep, guide.soft, guide.power)
     else:
         raise ValueError("guided transfer needs a heatmap or a mask")
     if tuple(weight.shape) != (h, w):
         raise ValueError(f"the weight map is {weight.shape[1]}x{weight.shape[0]} px but the style image is {w}x{h} px")
-    notes = guide_notes(heatmap.importance, weight, guide.keep) if mask is None else guide_notes(
+    notes = guide_notes(importance, weight, guide.keep) if mask is None else guide_notes(
         weight.numpy(), weight, 0.0)
     targets = style_targets(model, style, layers, pooling=style_settings.pooling, weight=weight)
     return Guidance(targets, None, weight, layer_masks(weight, model, layers), heatmap, guide, tuple(notes))
@@ -318,6 +330,61 @@ class CompareRun(Run):
         if self._comparison is None:
             raise RuntimeError("the comparison did not finish")
         return self._comparison
+
+
+def difference_map(full, guided) -> np.ndarray:
+    """Where the two results differ: |full - guided| per pixel, averaged over RGB.
+
+    Args:
+        full, guided: the two results, (1, 3, H, W) tensors in [0, 1] or RGB PIL images of one size.
+
+    Returns:
+        (H, W) float32 NumPy array in [0, 1], in pixel-value units (1 = black against white).
+
+    Raises:
+        ValueError: images of different sizes.
+    """
+    a, b = (np.asarray(x, np.float32) / 255.0 if not isinstance(x, torch.Tensor)
+            else x[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32) for x in (full, guided))
+    if a.shape != b.shape:
+        raise ValueError(f"the two results differ in size: {a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]} px")
+    return np.abs(a - b).mean(-1)
+
+
+def largest_difference_window(diff: np.ndarray, side: int) -> tuple[int, int, int, int]:
+    """The square window of ``side`` px (smaller where the image is) whose mean difference is
+    largest, the region a zoom shows (ties: the first in reading order).
+
+    Args:
+        diff: (H, W) map of :func:`difference_map`; side: window side in pixels, >= 1.
+
+    Returns:
+        (top, left, height, width) in pixels.
+    """
+    d = torch.as_tensor(np.asarray(diff, np.float32))
+    h, w = d.shape
+    sh, sw = max(1, min(int(side), h)), max(1, min(int(side), w))
+    means = torch.nn.functional.avg_pool2d(d[None, None], (sh, sw), stride=1)[0, 0]
+    i = int(torch.argmax(means.flatten()))
+    return i // means.shape[1], i % means.shape[1], sh, sw
+
+
+def mask_over(style: torch.Tensor, weight: torch.Tensor, dim: float = 0.25) -> torch.Tensor:
+    """The weight map over the style image: each pixel times dim + (1 - dim) w, so kept regions
+    (w = 1) show as they are and left-out ones (w = 0) at ``dim`` of their brightness.
+
+    Args:
+        style: (1, 3, H, W) in [0, 1]; weight: (H, W) in [0, 1] (:attr:`Guidance.weight`);
+        dim: brightness of a left-out pixel, in [0, 1].
+
+    Returns:
+        (1, 3, H, W) float32 CPU tensor in [0, 1].
+    """
+    if tuple(weight.shape) != tuple(style.shape[-2:]):
+        raise ValueError(f"the weight map is {weight.shape[-1]}x{weight.shape[-2]} px but the style image is "
+                         f"{style.shape[-1]}x{style.shape[-2]} px")
+    w = weight.detach().float().cpu().clamp(0, 1)
+    return (style.detach().float().cpu() * (float(dim) + (1.0 - float(dim)) * w)).clamp(0, 1)
 
 
 class KeepSweep(Run):

@@ -1,6 +1,7 @@
 """What a heatmap of the style image keeps for saliency-guided transfer
 (:mod:`explorer.saliency.guided`): a spatial weight map of the most important positions
-(:func:`weight_map`, or a painted mask, :func:`load_mask`), with warnings when it will not guide
+(:func:`weight_map`, optionally of the heatmap smoothed into regions first,
+:func:`smooth_importance`; or a painted mask, :func:`load_mask`), with warnings when it will not guide
 much (:func:`guide_notes`), or the most important channels of each style layer
 (:func:`channel_importance`, :func:`select_channels`).
 """
@@ -18,7 +19,7 @@ from ..nets.models import FeatureNet
 from .methods import private_copy
 from .objectives import ObjectiveSpec, objective_function
 
-__all__ = ["NO_POSITIVE", "guide_notes", "weight_map", "load_mask", "channel_importance", "select_channels"]
+__all__ = ["NO_POSITIVE", "guide_notes", "smooth_importance", "weight_map", "load_mask", "channel_importance", "select_channels"]
 
 
 #: The one line for a heatmap with nothing positive to keep.
@@ -48,6 +49,39 @@ def guide_notes(importance, weight: torch.Tensor, keep: float) -> list[str]:
     elif kept > 0.95 and keep < 0.95:
         notes.append(f"the mask keeps {kept:.0%} of the style image: guided and full Gram transfer will look alike")
     return notes
+
+
+def smooth_importance(importance, sigma: float) -> np.ndarray:
+    """The heatmap smoothed with a Gaussian of standard deviation ``sigma`` pixels, so that its
+    top positions form regions rather than scattered single pixels.
+
+    A per-pixel map such as saliency (|d objective / d pixel|) varies from one pixel to the next,
+    so its top 30 % is salt and pepper spread over the whole image; averaged over a
+    neighbourhood of about ``sigma`` pixels, it ranks regions by their mean importance. Negative
+    values count as 0 before smoothing; every position within a few ``sigma`` of a positive one
+    becomes positive (an all-positive map stays all positive).
+
+    Args:
+        importance: (H, W) importance (NumPy or tensor), at the style image's working size.
+        sigma: Gaussian standard deviation in pixels of that image, >= 0; 0 returns the map as it
+            is (negative values set to 0). The borders are reflected.
+
+    Returns:
+        (H, W) float32 NumPy array, >= 0.
+
+    Raises:
+        ValueError: a negative or non-finite sigma, or a map that is not 2-D.
+    """
+    h = np.maximum(np.asarray(importance, dtype=np.float32), 0.0)
+    if h.ndim != 2:
+        raise ValueError(f"a heatmap must be 2-D (H, W); got shape {h.shape}")
+    if not (math.isfinite(float(sigma)) and float(sigma) >= 0):
+        raise ValueError(f"the smoothing sigma must be a number of pixels >= 0; got {sigma!r}")
+    if float(sigma) == 0:
+        return h
+    from scipy.ndimage import gaussian_filter
+
+    return np.maximum(gaussian_filter(h, float(sigma), mode="reflect"), 0.0).astype(np.float32)
 
 
 def weight_map(importance, keep: float = 0.3, soft: bool = False, power: float = 1.0) -> torch.Tensor:
