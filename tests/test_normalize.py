@@ -179,16 +179,14 @@ def real_normalized(tmp_path_factory):
 @pytest.mark.realweights
 def test_the_normalized_caffe_vgg19_gives_layer_means_near_1_on_held_out_pictures(real_normalized, shared_images):
     """Normalized on the 7 bundled samples at 256 px, measured on the 7 held-out pictures of the
-    shared folder at 256 px: each layer's average channel mean was 0.98-2.74 (on the Caffe file
-    itself the layers' means span orders of magnitude), while single channels ranged from 0.001 to
-    50: 7 samples (3 photos, 4 textures) fix each layer's scale, not each channel's."""
+    shared folder at 256 px: each layer's average channel mean was 0.98-2.74, while single
+    channels ranged from 0.001 to 50: 7 samples (3 photos, 4 textures) fix each layer's scale,
+    not each channel's."""
     base, result, net = real_normalized
     batch = [images.to_tensor(images.resize_long_side(images.load_image(p).image, 256))
              for p in sorted(shared_images.glob("*.jpg"))]
     relus = [n for n in models.spatial_layers("vgg19") if n.startswith("relu")]
     held = normalize.channel_means(net, batch, relus)
-    raw = normalize.channel_means(base, batch, ["relu1_1", "relu5_1"])
-    assert float(raw["relu1_1"].mean() / raw["relu5_1"].mean()) > 10 or float(raw["relu5_1"].mean() / raw["relu1_1"].mean()) > 10
     for layer in relus:
         m = held[layer][result.means[layer] > 0]
         assert 0.9 < float(m.mean()) < 3.0, (layer, float(m.mean()))
