@@ -63,7 +63,11 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
                 "is 1). The Caffe file is not normalized: its deeper layers' activations are so much larger that "
                 "relu4_1 alone carries over 98 % of the paper-scale style loss (about 99 % at the start of a run on "
                 "tubingen + starry_night at 128 px), so the same alpha/beta does not weigh the layers as the paper "
-                "did. The normalized VGG19 is not offered yet.")
+                "did. The paper's alpha/beta applies to the normalized VGG19, which is offered: tick *Normalized as "
+                "in Gatys et al.* under Network in the sidebar (each convolution rescaled, layer by layer, so that "
+                "each channel's mean activation over the bundled samples is 1: the same features up to one factor "
+                "per channel) and choose the *Paper* loss scale to run the paper's 1e-3 on the network it was "
+                "meant for.")
     st.markdown(
         "- **alpha / beta** balance content against style: a larger beta repaints more.\n"
         "- **Style layers**: shallow layers (relu1_1) carry colours and fine strokes, deep ones (relu5_1) larger "

@@ -174,7 +174,9 @@ def test_style_page_states_the_start_the_scale_ratio_and_the_papers_setup():
     assert "Fourier offset" in text and "Gatys et al. started from white noise" in text
     assert "about x1.41" not in text and "(working size / first scale)^(1/(scales − 1))" in text
     assert "Controlling Perceptual Factors" in text
-    assert "*normalized* VGG19" in text and "relu4_1 alone carries over 98 %" in text and "not offered yet" in text
+    assert "*normalized* VGG19" in text and "relu4_1 alone carries over 98 %" in text and "not offered yet" not in text
+    assert "The paper's alpha/beta applies to the normalized VGG19, which is offered" in text
+    assert "*Normalized as in Gatys et al.* under Network in the sidebar" in text
     assert "the paper's alpha/beta = 1e-3 for the original Caffe VGG19" not in text
     assert "is small for images" not in text and "quadratic form V_c[O]ᵀ M V_c[O]" in text
     assert "their eq. 4 sums it over the layers" in text

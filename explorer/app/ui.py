@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..activations import views
-from ..nets import models, registry
+from ..nets import models, normalize, registry
 from ..nets.layers import layer_activations
 from ..core import devices
 from .page_state import keep_settings, result_bytes  # noqa: E402
@@ -102,7 +102,10 @@ def page_guard() -> None:
 def cached_model(name: str, weights: str, device: str) -> models.FeatureNet:
     """One :class:`~explorer.nets.models.FeatureNet` per (name, weights, device), shared by every
     browser session. Feature extraction registers no hooks, so sharing is safe. Failures
-    (missing weights) are not cached, so the next rerun tries again."""
+    (missing weights) are not cached, so the next rerun tries again. ``weights="normalized"``: the
+    VGG normalized as in Gatys et al. (:func:`explorer.nets.normalize.load_normalized`)."""
+    if weights == "normalized":
+        return normalize.load_normalized(name, device=device)
     return models.load_model(name, weights=weights, device=device)
 
 
@@ -264,11 +267,22 @@ def sidebar_model(choices: Sequence[str], default: str | None = None,
                           key=f"{key}_device", help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
     state["pref_device"] = device
     untrained = untrained_switch(key, name)
-    weights = "untrained" if untrained else "imagenet"
     spec = registry.MODELS[name]
+    normalized = spec.family == "vgg" and not untrained and sb.checkbox(
+        "Normalized as in Gatys et al.", value=state.get("pref_normalized", False), key=f"{key}_normalized",
+        help="The weights rescaled so that each channel's mean activation over the bundled samples is 1 (Gatys, "
+             "Ecker & Bethge 2016, sec. 2): the same features up to one factor per channel, and the network the "
+             "paper's alpha/beta (1e-3 with the Paper loss scale) is meant for. Derived once from the weights "
+             "file found, then read from the cache.")
+    if spec.family == "vgg" and not untrained:
+        state["pref_normalized"] = normalized
+    weights = "untrained" if untrained else "normalized" if normalized else "imagenet"
     try:
         label = f"Loading {spec.title}" if untrained or weights_status([name])[0]["found"] else \
             f"Downloading {spec.title} ImageNet weights ({spec.file_name}, {spec.file_size_mb:.0f} MB; first run only)"
+        if normalized:
+            label = (f"Loading {normalize.title(name)} (the first time: deriving it from the weights file, 16 "
+                     f"layers measured on the 7 samples at {normalize.DEFAULT_SIZE} px)")
         with st.spinner(label):
             model = cached_model(name, weights, device)
     except WeightsError as exc:

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..io import images
 from ..io import samples
-from ..nets import models
+from ..nets import models, normalize
 from ..io import files
 from ..io import outputs
 from ..core import recipes
@@ -143,7 +143,7 @@ def default_network(args: argparse.Namespace, default: str, networks: Sequence[s
     Raises:
         ValueError: unknown model.
     """
-    if getattr(args, "untrained", False) or getattr(args, "weights", None):
+    if getattr(args, "untrained", False) or getattr(args, "weights", None) or getattr(args, "normalized", False):
         return default
     name, note = models.network_with_weights(default, networks)
     if note:
@@ -163,14 +163,18 @@ def check_layers(name: str, layers: Iterable[str]) -> None:
 
 def load_net(args: argparse.Namespace, name: str, recipe: dict | None = None) -> models.FeatureNet:
     """The network ``name`` with the weights the flags ask for (``--untrained``, ``--weights``,
-    default auto) on ``--device``; warns on stderr when the weights are untrained, and when a
+    ``--normalized``: :func:`explorer.nets.normalize.load_normalized`, default auto) on ``--device``; warns on stderr when the weights are untrained, and when a
     replayed ``recipe`` was made with other weights (another digest or kind: the numbers will
     differ).
 
     Raises:
         explorer.nets.weights.WeightsError: no usable weights; ValueError: unknown model or device.
     """
-    model = models.load_model(name, weights=_weights_arg(args), device=args.device)
+    if getattr(args, "normalized", False):
+        model = normalize.load_normalized(name, device=args.device, progress=None if getattr(args, "quiet", False)
+                                          else lambda e: say(f"layer {e.step}/{e.total}, {e.stage}"))
+    else:
+        model = models.load_model(name, weights=_weights_arg(args), device=args.device)
     if model.weights.untrained:
         say(f"warning: using {model.weights.label}: the result shows what an untrained network "
             "computes, not what a trained one sees")

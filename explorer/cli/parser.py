@@ -9,6 +9,7 @@ Commands:
     augment INPUT_DIR STYLES_DIR -o OUT_DIR --variants N [options]   stylized copies of a dataset
     weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
     weights status                               where each model's weights are
+    weights normalize -o FILE                    a VGG's weights normalized as in Gatys et al.
     app [STREAMLIT OPTIONS ...]                  serve the Streamlit app (streamlit run on app.py)
     doctor [--json]                              versions, devices, CPU, precision and weights on this machine
 
@@ -133,6 +134,9 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     w.add_argument("--weights", metavar="FILE", help="a state_dict file to use instead of ImageNet weights")
     w.add_argument("--untrained", action="store_true",
                    help="use untrained weights (seed 0); results are labelled 'untrained weights'")
+    w.add_argument("--normalized", action="store_true",
+                   help="VGG only: the ImageNet weights normalized as in Gatys et al. (each channel's mean activation "
+                        "1 on the bundled samples), derived once and cached; the network the paper's alpha/beta are for")
     p.add_argument("--report", metavar="REPORT.json", help="write settings, weights, timing and history as JSON")
     p.add_argument("--recipe", metavar="RECIPE.json",
                    help="replay the settings of a report or of the page's settings download; flags override it")
@@ -310,6 +314,8 @@ def build_parser(prog: str = "python -m explorer") -> argparse.ArgumentParser:
     aw = ac.add_mutually_exclusive_group()
     aw.add_argument("--weights", metavar="FILE", help="a state_dict file to use instead of ImageNet weights")
     aw.add_argument("--untrained", action="store_true", help="use untrained weights (seed 0), labelled as such")
+    aw.add_argument("--normalized", action="store_true",
+                    help="VGG only: the ImageNet weights normalized as in Gatys et al., derived once and cached")
     ac.add_argument("--quiet", action="store_true",
                     help="accepted like the other commands' (this one has no progress bar)")
     sa = sub.add_parser("saliency", help="which regions of a style image drive the network: heatmap PNG and .npy",
@@ -329,6 +335,19 @@ def build_parser(prog: str = "python -m explorer") -> argparse.ArgumentParser:
                     help=f"comma-separated, from {', '.join(choices.MODEL_NAMES)} or 'all' (default vgg19,googlenet)")
     dl.add_argument("--dir", help="also copy the files here (use it as EXPLORER_WEIGHTS_DIR on an offline machine)")
     wsub.add_parser("status", help="where each model's weights are, and their sizes")
+    nz = wsub.add_parser("normalize", help="write a VGG's weights normalized as in Gatys et al. (mean activation 1)",
+                         description="Rescales each convolution, layer by layer, so that every channel's mean ReLU "
+                                     "activation over the images is 1 (Gatys, Ecker & Bethge 2016, sec. 2). The images: "
+                                     "the bundled samples, the files in --images and any IMAGE given.")
+    nz.add_argument("images", nargs="*", metavar="IMAGE", help="more images to measure on")
+    nz.add_argument("--images", dest="images_dir", metavar="FOLDER", help="a folder of images to measure on too")
+    nz.add_argument("--no-samples", action="store_true", help="leave the bundled samples out")
+    nz.add_argument("--size", type=int, default=256, help="long side of the images in pixels (default 256)")
+    nz.add_argument("--model", choices=list(choices.STYLE_MODELS), default="vgg19", help="default vgg19")
+    nz.add_argument("--weights", metavar="FILE", help="the weights to normalize (default: the network's file found)")
+    nz.add_argument("-o", "--output", required=True, metavar="FILE", help="the normalized weights file (.pth)")
+    nz.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
+    nz.add_argument("--quiet", action="store_true", help="no progress lines")
     sub.add_parser("app", help="serve the Streamlit app in the browser (streamlit run app.py), from any folder",
                    usage="%(prog)s [STREAMLIT OPTIONS ...]",
                    description="Runs streamlit run on the app: the checkout's app.py, or the copy installed "

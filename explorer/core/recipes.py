@@ -8,7 +8,9 @@ A recipe is a JSON object. Its run-info block, the same for every command (:func
   ``augment``, ``activations``);
 - ``run``: the network (``model``), its weights (``kind``, ``label``, ``file``: the file's name,
   ``digest``: ``"sha256:..."`` of its bytes, as :attr:`explorer.nets.weights.WeightsInfo.digest`
-  computed when the weights were loaded), ``device``, ``precision`` and the ``torch`` and
+  computed when the weights were loaded; for derived weights such as a VGG normalized as in Gatys
+  et al. also ``derivation``: the source file and its digest, the images and size they were made
+  from), ``device``, ``precision`` and the ``torch`` and
   ``torchvision`` versions;
 - ``settings``: the command's full settings (``model`` among them).
 
@@ -32,6 +34,8 @@ This module imports no torch.
 """
 
 from __future__ import annotations
+
+import json
 
 import copy
 import re
@@ -65,14 +69,17 @@ def run_info(command: str, settings: Mapping, weights, device, precision: str) -
         ``{"recipe_version", "command", "run": {...}, "settings"}``, JSON-ready.
     """
     untrained = getattr(weights, "kind", "untrained") == "untrained"
+    block = {"kind": getattr(weights, "kind", None), "label": getattr(weights, "label", None),
+             "file": None if untrained else Path(str(weights.source)).name,
+             "digest": (getattr(weights, "digest", "") or None) if not untrained else None}
+    if getattr(weights, "derivation", ""):  # derived weights: how they were made (source file, images, size)
+        block["derivation"] = json.loads(weights.derivation)
     return {
         "recipe_version": RECIPE_VERSION,
         "command": command,
         "run": {
             "model": settings.get("model"),
-            "weights": {"kind": getattr(weights, "kind", None), "label": getattr(weights, "label", None),
-                        "file": None if untrained else Path(str(weights.source)).name,
-                        "digest": (getattr(weights, "digest", "") or None) if not untrained else None},
+            "weights": block,
             "device": str(device),
             "precision": precision,
             "torch": installed_version("torch"),

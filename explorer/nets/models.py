@@ -32,6 +32,7 @@ Weights policy (see README "Weights and offline use"):
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 from pathlib import Path
@@ -45,7 +46,8 @@ from . import winograd
 from ..core.devices import resolve_device
 from .registry import ModelSpec, get_spec
 from .download import imagenet_state_dict
-from .weights import WeightsInfo, WeightsMissingError, file_digest, load_state_dict_into, read_state_dict, untrained_allowed, weights_status
+from .weights import (WeightsInfo, WeightsMissingError, file_digest, load_state_dict_into, read_weights_file,
+                      untrained_allowed, weights_status)
 
 __all__ = [
     "FeatureNet",
@@ -423,6 +425,7 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
     spec = get_spec(name)
     dev = resolve_device(device)
     w = str(weights) if weights is not None else "auto"
+    record = None
     with _load_lock:  # torch.manual_seed is process-global: build one model at a time
         if w in ("auto", "imagenet"):
             try:
@@ -436,7 +439,7 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
             sd = None
         else:
             path = Path(w).expanduser()
-            sd, source, kind = read_state_dict(path), str(path), "file"
+            (sd, record), source, kind = read_weights_file(path), str(path), "file"
         if sd is None:
             info = WeightsInfo("untrained", f"torchvision default initialization, torch.manual_seed({UNTRAINED_SEED})",
                                f"untrained weights (seed {UNTRAINED_SEED})")
@@ -446,8 +449,13 @@ def load_model(name: str = "vgg19", *, weights: str | os.PathLike = "auto", devi
                 model = _build_torchvision(spec, untrained=False)
             conv_only = load_state_dict_into(model, sd, name, source)
             what = "ImageNet weights" if kind == "imagenet" else "weights"
-            info = WeightsInfo(kind, source, f"{what} from {Path(source).name}" + (" (conv layers only)" if conv_only else ""),
-                               conv_only=conv_only, digest=file_digest(source))
+            label = f"{what} from {Path(source).name}" + (" (conv layers only)" if conv_only else "")
+            if record is not None:  # a derived file: say what it is and what it was made from
+                made_from = (record.get("source") or {}).get("file") if isinstance(record.get("source"), dict) else None
+                label = f"{record.get('title') or 'derived weights'} ({Path(source).name}" + \
+                    (f", from {made_from}" if made_from else "") + (", conv layers only)" if conv_only else ")")
+            info = WeightsInfo(kind, source, label, conv_only=conv_only, digest=file_digest(source),
+                               derivation=json.dumps(record, sort_keys=True) if record is not None else "")
             if conv_only:
                 model.classifier = nn.Identity()  # its parameters are still on the meta device
     net = FeatureNet(spec, _layers_for(spec, model, classifier=not info.conv_only), info)

@@ -39,6 +39,7 @@ __all__ = [
     "offline",
     "file_digest",
     "read_state_dict",
+    "read_weights_file",
     "weights_file_problem",
     "find_weights_file",
     "find_local_weights",
@@ -85,6 +86,9 @@ class WeightsInfo:
             ``pool5`` and has no classifier (no class logits, top-5 or class objectives).
         digest: ``"sha256:"`` and the SHA-256 of the weights file's bytes (64 hex digits), so
             that two files of the same name are told apart; ``""`` for untrained weights.
+        derivation: for weights derived from another file (a VGG normalized as in Gatys et al.,
+            :mod:`explorer.nets.normalize`), the record of how they were made, as JSON text
+            (source file and digest, images, size); ``""`` otherwise. Recipes carry it.
     """
 
     kind: str
@@ -92,6 +96,7 @@ class WeightsInfo:
     label: str
     conv_only: bool = False
     digest: str = ""
+    derivation: str = ""
 
     @property
     def untrained(self) -> bool:
@@ -228,6 +233,14 @@ def _load_problem(exc: BaseException, head: bytes) -> str:
     return "it is not a PyTorch state_dict file (.pth/.pt)"
 
 
+def _derivation(obj) -> dict | None:
+    """The record a derived weights file keeps beside its ``state_dict`` (a ``derivation`` dict),
+    or None."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("derivation"), dict):
+        return obj["derivation"]
+    return None
+
+
 def _as_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
     """The tensors of what ``torch.load`` gave: a ``state_dict``, ``model`` or
     ``model_state_dict`` entry unwrapped, ``module.`` prefixes dropped."""
@@ -242,8 +255,15 @@ def _as_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file (``torch.load(weights_only=True)``; a ``state_dict``,
-    ``model`` or ``model_state_dict`` entry is unwrapped, ``module.`` prefixes dropped).
+    """:func:`read_weights_file` without the record."""
+    return read_weights_file(path)[0]
+
+
+def read_weights_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The tensors of a weights file, and the record of how it was made when it is a derived file
+    (``{"state_dict": ..., "derivation": {...}}``, :mod:`explorer.nets.normalize`), else None.
+    Read with ``torch.load(weights_only=True)``; a ``state_dict``, ``model`` or
+    ``model_state_dict`` entry is unwrapped, ``module.`` prefixes dropped.
 
     The path is opened without blocking and checked first
     (:func:`explorer.io.files.open_regular_file`): a folder, a device such as ``/dev/zero``, a
@@ -262,7 +282,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             obj = torch.load(fh, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle/zip errors, or objects that are not plain tensors
             raise WeightsError(f"could not read weights file {path}: {_load_problem(exc, head)}") from None
-    return _as_state_dict(obj, path)
+    return _as_state_dict(obj, path), _derivation(obj)
 
 
 def weights_file_problem(path: str | os.PathLike) -> str | None:

@@ -69,8 +69,9 @@ class StyleSettings(RecipeSettings):
             torchvision's file needs about 3e-7 (an estimate: its input is 58x smaller, 255 x std,
             and its activations are taken to be too, though each layer's ratio differs; content
             scales with s^2, style with s^4). The 1e-3 is the paper's number for its *normalized*
-            VGG19 (each filter's mean activation 1), which is not offered yet; on the
-            unnormalized Caffe file relu4_1 carries over 98 % of the paper-scale style loss.
+            VGG19 (each filter's mean activation 1), offered as ``load_model`` on the file
+            :mod:`explorer.nets.normalize` writes (``--normalized``); on the unnormalized Caffe file
+            relu4_1 carries over 98 % of the paper-scale style loss.
         loss_normalization: ``"relative"`` (each term divided by its target's squared norm,
             see the module docstring) or ``"paper"`` (eq. (4) and (1) as written).
         tv_weight: weight of the total-variation regularizer.
