@@ -38,8 +38,11 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
     st.latex(r"\mathcal{L}_{style} = \sum_l w_l E_l \qquad \text{(Gatys et al. 2016, eq. 5)}")
     st.latex(r"\mathcal{L}_{total} = \alpha \mathcal{L}_{content} + \beta \mathcal{L}_{style} "
              r"\qquad \text{(Gatys et al. 2016, eq. 7)}")
-    st.latex(r"\; + \; \lambda_{TV} \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{p/2} "
-             r"\qquad \text{(total variation } R_{V^p}\text{, Mahendran \& Vedaldi 2015)}")
+    # two centred rows, not one line: each must fit the expander at 1280 px (tests/test_browser.py);
+    # plain line breaks, since KaTeX's aligned environment overflows its box by a pixel or two
+    st.latex(r"+\; \lambda_{TV}\, R_{V^p}(x) \qquad \text{(total variation } R_{V^p}\text{, Mahendran \& "
+             r"Vedaldi 2015)} \\ "
+             r"R_{V^p}(x) = \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{p/2}")
     st.markdown("**Relative losses** (the default *loss scale*): Gatys et al.'s eq. 1 grows with the square and "
                 "eq. 4 with the fourth power of the activations, whose size differs between VGG19 files (the "
                 "original Caffe file takes its input about 58 times larger than torchvision's, 255 × std; its "
@@ -47,9 +50,9 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
                 "here). So each term is divided by the size of its target, which makes both squared relative "
                 "errors:")
     st.latex(r"\tilde{\mathcal{L}}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} "
-             r"\qquad \tilde{E}_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
-             r"= E_l \cdot \frac{4 N_l^2 M_l^2}{\sum_{ij} (A^l_{ij})^2}, \qquad "
-             r"\tilde{\mathcal{L}}_{style} = \sum_l w_l \tilde{E}_l \qquad \text{(relative losses, this app)}")
+             r"\qquad \tilde{\mathcal{L}}_{style} = \sum_l w_l \tilde{E}_l \\ "
+             r"\tilde{E}_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
+             r"= E_l \cdot \frac{4 N_l^2 M_l^2}{\sum_{ij} (A^l_{ij})^2} \qquad \text{(relative losses, this app)}")
     st.caption("Two scales, two symbols: E_l is eq. 4 at the paper's scale (the *Paper* loss scale, and the "
                "“Style distance E_l (paper scale)” on the Activations page); Ẽ_l is the relative scale, what the "
                "default run minimizes and what its chart's per-layer curves show (“Relative Ẽ_l” on the "
