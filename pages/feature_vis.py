@@ -143,16 +143,26 @@ def settings_or_error(**kw):
 
 
 def timing(settings, *results) -> None:
-    """How long a run at these settings takes here, and what more steps give."""
-    est = None
-    for res in results:
-        est = est or G.estimate_seconds(settings, (res or {}).get("report"))
-    guess = f"about {est:.0f} s here (scaled from the last run)" if est else (
-        "about 15 s for 4 channels at 128 px and 64 steps on an idle 2-core CPU with VGG19 (1 channel: about 5 s; "
-        "more when the machine is busy)")
-    st.caption(f"Time: {guess}; it grows with steps × images × pixels. 32-64 steps show the pattern; 256-512 "
-               "(Lucent's default is 512) make it sharper and more saturated. Pixels without transforms need far "
-               "more steps than the Fourier parameterization.")
+    """How long a run at these settings takes here (scaled from this session's last run, or a
+    stated reference range before one), and what more steps give."""
+    measured = next((r["report"] for r in results if r and G.estimate_seconds(settings, r.get("report"))), None)
+    lo, hi, basis = G.estimate_range(settings, measured)
+    work = (f"{settings.steps} steps × {settings.batch} image{'s' if settings.batch > 1 else ''} × "
+            f"({settings.size}/128 px)²")
+    if basis == "measured":
+        m = measured["settings"]
+        per = measured["seconds"] / G.work_units(m["steps"], m["batch"], m["size"])
+        guess = (f"about {lo:.0f} s here: {work} × {per:.3g} s, the time per step per 128 px image of this "
+                 "session's last run. The machine may be shared, so the next run can be faster or slower")
+    else:
+        ref_lo, ref_hi = G.REFERENCE_STEP_SECONDS
+        guess = (f"about {lo:.0f}-{hi:.0f} s on a 2-core CPU: {work} × {ref_lo:g}-{ref_hi:g} s, the time per "
+                 "step per 128 px image measured with VGG19 on this project's 2-core AMD EPYC CPU while other "
+                 "work shared it (idle it is faster, a GPU far faster; after a run the estimate uses this "
+                 "session's own time)")
+    st.caption(f"Time: {guess}. 32-64 steps show the pattern; 256-512 (Lucent's default is 512) make it sharper "
+               "and more saturated. Pixels without transforms need far more steps than the Fourier "
+               "parameterization.")
 
 
 def run_buttons(name: str, ready: bool) -> bool:

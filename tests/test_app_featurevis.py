@@ -210,3 +210,26 @@ def test_dataset_defaults_to_the_bundled_samples_and_says_so(page):
                "ImageNet." for c in page.caption)
     empty = page.radio(key="fv_dataset").set_value("folder").run()
     assert not errors(empty)
+
+
+def test_time_hint_is_computed_from_the_settings(page):
+    import re
+
+    from explorer.featurevis import grid as G
+    from explorer.featurevis import render as FV
+
+    s = FV.FeatureVisSettings(model="vgg19", layer="relu2_1", channels=(0, 1, 2, 3), separate=True, batch=4,
+                              steps=8, size=64)
+    lo, hi, _ = G.estimate_range(s, None)
+    hint = [c.value for c in page.caption if c.value.startswith("Time:")]
+    assert hint and f"about {lo:.0f}-{hi:.0f} s on a 2-core CPU: 8 steps × 4 images × (64/128 px)² × " \
+                     f"{G.REFERENCE_STEP_SECONDS[0]:g}-{G.REFERENCE_STEP_SECONDS[1]:g} s" in hint[0]
+    assert "shared" in hint[0]
+    click(page, "fv_grid_run")
+    page.run()  # the hint above the button uses the run that ended after it was drawn
+    assert not errors(page)
+    hint = [c.value for c in page.caption if c.value.startswith("Time:")][0]
+    m = re.search(r"about (\d+) s here: 8 steps × 4 images × \(64/128 px\)² × ([\d.e+-]+) s, the time per step", hint)
+    assert m, hint
+    est, per = float(m.group(1)), float(m.group(2))
+    assert abs(est - per * G.work_units(8, 4, 64)) <= 0.5 + 1e-3 * est
