@@ -271,6 +271,23 @@ run_clicked = ui.run_buttons(ready, run_key="run", stop_key="stop", toast="Stopp
 
 page_run = ui.PageRun("style")
 page_run.recover()
+if settings is not None:  # how long Run takes: these settings' work times a per-step cost
+    last = page_run.result
+    measured = ({"settings": last["settings"], "seconds": last["report"]["seconds"]}
+                if last and not last.get("stopped") and (last.get("report") or {}).get("seconds") else None)
+    low, high, basis = style_settings.estimate_seconds(settings, measured)
+    units = style_settings.step_units(settings)
+    work = " + ".join(f"{k} × ({sz}/256 px)²" for sz, k in settings.scale_plan())
+    if basis == "measured":
+        st.caption(f"Time: about {low:.0f} s here: {work} = {units:.3g} step units × {low / units:.3g} s, the "
+                   "time per step at 256 px of this session's last run. The machine may be shared, so the next "
+                   "run can be faster or slower.")
+    else:
+        ref_lo, ref_hi = style_settings.REFERENCE_STEP_SECONDS
+        st.caption(f"Time: about {low:.0f}-{high:.0f} s on a 2-core CPU: {work} = {units:.3g} step units × "
+                   f"{ref_lo:g}-{ref_hi:g} s, the time per step at 256 px measured with VGG19 on this project's "
+                   "2-core AMD EPYC CPU while other work shared it (idle it is faster, a GPU far faster; after a "
+                   "run the estimate uses this session's own time).")
 
 
 def result_fields(run: control.ControlledTransfer) -> dict:
