@@ -197,16 +197,37 @@ if acts is not None:
                              key="act_gram_order",
                              format_func={"cluster": "similarity (clusters)", "activation": "mean activation",
                                           "none": "channel index"}.get)
+            scale = st.radio("Colour shows", ["correlation", "gram"], horizontal=True, key="act_gram_scale",
+                             format_func={"correlation": "correlation G_ij/√(G_ii·G_jj)",
+                                          "gram": "Gram matrix G/M"}.get)
             g, idx = views.gram_view(acts, order)
-            st.plotly_chart(plots.gram_heatmap(g, idx, f"Gram matrix of {layer} ({g.shape[0]} channels)"),
+            shown = views.gram_display(g, scale)
+            st.plotly_chart(plots.gram_heatmap(shown.z, idx, f"Gram matrix of {layer} ({g.shape[0]} channels)",
+                                               zmin=shown.zmin, zmax=shown.zmax, colorbar_title=shown.label),
                             key="act_gram")
+            pct = f"{views.GRAM_PERCENTILE:g}th percentile of the off-diagonal entries"
+            if scale == "correlation":
+                diag = ", the diagonal (always 1) among them," if shown.zmax < 1 else ""
+                st.caption(f"Colour: the correlation G_ij/√(G_ii·G_jj) from {shown.zmin:.3g} (dark) to "
+                           f"{shown.zmax:.3g} (yellow, the {pct}); the {shown.clipped:.1%} of cells above it{diag} "
+                           "are yellow too. Empty cells: a channel that is zero everywhere, whose correlation is "
+                           "undefined.")
+            else:
+                st.caption(f"Colour: G/M from {shown.zmin:.4g} (dark) to {shown.zmax:.4g} (yellow, the {pct}); "
+                           f"the {shown.clipped:.1%} of cells above it are yellow too. The largest entry is "
+                           f"{float(g.max()):.4g}: a scale up to it would paint almost every cell dark.")
             st.latex(r"G^l_{ij} = \sum_k F^l_{ik} F^l_{jk} \qquad \text{(Gatys et al. 2016, eq. 3)}")
             st.markdown("Entry *(i, j)* says how strongly channels *i* and *j* fire **together**, summed over all "
-                        "positions *k* (shown divided by the number of positions M). It forgets *where* things are "
-                        "and keeps *which features occur together*: that is the picture's **style** as Gatys et al. "
-                        "define it. Style transfer changes an image until its Gram matrices match the style image's "
-                        "(compared by Gatys et al.'s eq. 4). Ordering by similarity groups channels that fire together, "
-                        "so blocks appear.")
+                        "positions *k* (divided by the number of positions M in the **Gram matrix** view). It "
+                        "forgets *where* things are and keeps *which features occur together*: that is the "
+                        "picture's **style** as Gatys et al. define it. Style transfer changes an image until its "
+                        "Gram matrices match the style image's (compared by Gatys et al.'s eq. 4).\n\n"
+                        "A few strong channels dominate G itself, so its view shows them as bright rows and "
+                        "columns. The **correlation** view divides each channel's strength out: it is the cosine "
+                        "between two channels' maps (0 to 1 after a ReLU, since the maps are non-negative), so "
+                        "weak channels that fire together show as much as strong ones. Ordering by similarity "
+                        "(average-linkage clustering of these correlations) puts channels that fire together next "
+                        "to each other, and they appear as bright square blocks along the diagonal.")
             st.page_link("pages/style_transfer.py", label="The equations of style transfer, and style transfer itself", icon="🖌️")
 
     with t_walk:

@@ -1,6 +1,8 @@
 """Feature visualization page: what a channel of a network responds to, optimized from scratch
 (Olah, Mordvintsev & Schubert, Distill 2017), beside the dataset images that excite it most."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from explorer.app import ui
@@ -73,14 +75,20 @@ with st.expander("Settings", expanded=True):
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="fv_seed")
     precision = c3.selectbox("Precision", list(choices.PRECISIONS), key="fv_precision")
     k = c3.slider("Dataset examples per channel", 0, 12, 4, key="fv_k")
-    dataset = c3.radio("Dataset examples from", ["samples", "upload"], key="fv_dataset", horizontal=True,
-                       format_func={"samples": "bundled samples", "upload": "my images"}.get)
+    dataset = c3.radio("Dataset examples from", ["samples", "upload", "folder"], key="fv_dataset", horizontal=True,
+                       format_func={"samples": "bundled samples", "upload": "my images",
+                                    "folder": "a folder"}.get)
 
 
 def dataset_words(res: dict) -> str:
-    """Where a result's dataset crops came from, in words: the bundled samples or an upload."""
-    ref = (res.get("inputs") or {}).get("images", "samples")
-    return f"the {len(FVX.sample_sources())} bundled samples, not ImageNet" if ref == "samples" else "your images"
+    """Where a result's dataset crops came from, in words: the bundled samples, an upload or a
+    folder (its path, as the recipe records it)."""
+    ref = str((res.get("inputs") or {}).get("images", "samples"))
+    if ref == "samples":
+        return f"the {len(FVX.sample_sources())} bundled samples, not ImageNet"
+    if ref.startswith("upload:"):
+        return f"your uploaded images ({ref[len('upload:'):]})"
+    return f"the images in the folder {ref}"
 
 
 sources, dataset_ref = None, "samples"
@@ -98,6 +106,27 @@ if dataset == "upload":
             dataset_ref = f"upload:{len(sources)} files"
     else:
         st.info("Choose image files or a zip; until then the bundled samples are used.")
+elif dataset == "folder":
+    folder = st.text_input("Folder of images (a path on the machine that runs the app)", key="fv_folder",
+                           help="every file directly in it, sorted by name; files that are not images are skipped "
+                                "and listed after the run (the command line's --images-dir)").strip()
+    if folder:
+        try:
+            sources = FVX.folder_sources(folder)
+        except ValueError as exc:  # not a folder, or no files in it
+            st.error(ui.one_line(exc))
+        else:
+            dataset_ref = str(Path(folder).expanduser())
+            shown = ", ".join(src.name for src in sources[:8]) + (f" and {len(sources) - 8} more"
+                                                                  if len(sources) > 8 else "")
+            st.caption(f"Dataset examples from the {len(sources)} file{'s' if len(sources) > 1 else ''} in "
+                       f"{dataset_ref}: {shown}. Files that cannot be read as images are skipped and listed "
+                       "after the run.")
+    if dataset_ref == "samples":
+        st.info("Type the path of a folder of images; until then the bundled samples are used.")
+if dataset_ref == "samples":
+    st.caption(f"Dataset examples from the {len(FVX.sample_sources())} bundled samples "
+               f"({', '.join(src.name for src in FVX.sample_sources())}), not ImageNet.")
 
 base = dict(model=model_name, layer=layer, parameterization=parameterization, decorrelate=decorrelate,
             transforms=transforms if robust else (), steps=int(steps), lr=float(lr), size=int(size), seed=int(seed),
@@ -114,16 +143,26 @@ def settings_or_error(**kw):
 
 
 def timing(settings, *results) -> None:
-    """How long a run at these settings takes here, and what more steps give."""
-    est = None
-    for res in results:
-        est = est or G.estimate_seconds(settings, (res or {}).get("report"))
-    guess = f"about {est:.0f} s here (scaled from the last run)" if est else (
-        "about 15 s for 4 channels at 128 px and 64 steps on an idle 2-core CPU with VGG19 (1 channel: about 5 s; "
-        "more when the machine is busy)")
-    st.caption(f"Time: {guess}; it grows with steps × images × pixels. 32-64 steps show the pattern; 256-512 "
-               "(Lucent's default is 512) make it sharper and more saturated. Pixels without transforms need far "
-               "more steps than the Fourier parameterization.")
+    """How long a run at these settings takes here (scaled from this session's last run, or a
+    stated reference range before one), and what more steps give."""
+    measured = next((r["report"] for r in results if r and G.estimate_seconds(settings, r.get("report"))), None)
+    lo, hi, basis = G.estimate_range(settings, measured)
+    work = (f"{settings.steps} steps × {settings.batch} image{'s' if settings.batch > 1 else ''} × "
+            f"({settings.size}/128 px)²")
+    if basis == "measured":
+        m = measured["settings"]
+        per = measured["seconds"] / G.work_units(m["steps"], m["batch"], m["size"])
+        guess = (f"about {lo:.0f} s here: {work} × {per:.3g} s, the time per step per 128 px image of this "
+                 "session's last run. The machine may be shared, so the next run can be faster or slower")
+    else:
+        ref_lo, ref_hi = G.REFERENCE_STEP_SECONDS
+        guess = (f"about {lo:.0f}-{hi:.0f} s on a 2-core CPU: {work} × {ref_lo:g}-{ref_hi:g} s, the time per "
+                 "step per 128 px image measured with VGG19 on this project's 2-core AMD EPYC CPU while other "
+                 "work shared it (idle it is faster, a GPU far faster; after a run the estimate uses this "
+                 "session's own time)")
+    st.caption(f"Time: {guess}. 32-64 steps show the pattern; 256-512 (Lucent's default is 512) make it sharper "
+               "and more saturated. Pixels without transforms need far more steps than the Fourier "
+               "parameterization.")
 
 
 def run_buttons(name: str, ready: bool) -> bool:
@@ -359,5 +398,6 @@ with st.expander("Dataset examples and the receptive field of the crops"):
                 f"million-image set the network was trained on. Here, by default, they come from the "
                 f"{len(bundled)} pictures bundled with the app ({', '.join(bundled)}): a channel's top "
                 "example is the best of these few, so it can look unlike the optimized picture simply because "
-                "no bundled image contains what the channel looks for. Choose *my images* to draw them from "
-                "your own set (on the command line, `featurevis --images-dir DIR`).")
+                "no bundled image contains what the channel looks for. Choose *my images* to upload your own set, "
+                "or *a folder* to use the images in a folder on the machine that runs the app (on the command "
+                "line, `featurevis --images-dir DIR`).")

@@ -38,8 +38,11 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
     st.latex(r"\mathcal{L}_{style} = \sum_l w_l E_l \qquad \text{(Gatys et al. 2016, eq. 5)}")
     st.latex(r"\mathcal{L}_{total} = \alpha \mathcal{L}_{content} + \beta \mathcal{L}_{style} "
              r"\qquad \text{(Gatys et al. 2016, eq. 7)}")
-    st.latex(r"\; + \; \lambda_{TV} \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{p/2} "
-             r"\qquad \text{(total variation } R_{V^p}\text{, Mahendran \& Vedaldi 2015)}")
+    # two centred rows, not one line: each must fit the expander at 1280 px (tests/test_browser.py);
+    # plain line breaks, since KaTeX's aligned environment overflows its box by a pixel or two
+    st.latex(r"+\; \lambda_{TV}\, R_{V^p}(x) \qquad \text{(total variation } R_{V^p}\text{, Mahendran \& "
+             r"Vedaldi 2015)} \\ "
+             r"R_{V^p}(x) = \sum_{i,j} \left((x_{i,j+1}-x_{ij})^2 + (x_{i+1,j}-x_{ij})^2\right)^{p/2}")
     st.markdown("**Relative losses** (the default *loss scale*): Gatys et al.'s eq. 1 grows with the square and "
                 "eq. 4 with the fourth power of the activations, whose size differs between VGG19 files (the "
                 "original Caffe file takes its input about 58 times larger than torchvision's, 255 × std; its "
@@ -47,9 +50,9 @@ with st.expander("What do alpha, beta, the layers and TV do?"):
                 "here). So each term is divided by the size of its target, which makes both squared relative "
                 "errors:")
     st.latex(r"\tilde{\mathcal{L}}_{content} = \frac{\sum_{ij} (F^l_{ij} - P^l_{ij})^2}{\sum_{ij} (P^l_{ij})^2} "
-             r"\qquad \tilde{E}_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
-             r"= E_l \cdot \frac{4 N_l^2 M_l^2}{\sum_{ij} (A^l_{ij})^2}, \qquad "
-             r"\tilde{\mathcal{L}}_{style} = \sum_l w_l \tilde{E}_l \qquad \text{(relative losses, this app)}")
+             r"\qquad \tilde{\mathcal{L}}_{style} = \sum_l w_l \tilde{E}_l \\ "
+             r"\tilde{E}_l = \frac{\sum_{ij} (G^l_{ij} - A^l_{ij})^2}{\sum_{ij} (A^l_{ij})^2} "
+             r"= E_l \cdot \frac{4 N_l^2 M_l^2}{\sum_{ij} (A^l_{ij})^2} \qquad \text{(relative losses, this app)}")
     st.caption("Two scales, two symbols: E_l is eq. 4 at the paper's scale (the *Paper* loss scale, and the "
                "“Style distance E_l (paper scale)” on the Activations page); Ẽ_l is the relative scale, what the "
                "default run minimizes and what its chart's per-layer curves show (“Relative Ẽ_l” on the "
@@ -272,6 +275,23 @@ run_clicked = ui.run_buttons(ready, run_key="run", stop_key="stop", toast="Stopp
 
 page_run = ui.PageRun("style")
 page_run.recover()
+if settings is not None:  # how long Run takes: these settings' work times a per-step cost
+    last = page_run.result
+    measured = ({"settings": last["settings"], "seconds": last["report"]["seconds"]}
+                if last and not last.get("stopped") and (last.get("report") or {}).get("seconds") else None)
+    low, high, basis = style_settings.estimate_seconds(settings, measured)
+    units = style_settings.step_units(settings)
+    work = " + ".join(f"{k} × ({sz}/256 px)²" for sz, k in settings.scale_plan())
+    if basis == "measured":
+        st.caption(f"Time: about {low:.0f} s here: {work} = {units:.3g} step units × {low / units:.3g} s, the "
+                   "time per step at 256 px of this session's last run. The machine may be shared, so the next "
+                   "run can be faster or slower.")
+    else:
+        ref_lo, ref_hi = style_settings.REFERENCE_STEP_SECONDS
+        st.caption(f"Time: about {low:.0f}-{high:.0f} s on a 2-core CPU: {work} = {units:.3g} step units × "
+                   f"{ref_lo:g}-{ref_hi:g} s, the time per step at 256 px measured with VGG19 on this project's "
+                   "2-core AMD EPYC CPU while other work shared it (idle it is faster, a GPU far faster; after a "
+                   "run the estimate uses this session's own time).")
 
 
 def result_fields(run: control.ControlledTransfer) -> dict:

@@ -621,3 +621,33 @@ def test_cli_activations_missing_image_and_bad_output(capsys, tmp_path):
     assert rc == 2
     assert ".png" in error_line(err)
     assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("scale", ["correlation", "gram"])
+def test_gram_display_colour_range_is_the_percentile_of_the_off_diagonal(scale):
+    a = np.abs(distinct_acts(6, 5, 4)).astype(np.float32)
+    a[2] = 0.0  # a channel that is zero everywhere
+    g = gram_matrix(torch.from_numpy(a), normalize=True).numpy().astype(np.float64)
+    shown = views.gram_display(g, scale)
+    if scale == "correlation":
+        d = np.sqrt(np.diag(g))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = g / np.outer(d, d)
+        want[2, :] = want[:, 2] = np.nan
+        assert np.allclose(np.diag(shown.z)[[0, 1, 3, 4, 5]], 1.0, atol=1e-6)
+    else:
+        want = g
+    np.testing.assert_allclose(shown.z, want, rtol=1e-5, equal_nan=True)
+    off = want[~np.eye(6, dtype=bool)]
+    assert shown.zmax == pytest.approx(np.percentile(off[np.isfinite(off)], views.GRAM_PERCENTILE))
+    assert shown.zmin == 0.0  # non-negative maps
+    assert shown.clipped == pytest.approx(np.mean(np.nan_to_num(want, nan=-1) > shown.zmax))
+
+
+def test_gram_display_signed_maps_and_bad_scale():
+    a = distinct_acts(4, 3, 3)  # signed maps: correlations can be negative
+    g = gram_matrix(torch.from_numpy(a), normalize=True).numpy()
+    shown = views.gram_display(g, "correlation")
+    assert np.nanmin(shown.z) < 0 and shown.zmin == -1.0
+    with pytest.raises(ValueError, match="scale must be correlation or gram"):
+        views.gram_display(g, "log")

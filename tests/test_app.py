@@ -370,3 +370,31 @@ def test_readme_background_quotes_the_codes_numbers():
     assert f"m = {transfer.LBFGS_HISTORY} here" in section
     words = {7: "seven", 8: "eight", 9: "nine", 10: "ten", 11: "eleven", 12: "twelve"}
     assert f"the {words[len(examples.sample_sources())]} bundled" in " ".join(section.split())
+
+
+def test_style_page_time_hint_is_computed_from_size_steps_and_scales(page):
+    import re
+
+    from explorer.style import settings as style_settings
+
+    small_settings(page)
+    page.number_input(key="scales").set_value(2).run()
+    page.slider(key="start_size").set_value(48).run()
+    s = style_settings.StyleSettings(size=64, steps=3, scales=2, start_size=48,
+                                     scale_steps_ratio=page.slider(key="scale_steps_ratio").value)
+    low, high, basis = style_settings.estimate_seconds(s, None)
+    units = style_settings.step_units(s)
+    assert basis == "reference" and units == pytest.approx(sum(k * (sz / 256) ** 2 for sz, k in s.scale_plan()))
+    work = " + ".join(f"{k} × ({sz}/256 px)²" for sz, k in s.scale_plan())
+    hint = [c.value for c in page.caption if c.value.startswith("Time:")]
+    assert len(hint) == 1 and hint[0].startswith(f"Time: about {low:.0f}-{high:.0f} s on a 2-core CPU: {work} = "
+                                                 f"{units:.3g} step units × ") and "shared" in hint[0]
+    click_run(page)
+    page.run()  # the hint above the result uses the run that ended after it was drawn
+    check_result(page)
+    hint = [c.value for c in page.caption if c.value.startswith("Time:")][0]
+    m = re.search(r"about (\d+) s here: .* = ([\d.e+-]+) step units × ([\d.e+-]+) s, the time per step at 256 px "
+                  r"of this session's last run", hint)
+    assert m, hint
+    assert float(m.group(2)) == pytest.approx(units, rel=1e-3)
+    assert abs(float(m.group(1)) - float(m.group(3)) * units) <= 0.5 + 1e-3 * float(m.group(1))

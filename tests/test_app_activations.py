@@ -307,3 +307,40 @@ def test_receptive_field_numbers_come_with_the_effective_field_caveat():
     caveat = [c.value for c in at.caption if "Luo et al. 2016" in c.value]
     assert caveat and "*effective* receptive field" in caveat[0]
     assert "Understanding the Effective Receptive Field in Deep Convolutional Neural Networks" in caveat[0]
+
+
+def test_gram_colour_range_is_the_one_the_caption_states(monkeypatch):
+    from explorer.app import ui
+
+    seen = {}
+    real = ui.layer_activations
+    monkeypatch.setattr(ui, "layer_activations", lambda m, x, layer: seen.setdefault(layer, real(m, x, layer)))
+    ui._activations.clear()
+    at = open_page("vgg19", 64)
+    layer = layer_picker(at).value
+    acts = np.asarray(seen[layer])
+    acts = acts[0] if acts.ndim == 4 else acts
+    g, _ = views.gram_view(acts, "cluster")
+    for scale in ("correlation", "gram"):
+        at.radio(key="act_gram_scale").set_value(scale).run()
+        assert not at.exception and not errors(at)
+        want = views.gram_display(g, scale)
+        heat = charts(at)[f"Gram matrix of {layer} ({g.shape[0]} channels)"]["data"][0]
+        assert heat["zmin"] == pytest.approx(want.zmin) and heat["zmax"] == pytest.approx(want.zmax)
+        assert heat["colorbar"]["title"]["text"] == want.label
+        cap = [c.value for c in at.caption if c.value.startswith("Colour:")]
+        assert len(cap) == 1, cap
+        fmt = ".3g" if scale == "correlation" else ".4g"
+        assert f"from {want.zmin:{fmt}} (dark) to {want.zmax:{fmt}} (yellow, the 99th percentile of the " \
+               f"off-diagonal entries)" in cap[0] and f"{want.clipped:.1%} of cells above it" in cap[0]
+    # the correlation's values: each channel's strength divided out, 1 on the diagonal
+    at.radio(key="act_gram_scale").set_value("correlation").run()
+    z = charts(at)[f"Gram matrix of {layer} ({g.shape[0]} channels)"]["data"][0]["z"]
+    if isinstance(z, dict):  # Plotly's typed array: base64 bytes, dtype and shape
+        import base64
+
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(
+            [int(n) for n in str(z["shape"]).split(",")])
+    z = np.asarray(z, dtype=float)
+    live = np.isfinite(np.diag(z))
+    assert live.any() and np.allclose(np.diag(z)[live], 1.0, atol=1e-5)

@@ -175,3 +175,61 @@ def test_page_says_the_dataset_examples_are_the_bundled_samples_not_imagenet(pag
     text = " ".join(m.value for m in page.markdown)
     assert f"the {len(names)} pictures bundled with the app ({', '.join(names)})" in text
     assert "Distill's dataset examples are drawn from ImageNet" in text and "*my images*" in text
+
+
+def test_dataset_examples_from_a_folder_skip_broken_files(page, tmp_path):
+    folder = tmp_path / "my set"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_of(80, 60))
+    (folder / "b.png").write_bytes(png_of(70, 90))
+    (folder / "broken.jpg").write_bytes(b"\x00not an image")
+    page.radio(key="fv_dataset").set_value("folder").run()
+    assert any("until then the bundled samples are used" in i.value for i in page.info)
+    page.text_input(key="fv_folder").input(str(tmp_path / "missing")).run()
+    errs = errors(page)
+    assert len(errs) == 1 and "is not a folder" in errs[0] and "\n" not in errs[0]
+    page.text_input(key="fv_folder").input(str(folder)).run()
+    assert not page.exception and not errors(page)
+    assert any(c.value.startswith(f"Dataset examples from the 3 files in {folder}: a.png, b.png, broken.jpg")
+               for c in page.caption)
+    page.number_input(key="fv_one_channel").set_value(1).run()
+    click(page, "fv_one_run")
+    assert not errors(page)
+    notes = " ".join(c.value for c in page.caption)
+    assert "skipped 1 file" in notes and "broken.jpg" in notes
+    assert f"dataset: the images in the folder {folder})" in notes
+    crops = [c for im in page.image for c in im.captions if " · " in c]
+    assert crops and {c.split(" · ", 1)[1] for c in crops} <= {"a.png", "b.png"}  # the folder's images only
+
+
+def test_dataset_defaults_to_the_bundled_samples_and_says_so(page):
+    from explorer.featurevis import examples
+
+    names = [s.name for s in examples.sample_sources()]
+    assert any(c.value == f"Dataset examples from the {len(names)} bundled samples ({', '.join(names)}), not "
+               "ImageNet." for c in page.caption)
+    empty = page.radio(key="fv_dataset").set_value("folder").run()
+    assert not errors(empty)
+
+
+def test_time_hint_is_computed_from_the_settings(page):
+    import re
+
+    from explorer.featurevis import grid as G
+    from explorer.featurevis import render as FV
+
+    s = FV.FeatureVisSettings(model="vgg19", layer="relu2_1", channels=(0, 1, 2, 3), separate=True, batch=4,
+                              steps=8, size=64)
+    lo, hi, _ = G.estimate_range(s, None)
+    hint = [c.value for c in page.caption if c.value.startswith("Time:")]
+    assert hint and f"about {lo:.0f}-{hi:.0f} s on a 2-core CPU: 8 steps × 4 images × (64/128 px)² × " \
+                     f"{G.REFERENCE_STEP_SECONDS[0]:g}-{G.REFERENCE_STEP_SECONDS[1]:g} s" in hint[0]
+    assert "shared" in hint[0]
+    click(page, "fv_grid_run")
+    page.run()  # the hint above the button uses the run that ended after it was drawn
+    assert not errors(page)
+    hint = [c.value for c in page.caption if c.value.startswith("Time:")][0]
+    m = re.search(r"about (\d+) s here: 8 steps × 4 images × \(64/128 px\)² × ([\d.e+-]+) s, the time per step", hint)
+    assert m, hint
+    est, per = float(m.group(1)), float(m.group(2))
+    assert abs(est - per * G.work_units(8, 4, 64)) <= 0.5 + 1e-3 * est

@@ -538,3 +538,25 @@ def test_a_hanging_download_ends_in_one_line_and_the_server_stops_on_sigterm(bro
                 bs.stop_server(proc)
     finally:
         ctx.close()
+
+
+# Every visible equation (KaTeX, st.latex) that does not fit: wider than its element's column
+# (the browser cuts it at the column's right edge) or than its own box (a horizontal scroll bar).
+_CUT_EQUATIONS_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] .katex-display')]
+  .filter(e => e.offsetParent !== null)
+  .filter(e => { const k = (e.querySelector('.katex-html') || e).getBoundingClientRect();
+                 const col = (e.closest('[data-testid="stElementContainer"]') || e).getBoundingClientRect();
+                 return k.left < col.left - 1 || k.right > col.right + 1 || e.scrollWidth > e.clientWidth; })
+  .map(e => (e.querySelector('annotation') || e).textContent.trim().slice(0, 60))"""
+
+
+def test_style_page_equations_fit_at_1280_px(page, server):
+    visit(page, server, "style_transfer", "Style transfer")
+    open_expander(page, "What do alpha, beta, the layers and TV do?")
+    open_expander(page, "Colours, scales and photorealism")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    bs.wait_drawn(page)
+    assert page.locator('[data-testid="stMain"] .katex-display').filter(visible=True).count() >= 10
+    cut = page.evaluate(_CUT_EQUATIONS_JS)
+    assert not cut, f"equations cut off at 1280 px: {cut}"
+    bs.save_png(bs.page_png(page, width=1280), ARTIFACTS / "02-style_transfer-equations-1280.png")

@@ -547,3 +547,19 @@ def test_grid_labels_wrap_to_fit_their_cell_and_keep_every_character():
             assert right - left <= 48 - 4, line
     assert len(grids.wrap_label(draw, labels[0], 44, font)) > 1 and g.height > 16 + 14  # the strip grew
     assert grids.wrap_label(draw, "a", 44, font) == ["a"]
+
+
+def test_time_estimate_is_steps_images_pixels_times_a_per_step_cost():
+    from explorer.featurevis import grid as G
+
+    s = FV.FeatureVisSettings(model="vgg19", channels=(0, 1, 2, 3), separate=True, batch=4, steps=64, size=128)
+    lo, hi, basis = G.estimate_range(s, None)
+    w = G.work_units(s.steps, s.batch, s.size)
+    assert basis == "reference" and w == 64 * 4
+    assert (lo, hi) == pytest.approx((w * G.REFERENCE_STEP_SECONDS[0], w * G.REFERENCE_STEP_SECONDS[1]))
+    assert G.work_units(64, 4, 256) == pytest.approx(4 * w)  # four times the pixels, four times the work
+    # after a run: that run's own time per unit of work, scaled to these settings
+    report = {"settings": {"model": "vgg19", "steps": 8, "batch": 1, "size": 64}, "seconds": 2.0}
+    lo, hi, basis = G.estimate_range(s, report)
+    assert basis == "measured" and lo == hi == pytest.approx(2.0 / G.work_units(8, 1, 64) * w)
+    assert G.estimate_range(s, {**report, "settings": {**report["settings"], "model": "googlenet"}})[2] == "reference"

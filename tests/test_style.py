@@ -410,3 +410,22 @@ def test_the_lbfgs_memory_the_pages_name_is_the_one_torch_is_given(vgg19, images
     content, style = images64
     run_style_transfer(vgg19, content, style, _settings(steps=1, optimizer="lbfgs"))
     assert seen["history_size"] == transfer.LBFGS_HISTORY
+
+
+def test_time_estimate_sums_steps_times_pixels_over_the_scales():
+    from explorer.style import settings as S
+
+    s = S.StyleSettings(size=256, steps=100, scales=3, start_size=64)
+    plan = s.scale_plan()
+    assert S.step_units(s) == pytest.approx(sum(k * (sz / 256) ** 2 for sz, k in plan))
+    one = S.StyleSettings(size=256, steps=100)
+    assert S.step_units(one) == 100
+    low, high, basis = S.estimate_seconds(one)
+    assert basis == "reference" and (low, high) == pytest.approx((100 * S.REFERENCE_STEP_SECONDS[0],
+                                                                  100 * S.REFERENCE_STEP_SECONDS[1]))
+    measured = {"settings": S.StyleSettings(size=128, steps=10).to_dict(), "seconds": 5.0}
+    low, high, basis = S.estimate_seconds(s, measured)
+    per = 5.0 / S.step_units(S.StyleSettings(size=128, steps=10))  # seconds per 256 px step of that run
+    assert basis == "measured" and low == high == pytest.approx(per * S.step_units(s))
+    other = {**measured, "settings": {**measured["settings"], "model": "vgg16"}}
+    assert S.estimate_seconds(s, other)[2] == "reference"

@@ -24,6 +24,7 @@ from ..nets.models import FeatureNet
 from ..optim.losses import gram_matrix, style_layer_loss
 
 __all__ = ["ChannelStats", "channel_stats", "top_channels", "channel_grid", "channel_map_rgb", "gram_view",
+           "GramDisplay", "gram_display",
            "walk_network", "Comparison", "compare_images", "top_predictions"]
 
 
@@ -147,6 +148,78 @@ def gram_view(acts: np.ndarray, order: str = "cluster") -> tuple[np.ndarray, np.
     else:
         raise ValueError(f"order must be cluster, activation or none; got {order!r}")
     return g[np.ix_(idx, idx)], idx
+
+
+#: Upper end of the colour range of the Gram display, a percentile of the off-diagonal entries.
+GRAM_PERCENTILE = 99.0
+
+
+@dataclass(frozen=True)
+class GramDisplay:
+    """What the Gram matrix tab draws: a matrix and the colour range its caption states.
+
+    Attributes:
+        z: (C, C) float32 values drawn (NaN where undefined, e.g. a channel that is zero everywhere).
+        zmin, zmax: the colour range; values outside it get the end colours.
+        scale: ``"correlation"`` or ``"gram"``.
+        label: colour-bar title.
+        clipped: fraction of the entries of ``z`` above ``zmax`` (0..1).
+    """
+
+    z: np.ndarray
+    zmin: float
+    zmax: float
+    scale: str
+    label: str
+    clipped: float
+
+
+def gram_display(g: np.ndarray, scale: str = "correlation") -> GramDisplay:
+    """The matrix and colour range that make a Gram matrix's structure visible.
+
+    A Gram matrix of a ReLU layer is dominated by a few strong channels (on the Caffe VGG19 its
+    largest entry is about 25 times its median), so a linear colour scale from its minimum to its
+    maximum paints almost every cell the darkest colour.
+
+    Args:
+        g: (C, C) Gram matrix (e.g. from :func:`gram_view`, any channel order).
+        scale: ``"correlation"``: ``G_ij / sqrt(G_ii G_jj)``, the cosine between the two channels'
+            maps (each channel's strength divided out; 0..1 after a ReLU, -1..1 otherwise; NaN
+            for a channel that is zero everywhere), colours from 0 (-1 if any entry is negative)
+            to the :data:`GRAM_PERCENTILE`-th percentile of the off-diagonal entries (the
+            diagonal is 1 by construction). ``"gram"``: ``G`` itself, colours from 0 (its minimum
+            if that is negative) to the same percentile of its off-diagonal entries.
+
+    Returns:
+        :class:`GramDisplay`.
+    """
+    g = np.asarray(g, dtype=np.float64)
+    c = g.shape[0]
+    if g.ndim != 2 or g.shape != (c, c):
+        raise ValueError(f"expected a square Gram matrix; got shape {g.shape}")
+    if scale == "correlation":
+        d = np.sqrt(np.clip(np.diag(g), 0.0, None))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.where(np.outer(d, d) > 0, g / np.outer(d, d), np.nan)
+        z = np.clip(z, -1.0, 1.0)
+        label = "G_ij/√(G_ii·G_jj)"
+    elif scale == "gram":
+        z = g
+        label = "G/M"
+    else:
+        raise ValueError(f"scale must be correlation or gram; got {scale!r}")
+    off = z[~np.eye(c, dtype=bool)] if c > 1 else z.ravel()
+    off = off[np.isfinite(off)]
+    finite = z[np.isfinite(z)]
+    lo = min(0.0, float(finite.min())) if finite.size else 0.0
+    if scale == "correlation" and lo < 0:
+        lo = -1.0
+    hi = float(np.percentile(off, GRAM_PERCENTILE)) if off.size else 1.0
+    if not hi > lo:
+        hi = float(finite.max()) if finite.size and finite.max() > lo else lo + 1.0
+    with np.errstate(invalid="ignore"):
+        clipped = float(np.mean(z > hi)) if z.size else 0.0
+    return GramDisplay(z.astype(np.float32), lo, hi, scale, label, clipped)
 
 
 @torch.no_grad()

@@ -255,7 +255,8 @@ def channel_bar(means: np.ndarray, title: str = "Mean activation per channel") -
 
 
 def gram_heatmap(g: np.ndarray, order_indices: Sequence[int], title: str = "Gram matrix",
-                 max_cells: int = 512) -> go.Figure:
+                 max_cells: int = 512, *, zmin: float | None = None, zmax: float | None = None,
+                 colorbar_title: str = "G/M") -> go.Figure:
     """A (reordered) Gram matrix as a Viridis heatmap, rows top to bottom like a matrix.
 
     Args:
@@ -264,6 +265,9 @@ def gram_heatmap(g: np.ndarray, order_indices: Sequence[int], title: str = "Gram
         max_cells: above this many channels, neighbouring rows/columns are averaged in blocks of
             ``ceil(C / max_cells)`` (a screen cannot show more, and the figure stays small); the
             title then says so and hover lists the channels of each block.
+        zmin, zmax: colour range (e.g. from ``activations.gram_display``); values outside it get
+            the end colours. ``None``: Plotly's range, the minimum to the maximum.
+        colorbar_title: the colour bar's title (what the values are).
     """
     g = np.asarray(g, dtype=np.float32)
     order = [int(i) for i in order_indices]
@@ -281,7 +285,8 @@ def gram_heatmap(g: np.ndarray, order_indices: Sequence[int], title: str = "Gram
         title = f"{title} (blocks of {k} channels averaged)"
     else:
         labels = [f"#{i}" for i in order]
-    fig = go.Figure(go.Heatmap(z=g, x=labels, y=labels, colorscale="Viridis", colorbar={"title": {"text": "G/M"}},
+    fig = go.Figure(go.Heatmap(z=g, x=labels, y=labels, colorscale="Viridis", zmin=zmin, zmax=zmax,
+                               colorbar={"title": {"text": colorbar_title}},
                                hovertemplate="%{y} · %{x}<br>%{z:.4g}<extra></extra>"))
     ticks = len(labels) <= 32
     fig.update_xaxes(type="category", showticklabels=ticks, title="channel", constrain="domain")

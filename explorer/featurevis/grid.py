@@ -11,7 +11,8 @@
   with its :func:`~explorer.featurevis.render.high_frequency_share`;
 * :class:`UploadedSource` and :func:`upload_sources`: uploaded images and zips as a dataset
   (kept in memory; a zip is unpacked with :func:`explorer.batch.archives.extract_dataset_zip`);
-* :func:`estimate_seconds`: how long a run will take, scaled from one that ran.
+* :func:`estimate_seconds`: how long a run will take, scaled from one that ran;
+  :func:`estimate_range`: the same, or a range from a stated reference before any run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..core.runs import Run
 
 __all__ = ["EXAMPLES_SIZE", "MAX_UPLOAD_IMAGES", "UploadedSource", "upload_sources", "GridResult", "GridRun",
            "examples_sheet", "ComparisonResult", "ComparisonRun", "estimate_seconds", "example_objectives",
+           "REFERENCE_STEP_SECONDS", "work_units", "estimate_range",
            "parse_channels", "MAX_GRID_CHANNELS"]
 
 #: The side in pixels each dataset image is prepared at before its crops are taken.
@@ -329,6 +331,34 @@ class ComparisonRun(Run):
 
 
 # ----------------------------------------------------------------------------- timing
+
+#: Seconds per optimization step per 128 x 128 px image (VGG19, its default layer relu4_1, fp32)
+#: on this project's CPU, an AMD EPYC (Zen 3, AVX2 only) with 2 cores shared with other work:
+#: 0.2 is a run of 64 steps x 4 images that took 53 s on the busy machine, 1.0 a run of 16
+#: steps x 4 images that took 60 s at a load average of 16. An idle machine is faster, a GPU far
+#: faster; after one run the page scales that run's own time instead (:func:`estimate_range`).
+REFERENCE_STEP_SECONDS = (0.2, 1.0)
+
+
+def work_units(steps: int, batch: int, size: int) -> float:
+    """A run's work in units of one step on one 128 x 128 px image: steps x images x (size/128)²
+    (size in px; first order: a step's cost grows with the pixels, its fixed part is ignored)."""
+    return max(1, int(steps)) * max(1, int(batch)) * (float(size) / 128.0) ** 2
+
+
+def estimate_range(settings: FeatureVisSettings, measured: dict | None) -> tuple[float, float, str]:
+    """Seconds ``settings`` will take: (low, high, basis).
+
+    With a usable measured run (its report: ``settings`` and ``seconds``, same network),
+    ``low == high`` = :func:`estimate_seconds` and basis ``"measured"``; otherwise
+    :func:`work_units` times :data:`REFERENCE_STEP_SECONDS` and basis ``"reference"``.
+    """
+    est = estimate_seconds(settings, measured)
+    if est is not None:
+        return est, est, "measured"
+    w = work_units(settings.steps, settings.batch, settings.size)
+    return w * REFERENCE_STEP_SECONDS[0], w * REFERENCE_STEP_SECONDS[1], "reference"
+
 
 def estimate_seconds(settings: FeatureVisSettings, measured: dict | None) -> float | None:
     """Seconds ``settings`` will take, scaled from a measured run's report (``settings`` and

@@ -17,7 +17,8 @@ from ..nets.registry import MODELS
 from ..core.settings import RecipeSettings, check_float, check_name, setting
 
 __all__ = ["StyleSettings", "describe_final_losses", "describe_scale_plan", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYER",
-           "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA", "MIN_SCALE_STEPS"]
+           "DEFAULT_STYLE_WEIGHT", "DEFAULT_PHOTO_LAMBDA", "MIN_SCALE_STEPS", "REFERENCE_STEP_SECONDS",
+           "step_units", "estimate_seconds"]
 
 #: The default network's style and content layers, read from the registry (``ModelSpec.style_layers``
 #: and ``content_layer``: Gatys et al.'s relu1_1 ... relu5_1 and relu4_2, the same names on both VGGs).
@@ -278,3 +279,38 @@ def describe_scale_plan(settings: StyleSettings) -> str:
         return f"One scale: {sizes} px, {steps} steps."
     return (f"Scales: {sizes} px, each the previous times r = ({settings.size}/{settings.start_size})^(1/{n - 1}) "
             f"= {settings.scale_ratio():.3f} (rounded to whole pixels); steps {steps}.")
+
+
+#: Seconds per optimizer step at 256 px (long side) for the default run (VGG19, L-BFGS, fp32),
+#: measured on this project's CPU, an AMD EPYC (Zen 3, AVX2 only) with 2 cores shared with other
+#: work: chelsea + immunohistochemistry (256 x 170 px) on the real Caffe VGG19, 4.0 s per step
+#: over 10 steps at a load average of 22 and 4.3 s over 6 steps at 24. An idle machine is
+#: faster and a GPU far faster; after one run the page uses that run's own time instead.
+REFERENCE_STEP_SECONDS = (4.0, 4.3)
+
+
+def step_units(settings: StyleSettings) -> float:
+    """A run's work in units of one optimizer step at 256 px: the sum over the coarse-to-fine
+    plan (:meth:`StyleSettings.scale_plan`) of steps x (long side / 256 px)² (first order: a
+    step's cost grows with the pixels; its fixed part is ignored)."""
+    return sum(steps * (size / 256.0) ** 2 for size, steps in settings.scale_plan())
+
+
+def estimate_seconds(settings: StyleSettings, measured: Mapping | None = None) -> tuple[float, float, str]:
+    """Seconds ``settings`` will take: (low, high, basis).
+
+    Args:
+        measured: a finished run of this session, ``{"settings": StyleSettings.to_dict(),
+            "seconds": s}`` (same network): then both ends are its seconds per step unit times
+            :func:`step_units` of ``settings``, basis ``"measured"``. Otherwise
+            :func:`step_units` times :data:`REFERENCE_STEP_SECONDS`, basis ``"reference"``.
+    """
+    work = step_units(settings)
+    try:
+        done = step_units(StyleSettings.from_dict(measured["settings"]))
+        if float(measured["seconds"]) > 0 and done > 0 and measured["settings"].get("model") == settings.model:
+            per = float(measured["seconds"]) / done
+            return per * work, per * work, "measured"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return work * REFERENCE_STEP_SECONDS[0], work * REFERENCE_STEP_SECONDS[1], "reference"
