@@ -24,7 +24,7 @@ model_name = model.name if model else st.session_state["sal_model_name"]
 layer_names = models.spatial_layers(model_name)
 default_style_layers = list(registry.MODELS[model_name].style_layers)
 OBJECTIVES = {"style": "style energy over the style layers", "layer": "mean activation of one layer",
-              "channel": "mean activation of one channel", "class": "logit of the top ImageNet class"}
+              "channel": "mean activation of one channel", "class": "logit of the network's top ImageNet class"}
 
 with st.expander("What do these maps compute?"):
     st.markdown("Every method explains one number computed from the image, the **objective**. The default is the "
@@ -87,6 +87,9 @@ with right:
         objective = f"layer:{layer}"
         if kind == "channel":
             objective = f"channel:{layer}:{int(c2.number_input('Channel', 0, 4095, 0, key='sal_channel'))}"
+    elif kind == "class" and model is not None and not model.has_classifier:
+        st.caption(f"{model.weights.label} has conv layers only, no classifier: there is no class to explain; "
+                   "pick another objective or weights with a classifier.")
     elif kind == "class" and model is not None and model.weights.untrained:
         st.caption("With untrained weights the top class is arbitrary: the map shows what drives that logit.")
     compare_on = st.checkbox("Compare methods", key="sal_compare_on",
@@ -102,6 +105,10 @@ with right:
         c1.markdown("**Occlusion**")
         window = c1.slider("Window (px)", 2, 128, defaults.window, key="sal_window")
         stride = c1.slider("Stride (px)", 1, 128, defaults.stride, key="sal_stride")
+        context = c1.slider("Mirrored context (px)", 0, 128, defaults.context, key="sal_context",
+                            help="The network sees the picture continued by its mirror image this far beyond each "
+                                 "border, so its zero padding does not make border windows look important; "
+                                 "0 = plain occlusion (Captum's)")
         baseline = c1.selectbox("Hidden window shows", list(attribution.BASELINES), key="sal_baseline",
                                 format_func={"zero": "black", "mean": "the mean colour",
                                              "blur": "a blurred copy"}.get)
@@ -121,13 +128,14 @@ try:
     for m in methods:
         settings[m] = attribution.AttributionSettings(
             method=m, objective=objective, style_layers=tuple(style_layers), size=int(size), window=int(window),
-            stride=int(stride), baseline=baseline, perturbations_per_eval=int(per_eval), ig_steps=int(ig_steps),
+            stride=int(stride), context=int(context), baseline=baseline, perturbations_per_eval=int(per_eval), ig_steps=int(ig_steps),
             smoothgrad=int(smoothgrad), smoothgrad_sigma=float(sigma), gradcam_layer=gradcam_layer)
 except ValueError as exc:
     st.error(ui.one_line(exc))
     settings = {}
 
-ready = model is not None and pil is not None and bool(settings)
+no_class = kind == "class" and model is not None and not model.has_classifier  # said once, above
+ready = model is not None and pil is not None and bool(settings) and not no_class
 trained = model is not None and not model.weights.untrained
 check_help = (f"Compute the {attribution.METHOD_TITLES[method]} map again with the untrained weights of this "
               "network and compare the two (Adebayo et al. 2018)") if trained else \
@@ -189,19 +197,35 @@ if res:
         signed, occluded = main.signed, main.method == "occlusion"
         title = f"{attribution.METHOD_TITLES[main.method]} of {main.objective} · {res['image_name']}"
         value_label = "objective drop" if occluded else "attribution (signed)" if signed else "importance"
+        top = attribution.signed_range(main.values) if signed else None
         st.plotly_chart(plots.channel_overlay(res["image"], main.values, opacity, title,
                                               colorscale="RdBu_r" if signed else "Viridis", value_label=value_label,
-                                              zmid=0.0 if signed else None, max_cells=128),
+                                              zmid=0.0 if signed else None, max_cells=128,
+                                              zrange=(-top, top) if signed else None),
                         key="sal_overlay")
         engine = f" ({'exact incremental' if main.engine == 'fast' else 'Captum'} engine)" if occluded else ""
         sign_note = ""
+        if signed:
+            sign_note = (f" Colours run from −P (blue) through 0 (white) to +P (red), P = {top:.3g}, the "
+                         f"{attribution.SIGNED_PERCENTILE:.0f}th percentile of |value|: the top 1 % of pixels "
+                         "get the end colours, so a few extreme pixels do not wash the rest out.")
         if occluded:
-            sign_note = " Red: hiding this region lowers the objective; blue: raises it."
+            ctx = main.settings.context
+            sign_note += (" Red: hiding this region lowers the objective; blue: raises it. "
+                          + (f"The network saw the picture continued by its mirror image {ctx} px beyond each "
+                             "border, so its zero padding lies outside the picture; without that, the padding "
+                             "makes the deep layers' border positions carry extra style energy and a border "
+                             "window looks important on any picture." if ctx else
+                             "No mirrored context: a strong frame along the border is partly the convolutions' "
+                             "zero padding, not the picture."))
         elif signed:
-            sign_note = (f" Signed integrated gradients, summed over RGB: red raised the objective along the path "
+            sign_note += (f" Signed integrated gradients, summed over RGB: red raised the objective along the path "
                          f"from black, blue lowered it; the map adds up to {float(main.values.sum()):.4g}, which "
                          "approximates the objective's change from the black image.")
-        st.caption(f"Objective: {saliency_objectives.parse_objective(main.objective).describe()}. Heatmap "
+        explained = saliency_objectives.parse_objective(main.objective).describe()
+        if main.target:  # the class objective: which class
+            explained = f"logit of {main.target}"
+        st.caption(f"Objective: {explained}. Heatmap "
                    f"{main.values.shape[1]}×{main.values.shape[0]} px, {main.seconds:.1f} s{engine}. "
                    "Hover to read the value at a pixel."
                    + sign_note)
@@ -271,7 +295,7 @@ if res:
                       caption=f"{attribution.METHOD_TITLES[hm.method]} · {hm.seconds:.1f} s")
         st.caption("Each unsigned map is coloured from its own minimum (dark purple) to its own maximum (yellow); "
                    "each signed map (integrated gradients, occlusion) from blue (negative) through white (0) to red "
-                   "(positive), scaled to its own largest size. So compare where the strong regions are, not how "
+                   "(positive), scaled to the 99th percentile of its own |values|. So compare where the strong regions are, not how "
                    "strong they are. Gradient maps are sharp and "
                    "speckled (one pixel at a time); occlusion and Grad-CAM are smooth (windows, deep layers).")
 
@@ -295,4 +319,5 @@ if check:
                "while the plain gradient's change. Here every layer is re-initialized at once (torchvision's "
                f"default initialization, seed {models.UNTRAINED_SEED}), the last step of their cascade, which randomizes the layers "
                "from the top down; and the objective is this page's, not their class logit. Each map is coloured "
-               "on its own scale (unsigned: its minimum to its maximum; signed: blue, white at 0, red).")
+               "on its own scale (unsigned: its minimum to its maximum; signed: blue, white at 0, red, to the 99th "
+               "percentile of its |values|).")

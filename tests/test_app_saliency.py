@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.saliency import attribution
 from explorer.io import images, samples
+from explorer.saliency.methods import context_margin
 from explorer.saliency.occlusion import occlusion_windows
 from tests.helpers import app_env, open_app_page
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (downloads is a fixture)
@@ -188,7 +189,8 @@ def test_occlusion_reports_progress_while_it_runs(monkeypatch):
     click(at, "sal_run")
     assert not errors(at)
     w, h = working_size("hubble_deep_field")
-    total = len(occlusion_windows(h, w, 16, 8))
+    p = context_margin(h, w, attribution.AttributionSettings().context)  # the mirrored context is occluded too
+    total = len(occlusion_windows(h + 2 * p, w + 2 * p, 16, 8))
     windows = [ev for ev in seen if ev.stage == "Occlusion"]
     assert len(windows) >= 3 and {ev.total for ev in windows} == {total}  # the bar counts windows
     steps = [ev.step for ev in windows]
@@ -227,6 +229,10 @@ def test_integrated_gradients_show_the_signed_map_that_adds_up_to_the_objectives
     assert stated == pytest.approx(change, rel=0.05)
     tex = " ".join(l.value for l in at.latex)
     assert r"\sum_p IG(p) \approx E(x) - E(0)" in tex and r"\Big|" not in tex
+    # the colour range is the symmetric 99th percentile of |value| that the caption states
+    top = float(np.percentile(np.abs(z), 99))
+    assert heat["zmin"] == pytest.approx(-top, rel=1e-5) and heat["zmax"] == pytest.approx(top, rel=1e-5)
+    assert f"P = {top:.3g}, the 99th percentile of |value|" in cap
     assert "ranked by the size of the attribution, either sign" in kept_caption(at)
 
 
@@ -423,3 +429,60 @@ def test_compare_page_says_how_it_reads_the_pixels_as_i_and_j_idea():
                    "the indices i and j name two feature maps", "the positions k are summed out",
                    "the app weights the positions before the sum", "*Neural Style Transfer for Data Augmentation*"):
         assert phrase in text, phrase
+
+
+def test_occlusion_caption_says_what_the_border_means_and_its_colour_range():
+    at = saliency_page()
+    at.selectbox(key="sal_method").set_value("occlusion")
+    at.slider(key="sal_window").set_value(16).run()
+    at.slider(key="sal_stride").set_value(8).run()
+    click(at, "sal_run")
+    assert not errors(at)
+    cap = next(c.value for c in at.caption if "Hover to read" in c.value)
+    assert "continued by its mirror image 32 px beyond each border" in cap and "zero padding" in cap
+    z = z_array(next(f for t, f in charts(at).items() if t.startswith("Occlusion"))["data"][1])
+    assert "the 99th percentile of |value|" in cap and f"P = {np.percentile(np.abs(z), 99):.3g}" in cap
+
+
+def test_class_objective_names_its_class_on_the_page():
+    import torch
+
+    from explorer.nets.models import load_model
+
+    at = saliency_page()
+    at.selectbox(key="sal_objective").set_value("class").run()
+    click(at, "sal_run")
+    assert not errors(at)
+    model = load_model("vgg19", weights="untrained", device="cpu")
+    x = images.to_tensor(images.resize_long_side(samples.load_sample("hubble_deep_field").image, 64))
+    with torch.no_grad():
+        idx = int(model(x).argmax(1)[0])
+    name = model.spec.weights_enum.meta["categories"][idx]
+    cap = next(c.value for c in at.caption if "Hover to read" in c.value)
+    assert f"Objective: logit of class {idx} '{name}', the network's top class for this image." in cap
+
+
+def test_class_objective_on_a_conv_only_file_says_so_in_one_line(monkeypatch, tmp_path):
+    import torch
+    import torchvision
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    torch.manual_seed(3)
+    sd = torchvision.models.vgg19(weights=None).features.state_dict()
+    torch.save({f"features.{k}": v for k, v in sd.items()}, folder / "vgg19-caffe-conv.pth")
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
+    from explorer.app import ui
+
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page(SALIENCY).run()
+        at.checkbox(key="sal_model_untrained").uncheck().run()
+        at.selectbox(key="sal_objective").set_value("class").run()
+        assert not at.exception and not errors(at)
+        said = [c.value for c in at.caption if "no classifier" in c.value]
+        assert len(said) == 1 and "conv layers only" in said[0] and "--" not in said[0], said
+        assert at.button(key="sal_run").disabled
+    finally:
+        ui.cached_model.clear()  # the process-wide model cache must not hand this file to later tests

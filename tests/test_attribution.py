@@ -214,7 +214,7 @@ def test_occlusion_batching_does_not_change_the_result(vgg19):
 
 def test_occlusion_reports_progress_per_batch_of_windows(vgg19):
     run = A.AttributionRun(vgg19, picture(48, 48), A.AttributionSettings(
-        method="occlusion", window=16, stride=8, perturbations_per_eval=4, fast_occlusion=False))
+        method="occlusion", window=16, stride=8, perturbations_per_eval=4, fast_occlusion=False, context=0))
     events = list(run)
     steps = [e.step for e in events if not e.done]
     assert steps == sorted(steps) and steps[-1] == 25 and events[0].total == 25  # 5 x 5 windows
@@ -226,7 +226,8 @@ def test_captum_occlusion_counts_each_window_once(vgg19, per_eval):
     """Captum's first forward call scores the image itself; only the windows count: 25 windows
     in batches of ``per_eval`` report ``per_eval``, 2 ``per_eval``, ... and end at exactly 25."""
     run = A.AttributionRun(vgg19, picture(48, 48), A.AttributionSettings(
-        method="occlusion", window=16, stride=8, perturbations_per_eval=per_eval, fast_occlusion=False))
+        method="occlusion", window=16, stride=8, perturbations_per_eval=per_eval, fast_occlusion=False,
+        context=0))
     steps = [e.step for e in run if not e.done]
     assert steps == [min(k, 25) for k in range(per_eval, 25 + per_eval, per_eval)]
     assert max(steps) == steps[-1] == 25
@@ -403,3 +404,62 @@ def test_stopping_a_run_early_ends_its_worker(vgg19):
     assert not any(t.name == "explorer-attribution" and t.is_alive() for t in threading.enumerate())
     with pytest.raises(RuntimeError, match="did not finish"):
         run.result()
+
+
+def _border_share(importance: np.ndarray, band: int, keep: float = 0.3) -> tuple[float, float]:
+    """(share of the top-``keep`` mask in the ``band`` px border band, the band's share of the area)."""
+    from explorer.saliency import guided
+
+    kept = np.asarray(guided.weight_map(importance, keep, False, 1.0)) > 0
+    edge = np.ones(kept.shape, bool)
+    edge[band:-band, band:-band] = False
+    return float((kept & edge).sum() / kept.sum()), float(edge.mean())
+
+
+def test_occlusion_border_windows_are_a_padding_artefact_that_mirrored_context_removes(vgg19):
+    """On a stationary noise texture every window hides the same kind of pixels, so the top 30 %
+    of the occlusion map should fall in the border band about as often as the band's share of
+    the area. Without context the convolutions' zero padding decides instead (these untrained
+    weights: no border pixel at all; the real Caffe VGG19 puts most of the mask there); with the
+    picture continued by its mirror image the share is near the area's."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64)
+    s = dict(method="occlusion", window=16, stride=8, size=64)
+    plain = A.attribute(vgg19, x, A.AttributionSettings(context=0, **s))
+    mirrored = A.attribute(vgg19, x, A.AttributionSettings(context=16, **s))
+    assert mirrored.values.shape == plain.values.shape == (64, 64)
+    share, area = _border_share(plain.importance, 8)
+    assert abs(share - area) > 0.25, (share, area)
+    share, area = _border_share(mirrored.importance, 8)
+    assert abs(share - area) < 0.15, (share, area)
+    assert A.AttributionSettings().context == 32 and M.context_margin(48, 64, 100) == 47
+
+
+def test_with_context_mirrors_the_picture_and_zero_is_the_picture_itself():
+    x = picture(8, 12)
+    assert M.with_context(x, 0) is x
+    y = M.with_context(x, 3)
+    assert y.shape == (1, 3, 14, 18) and torch.equal(y[..., 3:11, 3:15], x)
+    assert torch.equal(y[..., 3, 0], x[..., 0, 3])  # the mirror image across the left border
+
+
+def test_signed_colour_range_is_the_99th_percentile_of_the_size():
+    v = np.linspace(-1.0, 1.0, 201, dtype=np.float32).reshape(3, 67)
+    v[0, 0] = -1e6  # one extreme pixel sets no range
+    assert A.signed_range(v) == pytest.approx(np.percentile(np.abs(v), 99))
+    assert A.SIGNED_PERCENTILE == 99.0 and A.signed_range(np.zeros((2, 2))) == 0.0
+    rgb = np.asarray(A.signed_map_rgb(v), np.int32)
+    assert tuple(rgb[0, 0]) == (33, 102, 172)  # beyond -P: the end colour
+    mid = np.abs(v) < 1e-6
+    assert (np.abs(rgb[mid] - 247) <= 1).all()
+
+
+def test_class_objective_names_the_class_it_explains(vgg19):
+    x = picture(64, 64)
+    heat = A.attribute(vgg19, x, A.AttributionSettings(method="saliency", objective="class", size=64))
+    with torch.no_grad():
+        idx = int(vgg19(x).argmax(1)[0])
+    name = vgg19.spec.weights_enum.meta["categories"][idx]
+    assert heat.target == f"class {idx} '{name}', the network's top class for this image"
+    assert heat.report()["target"] == heat.target
+    assert A.attribute(vgg19, x, A.AttributionSettings(method="saliency", size=64)).target == ""

@@ -517,3 +517,20 @@ def test_dream_progress_bar_shows_the_objective(capsys, tmp_path, monkeypatch, g
     assert rc == 0, err
     shown = [p["objective"] for p in _Bar.posts if "objective" in p]
     assert len(shown) >= 2 and all(float(v) == float(v) for v in shown)  # one per step, numbers
+
+
+def test_saliency_class_objective_names_the_class_it_explains(capsys, tmp_path):
+    import torch
+
+    from explorer.io import images, samples
+    from explorer.nets.models import load_model
+
+    rc, out, err = run_cli(capsys, "saliency", "sample:gravel", "-o", tmp_path / "s.png", "--objective", "class",
+                           "--report", tmp_path / "r.json", "--untrained", "--size", "64")
+    assert rc == 0, err
+    model = load_model("vgg19", weights="untrained", device="cpu")
+    with torch.no_grad():
+        idx = int(model(images.to_tensor(images.resize_long_side(samples.load_sample("gravel").image, 64))).argmax(1)[0])
+    target = f"class {idx} '{model.spec.weights_enum.meta['categories'][idx]}', the network's top class for this image"
+    assert f"of logit of {target} for gravel" in out + err
+    assert json.loads((tmp_path / "r.json").read_text())["target"] == target

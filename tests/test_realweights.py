@@ -258,3 +258,22 @@ def test_conv_only_weights_say_they_have_no_classifier(real_vgg19):
     with pytest.raises(models.NoClassifierError, match="no classifier") as e:
         dream.build_objective(real_vgg19, dream_settings.DreamSettings(model="vgg19", objective="class", class_name="tabby"))
     assert "\n" not in str(e.value)
+
+
+def test_occlusion_on_starry_night_no_longer_piles_its_mask_into_the_border(real_vgg19, shared_images):
+    """Occlusion of the style energy on starry_night at 256 px (the page's defaults: window 32,
+    stride 16, blurred baseline): without mirrored context the convolutions' zero padding put
+    62 % of the top-30 % mask into the 16 px border band, which holds 30 % of the area; with the
+    picture continued by its mirror image 32 px beyond each border (the default) 31 %."""
+    from PIL import Image
+
+    from tests.test_attribution import _border_share
+
+    with Image.open(shared_images / "starry_night.jpg") as im:
+        x = images.to_tensor(images.resize_long_side(im.convert("RGB"), 256))
+    share = {}
+    for context in (0, 32):
+        heat = A.attribute(real_vgg19, x, A.AttributionSettings(method="occlusion", context=context))
+        share[context], area = _border_share(heat.importance, 16)
+    assert area == pytest.approx(0.3, abs=0.01)
+    assert share[0] > 0.5 and share[32] < area + 0.08, share

@@ -167,7 +167,8 @@ def _data_uri(image: Image.Image) -> str:
 
 def channel_overlay(image: Image.Image, channel_map: np.ndarray, opacity: float = 0.6,
                     title: str = "", *, colorscale: str = "Viridis", value_label: str = "activation",
-                    zmid: float | None = None, max_cells: int | None = None) -> go.Figure:
+                    zmid: float | None = None, max_cells: int | None = None,
+                    zrange: tuple[float, float] | None = None) -> go.Figure:
     """A map (one channel's feature map, or a saliency heatmap) laid over the picture it was
     computed from.
 
@@ -189,6 +190,8 @@ def channel_overlay(image: Image.Image, channel_map: np.ndarray, opacity: float 
             ``k x k`` blocks, ``k = ceil(max(h, w) / max_cells)`` (a 512 px heatmap would put a
             quarter of a million numbers into the page); hover then shows block means.
             None: draw every cell.
+        zrange: (low, high) ends of the colour scale (values beyond get the end colours);
+            None: the map's own range.
 
     Returns:
         a figure with a go.Image (pixel coordinates, y down) and a go.Heatmap.
@@ -210,7 +213,8 @@ def channel_overlay(image: Image.Image, channel_map: np.ndarray, opacity: float 
     fig.add_trace(go.Image(source=_data_uri(image), x0=0, dx=1, y0=0, dy=1, hoverinfo="skip", name="image"))
     fig.add_trace(go.Heatmap(
         z=m, x0=-0.5 + dx / 2, dx=dx, y0=-0.5 + dy / 2, dy=dy, opacity=float(opacity), colorscale=colorscale,
-        zmid=zmid, colorbar={"title": {"text": value_label}}, name=value_label,
+        zmid=zmid, zmin=None if zrange is None else float(zrange[0]),
+        zmax=None if zrange is None else float(zrange[1]), colorbar={"title": {"text": value_label}}, name=value_label,
         hovertemplate=f"x %{{x:.0f}} px, y %{{y:.0f}} px<br>{value_label} %{{z:.4g}}<extra></extra>"))
     fig.update_xaxes(range=[-0.5, width - 0.5], showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(range=[height - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     run = attribution.AttributionRun(model, x, settings)
     for note in run.notes:
         common.say(f"note: {note}")
-    common.say(f"{attribution.METHOD_TITLES[settings.method]} of {run.spec.describe()} for {li.name} "
+    explained = f"logit of {run.target}" if run.target else run.spec.describe()  # the class objective names its class
+    common.say(f"{attribution.METHOD_TITLES[settings.method]} of {explained} for {li.name} "
          f"({x.shape[-1]}x{x.shape[-2]} px) on {model.device}, {model.weights.label}")
     if common.drive(run, settings.method, args.quiet):
         return 130

@@ -55,12 +55,12 @@ from ..io.images import to_pil
 from ..nets.memory import check_fits
 from ..nets.models import FeatureNet
 from ..nets.weights import WeightsInfo
-from .methods import baseline_image, guided_backprop, private_copy, smoothgrad
+from .methods import baseline_image, context_margin, guided_backprop, private_copy, smoothgrad, with_context
 from .occlusion import UnsupportedNetworkError, occlusion_fast, occlusion_windows, supports
 from ..core.progress import ProgressEvent
 from ..core.recipes import run_info
 from ..core.runs import Run
-from .objectives import check_spatial, objective_function, parse_objective
+from .objectives import check_spatial, class_target, objective_function, parse_objective
 from ..core.settings import RecipeSettings, setting
 
 __all__ = [
@@ -110,6 +110,8 @@ class AttributionSettings(RecipeSettings):
             style layers (``ModelSpec.style_layers``: relu1_1 ... relu5_1 on VGG).
         size: working size, the long side of the style image in pixels.
         window, stride: occlusion window side and step, pixels.
+        context: occlusion: px of mirrored picture around it that the network sees
+            (:func:`explorer.saliency.methods.with_context`; 0 = Captum's plain occlusion).
         baseline: what an occluded window shows: ``blur`` (the image under a Gaussian blur of
             sigma = window / 4 px; the default, see :data:`DEFAULT_BASELINE`), ``mean`` (the
             image's mean colour) or ``zero`` (black).
@@ -131,6 +133,7 @@ class AttributionSettings(RecipeSettings):
     size: int = setting(256, lo=32, hi=4096)
     window: int = setting(32, lo=1, hi=4096)
     stride: int = setting(16, lo=1, hi=4096)
+    context: int = setting(32, lo=0, hi=4096)
     baseline: str = setting(DEFAULT_BASELINE, choices=BASELINES)
     perturbations_per_eval: int = setting(16, lo=1, hi=1024)
     ig_steps: int = setting(32, lo=1, hi=1000)
@@ -167,6 +170,8 @@ class Heatmap:
         method, objective: what produced it; ``settings``: the :class:`AttributionSettings`.
         weights_label: e.g. "untrained weights (seed 0)"; ``seconds``: wall clock.
         engine: for occlusion, ``fast`` (exact incremental) or ``captum``.
+        target: for the class objective, the class explained ("class 281 'tabby cat', the
+            network's top class for this image"); empty otherwise.
         notes: plain-words notes for the user.
         weights_info, device: the network's weights (file, digest) and where it ran, for the
             report's run-info block.
@@ -183,6 +188,7 @@ class Heatmap:
     notes: tuple[str, ...] = ()
     weights_info: WeightsInfo | None = None
     device: str = "cpu"
+    target: str = ""
 
     @property
     def signed(self) -> bool:
@@ -204,7 +210,7 @@ class Heatmap:
         v = self.values
         return {**run_info("saliency", self.settings.to_dict(), self.weights_info, self.device, "fp32"),
                 "method": self.method, "objective": self.objective,
-                "weights_label": self.weights_label, "seconds": round(self.seconds, 3), "engine": self.engine,
+                "target": self.target, "weights_label": self.weights_label, "seconds": round(self.seconds, 3), "engine": self.engine,
                 "shape": list(v.shape), "min": float(v.min()), "max": float(v.max()), "notes": list(self.notes)}
 
 
@@ -212,11 +218,26 @@ class Heatmap:
 _DIVERGING = np.array([[33, 102, 172], [247, 247, 247], [178, 24, 43]], np.float32)
 
 
+#: Signed maps span [-P, P], P this percentile of |values| (a few extreme pixels set no range).
+SIGNED_PERCENTILE = 99.0
+
+
+def signed_range(values: np.ndarray, percentile: float = SIGNED_PERCENTILE) -> float:
+    """Half-width P of a signed map's colour range [-P, P]: the ``percentile`` (0..100) of
+    |values|, or their maximum where that is 0 (0.0 for an all-zero map)."""
+    a = np.abs(np.asarray(values, np.float64)).ravel()
+    if not a.size:
+        return 0.0
+    top = float(np.percentile(a, percentile))
+    return top if top > 0 else float(a.max())
+
+
 def signed_map_rgb(values: np.ndarray) -> Image.Image:
-    """A signed map (H, W) as an RGB image on a diverging scale centred on 0: -max|v| blue,
-    0 near-white, +max|v| red (linear in between), so equal sizes of either sign look equally strong."""
+    """A signed map (H, W) as an RGB image on a diverging scale centred on 0: -P blue, 0
+    near-white, +P red (linear in between, clipped beyond), P = :func:`signed_range` (the 99th
+    percentile of |v|), so equal sizes of either sign look equally strong."""
     m = np.asarray(values, np.float32)
-    top = float(np.abs(m).max()) if m.size else 0.0
+    top = signed_range(m)
     t = np.zeros(m.shape, np.float32) if top <= 0 else np.clip(m / top, -1.0, 1.0)
     lo, hi = np.minimum(t, 0.0)[..., None], np.maximum(t, 0.0)[..., None]
     rgb = _DIVERGING[1] + (-lo) * (_DIVERGING[0] - _DIVERGING[1]) + hi * (_DIVERGING[2] - _DIVERGING[1])
@@ -303,6 +324,9 @@ def check_attribution_memory(model: FeatureNet, image: torch.Tensor, settings: A
     else:
         layers = [spec.layer]
     h, w = int(image.shape[-2]), int(image.shape[-1])
+    if settings.method == "occlusion":  # the network sees the picture with its mirrored context
+        p = context_margin(h, w, settings.context)
+        h, w = h + 2 * p, w + 2 * p
     options = dict(layers=layers, gram_layers=layers if spec.kind == "style" else None)
     if settings.method == "occlusion":
         fast = settings.fast_occlusion and spec.kind != "class" and supports(model, layers)
@@ -350,6 +374,7 @@ class AttributionRun(Run):
         check_attribution_memory(model, self.image, settings)  # MemoryEstimateError before any work
         if self.spec.kind == "class" and model.weights.untrained:
             self.note("untrained_class", "with untrained weights the top 'class' is arbitrary; the map shows what drives that logit")
+        self.target = class_target(model, self.image) if self.spec.kind == "class" else ""
         self._result: Heatmap | None = None
         self.engine = "captum"
 
@@ -396,12 +421,19 @@ class AttributionRun(Run):
         up = LayerAttribution.interpolate(a.float(), tuple(x.shape[-2:]), interpolate_mode="bilinear")
         return up[0, 0].clamp_min(0)
 
-    def _occlusion(self, progress: Callable[[int, int], None]) -> np.ndarray:
+    def _occlusion(self, progress: Callable[[int, int], None]) -> torch.Tensor:
+        h, w = self.image.shape[-2:]
+        p = context_margin(h, w, self.settings.context)
+        out = self._occlusion_on(with_context(self.image, p), progress)
+        return out[p: p + h, p: p + w]
+
+    def _occlusion_on(self, image: torch.Tensor, progress: Callable[[int, int], None]) -> torch.Tensor:
         s = self.settings
-        base = baseline_image(self.image, s.baseline, s.window)
+        p = (image.shape[-1] - self.image.shape[-1]) // 2
+        base = with_context(baseline_image(self.image, s.baseline, s.window), p)
         if s.fast_occlusion:
             try:
-                out = occlusion_fast(self.model, self.image, base, objective=self.spec, layers=self.style_layers,
+                out = occlusion_fast(self.model, image, base, objective=self.spec, layers=self.style_layers,
                                      window=s.window, stride=s.stride, batch_size=s.perturbations_per_eval,
                                      progress=progress)
                 self.engine = "fast"
@@ -410,7 +442,7 @@ class AttributionRun(Run):
                 pass  # not a plain VGG stack, or the class objective: Captum below
         from captum.attr import Occlusion
 
-        total = len(occlusion_windows(*self.image.shape[-2:], s.window, s.stride))
+        total = len(occlusion_windows(*image.shape[-2:], s.window, s.stride))
         f = self._forward(self.model)
         evals = [0, 0]  # forward calls, occluded images scored
 
@@ -423,7 +455,7 @@ class AttributionRun(Run):
             return out
 
         with torch.no_grad():
-            a = Occlusion(counted).attribute(self.image, sliding_window_shapes=(3, s.window, s.window),
+            a = Occlusion(counted).attribute(image, sliding_window_shapes=(3, s.window, s.window),
                                              strides=(3, s.stride, s.stride), baselines=base,
                                              perturbations_per_eval=s.perturbations_per_eval)
         self.engine = "captum"
@@ -446,7 +478,7 @@ class AttributionRun(Run):
         settings = dataclasses.replace(self.settings, style_layers=self.style_layers)  # the layers used
         self._result = Heatmap(values, self.image.cpu(), self.settings.method, str(self.spec), settings,
                                self.model.weights.label, time.perf_counter() - start, self.engine,
-                               tuple(self.notes), self.model.weights, str(self.model.device))
+                               tuple(self.notes), self.model.weights, str(self.model.device), self.target)
         yield ProgressEvent(1, 1, self._result.seconds, done=True)
 
     def result(self) -> Heatmap:

@@ -23,7 +23,8 @@ from torchvision.transforms.v2.functional import gaussian_blur
 from ..core import choices
 from ..nets.models import FeatureNet
 
-__all__ = ["BASELINES", "private_copy", "guided_backprop", "smoothgrad", "baseline_image"]
+__all__ = ["BASELINES", "private_copy", "guided_backprop", "smoothgrad", "baseline_image", "context_margin",
+           "with_context"]
 
 #: What an occluded window can be filled with.
 BASELINES = choices.BASELINES
@@ -88,6 +89,26 @@ def baseline_image(image: torch.Tensor, kind: str, window: int = 32) -> torch.Te
         k = min(k, 2 * ((min(image.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs k <= side
         return gaussian_blur(image, [k, k], [sigma, sigma])
     raise ValueError(f"baseline must be one of {', '.join(BASELINES)}; got {kind!r}")
+
+
+def context_margin(height: int, width: int, context: int) -> int:
+    """The mirrored margin in px that :func:`with_context` can add to a ``height`` x ``width``
+    picture: ``context``, at most the shorter side - 1 (reflect padding's limit), at least 0."""
+    return max(0, min(int(context), min(int(height), int(width)) - 1))
+
+
+def with_context(image: torch.Tensor, margin: int) -> torch.Tensor:
+    """``image`` (1, 3, H, W) continued by its mirror image ``margin`` px beyond each border
+    (reflect padding), (1, 3, H + 2 margin, W + 2 margin); ``margin`` 0 returns it as it is.
+
+    Occlusion runs on this so that the network's zero padding lies outside the picture: on the
+    Caffe VGG19 the padding makes the border positions of relu4_1 and relu5_1 carry more of the
+    Gram energy than their share of the area (starry_night at 256 px: 41 % and 45 % of it in
+    the positions under the 16 px border band, which holds 30 % of the area), so hiding a border
+    window lowered the style energy more on any picture, a stationary noise texture included."""
+    if margin <= 0:
+        return image
+    return torch.nn.functional.pad(image, (int(margin),) * 4, mode="reflect")
 
 
 def smoothgrad(ig, x: torch.Tensor, samples: int, sigma: float, **kw) -> torch.Tensor:

@@ -21,7 +21,8 @@ from ..nets.models import FeatureNet
 from ..optim.objectives import Objective
 from ..style.settings import DEFAULT_STYLE_LAYERS
 
-__all__ = ["ObjectiveSpec", "parse_objective", "as_spec", "objective_function", "spec_objective", "check_spatial"]
+__all__ = ["ObjectiveSpec", "parse_objective", "as_spec", "objective_function", "spec_objective", "check_spatial",
+           "class_target"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,17 @@ def spec_objective(model: FeatureNet, spec: "ObjectiveSpec | str", *, layers: Se
     with torch.no_grad():
         idx = int(model(image.to(model.device, torch.float32)).argmax(1)[0])
     return objectives.class_logit(logits, idx)
+
+
+def class_target(model: FeatureNet, image: torch.Tensor) -> str:
+    """What the class objective explains on ``image`` (1, 3, H, W) in [0, 1]: "class 281
+    'tabby cat', the network's top class for this image" (ImageNet index and torchvision's name).
+
+    Raises:
+        NoClassifierError (a ValueError): weights without a classifier (conv-only VGG files).
+    """
+    model.logits_layer("the class objective")
+    with torch.no_grad():
+        idx = int(model(image.to(model.device, torch.float32)).argmax(1)[0])
+    cats = model.spec.weights_enum.meta["categories"]
+    return f"class {idx} '{cats[idx]}', the network's top class for this image"
