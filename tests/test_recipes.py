@@ -296,3 +296,21 @@ def test_a_weights_files_digest_is_computed_once_until_the_file_changes(tmp_path
     f.write_bytes(b"b" * 1000)
     os.utime(f, ns=(1, 1))  # another modification time, whatever the clock's resolution
     assert weights.file_digest(f) != first and len(opened) == 2
+
+
+def test_occlusion_recipes_from_before_the_mirrored_context_replay_without_it(capsys, tmp_path):
+    # version 2 recipes ran occlusion on the bare picture: they come back with context 0
+    old = {"recipe_version": 2, "command": "saliency", "settings": {"method": "occlusion", "window": 16}}
+    assert recipes.migrate(old)["settings"]["context"] == 0
+    old = {"recipe_version": 2, "command": "stylize", "settings": {}, "guide": {"method": "occlusion"}}
+    assert recipes.migrate(old)["guide"]["context"] == 0
+    # a current recipe keeps what it says
+    new = {"recipe_version": recipes.RECIPE_VERSION, "command": "saliency", "settings": {"context": 8}}
+    assert recipes.migrate(new)["settings"]["context"] == 8
+    # and the flag reaches the run and its report
+    out = tmp_path / "o.png"
+    rc, _, err = run_cli(capsys, "saliency", "sample:chelsea", "--method", "occlusion", "--size", "48", "--window",
+                         "24", "--stride", "24", "--context", "5", "-o", str(out), "--report",
+                         str(tmp_path / "r.json"), *UNTRAINED)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["context"] == 5

@@ -125,6 +125,9 @@ def _occlusion_options(p, default) -> None:
     p.add_argument("--baseline", choices=list(choices.BASELINES), default=default,
                    help="what an occluded window shows: a blur (keeps colours, removes texture; the default), "
                         "the mean colour, or black")
+    p.add_argument("--context", type=int, default=default, metavar="PX",
+                   help="occlusion sees the picture continued by its mirror image PX px beyond each border, so the "
+                        "convolutions' zero padding lies outside it (default 32; 0 = none)")
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:

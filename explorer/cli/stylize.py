@@ -138,7 +138,7 @@ def _control_flags(args: argparse.Namespace, settings: style_settings.StyleSetti
     return None
 
 
-_GUIDE_FLAGS = ("guide", "keep", "soft", "power", "smooth", "variant", "window", "stride", "baseline")
+_GUIDE_FLAGS = ("guide", "keep", "soft", "power", "smooth", "variant", "window", "stride", "baseline", "context")
 
 
 def _guide_from(args: argparse.Namespace, recipe: dict):

@@ -29,6 +29,9 @@ Versions:
    ``inputs`` holds the input folders); saliency settings have no ``model`` (the run's network is found
    from the layers they name, else it is VGG19, the command's default then).
 2. the run-info block and ``model`` in every command's settings.
+3. occlusion sees the picture continued by its mirror image (``context`` px beyond each border):
+   saliency settings and a stylize recipe's ``guide`` from version 2 and before have no
+   ``context``; they ran with none (``context`` 0).
 
 This module imports no torch.
 """
@@ -48,7 +51,7 @@ from .installation import installed_version
 __all__ = ["RECIPE_VERSION", "COMMANDS", "run_info", "recipe", "migrate"]
 
 #: The shape of the recipes this version writes.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 #: The commands a recipe can belong to.
 COMMANDS: tuple[str, ...] = ("stylize", "saliency", "dream", "featurevis", "augment", "activations")
 
@@ -145,6 +148,8 @@ def migrate(data: Mapping, command: str | None = None, *,
         _settings_v1_to_v2(cmd, settings, layers_of)
     if version < 2 and cmd == "augment" and not isinstance(out.get("inputs", {}), dict):
         out["input_files"] = out.pop("inputs")  # a count of files, not the inputs
+    if version < 3:
+        _occlusion_context_v2_to_v3(cmd, out)
     out["recipe_version"] = RECIPE_VERSION
     if cmd is not None:
         out["command"] = cmd
@@ -167,6 +172,14 @@ def _settings_v1_to_v2(command: str | None, s: dict, layers_of) -> None:
             s.setdefault("parameterization", "pixel")
     elif command == "saliency" and "model" not in s:
         s["model"] = _saliency_model(s, layers_of)
+
+
+def _occlusion_context_v2_to_v3(command: str | None, recipe: dict) -> None:
+    """Occlusion settings written before the mirrored context, in place, as they ran then (no context)."""
+    if command == "saliency" and isinstance(recipe.get("settings"), dict):
+        recipe["settings"].setdefault("context", 0)
+    if command == "stylize" and isinstance(recipe.get("guide"), dict):
+        recipe["guide"].setdefault("context", 0)
 
 
 def _saliency_model(s: Mapping, layers_of) -> str:

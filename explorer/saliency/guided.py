@@ -95,8 +95,9 @@ class GuideSettings(RecipeSettings):
             (:func:`explorer.saliency.selection.smooth_importance`): regions instead of single
             pixels; 0 = the heatmap as it is.
         variant: ``"positions"`` (masked Gram) or ``"channels"`` (top channels per layer).
-        window, stride, baseline: occlusion options, as in :class:`AttributionSettings` (window
-            and stride 1 to 4096 px; baseline one of :data:`explorer.core.choices.BASELINES`).
+        window, stride, baseline, context: occlusion options, as in :class:`AttributionSettings`
+            (window and stride 1 to 4096 px; baseline one of :data:`explorer.core.choices.BASELINES`;
+            context 0 to 4096 px of mirrored picture around the style image).
     """
 
     method: str = setting("saliency", choices=GUIDES + ("mask",), label="guide")
@@ -108,6 +109,7 @@ class GuideSettings(RecipeSettings):
     window: int = setting(32, lo=1, hi=4096)
     stride: int = setting(16, lo=1, hi=4096)
     baseline: str = setting(DEFAULT_BASELINE, choices=choices.BASELINES)
+    context: int = setting(AttributionSettings.context, lo=0, hi=4096)
 
     def validate(self) -> "GuideSettings":
         """Check every option (changes nothing).
@@ -125,7 +127,8 @@ class GuideSettings(RecipeSettings):
         """The heatmap settings this guide uses (style-energy objective over ``layers``)."""
         return AttributionSettings(method=self.method if self.method in GUIDES else "saliency",
                                    objective="style", style_layers=tuple(layers), size=size,
-                                   window=self.window, stride=self.stride, baseline=self.baseline)
+                                   window=self.window, stride=self.stride, baseline=self.baseline,
+                                   context=self.context)
 
     def to_dict(self) -> dict:
         return asdict(self)
