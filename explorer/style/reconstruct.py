@@ -131,8 +131,10 @@ class ReconstructSettings(RecipeSettings):
     preview_every: int = setting(10, lo=1, hi=100_000)
 
     def canonicalize(self) -> None:
-        """``None`` layers become the network's defaults; style sets become tuples of tuples."""
+        """``None`` layers become the network's defaults, ``"none"`` none; style sets become tuples of tuples."""
         spec = MODELS.get(self.model)
+        if self.content_layers is not None and tuple(n.lower() for n in self.content_layers) == ("none",):
+            self.content_layers = ()
         if self.content_layers is None and spec is not None:
             self.content_layers = tuple(spec.reconstruction_content_layers)
         self.style_sets = (tuple(spec.reconstruction_style_sets) if spec is not None else ()) \
