@@ -52,8 +52,9 @@ __all__ = ["ReconstructSettings", "Picture", "ReconstructResult", "Reconstructio
            "DEFAULT_CONTENT", "DEFAULT_STYLE", "parse_style_sets", "format_style_sets", "save_pictures"]
 
 #: L-BFGS steps per picture by default (one step = one forward + backward pass, plus what the
-#: line search adds): chosen so the default figure (10 pictures, 128 px) takes at most 2 minutes
-#: on a 2-core AVX2 CPU in fp32 (bench/bench_reconstruct.py measures it and the loss reached).
+#: line search adds). Provisional: meant to keep the default figure (10 pictures, 128 px) within
+#: 2 minutes on a 2-core AVX2 CPU in fp32; bench/bench_reconstruct.py measures the time and the
+#: loss reached per picture, which is to confirm or change it.
 DEFAULT_STEPS = 40
 #: The default pair of the figure (bundled samples: no files needed).
 DEFAULT_CONTENT, DEFAULT_STYLE = "sample:astronaut", "sample:immunohistochemistry"
