@@ -174,6 +174,12 @@ def test_the_memory_of_every_picture_is_checked_before_any_work(vgg19, monkeypat
     assert seen == ["relu1_2", "relu3_2"]
 
 
+def test_an_image_too_thin_at_the_working_size_is_refused_in_one_line_before_any_work(vgg19):
+    with pytest.raises(ValueError) as e:
+        Reconstruction(vgg19, picture(32, 32), stripes(20, 40), small())
+    assert "style image is 32x16 px at size 32" in str(e.value) and "\n" not in str(e.value)
+
+
 # --------------------------------------------------------------------------- the cache
 
 

@@ -337,7 +337,8 @@ class Reconstruction(Run):
 
     Raises:
         UnknownLayerError: a layer the network does not have; MemoryEstimateError: the largest
-            picture would not fit in memory (before any work); ValueError: bad images.
+            picture would not fit in memory (before any work); ValueError: bad images, or an
+            image whose short side at ``settings.size`` is below the network's smallest input.
     """
 
     def __init__(self, model: FeatureNet, content, style, settings: ReconstructSettings):
@@ -347,6 +348,10 @@ class Reconstruction(Run):
         model.check_layers([*settings.content_layers, *[l for s in settings.style_sets for l in s]])
         self.content = _as_tensor(content, settings.size)
         self.style = _as_tensor(style, settings.size)
+        for what, image in (("content image", self.content), ("style image", self.style)):
+            if min(image.shape[-2:]) < model.spec.min_size:
+                raise ValueError(f"the {what} is {image.shape[-1]}x{image.shape[-2]} px at size {settings.size}; "
+                                 f"{model.name} needs at least {model.spec.min_size} px a side: choose a larger size")
         self.dtype = resolve_precision(settings.precision, model.device)
         for kind, layers in settings.plan():  # every picture's memory, before any work
             check_style_memory(model, self.content if kind == "content" else self.style,
