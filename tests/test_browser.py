@@ -84,7 +84,7 @@ def server(tmp_path_factory):
     log.write_bytes(b"")
     env = {"EXPLORER_ALLOW_UNTRAINED": "1", "EXPLORER_OFFLINE": "1",
            "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")), "EXPLORER_WEIGHTS_DIR": None,
-           "PYTHONUNBUFFERED": "1"}
+           "EXPLORER_CACHE_DIR": str(tmp_path_factory.mktemp("app_cache")), "PYTHONUNBUFFERED": "1"}
     with bs.app_server(env, log=log, timeout=60) as base:
         yield base
 
@@ -297,7 +297,7 @@ def test_home(page, server):
     # every page is in the navigation
     nav = page.locator('[data-testid="stSidebarNav"]')
     for title in ("Style transfer", "Deep Dream", "Layer activations", "Feature visualization", "Style saliency",
-                  "Full vs guided Gram", "Parameter sweep", "Dataset augmentation"):
+                  "Full vs guided Gram", "Parameter sweep", "Dataset augmentation", "What each layer keeps"):
         expect(nav.get_by_text(title, exact=True)).to_be_visible()
     screenshot(page, "01-home")
 
@@ -396,6 +396,17 @@ def test_feature_visualization(page, server, tmp_path):
     expect(page.locator('[data-testid="stImage"]').filter(has_text="top dataset crops")).to_be_visible()
     assert png_size(download(page, "fv_grid_download_png", "featurevis-grid.png", tmp_path))[0] == 128
     screenshot(page, "10-feature_vis")
+
+
+def test_what_each_layer_keeps(page, server):
+    """The page with an empty cache: the one line that there is no figure yet, the button that
+    makes it, and no label cut off (its settings open)."""
+    visit(page, server, "what_each_layer_keeps", "What each layer keeps")
+    untrained_label(page)
+    expect(page.get_by_text("No figure for", exact=False).first).to_be_visible()
+    expect(page.locator(key("rec_make_default"))).to_be_visible()
+    open_expander(page, "Settings")
+    screenshot(page, "11-what_each_layer_keeps")
 
 
 def test_style_saliency(page, server, pictures, tmp_path):
