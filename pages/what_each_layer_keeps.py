@@ -106,7 +106,8 @@ if run_clicked:
 
 def show(res: dict, name: str) -> None:
     """A figure (a run's or the cached one), its numbers and its downloads."""
-    st.image(res["image"], caption=f"What each layer keeps ({res.get('weights_label')})", width="stretch")
+    # at its own width (the page's width at most): a small figure blown up would blur its labels
+    st.image(res["image"], caption=f"What each layer keeps ({res.get('weights_label')})", width=res["image"].width)
     numbers = RV.errors_text(res.get("pictures") or [])
     if numbers:
         st.caption(f"Relative error of each picture on its own layers (0 = the features match exactly): {numbers}.")
@@ -121,7 +122,7 @@ def show(res: dict, name: str) -> None:
         ui.recipe_download(report, key=f"{name}_download_report", file_name="reconstruct-report.json",
                            label="Download report (JSON)",
                            help="every picture's layers, final loss, relative error and loss per step")
-        if report else None], widths=[1.2, 1.2, 1.2, 2])
+        if report else None], widths=[1, 1, 1, 0.4])
     pics = res.get("pictures") or []
     if pics:
         with st.expander("Each picture on its own"):

@@ -143,3 +143,16 @@ def test_unknown_layers_in_a_style_set_are_one_error_line():
     errs = errors(at)
     assert len(errs) == 1 and "relu9_9" in errs[0] and "\n" not in errs[0]
     assert at.button(key="rec_run").disabled
+
+
+def test_the_time_estimate_scales_the_last_run_with_pictures_steps_and_pixels(vgg19):
+    run = R.Reconstruction(vgg19, picture(48, 48), stripes(48, 48), small())
+    for _ in run:
+        pass
+    report = run.result().report()
+    assert RV.estimate_seconds(small(), report) == pytest.approx(report["seconds"])
+    bigger = small(size=64, steps=3, content_layers="relu1_2")
+    assert RV.estimate_seconds(bigger, report) == pytest.approx(report["seconds"] * 3 / 4 * 3 * (64 / 32) ** 2)
+    without = RV.estimate_seconds(RV.default_settings("vgg19"))
+    assert without == pytest.approx(len(RV.default_settings("vgg19").plan()) * R.DEFAULT_STEPS * RV.SECONDS_PER_STEP
+                                    * (R.ReconstructSettings().size / 128) ** 2)

@@ -73,7 +73,13 @@ def _require_browser() -> None:
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def app_cache(tmp_path_factory) -> Path:
+    """The server's cache folder (``EXPLORER_CACHE_DIR``), empty at the start."""
+    return tmp_path_factory.mktemp("app_cache")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, app_cache):
     """Base URL of a Streamlit server running app.py with the AppTests' environment
     (tests.helpers.app_env): untrained weights allowed, offline, an empty private torch cache."""
     _require_browser()
@@ -84,7 +90,7 @@ def server(tmp_path_factory):
     log.write_bytes(b"")
     env = {"EXPLORER_ALLOW_UNTRAINED": "1", "EXPLORER_OFFLINE": "1",
            "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")), "EXPLORER_WEIGHTS_DIR": None,
-           "EXPLORER_CACHE_DIR": str(tmp_path_factory.mktemp("app_cache")), "PYTHONUNBUFFERED": "1"}
+           "EXPLORER_CACHE_DIR": str(app_cache), "PYTHONUNBUFFERED": "1"}
     with bs.app_server(env, log=log, timeout=60) as base:
         yield base
 
@@ -398,14 +404,32 @@ def test_feature_visualization(page, server, tmp_path):
     screenshot(page, "10-feature_vis")
 
 
-def test_what_each_layer_keeps(page, server):
-    """The page with an empty cache: the one line that there is no figure yet, the button that
-    makes it, and no label cut off (its settings open)."""
+def test_what_each_layer_keeps(page, server, app_cache):
+    """The page with an empty cache: the one line that there is no figure yet and the button that
+    makes it; then with a (small) default figure in the cache: the figure and its numbers. No label
+    cut off in either (the settings open)."""
+    from explorer.app import reconstruct_view as RV
+    from explorer.nets import models
+    from explorer.style import reconstruct as R
+    from explorer.style import reconstruct_cache as RC
+    from tests.helpers import picture, stripes
+
     visit(page, server, "what_each_layer_keeps", "What each layer keeps")
     untrained_label(page)
     expect(page.get_by_text("No figure for", exact=False).first).to_be_visible()
     expect(page.locator(key("rec_make_default"))).to_be_visible()
     open_expander(page, "Settings")
+    screenshot(page, "11-what_each_layer_keeps-empty")
+    model = models.load_model("vgg19", weights="untrained", device="cpu")
+    run = R.Reconstruction(model, picture(48, 48), stripes(48, 48), R.ReconstructSettings(size=48, steps=2))
+    for _ in run:
+        pass
+    RC.save_cached(run.result(), RV.default_path(model, root=app_cache / "reconstruct"), RV.default_inputs())
+    visit(page, server, "what_each_layer_keeps", "What each layer keeps")
+    expect(page.get_by_role("heading", name="The default figure").first).to_be_visible()
+    expect(page.locator('[data-testid="stImage"]').filter(has_text="What each layer keeps (untrained")).to_be_visible()
+    expect(page.get_by_text("Relative error of each picture", exact=False).first).to_be_visible()
+    open_expander(page, "Each picture on its own")
     screenshot(page, "11-what_each_layer_keeps")
 
 

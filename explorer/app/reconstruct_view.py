@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Mapping
 
 from ..io.images import to_pil
-from ..io.outputs import DiskFullError
 from ..io.samples import SAMPLE_CONTENT, SAMPLE_STYLE
 from ..nets.models import FeatureNet
 from ..style import reconstruct as R
@@ -23,10 +22,13 @@ __all__ = ["SECONDS_PER_STEP", "default_inputs", "default_settings", "is_default
            "cached_fields", "errors_text"]
 
 #: Seconds one L-BFGS step of one picture takes at 128 px on the long side, averaged over the ten
-#: pictures of the default figure (the shallow ones are cheaper, the deep ones dearer): measured
-#: on the real VGG19 (Caffe conv layers) in fp32 on a 2-core AMD EPYC (Zen 3, AVX2), default pair.
-#: Scaled with the number of pixels; the last run on this machine, when there is one, is used instead.
-SECONDS_PER_STEP = 0.16
+#: pictures of the default figure (the shallow ones are cheaper, the deep ones dearer), on an idle
+#: 2-core CPU in fp32: the real VGG19 (Caffe conv layers) on a 2-core AMD EPYC (Zen 3, AVX2), default
+#: pair, took 1.3 CPU seconds per step (4 steps of each picture, so the per-picture setup weighs a
+#: little more than in a full run); the machine was shared, so this is its CPU time over 2 cores,
+#: not a wall-clock time. Scaled with the number of pixels; the last run on this machine, when
+#: there is one, is used instead (:func:`estimate_seconds`).
+SECONDS_PER_STEP = 0.65
 _REF_PIXELS = 128 * 128
 
 
@@ -59,7 +61,7 @@ def save_default(result: R.ReconstructResult, model: FeatureNet) -> str | None:
     """Keep a whole default figure in the cache; returns None, or one line saying why it was not kept."""
     try:
         RC.save_cached(result, default_path(model), default_inputs())
-    except (OSError, ValueError, DiskFullError) as exc:
+    except (OSError, ValueError) as exc:  # DiskFullError is an OSError
         return f"The figure was not kept for next time: {' '.join(str(exc).split()) or type(exc).__name__}"
     return None
 
