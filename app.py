@@ -32,6 +32,11 @@ def home() -> None:
         "regions', and compares the results side by side."
     )
     st.markdown(
+        "**What each layer keeps** starts from white noise and rebuilds a photo from one layer's features and a "
+        "painting from the Gram matrices of growing sets of layers (Gatys et al., 2016, Fig. 1): shallow layers "
+        "give the photo back, deep ones keep only its arrangement, and the Gram matrices keep a texture without it."
+    )
+    st.markdown(
         "**Parameter sweep** runs a grid of style transfers over one or two settings (content/style ratio, "
         "iterations, seed, starting image, style layers, optimizer) and shows them side by side with their losses; "
         "the style transfer page also blends up to six style images with weights."
@@ -64,6 +69,7 @@ pages = {
         st.Page("pages/feature_vis.py", title="Feature visualization", icon="🔭"),
         st.Page("pages/style_saliency.py", title="Style saliency", icon="🔥"),
         st.Page("pages/compare.py", title="Full vs guided Gram", icon="⚖️"),
+        st.Page("pages/what_each_layer_keeps.py", title="What each layer keeps", icon="🧱"),
         st.Page("pages/sweep.py", title="Parameter sweep", icon="🧮"),
         st.Page("pages/augment.py", title="Dataset augmentation", icon="🗂️"),
     ],

@@ -102,6 +102,9 @@ def cases(out: Path) -> list[tuple[str, list[str], list[Path]]]:
         "a2.png", "a2.json")
     add("featurevis", ["featurevis", "--layer", "relu3_1", "--channels", "0-1", "--steps", "3", "--size", "64",
                        "-o", out / "f.png", "--report", out / "f.json", *u], "f.png", "f.json")
+    add("reconstruct", ["reconstruct", "sample:chelsea", "sample:brick", "--size", "48", "--steps", "2",
+                        "--layers", "relu1_2,relu3_2", "--style-sets", "relu1_1;relu1_1,relu2_1", "-o", out / "rc.png",
+                        "--report", out / "rc.json", *u], "rc.png", "rc.json")
     add("augment", ["augment", out / "data", out / "styles", "-o", out / "aug", "--variants", "2", "--steps", "2",
                     "--size", "48", "--batch-size", "2", *u], "aug")
 

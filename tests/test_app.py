@@ -146,7 +146,7 @@ def test_home_page_shows_weights_and_device(home):
 def test_home_page_intro_names_every_page(home):
     intro = " ".join(m.value for m in home.markdown)
     for page in ("Style transfer", "Deep Dream", "Layer activations", "Feature visualization", "Style saliency",
-                 "Full vs guided Gram", "Parameter sweep"):
+                 "Full vs guided Gram", "Parameter sweep", "What each layer keeps"):
         assert f"**{page}**" in intro
 
 

@@ -73,7 +73,13 @@ def _require_browser() -> None:
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def app_cache(tmp_path_factory) -> Path:
+    """The server's cache folder (``EXPLORER_CACHE_DIR``), empty at the start."""
+    return tmp_path_factory.mktemp("app_cache")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, app_cache):
     """Base URL of a Streamlit server running app.py with the AppTests' environment
     (tests.helpers.app_env): untrained weights allowed, offline, an empty private torch cache."""
     _require_browser()
@@ -84,7 +90,7 @@ def server(tmp_path_factory):
     log.write_bytes(b"")
     env = {"EXPLORER_ALLOW_UNTRAINED": "1", "EXPLORER_OFFLINE": "1",
            "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")), "EXPLORER_WEIGHTS_DIR": None,
-           "PYTHONUNBUFFERED": "1"}
+           "EXPLORER_CACHE_DIR": str(app_cache), "PYTHONUNBUFFERED": "1"}
     with bs.app_server(env, log=log, timeout=60) as base:
         yield base
 
@@ -297,7 +303,7 @@ def test_home(page, server):
     # every page is in the navigation
     nav = page.locator('[data-testid="stSidebarNav"]')
     for title in ("Style transfer", "Deep Dream", "Layer activations", "Feature visualization", "Style saliency",
-                  "Full vs guided Gram", "Parameter sweep", "Dataset augmentation"):
+                  "Full vs guided Gram", "Parameter sweep", "Dataset augmentation", "What each layer keeps"):
         expect(nav.get_by_text(title, exact=True)).to_be_visible()
     screenshot(page, "01-home")
 
@@ -396,6 +402,35 @@ def test_feature_visualization(page, server, tmp_path):
     expect(page.locator('[data-testid="stImage"]').filter(has_text="top dataset crops")).to_be_visible()
     assert png_size(download(page, "fv_grid_download_png", "featurevis-grid.png", tmp_path))[0] == 128
     screenshot(page, "10-feature_vis")
+
+
+def test_what_each_layer_keeps(page, server, app_cache):
+    """The page with an empty cache: the one line that there is no figure yet and the button that
+    makes it; then with a (small) default figure in the cache: the figure and its numbers. No label
+    cut off in either (the settings open)."""
+    from explorer.app import reconstruct_view as RV
+    from explorer.nets import models
+    from explorer.style import reconstruct as R
+    from explorer.style import reconstruct_cache as RC
+    from tests.helpers import picture, stripes
+
+    visit(page, server, "what_each_layer_keeps", "What each layer keeps")
+    untrained_label(page)
+    expect(page.get_by_text("No figure for", exact=False).first).to_be_visible()
+    expect(page.locator(key("rec_make_default"))).to_be_visible()
+    open_expander(page, "Settings")
+    screenshot(page, "11-what_each_layer_keeps-empty")
+    model = models.load_model("vgg19", weights="untrained", device="cpu")
+    run = R.Reconstruction(model, picture(48, 48), stripes(48, 48), R.ReconstructSettings(size=48, steps=2))
+    for _ in run:
+        pass
+    RC.save_cached(run.result(), RV.default_path(model, root=app_cache / "reconstruct"), RV.default_inputs())
+    visit(page, server, "what_each_layer_keeps", "What each layer keeps")
+    expect(page.get_by_role("heading", name="The default figure").first).to_be_visible()
+    expect(page.locator('[data-testid="stImage"]').filter(has_text="What each layer keeps (untrained")).to_be_visible()
+    expect(page.get_by_text("Relative error of each picture", exact=False).first).to_be_visible()
+    open_expander(page, "Each picture on its own")
+    screenshot(page, "11-what_each_layer_keeps")
 
 
 def test_style_saliency(page, server, pictures, tmp_path):

@@ -206,6 +206,7 @@ COMMANDS = [
     ["activations", "sample:chelsea", "-o", "{tmp}/o.png", "--untrained"],
     ["saliency", "sample:gravel", "-o", "{tmp}/o.png", "--untrained"],
     ["augment", "{tmp}", "{tmp}", "-o", "{tmp}/out", "--variants", "1", "--untrained"],
+    ["reconstruct", "sample:chelsea", "sample:brick", "-o", "{tmp}/o.png", "--untrained", "--steps", "1", "--size", "32"],
     ["weights", "status"],
     ["weights", "download", "--models", "vgg19"],
     ["app"],

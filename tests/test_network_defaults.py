@@ -330,6 +330,15 @@ def _augment(at):
     at.button(key="aug_run").click().run()
 
 
+def _reconstruct(at):
+    at.slider(key="rec_size").set_value(32)
+    at.number_input(key="rec_steps").set_value(1)
+    at.multiselect(key="rec_content_layers_vgg19").set_value(["relu1_2"])
+    at.text_input(key="rec_style_sets_vgg19").set_value("relu1_1")
+    at.run()
+    at.button(key="rec_run").click().run()
+
+
 #: page, its network picker's key, the networks it offers, how to get a result.
 PAGES = [
     ("pages/activations.py", "act_model", choices.MODEL_NAMES, _activations),
@@ -340,6 +349,7 @@ PAGES = [
     ("pages/compare.py", "cmp_model", choices.STYLE_MODELS, _compare),
     ("pages/sweep.py", "sweep_model", choices.STYLE_MODELS, _sweep),
     ("pages/augment.py", "aug_model", choices.STYLE_MODELS, _augment),
+    ("pages/what_each_layer_keeps.py", "rec_model", choices.STYLE_MODELS, _reconstruct),
 ]
 
 

@@ -61,6 +61,10 @@ ROUND_TRIPS = [
     ("featurevis", "mobilenet_v2", ["featurevis", "--size", "32", "--steps", "2", "--channels", "0,1"]),
     ("stylize", "vgg19", ["stylize", "sample:chelsea", "sample:brick", "--size", "48", "--steps", "2"]),
     ("stylize", "vgg16", ["stylize", "sample:chelsea", "sample:brick", "--size", "48", "--steps", "2"]),
+    ("reconstruct", "vgg19", ["reconstruct", "sample:chelsea", "sample:brick", "--size", "48", "--steps", "2",
+                              "--layers", "relu2_2", "--style-sets", "relu1_1;relu1_1,relu2_1", "--seed", "3"]),
+    ("reconstruct", "vgg16", ["reconstruct", "sample:chelsea", "sample:brick", "--size", "48", "--steps", "1",
+                              "--layers", "relu1_2", "--style-sets", "relu2_1"]),
 ]
 
 

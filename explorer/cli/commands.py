@@ -1,6 +1,6 @@
 """The commands of ``python -m explorer`` (see :mod:`explorer.cli.parser` for the parser): one module
 per command (:mod:`explorer.cli.stylize`, :mod:`explorer.cli.saliency`, :mod:`explorer.cli.dream`, :mod:`explorer.cli.featurevis`,
-:mod:`explorer.cli.activations`, :mod:`explorer.cli.augment`, :mod:`explorer.cli.weights`), each
+:mod:`explorer.cli.activations`, :mod:`explorer.cli.reconstruct`, :mod:`explorer.cli.augment`, :mod:`explorer.cli.weights`), each
 with ``run(args)`` returning the exit status, on the helpers of :mod:`explorer.cli.common`.
 :func:`run` dispatches and turns every user error into one ``error: ...`` line (exit status 2).
 
@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Callable
 
-from . import activations as cmd_activations, augment as cmd_augment, dream as cmd_dream, featurevis as cmd_featurevis, saliency as cmd_saliency, stylize as cmd_stylize, weights as cmd_weights
+from . import activations as cmd_activations, augment as cmd_augment, dream as cmd_dream, featurevis as cmd_featurevis, reconstruct as cmd_reconstruct, saliency as cmd_saliency, stylize as cmd_stylize, weights as cmd_weights
 from ..io import images
 from ..nets import weights
 from .common import CliError, check_outputs
@@ -29,6 +29,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dream": cmd_dream.run,
     "featurevis": cmd_featurevis.run,
     "activations": cmd_activations.run,
+    "reconstruct": cmd_reconstruct.run,
     "augment": cmd_augment.run,
     "weights": cmd_weights.run,
 }

@@ -6,6 +6,8 @@ Commands:
     featurevis -o GRID.png [--layer L --channels 0-3] [--examples N]   what channels look for, from scratch
     activations IMAGE --layer L [--out GRID.png] [--json STATS.json]   what a layer computes
     saliency STYLE -o HEAT.png [--method ...] [--npy HEAT.npy]   which regions drive the style
+    reconstruct CONTENT STYLE -o FIGURE.png [options]   what each layer keeps: content and style
+                                                 reconstructions from white noise (Gatys et al. 2016 Fig. 1)
     augment INPUT_DIR STYLES_DIR -o OUT_DIR --variants N [options]   stylized copies of a dataset
     weights download [--models ...] [--dir DIR]  fetch ImageNet weights for offline use
     weights status                               where each model's weights are
@@ -242,6 +244,37 @@ def _saliency_options(p: argparse.ArgumentParser) -> None:
     _common_options(p)
 
 
+def _reconstruct_options(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
+    p.add_argument("content", nargs="?", help="content image: a path or sample:NAME (default sample:astronaut)")
+    p.add_argument("style", nargs="?", help="style image: a path or sample:NAME (default sample:immunohistochemistry)")
+    p.add_argument("-o", "--output", help="the figure, a PNG (default: reconstruct.png)")
+    p.add_argument("--layers", dest="content_layers", default=S, metavar="L,L",
+                   help="one content reconstruction per layer (default: the network's, relu1_2,relu2_2,relu3_2,"
+                        "relu4_2,relu5_2 on VGG: Gatys et al.'s conv*_2, rectified in Caffe); none for no row")
+    p.add_argument("--style-sets", dest="style_sets", default=S, metavar="L;L,L",
+                   help="one style reconstruction per set, sets split by ';', layers by ',' (default: relu1_1; "
+                        "relu1_1,relu2_1; ... up to relu5_1); none for no row")
+    p.add_argument("--steps", type=int, default=S, help="L-BFGS steps per picture (default 40)")
+    p.add_argument("--size", type=int, default=S, help="working size: long side in pixels (default 128)")
+    p.add_argument("--tv-weight", type=float, default=S, dest="tv_weight", help="total-variation weight (default 0)")
+    p.add_argument("--tv-beta", type=float, default=S, dest="tv_beta", help="total-variation exponent (default 2)")
+    p.add_argument("--seed", type=int, default=S, help="seeds the white noise (default 0)")
+    p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,
+                   help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
+    p.add_argument("--pooling", choices=list(choices.POOLINGS), default=S,
+                   help="default max (Gatys et al.'s figures used avg)")
+    p.add_argument("--precision", choices=list(choices.PRECISIONS), default=S, help="default auto")
+    p.add_argument("--channels-last", choices=list(choices.CHANNELS_LAST), default=S, dest="channels_last")
+    p.add_argument("--parameterization", choices=list(choices.STYLE_PARAMETERIZATIONS), default=S,
+                   help="what L-BFGS changes: auto (default: fourier), fourier or pixel")
+    p.add_argument("--conv-algorithm", choices=list(choices.CONV_ALGORITHMS), default=S, dest="conv_algorithm")
+    p.add_argument("--preview-every", type=int, default=S, dest="preview_every", help=S)
+    p.add_argument("--save-each", dest="save_each", metavar="DIR",
+                   help="also write every picture as DIR/content-LAYER.png and DIR/style-LAYERS.png")
+    _common_options(p)
+
+
 def _augment_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS  # unset flags stay absent so a recipe's values are not overridden
     p.add_argument("input_dir", metavar="INPUT_DIR", help="dataset in the ImageFolder layout (one subfolder per class)")
@@ -325,6 +358,11 @@ def build_parser(prog: str = "python -m explorer") -> argparse.ArgumentParser:
                         description="Captum saliency, guided backprop, integrated gradients, occlusion or "
                                     "Grad-CAM heatmaps of a style objective of STYLE.")
     _saliency_options(sa)
+    rc = sub.add_parser("reconstruct", help="what each layer keeps: content and style reconstructions from white noise",
+                        description="Content reconstructions from one layer each and style reconstructions "
+                                    "(texture synthesis) from growing sets of layers, all from white noise, as "
+                                    "one figure (Gatys, Ecker & Bethge 2016, Fig. 1).")
+    _reconstruct_options(rc)
     au = sub.add_parser("augment", help="N stylized variants of every image of an ImageFolder dataset",
                         description="Dataset augmentation with Gatys style transfer: the same class layout, "
                                     "manifest.csv and skipped.csv; resumable; --shard I/N or torchrun for "

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import re
 from pathlib import Path
 
-__all__ = ["app_script", "installed_version", "torchvision_for", "pair_mismatch", "torch_problem", "CPU_INDEX"]
+__all__ = ["app_script", "app_cache_dir", "installed_version", "torchvision_for", "pair_mismatch", "torch_problem", "CPU_INDEX"]
 
 #: PyTorch's index of CPU-only builds (the README's install line for machines without an NVIDIA GPU).
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -43,6 +44,18 @@ def app_script(package_dir: str | Path | None = None) -> Path:
             return folder / "app.py"
     raise FileNotFoundError(f"the Streamlit app (app.py and pages/) is neither beside {pkg} nor in "
                             f"{pkg / 'streamlit_app'}; reinstall with pip install . from a checkout")
+
+
+def app_cache_dir() -> Path:
+    """The folder where the app keeps what it computed once and shows again (e.g. the default
+    figure of the reconstructions page): ``EXPLORER_CACHE_DIR`` when set, else
+    ``$XDG_CACHE_HOME/dream-style-explorer`` (``~/.cache/dream-style-explorer`` when
+    ``XDG_CACHE_HOME`` is not set). Not created here."""
+    own = os.environ.get("EXPLORER_CACHE_DIR", "").strip()
+    if own:
+        return Path(own).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "dream-style-explorer"
 
 
 def installed_version(distribution: str) -> str | None:

@@ -5,7 +5,7 @@ A recipe is a JSON object. Its run-info block, the same for every command (:func
 
 - ``recipe_version``: :data:`RECIPE_VERSION`, the shape of the object;
 - ``command``: the command that made it (``stylize``, ``saliency``, ``dream``, ``featurevis``,
-  ``augment``, ``activations``);
+  ``augment``, ``activations``, ``reconstruct``);
 - ``run``: the network (``model``), its weights (``kind``, ``label``, ``file``: the file's name,
   ``digest``: ``"sha256:..."`` of its bytes, as :attr:`explorer.nets.weights.WeightsInfo.digest`
   computed when the weights were loaded; for derived weights such as a VGG normalized as in Gatys
@@ -53,7 +53,7 @@ __all__ = ["RECIPE_VERSION", "COMMANDS", "run_info", "recipe", "migrate"]
 #: The shape of the recipes this version writes.
 RECIPE_VERSION = 3
 #: The commands a recipe can belong to.
-COMMANDS: tuple[str, ...] = ("stylize", "saliency", "dream", "featurevis", "augment", "activations")
+COMMANDS: tuple[str, ...] = ("stylize", "saliency", "dream", "featurevis", "augment", "activations", "reconstruct")
 
 
 def run_info(command: str, settings: Mapping, weights, device, precision: str) -> dict:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.installation import app_cache_dir
 from ..core.progress import ProgressEvent
 from ..io import images as imgs
 from ..io.outputs import write_bytes_atomic
@@ -274,12 +275,10 @@ def write_normalized(net: FeatureNet, result: NormalizedWeights, out: str | os.P
 
 
 def derived_dir() -> Path:
-    """Where derived weights are kept: ``$EXPLORER_CACHE_DIR/weights``, by default
-    ``$XDG_CACHE_HOME/explorer/weights`` (``~/.cache/explorer/weights``)."""
-    root = os.environ.get("EXPLORER_CACHE_DIR", "").strip()
-    if not root:
-        root = os.path.join(os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache"), "explorer")
-    return Path(root).expanduser() / "weights"
+    """Where derived weights are kept: ``weights/`` in the app's cache folder
+    (:func:`explorer.core.installation.app_cache_dir`: ``$EXPLORER_CACHE_DIR``, by default
+    ``~/.cache/dream-style-explorer``)."""
+    return app_cache_dir() / "weights"
 
 
 def normalized_file_for(name: str, digest: str, size: int = DEFAULT_SIZE) -> Path:

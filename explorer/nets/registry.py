@@ -88,6 +88,12 @@ class ModelSpec:
             relu4_1 on VGG).
         content_layer: the content layer of style transfer (Gatys et al.'s relu4_2 on VGG), or
             ``None`` where the network does not support style transfer.
+        reconstruction_content_layers: the layers whose content representation alone is
+            inverted from white noise, one picture each (Gatys et al. 2016 Fig. 1: conv1_2 ...
+            conv5_2, which in Caffe's VGG are rectified in place, so relu1_2 ... relu5_2 here).
+        reconstruction_style_sets: the growing sets of layers whose style representation
+            alone is matched from white noise (texture synthesis; Gatys et al. 2016 Fig. 1:
+            conv1_1; conv1_1 + conv2_1; ... up to conv5_1, here relu1_1 ...).
     """
 
     name: str
@@ -107,6 +113,8 @@ class ModelSpec:
     gradcam_layer: str = ""
     featurevis_layer: str = ""
     content_layer: str | None = None
+    reconstruction_content_layers: tuple[str, ...] = ()
+    reconstruction_style_sets: tuple[tuple[str, ...], ...] = ()
 
     @property
     def supports_style(self) -> bool:
@@ -124,6 +132,10 @@ class ModelSpec:
 
 
 _VGG_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: Gatys et al. 2016 Fig. 1's content layers (conv1_2 ... conv5_2 in Caffe, rectified in place).
+_VGG_RECONSTRUCT = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
+#: ... and its style sets: relu1_1; relu1_1 + relu2_1; ...; all five.
+_VGG_STYLE_SETS = tuple(_VGG_STYLE[:k] for k in range(1, len(_VGG_STYLE) + 1))
 
 MODELS: dict[str, ModelSpec] = {
     "vgg19": ModelSpec(
@@ -132,6 +144,7 @@ MODELS: dict[str, ModelSpec] = {
         "Simonyan & Zisserman 2014; the network of Gatys et al.'s style transfer.", _VGG_STYLE,
         activation_layer="relu3_1", dream_layer="relu4_3", saliency_layer="relu3_1", gradcam_layer="relu5_4",
         featurevis_layer="relu4_1", content_layer="relu4_2",
+        reconstruction_content_layers=_VGG_RECONSTRUCT, reconstruction_style_sets=_VGG_STYLE_SETS,
     ),
     "vgg16": ModelSpec(
         "vgg16", "VGG16", tvm.VGG16_Weights.IMAGENET1K_V1, tvm.vgg16,
@@ -139,6 +152,7 @@ MODELS: dict[str, ModelSpec] = {
         "Simonyan & Zisserman 2014, 16 weight layers.", _VGG_STYLE,
         activation_layer="relu3_1", dream_layer="relu4_3", saliency_layer="relu3_1", gradcam_layer="relu5_3",
         featurevis_layer="relu4_1", content_layer="relu4_2",
+        reconstruction_content_layers=_VGG_RECONSTRUCT, reconstruction_style_sets=_VGG_STYLE_SETS,
     ),
     "googlenet": ModelSpec(
         "googlenet", "GoogLeNet (Inception v1)", tvm.GoogLeNet_Weights.IMAGENET1K_V1, tvm.googlenet,
