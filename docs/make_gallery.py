@@ -13,7 +13,10 @@ Pictures:
   for every content sample x style sample, as one grid (``style_grid.png``);
 * Deep Dream of chelsea on VGG19 relu4_3 and on MobileNetV2 block10 (the pages' default layers);
 * the style-energy occlusion and Grad-CAM maps of chelsea on VGG19 (the saliency page's defaults);
-* the strongest channels of VGG19 relu3_1 for chelsea (the activations page's grid).
+* the strongest channels of VGG19 relu3_1 for chelsea (the activations page's grid);
+* what each layer keeps: the default reconstruction figure (128 px, the default steps, content
+  relu1_2 ... relu5_2 and style relu1_1 ... relu5_1 from white noise) of tubingen + starry_night
+  from the shared pictures (``--images-dir``), ``what_each_layer_keeps.png``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from explorer.io import outputs
 from explorer.dream import settings as dream_settings
 from explorer.style import gatys
 from explorer.style import settings as style_settings
+from explorer.style import reconstruct
 
 OUT = ROOT / "docs" / "gallery"
 
@@ -107,10 +111,28 @@ def channels(vgg: models.FeatureNet) -> None:
           vgg.weights.label)
 
 
+def layers_figure(vgg: models.FeatureNet, images_dir: Path) -> None:
+    """Content reconstructions of tubingen and style reconstructions of starry_night, the default
+    figure's settings, captioned with the weights file."""
+    found = [images_dir / "tubingen.jpg", images_dir / "starry_night.jpg"]
+    if not all(f.is_file() for f in found):
+        sys.exit(f"error: tubingen.jpg and starry_night.jpg are not both in {images_dir}; pass --images-dir")
+    content, painting = (images.load_image(f).image for f in found)
+    run = reconstruct.Reconstruction(vgg, content, painting, reconstruct.ReconstructSettings(precision="fp32"))
+    for _ in run:
+        pass
+    result = run.result()
+    for p in result.pictures:
+        print(f"  {p.kind} {p.label}: relative error {p.relative_error:.4f}, {p.seconds:.1f} s", file=sys.stderr)
+    fig = _caption(result.figure(), f"tubingen.jpg + starry_night.jpg; {vgg.weights.label}")
+    _save(fig, "what_each_layer_keeps.png", vgg.weights.label)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights-dir", type=Path, default=ROOT.parent / "shared" / "weights")
-    ap.add_argument("--only", choices=["style", "dream", "saliency", "channels"])
+    ap.add_argument("--images-dir", type=Path, default=ROOT.parent / "shared" / "images")
+    ap.add_argument("--only", choices=["style", "dream", "saliency", "channels", "layers"])
     a = ap.parse_args()
     vgg = models.load_model("vgg19", weights=str(_find(a.weights_dir, "vgg19")))
     if a.only in (None, "style"):
@@ -121,6 +143,8 @@ def main() -> int:
         heatmaps(vgg)
     if a.only in (None, "channels"):
         channels(vgg)
+    if a.only in (None, "layers"):
+        layers_figure(vgg, a.images_dir)
     return 0
 
 
