@@ -260,6 +260,8 @@ def _reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tv-weight", type=float, default=S, dest="tv_weight", help="total-variation weight (default 0)")
     p.add_argument("--tv-beta", type=float, default=S, dest="tv_beta", help="total-variation exponent (default 2)")
     p.add_argument("--seed", type=int, default=S, help="seeds the white noise (default 0)")
+    p.add_argument("--noise-scale", type=float, default=S, dest="noise_scale",
+                   help="amplitude of the starting white noise around mid-grey, in (0, 1] (default 0.01)")
     p.add_argument("--model", choices=list(choices.STYLE_MODELS), default=S,
                    help="default vgg19 (or, when its weights are not on this machine, a network whose are)")
     p.add_argument("--pooling", choices=list(choices.POOLINGS), default=S,

@@ -84,6 +84,10 @@ class StyleSettings(RecipeSettings):
             histogram matched to the style's, :func:`explorer.style.color.histogram_start`: the
             content's layout in the style's palette; the default), ``"content"``, ``"noise"``
             (white noise) or ``"style"``.
+        noise_scale: the ``"noise"`` start's amplitude: uniform white noise on
+            [0.5 - noise_scale/2, 0.5 + noise_scale/2] (1, the default: uniform on [0, 1]; small
+            values start near mid-grey, as neural-style's random start, Gaussian noise of
+            standard deviation 0.001 on Caffe's 0-255 scale, does). In (0, 1].
         seed: seeds the noise initialization (and anything random).
         model: network from the registry (VGG19 as in the paper).
         pooling: ``"max"`` or ``"avg"`` (Gatys et al. prefer average pooling for synthesis).
@@ -144,6 +148,7 @@ class StyleSettings(RecipeSettings):
     style_layers: tuple[str, ...] = setting(DEFAULT_STYLE_LAYERS, names=True, allow_empty=True, most=_layer_count)
     style_layer_weights: tuple[float, ...] | None = setting(None, numbers=float, optional=True)
     init: str = setting("histogram", choices=choices.INITS)
+    noise_scale: float = setting(1.0, lo=0.0, hi=1.0, exclusive_min=True)
     seed: int = setting(0, lo=0, hi=2**63 - 1)
     model: str = setting("vgg19", choices=_vgg_models)
     pooling: str = setting("max", choices=choices.POOLINGS)

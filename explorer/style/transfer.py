@@ -256,6 +256,8 @@ class StyleTransfer(Run):
         if s.init == "noise":
             one = (1, *self.content.shape[1:])
             x = torch.cat([torch.rand(one, generator=torch.Generator().manual_seed(seed)) for seed in self.seeds])
+            if s.noise_scale != 1.0:  # 1: the plain uniform noise on [0, 1], bit for bit
+                x = 0.5 + (x - 0.5) * s.noise_scale
             return x.to(self.device)
         if not style_list:
             raise ValueError("init 'style' needs a style image")
