@@ -67,7 +67,8 @@ def test_default_transfer_converges_on_the_real_vgg19(real_vgg19, shared_images,
                                                       content, painting, precision, scale):
     """The default run (L-BFGS, relative losses, the default beta) at 128 px: no step raises the total
     (the line search accepts only descent; the bar is 2x), and the final total is at most a
-    tenth of the first. Before the fix the total went from 2.3e16 to 2.5e18 at step 2. Two
+    fifth of the first (a tenth at the old default beta 80; with beta 40 the style term, which
+    falls most, weighs half as much: tubingen + woman-with-hat ends at 0.133). Before the fix the total went from 2.3e16 to 2.5e18 at step 2. Two
     pairs run in bf16 where the CPU has it natively, in fp32 elsewhere (emulated bf16 is many
     times slower; the property holds in both)."""
     net = real_vgg19 if scale == 1.0 else models.load_model("vgg19", weights=_scaled_file(tmp_path, scale))
@@ -76,7 +77,7 @@ def test_default_transfer_converges_on_the_real_vgg19(real_vgg19, shared_images,
     totals = [h["total"] for h in res.history]
     assert len(totals) == 101 and res.stopped is None
     assert max(b / a for a, b in zip(totals, totals[1:])) <= 1.0 + 1e-6
-    assert totals[-1] <= 0.1 * totals[0]
+    assert totals[-1] <= 0.2 * totals[0], totals[-1] / totals[0]
     assert 0.0 <= float(res.image.min()) and float(res.image.max()) <= 1.0
 
 
