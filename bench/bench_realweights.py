@@ -12,7 +12,7 @@ into the repository:
   shipwreck, the_scream, woman-with-hat-matisse.
 
 Part 1 (``--sizes``, ``--precisions``, ``--scales``): for every pair, ``StyleSettings`` defaults
-(L-BFGS with a strong-Wolfe line search, relative losses, alpha 1, beta 80, init content) with ``--steps`` steps: first and final
+(L-BFGS with a strong-Wolfe line search, relative losses, alpha 1, the default beta, init content) with ``--steps`` steps: first and final
 total, final content and style losses, the largest step-to-step rise of the total, loss
 evaluations and seconds. The issue's bar: no step raises the total by more than 2x, and the
 final total is at most a tenth of the first.

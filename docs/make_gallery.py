@@ -9,7 +9,7 @@ in the PNG's ``weights`` text chunk).
 
 Pictures:
 
-* style transfer with the page's defaults (256 px, 100 L-BFGS steps, relative losses, beta 80)
+* style transfer with the page's defaults (256 px, 100 L-BFGS steps, relative losses, the default beta)
   for every content sample x style sample, as one grid (``style_grid.png``);
 * Deep Dream of chelsea on VGG19 relu4_3 and on MobileNetV2 block10 (the pages' default layers);
 * the style-energy occlusion and Grad-CAM maps of chelsea on VGG19 (the saliency page's defaults);

@@ -32,7 +32,7 @@ DEFAULT_CONTENT, DEFAULT_STYLE = "chelsea (cat)", "immunohistochemistry"
 #: Smoothing of the heatmap before its top k % is kept (Gaussian sigma, px at the working size).
 DEFAULT_SMOOTH = 4.0
 content, content_ref, style_img, style_ref = pickers.content_style_pickers(
-    "cmp_content", "cmp_style", width=240, content_default=DEFAULT_CONTENT, style_default=DEFAULT_STYLE)
+    "cmp_content", "cmp_style", width=240, content=DEFAULT_CONTENT, style=DEFAULT_STYLE)
 
 with st.expander("What does this comparison show, and what not?"):
     st.markdown("The **full** run matches, at every style layer, the Gram matrix of the whole style image (eq. 3). "

@@ -18,7 +18,10 @@ st.caption("One style transfer per cell of a grid: change one or two settings, k
            "what each does to the picture and to the losses (Gatys, Ecker & Bethge, CVPR 2016).")
 
 model = ui.sidebar_model(choices.STYLE_MODELS, key="sweep_model")
-content, content_ref, style_img, style_ref = pickers.content_style_pickers("sweep_content", "sweep_style", width=200)
+# the default pair shows the ratio on the real VGG19: at ratio 1 the cat keeps its photo colours, at 0.03 and
+# below it is drawn in the stained tissue's strokes (astronaut + hubble deep field stayed a dark starfield)
+content, content_ref, style_img, style_ref = pickers.content_style_pickers(
+    "sweep_content", "sweep_style", width=200, content="chelsea", style="immunohistochemistry")
 
 defaults = style_settings.StyleSettings()  # the sweep runs at its loss scale (relative)
 with st.expander("What does each parameter do, and what should I look for?"):
@@ -51,7 +54,8 @@ with st.expander("What does each parameter do, and what should I look for?"):
         "past gradients for everything it optimizes, so batching would couple the images: with L-BFGS every "
         "seed and ratio is its own run, one after another.")
     st.markdown("**Ratios** are of the relative losses (each term divided by its target's size, so the same "
-                "numbers hold for any VGG19 file): the default β = 80 is a ratio of about 0.0125; about 1 keeps "
+                f"numbers hold for any VGG19 file): the default β = {defaults.style_weight:g} is a ratio of "
+                f"{defaults.content_weight / defaults.style_weight:g}; about 1 keeps "
                 "mostly the photo, about 1e-3 mostly the painting.")
     if model is not None and model.weights.untrained:
         st.markdown("**With untrained weights** the features are not ImageNet's, so these ratios do not balance "

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from explorer.style.settings import DEFAULT_STYLE_WEIGHT
 from tests.helpers import app_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def check_result(at: AppTest) -> None:
     num = r"-?[0-9.]+(e[+-]?[0-9]+)?"
     for term in ("L_content", "L_style", "R_V\\^p"):
         assert re.search(rf"{term} {num}\b", final[0]), final[0]
-    assert re.search(rf"Weighted total α·L_content \+ β·L_style( \+ [^=]+)? = 1·{num} \+ 80·{num}( \+ [^=]+)? = {num}\.$",
+    assert re.search(rf"Weighted total α·L_content \+ β·L_style( \+ [^=]+)? = 1·{num} \+ {DEFAULT_STYLE_WEIGHT:g}·{num}( \+ [^=]+)? = {num}\.$",
                      final[0]), final[0]
     assert "(unweighted): " not in final[0]
 
@@ -181,6 +182,19 @@ def test_style_page_renders_with_untrained_warning(page):
     assert any(c.value.startswith("Weights: untrained weights") for c in page.sidebar.caption)
     # samples are picked by default, so the page is ready to run
     assert not page.button(key="run").disabled
+
+
+def test_style_page_opens_on_the_pair_that_shows_the_idea_on_real_weights(page):
+    """chelsea + immunohistochemistry: on the real VGG19 the cat stays readable in the tissue's
+    strokes and palette (astronaut + hubble deep field gave a starfield with a ghost of the
+    astronaut); beta starts at the calibrated default and the text quotes it."""
+    assert page.selectbox(key="content_sample").value == "chelsea (cat)"
+    assert page.selectbox(key="style_sample").value == "immunohistochemistry"
+    captions = [c for img in page.image for c in img.captions]
+    assert "Content: chelsea (cat)" in captions and "Style: immunohistochemistry" in captions
+    assert page.number_input(key="beta").value == DEFAULT_STYLE_WEIGHT
+    text = " ".join(m.value for m in page.markdown)
+    assert f"alpha = 1, beta = {DEFAULT_STYLE_WEIGHT:g} (the default)" in text
 
 
 def test_style_page_names_the_paper_and_the_relative_layer_term_apart(page):

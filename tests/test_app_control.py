@@ -23,7 +23,14 @@ def _two_colour_png(w: int, h: int, left=(255, 0, 0), right=(0, 0, 255)) -> byte
     return buf.getvalue()
 
 
+def _astronaut_and_hubble(page) -> None:
+    """The samples these tests' sizes are chosen for (the page opens on chelsea + immunohistochemistry)."""
+    page.selectbox(key="content_sample").set_value("astronaut")
+    page.selectbox(key="style_sample").set_value("hubble deep field")
+
+
 def test_luminance_and_coarse_to_fine_on_the_page(page, downloads):  # noqa: F811
+    _astronaut_and_hubble(page)
     small_settings(page)
     page.radio(key="preserve_color").set_value("luminance")
     page.number_input(key="scales").set_value(2).run()  # enables the scale sliders
@@ -72,12 +79,13 @@ def test_photorealistic_mode_with_automatic_regions(page, downloads):  # noqa: F
 
 
 def test_mask_uploads_bad_then_good(page):  # noqa: F811
+    _astronaut_and_hubble(page)
     small_settings(page)
     page.selectbox(key="masks").set_value("files")
     page.run()
     # the content sample (astronaut) is square; a 3:1 mask is refused in one line
     page.file_uploader(key="content_mask_upload").set_value(("c.png", _two_colour_png(96, 32), "image/png"))
-    # the default style sample (hubble_deep_field) is 1000x872 px
+    # the style sample (hubble_deep_field) is 1000x872 px
     page.file_uploader(key="style_mask_upload").set_value(("s.png", _two_colour_png(64, 56), "image/png"))
     page.run()
     click_run(page)

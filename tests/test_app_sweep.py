@@ -14,6 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer.app import plots
+from explorer.style.settings import DEFAULT_STYLE_WEIGHT
 
 from tests.helpers import app_env, open_app_page
 from tests.test_app import downloads, errors  # noqa: F401  (fixture re-exported)
@@ -48,6 +49,20 @@ def test_sweep_page_renders_with_defaults(sweep_page):
     assert any(c.startswith("Plan: 9 cells from 1 optimization run(s) of 40 steps, batches of 3") for c in captions), \
         captions
     assert not at.button(key="sweep_run").disabled
+
+
+def test_sweep_page_opens_on_the_pair_whose_ratio_shows_on_real_weights(sweep_page):
+    """chelsea + immunohistochemistry: on the real VGG19 the cat keeps its photo colours at ratio 1
+    and is drawn in the tissue's strokes at 0.03 and below (astronaut + hubble deep field stayed
+    a dark starfield); the text's default ratio is alpha / beta of the defaults."""
+    at = sweep_page
+    assert at.selectbox(key="sweep_content_sample").value == "chelsea (cat)"
+    assert at.selectbox(key="sweep_style_sample").value == "immunohistochemistry"
+    captions = [c for img in at.image for c in img.captions]
+    assert "Content: chelsea (cat)" in captions and "Style: immunohistochemistry" in captions
+    text = " ".join(m.value for m in at.markdown)
+    assert f"the default β = {DEFAULT_STYLE_WEIGHT:g} is a ratio of {1.0 / DEFAULT_STYLE_WEIGHT:g};" in text
+    assert at.number_input(key="sweep_beta").value == DEFAULT_STYLE_WEIGHT
 
 
 def test_bad_axis_values_are_one_error_and_disable_run(sweep_page):
@@ -112,15 +127,15 @@ def test_style_page_blends_two_style_images(style_page, downloads):
     weights[0].set_value(0.75)
     weights[1].set_value(0.25)
     at.run()
-    assert any(c.value.startswith("Blend (normalized weights): hubble deep field 75%, immunohistochemistry 25%")
+    assert any(c.value.startswith("Blend (normalized weights): immunohistochemistry 75%, gravel 25%")
                for c in at.caption), [c.value for c in at.caption]
     at.button(key="run").click().run()
     assert not at.exception and not errors(at)
     assert "Result" in [s.value for s in at.subheader]
     captions = [c for img in at.image for c in img.captions]
-    assert "Style hubble deep field (75%)" in captions and "Style immunohistochemistry (25%)" in captions
+    assert "Style immunohistochemistry (75%)" in captions and "Style gravel (25%)" in captions
     recipe = json.loads(downloads["recipe.json"])
-    assert recipe["inputs"]["style"] == "sample:hubble_deep_field:0.75,sample:immunohistochemistry:0.25"
+    assert recipe["inputs"]["style"] == "sample:immunohistochemistry:0.75,sample:gravel:0.25"
     assert [h["step"] for h in recipe["history"]] == [0, 1, 2]
 
     # all weights 0: one error, no run; removing the second image brings back the single picker

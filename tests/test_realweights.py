@@ -65,9 +65,10 @@ def _run(net, content, style_img, **kw):
 ])
 def test_default_transfer_converges_on_the_real_vgg19(real_vgg19, shared_images, tmp_path,
                                                       content, painting, precision, scale):
-    """The default run (L-BFGS, relative losses, beta 80) at 128 px: no step raises the total
+    """The default run (L-BFGS, relative losses, the default beta) at 128 px: no step raises the total
     (the line search accepts only descent; the bar is 2x), and the final total is at most a
-    tenth of the first. Before the fix the total went from 2.3e16 to 2.5e18 at step 2. Two
+    fifth of the first (a tenth at the old default beta 80; with beta 40 the style term, which
+    falls most, weighs half as much: tubingen + woman-with-hat ends at 0.133). Before the fix the total went from 2.3e16 to 2.5e18 at step 2. Two
     pairs run in bf16 where the CPU has it natively, in fp32 elsewhere (emulated bf16 is many
     times slower; the property holds in both)."""
     net = real_vgg19 if scale == 1.0 else models.load_model("vgg19", weights=_scaled_file(tmp_path, scale))
@@ -76,7 +77,7 @@ def test_default_transfer_converges_on_the_real_vgg19(real_vgg19, shared_images,
     totals = [h["total"] for h in res.history]
     assert len(totals) == 101 and res.stopped is None
     assert max(b / a for a, b in zip(totals, totals[1:])) <= 1.0 + 1e-6
-    assert totals[-1] <= 0.1 * totals[0]
+    assert totals[-1] <= 0.2 * totals[0], totals[-1] / totals[0]
     assert 0.0 <= float(res.image.min()) and float(res.image.max()) <= 1.0
 
 
@@ -163,6 +164,22 @@ def test_default_balance_is_like_neural_styles_published_outputs(real_vgg19, sha
     assert os_ <= rs, (os_, rs)
     # and the photo itself is far from the style, the painting far from the content
     assert _gatys_balance(real_vgg19, c, c, s)[1] > 5 * os_
+
+
+def test_the_default_beta_meets_the_calibration_bounds_on_a_neural_style_pair(real_vgg19, shared_images):
+    """The default beta is calibrated (``bench/bench_calibration.py``) so that on neural-style's six
+    published pairs, scored at 256 px by :func:`explorer.style.gatys.balance_errors`, the median
+    content error is at most 1.2x neural-style's and the median style error at most theirs. On
+    golden_gate + starry_night the default run (256 px, 100 steps, fp32) meets both bounds on its
+    own (measured: content 1.04x, style 0.09x neural-style's)."""
+    c, s = _pictures(shared_images, "golden_gate", "starry_night", 256)
+    ref = images.load_image(shared_images / "reference-outputs" / "golden_gate_starry.png").image
+    ref_t = images.to_tensor(ref.resize((c.shape[-1], c.shape[-2]), images.Image.Resampling.LANCZOS))
+    ours = _run(real_vgg19, c, s, precision="fp32").image
+    (rc,), (rs,) = gatys.balance_errors(real_vgg19, ref_t, c, s)
+    (oc,), (os_,) = gatys.balance_errors(real_vgg19, ours, c, s)
+    assert float(oc) <= 1.2 * float(rc), (float(oc), float(rc))
+    assert float(os_) <= float(rs), (float(os_), float(rs))
 
 
 # ----------------------------------------------------------------------------- speed to a good picture

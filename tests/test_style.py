@@ -429,3 +429,26 @@ def test_time_estimate_sums_steps_times_pixels_over_the_scales():
     assert basis == "measured" and low == high == pytest.approx(per * S.step_units(s))
     other = {**measured, "settings": {**measured["settings"], "model": "vgg16"}}
     assert S.estimate_seconds(s, other)[2] == "reference"
+
+
+def test_balance_errors_are_the_plain_relative_gatys_terms(vgg19, images64):
+    """The score the default beta is calibrated with: ||F - P||^2 / ||P||^2 at relu4_2 and
+    sum_l w_l ||G_l - A_l||^2 / ||A_l||^2 (position-normalized Grams, w_l = 1/5), by hand from the
+    features; 0 and the style's own Gram distance for the content image, 0 style error for the style."""
+    content, style = images64
+    image = (0.5 * content + 0.5 * style).clamp(0, 1)
+    s = StyleSettings()
+    c_err, s_err = gatys.balance_errors(vgg19, torch.cat([image, content]), content, style)
+    assert c_err.shape == s_err.shape == (2,)
+    with torch.no_grad():
+        f = vgg19.features(image, [*s.style_layers, s.content_layer])
+        p = vgg19.features(content, [s.content_layer])[s.content_layer]
+        fs = vgg19.features(style, s.style_layers)
+    assert float(c_err[0]) == pytest.approx(float((f[s.content_layer] - p).pow(2).sum() / p.pow(2).sum()), rel=1e-4)
+    by_hand = 0.0
+    for layer in s.style_layers:
+        g, a = gram_matrix(f[layer], normalize=True), gram_matrix(fs[layer], normalize=True)
+        by_hand += float((g - a).pow(2).sum() / a.pow(2).sum()) / len(s.style_layers)
+    assert float(s_err[0]) == pytest.approx(by_hand, rel=1e-4)
+    assert float(c_err[1]) == pytest.approx(0.0, abs=1e-9) and float(s_err[1]) > 0.0
+    assert float(gatys.balance_errors(vgg19, style, content, style)[1][0]) == pytest.approx(0.0, abs=1e-6)

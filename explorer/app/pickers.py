@@ -90,9 +90,25 @@ def decode_upload(data: bytes, name: str | None, role: str, max_side: int | None
             _return_freed_memory()
 
 
+def _sample_index(samples: Mapping[str, str], default: int | str) -> int:
+    """The position in ``samples`` of ``default``: an index (wrapped around), or a sample's display
+    name or ``skimage.data`` name (``"chelsea (cat)"`` or ``"chelsea"``). Raises ValueError for a
+    name that is not among ``samples``."""
+    names = list(samples)
+    if isinstance(default, int):
+        return default % len(names)
+    for i, (display, func) in enumerate(samples.items()):
+        if default in (display, func):
+            return i
+    raise ValueError(f"no sample named {default!r}; the samples are {', '.join(samples.values())}")
+
+
 def image_picker(label: str, samples: Mapping[str, str], key: str,
-                 default: int = 0) -> tuple[images.LoadedImage | None, str | None]:
+                 default: int | str = 0) -> tuple[images.LoadedImage | None, str | None]:
     """Pick a bundled sample or upload an image.
+
+    ``default`` is the sample the selectbox starts on: its position in ``samples`` or its name
+    (display or ``skimage.data`` name, e.g. ``"chelsea"``).
 
     Returns:
         (image, ref): the decoded image (RGB; an upload through :func:`decode_upload`, at most
@@ -105,7 +121,7 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
     good_key = f"{key}_last_good"
     if source == "Sample":
         names = list(samples)
-        choice = st.selectbox(f"{label}: sample", names, index=min(default, len(names) - 1), key=f"{key}_sample",
+        choice = st.selectbox(f"{label}: sample", names, index=_sample_index(samples, default), key=f"{key}_sample",
                               label_visibility="collapsed")
         st.session_state.pop(good_key, None)  # the upload's image is not kept once a sample is chosen
         try:
@@ -141,7 +157,7 @@ def image_picker(label: str, samples: Mapping[str, str], key: str,
     return img, f"upload:{img.name}"
 
 
-def _content_picker(key: str, width: int, default: int = 0):
+def _content_picker(key: str, width: int, default: int | str = 0):
     content, ref = image_picker("Content image", SAMPLE_CONTENT, key=key, default=default)
     if content is not None:
         st.image(content.image, caption=f"Content: {content.name}", width=width)
@@ -149,33 +165,22 @@ def _content_picker(key: str, width: int, default: int = 0):
 
 
 def content_style_pickers(content_key: str = "content", style_key: str = "style", width: int = 320, *,
-                          content_default: str | None = None, style_default: str | None = None):
+                          content: int | str = 0, style: int | str = 0):
     """Two columns: a content picker and a style picker (:func:`image_picker` over the bundled
-    samples), each showing its image ``width`` px wide. ``content_default`` / ``style_default``:
-    the display name of the sample each picker starts on (a key of :data:`SAMPLE_CONTENT` /
-    :data:`SAMPLE_STYLE`; None = the first).
+    samples), each showing its image ``width`` px wide and starting on the samples ``content``
+    and ``style`` (position or name, as :func:`image_picker`'s ``default``).
 
     Returns:
         (content, content_ref, style, style_ref) as :func:`image_picker` returns them.
     """
     left, right = st.columns(2)
     with left:
-        content, content_ref = _content_picker(content_key, width, _sample_index(SAMPLE_CONTENT, content_default))
+        content_img, content_ref = _content_picker(content_key, width, content)
     with right:
-        style_img, style_ref = image_picker("Style image", SAMPLE_STYLE, key=style_key,
-                                            default=_sample_index(SAMPLE_STYLE, style_default))
+        style_img, style_ref = image_picker("Style image", SAMPLE_STYLE, key=style_key, default=style)
         if style_img is not None:
             st.image(style_img.image, caption=f"Style: {style_img.name}", width=width)
-    return content, content_ref, style_img, style_ref
-
-
-def _sample_index(samples: Mapping[str, str], name: str | None) -> int:
-    """The position of sample ``name`` in ``samples`` (0 for None); ValueError for an unknown name."""
-    if name is None:
-        return 0
-    if name not in samples:
-        raise ValueError(f"no bundled sample named {name!r}; choose one of {', '.join(samples)}")
-    return list(samples).index(name)
+    return content_img, content_ref, style_img, style_ref
 
 
 def _add_style_slot(slots_key: str) -> None:
@@ -187,10 +192,12 @@ def _remove_style_slot(slots_key: str, slot: int) -> None:
     st.session_state[slots_key] = [s for s in st.session_state[slots_key] if s != slot]
 
 
-def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = blend.MAX_STYLES):
+def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = blend.MAX_STYLES, *,
+                       default: int | str = 0):
     """One to ``max_styles`` style pickers (:func:`image_picker` over the bundled style samples),
     with "Add style image" and "Remove" buttons and, when there are two or more, a weight slider
-    each (0 to 1) and the normalized weights (they are divided by their sum).
+    each (0 to 1) and the normalized weights (they are divided by their sum). The first picker
+    starts on the sample ``default`` (position or name), each added one on the next sample.
 
     One style image is the default, and then the picker looks like a single image picker (its
     widget keys are those of ``image_picker(key=key)``). Further images use the keys
@@ -206,13 +213,13 @@ def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = b
     slots_key = f"{key}_slots"
     slots = state.setdefault(slots_key, [0])
     multi = len(slots) > 1
-    names = list(SAMPLE_STYLE)
+    first = _sample_index(SAMPLE_STYLE, default)
     picked = []
     for n, slot in enumerate(slots):
         pkey = key if slot == 0 else f"{key}_{slot + 1}"
         if multi:
             st.markdown(f"**Style image {n + 1}**")
-        img, ref = image_picker("Style image", SAMPLE_STYLE, key=pkey, default=slot % len(names))
+        img, ref = image_picker("Style image", SAMPLE_STYLE, key=pkey, default=first + slot)
         weight = 1.0
         if multi:
             weight = st.slider("Weight", 0.0, 1.0, 1.0, 0.05, key=f"{key}_weight_{slot}",
@@ -241,10 +248,11 @@ def style_blend_picker(key: str = "style", width: int = 320, max_styles: int = b
     return picked
 
 
-def content_blend_pickers(content_key: str = "content", style_key: str = "style", width: int = 320):
+def content_blend_pickers(content_key: str = "content", style_key: str = "style", width: int = 320, *,
+                          content: int | str = 0, style: int | str = 0):
     """Two columns: a content picker and a :func:`style_blend_picker` (1 to 6 style images with
-    weights). With one style image it looks and behaves like :func:`content_style_pickers`
-    (same widget keys).
+    weights), starting on the samples ``content`` and ``style`` (position or name). With one
+    style image it looks and behaves like :func:`content_style_pickers` (same widget keys).
 
     Returns:
         (content, content_ref, styles): content and ref as :func:`image_picker` returns them;
@@ -252,10 +260,10 @@ def content_blend_pickers(content_key: str = "content", style_key: str = "style"
     """
     left, right = st.columns(2)
     with left:
-        content, content_ref = _content_picker(content_key, width)
+        content_img, content_ref = _content_picker(content_key, width, content)
     with right:
-        styles = style_blend_picker(style_key, width=width)
-    return content, content_ref, styles
+        styles = style_blend_picker(style_key, width=width, default=style)
+    return content_img, content_ref, styles
 
 
 #: How the pages name each starting image (``StyleSettings.init``).

@@ -40,7 +40,7 @@ class AugmentSettings(RecipeSettings):
         size: working size (long side, px), or a range sampled per output (grid of 32 from LO).
         beta_range: the style weight beta (alpha = 1), sampled log-uniformly per output
             (relative losses, see :mod:`explorer.style.transfer`). The default (30, 200) brackets
-            StyleSettings' beta of 80, for any VGG19 file. Called ``ratio_range`` before; that
+            StyleSettings' beta of 40, for any VGG19 file. Called ``ratio_range`` before; that
             key of an older recipe is still read (:func:`explorer.core.recipes.migrate`).
         blend: style images per output (1 = one style chosen per output; K > 1 = a blend of K
             distinct styles).

@@ -27,14 +27,14 @@ import torch
 
 from ..optim import objectives
 from ..io.images import resize_long_side, to_tensor
-from ..optim.losses import guided_gram, region_valid
+from ..optim.losses import content_loss, guided_gram, region_valid, style_layer_loss, style_loss
 from ..core.devices import autocast, resolve_precision, to_memory_format, use_channels_last
 from ..nets.models import FeatureNet
 from ..optim.objectives import LayerGuide, Objective
 from .guides import layer_masks, region_layer_masks
 from .settings import StyleSettings
 
-__all__ = ["style_targets", "prepare_images", "term_scales", "gatys_objective"]
+__all__ = ["style_targets", "prepare_images", "term_scales", "gatys_objective", "balance_errors"]
 
 
 def prepare_images(content, style, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,3 +213,39 @@ def gatys_objective(model: FeatureNet, content: torch.Tensor, settings: StyleSet
     if s.tv_weight > 0:
         obj = obj + s.tv_weight * objectives.tv(s.tv_beta)
     return obj
+
+
+@torch.no_grad()
+def balance_errors(model: FeatureNet, image: torch.Tensor, content: torch.Tensor, style: torch.Tensor,
+                   settings: StyleSettings | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far a finished picture is from its content and from its style, by the plain Gatys loss
+    with relative terms (the objective's own functions, :func:`term_scales`, in float32,
+    whatever the settings' loss normalization): the content error ||F - P||^2 / ||P||^2 at the
+    content layer, and the style error sum_l w_l ||G_l - A_l||_F^2 / ||A_l||_F^2 with Gram
+    matrices normalized by the number of positions (Gatys et al. 2016 eq. (1), (4), (5), each
+    divided by its target's squared norm). 0 is a perfect match for either; the photo itself
+    has content error 0. Used to compare a result with another implementation's picture of the
+    same pair (``bench/bench_calibration.py``).
+
+    Args:
+        model: the feature network.
+        image: pictures to score, (B, 3, H, W) in [0, 1], at the content's size.
+        content: the content image (1, 3, H, W) in [0, 1]; style: the style image (1, 3, H', W').
+        settings: layers, layer weights w_l and pooling (default :class:`StyleSettings`: relu4_2,
+            relu1_1 ... relu5_1 with w_l = 1/5, max pooling).
+
+    Returns:
+        (content error, style error), each a (B,) float32 tensor (dimensionless).
+
+    Raises:
+        UnknownLayerError: a layer the network does not have.
+    """
+    s = settings or StyleSettings()
+    targets = style_targets(model, style, s.style_layers, pooling=s.pooling, precision="fp32")
+    dev = model.device
+    p = model.features(content.to(dev, torch.float32), [s.content_layer], pooling=s.pooling)[s.content_layer]
+    f = model.features(image.to(dev, torch.float32), [*s.style_layers, s.content_layer], pooling=s.pooling)
+    c_scale, st_scale = term_scales(p.float(), targets, "relative", image.shape[0])
+    c_err = content_loss(f[s.content_layer], p) * c_scale
+    per_layer = {l: style_layer_loss(f[l], targets[l]) * st_scale[l] for l in s.style_layers}
+    return c_err, style_loss(per_layer, s.layer_weights)

@@ -62,9 +62,11 @@ class StyleSettings(RecipeSettings):
         optimizer: ``"lbfgs"`` (Gatys et al.) or ``"adam"``.
         lr: learning rate; ``None`` means 1.0 for L-BFGS and 0.02 for Adam (pixels in [0, 1]).
         content_weight: alpha of eq. (7).
-        style_weight: beta of eq. (7). With the default relative losses alpha = 1, beta = 80
-            gives a balance like the published outputs of neural-style (content readable,
-            strokes and palette of the style); the same numbers hold for any VGG19 file.
+        style_weight: beta of eq. (7). With the default relative losses alpha = 1, beta = 40
+            (:data:`DEFAULT_STYLE_WEIGHT`) gives a balance like the published outputs of
+            neural-style: on their six pairs at 256 px the median content error is at most 1.2x
+            theirs and the median style error below theirs (``bench/bench_calibration.py``); the
+            same numbers hold for any VGG19 file.
             With ``loss_normalization="paper"`` the balance depends on the file: the paper's
             alpha/beta = 1e-3 suits the original Caffe VGG19 (activations of about 0-1000),
             torchvision's file needs about 3e-7 (an estimate: its input is 58x smaller, 255 x std,
@@ -255,7 +257,7 @@ def describe_final_losses(row: Mapping, settings: Mapping) -> str:
 
     Returns:
         e.g. ``"Final losses, unweighted: L_content 0.412, L_style 0.00113, R_V^p 0. Weighted
-        total α·L_content + β·L_style + TV = 1·0.412 + 80·0.00113 + 0 = 0.502."``
+        total α·L_content + β·L_style + TV = 1·0.412 + 40·0.00113 + 0 = 0.457."``
     """
     a, b = settings.get("content_weight", 1.0), settings.get("style_weight", DEFAULT_STYLE_WEIGHT)
     tv_w, lam = settings.get("tv_weight", 0.0), settings.get("photo_lambda", 0.0)
