@@ -181,6 +181,8 @@ def test_cgroup_v1_memory_controller_and_no_limit(tmp_path):
 
 
 def _occlusion(per_eval: int, fast: bool, **kw) -> attribution.AttributionSettings:
+    """Occlusion on the bare 64 px picture (no mirrored context) unless ``kw`` says otherwise."""
+    kw = {"context": 0, **kw}
     return attribution.AttributionSettings(method="occlusion", size=64, window=8, stride=4,
                                            perturbations_per_eval=per_eval, fast_occlusion=fast, **kw)
 
@@ -208,6 +210,8 @@ def test_occlusion_estimate_counts_its_batch(vgg19, monkeypatch):
     attribution.AttributionRun(vgg19, image, _occlusion(1, False))
     with pytest.raises(memory.MemoryEstimateError, match=r"64 px occlusion map \(64 images at a time\) needs about"):
         attribution.AttributionRun(vgg19, image, _occlusion(64, False))
+    # the mirrored context is in the estimate: the network sees a larger picture
+    assert attribution.check_attribution_memory(vgg19, image, _occlusion(16, False, context=16)) > need[False, 16]
 
 
 def test_zoom_counts_the_frames_it_keeps(capsys, tmp_path, monkeypatch, shared_models):
