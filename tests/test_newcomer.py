@@ -80,7 +80,8 @@ def test_every_equation_on_the_style_page_names_its_paper_and_number():
 
 def test_final_losses_say_which_are_weighted():
     row = {"content": 0.5, "style": 0.002, "tv": 0.1, "total": 0.5 + 80 * 0.002 + 0.01 * 0.1}
-    line = style_settings.describe_final_losses(row, {**style_settings.StyleSettings().to_dict(), "tv_weight": 0.01})
+    line = style_settings.describe_final_losses(row, {**style_settings.StyleSettings().to_dict(), "tv_weight": 0.01,
+                                                    "style_weight": 80.0})
     assert line.startswith("Final losses, unweighted: L_content 0.5, L_style 0.002, R_V^p 0.1.")
     assert line.endswith("Weighted total α·L_content + β·L_style + TV weight·R_V^p = 1·0.5 + 80·0.002 + "
                          "0.01·0.1 = 0.661.")
