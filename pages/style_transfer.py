@@ -294,7 +294,7 @@ if settings is not None:  # how long Run takes: these settings' work times a per
         ref_lo, ref_hi = style_settings.REFERENCE_STEP_SECONDS
         st.caption(f"Time: about {low:.0f}-{high:.0f} s on a 2-core CPU: {work} = {units:.3g} step units × "
                    f"{ref_lo:g}-{ref_hi:g} s, the time per step at 256 px measured with VGG19 on this project's "
-                   "2-core AMD EPYC CPU while other work shared it (idle it is faster, a GPU far faster; after a "
+                   "2-core AMD EPYC CPU, lightly and heavily shared with other work (a GPU is far faster; after a "
                    "run the estimate uses this session's own time).")
 
 

@@ -290,10 +290,10 @@ def describe_scale_plan(settings: StyleSettings) -> str:
 
 #: Seconds per optimizer step at 256 px (long side) for the default run (VGG19, L-BFGS, fp32),
 #: measured on this project's CPU, an AMD EPYC (Zen 3, AVX2 only) with 2 cores shared with other
-#: work: chelsea + immunohistochemistry (256 x 170 px) on the real Caffe VGG19, 4.0 s per step
-#: over 10 steps at a load average of 22 and 4.3 s over 6 steps at 24. An idle machine is
-#: faster and a GPU far faster; after one run the page uses that run's own time instead.
-REFERENCE_STEP_SECONDS = (4.0, 4.3)
+#: work: chelsea + immunohistochemistry (256 x 170 px) on the real Caffe VGG19, 1.0 s per step at a
+#: load average of 2.5 (the 20 steps between a 5-step and a 25-step run) and 4.3 s over 6 steps at
+#: a load average of 24. A GPU is far faster; after one run the page uses that run's own time instead.
+REFERENCE_STEP_SECONDS = (1.0, 4.3)
 
 
 def step_units(settings: StyleSettings) -> float:
