@@ -1,7 +1,7 @@
 """The gallery's paper-ratio picture: the real Caffe VGG19 (``vgg19-caffe-features-q8.pth``)
 normalized as in Gatys et al. on the bundled samples (256 px), then tubingen in the style of
 starry_night at 256 px with the paper's losses and alpha/beta = 1e-3 (alpha 1, beta 1000), 100
-L-BFGS steps, the app's other defaults. Prints the normalized network's per-channel mean on the
+L-BFGS steps from faint white noise (Gatys et al. started from white noise; ``--init``, ``--noise-scale``), the app's other defaults. Prints the normalized network's per-channel mean on the
 held-out pictures, the share of each style layer in the paper-scale style loss at the start,
 the result's SSIM to the photo and its relative Gram error to the painting, and writes
 ``docs/gallery/paper_ratio_normalized_vgg19.png``.
@@ -37,10 +37,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--init", default="noise", help="the start (default noise: white noise, as Gatys et al.)")
+    ap.add_argument("--noise-scale", type=float, default=0.01,
+                    help="amplitude of the starting noise around mid-grey (1 = uniform [0, 1]: grainy after 100 steps)")
     args = ap.parse_args()
     shared = Path(os.environ.get("EXPLORER_SHARED") or ROOT.parent / "shared")
     source = shared / "weights" / "vgg19-caffe-features-q8.pth"
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get('THREADS', '2')))
     t = time.perf_counter()
     base = models.load_model("vgg19", weights=source, device="cpu")
     result = normalize.normalize_vgg(base, normalize.normalization_images(size=256), size=256)
@@ -64,7 +67,8 @@ def main() -> None:
     s = images.load_image(shared / "images" / "starry_night.jpg").image
     content, style_img = gatys.prepare_images(c, s, args.size)
     st = style_settings.StyleSettings(size=args.size, steps=args.steps, precision="fp32", loss_normalization="paper",
-                                      content_weight=1.0, style_weight=1e3)
+                                      content_weight=1.0, style_weight=1e3,
+                                      init=args.init, noise_scale=args.noise_scale)
     for name, model in (("caffe", base), ("normalized", net)):
         run = transfer.StyleTransfer(model, content, style_img, st)
         with torch.no_grad():
