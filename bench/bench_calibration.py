@@ -81,10 +81,9 @@ def main() -> int:
     ap.add_argument("--save", help="folder for our pictures (PNG, one per pair and beta)")
     ap.add_argument("--json", help="write every figure here")
     a = ap.parse_args()
-    src = SHARED / "weights" / "vgg19-caffe-features-q8.pth"
-    if not src.is_file():
-        print(f"error: {src} not found (set EXPLORER_SHARED to the shared folder)", file=sys.stderr)
-        return 2
+    src = harness.shared_weights()
+    if src is None:
+        return harness.no_shared_weights()
     names = [p.strip() for p in a.pairs.split(",") if p.strip()]
     unknown = [p for p in names if p not in PAIRS]
     if unknown:

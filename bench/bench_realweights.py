@@ -120,10 +120,9 @@ def main() -> int:
     ap.add_argument("--reference-size", type=int, default=256)
     ap.add_argument("--json", help="write every figure here")
     a = ap.parse_args()
-    src = SHARED / "weights" / "vgg19-caffe-features-q8.pth"
-    if not src.is_file():
-        print(f"error: {src} not found (set EXPLORER_SHARED to the shared folder)", file=sys.stderr)
-        return 2
+    src = harness.shared_weights()
+    if src is None:
+        return harness.no_shared_weights()
     print(f"machine: {harness.machine_line()}")
     rows, out = [], ROOT / "bench" / "out"
     for scale in [float(v) for v in a.scales.split(",")]:

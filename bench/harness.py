@@ -272,6 +272,12 @@ def shared_weights(name: str = "vgg19-caffe-features-q8.pth") -> Path | None:
     return path if path.is_file() else None
 
 
+def no_shared_weights(name: str = "vgg19-caffe-features-q8.pth") -> int:
+    """Say on stderr that the real weights file is missing and where to point; the exit status 2."""
+    print(f"error: {SHARED / 'weights' / name} not found (set EXPLORER_SHARED to the shared folder)", file=sys.stderr)
+    return 2
+
+
 def untrained_vgg19_file(path: Path = OUT_DIR / "vgg19-untrained.pth") -> tuple[Path, bool]:
     """A torchvision VGG19 state_dict with untrained weights (``torch.manual_seed(0)``, the same
     parameters as ``load_model("vgg19", weights="untrained")``), written once (atomically).

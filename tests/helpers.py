@@ -156,3 +156,16 @@ def open_app_page(page: str, timeout: float = 120):
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+def conv_only_vgg19_folder(tmp_path: Path) -> Path:
+    """A weights folder holding a seeded VGG19 file with conv layers only (no classifier), named
+    like the Caffe file: what a network without a class objective looks like to the pages."""
+    import torchvision
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    torch.manual_seed(3)
+    sd = torchvision.models.vgg19(weights=None).features.state_dict()
+    torch.save({f"features.{k}": v for k, v in sd.items()}, folder / "vgg19-caffe-conv.pth")
+    return folder

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import app_env
+from tests.helpers import app_env, conv_only_vgg19_folder
 
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (fixture re-exported)
 
@@ -161,15 +161,7 @@ def test_live_figure_keeps_weighted_loss_curves_for_style_rows():
 def test_class_objective_without_a_classifier_shows_one_error_and_no_cli_flag(monkeypatch, tmp_path):
     """A conv-only VGG19 file (as the Caffe one) has no class scores: the page says so once, in
     the page's words, and offers no Run; before, a second error asked for ``--class NAME``."""
-    import torch
-    import torchvision
-
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    torch.manual_seed(3)
-    sd = torchvision.models.vgg19(weights=None).features.state_dict()
-    torch.save({f"features.{k}": v for k, v in sd.items()}, folder / "vgg19-caffe-conv.pth")
-    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(conv_only_vgg19_folder(tmp_path)))
     from explorer.app import ui
 
     try:

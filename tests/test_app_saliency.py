@@ -21,7 +21,7 @@ from explorer.saliency import attribution
 from explorer.io import images, samples
 from explorer.saliency.methods import context_margin
 from explorer.saliency.occlusion import occlusion_windows
-from tests.helpers import app_env, open_app_page
+from tests.helpers import app_env, open_app_page, conv_only_vgg19_folder
 from tests.test_app import downloads, errors, png_of  # noqa: F401  (downloads is a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -463,15 +463,7 @@ def test_class_objective_names_its_class_on_the_page():
 
 
 def test_class_objective_on_a_conv_only_file_says_so_in_one_line(monkeypatch, tmp_path):
-    import torch
-    import torchvision
-
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    torch.manual_seed(3)
-    sd = torchvision.models.vgg19(weights=None).features.state_dict()
-    torch.save({f"features.{k}": v for k, v in sd.items()}, folder / "vgg19-caffe-conv.pth")
-    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(folder))
+    monkeypatch.setenv("EXPLORER_WEIGHTS_DIR", str(conv_only_vgg19_folder(tmp_path)))
     from explorer.app import ui
 
     try:
