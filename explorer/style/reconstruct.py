@@ -300,14 +300,14 @@ class ReconstructResult:
 
 def _stack(rows: list[Image.Image], title: str) -> Image.Image:
     """``rows`` one above the other on white under a one-line ``title``, 8 px apart."""
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=12)  # at Pillow's default 10 px its spaces are 2 px: words run together
     width = max([r.width for r in rows] + [1])
     lines = wrap_label(ImageDraw.Draw(Image.new("RGB", (1, 1))), title, width - 4, font)
-    title_h = 14 * len(lines) + 4
+    title_h = 16 * len(lines) + 4
     out = Image.new("RGB", (width, title_h + sum(r.height + 8 for r in rows)), "white")
     draw = ImageDraw.Draw(out)
     for j, line in enumerate(lines):
-        draw.text((2, 2 + 14 * j), line, fill="black", font=font)
+        draw.text((2, 2 + 16 * j), line, fill="black", font=font)
     y = title_h
     for r in rows:
         out.paste(r, (0, y))
