@@ -169,6 +169,8 @@ with st.expander("Which layers, and why white noise"):
         "representation of growing sets: conv1_1; conv1_1 + conv2_1; ... up to conv5_1. Every picture starts "
         "as white noise and L-BFGS changes the pixels until that one term is as small as it gets: nothing of "
         "the image is put in at the start, so whatever of it appears came from the layers' features alone. "
+        f"The noise is faint (amplitude {defaults.noise_scale:g} around mid-grey, like neural-style's random "
+        f"start): from full-range noise a fine grain that the layers barely see is still there after {defaults.steps} steps. "
         "This is Mahendran & Vedaldi's inversion of a representation (CVPR 2015), done layer by layer.")
 with st.expander("Why the deep content reconstructions look abstract"):
     st.markdown(
